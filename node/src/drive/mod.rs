@@ -1,0 +1,66 @@
+//! A drive: a synced key-value store for metadata plus a tree of shard files.
+//!
+//! The object layer only sees this trait, so a drive can be a local directory (`local`), a remote
+//! node over gRPC or an in-memory drive with crash semantics in the simulator. Paths are relative
+//! to the drive and use `/`; keys are raw bytes ordered bytewise.
+
+pub mod format;
+pub mod local;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum DriveError {
+    #[error("not found")]
+    NotFound,
+    #[error("drive is offline")]
+    Offline,
+    #[error("invalid path {0:?}")]
+    InvalidPath(String),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("metadata store: {0}")]
+    Meta(String),
+}
+
+/// An open shard file being written; nothing is visible or durable until `finish`.
+#[async_trait]
+pub trait ShardWriter: Send {
+    async fn write(&mut self, data: Bytes) -> Result<(), DriveError>;
+    /// Flushes and fsyncs the file.
+    async fn finish(self: Box<Self>) -> Result<(), DriveError>;
+}
+
+/// One change in an atomic, synced metadata batch.
+#[derive(Debug, Clone)]
+pub enum MetaOp {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+}
+
+#[async_trait]
+pub trait Drive: Send + Sync + 'static {
+    /// A name for logs and errors (the path or endpoint).
+    fn label(&self) -> &str;
+
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DriveError>;
+    /// Applies every op atomically and syncs before returning.
+    async fn apply(&self, ops: Vec<MetaOp>) -> Result<(), DriveError>;
+    /// Up to `limit` entries whose key starts with `prefix` and sorts strictly after `after`.
+    async fn scan(&self, prefix: &[u8], after: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DriveError>;
+
+    /// Creates (truncating) a file; parent directories are created as needed.
+    async fn create_file(&self, path: &str) -> Result<Box<dyn ShardWriter>, DriveError>;
+    /// Reads `len` bytes at `offset`; a short file is an error.
+    async fn read_file(&self, path: &str, offset: u64, len: usize) -> Result<Bytes, DriveError>;
+    /// Atomically renames a file or directory (replacing an existing target) and syncs the parent.
+    async fn rename(&self, from: &str, to: &str) -> Result<(), DriveError>;
+    /// Removes a file or a directory tree; a missing path is not an error.
+    async fn delete(&self, path: &str) -> Result<(), DriveError>;
+    /// Fails when the drive cannot serve (unreachable, or wiped under a running server).
+    async fn health(&self) -> Result<(), DriveError>;
+    /// Names of the entries of a directory (empty if it does not exist).
+    async fn list_dir(&self, path: &str) -> Result<Vec<String>, DriveError>;
+}

@@ -1,0 +1,46 @@
+//! What the object layer can fail with; mapped to S3 error codes once, in `s3::error`.
+
+use thiserror::Error;
+
+use crate::drive::DriveError;
+use crate::erasure::ErasureError;
+
+#[derive(Debug, Error)]
+pub enum ObjectError {
+    #[error("the specified bucket does not exist")]
+    NoSuchBucket,
+    #[error("the specified key does not exist")]
+    NoSuchKey,
+    #[error("the specified version does not exist")]
+    NoSuchVersion,
+    #[error("the specified multipart upload does not exist")]
+    NoSuchUpload,
+    #[error("not enough drives answered to read safely ({have} of {need})")]
+    ReadQuorum { have: usize, need: usize },
+    #[error("not enough drives took the write ({have} of {need})")]
+    WriteQuorum { have: usize, need: usize },
+    #[error("object data is damaged beyond what parity can repair")]
+    Unrecoverable,
+    #[error("{0}")]
+    BadDigest(String),
+    #[error("your proposed upload exceeds the maximum allowed size")]
+    EntityTooLarge,
+    #[error("your proposed upload is smaller than the minimum allowed object size")]
+    EntityTooSmall,
+    #[error("one or more of the specified parts could not be found or its entity tag did not match")]
+    InvalidPart,
+    #[error("the list of parts was not in ascending order")]
+    InvalidPartOrder,
+    #[error("the request body terminated unexpectedly: {0}")]
+    IncompleteBody(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("drive: {0}")]
+    Drive(#[from] DriveError),
+    #[error("erasure: {0}")]
+    Erasure(#[from] ErasureError),
+    #[error("corrupt metadata: {0}")]
+    CorruptMeta(String),
+}
+
+pub type ObjectResult<T> = Result<T, ObjectError>;

@@ -1,0 +1,255 @@
+//! Healing: rebuilding missing or damaged shards from the healthy ones. Triggered by reads that hit
+//! damage, by `cairn admin heal`, and at start-up when a drive comes back empty.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use futures::future::join_all;
+use prost::Message;
+use serde::Serialize;
+
+use cairn_proto::meta::{ObjectVersion, PartInfo};
+
+use super::error::{ObjectError, ObjectResult};
+use super::read::{fetch_verified, ShardReader, ShardSource};
+use super::set::ErasureSet;
+use super::{keys, quorum, read_record, replace_version, shard_reader, ObjectLayer};
+use crate::bitrot::{self, HASH_LEN};
+use crate::drive::{DriveError, MetaOp, ShardWriter};
+
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct HealSummary {
+    pub objects_scanned: u64,
+    pub objects_healed: u64,
+    pub shards_written: u64,
+    pub dangling_removed: u64,
+    pub errors: u64,
+}
+
+impl HealSummary {
+    fn add(&mut self, o: &HealSummary) {
+        self.objects_scanned += o.objects_scanned;
+        self.objects_healed += o.objects_healed;
+        self.shards_written += o.shards_written;
+        self.dangling_removed += o.dangling_removed;
+        self.errors += o.errors;
+    }
+}
+
+/// Stored lengths of every block of a part's shard.
+fn shard_lens(r: &ShardReader, part: &PartInfo) -> Vec<usize> {
+    (0..r.blocks(part.size)).map(|b| r.erasure.shard_len(r.block_len(part.size, b))).collect()
+}
+
+/// Does shard `src` hold every block of every part intact?
+async fn shard_intact(r: &ShardReader, src: &ShardSource, parts: &[PartInfo]) -> bool {
+    for part in parts {
+        let lens = shard_lens(r, part);
+        let total = bitrot::stored_len(lens.iter().copied());
+        if fetch_verified(src, &keys::part_file(part.number), 0, total, &lens).await.is_none() {
+            return false;
+        }
+    }
+    true
+}
+
+impl ObjectLayer {
+    /// Checks every shard of the key's latest version and rewrites the missing or damaged ones.
+    pub async fn heal_object(&self, bucket: &str, key: &str) -> ObjectResult<HealSummary> {
+        let _guard = self.locks.lock(self.key_hash(bucket, key)).await;
+        let (set, dist) = self.place(bucket, key);
+        let meta_key = keys::object(bucket, key);
+        let records = set.read_records(&meta_key).await;
+        let mut summary = HealSummary { objects_scanned: 1, ..Default::default() };
+        let resolved = match quorum::resolve(&records, None, set.read_quorum, set.write_quorum) {
+            Ok(r) => r,
+            Err(ObjectError::NoSuchKey) => {
+                summary.dangling_removed = remove_dangling(set, &meta_key, &records).await;
+                return Ok(summary);
+            }
+            Err(e) => return Err(e),
+        };
+        let version = resolved.version.clone();
+        let dist = version.erasure.as_ref().map(|e| e.distribution.clone()).unwrap_or(dist);
+        let mut reader = shard_reader(set, &resolved)?;
+        let n = reader.erasure.total_shards();
+
+        // Which shards need rewriting: absent, or failing verification.
+        let checks = join_all((0..n).map(|i| {
+            let src = reader.sources[i].clone();
+            let (r, parts) = (&reader, &version.parts);
+            async move {
+                match src {
+                    Some(s) => shard_intact(r, &s, parts).await,
+                    None => false,
+                }
+            }
+        }))
+        .await;
+        let targets: Vec<usize> = (0..n).filter(|i| !checks[*i]).collect();
+        if targets.is_empty() || version.delete_marker {
+            return Ok(summary);
+        }
+        for &t in &targets {
+            reader.sources[t] = None;
+            reader.bad[t] = true;
+        }
+
+        let tmp = keys::tmp_dir(&self.new_id());
+        let result = self.rebuild(set, &dist, &version, &mut reader, &targets, &tmp, &meta_key).await;
+        futures::future::join_all(targets.iter().map(|&t| set.drives[dist[t] as usize].delete(&tmp))).await;
+        let written = result?;
+        summary.shards_written = written as u64;
+        summary.objects_healed = u64::from(written > 0);
+        Ok(summary)
+    }
+
+    /// Rebuilds shards `targets` of `version` block by block and commits them on their drives.
+    #[allow(clippy::too_many_arguments)]
+    async fn rebuild(
+        &self,
+        set: &ErasureSet,
+        dist: &[u32],
+        version: &ObjectVersion,
+        reader: &mut ShardReader,
+        targets: &[usize],
+        tmp: &str,
+        meta_key: &[u8],
+    ) -> ObjectResult<usize> {
+        let drive_of = |t: usize| set.drives[dist[t] as usize].clone();
+        let mut inline: Vec<Vec<u8>> = vec![Vec::new(); targets.len()];
+        let mut healthy = vec![true; targets.len()];
+        for part in &version.parts {
+            let mut writers: Vec<Option<Box<dyn ShardWriter>>> = Vec::new();
+            if !version.inlined {
+                for &t in targets {
+                    let path = format!("{tmp}/{}", keys::part_file(part.number));
+                    writers.push(drive_of(t).create_file(&path).await.ok());
+                }
+            }
+            let blocks = reader.blocks(part.size);
+            let mut b = 0;
+            while b < blocks {
+                let last = (b + 3).min(blocks - 1);
+                let mut got = reader.read_blocks(part, b, last).await?;
+                for shards in got.iter_mut() {
+                    reader.erasure.reconstruct(shards, true)?;
+                    for (j, &t) in targets.iter().enumerate() {
+                        let chunk = shards[t].as_deref().unwrap_or_default();
+                        if version.inlined {
+                            bitrot::append_block(&mut inline[j], chunk);
+                        } else if let Some(w) = writers[j].as_mut() {
+                            let mut buf = Vec::with_capacity(HASH_LEN + chunk.len());
+                            bitrot::append_block(&mut buf, chunk);
+                            if w.write(Bytes::from(buf)).await.is_err() {
+                                writers[j] = None;
+                            }
+                        }
+                    }
+                }
+                b = last + 1;
+            }
+            for (j, w) in writers.into_iter().enumerate() {
+                let ok = match w {
+                    Some(w) => w.finish().await.is_ok(),
+                    None => false,
+                };
+                healthy[j] &= ok;
+            }
+        }
+
+        let mut written = 0;
+        for (j, &t) in targets.iter().enumerate().filter(|(j, _)| healthy[*j]) {
+            let drive = drive_of(t);
+            let mut v = version.clone();
+            if let Some(e) = v.erasure.as_mut() {
+                e.shard_index = t as u32;
+            }
+            if version.inlined {
+                v.inline_data = std::mem::take(&mut inline[j]);
+            }
+            let res: Result<(), DriveError> = async {
+                if !version.inlined {
+                    let dir = keys::data_dir(&version.data_dir);
+                    for part in &version.parts {
+                        let f = keys::part_file(part.number);
+                        drive.rename(&format!("{tmp}/{f}"), &format!("{dir}/{f}")).await?;
+                    }
+                }
+                let mut record = read_record(drive.as_ref(), meta_key).await?.unwrap_or_default();
+                let freed = replace_version(&mut record, v);
+                drive.apply(vec![MetaOp::Put(meta_key.to_vec(), record.encode_to_vec())]).await?;
+                for old in freed {
+                    drive.delete(&keys::data_dir(&old)).await?;
+                }
+                Ok(())
+            }
+            .await;
+            match res {
+                Ok(()) => written += 1,
+                Err(e) => tracing::warn!(drive = drive.label(), error = %e, "heal write failed"),
+            }
+        }
+        Ok(written)
+    }
+
+    /// Heals every object of the given buckets on every set.
+    pub async fn heal_all(&self, buckets: &[String]) -> HealSummary {
+        let mut summary = HealSummary::default();
+        for bucket in buckets {
+            for set in &self.sets {
+                let prefix = keys::bucket_objects(bucket);
+                let mut cursor = prefix.clone();
+                loop {
+                    let rows = join_all(set.drives.iter().map(|d| d.scan(&prefix, &cursor, 1000))).await;
+                    let mut keys_seen = BTreeSet::new();
+                    let mut bound: Option<Vec<u8>> = None;
+                    for r in rows.iter().flatten() {
+                        if r.len() >= 1000 {
+                            if let Some((k, _)) = r.last() {
+                                bound = Some(bound.map_or(k.clone(), |b: Vec<u8>| b.min(k.clone())));
+                            }
+                        }
+                        keys_seen.extend(r.iter().map(|(k, _)| k.clone()));
+                    }
+                    for k in keys_seen.iter().filter(|k| bound.as_ref().is_none_or(|b| *k <= b)) {
+                        let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                        match self.heal_object(bucket, &key).await {
+                            Ok(s) => summary.add(&s),
+                            Err(e) => {
+                                tracing::warn!(bucket, key, error = %e, "heal failed");
+                                summary.objects_scanned += 1;
+                                summary.errors += 1;
+                            }
+                        }
+                    }
+                    match bound {
+                        Some(b) => cursor = b,
+                        None => break,
+                    }
+                }
+            }
+        }
+        summary
+    }
+}
+
+/// Deletes a key that exists on too few drives to ever be read (a write that never reached quorum).
+async fn remove_dangling(
+    set: &ErasureSet,
+    meta_key: &[u8],
+    records: &[Result<Option<cairn_proto::meta::ObjectRecord>, DriveError>],
+) -> u64 {
+    let mut removed = 0;
+    for (d, r) in records.iter().enumerate() {
+        let Ok(Some(rec)) = r else { continue };
+        let drive = &set.drives[d];
+        if drive.apply(vec![MetaOp::Delete(meta_key.to_vec())]).await.is_ok() {
+            for v in rec.versions.iter().filter(|v| !v.data_dir.is_empty()) {
+                let _ = drive.delete(&keys::data_dir(&v.data_dir)).await;
+            }
+            removed = 1;
+        }
+    }
+    removed
+}

@@ -1,0 +1,413 @@
+//! The object layer: objects as erasure-coded versions spread over sets of drives.
+//!
+//! Every write goes to temp files first, is fsynced, renamed into place and only then recorded in
+//! each drive's metadata (synced), so an interrupted write is never visible. Reads trust only what
+//! a read quorum of drives agrees on.
+
+pub mod error;
+pub mod heal;
+pub mod keys;
+pub mod list;
+pub mod multipart;
+pub mod quorum;
+pub mod read;
+pub mod set;
+pub mod write;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::Stream;
+use highway::{HighwayHash, HighwayHasher, Key};
+use prost::Message;
+use tokio::sync::mpsc;
+
+use cairn_proto::meta::{ErasureInfo, KeyValue, ObjectRecord, ObjectVersion, PartInfo};
+
+pub use error::{ObjectError, ObjectResult};
+use read::{ObjectReader, ShardReader, ShardSource};
+pub use set::ErasureSet;
+use write::{ShardTargets, WriteOutcome};
+
+use crate::clock::SharedClock;
+use crate::drive::{Drive, MetaOp};
+use crate::erasure::layout::{distribution, Layout};
+use crate::erasure::{Erasure, BLOCK_SIZE};
+
+/// AWS's limit for a single PUT.
+pub const MAX_OBJECT_SIZE: u64 = 5 << 30;
+/// The version id of objects written while versioning is off.
+pub const NULL_VERSION: &str = "null";
+
+/// A version as S3 responses describe it (no shard bytes).
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    pub bucket: String,
+    pub key: String,
+    pub version: ObjectVersion,
+}
+
+/// What the client sent along with the bytes.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    pub headers: Vec<KeyValue>,
+    pub user_metadata: Vec<KeyValue>,
+    pub tags: Vec<KeyValue>,
+}
+
+/// An object (key in a bucket) that needs its shards checked and repaired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealRequest {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// A version opened for reading: its description and a reader of any byte range of it.
+pub struct GetHandle {
+    pub info: ObjectInfo,
+    reader: ShardReader,
+    heal: HealRequest,
+    heal_tx: mpsc::UnboundedSender<HealRequest>,
+}
+
+impl GetHandle {
+    /// Streams bytes `start..end` (end exclusive, within the object).
+    pub fn stream(self, start: u64, end: u64) -> impl Stream<Item = ObjectResult<Bytes>> + Send {
+        let tx = self.heal_tx;
+        let req = self.heal;
+        let on_damage = Box::new(move || {
+            let _ = tx.send(req);
+        });
+        ObjectReader::new(self.reader, self.info.version.parts.clone(), start, end, on_damage).into_stream()
+    }
+}
+
+/// Namespace locks: writers of one key commit one at a time, so every drive sees the same order.
+struct NsLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl NsLocks {
+    fn new() -> Self {
+        Self((0..1024).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+
+    async fn lock(&self, hash: u64) -> tokio::sync::MutexGuard<'_, ()> {
+        self.0[(hash % self.0.len() as u64) as usize].lock().await
+    }
+}
+
+pub struct ObjectLayer {
+    pub sets: Vec<ErasureSet>,
+    pub layout: Layout,
+    placement_key: Key,
+    pub clock: SharedClock,
+    locks: NsLocks,
+    heal_tx: mpsc::UnboundedSender<HealRequest>,
+}
+
+impl ObjectLayer {
+    /// Builds the layer over `drives` (in endpoint order); the receiver yields objects found damaged.
+    pub fn new(
+        drives: Vec<Arc<dyn Drive>>,
+        layout: Layout,
+        deployment_id: &str,
+        clock: SharedClock,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<HealRequest>), ObjectError> {
+        let erasure = Erasure::new(layout.data(), layout.parity)?;
+        let sets = drives
+            .chunks(layout.set_size)
+            .map(|c| ErasureSet {
+                drives: c.to_vec(),
+                erasure,
+                read_quorum: layout.read_quorum(),
+                write_quorum: layout.write_quorum(),
+            })
+            .collect();
+        let mut k = [0u64; 4];
+        for (i, chunk) in deployment_id.as_bytes().chunks(8).take(4).enumerate() {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            k[i] = u64::from_le_bytes(b);
+        }
+        let (heal_tx, heal_rx) = mpsc::unbounded_channel();
+        Ok((Self { sets, layout, placement_key: Key(k), clock, locks: NsLocks::new(), heal_tx }, heal_rx))
+    }
+
+    fn key_hash(&self, bucket: &str, key: &str) -> u64 {
+        let mut h = HighwayHasher::new(self.placement_key);
+        h.append(bucket.as_bytes());
+        h.append(b"/");
+        h.append(key.as_bytes());
+        h.finalize64()
+    }
+
+    /// The set an object lives in and the set-drive index of each of its shards.
+    pub fn place(&self, bucket: &str, key: &str) -> (&ErasureSet, Vec<u32>) {
+        let h = self.key_hash(bucket, key);
+        let set = &self.sets[(h % self.sets.len() as u64) as usize];
+        (set, distribution(h >> 20, set.size()))
+    }
+
+    fn new_id(&self) -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+
+    /// Reads and resolves the agreed version of a key.
+    async fn resolve(&self, bucket: &str, key: &str, version_id: Option<&str>) -> ObjectResult<quorum::Resolved> {
+        let (set, _) = self.place(bucket, key);
+        let records = set.read_records(&keys::object(bucket, key)).await;
+        quorum::resolve(&records, version_id, set.read_quorum, set.write_quorum)
+    }
+
+    pub async fn head_object(&self, bucket: &str, key: &str, version_id: Option<&str>) -> ObjectResult<ObjectInfo> {
+        let r = self.resolve(bucket, key, version_id).await?;
+        if r.version.delete_marker {
+            return Err(ObjectError::NoSuchKey);
+        }
+        Ok(ObjectInfo { bucket: bucket.into(), key: key.into(), version: r.version })
+    }
+
+    pub async fn get_object(&self, bucket: &str, key: &str, version_id: Option<&str>) -> ObjectResult<GetHandle> {
+        let (set, _) = self.place(bucket, key);
+        let r = self.resolve(bucket, key, version_id).await?;
+        if r.version.delete_marker {
+            return Err(ObjectError::NoSuchKey);
+        }
+        let reader = shard_reader(set, &r)?;
+        Ok(GetHandle {
+            info: ObjectInfo { bucket: bucket.into(), key: key.into(), version: r.version },
+            reader,
+            heal: HealRequest { bucket: bucket.into(), key: key.into() },
+            heal_tx: self.heal_tx.clone(),
+        })
+    }
+
+    /// Stores a new object from `body`. `verify` sees the digests before anything becomes visible
+    /// and returns the checksums to record.
+    pub async fn put_object<S, E, V>(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: S,
+        hasher: s3s::checksum::ChecksumHasher,
+        opts: PutOptions,
+        verify: V,
+    ) -> ObjectResult<ObjectInfo>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+        V: FnOnce(&WriteOutcome) -> ObjectResult<Vec<KeyValue>>,
+    {
+        let (set, dist) = self.place(bucket, key);
+        let tmp = keys::tmp_dir(&self.new_id());
+        let targets = ShardTargets {
+            drives: dist.iter().map(|&d| set.drives[d as usize].clone()).collect(),
+            path: format!("{tmp}/{}", keys::part_file(1)),
+        };
+        let outcome = write::write_stream(set, &targets, body, hasher, MAX_OBJECT_SIZE, true).await;
+        let outcome = match outcome.and_then(|o| verify(&o).map(|c| (o, c))) {
+            Ok(v) => v,
+            Err(e) => {
+                cleanup(set, &tmp).await;
+                return Err(e);
+            }
+        };
+        let (out, checksums) = outcome;
+        let etag = hex::encode(out.md5);
+        let now = self.clock.now_ns();
+        let data_dir = if out.inline.is_some() { String::new() } else { self.new_id() };
+        let version = ObjectVersion {
+            version_id: NULL_VERSION.into(),
+            delete_marker: false,
+            mod_time_ns: now,
+            size: out.size,
+            etag: etag.clone(),
+            headers: opts.headers,
+            user_metadata: opts.user_metadata,
+            tags: opts.tags,
+            checksums: checksums.clone(),
+            parts: vec![PartInfo { number: 1, size: out.size, etag, mod_time_ns: now, checksums }],
+            erasure: Some(erasure_info(set, &dist)),
+            data_dir,
+            inline_data: Vec::new(),
+            inlined: out.inline.is_some(),
+        };
+        let moves = if out.inline.is_some() { vec![] } else { vec![(tmp.clone(), keys::data_dir(&version.data_dir))] };
+        let res = self.commit(set, bucket, key, &dist, &version, &out.ok, out.inline.as_deref(), &moves).await;
+        if res.is_err() {
+            cleanup(set, &tmp).await;
+        }
+        res?;
+        Ok(ObjectInfo { bucket: bucket.into(), key: key.into(), version })
+    }
+
+    /// Records `version` on every drive whose shard was written: moves the shard files into place,
+    /// then replaces the key's null version in the drive's metadata.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &self,
+        set: &ErasureSet,
+        bucket: &str,
+        key: &str,
+        dist: &[u32],
+        version: &ObjectVersion,
+        shard_ok: &[bool],
+        inline: Option<&[Vec<u8>]>,
+        moves: &[(String, String)],
+    ) -> ObjectResult<()> {
+        let _guard = self.locks.lock(self.key_hash(bucket, key)).await;
+        let meta_key = keys::object(bucket, key);
+        set.on_all(|d, drive| {
+            let shard = dist.iter().position(|&x| x as usize == d).unwrap_or(0);
+            let ok = shard_ok.get(shard).copied().unwrap_or(false);
+            let mut v = version.clone();
+            if let Some(e) = v.erasure.as_mut() {
+                e.shard_index = shard as u32;
+            }
+            if let Some(inline) = inline {
+                v.inline_data = inline.get(shard).cloned().unwrap_or_default();
+            }
+            let meta_key = meta_key.clone();
+            async move {
+                if !ok {
+                    return Err(crate::drive::DriveError::Offline);
+                }
+                for (from, to) in moves {
+                    drive.rename(&format!("{from}"), to).await?;
+                }
+                let mut record = read_record(drive.as_ref(), &meta_key).await?.unwrap_or_default();
+                let replaced = replace_version(&mut record, v);
+                drive.apply(vec![MetaOp::Put(meta_key, record.encode_to_vec())]).await?;
+                for old in replaced {
+                    drive.delete(&keys::data_dir(&old)).await?;
+                }
+                Ok(())
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Removes the null version of a key (no versioning yet): an absent key is not an error.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> ObjectResult<()> {
+        let _guard = self.locks.lock(self.key_hash(bucket, key)).await;
+        let (set, _) = self.place(bucket, key);
+        let meta_key = keys::object(bucket, key);
+        set.on_all(|_, drive| {
+            let meta_key = meta_key.clone();
+            async move {
+                let Some(mut record) = read_record(drive.as_ref(), &meta_key).await? else {
+                    return Ok(());
+                };
+                let (gone, kept): (Vec<_>, Vec<_>) =
+                    record.versions.into_iter().partition(|v| v.version_id == NULL_VERSION);
+                record.versions = kept;
+                let op = if record.versions.is_empty() {
+                    MetaOp::Delete(meta_key)
+                } else {
+                    MetaOp::Put(meta_key, record.encode_to_vec())
+                };
+                drive.apply(vec![op]).await?;
+                for v in gone.iter().filter(|v| !v.data_dir.is_empty()) {
+                    drive.delete(&keys::data_dir(&v.data_dir)).await?;
+                }
+                Ok(())
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Changes metadata of the agreed version in place (tags): only drives holding it are updated.
+    pub async fn update_version<F>(&self, bucket: &str, key: &str, version_id: Option<&str>, f: F) -> ObjectResult<ObjectInfo>
+    where
+        F: Fn(&mut ObjectVersion) + Send + Sync,
+    {
+        let _guard = self.locks.lock(self.key_hash(bucket, key)).await;
+        let (set, _) = self.place(bucket, key);
+        let r = self.resolve(bucket, key, version_id).await?;
+        if r.version.delete_marker {
+            return Err(ObjectError::NoSuchKey);
+        }
+        let meta_key = keys::object(bucket, key);
+        let target = &r.version;
+        let f = &f;
+        set.on_all(|d, drive| {
+            let meta_key = meta_key.clone();
+            let holds = r.copies[d].is_some();
+            async move {
+                if !holds {
+                    return Err(crate::drive::DriveError::NotFound);
+                }
+                let mut record = read_record(drive.as_ref(), &meta_key).await?.unwrap_or_default();
+                for v in record.versions.iter_mut().filter(|v| quorum::same_version(v, target)) {
+                    f(v);
+                }
+                drive.apply(vec![MetaOp::Put(meta_key, record.encode_to_vec())]).await
+            }
+        })
+        .await?;
+        let mut version = r.version.clone();
+        f(&mut version);
+        Ok(ObjectInfo { bucket: bucket.into(), key: key.into(), version })
+    }
+}
+
+fn erasure_info(set: &ErasureSet, dist: &[u32]) -> ErasureInfo {
+    ErasureInfo {
+        data_shards: set.erasure.data_shards() as u32,
+        parity_shards: set.erasure.parity_shards() as u32,
+        block_size: BLOCK_SIZE as u32,
+        distribution: dist.to_vec(),
+        shard_index: 0,
+    }
+}
+
+/// Where each shard of a resolved version can be read from.
+fn shard_reader(set: &ErasureSet, r: &quorum::Resolved) -> ObjectResult<ShardReader> {
+    let e = r.version.erasure.clone().ok_or_else(|| ObjectError::CorruptMeta("no erasure info".into()))?;
+    let erasure = Erasure::new(e.data_shards as usize, e.parity_shards as usize)?;
+    let n = erasure.total_shards();
+    let mut sources = vec![None; n];
+    for (d, copy) in r.copies.iter().enumerate() {
+        let Some(copy) = copy else { continue };
+        let idx = copy.erasure.as_ref().map_or(usize::MAX, |e| e.shard_index as usize);
+        if idx >= n || e.distribution.get(idx).copied() != Some(d as u32) {
+            continue;
+        }
+        sources[idx] = Some(if copy.inlined {
+            ShardSource::Inline(Bytes::from(copy.inline_data.clone()))
+        } else {
+            ShardSource::File { drive: set.drives[d].clone(), dir: keys::data_dir(&copy.data_dir) }
+        });
+    }
+    Ok(ShardReader::new(erasure, u64::from(e.block_size.max(1)), sources))
+}
+
+pub(crate) async fn read_record(drive: &dyn Drive, key: &[u8]) -> Result<Option<ObjectRecord>, crate::drive::DriveError> {
+    match drive.get(key).await? {
+        None => Ok(None),
+        Some(b) => ObjectRecord::decode(b.as_slice()).map(Some).map_err(|e| crate::drive::DriveError::Meta(e.to_string())),
+    }
+}
+
+/// Puts `v` first in the record, dropping any version with the same id; returns the data dirs freed.
+fn replace_version(record: &mut ObjectRecord, v: ObjectVersion) -> Vec<String> {
+    let mut freed = Vec::new();
+    record.versions.retain(|old| {
+        let same = old.version_id == v.version_id;
+        if same && !old.data_dir.is_empty() && old.data_dir != v.data_dir {
+            freed.push(old.data_dir.clone());
+        }
+        !same
+    });
+    record.versions.insert(0, v);
+    freed
+}
+
+/// Best-effort removal of a failed write's temp files.
+async fn cleanup(set: &ErasureSet, tmp: &str) {
+    futures::future::join_all(set.drives.iter().map(|d| d.delete(tmp))).await;
+}
+
+#[cfg(test)]
+mod tests;

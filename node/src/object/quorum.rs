@@ -1,0 +1,126 @@
+//! Deciding what a set of drives agrees on. A version exists when at least `read_quorum` drives hold
+//! identical copies of it; it is known absent when enough drives lack it that no quorum write can
+//! have happened; anything between is not safe to answer.
+
+use cairn_proto::meta::{ObjectRecord, ObjectVersion};
+
+use super::error::{ObjectError, ObjectResult};
+use crate::drive::DriveError;
+
+/// What identifies one write of a version across drives (shard index and inline bytes differ per drive).
+pub fn same_version(a: &ObjectVersion, b: &ObjectVersion) -> bool {
+    a.version_id == b.version_id
+        && a.mod_time_ns == b.mod_time_ns
+        && a.etag == b.etag
+        && a.size == b.size
+        && a.data_dir == b.data_dir
+        && a.delete_marker == b.delete_marker
+}
+
+/// The agreed version of a key, with each drive's own copy of it (None where a drive lacks it).
+pub struct Resolved {
+    pub version: ObjectVersion,
+    pub copies: Vec<Option<ObjectVersion>>,
+}
+
+impl Resolved {
+    pub fn holders(&self) -> usize {
+        self.copies.iter().filter(|c| c.is_some()).count()
+    }
+}
+
+fn pick<'a>(rec: &'a ObjectRecord, version_id: Option<&str>) -> Option<&'a ObjectVersion> {
+    match version_id {
+        None => rec.versions.first(),
+        Some(id) => rec.versions.iter().find(|v| v.version_id == id),
+    }
+}
+
+/// Resolves the latest version (or `version_id`) from every drive's record.
+pub fn resolve(
+    records: &[Result<Option<ObjectRecord>, DriveError>],
+    version_id: Option<&str>,
+    read_quorum: usize,
+    write_quorum: usize,
+) -> ObjectResult<Resolved> {
+    let answered = records.iter().filter(|r| r.is_ok()).count();
+    if answered < read_quorum {
+        return Err(ObjectError::ReadQuorum { have: answered, need: read_quorum });
+    }
+    let candidates: Vec<Option<&ObjectVersion>> =
+        records.iter().map(|r| r.as_ref().ok().and_then(|o| o.as_ref()).and_then(|rec| pick(rec, version_id))).collect();
+    // The candidate with the most identical copies; ties go to the newest.
+    let mut best: Option<(&ObjectVersion, usize)> = None;
+    for v in candidates.iter().flatten() {
+        let n = candidates.iter().flatten().filter(|o| same_version(o, v)).count();
+        let better = match best {
+            None => true,
+            Some((b, bn)) => n > bn || (n == bn && v.mod_time_ns > b.mod_time_ns),
+        };
+        if better {
+            best = Some((v, n));
+        }
+    }
+    let absent = candidates.iter().zip(records).filter(|(c, r)| c.is_none() && r.is_ok()).count();
+    match best {
+        Some((v, n)) if n >= read_quorum => {
+            let copies = candidates.iter().map(|c| c.filter(|o| same_version(o, v)).cloned()).collect();
+            let mut version = v.clone();
+            version.inline_data.clear();
+            Ok(Resolved { version, copies })
+        }
+        _ if absent >= write_quorum || best.is_none() && absent >= read_quorum => Err(if version_id.is_some() {
+            ObjectError::NoSuchVersion
+        } else {
+            ObjectError::NoSuchKey
+        }),
+        Some((_, n)) => Err(ObjectError::ReadQuorum { have: n, need: read_quorum }),
+        None => Err(ObjectError::ReadQuorum { have: 0, need: read_quorum }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(etag: &str) -> Result<Option<ObjectRecord>, DriveError> {
+        Ok(Some(ObjectRecord {
+            versions: vec![ObjectVersion {
+                version_id: "null".into(),
+                etag: etag.into(),
+                mod_time_ns: 1,
+                ..Default::default()
+            }],
+        }))
+    }
+
+    #[test]
+    fn quorum_found() {
+        let rs = vec![rec("a"), rec("a"), rec("a"), rec("a"), Ok(None), Err(DriveError::Offline)];
+        let r = resolve(&rs, None, 4, 4).unwrap();
+        assert_eq!(r.version.etag, "a");
+        assert_eq!(r.holders(), 4);
+    }
+
+    #[test]
+    fn absent_when_write_quorum_lacks_it() {
+        let rs = vec![rec("a"), rec("a"), Ok(None), Ok(None), Ok(None), Ok(None)];
+        assert!(matches!(resolve(&rs, None, 4, 4), Err(ObjectError::NoSuchKey)));
+    }
+
+    #[test]
+    fn ambiguous_is_a_quorum_error() {
+        let rs = vec![rec("a"), rec("a"), rec("a"), Ok(None), Ok(None), Ok(None)];
+        assert!(matches!(resolve(&rs, None, 4, 4), Err(ObjectError::ReadQuorum { .. })));
+        let rs = vec![rec("a"), rec("a"), Err(DriveError::Offline), Err(DriveError::Offline), Err(DriveError::Offline), rec("a")];
+        assert!(matches!(resolve(&rs, None, 4, 4), Err(ObjectError::ReadQuorum { .. })));
+    }
+
+    #[test]
+    fn disagreeing_copies_need_quorum_each() {
+        let rs = vec![rec("a"), rec("a"), rec("a"), rec("a"), rec("b"), rec("b")];
+        let r = resolve(&rs, None, 4, 4).unwrap();
+        assert_eq!(r.version.etag, "a");
+        assert!(r.copies[4].is_none());
+    }
+}

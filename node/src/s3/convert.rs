@@ -1,0 +1,265 @@
+//! Translating between S3 request/response fields and stored metadata.
+
+use base64::Engine;
+use s3s::dto::{self, ChecksumAlgorithm, ETag, Timestamp};
+use s3s::{s3_error, S3Result};
+
+use cairn_proto::meta::{KeyValue, ObjectVersion};
+
+use crate::clock::to_datetime;
+use crate::object::write::WriteOutcome;
+use crate::object::{ObjectError, ObjectResult};
+
+pub fn kv(k: &str, v: impl Into<String>) -> KeyValue {
+    KeyValue { key: k.into(), value: v.into() }
+}
+
+pub fn get<'a>(list: &'a [KeyValue], k: &str) -> Option<&'a str> {
+    list.iter().find(|x| x.key == k).map(|x| x.value.as_str())
+}
+
+pub fn timestamp(ns: i64) -> Timestamp {
+    Timestamp::from(to_datetime(ns))
+}
+
+pub fn etag(v: &ObjectVersion) -> ETag {
+    ETag::Strong(v.etag.clone())
+}
+
+/// User metadata, sorted so every drive stores identical records.
+pub fn user_metadata(m: Option<dto::Metadata>) -> Vec<KeyValue> {
+    let mut out: Vec<KeyValue> = m.unwrap_or_default().into_iter().map(|(k, v)| kv(&k.to_ascii_lowercase(), v)).collect();
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
+pub fn metadata_map(list: &[KeyValue]) -> Option<dto::Metadata> {
+    (!list.is_empty()).then(|| list.iter().map(|x| (x.key.clone(), x.value.clone())).collect())
+}
+
+/// AWS's limit on user metadata.
+pub fn check_metadata_size(list: &[KeyValue]) -> S3Result<()> {
+    let n: usize = list.iter().map(|x| x.key.len() + x.value.len()).sum();
+    if n > 2048 {
+        return Err(s3_error!(MetadataTooLarge, "Your metadata headers exceed the maximum allowed metadata size (2 KiB)"));
+    }
+    Ok(())
+}
+
+/// Content headers stored with an object.
+#[derive(Default)]
+pub struct ContentHeaders {
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_language: Option<String>,
+    pub cache_control: Option<String>,
+    pub expires: Option<Timestamp>,
+}
+
+impl ContentHeaders {
+    pub fn to_kv(&self) -> Vec<KeyValue> {
+        let mut out = Vec::new();
+        let pairs = [
+            ("cache-control", &self.cache_control),
+            ("content-disposition", &self.content_disposition),
+            ("content-encoding", &self.content_encoding),
+            ("content-language", &self.content_language),
+            ("content-type", &self.content_type),
+        ];
+        for (k, v) in pairs {
+            if let Some(v) = v {
+                out.push(kv(k, v.clone()));
+            }
+        }
+        if let Some(t) = &self.expires {
+            let mut buf = Vec::new();
+            if t.format(dto::TimestampFormat::HttpDate, &mut buf).is_ok() {
+                out.push(kv("expires", String::from_utf8_lossy(&buf)));
+            }
+        }
+        out
+    }
+
+    pub fn from_kv(list: &[KeyValue]) -> Self {
+        let s = |k: &str| get(list, k).map(str::to_string);
+        Self {
+            content_type: s("content-type"),
+            content_encoding: s("content-encoding"),
+            content_disposition: s("content-disposition"),
+            content_language: s("content-language"),
+            cache_control: s("cache-control"),
+            expires: get(list, "expires").and_then(|v| Timestamp::parse(dto::TimestampFormat::HttpDate, v).ok()),
+        }
+    }
+}
+
+/// Tags from a `x-amz-tagging` header (URL query form).
+pub fn parse_tagging_header(h: Option<&str>) -> S3Result<Vec<KeyValue>> {
+    let Some(h) = h.filter(|h| !h.is_empty()) else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for pair in h.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let dec = |s: &str| {
+            percent_decode(s).ok_or_else(|| s3_error!(InvalidArgument, "invalid x-amz-tagging header"))
+        };
+        out.push(kv(&dec(k)?, dec(v)?));
+    }
+    check_tags(&out)?;
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let s = s.replace('+', " ");
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// AWS: at most 10 tags per object, keys up to 128 and values up to 256 characters, keys unique.
+pub fn check_tags(tags: &[KeyValue]) -> S3Result<()> {
+    if tags.len() > 10 {
+        return Err(s3_error!(InvalidTag, "Object tags cannot be greater than 10"));
+    }
+    for (i, t) in tags.iter().enumerate() {
+        if t.key.is_empty() || t.key.chars().count() > 128 || t.value.chars().count() > 256 {
+            return Err(s3_error!(InvalidTag, "The TagKey or TagValue you have provided is invalid"));
+        }
+        if tags[..i].iter().any(|o| o.key == t.key) {
+            return Err(s3_error!(InvalidTag, "Cannot provide multiple Tags with the same key"));
+        }
+    }
+    Ok(())
+}
+
+pub fn tag_set(tags: &[KeyValue]) -> Vec<dto::Tag> {
+    tags.iter().map(|t| dto::Tag { key: Some(t.key.clone()), value: Some(t.value.clone()) }).collect()
+}
+
+/// The checksums a request declares (headers, or the algorithm whose value arrives in a trailer).
+#[derive(Default, Clone)]
+pub struct ChecksumRequest {
+    pub declared: dto::Checksum,
+    pub algorithm: Option<ChecksumAlgorithm>,
+    pub content_md5: Option<String>,
+}
+
+impl ChecksumRequest {
+    pub fn hasher(&self) -> S3Result<s3s::checksum::ChecksumHasher> {
+        let mut h = s3s::checksum::ChecksumHasher::default();
+        let d = &self.declared;
+        if d.checksum_crc32.is_some() {
+            h.crc32 = Some(Default::default());
+        }
+        if d.checksum_crc32c.is_some() {
+            h.crc32c = Some(Default::default());
+        }
+        if d.checksum_sha1.is_some() {
+            h.sha1 = Some(Default::default());
+        }
+        if d.checksum_sha256.is_some() {
+            h.sha256 = Some(Default::default());
+        }
+        if d.checksum_crc64nvme.is_some() {
+            h.crc64nvme = Some(Default::default());
+        }
+        if let Some(alg) = &self.algorithm {
+            match alg.as_str() {
+                ChecksumAlgorithm::CRC32 => h.crc32 = Some(Default::default()),
+                ChecksumAlgorithm::CRC32C => h.crc32c = Some(Default::default()),
+                ChecksumAlgorithm::SHA1 => h.sha1 = Some(Default::default()),
+                ChecksumAlgorithm::SHA256 => h.sha256 = Some(Default::default()),
+                ChecksumAlgorithm::CRC64NVME => h.crc64nvme = Some(Default::default()),
+                other => return Err(s3_error!(InvalidRequest, "unsupported checksum algorithm {other}")),
+            }
+        }
+        Ok(h)
+    }
+
+    /// Compares what was computed with what the client declared (headers, then trailers) and
+    /// returns the checksums to store.
+    pub fn verify(mut self, out: &WriteOutcome, trailers: Option<&http::HeaderMap>) -> ObjectResult<Vec<KeyValue>> {
+        if let Some(md5) = &self.content_md5 {
+            let want = base64::engine::general_purpose::STANDARD
+                .decode(md5.trim())
+                .map_err(|_| ObjectError::InvalidArgument("The Content-MD5 you specified was not valid".into()))?;
+            if want != out.md5 {
+                return Err(ObjectError::BadDigest("The Content-MD5 you specified did not match what we received".into()));
+            }
+        }
+        if let Some(t) = trailers {
+            let d = &mut self.declared;
+            let fields: [(&str, &mut Option<String>); 5] = [
+                ("x-amz-checksum-crc32", &mut d.checksum_crc32),
+                ("x-amz-checksum-crc32c", &mut d.checksum_crc32c),
+                ("x-amz-checksum-sha1", &mut d.checksum_sha1),
+                ("x-amz-checksum-sha256", &mut d.checksum_sha256),
+                ("x-amz-checksum-crc64nvme", &mut d.checksum_crc64nvme),
+            ];
+            for (name, slot) in fields {
+                if let Some(v) = t.get(name).and_then(|v| v.to_str().ok()) {
+                    *slot = Some(v.to_string());
+                }
+            }
+        }
+        let got = &out.checksums;
+        let d = &self.declared;
+        let pairs = [
+            ("CRC32", &d.checksum_crc32, &got.checksum_crc32),
+            ("CRC32C", &d.checksum_crc32c, &got.checksum_crc32c),
+            ("SHA1", &d.checksum_sha1, &got.checksum_sha1),
+            ("SHA256", &d.checksum_sha256, &got.checksum_sha256),
+            ("CRC64NVME", &d.checksum_crc64nvme, &got.checksum_crc64nvme),
+        ];
+        let mut stored = Vec::new();
+        for (alg, want, have) in pairs {
+            if let (Some(w), Some(h)) = (want, have) {
+                if w != h {
+                    return Err(ObjectError::BadDigest(format!(
+                        "The {alg} checksum you specified did not match the calculated checksum"
+                    )));
+                }
+            }
+            if let Some(h) = have {
+                stored.push(kv(alg, h.clone()));
+            }
+        }
+        Ok(stored)
+    }
+}
+
+/// The stored checksums in the response shape.
+pub fn checksum_fields(list: &[KeyValue]) -> dto::Checksum {
+    let g = |k: &str| get(list, k).map(str::to_string);
+    dto::Checksum {
+        checksum_crc32: g("CRC32"),
+        checksum_crc32c: g("CRC32C"),
+        checksum_sha1: g("SHA1"),
+        checksum_sha256: g("SHA256"),
+        checksum_crc64nvme: g("CRC64NVME"),
+        ..Default::default()
+    }
+}
+
+/// S3's `encoding-type=url` for keys in listings.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

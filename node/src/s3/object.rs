@@ -1,0 +1,418 @@
+//! Object operations: PUT, GET, HEAD, DELETE, multi-delete, copy and tagging.
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use s3s::dto::*;
+use s3s::{s3_error, S3Request, S3Response, S3Result};
+
+use cairn_proto::meta::ObjectVersion;
+
+use super::convert::{self, ChecksumRequest, ContentHeaders};
+use super::CairnS3;
+use crate::object::{ObjectError, PutOptions, MAX_OBJECT_SIZE};
+
+/// AWS's limits on keys and multi-delete.
+pub const MAX_KEY_LEN: usize = 1024;
+pub const MAX_DELETE_KEYS: usize = 1000;
+
+pub fn check_key(key: &str) -> S3Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(s3_error!(KeyTooLongError, "Your key is too long (at most 1024 bytes)"));
+    }
+    Ok(())
+}
+
+/// Streams object bytes to the client through a small channel: bounded memory, and the body the
+/// HTTP layer holds is `Sync` as s3s requires.
+pub fn body_of<S>(stream: S) -> StreamingBlob
+where
+    S: Stream<Item = Result<Bytes, ObjectError>> + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, ObjectError>>(2);
+    tokio::spawn(async move {
+        let mut stream = Box::pin(stream);
+        while let Some(item) = stream.next().await {
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    });
+    StreamingBlob::wrap(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+}
+
+fn etag_matches(cond: &ETagCondition, v: &ObjectVersion) -> bool {
+    match cond {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(e) => e.value() == v.etag,
+    }
+}
+
+/// RFC 7232 precedence as S3 applies it. `copy` turns "not modified" into 412, as CopyObject does.
+pub fn check_conditions(
+    v: &ObjectVersion,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+    copy: bool,
+) -> S3Result<()> {
+    let modified = time::OffsetDateTime::from(convert::timestamp(v.mod_time_ns)).replace_nanosecond(0).ok();
+    let after = |t: &Timestamp| modified.is_some_and(|m| m > time::OffsetDateTime::from(t.clone()));
+    match if_match {
+        Some(c) if !etag_matches(c, v) => return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")),
+        None if if_unmodified_since.is_some_and(after) => {
+            return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"))
+        }
+        _ => {}
+    }
+    let not_modified = match if_none_match {
+        Some(c) => etag_matches(c, v),
+        None => if_modified_since.is_some_and(|t| !after(t)),
+    };
+    if not_modified {
+        return Err(if copy {
+            s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+        } else {
+            s3_error!(NotModified)
+        });
+    }
+    Ok(())
+}
+
+/// Byte range `start..end` of a part (1-based) and the part count.
+fn part_range(v: &ObjectVersion, n: i32) -> S3Result<(u64, u64)> {
+    let idx = usize::try_from(n).ok().filter(|i| *i >= 1 && *i <= v.parts.len()).ok_or_else(|| {
+        let mut e = s3s::S3Error::with_message(
+            s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
+            "The requested partnumber is not satisfiable",
+        );
+        e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+        e
+    })?;
+    let start: u64 = v.parts[..idx - 1].iter().map(|p| p.size).sum();
+    Ok((start, start + v.parts[idx - 1].size))
+}
+
+pub async fn put(s3: &CairnS3, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+    let input = req.input;
+    s3.require_bucket(&input.bucket).await?;
+    check_key(&input.key)?;
+    if input.content_length.is_some_and(|l| l < 0 || l as u64 > MAX_OBJECT_SIZE) {
+        return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed size (5 GiB)"));
+    }
+    if let Some(cond) = &input.if_none_match {
+        match s3.objects.head_object(&input.bucket, &input.key, None).await {
+            Ok(info) if etag_matches(cond, &info.version) => {
+                return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"))
+            }
+            Ok(_) | Err(ObjectError::NoSuchKey) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(cond) = &input.if_match {
+        let info = s3.objects.head_object(&input.bucket, &input.key, None).await.map_err(|e| match e {
+            ObjectError::NoSuchKey => s3_error!(NoSuchKey),
+            e => e.into(),
+        })?;
+        if !etag_matches(cond, &info.version) {
+            return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
+        }
+    }
+    let user_metadata = convert::user_metadata(input.metadata);
+    convert::check_metadata_size(&user_metadata)?;
+    let opts = PutOptions {
+        headers: ContentHeaders {
+            content_type: input.content_type,
+            content_encoding: input.content_encoding,
+            content_disposition: input.content_disposition,
+            content_language: input.content_language,
+            cache_control: input.cache_control,
+            expires: input.expires,
+        }
+        .to_kv(),
+        user_metadata,
+        tags: convert::parse_tagging_header(input.tagging.as_deref())?,
+    };
+    let cr = ChecksumRequest {
+        declared: Checksum {
+            checksum_crc32: input.checksum_crc32,
+            checksum_crc32c: input.checksum_crc32c,
+            checksum_sha1: input.checksum_sha1,
+            checksum_sha256: input.checksum_sha256,
+            checksum_crc64nvme: input.checksum_crc64nvme,
+            ..Default::default()
+        },
+        algorithm: input.checksum_algorithm,
+        content_md5: input.content_md5,
+    };
+    let hasher = cr.hasher()?;
+    let trailers = req.trailing_headers;
+    let body = input.body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>()));
+    let info = s3
+        .objects
+        .put_object(&input.bucket, &input.key, body, hasher, opts, |out| {
+            let t = trailers.as_ref().and_then(|t| t.take());
+            cr.verify(out, t.as_ref())
+        })
+        .await?;
+    let sums = convert::checksum_fields(&info.version.checksums);
+    Ok(S3Response::new(PutObjectOutput {
+        e_tag: Some(convert::etag(&info.version)),
+        checksum_crc32: sums.checksum_crc32,
+        checksum_crc32c: sums.checksum_crc32c,
+        checksum_sha1: sums.checksum_sha1,
+        checksum_sha256: sums.checksum_sha256,
+        checksum_crc64nvme: sums.checksum_crc64nvme,
+        ..Default::default()
+    }))
+}
+
+pub async fn get(s3: &CairnS3, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    let input = req.input;
+    s3.require_bucket(&input.bucket).await?;
+    let handle = s3.objects.get_object(&input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let v = handle.info.version.clone();
+    check_conditions(
+        &v,
+        input.if_match.as_ref(),
+        input.if_none_match.as_ref(),
+        input.if_modified_since.as_ref(),
+        input.if_unmodified_since.as_ref(),
+        false,
+    )?;
+    let (start, end, partial) = if let Some(n) = input.part_number {
+        let (s, e) = part_range(&v, n)?;
+        (s, e, v.parts.len() > 1)
+    } else if let Some(r) = &input.range {
+        let r = r.check(v.size)?;
+        (r.start, r.end, true)
+    } else {
+        (0, v.size, false)
+    };
+    let content_range = partial.then(|| format!("bytes {}-{}/{}", start, end.saturating_sub(1), v.size));
+    let headers = ContentHeaders::from_kv(&v.headers);
+    let full = !partial && input.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+    let sums = if full { convert::checksum_fields(&v.checksums) } else { Checksum::default() };
+    let body = body_of(handle.stream(start, end));
+    Ok(S3Response::new(GetObjectOutput {
+        body: Some(body),
+        content_length: Some(i64::try_from(end - start).unwrap_or(i64::MAX)),
+        content_range,
+        accept_ranges: Some("bytes".into()),
+        e_tag: Some(convert::etag(&v)),
+        last_modified: Some(convert::timestamp(v.mod_time_ns)),
+        metadata: convert::metadata_map(&v.user_metadata),
+        content_type: input.response_content_type.or(headers.content_type),
+        content_encoding: input.response_content_encoding.or(headers.content_encoding),
+        content_disposition: input.response_content_disposition.or(headers.content_disposition),
+        content_language: input.response_content_language.or(headers.content_language),
+        cache_control: input.response_cache_control.or(headers.cache_control),
+        expires: input.response_expires.or(headers.expires),
+        tag_count: (!v.tags.is_empty()).then_some(v.tags.len() as i32),
+        parts_count: input.part_number.map(|_| v.parts.len() as i32),
+        checksum_crc32: sums.checksum_crc32,
+        checksum_crc32c: sums.checksum_crc32c,
+        checksum_sha1: sums.checksum_sha1,
+        checksum_sha256: sums.checksum_sha256,
+        checksum_crc64nvme: sums.checksum_crc64nvme,
+        ..Default::default()
+    }))
+}
+
+pub async fn head(s3: &CairnS3, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    let input = req.input;
+    s3.require_bucket(&input.bucket).await?;
+    let info = s3.objects.head_object(&input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let v = info.version;
+    check_conditions(
+        &v,
+        input.if_match.as_ref(),
+        input.if_none_match.as_ref(),
+        input.if_modified_since.as_ref(),
+        input.if_unmodified_since.as_ref(),
+        false,
+    )?;
+    let (len, content_range) = match input.part_number {
+        Some(n) => {
+            let (s, e) = part_range(&v, n)?;
+            (e - s, (v.parts.len() > 1).then(|| format!("bytes {}-{}/{}", s, e.saturating_sub(1), v.size)))
+        }
+        None => match &input.range {
+            Some(r) => {
+                let r = r.check(v.size)?;
+                (r.end - r.start, Some(format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), v.size)))
+            }
+            None => (v.size, None),
+        },
+    };
+    let headers = ContentHeaders::from_kv(&v.headers);
+    let sums = if input.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED) {
+        convert::checksum_fields(&v.checksums)
+    } else {
+        Checksum::default()
+    };
+    Ok(S3Response::new(HeadObjectOutput {
+        content_length: Some(i64::try_from(len).unwrap_or(i64::MAX)),
+        content_range,
+        accept_ranges: Some("bytes".into()),
+        e_tag: Some(convert::etag(&v)),
+        last_modified: Some(convert::timestamp(v.mod_time_ns)),
+        metadata: convert::metadata_map(&v.user_metadata),
+        content_type: headers.content_type,
+        content_encoding: headers.content_encoding,
+        content_disposition: headers.content_disposition,
+        content_language: headers.content_language,
+        cache_control: headers.cache_control,
+        expires: headers.expires,
+        parts_count: input.part_number.map(|_| v.parts.len() as i32),
+        checksum_crc32: sums.checksum_crc32,
+        checksum_crc32c: sums.checksum_crc32c,
+        checksum_sha1: sums.checksum_sha1,
+        checksum_sha256: sums.checksum_sha256,
+        checksum_crc64nvme: sums.checksum_crc64nvme,
+        ..Default::default()
+    }))
+}
+
+pub async fn delete(s3: &CairnS3, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+    let input = req.input;
+    s3.require_bucket(&input.bucket).await?;
+    s3.objects.delete_object(&input.bucket, &input.key).await?;
+    Ok(S3Response::new(DeleteObjectOutput::default()))
+}
+
+pub async fn delete_many(s3: &CairnS3, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    let input = req.input;
+    s3.require_bucket(&input.bucket).await?;
+    if input.delete.objects.len() > MAX_DELETE_KEYS {
+        return Err(s3_error!(MalformedXML, "The XML you provided was not well-formed or did not validate against our published schema"));
+    }
+    let quiet = input.delete.quiet.unwrap_or(false);
+    let mut deleted = Vec::new();
+    let mut errors = Vec::new();
+    for obj in input.delete.objects {
+        match s3.objects.delete_object(&input.bucket, &obj.key).await {
+            Ok(()) => {
+                if !quiet {
+                    deleted.push(DeletedObject { key: Some(obj.key), version_id: obj.version_id, ..Default::default() });
+                }
+            }
+            Err(e) => {
+                let err: s3s::S3Error = e.into();
+                errors.push(Error {
+                    key: Some(obj.key),
+                    version_id: obj.version_id,
+                    code: Some(err.code().as_str().to_string()),
+                    message: err.message().map(str::to_string),
+                });
+            }
+        }
+    }
+    Ok(S3Response::new(DeleteObjectsOutput {
+        deleted: (!deleted.is_empty()).then_some(deleted),
+        errors: (!errors.is_empty()).then_some(errors),
+        ..Default::default()
+    }))
+}
+
+/// The bucket, key and version a copy reads from.
+pub fn copy_source(src: &CopySource) -> S3Result<(String, String, Option<String>)> {
+    match src {
+        CopySource::Bucket { bucket, key, version_id } => {
+            Ok((bucket.to_string(), key.to_string(), version_id.as_ref().map(|v| v.to_string())))
+        }
+        _ => Err(s3_error!(NotImplemented, "access point copy sources are not supported")),
+    }
+}
+
+pub async fn copy(s3: &CairnS3, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+    let input = req.input;
+    let (sb, sk, svid) = copy_source(&input.copy_source)?;
+    s3.require_bucket(&sb).await?;
+    s3.require_bucket(&input.bucket).await?;
+    check_key(&input.key)?;
+    let src = s3.objects.get_object(&sb, &sk, svid.as_deref()).await?;
+    let v = src.info.version.clone();
+    check_conditions(
+        &v,
+        input.copy_source_if_match.as_ref(),
+        input.copy_source_if_none_match.as_ref(),
+        input.copy_source_if_modified_since.as_ref(),
+        input.copy_source_if_unmodified_since.as_ref(),
+        true,
+    )?;
+    let replace_meta = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+    let replace_tags = input.tagging_directive.as_ref().is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
+    if sb == input.bucket && sk == input.key && !replace_meta && !replace_tags {
+        return Err(s3_error!(
+            InvalidRequest,
+            "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
+        ));
+    }
+    let opts = PutOptions {
+        headers: if replace_meta {
+            ContentHeaders {
+                content_type: input.content_type,
+                content_encoding: input.content_encoding,
+                content_disposition: input.content_disposition,
+                content_language: input.content_language,
+                cache_control: input.cache_control,
+                expires: input.expires,
+            }
+            .to_kv()
+        } else {
+            v.headers.clone()
+        },
+        user_metadata: if replace_meta { convert::user_metadata(input.metadata) } else { v.user_metadata.clone() },
+        tags: if replace_tags { convert::parse_tagging_header(input.tagging.as_deref())? } else { v.tags.clone() },
+    };
+    convert::check_metadata_size(&opts.user_metadata)?;
+    let stream = Box::pin(src.stream(0, v.size));
+    let checks = ChecksumRequest { algorithm: input.checksum_algorithm, ..Default::default() };
+    let hasher = checks.hasher()?;
+    let info = s3
+        .objects
+        .put_object(&input.bucket, &input.key, stream, hasher, opts, |out| checks.verify(out, None))
+        .await?;
+    Ok(S3Response::new(CopyObjectOutput {
+        copy_object_result: Some(CopyObjectResult {
+            e_tag: Some(convert::etag(&info.version)),
+            last_modified: Some(convert::timestamp(info.version.mod_time_ns)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}
+
+pub async fn get_tagging(s3: &CairnS3, req: S3Request<GetObjectTaggingInput>) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+    let input = req.input;
+    s3.require_bucket(&input.bucket).await?;
+    let info = s3.objects.head_object(&input.bucket, &input.key, input.version_id.as_deref()).await?;
+    Ok(S3Response::new(GetObjectTaggingOutput { tag_set: convert::tag_set(&info.version.tags), version_id: None }))
+}
+
+pub async fn put_tagging(s3: &CairnS3, req: S3Request<PutObjectTaggingInput>) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+    let input = req.input;
+    s3.require_bucket(&input.bucket).await?;
+    let tags: Vec<_> = input
+        .tagging
+        .tag_set
+        .into_iter()
+        .map(|t| convert::kv(&t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+        .collect();
+    convert::check_tags(&tags)?;
+    s3.objects
+        .update_version(&input.bucket, &input.key, input.version_id.as_deref(), |v| v.tags = tags.clone())
+        .await?;
+    Ok(S3Response::new(PutObjectTaggingOutput { version_id: None }))
+}
+
+pub async fn delete_tagging(
+    s3: &CairnS3,
+    req: S3Request<DeleteObjectTaggingInput>,
+) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+    let input = req.input;
+    s3.require_bucket(&input.bucket).await?;
+    s3.objects.update_version(&input.bucket, &input.key, input.version_id.as_deref(), |v| v.tags.clear()).await?;
+    Ok(S3Response::new(DeleteObjectTaggingOutput { version_id: None }))
+}

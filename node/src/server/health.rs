@@ -1,0 +1,66 @@
+//! The front router: health probes for load balancers, the concurrency cap, then S3.
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use s3s::service::S3Service;
+use s3s::Body;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use super::Node;
+
+#[derive(Clone)]
+pub struct Router {
+    pub s3: S3Service,
+    pub node: Arc<Node>,
+    pub limit: Arc<Semaphore>,
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut r = Response::new(Body::from(body.to_string()));
+    *r.status_mut() = status;
+    r
+}
+
+fn slow_down() -> Response<Body> {
+    let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, xml);
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/xml"));
+    r.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+    r
+}
+
+/// True while every erasure set has write quorum of healthy drives.
+pub async fn write_quorum_ok(node: &Node) -> bool {
+    for set in &node.objects.sets {
+        let ok = join_all(set.drives.iter().map(|d| d.health())).await.iter().filter(|r| r.is_ok()).count();
+        if ok < set.write_quorum {
+            return false;
+        }
+    }
+    true
+}
+
+impl Router {
+    pub async fn handle(&self, req: Request<Incoming>) -> Result<Response<Body>, s3s::HttpError> {
+        match req.uri().path() {
+            "/cairn/health/live" | "/cairn/health/ready" => return Ok(text(StatusCode::OK, "OK")),
+            "/cairn/health/cluster" => {
+                return Ok(if write_quorum_ok(&self.node).await {
+                    text(StatusCode::OK, "OK")
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "write quorum lost")
+                })
+            }
+            _ => {}
+        }
+        let Ok(_permit) = self.limit.clone().try_acquire_owned() else {
+            return Ok(slow_down());
+        };
+        let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
+        self.s3.call(req.map(Body::from)).instrument(span).await
+    }
+}
