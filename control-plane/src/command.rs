@@ -6,8 +6,14 @@ use thiserror::Error;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    CreateBucket { name: String, created_ns: i64, object_lock: bool },
-    DeleteBucket { name: String },
+    CreateBucket {
+        name: String,
+        created_ns: i64,
+        object_lock: bool,
+    },
+    DeleteBucket {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]

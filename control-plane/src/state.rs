@@ -20,20 +20,35 @@ impl SiteState {
     pub fn apply(&mut self, cmd: &Command) -> Result<(), CommandError> {
         self.applied += 1;
         match cmd {
-            Command::CreateBucket { name, created_ns, object_lock } => {
+            Command::CreateBucket {
+                name,
+                created_ns,
+                object_lock,
+            } => {
                 if self.buckets.contains_key(name) {
                     return Err(CommandError::BucketExists(name.clone()));
                 }
-                let versioning = if *object_lock { Versioning::Enabled } else { Versioning::Unversioned };
+                let versioning = if *object_lock {
+                    Versioning::Enabled
+                } else {
+                    Versioning::Unversioned
+                };
                 self.buckets.insert(
                     name.clone(),
-                    BucketInfo { name: name.clone(), created_ns: *created_ns, versioning, object_lock: *object_lock },
+                    BucketInfo {
+                        name: name.clone(),
+                        created_ns: *created_ns,
+                        versioning,
+                        object_lock: *object_lock,
+                    },
                 );
                 Ok(())
             }
-            Command::DeleteBucket { name } => {
-                self.buckets.remove(name).map(|_| ()).ok_or_else(|| CommandError::NoSuchBucket(name.clone()))
-            }
+            Command::DeleteBucket { name } => self
+                .buckets
+                .remove(name)
+                .map(|_| ())
+                .ok_or_else(|| CommandError::NoSuchBucket(name.clone())),
         }
     }
 
@@ -55,12 +70,21 @@ mod tests {
     use super::*;
 
     fn create(name: &str) -> Command {
-        Command::CreateBucket { name: name.into(), created_ns: 7, object_lock: false }
+        Command::CreateBucket {
+            name: name.into(),
+            created_ns: 7,
+            object_lock: false,
+        }
     }
 
     #[test]
     fn apply_is_deterministic_and_checks_existence() {
-        let cmds = [create("a"), create("b"), create("a"), Command::DeleteBucket { name: "b".into() }];
+        let cmds = [
+            create("a"),
+            create("b"),
+            create("a"),
+            Command::DeleteBucket { name: "b".into() },
+        ];
         let run = || {
             let mut s = SiteState::default();
             let results: Vec<_> = cmds.iter().map(|c| s.apply(c)).collect();
@@ -79,15 +103,28 @@ mod tests {
     fn snapshot_roundtrip() {
         let mut s = SiteState::default();
         s.apply(&create("x")).unwrap();
-        s.apply(&Command::CreateBucket { name: "locked".into(), created_ns: 1, object_lock: true }).unwrap();
+        s.apply(&Command::CreateBucket {
+            name: "locked".into(),
+            created_ns: 1,
+            object_lock: true,
+        })
+        .unwrap();
         let restored = SiteState::from_bytes(&s.to_bytes()).unwrap();
         assert_eq!(restored, s);
-        assert_eq!(restored.bucket("locked").unwrap().versioning, Versioning::Enabled);
+        assert_eq!(
+            restored.bucket("locked").unwrap().versioning,
+            Versioning::Enabled
+        );
     }
 
     #[test]
     fn delete_missing_is_an_error() {
         let mut s = SiteState::default();
-        assert_eq!(s.apply(&Command::DeleteBucket { name: "nope".into() }), Err(CommandError::NoSuchBucket("nope".into())));
+        assert_eq!(
+            s.apply(&Command::DeleteBucket {
+                name: "nope".into()
+            }),
+            Err(CommandError::NoSuchBucket("nope".into()))
+        );
     }
 }

@@ -10,7 +10,12 @@ pub const HASH_LEN: usize = 32;
 
 /// A fixed key: the hash guards against decay, not against an attacker who can write the drive
 /// (encryption at rest covers that).
-const KEY: Key = Key([0x4361_6972_6e42_6974, 0x726f_7450_726f_7465, 0x6374_696f_6e4b_6579, 0x0000_0000_0000_0001]);
+const KEY: Key = Key([
+    0x4361_6972_6e42_6974,
+    0x726f_7450_726f_7465,
+    0x6374_696f_6e4b_6579,
+    0x0000_0000_0000_0001,
+]);
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum BitrotError {
@@ -41,7 +46,10 @@ pub fn append_block(out: &mut Vec<u8>, chunk: &[u8]) {
 pub fn verify_block(stored: &[u8], chunk_len: usize) -> Result<&[u8], BitrotError> {
     let want = HASH_LEN + chunk_len;
     if stored.len() < want {
-        return Err(BitrotError::Truncated { got: stored.len(), want });
+        return Err(BitrotError::Truncated {
+            got: stored.len(),
+            want,
+        });
     }
     let (h, chunk) = stored[..want].split_at(HASH_LEN);
     // Not a secret: plain comparison is fine.
@@ -77,7 +85,10 @@ mod tests {
         let mut buf = Vec::new();
         append_block(&mut buf, &[7u8; 100]);
         buf.truncate(90);
-        assert!(matches!(verify_block(&buf, 100), Err(BitrotError::Truncated { .. })));
+        assert!(matches!(
+            verify_block(&buf, 100),
+            Err(BitrotError::Truncated { .. })
+        ));
     }
 
     #[test]

@@ -40,7 +40,11 @@ impl Catalog {
             .filter_map(|b| SiteState::from_bytes(&b).ok())
             .max_by_key(|s| s.applied)
             .unwrap_or_default();
-        Self { drives, state: RwLock::new(Arc::new(state)), propose: Mutex::new(()) }
+        Self {
+            drives,
+            state: RwLock::new(Arc::new(state)),
+            propose: Mutex::new(()),
+        }
     }
 
     /// The applied state, without a round trip (the S3 hot path reads this).
@@ -64,7 +68,12 @@ impl Catalog {
 
     async fn persist(&self, s: &SiteState) -> Result<(), ObjectError> {
         let bytes = s.to_bytes();
-        let results = join_all(self.drives.iter().map(|d| d.apply(vec![MetaOp::Put(SITE_STATE.to_vec(), bytes.clone())]))).await;
+        let results = join_all(
+            self.drives
+                .iter()
+                .map(|d| d.apply(vec![MetaOp::Put(SITE_STATE.to_vec(), bytes.clone())])),
+        )
+        .await;
         let have = results.iter().filter(|r| r.is_ok()).count();
         let need = self.drives.len() / 2 + 1;
         if have < need {
@@ -81,11 +90,17 @@ impl Catalog {
         let mut healed = 0;
         for (d, c) in self.drives.iter().zip(copies) {
             let stale = match c {
-                Ok(Some(b)) => SiteState::from_bytes(&b).map(|x| x.applied < s.applied).unwrap_or(true),
+                Ok(Some(b)) => SiteState::from_bytes(&b)
+                    .map(|x| x.applied < s.applied)
+                    .unwrap_or(true),
                 Ok(None) => s.applied > 0,
                 Err(_) => false,
             };
-            if stale && d.apply(vec![MetaOp::Put(SITE_STATE.to_vec(), s.to_bytes())]).await.is_ok() {
+            if stale
+                && d.apply(vec![MetaOp::Put(SITE_STATE.to_vec(), s.to_bytes())])
+                    .await
+                    .is_ok()
+            {
                 healed += 1;
             }
         }

@@ -15,12 +15,18 @@ pub fn expand(arg: &str) -> Result<Vec<String>, EllipsisError> {
     let Some(open) = arg.find('{') else {
         return Ok(vec![arg.to_string()]);
     };
-    let close = arg[open..].find('}').map(|i| open + i).ok_or_else(|| EllipsisError::Unclosed(arg.to_string()))?;
+    let close = arg[open..]
+        .find('}')
+        .map(|i| open + i)
+        .ok_or_else(|| EllipsisError::Unclosed(arg.to_string()))?;
     let inner = &arg[open + 1..close];
     let Some((lo, hi)) = inner.split_once("...") else {
         // Not a range: keep the braces literally and expand what follows.
         let rest = expand(&arg[close + 1..])?;
-        return Ok(rest.into_iter().map(|r| format!("{}{r}", &arg[..=close])).collect());
+        return Ok(rest
+            .into_iter()
+            .map(|r| format!("{}{r}", &arg[..=close]))
+            .collect());
     };
     let bad = || EllipsisError::BadRange(inner.to_string());
     let a: u64 = lo.parse().map_err(|_| bad())?;
@@ -28,7 +34,11 @@ pub fn expand(arg: &str) -> Result<Vec<String>, EllipsisError> {
     if a > b || b - a > 4096 {
         return Err(bad());
     }
-    let width = if lo.starts_with('0') && lo.len() > 1 { lo.len() } else { 0 };
+    let width = if lo.starts_with('0') && lo.len() > 1 {
+        lo.len()
+    } else {
+        0
+    };
     let prefix = &arg[..open];
     let suffixes = expand(&arg[close + 1..])?;
     let mut out = Vec::new();
@@ -67,7 +77,12 @@ mod tests {
     fn two_ranges_multiply_in_order() {
         assert_eq!(
             expand("http://n{1...2}/d{1...2}").unwrap(),
-            vec!["http://n1/d1", "http://n1/d2", "http://n2/d1", "http://n2/d2"]
+            vec![
+                "http://n1/d1",
+                "http://n1/d2",
+                "http://n2/d1",
+                "http://n2/d2"
+            ]
         );
     }
 
@@ -78,8 +93,14 @@ mod tests {
 
     #[test]
     fn bad_ranges_are_errors() {
-        assert!(matches!(expand("d{3...1}"), Err(EllipsisError::BadRange(_))));
-        assert!(matches!(expand("d{a...b}"), Err(EllipsisError::BadRange(_))));
+        assert!(matches!(
+            expand("d{3...1}"),
+            Err(EllipsisError::BadRange(_))
+        ));
+        assert!(matches!(
+            expand("d{a...b}"),
+            Err(EllipsisError::BadRange(_))
+        ));
         assert!(matches!(expand("d{1...2"), Err(EllipsisError::Unclosed(_))));
     }
 }

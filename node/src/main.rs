@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cairn", version, about = "Cairn: an S3-compatible object store for several datacenters")]
+#[command(
+    name = "cairn",
+    version,
+    about = "Cairn: an S3-compatible object store for several datacenters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -143,7 +143,9 @@ impl Server {
             .expect("create temp dir");
         let root = tmp.path().to_path_buf();
         fs::create_dir_all(root.join("logs")).unwrap();
-        let drives: Vec<PathBuf> = (1..=opts.drives).map(|i| root.join(format!("d{i}"))).collect();
+        let drives: Vec<PathBuf> = (1..=opts.drives)
+            .map(|i| root.join(format!("d{i}")))
+            .collect();
         if !opts.ellipsis {
             for d in &drives {
                 fs::create_dir_all(d).unwrap();
@@ -199,7 +201,11 @@ impl Server {
             args.push(p.to_string());
         }
         if self.opts.ellipsis {
-            args.push(format!("{}/d{{1...{}}}", self.root.display(), self.opts.drives));
+            args.push(format!(
+                "{}/d{{1...{}}}",
+                self.root.display(),
+                self.opts.drives
+            ));
         } else {
             args.extend(self.drives.iter().map(|d| d.display().to_string()));
         }
@@ -239,7 +245,9 @@ impl Server {
                 if stderr.to_lowercase().contains("in use") {
                     return Err(StartError::AddrInUse);
                 }
-                return Err(StartError::Failed(format!("server exited with {status} before ready")));
+                return Err(StartError::Failed(format!(
+                    "server exited with {status} before ready"
+                )));
             }
             if let Ok(r) = http.get(&url).send().await {
                 if r.status().as_u16() == 200 {
@@ -468,7 +476,12 @@ impl Server {
             Duration::from_secs(600),
             tokio::process::Command::new(cairn_bin())
                 .args(["admin", "heal", "--endpoint", &self.endpoint()])
-                .args(["--access-key", &self.access_key, "--secret-key", &self.secret_key])
+                .args([
+                    "--access-key",
+                    &self.access_key,
+                    "--secret-key",
+                    &self.secret_key,
+                ])
                 .stdin(Stdio::null())
                 .output(),
         )
@@ -479,7 +492,10 @@ impl Server {
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         if !out.status.success() {
             self.dump_logs();
-            panic!("cairn admin heal exited with {}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
+            panic!(
+                "cairn admin heal exited with {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+                out.status
+            );
         }
         parse_json_summary(&stdout).unwrap_or_else(|| {
             panic!("cairn admin heal printed no JSON object on stdout\nstdout:\n{stdout}\nstderr:\n{stderr}")
@@ -492,10 +508,13 @@ pub fn parse_json_summary(stdout: &str) -> Option<serde_json::Value> {
     if let Ok(v @ serde_json::Value::Object(_)) = serde_json::from_str(stdout.trim()) {
         return Some(v);
     }
-    stdout.lines().rev().find_map(|l| match serde_json::from_str(l.trim()) {
-        Ok(v @ serde_json::Value::Object(_)) => Some(v),
-        _ => None,
-    })
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| match serde_json::from_str(l.trim()) {
+            Ok(v @ serde_json::Value::Object(_)) => Some(v),
+            _ => None,
+        })
 }
 
 impl Drop for Server {
@@ -558,8 +577,12 @@ pub fn err_code<E: ProvideErrorMetadata>(e: &SdkError<E>) -> Option<String> {
 
 /// Assert that `r` failed with HTTP `status` and (if given) S3 error `code`.
 #[track_caller]
-pub fn assert_s3_err<T: Debug, E>(r: Result<T, SdkError<E>>, status: u16, code: Option<&str>, what: &str)
-where
+pub fn assert_s3_err<T: Debug, E>(
+    r: Result<T, SdkError<E>>,
+    status: u16,
+    code: Option<&str>,
+    what: &str,
+) where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match r {
@@ -601,7 +624,10 @@ where
 }
 
 pub async fn create_bucket(c: &Client, bucket: &str) {
-    ok(c.create_bucket().bucket(bucket).send().await, &format!("CreateBucket {bucket}"));
+    ok(
+        c.create_bucket().bucket(bucket).send().await,
+        &format!("CreateBucket {bucket}"),
+    );
 }
 
 pub async fn put(c: &Client, bucket: &str, key: &str, data: &[u8]) -> String {
@@ -631,13 +657,29 @@ pub async fn get(c: &Client, bucket: &str, key: &str) -> Vec<u8> {
 }
 
 /// GET a (possibly `bytes=`) range; returns (content-range header, body).
-pub async fn get_range(c: &Client, bucket: &str, key: &str, range: &str) -> (Option<String>, Vec<u8>) {
+pub async fn get_range(
+    c: &Client,
+    bucket: &str,
+    key: &str,
+    range: &str,
+) -> (Option<String>, Vec<u8>) {
     let r = ok(
-        c.get_object().bucket(bucket).key(key).range(range).send().await,
+        c.get_object()
+            .bucket(bucket)
+            .key(key)
+            .range(range)
+            .send()
+            .await,
         &format!("GetObject {bucket}/{key} Range: {range}"),
     );
     let cr = r.content_range().map(str::to_string);
-    let body = r.body.collect().await.expect("read body").into_bytes().to_vec();
+    let body = r
+        .body
+        .collect()
+        .await
+        .expect("read body")
+        .into_bytes()
+        .to_vec();
     (cr, body)
 }
 
@@ -671,10 +713,17 @@ pub async fn list_all_keys(c: &Client, bucket: &str) -> Vec<String> {
                 .await,
             "ListObjectsV2",
         );
-        keys.extend(r.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        keys.extend(
+            r.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
         if r.is_truncated() == Some(true) {
             token = r.next_continuation_token().map(str::to_string);
-            assert!(token.is_some(), "truncated listing without NextContinuationToken");
+            assert!(
+                token.is_some(),
+                "truncated listing without NextContinuationToken"
+            );
         } else {
             return keys;
         }
@@ -753,7 +802,11 @@ pub fn flip_bytes_in_middle(path: &Path, n: usize) -> Vec<u8> {
     assert!(len > 0, "{} is empty", path.display());
     let n = n.min(len);
     let start = (len - n) / 2;
-    let mut f = fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
     f.seek(SeekFrom::Start(start as u64)).unwrap();
     let mut buf = vec![0u8; n];
     f.read_exact(&mut buf).unwrap();
@@ -807,7 +860,9 @@ pub fn percent_decode(s: &str, plus_as_space: bool) -> String {
     while i < b.len() {
         match b[i] {
             b'%' if i + 2 < b.len() => {
-                let h = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let h = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match h {
                     Some(v) => {
                         out.push(v);
@@ -843,7 +898,8 @@ pub mod sigv4 {
     use sha2::{Digest, Sha256};
     use std::time::SystemTime;
 
-    pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    pub const EMPTY_SHA256: &str =
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
     pub const STREAMING_PAYLOAD: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
 
@@ -862,7 +918,9 @@ pub mod sigv4 {
         let mut out = String::new();
         for b in s.bytes() {
             match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    out.push(b as char)
+                }
                 b'/' if keep_slash => out.push('/'),
                 _ => out.push_str(&format!("%{b:02X}")),
             }
@@ -910,7 +968,10 @@ pub mod sigv4 {
         }
 
         fn signing_key(&self, date: &str) -> Vec<u8> {
-            let k = hmac(format!("AWS4{}", self.secret_key).as_bytes(), date.as_bytes());
+            let k = hmac(
+                format!("AWS4{}", self.secret_key).as_bytes(),
+                date.as_bytes(),
+            );
             let k = hmac(&k, self.region.as_bytes());
             let k = hmac(&k, b"s3");
             hmac(&k, b"aws4_request")
@@ -1000,7 +1061,9 @@ pub mod sigv4 {
                     sha256_hex(c)
                 );
                 let sig = hex::encode(hmac(&key, sts.as_bytes()));
-                out.extend_from_slice(format!("{:x};chunk-signature={sig}\r\n", c.len()).as_bytes());
+                out.extend_from_slice(
+                    format!("{:x};chunk-signature={sig}\r\n", c.len()).as_bytes(),
+                );
                 out.extend_from_slice(c);
                 out.extend_from_slice(b"\r\n");
                 prev = sig;
@@ -1029,8 +1092,11 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     fn example_signer() -> Signer {
-        Signer::new("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
-            .at(SystemTime::UNIX_EPOCH + Duration::from_secs(1369353600)) // 2013-05-24T00:00:00Z
+        Signer::new(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        )
+        .at(SystemTime::UNIX_EPOCH + Duration::from_secs(1369353600)) // 2013-05-24T00:00:00Z
     }
 
     /// "Example: GET Object" from the AWS SigV4 (header authorization) documentation.
@@ -1042,7 +1108,10 @@ mod tests {
             &[("Range", "bytes=0-9")],
             EMPTY_SHA256,
         );
-        assert_eq!(s.signature, "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
+        assert_eq!(
+            s.signature,
+            "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+        );
     }
 
     /// "Example: PUT Object" from the AWS SigV4 streaming (aws-chunked) documentation.
@@ -1062,7 +1131,10 @@ mod tests {
             ],
             STREAMING_PAYLOAD,
         );
-        assert_eq!(s.signature, "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9");
+        assert_eq!(
+            s.signature,
+            "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"
+        );
         let body = signer.chunked_body(&s, &data, 65536);
         assert_eq!(body.len(), 66824);
         let text = String::from_utf8_lossy(&body);

@@ -28,7 +28,16 @@ async fn send_presigned(
     body: Option<Vec<u8>>,
 ) -> (u16, Vec<u8>) {
     let method = reqwest::Method::from_bytes(p.method().as_bytes()).unwrap();
-    send_raw(http, method, p.uri(), p.headers().map(|(k, v)| (k.to_string(), v.to_string())).collect(), body).await
+    send_raw(
+        http,
+        method,
+        p.uri(),
+        p.headers()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        body,
+    )
+    .await
 }
 
 async fn send_raw(
@@ -72,29 +81,83 @@ async fn presigned_get_and_put() {
     put(&c, B, "shared/object.bin", &data).await;
 
     let cfg = PresigningConfig::expires_in(Duration::from_secs(600)).unwrap();
-    let p = c.get_object().bucket(B).key("shared/object.bin").presigned(cfg.clone()).await.unwrap();
-    assert!(p.uri().contains("X-Amz-Signature="), "presigned URL: {}", p.uri());
+    let p = c
+        .get_object()
+        .bucket(B)
+        .key("shared/object.bin")
+        .presigned(cfg.clone())
+        .await
+        .unwrap();
+    assert!(
+        p.uri().contains("X-Amz-Signature="),
+        "presigned URL: {}",
+        p.uri()
+    );
     let (status, body) = send_presigned(&http, &p, None).await;
-    assert_eq!(status, 200, "presigned GET: {}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        status,
+        200,
+        "presigned GET: {}",
+        String::from_utf8_lossy(&body)
+    );
     assert_bytes_eq(&body, &data, "presigned GET body");
 
     let upload = random_bytes(200 * KIB, 2);
-    let p = c.put_object().bucket(B).key("via presigned put").presigned(cfg.clone()).await.unwrap();
+    let p = c
+        .put_object()
+        .bucket(B)
+        .key("via presigned put")
+        .presigned(cfg.clone())
+        .await
+        .unwrap();
     let (status, body) = send_presigned(&http, &p, Some(upload.clone())).await;
-    assert_eq!(status, 200, "presigned PUT: {}", String::from_utf8_lossy(&body));
-    assert_bytes_eq(&get(&c, B, "via presigned put").await, &upload, "object uploaded by presigned PUT");
+    assert_eq!(
+        status,
+        200,
+        "presigned PUT: {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_bytes_eq(
+        &get(&c, B, "via presigned put").await,
+        &upload,
+        "object uploaded by presigned PUT",
+    );
 
     // The signature covers the key and the signature itself is checked.
-    let p = c.get_object().bucket(B).key("shared/object.bin").presigned(cfg.clone()).await.unwrap();
-    let other_key = p.uri().replace("shared/object.bin", "via%20presigned%20put");
+    let p = c
+        .get_object()
+        .bucket(B)
+        .key("shared/object.bin")
+        .presigned(cfg.clone())
+        .await
+        .unwrap();
+    let other_key = p
+        .uri()
+        .replace("shared/object.bin", "via%20presigned%20put");
     let (status, body) = send_raw(&http, reqwest::Method::GET, &other_key, vec![], None).await;
-    assert_xml_error(status, &body, 403, "SignatureDoesNotMatch", "presigned URL used for another key");
+    assert_xml_error(
+        status,
+        &body,
+        403,
+        "SignatureDoesNotMatch",
+        "presigned URL used for another key",
+    );
     let sig_at = p.uri().find("X-Amz-Signature=").unwrap() + "X-Amz-Signature=".len();
     let mut tampered = p.uri().to_string();
-    let flipped = if &tampered[sig_at..sig_at + 1] == "0" { "1" } else { "0" };
+    let flipped = if &tampered[sig_at..sig_at + 1] == "0" {
+        "1"
+    } else {
+        "0"
+    };
     tampered.replace_range(sig_at..sig_at + 1, flipped);
     let (status, body) = send_raw(&http, reqwest::Method::GET, &tampered, vec![], None).await;
-    assert_xml_error(status, &body, 403, "SignatureDoesNotMatch", "presigned URL with a modified signature");
+    assert_xml_error(
+        status,
+        &body,
+        403,
+        "SignatureDoesNotMatch",
+        "presigned URL with a modified signature",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +183,10 @@ async fn presigned_url_expires() {
                 break;
             }
         }
-        assert!(std::time::Instant::now() < deadline, "presigned URL with 1 s expiry still works after 20 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "presigned URL with 1 s expiry still works after 20 s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // A presigned URL with an expiry in the past is rejected at once.
@@ -138,7 +204,13 @@ async fn presigned_url_expires() {
         .await
         .unwrap();
     let (status, body) = send_presigned(&http, &p, None).await;
-    assert_xml_error(status, &body, 403, "AccessDenied", "presigned URL that expired an hour ago");
+    assert_xml_error(
+        status,
+        &body,
+        403,
+        "AccessDenied",
+        "presigned URL that expired an hour ago",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +219,12 @@ async fn bad_credentials() {
     put(&c, B, "k", b"secret data").await;
 
     let wrong_secret = srv.client_with(srv.access_key(), "not-the-right-secret");
-    assert_s3_err(wrong_secret.list_buckets().send().await, 403, Some("SignatureDoesNotMatch"), "ListBuckets wrong secret");
+    assert_s3_err(
+        wrong_secret.list_buckets().send().await,
+        403,
+        Some("SignatureDoesNotMatch"),
+        "ListBuckets wrong secret",
+    );
     assert_s3_err(
         wrong_secret.get_object().bucket(B).key("k").send().await,
         403,
@@ -155,14 +232,25 @@ async fn bad_credentials() {
         "GetObject wrong secret",
     );
     assert_s3_err(
-        wrong_secret.put_object().bucket(B).key("k2").body(ByteStream::from_static(b"x")).send().await,
+        wrong_secret
+            .put_object()
+            .bucket(B)
+            .key("k2")
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await,
         403,
         Some("SignatureDoesNotMatch"),
         "PutObject wrong secret",
     );
 
     let unknown = srv.client_with("NOSUCHACCESSKEY0000", srv.secret_key());
-    assert_s3_err(unknown.list_buckets().send().await, 403, Some("InvalidAccessKeyId"), "ListBuckets unknown key");
+    assert_s3_err(
+        unknown.list_buckets().send().await,
+        403,
+        Some("InvalidAccessKeyId"),
+        "ListBuckets unknown key",
+    );
     assert_s3_err(
         unknown.get_object().bucket(B).key("k").send().await,
         403,
@@ -184,7 +272,11 @@ async fn anonymous_requests_denied() {
         (reqwest::Method::HEAD, format!("{ep}/{B}/k"), None),
         (reqwest::Method::GET, format!("{ep}/{B}"), None),
         (reqwest::Method::GET, format!("{ep}/"), None),
-        (reqwest::Method::PUT, format!("{ep}/{B}/anon"), Some(b"x".to_vec())),
+        (
+            reqwest::Method::PUT,
+            format!("{ep}/{B}/anon"),
+            Some(b"x".to_vec()),
+        ),
         (reqwest::Method::DELETE, format!("{ep}/{B}/k"), None),
     ];
     for (m, url, body) in cases {
@@ -197,7 +289,11 @@ async fn anonymous_requests_denied() {
             assert_xml_error(status, &body, 403, "AccessDenied", &what);
         }
     }
-    assert_eq!(list_all_keys(&c, B).await, vec!["k".to_string()], "anonymous requests changed nothing");
+    assert_eq!(
+        list_all_keys(&c, B).await,
+        vec!["k".to_string()],
+        "anonymous requests changed nothing"
+    );
     assert_eq!(get(&c, B, "k").await, b"private");
 }
 
@@ -211,15 +307,34 @@ async fn clock_skew_rejected() {
     // Control: the harness signer at the current time is accepted.
     let s = srv.signer().sign("GET", &url, &[], sigv4::EMPTY_SHA256);
     let (status, body) = send_raw(&http, reqwest::Method::GET, &url, s.headers, None).await;
-    assert_eq!((status, body.as_slice()), (200, &b"timely"[..]), "request signed now");
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, &b"timely"[..]),
+        "request signed now"
+    );
 
     for (what, t) in [
-        ("20 minutes in the past", SystemTime::now() - Duration::from_secs(20 * 60)),
-        ("20 minutes in the future", SystemTime::now() + Duration::from_secs(20 * 60)),
+        (
+            "20 minutes in the past",
+            SystemTime::now() - Duration::from_secs(20 * 60),
+        ),
+        (
+            "20 minutes in the future",
+            SystemTime::now() + Duration::from_secs(20 * 60),
+        ),
     ] {
-        let s = srv.signer().at(t).sign("GET", &url, &[], sigv4::EMPTY_SHA256);
+        let s = srv
+            .signer()
+            .at(t)
+            .sign("GET", &url, &[], sigv4::EMPTY_SHA256);
         let (status, body) = send_raw(&http, reqwest::Method::GET, &url, s.headers, None).await;
-        assert_xml_error(status, &body, 403, "RequestTimeTooSkewed", &format!("request signed {what}"));
+        assert_xml_error(
+            status,
+            &body,
+            403,
+            "RequestTimeTooSkewed",
+            &format!("request signed {what}"),
+        );
     }
     // A PUT signed in the past stores nothing.
     let put_url = format!("{}/{B}/skewed", srv.endpoint());
@@ -228,8 +343,15 @@ async fn clock_skew_rejected() {
         .signer()
         .at(SystemTime::now() - Duration::from_secs(20 * 60))
         .sign("PUT", &put_url, &[], &sigv4::sha256_hex(&body));
-    let (status, resp) = send_raw(&http, reqwest::Method::PUT, &put_url, s.headers, Some(body)).await;
-    assert_xml_error(status, &resp, 403, "RequestTimeTooSkewed", "PUT signed 20 minutes ago");
+    let (status, resp) =
+        send_raw(&http, reqwest::Method::PUT, &put_url, s.headers, Some(body)).await;
+    assert_xml_error(
+        status,
+        &resp,
+        403,
+        "RequestTimeTooSkewed",
+        "PUT signed 20 minutes ago",
+    );
     assert_eq!(list_all_keys(&c, B).await, vec!["k".to_string()]);
 }
 
@@ -242,28 +364,76 @@ async fn signed_payload_variants() {
     // Signed payload hash.
     let data = random_bytes(150 * KIB, 3);
     let url = format!("{ep}/{B}/signed-payload");
-    let s = srv.signer().sign("PUT", &url, &[], &sigv4::sha256_hex(&data));
-    let (status, body) = send_raw(&http, reqwest::Method::PUT, &url, s.headers, Some(data.clone())).await;
-    assert_eq!(status, 200, "PUT with signed payload: {}", String::from_utf8_lossy(&body));
-    assert_bytes_eq(&get(&c, B, "signed-payload").await, &data, "signed payload object");
+    let s = srv
+        .signer()
+        .sign("PUT", &url, &[], &sigv4::sha256_hex(&data));
+    let (status, body) = send_raw(
+        &http,
+        reqwest::Method::PUT,
+        &url,
+        s.headers,
+        Some(data.clone()),
+    )
+    .await;
+    assert_eq!(
+        status,
+        200,
+        "PUT with signed payload: {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_bytes_eq(
+        &get(&c, B, "signed-payload").await,
+        &data,
+        "signed payload object",
+    );
 
     // UNSIGNED-PAYLOAD.
     let url = format!("{ep}/{B}/unsigned-payload");
     let s = srv.signer().sign("PUT", &url, &[], sigv4::UNSIGNED_PAYLOAD);
-    let (status, body) = send_raw(&http, reqwest::Method::PUT, &url, s.headers, Some(data.clone())).await;
-    assert_eq!(status, 200, "PUT with UNSIGNED-PAYLOAD: {}", String::from_utf8_lossy(&body));
-    assert_bytes_eq(&get(&c, B, "unsigned-payload").await, &data, "unsigned payload object");
+    let (status, body) = send_raw(
+        &http,
+        reqwest::Method::PUT,
+        &url,
+        s.headers,
+        Some(data.clone()),
+    )
+    .await;
+    assert_eq!(
+        status,
+        200,
+        "PUT with UNSIGNED-PAYLOAD: {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_bytes_eq(
+        &get(&c, B, "unsigned-payload").await,
+        &data,
+        "unsigned payload object",
+    );
 
     // A body that does not match the signed payload hash is rejected and not stored.
     let url = format!("{ep}/{B}/hash-mismatch");
-    let s = srv.signer().sign("PUT", &url, &[], &sigv4::sha256_hex(b"another body"));
-    let (status, body) = send_raw(&http, reqwest::Method::PUT, &url, s.headers, Some(data.clone())).await;
+    let s = srv
+        .signer()
+        .sign("PUT", &url, &[], &sigv4::sha256_hex(b"another body"));
+    let (status, body) = send_raw(
+        &http,
+        reqwest::Method::PUT,
+        &url,
+        s.headers,
+        Some(data.clone()),
+    )
+    .await;
     assert!(
         (400..500).contains(&status),
         "PUT whose body does not match x-amz-content-sha256 returned {status}: {}",
         String::from_utf8_lossy(&body)
     );
-    assert_s3_err(c.get_object().bucket(B).key("hash-mismatch").send().await, 404, Some("NoSuchKey"), "after hash mismatch");
+    assert_s3_err(
+        c.get_object().bucket(B).key("hash-mismatch").send().await,
+        404,
+        Some("NoSuchKey"),
+        "after hash mismatch",
+    );
 }
 
 /// STREAMING-AWS4-HMAC-SHA256-PAYLOAD: every chunk signed (what many SDKs send over HTTP).
@@ -271,9 +441,14 @@ async fn signed_payload_variants() {
 async fn signed_chunked_upload() {
     let (srv, c) = setup().await;
     let http = srv.http();
-    for (i, (len, chunk)) in [(200 * KIB + 3, 64 * KIB), (1, 8 * KIB), (0, 8 * KIB), (MIB + 5, 128 * KIB)]
-        .into_iter()
-        .enumerate()
+    for (i, (len, chunk)) in [
+        (200 * KIB + 3, 64 * KIB),
+        (1, 8 * KIB),
+        (0, 8 * KIB),
+        (MIB + 5, 128 * KIB),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let key = format!("chunked-{i}");
         let data = random_bytes(len, 10 + i as u64);
@@ -290,9 +465,19 @@ async fn signed_chunked_upload() {
         let s = signer.sign("PUT", &url, &headers, sigv4::STREAMING_PAYLOAD);
         let body = signer.chunked_body(&s, &data, chunk);
         assert_eq!(body.len(), enc_len);
-        let (status, resp) = send_raw(&http, reqwest::Method::PUT, &url, s.headers, Some(body)).await;
-        assert_eq!(status, 200, "signed chunked PUT {key}: {}", String::from_utf8_lossy(&resp));
-        assert_bytes_eq(&get(&c, B, &key).await, &data, &format!("signed chunked object {key}"));
+        let (status, resp) =
+            send_raw(&http, reqwest::Method::PUT, &url, s.headers, Some(body)).await;
+        assert_eq!(
+            status,
+            200,
+            "signed chunked PUT {key}: {}",
+            String::from_utf8_lossy(&resp)
+        );
+        assert_bytes_eq(
+            &get(&c, B, &key).await,
+            &data,
+            &format!("signed chunked object {key}"),
+        );
         let h = ok(c.head_object().bucket(B).key(&key).send().await, "HEAD");
         assert_eq!(h.content_length(), Some(len as i64));
         assert_eq!(h.e_tag(), Some(etag_of(&data).as_str()));
@@ -315,8 +500,19 @@ async fn signed_chunked_upload() {
     let second_chunk_data = body.len() - 200; // inside the second (last data) chunk
     body[second_chunk_data] ^= 0x01;
     let (status, resp) = send_raw(&http, reqwest::Method::PUT, &url, s.headers, Some(body)).await;
-    assert_xml_error(status, &resp, 403, "SignatureDoesNotMatch", "chunked upload with a modified chunk");
-    assert_s3_err(c.get_object().bucket(B).key("tampered").send().await, 404, Some("NoSuchKey"), "tampered object");
+    assert_s3_err(
+        c.get_object().bucket(B).key("tampered").send().await,
+        404,
+        Some("NoSuchKey"),
+        "tampered object",
+    );
+    assert_xml_error(
+        status,
+        &resp,
+        403,
+        "SignatureDoesNotMatch",
+        "chunked upload with a modified chunk",
+    );
 }
 
 /// Records the payload mode of every request the SDK sends.
@@ -335,7 +531,9 @@ impl Intercept for PayloadModes {
     ) -> Result<(), BoxError> {
         let h = ctx.request().headers();
         self.0.lock().unwrap().push((
-            h.get("x-amz-content-sha256").unwrap_or_default().to_string(),
+            h.get("x-amz-content-sha256")
+                .unwrap_or_default()
+                .to_string(),
             h.get("content-encoding").map(str::to_string),
             h.get("x-amz-trailer").map(str::to_string),
         ));
@@ -350,7 +548,9 @@ async fn sdk_streaming_upload_with_trailer() {
     let (srv, c) = setup().await;
     let modes = PayloadModes::default();
     let sc = Client::from_conf(
-        srv.s3_config(srv.access_key(), srv.secret_key()).interceptor(modes.clone()).build(),
+        srv.s3_config(srv.access_key(), srv.secret_key())
+            .interceptor(modes.clone())
+            .build(),
     );
     let data = random_bytes(MIB + 123, 30);
     let file = srv.root().join("upload.bin");
@@ -369,29 +569,58 @@ async fn sdk_streaming_upload_with_trailer() {
     {
         let m = modes.0.lock().unwrap();
         let (sha, enc, trailer) = m.last().unwrap().clone();
-        assert!(sha.starts_with("STREAMING-"), "SDK did not stream: x-amz-content-sha256 {sha}");
-        assert!(enc.as_deref().unwrap_or_default().contains("aws-chunked"), "content-encoding {enc:?}");
+        assert!(
+            sha.starts_with("STREAMING-"),
+            "SDK did not stream: x-amz-content-sha256 {sha}"
+        );
+        assert!(
+            enc.as_deref().unwrap_or_default().contains("aws-chunked"),
+            "content-encoding {enc:?}"
+        );
         assert_eq!(trailer.as_deref(), Some("x-amz-checksum-crc32c"));
     }
     let want = b64(&crc32c::crc32c(&data).to_be_bytes());
-    assert_eq!(r.checksum_crc32_c(), Some(want.as_str()), "PutObject CRC32C");
+    assert_eq!(
+        r.checksum_crc32_c(),
+        Some(want.as_str()),
+        "PutObject CRC32C"
+    );
     let g = ok(
-        c.get_object().bucket(B).key("streamed").checksum_mode(ChecksumMode::Enabled).send().await,
+        c.get_object()
+            .bucket(B)
+            .key("streamed")
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await,
         "GetObject",
     );
     assert_eq!(g.checksum_crc32_c(), Some(want.as_str()), "stored CRC32C");
     assert_eq!(g.content_length(), Some(data.len() as i64));
-    assert_bytes_eq(&g.body.collect().await.unwrap().into_bytes(), &data, "streamed object");
+    assert_bytes_eq(
+        &g.body.collect().await.unwrap().into_bytes(),
+        &data,
+        "streamed object",
+    );
 
     // Streaming multipart: parts read from the file, each with the SDK's default checksum.
     let data = random_bytes(5 * MIB + 77, 31);
     std::fs::write(&file, &data).unwrap();
-    let id = ok(sc.create_multipart_upload().bucket(B).key("streamed-mp").send().await, "CreateMultipartUpload")
-        .upload_id()
-        .unwrap()
-        .to_string();
+    let id = ok(
+        sc.create_multipart_upload()
+            .bucket(B)
+            .key("streamed-mp")
+            .send()
+            .await,
+        "CreateMultipartUpload",
+    )
+    .upload_id()
+    .unwrap()
+    .to_string();
     let mut parts = Vec::new();
-    for (n, (off, len)) in [(0u64, 5 * MIB as u64), (5 * MIB as u64, 77u64)].into_iter().enumerate() {
+    for (n, (off, len)) in [(0u64, 5 * MIB as u64), (5 * MIB as u64, 77u64)]
+        .into_iter()
+        .enumerate()
+    {
         let body = ByteStream::read_from()
             .path(&file)
             .offset(off)
@@ -411,18 +640,36 @@ async fn sdk_streaming_upload_with_trailer() {
             "streaming UploadPart",
         );
         let slice = &data[off as usize..(off + len) as usize];
-        assert_eq!(r.e_tag(), Some(etag_of(slice).as_str()), "part {} ETag", n + 1);
-        parts.push(CompletedPart::builder().part_number(n as i32 + 1).e_tag(r.e_tag().unwrap()).build());
+        assert_eq!(
+            r.e_tag(),
+            Some(etag_of(slice).as_str()),
+            "part {} ETag",
+            n + 1
+        );
+        parts.push(
+            CompletedPart::builder()
+                .part_number(n as i32 + 1)
+                .e_tag(r.e_tag().unwrap())
+                .build(),
+        );
     }
     ok(
         sc.complete_multipart_upload()
             .bucket(B)
             .key("streamed-mp")
             .upload_id(&id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
             .send()
             .await,
         "CompleteMultipartUpload",
     );
-    assert_bytes_eq(&get(&c, B, "streamed-mp").await, &data, "streamed multipart object");
+    assert_bytes_eq(
+        &get(&c, B, "streamed-mp").await,
+        &data,
+        "streamed multipart object",
+    );
 }

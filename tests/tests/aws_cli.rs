@@ -39,7 +39,10 @@ impl AwsEnv {
         std::fs::write(&creds, "").unwrap();
         let vars = vec![
             ("AWS_CONFIG_FILE".into(), config.display().to_string()),
-            ("AWS_SHARED_CREDENTIALS_FILE".into(), creds.display().to_string()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE".into(),
+                creds.display().to_string(),
+            ),
             ("AWS_ACCESS_KEY_ID".into(), srv.access_key().to_string()),
             ("AWS_SECRET_ACCESS_KEY".into(), srv.secret_key().to_string()),
             ("AWS_DEFAULT_REGION".into(), REGION.to_string()),
@@ -48,7 +51,10 @@ impl AwsEnv {
             ("AWS_MAX_ATTEMPTS".into(), "1".into()),
             ("AWS_PAGER".into(), String::new()),
         ];
-        AwsEnv { dir: dir.to_path_buf(), vars }
+        AwsEnv {
+            dir: dir.to_path_buf(),
+            vars,
+        }
     }
 
     fn command(&self, program: &str) -> tokio::process::Command {
@@ -126,13 +132,30 @@ async fn aws_cli_roundtrip() {
     let big = random_bytes(20 * MIB, 1);
     let big_path = work.join("big.bin");
     std::fs::write(&big_path, &big).unwrap();
-    aws(&env, &srv, &["s3", "cp", big_path.to_str().unwrap(), "s3://cli-bucket/dir/big.bin"]).await;
+    aws(
+        &env,
+        &srv,
+        &[
+            "s3",
+            "cp",
+            big_path.to_str().unwrap(),
+            "s3://cli-bucket/dir/big.bin",
+        ],
+    )
+    .await;
     let small_path = work.join("small file.txt");
     std::fs::write(&small_path, b"small text").unwrap();
     aws(
         &env,
         &srv,
-        &["s3", "cp", small_path.to_str().unwrap(), "s3://cli-bucket/dir/small file.txt", "--metadata", "origin=cli"],
+        &[
+            "s3",
+            "cp",
+            small_path.to_str().unwrap(),
+            "s3://cli-bucket/dir/small file.txt",
+            "--metadata",
+            "origin=cli",
+        ],
     )
     .await;
 
@@ -144,59 +167,162 @@ async fn aws_cli_roundtrip() {
             // "2024-01-01 00:00:00   20971520 big.bin"
             let f: Vec<&str> = l.split_whitespace().collect();
             assert!(f.len() >= 4, "unexpected ls line {l:?}");
-            (f[2].parse().unwrap_or_else(|_| panic!("size in {l:?}")), f[3..].join(" "))
+            (
+                f[2].parse().unwrap_or_else(|_| panic!("size in {l:?}")),
+                f[3..].join(" "),
+            )
         })
         .collect();
     assert_eq!(
         entries,
-        vec![(20 * MIB as u64, "big.bin".to_string()), (10, "small file.txt".to_string())],
+        vec![
+            (20 * MIB as u64, "big.bin".to_string()),
+            (10, "small file.txt".to_string())
+        ],
         "aws s3 ls:\n{ls}"
     );
 
-    let head = json(&aws(&env, &srv, &["s3api", "head-object", "--bucket", "cli-bucket", "--key", "dir/big.bin"]).await);
-    assert_eq!(head["ContentLength"].as_u64(), Some(20 * MIB as u64), "{head}");
+    let head = json(
+        &aws(
+            &env,
+            &srv,
+            &[
+                "s3api",
+                "head-object",
+                "--bucket",
+                "cli-bucket",
+                "--key",
+                "dir/big.bin",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(
+        head["ContentLength"].as_u64(),
+        Some(20 * MIB as u64),
+        "{head}"
+    );
     let etag = head["ETag"].as_str().unwrap_or_default().to_string();
-    assert!(etag.ends_with("-3\""), "CLI multipart upload of 20 MiB should have 3 parts: ETag {etag}");
-    let head = json(&aws(&env, &srv, &["s3api", "head-object", "--bucket", "cli-bucket", "--key", "dir/small file.txt"]).await);
+    assert!(
+        etag.ends_with("-3\""),
+        "CLI multipart upload of 20 MiB should have 3 parts: ETag {etag}"
+    );
+    let head = json(
+        &aws(
+            &env,
+            &srv,
+            &[
+                "s3api",
+                "head-object",
+                "--bucket",
+                "cli-bucket",
+                "--key",
+                "dir/small file.txt",
+            ],
+        )
+        .await,
+    );
     assert_eq!(head["Metadata"]["origin"].as_str(), Some("cli"), "{head}");
 
     // Download and compare; the SDK agrees.
     let out_path = work.join("big.out");
-    aws(&env, &srv, &["s3", "cp", "s3://cli-bucket/dir/big.bin", out_path.to_str().unwrap()]).await;
-    assert_bytes_eq(&std::fs::read(&out_path).unwrap(), &big, "aws s3 cp download");
-    assert_bytes_eq(&get(&srv.client(), "cli-bucket", "dir/big.bin").await, &big, "SDK read of CLI upload");
+    aws(
+        &env,
+        &srv,
+        &[
+            "s3",
+            "cp",
+            "s3://cli-bucket/dir/big.bin",
+            out_path.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_bytes_eq(
+        &std::fs::read(&out_path).unwrap(),
+        &big,
+        "aws s3 cp download",
+    );
+    assert_bytes_eq(
+        &get(&srv.client(), "cli-bucket", "dir/big.bin").await,
+        &big,
+        "SDK read of CLI upload",
+    );
 
     // sync both ways.
     let src = work.join("sync-src");
     std::fs::create_dir_all(src.join("nested")).unwrap();
     let mut files = Vec::new();
     for i in 0..5 {
-        let rel = if i % 2 == 0 { format!("f{i}.dat") } else { format!("nested/f{i}.dat") };
+        let rel = if i % 2 == 0 {
+            format!("f{i}.dat")
+        } else {
+            format!("nested/f{i}.dat")
+        };
         let data = random_bytes(1000 * (i + 1) + 150 * KIB * (i % 2), 10 + i as u64);
         std::fs::write(src.join(&rel), &data).unwrap();
         files.push((rel, data));
     }
-    aws(&env, &srv, &["s3", "sync", src.to_str().unwrap(), "s3://cli-bucket/sync/"]).await;
-    let listed = json(&aws(&env, &srv, &["s3api", "list-objects-v2", "--bucket", "cli-bucket", "--prefix", "sync/"]).await);
+    aws(
+        &env,
+        &srv,
+        &["s3", "sync", src.to_str().unwrap(), "s3://cli-bucket/sync/"],
+    )
+    .await;
+    let listed = json(
+        &aws(
+            &env,
+            &srv,
+            &[
+                "s3api",
+                "list-objects-v2",
+                "--bucket",
+                "cli-bucket",
+                "--prefix",
+                "sync/",
+            ],
+        )
+        .await,
+    );
     let mut keys: Vec<String> = listed["Contents"]
         .as_array()
-        .map(|a| a.iter().map(|o| o["Key"].as_str().unwrap().to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|o| o["Key"].as_str().unwrap().to_string())
+                .collect()
+        })
         .unwrap_or_default();
     keys.sort();
     let mut want: Vec<String> = files.iter().map(|(r, _)| format!("sync/{r}")).collect();
     want.sort();
     assert_eq!(keys, want, "list-objects-v2 after sync");
     let dst = work.join("sync-dst");
-    aws(&env, &srv, &["s3", "sync", "s3://cli-bucket/sync/", dst.to_str().unwrap()]).await;
+    aws(
+        &env,
+        &srv,
+        &["s3", "sync", "s3://cli-bucket/sync/", dst.to_str().unwrap()],
+    )
+    .await;
     for (rel, data) in &files {
-        assert_bytes_eq(&std::fs::read(dst.join(rel)).unwrap(), data, &format!("synced back {rel}"));
+        assert_bytes_eq(
+            &std::fs::read(dst.join(rel)).unwrap(),
+            data,
+            &format!("synced back {rel}"),
+        );
     }
 
     // Errors surface with their S3 codes.
     let err = aws_fails(
         &env,
         &srv,
-        &["s3api", "get-object", "--bucket", "cli-bucket", "--key", "missing", work.join("x").to_str().unwrap()],
+        &[
+            "s3api",
+            "get-object",
+            "--bucket",
+            "cli-bucket",
+            "--key",
+            "missing",
+            work.join("x").to_str().unwrap(),
+        ],
     )
     .await;
     assert!(err.contains("NoSuchKey"), "stderr: {err}");
@@ -211,7 +337,11 @@ async fn aws_cli_roundtrip() {
     assert!(list_all_keys(&srv.client(), "cli-bucket").await.is_empty());
     aws(&env, &srv, &["s3", "rb", "s3://cli-bucket"]).await;
     let buckets = json(&aws(&env, &srv, &["s3api", "list-buckets"]).await);
-    assert_eq!(buckets["Buckets"].as_array().map(Vec::len), Some(0), "{buckets}");
+    assert_eq!(
+        buckets["Buckets"].as_array().map(Vec::len),
+        Some(0),
+        "{buckets}"
+    );
 }
 
 const BOTO3_SCRIPT: &str = r#"
@@ -279,16 +409,34 @@ async fn boto3_roundtrip() {
         .env("CAIRN_SRC", &src)
         .env("CAIRN_DST", &dst);
     let (ok, stdout, stderr) = run(cmd, "boto3 script").await;
-    assert!(ok, "boto3 script failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        ok,
+        "boto3 script failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     let v = json(stdout.lines().last().unwrap_or_default());
-    assert_eq!(v["keys"], serde_json::json!(["big/file name.bin", "hello.txt"]), "{v}");
+    assert_eq!(
+        v["keys"],
+        serde_json::json!(["big/file name.bin", "hello.txt"]),
+        "{v}"
+    );
     assert_eq!(v["size"].as_u64(), Some(big.len() as u64), "{v}");
     let parts: Vec<&[u8]> = big.chunks(5 * MIB).collect();
-    assert_eq!(v["etag"].as_str(), Some(multipart_etag(parts).as_str()), "{v}");
+    assert_eq!(
+        v["etag"].as_str(),
+        Some(multipart_etag(parts).as_str()),
+        "{v}"
+    );
     assert_eq!(v["body"].as_str(), Some("hello boto"));
     assert_eq!(v["meta"], serde_json::json!({"k": "v"}));
-    assert_eq!(v["range_md5"].as_str(), Some(md5_hex(&big[5242870..=5242889]).as_str()));
+    assert_eq!(
+        v["range_md5"].as_str(),
+        Some(md5_hex(&big[5242870..=5242889]).as_str())
+    );
     assert_eq!(v["err"].as_str(), Some("NoSuchKey"));
     assert_bytes_eq(&std::fs::read(&dst).unwrap(), &big, "boto3 download_file");
-    assert_bytes_eq(&get(&srv.client(), "boto-bucket", "big/file name.bin").await, &big, "SDK read of boto3 upload");
+    assert_bytes_eq(
+        &get(&srv.client(), "boto-bucket", "big/file name.bin").await,
+        &big,
+        "SDK read of boto3 upload",
+    );
 }

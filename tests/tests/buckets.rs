@@ -15,23 +15,47 @@ async fn bucket_names(c: &Client) -> Vec<String> {
 async fn create_list_head_delete() {
     let srv = Server::start(1).await;
     let c = srv.client();
-    assert_eq!(bucket_names(&c).await, Vec::<String>::new(), "fresh server has no buckets");
+    assert_eq!(
+        bucket_names(&c).await,
+        Vec::<String>::new(),
+        "fresh server has no buckets"
+    );
 
     for b in ["zeta-bucket", "alpha.bucket", "mid-1"] {
         create_bucket(&c, b).await;
     }
     // ListBuckets is sorted by name.
-    assert_eq!(bucket_names(&c).await, vec!["alpha.bucket", "mid-1", "zeta-bucket"]);
+    assert_eq!(
+        bucket_names(&c).await,
+        vec!["alpha.bucket", "mid-1", "zeta-bucket"]
+    );
     let lb = ok(c.list_buckets().send().await, "ListBuckets");
     for b in lb.buckets() {
-        assert!(b.creation_date().is_some(), "CreationDate of {:?}", b.name());
+        assert!(
+            b.creation_date().is_some(),
+            "CreationDate of {:?}",
+            b.name()
+        );
     }
-    assert!(lb.owner().and_then(|o| o.id()).is_some_and(|id| !id.is_empty()), "ListBuckets Owner ID");
+    assert!(
+        lb.owner()
+            .and_then(|o| o.id())
+            .is_some_and(|id| !id.is_empty()),
+        "ListBuckets Owner ID"
+    );
 
     ok(c.head_bucket().bucket("mid-1").send().await, "HeadBucket");
-    assert_s3_err(c.head_bucket().bucket("not-there").send().await, 404, None, "HeadBucket missing");
+    assert_s3_err(
+        c.head_bucket().bucket("not-there").send().await,
+        404,
+        None,
+        "HeadBucket missing",
+    );
 
-    let loc = ok(c.get_bucket_location().bucket("mid-1").send().await, "GetBucketLocation");
+    let loc = ok(
+        c.get_bucket_location().bucket("mid-1").send().await,
+        "GetBucketLocation",
+    );
     let loc = loc.location_constraint().map(|l| l.as_str().to_string());
     assert!(
         matches!(loc.as_deref(), None | Some("") | Some("us-east-1")),
@@ -44,16 +68,37 @@ async fn create_list_head_delete() {
         "GetBucketLocation missing",
     );
 
-    ok(c.delete_bucket().bucket("mid-1").send().await, "DeleteBucket");
+    ok(
+        c.delete_bucket().bucket("mid-1").send().await,
+        "DeleteBucket",
+    );
     assert_eq!(bucket_names(&c).await, vec!["alpha.bucket", "zeta-bucket"]);
-    assert_s3_err(c.head_bucket().bucket("mid-1").send().await, 404, None, "HeadBucket deleted");
+    assert_s3_err(
+        c.head_bucket().bucket("mid-1").send().await,
+        404,
+        None,
+        "HeadBucket deleted",
+    );
 
     // Recreating a deleted bucket gives an empty bucket.
     put(&c, "zeta-bucket", "k", b"v").await;
-    ok(c.delete_object().bucket("zeta-bucket").key("k").send().await, "DeleteObject");
-    ok(c.delete_bucket().bucket("zeta-bucket").send().await, "DeleteBucket");
+    ok(
+        c.delete_object()
+            .bucket("zeta-bucket")
+            .key("k")
+            .send()
+            .await,
+        "DeleteObject",
+    );
+    ok(
+        c.delete_bucket().bucket("zeta-bucket").send().await,
+        "DeleteBucket",
+    );
     create_bucket(&c, "zeta-bucket").await;
-    assert!(list_all_keys(&c, "zeta-bucket").await.is_empty(), "recreated bucket is empty");
+    assert!(
+        list_all_keys(&c, "zeta-bucket").await.is_empty(),
+        "recreated bucket is empty"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,29 +117,72 @@ async fn bucket_errors() {
     // BucketNotEmpty, for inlined and for large objects.
     put(&c, "mine", "small", b"tiny").await;
     put(&c, "mine", "dir/large", &random_bytes(300 * KIB, 1)).await;
-    assert_s3_err(c.delete_bucket().bucket("mine").send().await, 409, Some("BucketNotEmpty"), "DeleteBucket non-empty");
-    ok(c.delete_object().bucket("mine").key("small").send().await, "DeleteObject");
+    assert_s3_err(
+        c.delete_bucket().bucket("mine").send().await,
+        409,
+        Some("BucketNotEmpty"),
+        "DeleteBucket non-empty",
+    );
+    ok(
+        c.delete_object().bucket("mine").key("small").send().await,
+        "DeleteObject",
+    );
     assert_s3_err(
         c.delete_bucket().bucket("mine").send().await,
         409,
         Some("BucketNotEmpty"),
         "DeleteBucket with one object left",
     );
-    ok(c.delete_object().bucket("mine").key("dir/large").send().await, "DeleteObject");
-    ok(c.delete_bucket().bucket("mine").send().await, "DeleteBucket emptied");
+    ok(
+        c.delete_object()
+            .bucket("mine")
+            .key("dir/large")
+            .send()
+            .await,
+        "DeleteObject",
+    );
+    ok(
+        c.delete_bucket().bucket("mine").send().await,
+        "DeleteBucket emptied",
+    );
 
     // NoSuchBucket on every kind of request.
     let nb = "no-such-bucket";
-    assert_s3_err(c.delete_bucket().bucket(nb).send().await, 404, Some("NoSuchBucket"), "DeleteBucket");
-    assert_s3_err(c.get_object().bucket(nb).key("k").send().await, 404, Some("NoSuchBucket"), "GetObject");
     assert_s3_err(
-        c.put_object().bucket(nb).key("k").body(ByteStream::from_static(b"x")).send().await,
+        c.delete_bucket().bucket(nb).send().await,
+        404,
+        Some("NoSuchBucket"),
+        "DeleteBucket",
+    );
+    assert_s3_err(
+        c.get_object().bucket(nb).key("k").send().await,
+        404,
+        Some("NoSuchBucket"),
+        "GetObject",
+    );
+    assert_s3_err(
+        c.put_object()
+            .bucket(nb)
+            .key("k")
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await,
         404,
         Some("NoSuchBucket"),
         "PutObject",
     );
-    assert_s3_err(c.list_objects_v2().bucket(nb).send().await, 404, Some("NoSuchBucket"), "ListObjectsV2");
-    assert_s3_err(c.list_objects().bucket(nb).send().await, 404, Some("NoSuchBucket"), "ListObjects");
+    assert_s3_err(
+        c.list_objects_v2().bucket(nb).send().await,
+        404,
+        Some("NoSuchBucket"),
+        "ListObjectsV2",
+    );
+    assert_s3_err(
+        c.list_objects().bucket(nb).send().await,
+        404,
+        Some("NoSuchBucket"),
+        "ListObjects",
+    );
     assert_s3_err(
         c.create_multipart_upload().bucket(nb).key("k").send().await,
         404,
@@ -108,7 +196,12 @@ async fn bucket_errors() {
         "ListMultipartUploads",
     );
     // The deleted bucket is gone too.
-    assert_s3_err(c.list_objects_v2().bucket("mine").send().await, 404, Some("NoSuchBucket"), "deleted bucket");
+    assert_s3_err(
+        c.list_objects_v2().bucket("mine").send().await,
+        404,
+        Some("NoSuchBucket"),
+        "deleted bucket",
+    );
 }
 
 /// Invalid names are sent raw (signed with the harness signer) so that no client-side
@@ -119,7 +212,7 @@ async fn invalid_bucket_names() {
     let http = srv.http();
     let too_long = "a".repeat(64);
     let invalid = [
-        "ab",             // too short
+        "ab",              // too short
         too_long.as_str(), // too long
         "UpperCase",
         "under_score",
@@ -150,5 +243,9 @@ async fn invalid_bucket_names() {
     create_bucket(&c, &"b".repeat(63)).await;
     let mut names = bucket_names(&c).await;
     names.sort();
-    assert_eq!(names, vec!["abc".to_string(), "b".repeat(63)], "only the valid buckets exist");
+    assert_eq!(
+        names,
+        vec!["abc".to_string(), "b".repeat(63)],
+        "only the valid buckets exist"
+    );
 }

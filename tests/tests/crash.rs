@@ -44,10 +44,20 @@ async fn writer(c: Client, log: Arc<Mutex<Log>>, seed: u64, prefix: String) {
         let data = random_bytes(len, rng.gen());
         let md5 = md5_hex(&data);
         log.lock().unwrap().in_flight = Some((key.clone(), md5.clone()));
-        let r = c.put_object().bucket(B).key(&key).body(ByteStream::from(data)).send().await;
+        let r = c
+            .put_object()
+            .bucket(B)
+            .key(&key)
+            .body(ByteStream::from(data))
+            .send()
+            .await;
         match r {
             Ok(out) => {
-                assert_eq!(out.e_tag(), Some(format!("\"{md5}\"").as_str()), "ETag of acknowledged {key}");
+                assert_eq!(
+                    out.e_tag(),
+                    Some(format!("\"{md5}\"").as_str()),
+                    "ETag of acknowledged {key}"
+                );
                 let mut l = log.lock().unwrap();
                 l.acked.insert(key, md5);
                 l.in_flight = None;
@@ -62,7 +72,11 @@ async fn writer(c: Client, log: Arc<Mutex<Log>>, seed: u64, prefix: String) {
 async fn check_after_crash(c: &Client, log: &Log, round: usize) {
     let listed = list_all_keys(c, B).await;
     for key in &listed {
-        let allowed_in_flight = log.in_flight.as_ref().filter(|(k, _)| k == key).map(|(_, m)| m.as_str());
+        let allowed_in_flight = log
+            .in_flight
+            .as_ref()
+            .filter(|(k, _)| k == key)
+            .map(|(_, m)| m.as_str());
         let acked = log.acked.get(key).map(String::as_str);
         assert!(
             acked.is_some() || allowed_in_flight.is_some(),
@@ -75,9 +89,16 @@ async fn check_after_crash(c: &Client, log: &Log, round: usize) {
         );
     }
     for (key, md5) in &log.acked {
-        assert!(listed.contains(key), "round {round}: acknowledged {key} missing from the listing");
+        assert!(
+            listed.contains(key),
+            "round {round}: acknowledged {key} missing from the listing"
+        );
         let got = md5_hex(&get(c, B, key).await);
-        let in_flight = log.in_flight.as_ref().filter(|(k, _)| k == key).map(|(_, m)| m.as_str());
+        let in_flight = log
+            .in_flight
+            .as_ref()
+            .filter(|(k, _)| k == key)
+            .map(|(_, m)| m.as_str());
         assert!(
             &got == md5 || Some(got.as_str()) == in_flight,
             "round {round}: acknowledged {key} reads back md5 {got}, expected {md5}"
@@ -104,13 +125,21 @@ async fn kill9_during_puts() {
 
     for round in 0..3 {
         let target = log.lock().unwrap().acks + 15 + 10 * round;
-        let task = tokio::spawn(writer(srv.client_no_retry(), log.clone(), 42 + round as u64, format!("r{round}-")));
+        let task = tokio::spawn(writer(
+            srv.client_no_retry(),
+            log.clone(),
+            42 + round as u64,
+            format!("r{round}-"),
+        ));
         let reached = poll_until(Duration::from_secs(120), || {
             let log = log.clone();
             async move { log.lock().unwrap().acks >= target }
         })
         .await;
-        assert!(reached, "round {round}: the writer did not reach {target} acknowledged PUTs in 120 s");
+        assert!(
+            reached,
+            "round {round}: the writer did not reach {target} acknowledged PUTs in 120 s"
+        );
         srv.kill9();
         tokio::time::timeout(Duration::from_secs(60), task)
             .await
@@ -120,7 +149,11 @@ async fn kill9_during_puts() {
         srv.restart().await;
         let snapshot = {
             let l = log.lock().unwrap();
-            Log { acked: l.acked.clone(), in_flight: l.in_flight.clone(), acks: l.acks }
+            Log {
+                acked: l.acked.clone(),
+                in_flight: l.in_flight.clone(),
+                acks: l.acks,
+            }
         };
         check_after_crash(&srv.client(), &snapshot, round).await;
 
@@ -132,6 +165,14 @@ async fn kill9_during_puts() {
                 Ok(r) => Some(md5_hex(&r.body.collect().await.unwrap().into_bytes())),
                 Err(_) => None,
             };
+            eprintln!(
+                "round {round}: in-flight PUT of {key} at the kill -> {}",
+                match &state {
+                    Some(m) if *m == md5 => "stored (new content)",
+                    Some(_) => "not stored (previous content kept)",
+                    None => "not stored",
+                }
+            );
             let mut l = log.lock().unwrap();
             match state {
                 Some(m) if m == md5 => {

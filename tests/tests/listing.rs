@@ -53,7 +53,12 @@ async fn put_keys(c: &Client, keys: &[String]) {
 }
 
 /// What S3 returns for a listing: (contents, common prefixes).
-fn expected(keys: &[String], prefix: &str, delimiter: Option<&str>, after: Option<&str>) -> (Vec<String>, Vec<String>) {
+fn expected(
+    keys: &[String],
+    prefix: &str,
+    delimiter: Option<&str>,
+    after: Option<&str>,
+) -> (Vec<String>, Vec<String>) {
     let mut contents = Vec::new();
     let mut prefixes = BTreeSet::new();
     let sorted: BTreeSet<&String> = keys.iter().collect();
@@ -119,8 +124,16 @@ async fn list_v2(c: &Client, q: Query<'_>) -> Listed {
                 .await,
             "ListObjectsV2",
         );
-        let contents: Vec<String> = r.contents().iter().map(|o| o.key().unwrap().to_string()).collect();
-        let prefixes: Vec<String> = r.common_prefixes().iter().map(|p| p.prefix().unwrap().to_string()).collect();
+        let contents: Vec<String> = r
+            .contents()
+            .iter()
+            .map(|o| o.key().unwrap().to_string())
+            .collect();
+        let prefixes: Vec<String> = r
+            .common_prefixes()
+            .iter()
+            .map(|p| p.prefix().unwrap().to_string())
+            .collect();
         let n = contents.len() + prefixes.len();
         let max = q.max_keys.unwrap_or(1000) as usize;
         assert!(n <= max, "page of {n} entries exceeds max-keys {max}");
@@ -129,15 +142,26 @@ async fn list_v2(c: &Client, q: Query<'_>) -> Listed {
         if let Some(p) = q.prefix {
             assert_eq!(r.prefix(), Some(p), "Prefix echoed");
         }
-        assert_eq!(r.continuation_token(), token.as_deref(), "ContinuationToken echoed");
+        assert_eq!(
+            r.continuation_token(),
+            token.as_deref(),
+            "ContinuationToken echoed"
+        );
         out.pages.push(merged(&contents, &prefixes));
         out.contents.extend(contents);
         out.prefixes.extend(prefixes);
         if r.is_truncated() == Some(true) {
             assert!(n > 0, "truncated empty page");
-            token = Some(r.next_continuation_token().expect("NextContinuationToken on a truncated page").to_string());
+            token = Some(
+                r.next_continuation_token()
+                    .expect("NextContinuationToken on a truncated page")
+                    .to_string(),
+            );
         } else {
-            assert!(r.next_continuation_token().is_none(), "NextContinuationToken on the last page");
+            assert!(
+                r.next_continuation_token().is_none(),
+                "NextContinuationToken on the last page"
+            );
             assert!(out.pages.len() < 10_000);
             return out;
         }
@@ -159,8 +183,16 @@ async fn list_v1(c: &Client, q: Query<'_>) -> Listed {
                 .await,
             "ListObjects",
         );
-        let contents: Vec<String> = r.contents().iter().map(|o| o.key().unwrap().to_string()).collect();
-        let prefixes: Vec<String> = r.common_prefixes().iter().map(|p| p.prefix().unwrap().to_string()).collect();
+        let contents: Vec<String> = r
+            .contents()
+            .iter()
+            .map(|o| o.key().unwrap().to_string())
+            .collect();
+        let prefixes: Vec<String> = r
+            .common_prefixes()
+            .iter()
+            .map(|p| p.prefix().unwrap().to_string())
+            .collect();
         let n = contents.len() + prefixes.len();
         let max = q.max_keys.unwrap_or(1000) as usize;
         assert!(n <= max, "page of {n} entries exceeds max-keys {max}");
@@ -171,10 +203,16 @@ async fn list_v1(c: &Client, q: Query<'_>) -> Listed {
             assert!(n > 0, "truncated empty page");
             let next = match (q.delimiter, r.next_marker()) {
                 (_, Some(m)) => m.to_string(),
-                (Some(_), None) => panic!("ListObjects with a delimiter truncated without NextMarker"),
+                (Some(_), None) => {
+                    panic!("ListObjects with a delimiter truncated without NextMarker")
+                }
                 (None, None) => page.last().unwrap().clone(),
             };
-            assert_eq!(Some(&next), page.last(), "NextMarker is the last entry of the page");
+            assert_eq!(
+                Some(&next),
+                page.last(),
+                "NextMarker is the last entry of the page"
+            );
             marker = Some(next);
             out.pages.push(page);
         } else {
@@ -188,11 +226,19 @@ async fn list_v1(c: &Client, q: Query<'_>) -> Listed {
 fn check(got: &Listed, keys: &[String], q: &Query<'_>, what: &str) {
     let (contents, prefixes) = expected(keys, q.prefix.unwrap_or(""), q.delimiter, q.start_after);
     assert_eq!(got.contents, contents, "{what}: contents");
-    assert_eq!(got.prefixes.iter().collect::<BTreeSet<_>>().len(), got.prefixes.len(), "{what}: repeated prefixes");
+    assert_eq!(
+        got.prefixes.iter().collect::<BTreeSet<_>>().len(),
+        got.prefixes.len(),
+        "{what}: repeated prefixes"
+    );
     let mut gp = got.prefixes.clone();
     gp.sort();
     assert_eq!(gp, prefixes, "{what}: common prefixes");
-    assert_eq!(got.merged(), merged(&contents, &prefixes), "{what}: order across pages");
+    assert_eq!(
+        got.merged(),
+        merged(&contents, &prefixes),
+        "{what}: order across pages"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,14 +252,29 @@ async fn list_1500_keys() {
     // Full listing, default page size: 1000 + 500.
     let q = Query::default();
     let v2 = list_v2(&c, q.clone()).await;
-    assert_eq!(v2.pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![1000, 500], "v2 default pages");
+    assert_eq!(
+        v2.pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![1000, 500],
+        "v2 default pages"
+    );
     check(&v2, &keys, &q, "v2 all");
     let v1 = list_v1(&c, q.clone()).await;
-    assert_eq!(v1.pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![1000, 500], "v1 default pages");
+    assert_eq!(
+        v1.pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![1000, 500],
+        "v1 default pages"
+    );
     check(&v1, &keys, &q, "v1 all");
 
     // Sizes and ETags in the listing.
-    let r = ok(c.list_objects_v2().bucket(B).prefix("dir1/sub2/").send().await, "ListObjectsV2");
+    let r = ok(
+        c.list_objects_v2()
+            .bucket(B)
+            .prefix("dir1/sub2/")
+            .send()
+            .await,
+        "ListObjectsV2",
+    );
     assert_eq!(r.contents().len(), 25);
     for o in r.contents() {
         let k = o.key().unwrap();
@@ -224,21 +285,76 @@ async fn list_1500_keys() {
     }
 
     let queries = [
-        Query { max_keys: Some(250), ..Default::default() },
-        Query { prefix: Some("dir3/"), max_keys: Some(7), ..Default::default() },
-        Query { prefix: Some("dir1/sub1"), ..Default::default() },
-        Query { delimiter: Some("/"), ..Default::default() },
-        Query { delimiter: Some("/"), max_keys: Some(3), ..Default::default() },
-        Query { prefix: Some("dir2/"), delimiter: Some("/"), ..Default::default() },
-        Query { prefix: Some("dir2/sub3/"), delimiter: Some("/"), ..Default::default() },
-        Query { prefix: Some("dir2/sub"), delimiter: Some("/"), max_keys: Some(4), ..Default::default() },
-        Query { start_after: Some("dir2/sub5/file10"), ..Default::default() },
-        Query { start_after: Some("dir2/sub5/file10"), max_keys: Some(333), ..Default::default() },
-        Query { start_after: Some("dir2"), delimiter: Some("/"), ..Default::default() },
-        Query { prefix: Some("dir4/"), start_after: Some("dir4/sub8/file24"), ..Default::default() },
-        Query { prefix: Some("nothing-here/"), ..Default::default() },
-        Query { prefix: Some("日本語/"), delimiter: Some("/"), ..Default::default() },
-        Query { start_after: Some("zzzz"), ..Default::default() },
+        Query {
+            max_keys: Some(250),
+            ..Default::default()
+        },
+        Query {
+            prefix: Some("dir3/"),
+            max_keys: Some(7),
+            ..Default::default()
+        },
+        Query {
+            prefix: Some("dir1/sub1"),
+            ..Default::default()
+        },
+        Query {
+            delimiter: Some("/"),
+            ..Default::default()
+        },
+        Query {
+            delimiter: Some("/"),
+            max_keys: Some(3),
+            ..Default::default()
+        },
+        Query {
+            prefix: Some("dir2/"),
+            delimiter: Some("/"),
+            ..Default::default()
+        },
+        Query {
+            prefix: Some("dir2/sub3/"),
+            delimiter: Some("/"),
+            ..Default::default()
+        },
+        Query {
+            prefix: Some("dir2/sub"),
+            delimiter: Some("/"),
+            max_keys: Some(4),
+            ..Default::default()
+        },
+        Query {
+            start_after: Some("dir2/sub5/file10"),
+            ..Default::default()
+        },
+        Query {
+            start_after: Some("dir2/sub5/file10"),
+            max_keys: Some(333),
+            ..Default::default()
+        },
+        Query {
+            start_after: Some("dir2"),
+            delimiter: Some("/"),
+            ..Default::default()
+        },
+        Query {
+            prefix: Some("dir4/"),
+            start_after: Some("dir4/sub8/file24"),
+            ..Default::default()
+        },
+        Query {
+            prefix: Some("nothing-here/"),
+            ..Default::default()
+        },
+        Query {
+            prefix: Some("日本語/"),
+            delimiter: Some("/"),
+            ..Default::default()
+        },
+        Query {
+            start_after: Some("zzzz"),
+            ..Default::default()
+        },
     ];
     for q in &queries {
         let what = format!(
@@ -256,7 +372,16 @@ async fn list_1500_keys() {
     let (contents, prefixes) = expected(&keys, "", Some("/"), None);
     assert_eq!(
         prefixes,
-        vec!["dir0/", "dir1/", "dir2/", "dir3/", "dir4/", "space dir/", "ünï/", "日本語/"]
+        vec![
+            "dir0/",
+            "dir1/",
+            "dir2/",
+            "dir3/",
+            "dir4/",
+            "space dir/",
+            "ünï/",
+            "日本語/"
+        ]
     );
     assert_eq!(contents.len(), 200 + 10 + 10);
 }
@@ -266,39 +391,103 @@ async fn delimiter_edge_cases() {
     let srv = Server::start(1).await;
     let c = srv.client();
     create_bucket(&c, B).await;
-    let keys: Vec<String> = ["a", "a/b", "a/b/c", "a/bc", "ab", "a-b/x", "b", "b/", "b//c", "c.txt"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let keys: Vec<String> = [
+        "a", "a/b", "a/b/c", "a/bc", "ab", "a-b/x", "b", "b/", "b//c", "c.txt",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     put_keys(&c, &keys).await;
 
     let cases: Vec<(Query, Vec<&str>, Vec<&str>)> = vec![
         (
-            Query { delimiter: Some("/"), ..Default::default() },
+            Query {
+                delimiter: Some("/"),
+                ..Default::default()
+            },
             vec!["a", "ab", "b", "c.txt"],
             vec!["a-b/", "a/", "b/"],
         ),
-        (Query { prefix: Some("a/"), delimiter: Some("/"), ..Default::default() }, vec!["a/b", "a/bc"], vec!["a/b/"]),
-        (Query { prefix: Some("a"), delimiter: Some("/"), ..Default::default() }, vec!["a", "ab"], vec!["a-b/", "a/"]),
-        (Query { prefix: Some("b/"), delimiter: Some("/"), ..Default::default() }, vec!["b/"], vec!["b//"]),
         (
-            Query { delimiter: Some("b"), ..Default::default() },
+            Query {
+                prefix: Some("a/"),
+                delimiter: Some("/"),
+                ..Default::default()
+            },
+            vec!["a/b", "a/bc"],
+            vec!["a/b/"],
+        ),
+        (
+            Query {
+                prefix: Some("a"),
+                delimiter: Some("/"),
+                ..Default::default()
+            },
+            vec!["a", "ab"],
+            vec!["a-b/", "a/"],
+        ),
+        (
+            Query {
+                prefix: Some("b/"),
+                delimiter: Some("/"),
+                ..Default::default()
+            },
+            vec!["b/"],
+            vec!["b//"],
+        ),
+        (
+            Query {
+                delimiter: Some("b"),
+                ..Default::default()
+            },
             vec!["a", "c.txt"],
             vec!["a-b", "a/b", "ab", "b"],
         ),
-        (Query { prefix: Some("a"), delimiter: Some("/b"), ..Default::default() }, vec!["a", "a-b/x", "ab"], vec!["a/b"]),
         (
-            Query { delimiter: Some("/"), max_keys: Some(1), ..Default::default() },
+            Query {
+                prefix: Some("a"),
+                delimiter: Some("/b"),
+                ..Default::default()
+            },
+            vec!["a", "a-b/x", "ab"],
+            vec!["a/b"],
+        ),
+        (
+            Query {
+                delimiter: Some("/"),
+                max_keys: Some(1),
+                ..Default::default()
+            },
             vec!["a", "ab", "b", "c.txt"],
             vec!["a-b/", "a/", "b/"],
         ),
     ];
     for (q, contents, prefixes) in cases {
-        let what = format!("prefix={:?} delimiter={:?} max-keys={:?}", q.prefix, q.delimiter, q.max_keys);
+        let what = format!(
+            "prefix={:?} delimiter={:?} max-keys={:?}",
+            q.prefix, q.delimiter, q.max_keys
+        );
         let (ec, ep) = expected(&keys, q.prefix.unwrap_or(""), q.delimiter, None);
-        assert_eq!((ec.iter().map(String::as_str).collect::<Vec<_>>(), ep.iter().map(String::as_str).collect::<Vec<_>>()), (contents, prefixes), "model for {what}");
-        check(&list_v2(&c, q.clone()).await, &keys, &q, &format!("v2 {what}"));
-        check(&list_v1(&c, q.clone()).await, &keys, &q, &format!("v1 {what}"));
+        assert_eq!(
+            (
+                ec.iter().map(String::as_str).collect::<Vec<_>>(),
+                ep.iter().map(String::as_str).collect::<Vec<_>>()
+            ),
+            (contents, prefixes),
+            "model for {what}"
+        );
+        check(
+            &list_v2(&c, q.clone()).await,
+            &keys,
+            &q,
+            &format!("v2 {what}"),
+        );
+        check(
+            &list_v1(&c, q.clone()).await,
+            &keys,
+            &q,
+            &format!("v1 {what}"),
+        );
     }
 }
 
@@ -334,38 +523,94 @@ async fn encoding_type_url() {
     };
 
     // v2
-    let r = ok(c.list_objects_v2().bucket(B).encoding_type(EncodingType::Url).send().await, "ListObjectsV2 url");
-    assert_eq!(r.encoding_type(), Some(&EncodingType::Url), "EncodingType echoed");
-    let decoded: Vec<String> = r.contents().iter().map(|o| check_encoded(o.key().unwrap(), "v2 key")).collect();
+    let r = ok(
+        c.list_objects_v2()
+            .bucket(B)
+            .encoding_type(EncodingType::Url)
+            .send()
+            .await,
+        "ListObjectsV2 url",
+    );
+    assert_eq!(
+        r.encoding_type(),
+        Some(&EncodingType::Url),
+        "EncodingType echoed"
+    );
+    let decoded: Vec<String> = r
+        .contents()
+        .iter()
+        .map(|o| check_encoded(o.key().unwrap(), "v2 key"))
+        .collect();
     assert_eq!(decoded, sorted, "v2 decoded keys");
 
     // v1
-    let r = ok(c.list_objects().bucket(B).encoding_type(EncodingType::Url).send().await, "ListObjects url");
-    let decoded: Vec<String> = r.contents().iter().map(|o| check_encoded(o.key().unwrap(), "v1 key")).collect();
+    let r = ok(
+        c.list_objects()
+            .bucket(B)
+            .encoding_type(EncodingType::Url)
+            .send()
+            .await,
+        "ListObjects url",
+    );
+    let decoded: Vec<String> = r
+        .contents()
+        .iter()
+        .map(|o| check_encoded(o.key().unwrap(), "v1 key"))
+        .collect();
     assert_eq!(decoded, sorted, "v1 decoded keys");
 
     // Common prefixes and the echoed prefix are encoded too.
     let r = ok(
-        c.list_objects_v2().bucket(B).delimiter("/").encoding_type(EncodingType::Url).send().await,
+        c.list_objects_v2()
+            .bucket(B)
+            .delimiter("/")
+            .encoding_type(EncodingType::Url)
+            .send()
+            .await,
         "ListObjectsV2 url delimiter",
     );
-    let cps: Vec<String> = r.common_prefixes().iter().map(|p| check_encoded(p.prefix().unwrap(), "prefix")).collect();
+    let cps: Vec<String> = r
+        .common_prefixes()
+        .iter()
+        .map(|p| check_encoded(p.prefix().unwrap(), "prefix"))
+        .collect();
     assert_eq!(cps, vec!["a b/", "ünï/", "日本語/"]);
     let r = ok(
-        c.list_objects_v2().bucket(B).prefix("ünï/").encoding_type(EncodingType::Url).send().await,
+        c.list_objects_v2()
+            .bucket(B)
+            .prefix("ünï/")
+            .encoding_type(EncodingType::Url)
+            .send()
+            .await,
         "ListObjectsV2 url prefix",
     );
     assert_eq!(check_encoded(r.prefix().unwrap(), "echoed prefix"), "ünï/");
     assert_eq!(
-        r.contents().iter().map(|o| check_encoded(o.key().unwrap(), "key")).collect::<Vec<_>>(),
+        r.contents()
+            .iter()
+            .map(|o| check_encoded(o.key().unwrap(), "key"))
+            .collect::<Vec<_>>(),
         vec!["ünï/çødé"]
     );
 
     // Without encoding-type the keys come back verbatim.
     assert_eq!(list_all_keys(&c, B).await, sorted, "raw keys");
     // start-after with a non-ASCII key.
-    let r = ok(c.list_objects_v2().bucket(B).start_after("tilde~x").send().await, "start-after");
-    assert_eq!(r.contents().iter().map(|o| o.key().unwrap()).collect::<Vec<_>>(), vec!["ünï/çødé", "日本語/ファイル"]);
+    let r = ok(
+        c.list_objects_v2()
+            .bucket(B)
+            .start_after("tilde~x")
+            .send()
+            .await,
+        "start-after",
+    );
+    assert_eq!(
+        r.contents()
+            .iter()
+            .map(|o| o.key().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["ünï/çødé", "日本語/ファイル"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,21 +627,47 @@ async fn fetch_owner() {
         .expect("ListBuckets Owner ID")
         .to_string();
 
-    let r = ok(c.list_objects_v2().bucket(B).fetch_owner(true).send().await, "ListObjectsV2 fetch-owner");
+    let r = ok(
+        c.list_objects_v2().bucket(B).fetch_owner(true).send().await,
+        "ListObjectsV2 fetch-owner",
+    );
     let owners: BTreeMap<String, Option<String>> = r
         .contents()
         .iter()
-        .map(|o| (o.key().unwrap().to_string(), o.owner().and_then(|o| o.id()).map(str::to_string)))
+        .map(|o| {
+            (
+                o.key().unwrap().to_string(),
+                o.owner().and_then(|o| o.id()).map(str::to_string),
+            )
+        })
         .collect();
     assert_eq!(owners.len(), 3);
     for (k, id) in &owners {
-        assert_eq!(id.as_deref(), Some(owner_id.as_str()), "owner of {k} with fetch-owner=true");
+        assert_eq!(
+            id.as_deref(),
+            Some(owner_id.as_str()),
+            "owner of {k} with fetch-owner=true"
+        );
     }
 
     let r = ok(c.list_objects_v2().bucket(B).send().await, "ListObjectsV2");
     for o in r.contents() {
-        assert!(o.owner().is_none(), "owner of {:?} returned without fetch-owner", o.key());
+        assert!(
+            o.owner().is_none(),
+            "owner of {:?} returned without fetch-owner",
+            o.key()
+        );
     }
-    let r = ok(c.list_objects_v2().bucket(B).fetch_owner(false).send().await, "ListObjectsV2 fetch-owner=false");
-    assert!(r.contents().iter().all(|o| o.owner().is_none()), "owner returned with fetch-owner=false");
+    let r = ok(
+        c.list_objects_v2()
+            .bucket(B)
+            .fetch_owner(false)
+            .send()
+            .await,
+        "ListObjectsV2 fetch-owner=false",
+    );
+    assert!(
+        r.contents().iter().all(|o| o.owner().is_none()),
+        "owner returned with fetch-owner=false"
+    );
 }

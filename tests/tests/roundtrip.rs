@@ -82,9 +82,20 @@ async fn sizes_roundtrip(_srv: &Server, c: &Client) {
         assert_eq!(etag, etag_of(&data), "PUT ETag of {key}");
         let got = get(c, B, &key).await;
         assert_bytes_eq(&got, &data, &key);
-        let h = ok(c.head_object().bucket(B).key(&key).send().await, "HeadObject");
-        assert_eq!(h.content_length(), Some(len as i64), "HEAD Content-Length of {key}");
-        assert_eq!(h.e_tag(), Some(etag_of(&data).as_str()), "HEAD ETag of {key}");
+        let h = ok(
+            c.head_object().bucket(B).key(&key).send().await,
+            "HeadObject",
+        );
+        assert_eq!(
+            h.content_length(),
+            Some(len as i64),
+            "HEAD Content-Length of {key}"
+        );
+        assert_eq!(
+            h.e_tag(),
+            Some(etag_of(&data).as_str()),
+            "HEAD ETag of {key}"
+        );
     }
 
     // Overwrites: large -> small -> large -> empty; only the latest version is visible.
@@ -92,17 +103,29 @@ async fn sizes_roundtrip(_srv: &Server, c: &Client) {
     for (i, len) in [2 * MIB + 3, 10, 700 * KIB, 0].into_iter().enumerate() {
         let data = random_bytes(len, 100 + i as u64);
         put(c, B, key, &data).await;
-        assert_bytes_eq(&get(c, B, key).await, &data, &format!("overwrite #{i} ({len} bytes)"));
+        assert_bytes_eq(
+            &get(c, B, key).await,
+            &data,
+            &format!("overwrite #{i} ({len} bytes)"),
+        );
     }
 
     // Keys with characters that need encoding.
-    for key in ["dir/sub dir/file with spaces.txt", "ünïcödé/日本語.bin", "a+b=c&d", "x%y#z?q"] {
+    for key in [
+        "dir/sub dir/file with spaces.txt",
+        "ünïcödé/日本語.bin",
+        "a+b=c&d",
+        "x%y#z?q",
+    ] {
         let data = random_bytes(333, key.len() as u64);
         put(c, B, key, &data).await;
         assert_bytes_eq(&get(c, B, key).await, &data, key);
     }
     let keys = list_all_keys(c, B).await;
-    assert!(keys.contains(&"ünïcödé/日本語.bin".to_string()), "listing: {keys:?}");
+    assert!(
+        keys.contains(&"ünïcödé/日本語.bin".to_string()),
+        "listing: {keys:?}"
+    );
     assert!(keys.contains(&"x%y#z?q".to_string()), "listing: {keys:?}");
 }
 
@@ -137,7 +160,12 @@ async fn multipart_100mib(_srv: &Server, c: &Client) {
             &format!("UploadPart {n}"),
         );
         assert_eq!(r.e_tag(), Some(etag_of(chunk).as_str()), "ETag of part {n}");
-        parts.push(CompletedPart::builder().part_number(n).e_tag(r.e_tag().unwrap()).build());
+        parts.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(r.e_tag().unwrap())
+                .build(),
+        );
     }
     assert_eq!(parts.len(), 13);
     let done = ok(
@@ -145,7 +173,11 @@ async fn multipart_100mib(_srv: &Server, c: &Client) {
             .bucket(B)
             .key(key)
             .upload_id(&id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
             .send()
             .await,
         "CompleteMultipartUpload",
@@ -153,11 +185,19 @@ async fn multipart_100mib(_srv: &Server, c: &Client) {
     let expected_etag = multipart_etag(data.chunks(part_size));
     assert_eq!(done.e_tag(), Some(expected_etag.as_str()), "multipart ETag");
 
-    let h = ok(c.head_object().bucket(B).key(key).send().await, "HeadObject");
+    let h = ok(
+        c.head_object().bucket(B).key(key).send().await,
+        "HeadObject",
+    );
     assert_eq!(h.content_length(), Some(total as i64));
     assert_eq!(h.e_tag(), Some(expected_etag.as_str()));
     assert_eq!(h.content_type(), Some("application/x-big"));
-    assert_eq!(h.metadata().and_then(|m| m.get("origin")).map(String::as_str), Some("multipart"));
+    assert_eq!(
+        h.metadata()
+            .and_then(|m| m.get("origin"))
+            .map(String::as_str),
+        Some("multipart")
+    );
 
     let got = get(c, B, key).await;
     assert_eq!(got.len(), total);
@@ -165,10 +205,21 @@ async fn multipart_100mib(_srv: &Server, c: &Client) {
     drop(got);
 
     // Ranges across part boundaries.
-    for (s, e) in [(part_size - 5, part_size + 5), (3 * part_size - 1, 3 * part_size), (total - 3, total - 1)] {
+    for (s, e) in [
+        (part_size - 5, part_size + 5),
+        (3 * part_size - 1, 3 * part_size),
+        (total - 3, total - 1),
+    ] {
         let (cr, body) = get_range(c, B, key, &format!("bytes={s}-{e}")).await;
-        assert_bytes_eq(&body, &data[s..=e], &format!("range {s}-{e} of multipart object"));
-        assert_eq!(cr.as_deref(), Some(format!("bytes {s}-{e}/{total}").as_str()));
+        assert_bytes_eq(
+            &body,
+            &data[s..=e],
+            &format!("range {s}-{e} of multipart object"),
+        );
+        assert_eq!(
+            cr.as_deref(),
+            Some(format!("bytes {s}-{e}/{total}").as_str())
+        );
     }
 }
 
@@ -187,7 +238,11 @@ async fn range_reads(_srv: &Server, c: &Client) {
         ("bytes=-1".into(), l - 1, l - 1),
         ("bytes=-1000".into(), l - 1000, l - 1),
         (format!("bytes=-{}", l + 100), 0, l - 1),
-        (format!("bytes={}-{}", MIB - 100, MIB + 100), MIB - 100, MIB + 100),
+        (
+            format!("bytes={}-{}", MIB - 100, MIB + 100),
+            MIB - 100,
+            MIB + 100,
+        ),
         (format!("bytes={}-{}", MIB - 1, 3 * MIB), MIB - 1, 3 * MIB),
         (format!("bytes={}-{}", MIB, 2 * MIB - 1), MIB, 2 * MIB - 1),
         (format!("bytes={}-", 2 * MIB + 17), 2 * MIB + 17, l - 1),
@@ -238,11 +293,19 @@ async fn head_object_metadata(_srv: &Server, c: &Client) {
             .await,
         "PutObject with metadata",
     );
-    let h = ok(c.head_object().bucket(B).key("meta").send().await, "HeadObject");
+    let h = ok(
+        c.head_object().bucket(B).key("meta").send().await,
+        "HeadObject",
+    );
     assert_eq!(h.content_length(), Some(data.len() as i64));
     assert_eq!(h.e_tag(), Some(etag_of(&data).as_str()));
     assert_eq!(h.content_type(), Some("image/x-test"));
-    let meta: BTreeMap<_, _> = h.metadata().cloned().unwrap_or_default().into_iter().collect();
+    let meta: BTreeMap<_, _> = h
+        .metadata()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let expected: BTreeMap<String, String> = [("color", "blue"), ("owner-name", "Ada Lovelace")]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -251,12 +314,25 @@ async fn head_object_metadata(_srv: &Server, c: &Client) {
     assert!(h.last_modified().is_some(), "Last-Modified");
 
     // GET returns the same metadata.
-    let g = ok(c.get_object().bucket(B).key("meta").send().await, "GetObject");
-    let gmeta: BTreeMap<_, _> = g.metadata().cloned().unwrap_or_default().into_iter().collect();
+    let g = ok(
+        c.get_object().bucket(B).key("meta").send().await,
+        "GetObject",
+    );
+    let gmeta: BTreeMap<_, _> = g
+        .metadata()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     assert_eq!(gmeta, expected);
     assert_eq!(g.content_type(), Some("image/x-test"));
 
-    assert_s3_err(c.head_object().bucket(B).key("absent").send().await, 404, None, "HEAD missing key");
+    assert_s3_err(
+        c.head_object().bucket(B).key("absent").send().await,
+        404,
+        None,
+        "HEAD missing key",
+    );
     assert_s3_err(
         c.get_object().bucket(B).key("absent").send().await,
         404,
@@ -269,21 +345,49 @@ async fn conditional_requests(_srv: &Server, c: &Client) {
     let data = random_bytes(300 * KIB, 12);
     let etag = put(c, B, "cond", &data).await;
     let other = "\"0123456789abcdef0123456789abcdef\"";
-    let h = ok(c.head_object().bucket(B).key("cond").send().await, "HeadObject");
+    let h = ok(
+        c.head_object().bucket(B).key("cond").send().await,
+        "HeadObject",
+    );
     let lm = h.last_modified().expect("Last-Modified").secs();
     let at = |s: i64| DateTime::from_secs(s);
     let g = || c.get_object().bucket(B).key("cond");
 
     // If-Match
     let r = ok(g().if_match(&etag).send().await, "If-Match: current etag");
-    assert_bytes_eq(&r.body.collect().await.unwrap().into_bytes(), &data, "If-Match body");
-    assert_s3_err(g().if_match(other).send().await, 412, Some("PreconditionFailed"), "If-Match: other");
+    assert_bytes_eq(
+        &r.body.collect().await.unwrap().into_bytes(),
+        &data,
+        "If-Match body",
+    );
+    assert_s3_err(
+        g().if_match(other).send().await,
+        412,
+        Some("PreconditionFailed"),
+        "If-Match: other",
+    );
     // If-None-Match
-    assert_s3_err(g().if_none_match(&etag).send().await, 304, None, "If-None-Match: current etag");
-    ok(g().if_none_match(other).send().await, "If-None-Match: other");
+    assert_s3_err(
+        g().if_none_match(&etag).send().await,
+        304,
+        None,
+        "If-None-Match: current etag",
+    );
+    ok(
+        g().if_none_match(other).send().await,
+        "If-None-Match: other",
+    );
     // If-Modified-Since
-    assert_s3_err(g().if_modified_since(at(lm)).send().await, 304, None, "If-Modified-Since = Last-Modified");
-    ok(g().if_modified_since(at(lm - 3600)).send().await, "If-Modified-Since an hour before");
+    assert_s3_err(
+        g().if_modified_since(at(lm)).send().await,
+        304,
+        None,
+        "If-Modified-Since = Last-Modified",
+    );
+    ok(
+        g().if_modified_since(at(lm - 3600)).send().await,
+        "If-Modified-Since an hour before",
+    );
     // If-Unmodified-Since
     assert_s3_err(
         g().if_unmodified_since(at(lm - 3600)).send().await,
@@ -291,23 +395,42 @@ async fn conditional_requests(_srv: &Server, c: &Client) {
         Some("PreconditionFailed"),
         "If-Unmodified-Since an hour before",
     );
-    ok(g().if_unmodified_since(at(lm)).send().await, "If-Unmodified-Since = Last-Modified");
+    ok(
+        g().if_unmodified_since(at(lm)).send().await,
+        "If-Unmodified-Since = Last-Modified",
+    );
     // Precedence (RFC 7232 / S3): If-Match true wins over If-Unmodified-Since false;
     // If-None-Match false wins over If-Modified-Since true.
     ok(
-        g().if_match(&etag).if_unmodified_since(at(lm - 3600)).send().await,
+        g().if_match(&etag)
+            .if_unmodified_since(at(lm - 3600))
+            .send()
+            .await,
         "If-Match true + If-Unmodified-Since false",
     );
     assert_s3_err(
-        g().if_none_match(&etag).if_modified_since(at(lm - 3600)).send().await,
+        g().if_none_match(&etag)
+            .if_modified_since(at(lm - 3600))
+            .send()
+            .await,
         304,
         None,
         "If-None-Match false + If-Modified-Since true",
     );
     // HEAD honours the same conditions.
     let hd = || c.head_object().bucket(B).key("cond");
-    assert_s3_err(hd().if_match(other).send().await, 412, None, "HEAD If-Match: other");
-    assert_s3_err(hd().if_none_match(&etag).send().await, 304, None, "HEAD If-None-Match: current");
+    assert_s3_err(
+        hd().if_match(other).send().await,
+        412,
+        None,
+        "HEAD If-Match: other",
+    );
+    assert_s3_err(
+        hd().if_none_match(&etag).send().await,
+        304,
+        None,
+        "HEAD If-None-Match: current",
+    );
     ok(hd().if_match(&etag).send().await, "HEAD If-Match: current");
 }
 
@@ -344,11 +467,19 @@ async fn copy_object(_srv: &Server, c: &Client) {
             Some(etag_of(&data).as_str()),
             "CopyObjectResult ETag"
         );
-        let h = ok(c.head_object().bucket("copy-target").key(&dst).send().await, "HEAD copy");
+        let h = ok(
+            c.head_object().bucket("copy-target").key(&dst).send().await,
+            "HEAD copy",
+        );
         assert_eq!(h.content_type(), Some("text/x-source"));
-        assert_eq!(h.metadata().cloned().unwrap_or_default().into_iter().collect::<Vec<_>>(), vec![
-            ("color".to_string(), "blue".to_string())
-        ]);
+        assert_eq!(
+            h.metadata()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec![("color".to_string(), "blue".to_string())]
+        );
         assert_bytes_eq(&get(c, "copy-target", &dst).await, &data, "copied bytes");
 
         // REPLACE directive: new metadata only.
@@ -365,11 +496,19 @@ async fn copy_object(_srv: &Server, c: &Client) {
                 .await,
             "CopyObject REPLACE",
         );
-        let h = ok(c.head_object().bucket(B).key(&dst2).send().await, "HEAD replaced");
+        let h = ok(
+            c.head_object().bucket(B).key(&dst2).send().await,
+            "HEAD replaced",
+        );
         assert_eq!(h.content_type(), Some("application/x-replaced"));
-        assert_eq!(h.metadata().cloned().unwrap_or_default().into_iter().collect::<Vec<_>>(), vec![
-            ("shape".to_string(), "round".to_string())
-        ]);
+        assert_eq!(
+            h.metadata()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec![("shape".to_string(), "round".to_string())]
+        );
         assert_bytes_eq(&get(c, B, &dst2).await, &data, "bytes after REPLACE copy");
 
         // Copy onto itself with REPLACE updates metadata in place.
@@ -384,18 +523,36 @@ async fn copy_object(_srv: &Server, c: &Client) {
                 .await,
             "CopyObject onto itself with REPLACE",
         );
-        let h = ok(c.head_object().bucket(B).key(&src).send().await, "HEAD self-copied");
-        assert_eq!(h.metadata().and_then(|m| m.get("color")).map(String::as_str), Some("green"));
+        let h = ok(
+            c.head_object().bucket(B).key(&src).send().await,
+            "HEAD self-copied",
+        );
+        assert_eq!(
+            h.metadata()
+                .and_then(|m| m.get("color"))
+                .map(String::as_str),
+            Some("green")
+        );
         assert_bytes_eq(&get(c, B, &src).await, &data, "bytes after self copy");
     }
     assert_s3_err(
-        c.copy_object().bucket(B).key("x").copy_source(format!("{B}/does-not-exist")).send().await,
+        c.copy_object()
+            .bucket(B)
+            .key("x")
+            .copy_source(format!("{B}/does-not-exist"))
+            .send()
+            .await,
         404,
         Some("NoSuchKey"),
         "CopyObject from a missing key",
     );
     assert_s3_err(
-        c.copy_object().bucket(B).key("x").copy_source("no-such-bucket-here/k").send().await,
+        c.copy_object()
+            .bucket(B)
+            .key("x")
+            .copy_source("no-such-bucket-here/k")
+            .send()
+            .await,
         404,
         Some("NoSuchBucket"),
         "CopyObject from a missing bucket",
@@ -405,19 +562,41 @@ async fn copy_object(_srv: &Server, c: &Client) {
 async fn delete_objects(_srv: &Server, c: &Client) {
     let big = random_bytes(400 * KIB, 30);
     put(c, B, "single", &big).await;
-    ok(c.delete_object().bucket(B).key("single").send().await, "DeleteObject");
-    assert_s3_err(c.get_object().bucket(B).key("single").send().await, 404, Some("NoSuchKey"), "GET deleted");
+    ok(
+        c.delete_object().bucket(B).key("single").send().await,
+        "DeleteObject",
+    );
+    assert_s3_err(
+        c.get_object().bucket(B).key("single").send().await,
+        404,
+        Some("NoSuchKey"),
+        "GET deleted",
+    );
     // Deleting a missing key succeeds (S3 semantics).
-    ok(c.delete_object().bucket(B).key("never-existed").send().await, "DeleteObject missing key");
+    ok(
+        c.delete_object()
+            .bucket(B)
+            .key("never-existed")
+            .send()
+            .await,
+        "DeleteObject missing key",
+    );
 
     for k in ["a", "b/c", "d e", "keep"] {
-        put(c, B, k, &random_bytes(if k == "b/c" { 200 * KIB } else { 10 }, 31)).await;
+        put(
+            c,
+            B,
+            k,
+            &random_bytes(if k == "b/c" { 200 * KIB } else { 10 }, 31),
+        )
+        .await;
     }
     let ids = |keys: &[&str]| {
-        Delete::builder()
-            .set_objects(Some(
-                keys.iter().map(|k| ObjectIdentifier::builder().key(*k).build().unwrap()).collect(),
-            ))
+        Delete::builder().set_objects(Some(
+            keys.iter()
+                .map(|k| ObjectIdentifier::builder().key(*k).build().unwrap())
+                .collect(),
+        ))
     };
     let r = ok(
         c.delete_objects()
@@ -427,10 +606,21 @@ async fn delete_objects(_srv: &Server, c: &Client) {
             .await,
         "DeleteObjects",
     );
-    let deleted: BTreeSet<String> = r.deleted().iter().filter_map(|d| d.key().map(str::to_string)).collect();
-    let expected: BTreeSet<String> = ["a", "b/c", "d e", "missing"].iter().map(|s| s.to_string()).collect();
+    let deleted: BTreeSet<String> = r
+        .deleted()
+        .iter()
+        .filter_map(|d| d.key().map(str::to_string))
+        .collect();
+    let expected: BTreeSet<String> = ["a", "b/c", "d e", "missing"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     assert_eq!(deleted, expected, "DeleteObjects Deleted entries");
-    assert!(r.errors().is_empty(), "DeleteObjects errors: {:?}", r.errors());
+    assert!(
+        r.errors().is_empty(),
+        "DeleteObjects errors: {:?}",
+        r.errors()
+    );
     assert_eq!(list_all_keys(c, B).await, vec!["keep".to_string()]);
 
     // Quiet mode reports nothing on success.
@@ -444,12 +634,20 @@ async fn delete_objects(_srv: &Server, c: &Client) {
             .await,
         "DeleteObjects quiet",
     );
-    assert!(r.deleted().is_empty(), "quiet DeleteObjects listed {:?}", r.deleted());
+    assert!(
+        r.deleted().is_empty(),
+        "quiet DeleteObjects listed {:?}",
+        r.deleted()
+    );
     assert!(r.errors().is_empty());
     assert_eq!(list_all_keys(c, B).await, vec!["keep".to_string()]);
 
     assert_s3_err(
-        c.delete_object().bucket("no-such-bucket-here").key("k").send().await,
+        c.delete_object()
+            .bucket("no-such-bucket-here")
+            .key("k")
+            .send()
+            .await,
         404,
         Some("NoSuchBucket"),
         "DeleteObject in a missing bucket",
@@ -457,13 +655,18 @@ async fn delete_objects(_srv: &Server, c: &Client) {
 }
 
 fn tag_set(t: &[Tag]) -> BTreeMap<String, String> {
-    t.iter().map(|t| (t.key().to_string(), t.value().to_string())).collect()
+    t.iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect()
 }
 
 fn tags(pairs: &[(&str, &str)]) -> Tagging {
     Tagging::builder()
         .set_tag_set(Some(
-            pairs.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build().unwrap()).collect(),
+            pairs
+                .iter()
+                .map(|(k, v)| Tag::builder().key(*k).value(*v).build().unwrap())
+                .collect(),
         ))
         .build()
         .unwrap()
@@ -472,7 +675,9 @@ fn tags(pairs: &[(&str, &str)]) -> Tagging {
 async fn object_tagging(_srv: &Server, c: &Client) {
     put(c, B, "tagged", &random_bytes(150 * KIB, 40)).await;
     let get_tags = |k: &'static str| c.get_object_tagging().bucket(B).key(k).send();
-    assert!(ok(get_tags("tagged").await, "GetObjectTagging").tag_set().is_empty());
+    assert!(ok(get_tags("tagged").await, "GetObjectTagging")
+        .tag_set()
+        .is_empty());
 
     ok(
         c.put_object_tagging()
@@ -484,11 +689,19 @@ async fn object_tagging(_srv: &Server, c: &Client) {
         "PutObjectTagging",
     );
     let got = tag_set(ok(get_tags("tagged").await, "GetObjectTagging").tag_set());
-    assert_eq!(got, tag_set(tags(&[("env", "test"), ("team", "storage ops")]).tag_set()));
+    assert_eq!(
+        got,
+        tag_set(tags(&[("env", "test"), ("team", "storage ops")]).tag_set())
+    );
 
     // Replacing the set drops old tags.
     ok(
-        c.put_object_tagging().bucket(B).key("tagged").tagging(tags(&[("only", "one")])).send().await,
+        c.put_object_tagging()
+            .bucket(B)
+            .key("tagged")
+            .tagging(tags(&[("only", "one")]))
+            .send()
+            .await,
         "PutObjectTagging replace",
     );
     let got = tag_set(ok(get_tags("tagged").await, "GetObjectTagging").tag_set());
@@ -506,12 +719,31 @@ async fn object_tagging(_srv: &Server, c: &Client) {
         "PutObject with x-amz-tagging",
     );
     let got = tag_set(ok(get_tags("tagged-at-put").await, "GetObjectTagging").tag_set());
-    assert_eq!(got, tag_set(tags(&[("a", "1"), ("b", "two words")]).tag_set()));
+    assert_eq!(
+        got,
+        tag_set(tags(&[("a", "1"), ("b", "two words")]).tag_set())
+    );
 
-    ok(c.delete_object_tagging().bucket(B).key("tagged").send().await, "DeleteObjectTagging");
-    assert!(ok(get_tags("tagged").await, "GetObjectTagging after delete").tag_set().is_empty());
+    ok(
+        c.delete_object_tagging()
+            .bucket(B)
+            .key("tagged")
+            .send()
+            .await,
+        "DeleteObjectTagging",
+    );
+    assert!(
+        ok(get_tags("tagged").await, "GetObjectTagging after delete")
+            .tag_set()
+            .is_empty()
+    );
 
-    assert_s3_err(get_tags("absent").await, 404, Some("NoSuchKey"), "GetObjectTagging on a missing key");
+    assert_s3_err(
+        get_tags("absent").await,
+        404,
+        Some("NoSuchKey"),
+        "GetObjectTagging on a missing key",
+    );
 }
 
 async fn content_md5_mismatch(_srv: &Server, c: &Client) {
@@ -589,10 +821,19 @@ async fn flexible_checksums(_srv: &Server, c: &Client) {
                 ChecksumAlgorithm::Sha1 => r.checksum_sha1(),
                 _ => r.checksum_sha256(),
             };
-            assert_eq!(returned, Some(want.as_str()), "PutObject response {algo:?} for {key}");
+            assert_eq!(
+                returned,
+                Some(want.as_str()),
+                "PutObject response {algo:?} for {key}"
+            );
 
             let g = ok(
-                c.get_object().bucket(B).key(&key).checksum_mode(ChecksumMode::Enabled).send().await,
+                c.get_object()
+                    .bucket(B)
+                    .key(&key)
+                    .checksum_mode(ChecksumMode::Enabled)
+                    .send()
+                    .await,
                 "GetObject checksum mode",
             );
             let returned = match algo {
@@ -602,11 +843,20 @@ async fn flexible_checksums(_srv: &Server, c: &Client) {
                 _ => g.checksum_sha256(),
             }
             .map(str::to_string);
-            assert_eq!(returned.as_deref(), Some(want.as_str()), "GetObject {algo:?} for {key}");
+            assert_eq!(
+                returned.as_deref(),
+                Some(want.as_str()),
+                "GetObject {algo:?} for {key}"
+            );
             assert_bytes_eq(&g.body.collect().await.unwrap().into_bytes(), &data, &key);
 
             let h = ok(
-                c.head_object().bucket(B).key(&key).checksum_mode(ChecksumMode::Enabled).send().await,
+                c.head_object()
+                    .bucket(B)
+                    .key(&key)
+                    .checksum_mode(ChecksumMode::Enabled)
+                    .send()
+                    .await,
                 "HeadObject checksum mode",
             );
             let returned = match algo {
@@ -615,7 +865,11 @@ async fn flexible_checksums(_srv: &Server, c: &Client) {
                 ChecksumAlgorithm::Sha1 => h.checksum_sha1(),
                 _ => h.checksum_sha256(),
             };
-            assert_eq!(returned, Some(want.as_str()), "HeadObject {algo:?} for {key}");
+            assert_eq!(
+                returned,
+                Some(want.as_str()),
+                "HeadObject {algo:?} for {key}"
+            );
         }
     }
 
@@ -647,14 +901,22 @@ async fn flexible_checksums(_srv: &Server, c: &Client) {
         Some("BadDigest"),
         "PutObject with a wrong x-amz-checksum-crc32",
     );
-    assert_s3_err(c.get_object().bucket(B).key("ck-wrong").send().await, 404, Some("NoSuchKey"), "after BadDigest");
+    assert_s3_err(
+        c.get_object().bucket(B).key("ck-wrong").send().await,
+        404,
+        Some("NoSuchKey"),
+        "after BadDigest",
+    );
 }
 
 async fn create_upload(c: &Client, key: &str) -> String {
-    ok(c.create_multipart_upload().bucket(B).key(key).send().await, "CreateMultipartUpload")
-        .upload_id()
-        .expect("UploadId")
-        .to_string()
+    ok(
+        c.create_multipart_upload().bucket(B).key(key).send().await,
+        "CreateMultipartUpload",
+    )
+    .upload_id()
+    .expect("UploadId")
+    .to_string()
 }
 
 async fn upload_part(c: &Client, key: &str, id: &str, n: i32, data: &[u8]) -> String {
@@ -677,7 +939,10 @@ async fn upload_part(c: &Client, key: &str, id: &str, n: i32, data: &[u8]) -> St
 fn completed(parts: &[(i32, &str)]) -> CompletedMultipartUpload {
     CompletedMultipartUpload::builder()
         .set_parts(Some(
-            parts.iter().map(|(n, e)| CompletedPart::builder().part_number(*n).e_tag(*e).build()).collect(),
+            parts
+                .iter()
+                .map(|(n, e)| CompletedPart::builder().part_number(*n).e_tag(*e).build())
+                .collect(),
         ))
         .build()
 }
@@ -702,45 +967,83 @@ async fn multipart_errors(_srv: &Server, c: &Client) {
         Some("EntityTooSmall"),
         "CompleteMultipartUpload with a 1 MiB first part",
     );
-    assert_s3_err(c.get_object().bucket(B).key(key).send().await, 404, Some("NoSuchKey"), "after EntityTooSmall");
+    assert_s3_err(
+        c.get_object().bucket(B).key(key).send().await,
+        404,
+        Some("NoSuchKey"),
+        "after EntityTooSmall",
+    );
 
-    // A 5 MiB first part and a 1-byte last part are fine; but first the error cases.
+    // Parts of 5 MiB, 5 MiB and 1 byte; first the error cases, then a valid completion.
     let key = "mp-ok";
     let id = create_upload(c, key).await;
     let p1 = random_bytes(5 * MIB, 82);
-    let p2 = random_bytes(1, 83);
+    let p2 = random_bytes(5 * MIB, 83);
+    let p3 = random_bytes(1, 84);
     let e1 = upload_part(c, key, &id, 1, &p1).await;
     let e2 = upload_part(c, key, &id, 2, &p2).await;
+    let e3 = upload_part(c, key, &id, 3, &p3).await;
     let complete = |parts: CompletedMultipartUpload| {
-        c.complete_multipart_upload().bucket(B).key(key).upload_id(&id).multipart_upload(parts).send()
+        c.complete_multipart_upload()
+            .bucket(B)
+            .key(key)
+            .upload_id(&id)
+            .multipart_upload(parts)
+            .send()
     };
     assert_s3_err(
-        complete(completed(&[(1, "\"00000000000000000000000000000000\""), (2, &e2)])).await,
+        complete(completed(&[
+            (1, "\"00000000000000000000000000000000\""),
+            (2, &e2),
+            (3, &e3),
+        ]))
+        .await,
         400,
         Some("InvalidPart"),
         "complete with a wrong part ETag",
     );
     assert_s3_err(
-        complete(completed(&[(1, &e1), (2, &e2), (3, &e2)])).await,
+        complete(completed(&[(1, &e1), (2, &e2), (4, &e3)])).await,
         400,
         Some("InvalidPart"),
         "complete with a part that was never uploaded",
     );
     assert_s3_err(
-        complete(completed(&[(2, &e2), (1, &e1)])).await,
+        complete(completed(&[(2, &e2), (1, &e1), (3, &e3)])).await,
         400,
         Some("InvalidPartOrder"),
         "complete with parts out of order",
     );
-    // The upload survives failed completions.
-    let done = ok(complete(completed(&[(1, &e1), (2, &e2)])).await, "CompleteMultipartUpload");
-    assert_eq!(done.e_tag(), Some(multipart_etag([&p1[..], &p2[..]]).as_str()));
+    // The upload survives failed completions; part numbers need not be contiguous
+    // (part 2 is left out), and a 5 MiB part followed by a 1-byte last part is valid.
+    let done = ok(
+        complete(completed(&[(1, &e1), (3, &e3)])).await,
+        "CompleteMultipartUpload",
+    );
+    assert_eq!(
+        done.e_tag(),
+        Some(multipart_etag([&p1[..], &p3[..]]).as_str())
+    );
     let mut whole = p1.clone();
-    whole.extend_from_slice(&p2);
-    assert_bytes_eq(&get(c, B, key).await, &whole, "completed 5 MiB + 1 B upload");
+    whole.extend_from_slice(&p3);
+    assert_bytes_eq(
+        &get(c, B, key).await,
+        &whole,
+        "completed 5 MiB + 1 B upload",
+    );
+    let h = ok(
+        c.head_object().bucket(B).key(key).send().await,
+        "HeadObject",
+    );
+    assert_eq!(h.content_length(), Some(whole.len() as i64));
     // A completed upload id is gone.
     assert_s3_err(
-        c.list_parts().bucket(B).key(key).upload_id(&id).send().await,
+        c.list_parts()
+            .bucket(B)
+            .key(key)
+            .upload_id(&id)
+            .send()
+            .await,
         404,
         Some("NoSuchUpload"),
         "ListParts after completion",
@@ -774,13 +1077,23 @@ async fn multipart_errors(_srv: &Server, c: &Client) {
         "CompleteMultipartUpload unknown upload",
     );
     assert_s3_err(
-        c.abort_multipart_upload().bucket(B).key(key).upload_id(bogus).send().await,
+        c.abort_multipart_upload()
+            .bucket(B)
+            .key(key)
+            .upload_id(bogus)
+            .send()
+            .await,
         404,
         Some("NoSuchUpload"),
         "AbortMultipartUpload unknown upload",
     );
     assert_s3_err(
-        c.list_parts().bucket(B).key(key).upload_id(bogus).send().await,
+        c.list_parts()
+            .bucket(B)
+            .key(key)
+            .upload_id(bogus)
+            .send()
+            .await,
         404,
         Some("NoSuchUpload"),
         "ListParts unknown upload",
@@ -790,39 +1103,97 @@ async fn multipart_errors(_srv: &Server, c: &Client) {
 async fn list_parts_and_uploads(_srv: &Server, c: &Client) {
     let key = "parts/listed";
     let id = create_upload(c, key).await;
-    let datas = [random_bytes(100, 90), random_bytes(200 * KIB, 91), random_bytes(7, 92)];
+    let datas = [
+        random_bytes(100, 90),
+        random_bytes(200 * KIB, 91),
+        random_bytes(7, 92),
+    ];
     let mut etags = Vec::new();
     for (i, d) in datas.iter().enumerate() {
         etags.push(upload_part(c, key, &id, i as i32 + 1, d).await);
     }
-    let r = ok(c.list_parts().bucket(B).key(key).upload_id(&id).send().await, "ListParts");
+    let r = ok(
+        c.list_parts()
+            .bucket(B)
+            .key(key)
+            .upload_id(&id)
+            .send()
+            .await,
+        "ListParts",
+    );
     let got: Vec<(i32, i64, String)> = r
         .parts()
         .iter()
-        .map(|p| (p.part_number().unwrap(), p.size().unwrap(), p.e_tag().unwrap().to_string()))
+        .map(|p| {
+            (
+                p.part_number().unwrap(),
+                p.size().unwrap(),
+                p.e_tag().unwrap().to_string(),
+            )
+        })
         .collect();
-    let want: Vec<(i32, i64, String)> =
-        (0..3).map(|i| (i as i32 + 1, datas[i].len() as i64, etags[i].clone())).collect();
+    let want: Vec<(i32, i64, String)> = (0..3)
+        .map(|i| (i as i32 + 1, datas[i].len() as i64, etags[i].clone()))
+        .collect();
     assert_eq!(got, want, "ListParts");
     assert_ne!(r.is_truncated(), Some(true));
 
     // Pagination.
-    let r = ok(c.list_parts().bucket(B).key(key).upload_id(&id).max_parts(2).send().await, "ListParts max 2");
-    assert_eq!(r.parts().iter().map(|p| p.part_number().unwrap()).collect::<Vec<_>>(), vec![1, 2]);
+    let r = ok(
+        c.list_parts()
+            .bucket(B)
+            .key(key)
+            .upload_id(&id)
+            .max_parts(2)
+            .send()
+            .await,
+        "ListParts max 2",
+    );
+    assert_eq!(
+        r.parts()
+            .iter()
+            .map(|p| p.part_number().unwrap())
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     assert_eq!(r.is_truncated(), Some(true));
     assert_eq!(r.next_part_number_marker(), Some("2"));
     let r = ok(
-        c.list_parts().bucket(B).key(key).upload_id(&id).part_number_marker("2").send().await,
+        c.list_parts()
+            .bucket(B)
+            .key(key)
+            .upload_id(&id)
+            .part_number_marker("2")
+            .send()
+            .await,
         "ListParts after marker 2",
     );
-    assert_eq!(r.parts().iter().map(|p| p.part_number().unwrap()).collect::<Vec<_>>(), vec![3]);
+    assert_eq!(
+        r.parts()
+            .iter()
+            .map(|p| p.part_number().unwrap())
+            .collect::<Vec<_>>(),
+        vec![3]
+    );
     assert_ne!(r.is_truncated(), Some(true));
 
     // Re-uploading a part replaces it.
     let new2 = random_bytes(50, 93);
     let e2 = upload_part(c, key, &id, 2, &new2).await;
-    let r = ok(c.list_parts().bucket(B).key(key).upload_id(&id).send().await, "ListParts after re-upload");
-    let p2 = r.parts().iter().find(|p| p.part_number() == Some(2)).expect("part 2");
+    let r = ok(
+        c.list_parts()
+            .bucket(B)
+            .key(key)
+            .upload_id(&id)
+            .send()
+            .await,
+        "ListParts after re-upload",
+    );
+    let p2 = r
+        .parts()
+        .iter()
+        .find(|p| p.part_number() == Some(2))
+        .expect("part 2");
     assert_eq!((p2.size(), p2.e_tag()), (Some(50), Some(e2.as_str())));
     assert_eq!(r.parts().len(), 3);
 
@@ -832,18 +1203,30 @@ async fn list_parts_and_uploads(_srv: &Server, c: &Client) {
     let id_b = create_upload(c, "b/2").await;
     assert_ne!(id_a1, id_a2, "two uploads of one key get distinct ids");
     let uploads = |prefix: Option<&str>| {
-        c.list_multipart_uploads().bucket(B).set_prefix(prefix.map(str::to_string)).send()
+        c.list_multipart_uploads()
+            .bucket(B)
+            .set_prefix(prefix.map(str::to_string))
+            .send()
     };
     let set = |r: &aws_sdk_s3::operation::list_multipart_uploads::ListMultipartUploadsOutput| {
         r.uploads()
             .iter()
-            .map(|u| (u.key().unwrap().to_string(), u.upload_id().unwrap().to_string()))
+            .map(|u| {
+                (
+                    u.key().unwrap().to_string(),
+                    u.upload_id().unwrap().to_string(),
+                )
+            })
             .collect::<Vec<_>>()
     };
     let r = ok(uploads(None).await, "ListMultipartUploads");
     let got = set(&r);
     let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(keys, vec!["a/1", "a/1", "b/2", "parts/listed"], "uploads sorted by key");
+    assert_eq!(
+        keys,
+        vec!["a/1", "a/1", "b/2", "parts/listed"],
+        "uploads sorted by key"
+    );
     let got: BTreeSet<_> = got.into_iter().collect();
     let want: BTreeSet<_> = [("a/1", &id_a1), ("a/1", &id_a2), ("b/2", &id_b), (key, &id)]
         .into_iter()
@@ -852,10 +1235,21 @@ async fn list_parts_and_uploads(_srv: &Server, c: &Client) {
     assert_eq!(got, want, "ListMultipartUploads");
     let r = ok(uploads(Some("a/")).await, "ListMultipartUploads prefix a/");
     let got: BTreeSet<_> = set(&r).into_iter().collect();
-    let want: BTreeSet<_> = [&id_a1, &id_a2].into_iter().map(|i| ("a/1".to_string(), i.to_string())).collect();
+    let want: BTreeSet<_> = [&id_a1, &id_a2]
+        .into_iter()
+        .map(|i| ("a/1".to_string(), i.to_string()))
+        .collect();
     assert_eq!(got, want, "ListMultipartUploads prefix a/");
 
-    ok(c.abort_multipart_upload().bucket(B).key("a/1").upload_id(&id_a1).send().await, "Abort");
+    ok(
+        c.abort_multipart_upload()
+            .bucket(B)
+            .key("a/1")
+            .upload_id(&id_a1)
+            .send()
+            .await,
+        "Abort",
+    );
     let r = ok(uploads(None).await, "ListMultipartUploads after abort");
     let got: BTreeSet<_> = set(&r).into_iter().map(|(_, i)| i).collect();
     let want: BTreeSet<_> = [&id_a2, &id_b, &id].into_iter().cloned().collect();
@@ -867,9 +1261,22 @@ async fn abort_multipart_upload(_srv: &Server, c: &Client) {
     let id = create_upload(c, key).await;
     upload_part(c, key, &id, 1, &random_bytes(5 * MIB, 100)).await;
     upload_part(c, key, &id, 2, &random_bytes(10, 101)).await;
-    ok(c.abort_multipart_upload().bucket(B).key(key).upload_id(&id).send().await, "AbortMultipartUpload");
+    ok(
+        c.abort_multipart_upload()
+            .bucket(B)
+            .key(key)
+            .upload_id(&id)
+            .send()
+            .await,
+        "AbortMultipartUpload",
+    );
     assert_s3_err(
-        c.list_parts().bucket(B).key(key).upload_id(&id).send().await,
+        c.list_parts()
+            .bucket(B)
+            .key(key)
+            .upload_id(&id)
+            .send()
+            .await,
         404,
         Some("NoSuchUpload"),
         "ListParts after abort",
@@ -887,14 +1294,26 @@ async fn abort_multipart_upload(_srv: &Server, c: &Client) {
         Some("NoSuchUpload"),
         "UploadPart after abort",
     );
-    assert_s3_err(c.get_object().bucket(B).key(key).send().await, 404, Some("NoSuchKey"), "object after abort");
-    let r = ok(c.list_multipart_uploads().bucket(B).send().await, "ListMultipartUploads");
-    assert!(r.uploads().is_empty(), "uploads after abort: {:?}", r.uploads());
+    assert_s3_err(
+        c.get_object().bucket(B).key(key).send().await,
+        404,
+        Some("NoSuchKey"),
+        "object after abort",
+    );
+    let r = ok(
+        c.list_multipart_uploads().bucket(B).send().await,
+        "ListMultipartUploads",
+    );
+    assert!(
+        r.uploads().is_empty(),
+        "uploads after abort: {:?}",
+        r.uploads()
+    );
     assert!(list_all_keys(c, B).await.is_empty());
 }
 
 async fn upload_part_copy_with_range(_srv: &Server, c: &Client) {
-    let src = random_bytes(6 * MIB + 100, 110);
+    let src = random_bytes(10 * MIB + 100, 110);
     put(c, B, "copy-src", &src).await;
     let key = "assembled";
     let id = create_upload(c, key).await;
@@ -914,8 +1333,17 @@ async fn upload_part_copy_with_range(_srv: &Server, c: &Client) {
                 .await,
             &format!("UploadPartCopy bytes={s}-{e}"),
         );
-        let etag = r.copy_part_result().and_then(|p| p.e_tag()).expect("CopyPartResult ETag").to_string();
-        assert_eq!(etag, etag_of(&src[*s..=*e]), "ETag of copied part {}", i + 1);
+        let etag = r
+            .copy_part_result()
+            .and_then(|p| p.e_tag())
+            .expect("CopyPartResult ETag")
+            .to_string();
+        assert_eq!(
+            etag,
+            etag_of(&src[*s..=*e]),
+            "ETag of copied part {}",
+            i + 1
+        );
         etags.push(etag);
     }
     let tail = random_bytes(1000, 111);
@@ -930,8 +1358,15 @@ async fn upload_part_copy_with_range(_srv: &Server, c: &Client) {
             .await,
         "CompleteMultipartUpload",
     );
-    assert_eq!(done.e_tag(), Some(multipart_etag([&src[..cut], &src[cut..], &tail[..]]).as_str()));
+    assert_eq!(
+        done.e_tag(),
+        Some(multipart_etag([&src[..cut], &src[cut..], &tail[..]]).as_str())
+    );
     let mut want = src.clone();
     want.extend_from_slice(&tail);
-    assert_bytes_eq(&get(c, B, key).await, &want, "object assembled with UploadPartCopy");
+    assert_bytes_eq(
+        &get(c, B, key).await,
+        &want,
+        "object assembled with UploadPartCopy",
+    );
 }

@@ -13,7 +13,12 @@ use crate::bench::sign::{amz_date, SignRequest, Signer, UNSIGNED_PAYLOAD};
 #[derive(clap::Args, Debug)]
 pub struct AdminArgs {
     /// The deployment's S3 endpoint.
-    #[arg(long, env = "CAIRN_ENDPOINT", default_value = "http://127.0.0.1:9000", global = true)]
+    #[arg(
+        long,
+        env = "CAIRN_ENDPOINT",
+        default_value = "http://127.0.0.1:9000",
+        global = true
+    )]
     pub endpoint: String,
     #[arg(long, env = "CAIRN_ACCESS_KEY", global = true)]
     pub access_key: Option<String>,
@@ -34,7 +39,9 @@ pub enum AdminCommand {
 }
 
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let (method, op) = match args.command {
         AdminCommand::Heal => ("POST", "heal"),
         AdminCommand::Info => ("GET", "info"),
@@ -45,10 +52,22 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
 }
 
 async fn call(args: &AdminArgs, method: &str, op: &str) -> anyhow::Result<String> {
-    let ak = args.access_key.clone().context("no access key: pass --access-key or set CAIRN_ACCESS_KEY")?;
-    let sk = args.secret_key.clone().context("no secret key: pass --secret-key or set CAIRN_SECRET_KEY")?;
-    let base: hyper::Uri = args.endpoint.parse().with_context(|| format!("invalid endpoint {:?}", args.endpoint))?;
-    let host = base.authority().context("endpoint has no host")?.to_string();
+    let ak = args
+        .access_key
+        .clone()
+        .context("no access key: pass --access-key or set CAIRN_ACCESS_KEY")?;
+    let sk = args
+        .secret_key
+        .clone()
+        .context("no secret key: pass --secret-key or set CAIRN_SECRET_KEY")?;
+    let base: hyper::Uri = args
+        .endpoint
+        .parse()
+        .with_context(|| format!("invalid endpoint {:?}", args.endpoint))?;
+    let host = base
+        .authority()
+        .context("endpoint has no host")?
+        .to_string();
     let path = format!("{}{op}", super::PREFIX);
     let date = amz_date(time::OffsetDateTime::now_utc());
     let mut signer = Signer::new(&ak, &sk, &args.region, "s3");
@@ -56,13 +75,20 @@ async fn call(args: &AdminArgs, method: &str, op: &str) -> anyhow::Result<String
         method,
         path: &path,
         query: &[],
-        headers: &[("host", &host), ("x-amz-date", &date), ("x-amz-content-sha256", UNSIGNED_PAYLOAD)],
+        headers: &[
+            ("host", &host),
+            ("x-amz-date", &date),
+            ("x-amz-content-sha256", UNSIGNED_PAYLOAD),
+        ],
         payload_hash: UNSIGNED_PAYLOAD,
         amz_date: &date,
     });
     let req = hyper::Request::builder()
         .method(method)
-        .uri(format!("{}://{host}{path}", base.scheme_str().unwrap_or("http")))
+        .uri(format!(
+            "{}://{host}{path}",
+            base.scheme_str().unwrap_or("http")
+        ))
         .header("host", &host)
         .header("x-amz-date", &date)
         .header("x-amz-content-sha256", UNSIGNED_PAYLOAD)

@@ -16,8 +16,12 @@ use crate::server::Node;
 pub const PREFIX: &str = "/cairn/admin/v1/";
 
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Heals the control-plane state and every object of every bucket.
@@ -50,13 +54,22 @@ pub struct AdminRoute {
 fn json<T: Serialize>(v: &T) -> S3Result<S3Response<Body>> {
     let body = serde_json::to_vec(v).map_err(|e| s3_error!(InternalError, "{e}"))?;
     let mut r = S3Response::new(Body::from(body));
-    r.headers.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r.headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     Ok(r)
 }
 
 #[async_trait::async_trait]
 impl S3Route for AdminRoute {
-    fn is_match(&self, _m: &Method, uri: &Uri, _h: &HeaderMap, _e: &mut hyper::http::Extensions) -> bool {
+    fn is_match(
+        &self,
+        _m: &Method,
+        uri: &Uri,
+        _h: &HeaderMap,
+        _e: &mut hyper::http::Extensions,
+    ) -> bool {
         uri.path().starts_with(PREFIX)
     }
 
@@ -79,13 +92,27 @@ impl S3Route for AdminRoute {
                 let mut drives = Vec::new();
                 for (s, set) in self.node.objects.sets.iter().enumerate() {
                     for d in &set.drives {
-                        let state = if d.health().await.is_ok() { "ok" } else { "offline" };
-                        drives.push(DriveInfo { endpoint: d.label().to_string(), set: s, state });
+                        let state = if d.health().await.is_ok() {
+                            "ok"
+                        } else {
+                            "offline"
+                        };
+                        drives.push(DriveInfo {
+                            endpoint: d.label().to_string(),
+                            set: s,
+                            state,
+                        });
                     }
                 }
                 let l = self.node.objects.layout;
                 let buckets = self.node.catalog.state().await.buckets.len();
-                json(&Info { sets: l.sets, set_size: l.set_size, parity: l.parity, drives, buckets })
+                json(&Info {
+                    sets: l.sets,
+                    set_size: l.set_size,
+                    parity: l.parity,
+                    drives,
+                    buckets,
+                })
             }
             _ => Err(s3_error!(NotImplemented, "unknown admin operation {op}")),
         }

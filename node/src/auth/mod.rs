@@ -31,14 +31,23 @@ pub struct RootCredentials {
 
 impl std::fmt::Debug for RootCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RootCredentials").field("access_key", &self.access_key).finish_non_exhaustive()
+        f.debug_struct("RootCredentials")
+            .field("access_key", &self.access_key)
+            .finish_non_exhaustive()
     }
 }
 
 impl CredentialStore for RootCredentials {
     fn lookup(&self, access_key: &str) -> Option<(Identity, String)> {
-        (access_key == self.access_key)
-            .then(|| (Identity { access_key: access_key.to_string(), is_root: true }, self.secret_key.clone()))
+        (access_key == self.access_key).then(|| {
+            (
+                Identity {
+                    access_key: access_key.to_string(),
+                    is_root: true,
+                },
+                self.secret_key.clone(),
+            )
+        })
     }
 }
 
@@ -50,7 +59,10 @@ impl S3Auth for Authenticator {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
         match self.0.lookup(access_key) {
             Some((_, secret)) => Ok(SecretKey::from(secret)),
-            None => Err(s3_error!(InvalidAccessKeyId, "The Access Key Id you provided does not exist in our records.")),
+            None => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The Access Key Id you provided does not exist in our records."
+            )),
         }
     }
 }
@@ -61,7 +73,10 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_key_is_invalid_access_key_id() {
-        let root = RootCredentials { access_key: "admin".into(), secret_key: "secret123".into() };
+        let root = RootCredentials {
+            access_key: "admin".into(),
+            secret_key: "secret123".into(),
+        };
         let auth = Authenticator(Arc::new(root));
         assert!(auth.get_secret_key("admin").await.is_ok());
         let err = auth.get_secret_key("nobody").await.unwrap_err();
@@ -70,7 +85,10 @@ mod tests {
 
     #[test]
     fn debug_hides_the_secret() {
-        let root = RootCredentials { access_key: "admin".into(), secret_key: "topsecret".into() };
+        let root = RootCredentials {
+            access_key: "admin".into(),
+            secret_key: "topsecret".into(),
+        };
         assert!(!format!("{root:?}").contains("topsecret"));
     }
 }

@@ -37,7 +37,9 @@ pub enum Origin {
 }
 
 fn random_string(rng: &mut impl Rng, len: usize, alphabet: &[u8]) -> String {
-    (0..len).map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char).collect()
+    (0..len)
+        .map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char)
+        .collect()
 }
 
 pub fn load_or_create(
@@ -54,7 +56,13 @@ pub fn load_or_create(
             if p.len() < 8 {
                 return Err(RootError::ShortPassword);
             }
-            return Ok((RootCredentials { access_key: u, secret_key: p }, Origin::Environment));
+            return Ok((
+                RootCredentials {
+                    access_key: u,
+                    secret_key: p,
+                },
+                Origin::Environment,
+            ));
         }
         (None, None) => {}
         _ => return Err(RootError::Partial),
@@ -62,14 +70,27 @@ pub fn load_or_create(
     for d in drives {
         if let Ok(b) = std::fs::read(d.join(SYS_DIR).join(FILE)) {
             if let Ok(s) = serde_json::from_slice::<Stored>(&b) {
-                return Ok((RootCredentials { access_key: s.access_key, secret_key: s.secret_key }, Origin::Stored));
+                return Ok((
+                    RootCredentials {
+                        access_key: s.access_key,
+                        secret_key: s.secret_key,
+                    },
+                    Origin::Stored,
+                ));
             }
         }
     }
     let access_key = random_string(rng, 20, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
-    let secret_key = random_string(rng, 40, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
-    let body = serde_json::to_vec(&Stored { access_key: access_key.clone(), secret_key: secret_key.clone() })
-        .map_err(std::io::Error::other)?;
+    let secret_key = random_string(
+        rng,
+        40,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+    );
+    let body = serde_json::to_vec(&Stored {
+        access_key: access_key.clone(),
+        secret_key: secret_key.clone(),
+    })
+    .map_err(std::io::Error::other)?;
     for d in drives {
         let dir = d.join(SYS_DIR);
         write_atomic(&dir, FILE, &body)?;
@@ -79,7 +100,13 @@ pub fn load_or_create(
             std::fs::set_permissions(dir.join(FILE), std::fs::Permissions::from_mode(0o600))?;
         }
     }
-    Ok((RootCredentials { access_key, secret_key }, Origin::Generated))
+    Ok((
+        RootCredentials {
+            access_key,
+            secret_key,
+        },
+        Origin::Generated,
+    ))
 }
 
 #[cfg(test)]
@@ -102,7 +129,10 @@ mod tests {
     #[test]
     fn environment_is_validated() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        assert!(matches!(load_or_create(Some("admin".into()), None, &[], &mut rng), Err(RootError::Partial)));
+        assert!(matches!(
+            load_or_create(Some("admin".into()), None, &[], &mut rng),
+            Err(RootError::Partial)
+        ));
         assert!(matches!(
             load_or_create(Some("admin".into()), Some("short".into()), &[], &mut rng),
             Err(RootError::ShortPassword)

@@ -45,7 +45,10 @@ impl BufPool {
     /// Buffers currently idle in the pool (for tests).
     #[cfg(test)]
     fn idle_len(&self) -> usize {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -140,7 +143,11 @@ pub struct GenBody {
 
 impl GenBody {
     pub fn new(len: u64, seed: u64, pool: BufPool) -> Self {
-        Self { remaining: len, rng: Xorshift4::new(seed), pool }
+        Self {
+            remaining: len,
+            rng: Xorshift4::new(seed),
+            pool,
+        }
     }
 }
 
@@ -148,7 +155,10 @@ impl Body for GenBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = &mut *self;
         if this.remaining == 0 {
             return Poll::Ready(None);
@@ -157,7 +167,11 @@ impl Body for GenBody {
         let mut buf = this.pool.take();
         this.rng.fill(&mut buf[..len]);
         this.remaining -= len as u64;
-        let chunk = PooledChunk { buf, len, pool: this.pool.clone() };
+        let chunk = PooledChunk {
+            buf,
+            len,
+            pool: this.pool.clone(),
+        };
         Poll::Ready(Some(Ok(Frame::data(Bytes::from_owner(chunk)))))
     }
 
@@ -192,7 +206,10 @@ impl Body for ReqBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match &mut *self {
             Self::Empty => Poll::Ready(None),
             Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
@@ -226,7 +243,16 @@ mod tests {
     #[tokio::test]
     async fn generates_exact_lengths_and_returns_buffers() {
         let pool = BufPool::new();
-        for len in [0u64, 1, 31, 32, 33, CHUNK_SIZE as u64, CHUNK_SIZE as u64 + 5, 3 * CHUNK_SIZE as u64] {
+        for len in [
+            0u64,
+            1,
+            31,
+            32,
+            33,
+            CHUNK_SIZE as u64,
+            CHUNK_SIZE as u64 + 5,
+            3 * CHUNK_SIZE as u64,
+        ] {
             let body = GenBody::new(len, 7, pool.clone());
             assert_eq!(body.size_hint().exact(), Some(len));
             assert_eq!(collect(body).await.len() as u64, len);

@@ -24,7 +24,11 @@ pub enum OpError {
     /// No HTTP response: connection refused or reset, protocol error, ...
     Transport(String),
     /// A non-2xx response with its S3 error code and message when the body had them.
-    Status { status: StatusCode, code: String, message: String },
+    Status {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
     /// A GET returned a body of the wrong length.
     ShortBody { expected: u64, got: u64 },
 }
@@ -43,7 +47,11 @@ impl fmt::Display for OpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Transport(e) => write!(f, "transport error: {e}"),
-            Self::Status { status, code, message } => {
+            Self::Status {
+                status,
+                code,
+                message,
+            } => {
                 write!(f, "HTTP {}", status.as_u16())?;
                 if !code.is_empty() {
                     write!(f, " {code}")?;
@@ -53,7 +61,9 @@ impl fmt::Display for OpError {
                 }
                 Ok(())
             }
-            Self::ShortBody { expected, got } => write!(f, "body of {got} bytes, expected {expected}"),
+            Self::ShortBody { expected, got } => {
+                write!(f, "body of {got} bytes, expected {expected}")
+            }
         }
     }
 }
@@ -74,14 +84,21 @@ pub struct S3Client {
 impl S3Client {
     /// A client for `endpoint` (`http://host:port`) keeping up to `max_idle` idle connections.
     pub fn new(endpoint: &str, signer: Signer, max_idle: usize) -> anyhow::Result<Self> {
-        let uri: Uri = endpoint.parse().map_err(|e| anyhow::anyhow!("invalid endpoint {endpoint:?}: {e}"))?;
+        let uri: Uri = endpoint
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid endpoint {endpoint:?}: {e}"))?;
         match uri.scheme_str() {
             Some("http") => {}
-            Some("https") => anyhow::bail!("endpoint {endpoint:?}: https is not supported by cairn bench, use http"),
+            Some("https") => anyhow::bail!(
+                "endpoint {endpoint:?}: https is not supported by cairn bench, use http"
+            ),
             _ => anyhow::bail!("endpoint {endpoint:?} must look like http://host:port"),
         }
-        let authority =
-            uri.authority().ok_or_else(|| anyhow::anyhow!("endpoint {endpoint:?} has no host"))?.as_str().to_owned();
+        let authority = uri
+            .authority()
+            .ok_or_else(|| anyhow::anyhow!("endpoint {endpoint:?} has no host"))?
+            .as_str()
+            .to_owned();
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             anyhow::bail!("endpoint {endpoint:?} must not have a path or query (buckets are addressed path-style)");
         }
@@ -96,11 +113,23 @@ impl S3Client {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
             .build(connector);
-        Ok(Self { http, base: format!("http://{authority}"), host, signer })
+        Ok(Self {
+            http,
+            base: format!("http://{authority}"),
+            host,
+            signer,
+        })
     }
 
-    /// Creates `bucket`; succeeds too when this account already owns it.
-    pub async fn create_bucket(&mut self, bucket: &str, region: &str) -> Result<(), OpError> {
+    /// Makes sure `bucket` exists: `HEAD` it, and otherwise create it (`BucketAlreadyOwnedByYou` is fine). A
+    /// `HEAD` failure other than a transport error also goes on to the `PUT`, whose response has a body naming
+    /// the S3 error code (`SignatureDoesNotMatch`, `InvalidAccessKeyId`, ...) where `HEAD`'s cannot.
+    pub async fn ensure_bucket(&mut self, bucket: &str, region: &str) -> Result<(), OpError> {
+        match self.send(Method::HEAD, bucket, None, ReqBody::Empty).await {
+            Ok(resp) => return drain(resp).await.map(|_| ()),
+            Err(OpError::Status { .. }) => {}
+            Err(e) => return Err(e),
+        }
         let body = if region == "us-east-1" {
             ReqBody::Empty
         } else {
@@ -117,7 +146,12 @@ impl S3Client {
     }
 
     /// Uploads `body` as `bucket/key`; returns the bytes sent.
-    pub async fn put_object(&mut self, bucket: &str, key: &str, body: GenBody) -> Result<u64, OpError> {
+    pub async fn put_object(
+        &mut self,
+        bucket: &str,
+        key: &str,
+        body: GenBody,
+    ) -> Result<u64, OpError> {
         let body = ReqBody::Generated(body);
         let len = body.content_length();
         let resp = self.send(Method::PUT, bucket, Some(key), body).await?;
@@ -127,8 +161,15 @@ impl S3Client {
 
     /// Downloads `bucket/key`, discarding the data; returns the bytes received. With `expected_len`, a body of
     /// another length is an error.
-    pub async fn get_object(&mut self, bucket: &str, key: &str, expected_len: Option<u64>) -> Result<u64, OpError> {
-        let resp = self.send(Method::GET, bucket, Some(key), ReqBody::Empty).await?;
+    pub async fn get_object(
+        &mut self,
+        bucket: &str,
+        key: &str,
+        expected_len: Option<u64>,
+    ) -> Result<u64, OpError> {
+        let resp = self
+            .send(Method::GET, bucket, Some(key), ReqBody::Empty)
+            .await?;
         let got = drain(resp).await?;
         match expected_len {
             Some(expected) if expected != got => Err(OpError::ShortBody { expected, got }),
@@ -138,7 +179,9 @@ impl S3Client {
 
     /// `HEAD bucket/key`; returns the object's `Content-Length`.
     pub async fn head_object(&mut self, bucket: &str, key: &str) -> Result<u64, OpError> {
-        let resp = self.send(Method::HEAD, bucket, Some(key), ReqBody::Empty).await?;
+        let resp = self
+            .send(Method::HEAD, bucket, Some(key), ReqBody::Empty)
+            .await?;
         let len = resp
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -151,7 +194,9 @@ impl S3Client {
 
     /// Deletes `bucket/key` (deleting a missing key succeeds, as in S3).
     pub async fn delete_object(&mut self, bucket: &str, key: &str) -> Result<(), OpError> {
-        let resp = self.send(Method::DELETE, bucket, Some(key), ReqBody::Empty).await?;
+        let resp = self
+            .send(Method::DELETE, bucket, Some(key), ReqBody::Empty)
+            .await?;
         drain(resp).await.map(|_| ())
     }
 
@@ -176,7 +221,11 @@ impl S3Client {
             method: method.as_str(),
             path: &path,
             query: &[],
-            headers: &[("host", host), ("x-amz-content-sha256", UNSIGNED_PAYLOAD), ("x-amz-date", &date)],
+            headers: &[
+                ("host", host),
+                ("x-amz-content-sha256", UNSIGNED_PAYLOAD),
+                ("x-amz-date", &date),
+            ],
             payload_hash: UNSIGNED_PAYLOAD,
             amz_date: &date,
         });
@@ -191,8 +240,14 @@ impl S3Client {
         if method == Method::PUT || method == Method::POST {
             builder = builder.header(header::CONTENT_LENGTH, body.content_length());
         }
-        let req = builder.body(body).map_err(|e| OpError::Transport(format!("building request: {e}")))?;
-        let resp = self.http.request(req).await.map_err(|e| OpError::Transport(error_chain(&e)))?;
+        let req = builder
+            .body(body)
+            .map_err(|e| OpError::Transport(format!("building request: {e}")))?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| OpError::Transport(error_chain(&e)))?;
         if resp.status().is_success() {
             Ok(resp)
         } else {
@@ -206,7 +261,8 @@ async fn drain(resp: Response<Incoming>) -> Result<u64, OpError> {
     let mut body = resp.into_body();
     let mut len = 0u64;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| OpError::Transport(format!("reading body: {}", error_chain(&e))))?;
+        let frame =
+            frame.map_err(|e| OpError::Transport(format!("reading body: {}", error_chain(&e))))?;
         if let Some(data) = frame.data_ref() {
             len += data.len() as u64;
         }
@@ -232,7 +288,11 @@ async fn status_error(resp: Response<Incoming>) -> OpError {
         // HEAD responses have no body: name the status instead.
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("").replace(' ', ""));
     let message = xml_element(&text, "Message").unwrap_or_default().to_owned();
-    OpError::Status { status, code, message }
+    OpError::Status {
+        status,
+        code,
+        message,
+    }
 }
 
 /// The text of the first `<name>...</name>` element.
@@ -264,7 +324,10 @@ mod tests {
         let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code>\
                    <Message>The specified key does not exist.</Message><Key>a</Key></Error>";
         assert_eq!(xml_element(xml, "Code"), Some("NoSuchKey"));
-        assert_eq!(xml_element(xml, "Message"), Some("The specified key does not exist."));
+        assert_eq!(
+            xml_element(xml, "Message"),
+            Some("The specified key does not exist.")
+        );
         assert_eq!(xml_element(xml, "Resource"), None);
         assert_eq!(xml_element("<Code>unterminated", "Code"), None);
     }

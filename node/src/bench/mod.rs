@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Modules: [`units`] (option parsing), [`sign`] (SigV4), [`body`] (generated bodies), [`client`] (HTTP/S3),
-//! [`stats`] (histograms and the report), [`workload`] (workers, prepare and cleanup).
+//! [`stats`] (histograms and the report), [`workload`] (workers, prepare and cleanup); `mock_s3` holds the
+//! end-to-end tests against an in-memory S3 server.
 
 pub mod body;
 pub mod client;
@@ -17,6 +18,9 @@ pub mod sign;
 pub mod stats;
 pub mod units;
 pub mod workload;
+
+#[cfg(test)]
+mod mock_s3;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +34,7 @@ use self::sign::Signer;
 use self::stats::{ReportHeader, Stats};
 use self::workload::{Plan, Shared, Worker, Workload};
 
-/// Options of `cairn bench`.
+/// Generate S3 load against a deployment and report throughput and latency (warp-like).
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// S3 endpoint (http only; path-style addressing).
@@ -86,7 +90,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
     let concurrency = args.concurrency as usize;
     let workload = args.op;
-    let objects = if workload.needs_objects() { (args.objects as usize).max(concurrency) } else { 0 };
+    let objects = if workload.needs_objects() {
+        (args.objects as usize).max(concurrency)
+    } else {
+        0
+    };
     let plan = Arc::new(Plan {
         workload,
         bucket: args.bucket.clone(),
@@ -105,7 +113,9 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
         let interrupt = interrupt.clone();
         async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("cairn bench: interrupted, stopping (Ctrl-C again to exit without cleaning up)");
+                eprintln!(
+                    "cairn bench: interrupted, stopping (Ctrl-C again to exit without cleaning up)"
+                );
                 interrupt.cancel();
                 if tokio::signal::ctrl_c().await.is_ok() {
                     std::process::exit(130);
@@ -116,9 +126,14 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
 
     client
         .clone()
-        .create_bucket(&plan.bucket, &args.region)
+        .ensure_bucket(&plan.bucket, &args.region)
         .await
-        .with_context(|| format!("creating bucket {:?} at {}", plan.bucket, args.endpoint))?;
+        .with_context(|| {
+            format!(
+                "checking or creating bucket {:?} at {}",
+                plan.bucket, args.endpoint
+            )
+        })?;
 
     let header = ReportHeader {
         workload: workload.name().to_owned(),
@@ -145,7 +160,10 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
             finish_cleanup(&plan, &client, &[], args.no_cleanup).await;
             return Err(e);
         }
-        eprintln!("cairn bench: uploaded in {:.1}s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "cairn bench: uploaded in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
     }
 
     eprintln!(
@@ -199,7 +217,10 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
     }
     if stats.successes() == 0 {
         match shared.first_error() {
-            Some(first) => anyhow::bail!("all {} requests failed; first error: {first}", stats.errors()),
+            Some(first) => anyhow::bail!(
+                "all {} requests failed; first error: {first}",
+                stats.errors()
+            ),
             None => anyhow::bail!("no request completed within {:.1}s", elapsed.as_secs_f64()),
         }
     }
@@ -207,17 +228,32 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Deletes what the run wrote unless `--no-cleanup`; failures are reported, not fatal.
-async fn finish_cleanup(plan: &Arc<Plan>, client: &S3Client, puts_created: &[(usize, u64)], keep: bool) {
-    let written = if plan.workload.needs_objects() { plan.objects as u64 } else { 0 };
+async fn finish_cleanup(
+    plan: &Arc<Plan>,
+    client: &S3Client,
+    puts_created: &[(usize, u64)],
+    keep: bool,
+) {
+    let written = if plan.workload.needs_objects() {
+        plan.objects as u64
+    } else {
+        0
+    };
     let total = written + puts_created.iter().map(|&(_, n)| n).sum::<u64>();
     if total == 0 {
         return;
     }
     if keep {
-        eprintln!("cairn bench: leaving {total} objects under {}/{}/", plan.bucket, plan.prefix);
+        eprintln!(
+            "cairn bench: leaving {total} objects under {}/{}/",
+            plan.bucket, plan.prefix
+        );
         return;
     }
-    eprintln!("cairn bench: deleting {total} objects under {}/{}/", plan.bucket, plan.prefix);
+    eprintln!(
+        "cairn bench: deleting {total} objects under {}/{}/",
+        plan.bucket, plan.prefix
+    );
     let (failures, first) = workload::cleanup(plan, client, puts_created).await;
     if failures > 0 {
         eprintln!(
@@ -229,7 +265,9 @@ async fn finish_cleanup(plan: &Arc<Plan>, client: &S3Client, puts_created: &[(us
 
 /// Rejects bucket names S3 would refuse, before sending anything.
 fn validate_bucket_name(name: &str) -> anyhow::Result<()> {
-    let valid_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    let valid_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
     let edges_ok = name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     if (3..=63).contains(&name.len()) && valid_chars && edges_ok {
@@ -281,8 +319,26 @@ mod tests {
         assert_eq!(b.bucket, "cairn-bench");
         assert_eq!(b.region, "us-east-1");
         assert!(b.json && !b.no_cleanup);
-        assert!(Cli::try_parse_from(["cairn", "--access-key", "a", "--secret-key", "s", "--size", "4XB"]).is_err());
-        assert!(Cli::try_parse_from(["cairn", "--access-key", "a", "--secret-key", "s", "--concurrency", "0"]).is_err());
+        assert!(Cli::try_parse_from([
+            "cairn",
+            "--access-key",
+            "a",
+            "--secret-key",
+            "s",
+            "--size",
+            "4XB"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from([
+            "cairn",
+            "--access-key",
+            "a",
+            "--secret-key",
+            "s",
+            "--concurrency",
+            "0"
+        ])
+        .is_err());
     }
 
     #[test]

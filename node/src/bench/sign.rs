@@ -95,20 +95,31 @@ fn derive_signing_key(secret: &str, date: &str, region: &str, service: &str) -> 
 }
 
 fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
     mac.update(data);
     mac.finalize().into_bytes().into()
 }
 
 /// Returns the canonical request and the `SignedHeaders` list.
 fn canonical_request(req: &SignRequest<'_>) -> (String, String) {
-    let mut query: Vec<(String, String)> =
-        req.query.iter().map(|(k, v)| (uri_encode(k, true), uri_encode(v, true))).collect();
+    let mut query: Vec<(String, String)> = req
+        .query
+        .iter()
+        .map(|(k, v)| (uri_encode(k, true), uri_encode(v, true)))
+        .collect();
     query.sort();
-    let canonical_query = query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+    let canonical_query = query
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
 
-    let mut headers: Vec<(String, String)> =
-        req.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), normalize_header_value(v))).collect();
+    let mut headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), normalize_header_value(v)))
+        .collect();
     headers.sort_by(|a, b| a.0.cmp(&b.0));
     // Repeated headers are signed once, their values joined by commas, in the order given.
     let mut merged: Vec<(String, String)> = Vec::with_capacity(headers.len());
@@ -125,7 +136,11 @@ fn canonical_request(req: &SignRequest<'_>) -> (String, String) {
     for (name, value) in &merged {
         let _ = writeln!(canonical_headers, "{name}:{value}");
     }
-    let signed_headers = merged.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(";");
+    let signed_headers = merged
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect::<Vec<_>>()
+        .join(";");
 
     let path = if req.path.is_empty() { "/" } else { req.path };
     let canonical = format!(
@@ -150,7 +165,9 @@ pub fn uri_encode(input: &str, encode_slash: bool) -> String {
     let mut out = String::with_capacity(input.len());
     for &b in input.as_bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(char::from(b)),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(char::from(b))
+            }
             b'/' if !encode_slash => out.push('/'),
             _ => {
                 let _ = write!(out, "%{b:02X}");
@@ -181,13 +198,21 @@ mod tests {
     const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     fn suite_signer() -> Signer {
-        Signer::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "us-east-1", "service")
+        Signer::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            "us-east-1",
+            "service",
+        )
     }
 
     /// AWS SigV4 test suite, `get-vanilla`.
     #[test]
     fn get_vanilla() {
-        let headers = [("Host", "example.amazonaws.com"), ("X-Amz-Date", "20150830T123600Z")];
+        let headers = [
+            ("Host", "example.amazonaws.com"),
+            ("X-Amz-Date", "20150830T123600Z"),
+        ];
         let req = SignRequest {
             method: "GET",
             path: "/",
@@ -203,7 +228,11 @@ mod tests {
         );
         assert_eq!(signed, "host;x-amz-date");
         assert_eq!(
-            string_to_sign(req.amz_date, "20150830/us-east-1/service/aws4_request", &canonical),
+            string_to_sign(
+                req.amz_date,
+                "20150830/us-east-1/service/aws4_request",
+                &canonical
+            ),
             "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\n\
              bb579772317eb040ac9ed261061d46c1f17a8133879d6129b6e1c25292927e63"
         );
@@ -218,7 +247,10 @@ mod tests {
     /// AWS SigV4 test suite, `get-vanilla-query-order-key-case`: query parameters are sorted.
     #[test]
     fn get_vanilla_query_order() {
-        let headers = [("Host", "example.amazonaws.com"), ("X-Amz-Date", "20150830T123600Z")];
+        let headers = [
+            ("Host", "example.amazonaws.com"),
+            ("X-Amz-Date", "20150830T123600Z"),
+        ];
         let req = SignRequest {
             method: "GET",
             path: "/",
@@ -227,13 +259,18 @@ mod tests {
             payload_hash: EMPTY_SHA256,
             amz_date: "20150830T123600Z",
         };
-        assert!(suite_signer()
-            .authorization(&req)
-            .ends_with("Signature=b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"));
+        assert!(suite_signer().authorization(&req).ends_with(
+            "Signature=b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"
+        ));
     }
 
     fn s3_doc_signer() -> Signer {
-        Signer::new("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-east-1", "s3")
+        Signer::new(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "us-east-1",
+            "s3",
+        )
     }
 
     /// Amazon S3 API reference, "Signature Calculations for the Authorization Header", GET Object example.
@@ -259,7 +296,8 @@ mod tests {
             "7344ae5b7ee6c3e7e6b0fe0640412a37625d1fbfff95c48bbb2dc43964946972"
         );
         let mut signer = s3_doc_signer();
-        let expected = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
+        let expected =
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
              SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, \
              Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41";
         assert_eq!(signer.authorization(&req), expected);
@@ -283,9 +321,9 @@ mod tests {
             payload_hash: EMPTY_SHA256,
             amz_date: "20130524T000000Z",
         };
-        assert!(s3_doc_signer()
-            .authorization(&req)
-            .ends_with("Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"));
+        assert!(s3_doc_signer().authorization(&req).ends_with(
+            "Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"
+        ));
     }
 
     #[test]
@@ -299,7 +337,10 @@ mod tests {
 
     #[test]
     fn encodes_uris() {
-        assert_eq!(uri_encode("/bucket/a b/é~x_y-z.txt", false), "/bucket/a%20b/%C3%A9~x_y-z.txt");
+        assert_eq!(
+            uri_encode("/bucket/a b/é~x_y-z.txt", false),
+            "/bucket/a%20b/%C3%A9~x_y-z.txt"
+        );
         assert_eq!(uri_encode("a/b+c=d", true), "a%2Fb%2Bc%3Dd");
     }
 

@@ -52,7 +52,12 @@ pub struct Histogram {
 
 impl Default for Histogram {
     fn default() -> Self {
-        Self { counts: vec![0; BUCKETS], count: 0, sum: 0, max: 0 }
+        Self {
+            counts: vec![0; BUCKETS],
+            count: 0,
+            sum: 0,
+            max: 0,
+        }
     }
 }
 
@@ -209,7 +214,12 @@ impl Stats {
             }
             total.latency.merge(&s.latency);
         }
-        Report { header, duration_secs: elapsed.as_secs_f64(), operations, total: line("TOTAL".to_owned(), &total) }
+        Report {
+            header,
+            duration_secs: elapsed.as_secs_f64(),
+            operations,
+            total: line("TOTAL".to_owned(), &total),
+        }
     }
 }
 
@@ -272,15 +282,36 @@ impl Report {
         let _ = writeln!(
             out,
             "{:<7} {:>10} {:>8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "op", "ops", "errors", "MiB/s", "obj/s", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms"
+            "op",
+            "ops",
+            "errors",
+            "MiB/s",
+            "obj/s",
+            "mean ms",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "max ms"
         );
-        let rows = self.operations.iter().chain((self.operations.len() > 1).then_some(&self.total));
+        let rows = self
+            .operations
+            .iter()
+            .chain((self.operations.len() > 1).then_some(&self.total));
         for r in rows {
             let l = &r.latency_ms;
             let _ = writeln!(
                 out,
                 "{:<7} {:>10} {:>8} {:>10.2} {:>10.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
-                r.op, r.ops, r.errors, r.mib_per_sec, r.objects_per_sec, l.mean, l.p50, l.p90, l.p99, l.max
+                r.op,
+                r.ops,
+                r.errors,
+                r.mib_per_sec,
+                r.objects_per_sec,
+                l.mean,
+                l.p50,
+                l.p90,
+                l.p99,
+                l.max
             );
         }
         out

@@ -9,10 +9,14 @@ use std::time::Duration;
 /// The number may have a fraction (`1.5MiB`), rounded to the nearest byte.
 pub fn parse_size(input: &str) -> Result<u64, String> {
     let s = input.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (number, suffix) = s.split_at(split);
     if number.is_empty() {
-        return Err(format!("invalid size {input:?}: expected a number such as 4KiB, 1MiB or 1048576"));
+        return Err(format!(
+            "invalid size {input:?}: expected a number such as 4KiB, 1MiB or 1048576"
+        ));
     }
     let multiplier: u64 = match suffix.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
@@ -32,7 +36,9 @@ pub fn parse_size(input: &str) -> Result<u64, String> {
     };
     let too_large = || format!("invalid size {input:?}: too large");
     if number.contains('.') {
-        let value: f64 = number.parse().map_err(|_| format!("invalid size {input:?}: bad number {number:?}"))?;
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("invalid size {input:?}: bad number {number:?}"))?;
         let bytes = (value * multiplier as f64).round();
         if !bytes.is_finite() || bytes >= u64::MAX as f64 {
             return Err(too_large());
@@ -58,7 +64,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
     } else {
         let mut rest = s;
         while !rest.is_empty() {
-            let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+            let num_end = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
             let unit_end = rest[num_end..]
                 .find(|c: char| c.is_ascii_digit() || c == '.')
                 .map_or(rest.len(), |i| num_end + i);

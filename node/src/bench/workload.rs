@@ -118,7 +118,10 @@ impl Shared {
         let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
         let line = format!("{} {bucket}/{key}: {e}", op.name());
         {
-            let mut first = self.first_error.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut first = self
+                .first_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if first.is_none() {
                 *first = Some(line.clone());
             }
@@ -128,14 +131,20 @@ impl Shared {
             PRINTED_ERRORS => eprintln!("cairn bench: further errors are counted but not printed"),
             _ => {}
         }
-        if failed >= GIVE_UP_AFTER && self.ok.load(Ordering::Relaxed) == 0 && !self.stop.is_cancelled() {
+        if failed >= GIVE_UP_AFTER
+            && self.ok.load(Ordering::Relaxed) == 0
+            && !self.stop.is_cancelled()
+        {
             eprintln!("cairn bench: {failed} requests failed and none succeeded: stopping");
             self.stop.cancel();
         }
     }
 
     pub fn first_error(&self) -> Option<String> {
-        self.first_error.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.first_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -181,12 +190,24 @@ pub struct Worker {
 impl Worker {
     pub fn new(id: usize, plan: Arc<Plan>, client: S3Client) -> Self {
         let present = if plan.workload.needs_objects() {
-            (id..plan.objects).step_by(plan.concurrency.max(1)).collect()
+            (id..plan.objects)
+                .step_by(plan.concurrency.max(1))
+                .collect()
         } else {
             Vec::new()
         };
         let rng = Xorshift4::new(plan.seed.rotate_left(17) ^ id as u64);
-        Self { id, plan, client, pool: BufPool::new(), rng, present, absent: Vec::new(), puts: 0, stats: Stats::default() }
+        Self {
+            id,
+            plan,
+            client,
+            pool: BufPool::new(),
+            rng,
+            present,
+            absent: Vec::new(),
+            puts: 0,
+            stats: Stats::default(),
+        }
     }
 
     fn pick(&mut self, len: usize) -> usize {
@@ -208,7 +229,9 @@ impl Worker {
             OpKind::Get => Action::Get(self.pick(self.present.len())),
             OpKind::Stat => Action::Stat(self.pick(self.present.len())),
             OpKind::Delete => Action::Delete(self.pick(self.present.len())),
-            OpKind::Put if self.absent.is_empty() => Action::PutOverwrite(self.pick(self.present.len())),
+            OpKind::Put if self.absent.is_empty() => {
+                Action::PutOverwrite(self.pick(self.present.len()))
+            }
             OpKind::Put => Action::PutAbsent(self.pick(self.absent.len())),
         }
     }
@@ -232,7 +255,10 @@ impl Worker {
             OpKind::Get => self.client.get_object(bucket, key, Some(size)).await,
             OpKind::Stat => match self.client.head_object(bucket, key).await? {
                 len if len == size => Ok(0),
-                got => Err(OpError::ShortBody { expected: size, got }),
+                got => Err(OpError::ShortBody {
+                    expected: size,
+                    got,
+                }),
             },
             OpKind::Put => {
                 let n = self.next_put_seq();
@@ -287,8 +313,16 @@ impl Worker {
             }
         }
         // In the put workload every PUT used a fresh key, including one cut by the stop.
-        let puts_created = if self.plan.workload == Workload::Put { self.puts } else { 0 };
-        WorkerResult { id: self.id, stats: self.stats, puts_created }
+        let puts_created = if self.plan.workload == Workload::Put {
+            self.puts
+        } else {
+            0
+        };
+        WorkerResult {
+            id: self.id,
+            stats: self.stats,
+            puts_created,
+        }
     }
 }
 
@@ -311,7 +345,12 @@ where
     let f = Arc::new(f);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency.clamp(1, count.max(1)) {
-        let (next, failures, first_error, f) = (next.clone(), failures.clone(), first_error.clone(), f.clone());
+        let (next, failures, first_error, f) = (
+            next.clone(),
+            failures.clone(),
+            first_error.clone(),
+            f.clone(),
+        );
         let mut client = client.clone();
         tasks.spawn(async move {
             loop {
@@ -323,7 +362,10 @@ where
                 client = c;
                 if let Err(e) = result {
                     failures.fetch_add(1, Ordering::Relaxed);
-                    first_error.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(e);
+                    first_error
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get_or_insert(e);
                 }
             }
         });
@@ -331,26 +373,43 @@ where
     while let Some(joined) = tasks.join_next().await {
         if let Err(e) = joined {
             failures.fetch_add(1, Ordering::Relaxed);
-            first_error.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(format!("task failed: {e}"));
+            first_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert(format!("task failed: {e}"));
         }
     }
-    let first = first_error.lock().unwrap_or_else(PoisonError::into_inner).take();
+    let first = first_error
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
     (failures.load(Ordering::Relaxed), first)
 }
 
 /// Uploads the `plan.objects` prepared objects; fails on the first error.
 pub async fn prepare(plan: &Arc<Plan>, client: &S3Client) -> anyhow::Result<()> {
     let plan2 = plan.clone();
-    let (failures, first) = for_each_key(plan.objects, plan.concurrency, client, true, move |mut client, i| {
-        let plan = plan2.clone();
-        async move {
-            // One pool per upload is fine here: preparation is not measured.
-            let body = plan.body(0, i as u64, &BufPool::new());
-            let key = plan.object_key(i);
-            let result = client.put_object(&plan.bucket, &key, body).await;
-            (client, result.map(|_| ()).map_err(|e| format!("PUT {}/{key}: {e}", plan.bucket)))
-        }
-    })
+    let (failures, first) = for_each_key(
+        plan.objects,
+        plan.concurrency,
+        client,
+        true,
+        move |mut client, i| {
+            let plan = plan2.clone();
+            async move {
+                // One pool per upload is fine here: preparation is not measured.
+                let body = plan.body(0, i as u64, &BufPool::new());
+                let key = plan.object_key(i);
+                let result = client.put_object(&plan.bucket, &key, body).await;
+                (
+                    client,
+                    result
+                        .map(|_| ())
+                        .map_err(|e| format!("PUT {}/{key}: {e}", plan.bucket)),
+                )
+            }
+        },
+    )
     .await;
     match first {
         Some(e) if failures > 0 => anyhow::bail!("preparing objects failed: {e}"),
@@ -360,7 +419,11 @@ pub async fn prepare(plan: &Arc<Plan>, client: &S3Client) -> anyhow::Result<()> 
 
 /// Deletes every key the run may have created. Returns how many deletions failed and the first error.
 /// `puts_created` lists `(worker, count)` as in [`WorkerResult`].
-pub async fn cleanup(plan: &Arc<Plan>, client: &S3Client, puts_created: &[(usize, u64)]) -> (usize, Option<String>) {
+pub async fn cleanup(
+    plan: &Arc<Plan>,
+    client: &S3Client,
+    puts_created: &[(usize, u64)],
+) -> (usize, Option<String>) {
     let mut keys: Vec<String> = Vec::new();
     if plan.workload.needs_objects() {
         keys.extend((0..plan.objects).map(|i| plan.object_key(i)));
@@ -371,14 +434,23 @@ pub async fn cleanup(plan: &Arc<Plan>, client: &S3Client, puts_created: &[(usize
     let keys = Arc::new(keys);
     let bucket = Arc::new(plan.bucket.clone());
     let count = keys.len();
-    for_each_key(count, plan.concurrency, client, false, move |mut client, i| {
-        let (keys, bucket) = (keys.clone(), bucket.clone());
-        async move {
-            let key = &keys[i];
-            let result = client.delete_object(&bucket, key).await;
-            (client, result.map_err(|e| format!("DELETE {bucket}/{key}: {e}")))
-        }
-    })
+    for_each_key(
+        count,
+        plan.concurrency,
+        client,
+        false,
+        move |mut client, i| {
+            let (keys, bucket) = (keys.clone(), bucket.clone());
+            async move {
+                let key = &keys[i];
+                let result = client.delete_object(&bucket, key).await;
+                (
+                    client,
+                    result.map_err(|e| format!("DELETE {bucket}/{key}: {e}")),
+                )
+            }
+        },
+    )
     .await
 }
 
@@ -400,8 +472,12 @@ mod tests {
     }
 
     fn client() -> S3Client {
-        S3Client::new("http://127.0.0.1:9", Signer::new("a", "b", "us-east-1", "s3"), 1)
-            .unwrap_or_else(|e| panic!("{e}"))
+        S3Client::new(
+            "http://127.0.0.1:9",
+            Signer::new("a", "b", "us-east-1", "s3"),
+            1,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -417,10 +493,14 @@ mod tests {
     #[test]
     fn workers_partition_the_prepared_objects() {
         let p = plan(Workload::Get, 10, 3);
-        let mut all: Vec<usize> = (0..3).flat_map(|w| Worker::new(w, p.clone(), client()).present).collect();
+        let mut all: Vec<usize> = (0..3)
+            .flat_map(|w| Worker::new(w, p.clone(), client()).present)
+            .collect();
         all.sort_unstable();
         assert_eq!(all, (0..10).collect::<Vec<_>>());
-        assert!(Worker::new(0, plan(Workload::Put, 10, 3), client()).present.is_empty());
+        assert!(Worker::new(0, plan(Workload::Put, 10, 3), client())
+            .present
+            .is_empty());
     }
 
     #[test]

@@ -33,7 +33,11 @@ impl LocalDrive {
         // A temp file is never referenced by metadata: whatever is left there died with a crash.
         let _ = fs::remove_dir_all(base.join("tmp"));
         fs::create_dir_all(base.join("tmp"))?;
-        Ok(Self { label: root.display().to_string(), base, db: Arc::new(db) })
+        Ok(Self {
+            label: root.display().to_string(),
+            base,
+            db: Arc::new(db),
+        })
     }
 
     fn path(&self, rel: &str) -> Result<PathBuf, DriveError> {
@@ -46,8 +50,12 @@ impl LocalDrive {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, DriveError> + Send + 'static) -> Result<T, DriveError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| DriveError::Io(std::io::Error::other(e)))?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DriveError> + Send + 'static,
+) -> Result<T, DriveError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DriveError::Io(std::io::Error::other(e)))?
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -109,17 +117,27 @@ impl Drive for LocalDrive {
             }
             let mut wo = WriteOptions::default();
             wo.set_sync(true);
-            db.write_opt(batch, &wo).map_err(|e| DriveError::Meta(e.to_string()))
+            db.write_opt(batch, &wo)
+                .map_err(|e| DriveError::Meta(e.to_string()))
         })
         .await
     }
 
-    async fn scan(&self, prefix: &[u8], after: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DriveError> {
+    async fn scan(
+        &self,
+        prefix: &[u8],
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DriveError> {
         let db = self.db.clone();
         let prefix = prefix.to_vec();
         let after = after.to_vec();
         blocking(move || {
-            let start = if after.as_slice() > prefix.as_slice() { after.clone() } else { prefix.clone() };
+            let start = if after.as_slice() > prefix.as_slice() {
+                after.clone()
+            } else {
+                prefix.clone()
+            };
             let mut out = Vec::new();
             for item in db.iterator(IteratorMode::From(&start, Direction::Forward)) {
                 let (k, v) = item.map_err(|e| DriveError::Meta(e.to_string()))?;
@@ -198,7 +216,8 @@ impl Drive for LocalDrive {
         let db = self.db.clone();
         blocking(move || {
             fs::metadata(&format)?;
-            db.get(b"health-probe").map_err(|e| DriveError::Meta(e.to_string()))?;
+            db.get(b"health-probe")
+                .map_err(|e| DriveError::Meta(e.to_string()))?;
             Ok(())
         })
         .await
@@ -240,16 +259,24 @@ mod tests {
         assert_eq!(all.len(), 2);
         let after = d.scan(b"o/b/", b"o/b/a", 10).await.unwrap();
         assert_eq!(after, vec![(b"o/b/b".to_vec(), b"2".to_vec())]);
-        d.apply(vec![MetaOp::Delete(b"o/b/a".to_vec())]).await.unwrap();
+        d.apply(vec![MetaOp::Delete(b"o/b/a".to_vec())])
+            .await
+            .unwrap();
         assert_eq!(d.get(b"o/b/a").await.unwrap(), None);
 
         let mut w = d.create_file("tmp/x/part.1").await.unwrap();
         w.write(Bytes::from_static(b"hello world")).await.unwrap();
         w.finish().await.unwrap();
         d.rename("tmp/x", "data/ab/x").await.unwrap();
-        assert_eq!(d.read_file("data/ab/x/part.1", 6, 5).await.unwrap(), Bytes::from_static(b"world"));
+        assert_eq!(
+            d.read_file("data/ab/x/part.1", 6, 5).await.unwrap(),
+            Bytes::from_static(b"world")
+        );
         assert!(d.read_file("data/ab/x/part.1", 6, 50).await.is_err());
-        assert!(matches!(d.read_file("data/ab/y", 0, 1).await, Err(DriveError::NotFound)));
+        assert!(matches!(
+            d.read_file("data/ab/y", 0, 1).await,
+            Err(DriveError::NotFound)
+        ));
         assert_eq!(d.list_dir("data/ab/x").await.unwrap(), vec!["part.1"]);
         d.delete("data/ab/x").await.unwrap();
         assert!(d.list_dir("data/ab/x").await.unwrap().is_empty());
@@ -259,7 +286,13 @@ mod tests {
     async fn escaping_paths_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let d = LocalDrive::open(dir.path()).unwrap();
-        assert!(matches!(d.create_file("../evil").await, Err(DriveError::InvalidPath(_))));
-        assert!(matches!(d.delete("/etc").await, Err(DriveError::InvalidPath(_))));
+        assert!(matches!(
+            d.create_file("../evil").await,
+            Err(DriveError::InvalidPath(_))
+        ));
+        assert!(matches!(
+            d.delete("/etc").await,
+            Err(DriveError::InvalidPath(_))
+        ));
     }
 }

@@ -49,7 +49,12 @@ pub trait Drive: Send + Sync + 'static {
     /// Applies every op atomically and syncs before returning.
     async fn apply(&self, ops: Vec<MetaOp>) -> Result<(), DriveError>;
     /// Up to `limit` entries whose key starts with `prefix` and sorts strictly after `after`.
-    async fn scan(&self, prefix: &[u8], after: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DriveError>;
+    async fn scan(
+        &self,
+        prefix: &[u8],
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DriveError>;
 
     /// Creates (truncating) a file; parent directories are created as needed.
     async fn create_file(&self, path: &str) -> Result<Box<dyn ShardWriter>, DriveError>;

@@ -10,7 +10,11 @@ pub enum LayoutError {
     #[error("{0} drives cannot be split into erasure sets of 2..16 drives")]
     NoSetSize(usize),
     #[error("parity {parity} is too high for sets of {set} drives (at most {max})")]
-    ParityTooHigh { parity: usize, set: usize, max: usize },
+    ParityTooHigh {
+        parity: usize,
+        set: usize,
+        max: usize,
+    },
 }
 
 /// The shape of a deployment: `sets` erasure sets of `set_size` drives, each with `parity` parity shards.
@@ -27,15 +31,26 @@ impl Layout {
         let (sets, set_size) = if drives == 1 {
             (1, 1)
         } else {
-            let size = (MIN_SET..=MAX_SET).rev().find(|s| drives % s == 0).ok_or(LayoutError::NoSetSize(drives))?;
+            let size = (MIN_SET..=MAX_SET)
+                .rev()
+                .find(|s| drives % s == 0)
+                .ok_or(LayoutError::NoSetSize(drives))?;
             (drives / size, size)
         };
         let max = set_size / 2;
         let parity = parity.unwrap_or_else(|| default_parity(set_size));
         if parity > max {
-            return Err(LayoutError::ParityTooHigh { parity, set: set_size, max });
+            return Err(LayoutError::ParityTooHigh {
+                parity,
+                set: set_size,
+                max,
+            });
         }
-        Ok(Self { sets, set_size, parity })
+        Ok(Self {
+            sets,
+            set_size,
+            parity,
+        })
     }
 
     pub fn data(&self) -> usize {
@@ -80,7 +95,14 @@ mod tests {
 
     #[test]
     fn single_drive_has_no_parity() {
-        assert_eq!(Layout::plan(1, None).unwrap(), Layout { sets: 1, set_size: 1, parity: 0 });
+        assert_eq!(
+            Layout::plan(1, None).unwrap(),
+            Layout {
+                sets: 1,
+                set_size: 1,
+                parity: 0
+            }
+        );
     }
 
     #[test]
@@ -88,8 +110,22 @@ mod tests {
         assert_eq!(Layout::plan(4, None).unwrap().parity, 2);
         let six = Layout::plan(6, None).unwrap();
         assert_eq!((six.sets, six.set_size, six.parity), (1, 6, 3));
-        assert_eq!(Layout::plan(32, None).unwrap(), Layout { sets: 2, set_size: 16, parity: 4 });
-        assert_eq!(Layout::plan(18, None).unwrap(), Layout { sets: 2, set_size: 9, parity: 4 });
+        assert_eq!(
+            Layout::plan(32, None).unwrap(),
+            Layout {
+                sets: 2,
+                set_size: 16,
+                parity: 4
+            }
+        );
+        assert_eq!(
+            Layout::plan(18, None).unwrap(),
+            Layout {
+                sets: 2,
+                set_size: 9,
+                parity: 4
+            }
+        );
     }
 
     #[test]
@@ -102,7 +138,14 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(Layout::plan(6, Some(4)), Err(LayoutError::ParityTooHigh { parity: 4, set: 6, max: 3 }));
+        assert_eq!(
+            Layout::plan(6, Some(4)),
+            Err(LayoutError::ParityTooHigh {
+                parity: 4,
+                set: 6,
+                max: 3
+            })
+        );
         assert_eq!(Layout::plan(17, None), Err(LayoutError::NoSetSize(17)));
     }
 

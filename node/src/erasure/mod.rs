@@ -79,18 +79,31 @@ impl Erasure {
 
     /// Fills in the missing data shards, and the missing parity shards too when `parity` is set,
     /// from any `data` present ones.
-    pub fn reconstruct(&self, shards: &mut [Option<Vec<u8>>], parity: bool) -> Result<(), ErasureError> {
+    pub fn reconstruct(
+        &self,
+        shards: &mut [Option<Vec<u8>>],
+        parity: bool,
+    ) -> Result<(), ErasureError> {
         let have = shards.iter().filter(|s| s.is_some()).count();
         if have < self.data || shards.len() != self.total_shards() {
-            return Err(ErasureError::TooFewShards { have, need: self.data });
+            return Err(ErasureError::TooFewShards {
+                have,
+                need: self.data,
+            });
         }
         if have == shards.len() {
             return Ok(());
         }
         let data_missing = shards[..self.data].iter().any(Option::is_none);
         if data_missing {
-            let original = shards[..self.data].iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i, s)));
-            let recovery = shards[self.data..].iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i, s)));
+            let original = shards[..self.data]
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)));
+            let recovery = shards[self.data..]
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)));
             let restored = reed_solomon_simd::decode(self.data, self.parity, original, recovery)?;
             for (i, s) in restored {
                 shards[i] = Some(s);
@@ -107,10 +120,18 @@ impl Erasure {
     }
 
     /// Appends the first `block_len` bytes held by the data shards to `out`.
-    pub fn join(&self, shards: &[Option<Vec<u8>>], block_len: usize, out: &mut Vec<u8>) -> Result<(), ErasureError> {
+    pub fn join(
+        &self,
+        shards: &[Option<Vec<u8>>],
+        block_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ErasureError> {
         let mut left = block_len;
         for s in &shards[..self.data] {
-            let s = s.as_ref().ok_or(ErasureError::TooFewShards { have: 0, need: self.data })?;
+            let s = s.as_ref().ok_or(ErasureError::TooFewShards {
+                have: 0,
+                need: self.data,
+            })?;
             let n = left.min(s.len());
             out.extend_from_slice(&s[..n]);
             left -= n;
@@ -132,7 +153,8 @@ mod tests {
         let e = Erasure::new(4, 2).unwrap();
         for n in [0, 1, 2, 3, 7, 8, 1000, 4097, BLOCK_SIZE - 1, BLOCK_SIZE] {
             let block = sample(n);
-            let shards: Vec<Option<Vec<u8>>> = e.encode(&block).unwrap().into_iter().map(Some).collect();
+            let shards: Vec<Option<Vec<u8>>> =
+                e.encode(&block).unwrap().into_iter().map(Some).collect();
             let mut out = Vec::new();
             e.join(&shards, n, &mut out).unwrap();
             assert_eq!(out, block, "size {n}");
@@ -160,18 +182,27 @@ mod tests {
     #[test]
     fn too_many_losses_fail() {
         let e = Erasure::new(4, 2).unwrap();
-        let mut shards: Vec<Option<Vec<u8>>> = e.encode(&sample(5000)).unwrap().into_iter().map(Some).collect();
+        let mut shards: Vec<Option<Vec<u8>>> = e
+            .encode(&sample(5000))
+            .unwrap()
+            .into_iter()
+            .map(Some)
+            .collect();
         shards[0] = None;
         shards[1] = None;
         shards[5] = None;
-        assert!(matches!(e.reconstruct(&mut shards, true), Err(ErasureError::TooFewShards { have: 3, need: 4 })));
+        assert!(matches!(
+            e.reconstruct(&mut shards, true),
+            Err(ErasureError::TooFewShards { have: 3, need: 4 })
+        ));
     }
 
     #[test]
     fn no_parity_single_drive() {
         let e = Erasure::new(1, 0).unwrap();
         let block = sample(12345);
-        let shards: Vec<Option<Vec<u8>>> = e.encode(&block).unwrap().into_iter().map(Some).collect();
+        let shards: Vec<Option<Vec<u8>>> =
+            e.encode(&block).unwrap().into_iter().map(Some).collect();
         assert_eq!(shards.len(), 1);
         let mut out = Vec::new();
         e.join(&shards, block.len(), &mut out).unwrap();

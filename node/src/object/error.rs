@@ -27,10 +27,14 @@ pub enum ObjectError {
     EntityTooLarge,
     #[error("your proposed upload is smaller than the minimum allowed object size")]
     EntityTooSmall,
-    #[error("one or more of the specified parts could not be found or its entity tag did not match")]
+    #[error(
+        "one or more of the specified parts could not be found or its entity tag did not match"
+    )]
     InvalidPart,
     #[error("the list of parts was not in ascending order")]
     InvalidPartOrder,
+    #[error("the request signature we calculated does not match the signature you provided (chunk signature)")]
+    ChunkSignature,
     #[error("the request body terminated unexpectedly: {0}")]
     IncompleteBody(String),
     #[error("{0}")]

@@ -38,7 +38,9 @@ impl HealSummary {
 
 /// Stored lengths of every block of a part's shard.
 fn shard_lens(r: &ShardReader, part: &PartInfo) -> Vec<usize> {
-    (0..r.blocks(part.size)).map(|b| r.erasure.shard_len(r.block_len(part.size, b))).collect()
+    (0..r.blocks(part.size))
+        .map(|b| r.erasure.shard_len(r.block_len(part.size, b)))
+        .collect()
 }
 
 /// Does shard `src` hold every block of every part intact?
@@ -46,7 +48,10 @@ async fn shard_intact(r: &ShardReader, src: &ShardSource, parts: &[PartInfo]) ->
     for part in parts {
         let lens = shard_lens(r, part);
         let total = bitrot::stored_len(lens.iter().copied());
-        if fetch_verified(src, &keys::part_file(part.number), 0, total, &lens).await.is_none() {
+        if fetch_verified(src, &keys::part_file(part.number), 0, total, &lens)
+            .await
+            .is_none()
+        {
             return false;
         }
     }
@@ -60,7 +65,10 @@ impl ObjectLayer {
         let (set, dist) = self.place(bucket, key);
         let meta_key = keys::object(bucket, key);
         let records = set.read_records(&meta_key).await;
-        let mut summary = HealSummary { objects_scanned: 1, ..Default::default() };
+        let mut summary = HealSummary {
+            objects_scanned: 1,
+            ..Default::default()
+        };
         let resolved = match quorum::resolve(&records, None, set.read_quorum, set.write_quorum) {
             Ok(r) => r,
             Err(ObjectError::NoSuchKey) => {
@@ -70,7 +78,11 @@ impl ObjectLayer {
             Err(e) => return Err(e),
         };
         let version = resolved.version.clone();
-        let dist = version.erasure.as_ref().map(|e| e.distribution.clone()).unwrap_or(dist);
+        let dist = version
+            .erasure
+            .as_ref()
+            .map(|e| e.distribution.clone())
+            .unwrap_or(dist);
         let mut reader = shard_reader(set, &resolved)?;
         let n = reader.erasure.total_shards();
 
@@ -96,8 +108,15 @@ impl ObjectLayer {
         }
 
         let tmp = keys::tmp_dir(&self.new_id());
-        let result = self.rebuild(set, &dist, &version, &mut reader, &targets, &tmp, &meta_key).await;
-        futures::future::join_all(targets.iter().map(|&t| set.drives[dist[t] as usize].delete(&tmp))).await;
+        let result = self
+            .rebuild(set, &dist, &version, &mut reader, &targets, &tmp, &meta_key)
+            .await;
+        futures::future::join_all(
+            targets
+                .iter()
+                .map(|&t| set.drives[dist[t] as usize].delete(&tmp)),
+        )
+        .await;
         let written = result?;
         summary.shards_written = written as u64;
         summary.objects_healed = u64::from(written > 0);
@@ -173,12 +192,18 @@ impl ObjectLayer {
                     let dir = keys::data_dir(&version.data_dir);
                     for part in &version.parts {
                         let f = keys::part_file(part.number);
-                        drive.rename(&format!("{tmp}/{f}"), &format!("{dir}/{f}")).await?;
+                        drive
+                            .rename(&format!("{tmp}/{f}"), &format!("{dir}/{f}"))
+                            .await?;
                     }
                 }
-                let mut record = read_record(drive.as_ref(), meta_key).await?.unwrap_or_default();
+                let mut record = read_record(drive.as_ref(), meta_key)
+                    .await?
+                    .unwrap_or_default();
                 let freed = replace_version(&mut record, v);
-                drive.apply(vec![MetaOp::Put(meta_key.to_vec(), record.encode_to_vec())]).await?;
+                drive
+                    .apply(vec![MetaOp::Put(meta_key.to_vec(), record.encode_to_vec())])
+                    .await?;
                 for old in freed {
                     drive.delete(&keys::data_dir(&old)).await?;
                 }
@@ -201,18 +226,23 @@ impl ObjectLayer {
                 let prefix = keys::bucket_objects(bucket);
                 let mut cursor = prefix.clone();
                 loop {
-                    let rows = join_all(set.drives.iter().map(|d| d.scan(&prefix, &cursor, 1000))).await;
+                    let rows =
+                        join_all(set.drives.iter().map(|d| d.scan(&prefix, &cursor, 1000))).await;
                     let mut keys_seen = BTreeSet::new();
                     let mut bound: Option<Vec<u8>> = None;
                     for r in rows.iter().flatten() {
                         if r.len() >= 1000 {
                             if let Some((k, _)) = r.last() {
-                                bound = Some(bound.map_or(k.clone(), |b: Vec<u8>| b.min(k.clone())));
+                                bound =
+                                    Some(bound.map_or(k.clone(), |b: Vec<u8>| b.min(k.clone())));
                             }
                         }
                         keys_seen.extend(r.iter().map(|(k, _)| k.clone()));
                     }
-                    for k in keys_seen.iter().filter(|k| bound.as_ref().is_none_or(|b| *k <= b)) {
+                    for k in keys_seen
+                        .iter()
+                        .filter(|k| bound.as_ref().is_none_or(|b| *k <= b))
+                    {
                         let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
                         match self.heal_object(bucket, &key).await {
                             Ok(s) => summary.add(&s),
@@ -244,7 +274,11 @@ async fn remove_dangling(
     for (d, r) in records.iter().enumerate() {
         let Ok(Some(rec)) = r else { continue };
         let drive = &set.drives[d];
-        if drive.apply(vec![MetaOp::Delete(meta_key.to_vec())]).await.is_ok() {
+        if drive
+            .apply(vec![MetaOp::Delete(meta_key.to_vec())])
+            .await
+            .is_ok()
+        {
             for v in rec.versions.iter().filter(|v| !v.data_dir.is_empty()) {
                 let _ = drive.delete(&keys::data_dir(&v.data_dir)).await;
             }

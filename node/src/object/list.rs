@@ -48,16 +48,29 @@ struct SetBatch {
     bound: Option<Vec<u8>>,
 }
 
-async fn scan_set(set: &ErasureSet, bucket: &str, prefix: &str, cursor: &[u8]) -> ObjectResult<SetBatch> {
+async fn scan_set(
+    set: &ErasureSet,
+    bucket: &str,
+    prefix: &str,
+    cursor: &[u8],
+) -> ObjectResult<SetBatch> {
     let base = keys::bucket_objects(bucket);
     let mut scan_prefix = base.clone();
     scan_prefix.extend_from_slice(prefix.as_bytes());
     let mut after = base.clone();
     after.extend_from_slice(cursor);
-    let rows = join_all(set.drives.iter().map(|d| d.scan(&scan_prefix, &after, SCAN_BATCH))).await;
+    let rows = join_all(
+        set.drives
+            .iter()
+            .map(|d| d.scan(&scan_prefix, &after, SCAN_BATCH)),
+    )
+    .await;
     let answered = rows.iter().filter(|r| r.is_ok()).count();
     if answered < set.read_quorum {
-        return Err(ObjectError::ReadQuorum { have: answered, need: set.read_quorum });
+        return Err(ObjectError::ReadQuorum {
+            have: answered,
+            need: set.read_quorum,
+        });
     }
     // A drive that returned a full batch may hold more keys past its last one: only keys up to the
     // smallest such last key are complete.
@@ -89,7 +102,13 @@ async fn scan_set(set: &ErasureSet, bucket: &str, prefix: &str, cursor: &[u8]) -
     }
     let mut entries = Vec::new();
     for (k, versions) in by_key {
-        let best = versions.iter().find(|v| versions.iter().filter(|o| quorum::same_version(o, v)).count() >= set.read_quorum);
+        let best = versions.iter().find(|v| {
+            versions
+                .iter()
+                .filter(|o| quorum::same_version(o, v))
+                .count()
+                >= set.read_quorum
+        });
         if let Some(v) = best {
             if !v.delete_marker {
                 let mut v = v.clone();
@@ -121,7 +140,12 @@ impl ObjectLayer {
         }
         let mut page = ListPage::default();
         loop {
-            let batches = join_all(self.sets.iter().map(|s| scan_set(s, bucket, prefix, &cursor))).await;
+            let batches = join_all(
+                self.sets
+                    .iter()
+                    .map(|s| scan_set(s, bucket, prefix, &cursor)),
+            )
+            .await;
             let mut bound: Option<Vec<u8>> = None;
             let mut merged = Vec::new();
             for b in batches {
@@ -138,7 +162,11 @@ impl ObjectLayer {
             merged.sort_by(|a, b| a.0.cmp(&b.0));
             let mut restart = false;
             for (key, version) in merged {
-                let folded = delimiter.and_then(|d| key[prefix.len()..].find(d).map(|i| key[..prefix.len() + i + d.len()].to_string()));
+                let folded = delimiter.and_then(|d| {
+                    key[prefix.len()..]
+                        .find(d)
+                        .map(|i| key[..prefix.len() + i + d.len()].to_string())
+                });
                 if page.entries.len() == max {
                     page.truncated = true;
                     return Ok(page);
@@ -173,7 +201,11 @@ impl ObjectLayer {
 
     /// True when no object is listed in the bucket.
     pub async fn bucket_is_empty(&self, bucket: &str) -> ObjectResult<bool> {
-        Ok(self.list_objects(bucket, "", None, "", 1).await?.entries.is_empty())
+        Ok(self
+            .list_objects(bucket, "", None, "", 1)
+            .await?
+            .entries
+            .is_empty())
     }
 
     /// Removes every trace of a deleted bucket from the drives (leftover uploads, stale records).
@@ -185,7 +217,10 @@ impl ObjectLayer {
                     while let Ok(rows) = d.scan(&prefix, &after, SCAN_BATCH).await {
                         let Some((last, _)) = rows.last() else { break };
                         after = last.clone();
-                        let ops = rows.into_iter().map(|(k, _)| crate::drive::MetaOp::Delete(k)).collect();
+                        let ops = rows
+                            .into_iter()
+                            .map(|(k, _)| crate::drive::MetaOp::Delete(k))
+                            .collect();
                         if d.apply(ops).await.is_err() {
                             break;
                         }

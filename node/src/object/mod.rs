@@ -78,7 +78,14 @@ impl GetHandle {
         let on_damage = Box::new(move || {
             let _ = tx.send(req);
         });
-        ObjectReader::new(self.reader, self.info.version.parts.clone(), start, end, on_damage).into_stream()
+        ObjectReader::new(
+            self.reader,
+            self.info.version.parts.clone(),
+            start,
+            end,
+            on_damage,
+        )
+        .into_stream()
     }
 }
 
@@ -129,7 +136,17 @@ impl ObjectLayer {
             k[i] = u64::from_le_bytes(b);
         }
         let (heal_tx, heal_rx) = mpsc::unbounded_channel();
-        Ok((Self { sets, layout, placement_key: Key(k), clock, locks: NsLocks::new(), heal_tx }, heal_rx))
+        Ok((
+            Self {
+                sets,
+                layout,
+                placement_key: Key(k),
+                clock,
+                locks: NsLocks::new(),
+                heal_tx,
+            },
+            heal_rx,
+        ))
     }
 
     fn key_hash(&self, bucket: &str, key: &str) -> u64 {
@@ -152,21 +169,40 @@ impl ObjectLayer {
     }
 
     /// Reads and resolves the agreed version of a key.
-    async fn resolve(&self, bucket: &str, key: &str, version_id: Option<&str>) -> ObjectResult<quorum::Resolved> {
+    async fn resolve(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> ObjectResult<quorum::Resolved> {
         let (set, _) = self.place(bucket, key);
         let records = set.read_records(&keys::object(bucket, key)).await;
         quorum::resolve(&records, version_id, set.read_quorum, set.write_quorum)
     }
 
-    pub async fn head_object(&self, bucket: &str, key: &str, version_id: Option<&str>) -> ObjectResult<ObjectInfo> {
+    pub async fn head_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> ObjectResult<ObjectInfo> {
         let r = self.resolve(bucket, key, version_id).await?;
         if r.version.delete_marker {
             return Err(ObjectError::NoSuchKey);
         }
-        Ok(ObjectInfo { bucket: bucket.into(), key: key.into(), version: r.version })
+        Ok(ObjectInfo {
+            bucket: bucket.into(),
+            key: key.into(),
+            version: r.version,
+        })
     }
 
-    pub async fn get_object(&self, bucket: &str, key: &str, version_id: Option<&str>) -> ObjectResult<GetHandle> {
+    pub async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> ObjectResult<GetHandle> {
         let (set, _) = self.place(bucket, key);
         let r = self.resolve(bucket, key, version_id).await?;
         if r.version.delete_marker {
@@ -174,9 +210,16 @@ impl ObjectLayer {
         }
         let reader = shard_reader(set, &r)?;
         Ok(GetHandle {
-            info: ObjectInfo { bucket: bucket.into(), key: key.into(), version: r.version },
+            info: ObjectInfo {
+                bucket: bucket.into(),
+                key: key.into(),
+                version: r.version,
+            },
             reader,
-            heal: HealRequest { bucket: bucket.into(), key: key.into() },
+            heal: HealRequest {
+                bucket: bucket.into(),
+                key: key.into(),
+            },
             heal_tx: self.heal_tx.clone(),
         })
     }
@@ -200,7 +243,10 @@ impl ObjectLayer {
         let (set, dist) = self.place(bucket, key);
         let tmp = keys::tmp_dir(&self.new_id());
         let targets = ShardTargets {
-            drives: dist.iter().map(|&d| set.drives[d as usize].clone()).collect(),
+            drives: dist
+                .iter()
+                .map(|&d| set.drives[d as usize].clone())
+                .collect(),
             path: format!("{tmp}/{}", keys::part_file(1)),
         };
         let outcome = write::write_stream(set, &targets, body, hasher, MAX_OBJECT_SIZE, true).await;
@@ -214,7 +260,11 @@ impl ObjectLayer {
         let (out, checksums) = outcome;
         let etag = hex::encode(out.md5);
         let now = self.clock.now_ns();
-        let data_dir = if out.inline.is_some() { String::new() } else { self.new_id() };
+        let data_dir = if out.inline.is_some() {
+            String::new()
+        } else {
+            self.new_id()
+        };
         let version = ObjectVersion {
             version_id: NULL_VERSION.into(),
             delete_marker: false,
@@ -225,19 +275,44 @@ impl ObjectLayer {
             user_metadata: opts.user_metadata,
             tags: opts.tags,
             checksums: checksums.clone(),
-            parts: vec![PartInfo { number: 1, size: out.size, etag, mod_time_ns: now, checksums }],
+            parts: vec![PartInfo {
+                number: 1,
+                size: out.size,
+                etag,
+                mod_time_ns: now,
+                checksums,
+            }],
             erasure: Some(erasure_info(set, &dist)),
             data_dir,
             inline_data: Vec::new(),
             inlined: out.inline.is_some(),
         };
-        let moves = if out.inline.is_some() { vec![] } else { vec![(tmp.clone(), keys::data_dir(&version.data_dir))] };
-        let res = self.commit(set, bucket, key, &dist, &version, &out.ok, out.inline.as_deref(), &moves).await;
+        let moves = if out.inline.is_some() {
+            vec![]
+        } else {
+            vec![(tmp.clone(), keys::data_dir(&version.data_dir))]
+        };
+        let res = self
+            .commit(
+                set,
+                bucket,
+                key,
+                &dist,
+                &version,
+                &out.ok,
+                out.inline.as_deref(),
+                &moves,
+            )
+            .await;
         if res.is_err() {
             cleanup(set, &tmp).await;
         }
         res?;
-        Ok(ObjectInfo { bucket: bucket.into(), key: key.into(), version })
+        Ok(ObjectInfo {
+            bucket: bucket.into(),
+            key: key.into(),
+            version,
+        })
     }
 
     /// Records `version` on every drive whose shard was written: moves the shard files into place,
@@ -274,9 +349,13 @@ impl ObjectLayer {
                 for (from, to) in moves {
                     drive.rename(&format!("{from}"), to).await?;
                 }
-                let mut record = read_record(drive.as_ref(), &meta_key).await?.unwrap_or_default();
+                let mut record = read_record(drive.as_ref(), &meta_key)
+                    .await?
+                    .unwrap_or_default();
                 let replaced = replace_version(&mut record, v);
-                drive.apply(vec![MetaOp::Put(meta_key, record.encode_to_vec())]).await?;
+                drive
+                    .apply(vec![MetaOp::Put(meta_key, record.encode_to_vec())])
+                    .await?;
                 for old in replaced {
                     drive.delete(&keys::data_dir(&old)).await?;
                 }
@@ -298,8 +377,10 @@ impl ObjectLayer {
                 let Some(mut record) = read_record(drive.as_ref(), &meta_key).await? else {
                     return Ok(());
                 };
-                let (gone, kept): (Vec<_>, Vec<_>) =
-                    record.versions.into_iter().partition(|v| v.version_id == NULL_VERSION);
+                let (gone, kept): (Vec<_>, Vec<_>) = record
+                    .versions
+                    .into_iter()
+                    .partition(|v| v.version_id == NULL_VERSION);
                 record.versions = kept;
                 let op = if record.versions.is_empty() {
                     MetaOp::Delete(meta_key)
@@ -318,7 +399,13 @@ impl ObjectLayer {
     }
 
     /// Changes metadata of the agreed version in place (tags): only drives holding it are updated.
-    pub async fn update_version<F>(&self, bucket: &str, key: &str, version_id: Option<&str>, f: F) -> ObjectResult<ObjectInfo>
+    pub async fn update_version<F>(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        f: F,
+    ) -> ObjectResult<ObjectInfo>
     where
         F: Fn(&mut ObjectVersion) + Send + Sync,
     {
@@ -338,17 +425,29 @@ impl ObjectLayer {
                 if !holds {
                     return Err(crate::drive::DriveError::NotFound);
                 }
-                let mut record = read_record(drive.as_ref(), &meta_key).await?.unwrap_or_default();
-                for v in record.versions.iter_mut().filter(|v| quorum::same_version(v, target)) {
+                let mut record = read_record(drive.as_ref(), &meta_key)
+                    .await?
+                    .unwrap_or_default();
+                for v in record
+                    .versions
+                    .iter_mut()
+                    .filter(|v| quorum::same_version(v, target))
+                {
                     f(v);
                 }
-                drive.apply(vec![MetaOp::Put(meta_key, record.encode_to_vec())]).await
+                drive
+                    .apply(vec![MetaOp::Put(meta_key, record.encode_to_vec())])
+                    .await
             }
         })
         .await?;
         let mut version = r.version.clone();
         f(&mut version);
-        Ok(ObjectInfo { bucket: bucket.into(), key: key.into(), version })
+        Ok(ObjectInfo {
+            bucket: bucket.into(),
+            key: key.into(),
+            version,
+        })
     }
 }
 
@@ -364,29 +463,48 @@ fn erasure_info(set: &ErasureSet, dist: &[u32]) -> ErasureInfo {
 
 /// Where each shard of a resolved version can be read from.
 fn shard_reader(set: &ErasureSet, r: &quorum::Resolved) -> ObjectResult<ShardReader> {
-    let e = r.version.erasure.clone().ok_or_else(|| ObjectError::CorruptMeta("no erasure info".into()))?;
+    let e = r
+        .version
+        .erasure
+        .clone()
+        .ok_or_else(|| ObjectError::CorruptMeta("no erasure info".into()))?;
     let erasure = Erasure::new(e.data_shards as usize, e.parity_shards as usize)?;
     let n = erasure.total_shards();
     let mut sources = vec![None; n];
     for (d, copy) in r.copies.iter().enumerate() {
         let Some(copy) = copy else { continue };
-        let idx = copy.erasure.as_ref().map_or(usize::MAX, |e| e.shard_index as usize);
+        let idx = copy
+            .erasure
+            .as_ref()
+            .map_or(usize::MAX, |e| e.shard_index as usize);
         if idx >= n || e.distribution.get(idx).copied() != Some(d as u32) {
             continue;
         }
         sources[idx] = Some(if copy.inlined {
             ShardSource::Inline(Bytes::from(copy.inline_data.clone()))
         } else {
-            ShardSource::File { drive: set.drives[d].clone(), dir: keys::data_dir(&copy.data_dir) }
+            ShardSource::File {
+                drive: set.drives[d].clone(),
+                dir: keys::data_dir(&copy.data_dir),
+            }
         });
     }
-    Ok(ShardReader::new(erasure, u64::from(e.block_size.max(1)), sources))
+    Ok(ShardReader::new(
+        erasure,
+        u64::from(e.block_size.max(1)),
+        sources,
+    ))
 }
 
-pub(crate) async fn read_record(drive: &dyn Drive, key: &[u8]) -> Result<Option<ObjectRecord>, crate::drive::DriveError> {
+pub(crate) async fn read_record(
+    drive: &dyn Drive,
+    key: &[u8],
+) -> Result<Option<ObjectRecord>, crate::drive::DriveError> {
     match drive.get(key).await? {
         None => Ok(None),
-        Some(b) => ObjectRecord::decode(b.as_slice()).map(Some).map_err(|e| crate::drive::DriveError::Meta(e.to_string())),
+        Some(b) => ObjectRecord::decode(b.as_slice())
+            .map(Some)
+            .map_err(|e| crate::drive::DriveError::Meta(e.to_string())),
     }
 }
 

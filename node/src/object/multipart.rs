@@ -14,7 +14,10 @@ use cairn_proto::meta::{KeyValue, MultipartUpload, ObjectVersion, PartInfo, Uplo
 use super::error::{ObjectError, ObjectResult};
 use super::set::ErasureSet;
 use super::write::{self, ShardTargets, WriteOutcome};
-use super::{cleanup, erasure_info, keys, read_record, replace_version, ObjectInfo, ObjectLayer, PutOptions, NULL_VERSION};
+use super::{
+    cleanup, erasure_info, keys, read_record, replace_version, ObjectInfo, ObjectLayer, PutOptions,
+    NULL_VERSION,
+};
 use crate::drive::{Drive, DriveError, MetaOp};
 
 /// AWS: every part but the last is at least 5 MiB, at most 10,000 parts of at most 5 GiB.
@@ -22,8 +25,17 @@ pub const MIN_PART_SIZE: u64 = 5 << 20;
 pub const MAX_PART_NUMBER: u32 = 10_000;
 pub const MAX_PART_SIZE: u64 = 5 << 30;
 
-async fn read_parts(drive: &dyn Drive, upload_id: &str) -> Result<BTreeMap<u32, UploadedPart>, DriveError> {
-    let rows = drive.scan(&keys::upload_parts(upload_id), b"", MAX_PART_NUMBER as usize + 1).await?;
+async fn read_parts(
+    drive: &dyn Drive,
+    upload_id: &str,
+) -> Result<BTreeMap<u32, UploadedPart>, DriveError> {
+    let rows = drive
+        .scan(
+            &keys::upload_parts(upload_id),
+            b"",
+            MAX_PART_NUMBER as usize + 1,
+        )
+        .await?;
     let mut out = BTreeMap::new();
     for (_, v) in rows {
         let p = UploadedPart::decode(v.as_slice()).map_err(|e| DriveError::Meta(e.to_string()))?;
@@ -40,7 +52,13 @@ pub fn bare_etag(s: &str) -> &str {
 }
 
 impl ObjectLayer {
-    pub async fn create_multipart(&self, bucket: &str, key: &str, opts: PutOptions, checksum_algorithm: String) -> ObjectResult<String> {
+    pub async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: PutOptions,
+        checksum_algorithm: String,
+    ) -> ObjectResult<String> {
         let (set, dist) = self.place(bucket, key);
         let upload_id = self.new_id();
         let upload = MultipartUpload {
@@ -54,12 +72,21 @@ impl ObjectLayer {
             erasure: Some(erasure_info(set, &dist)),
             checksum_algorithm,
         };
-        set.apply_all(vec![MetaOp::Put(keys::upload(bucket, &upload_id), upload.encode_to_vec())]).await?;
+        set.apply_all(vec![MetaOp::Put(
+            keys::upload(bucket, &upload_id),
+            upload.encode_to_vec(),
+        )])
+        .await?;
         Ok(upload_id)
     }
 
     /// The upload as a read quorum of drives records it.
-    pub async fn read_upload(&self, bucket: &str, key: &str, upload_id: &str) -> ObjectResult<(&ErasureSet, MultipartUpload)> {
+    pub async fn read_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> ObjectResult<(&ErasureSet, MultipartUpload)> {
         let (set, _) = self.place(bucket, key);
         let k = keys::upload(bucket, upload_id);
         let rows = join_all(set.drives.iter().map(|d| d.get(&k))).await;
@@ -92,17 +119,26 @@ impl ObjectLayer {
         V: FnOnce(&WriteOutcome) -> ObjectResult<Vec<KeyValue>>,
     {
         if !(1..=MAX_PART_NUMBER).contains(&number) {
-            return Err(ObjectError::InvalidArgument(format!("part number must be 1..={MAX_PART_NUMBER}")));
+            return Err(ObjectError::InvalidArgument(format!(
+                "part number must be 1..={MAX_PART_NUMBER}"
+            )));
         }
         let (set, upload) = self.read_upload(bucket, key, upload_id).await?;
-        let dist = upload.erasure.as_ref().map(|e| e.distribution.clone()).unwrap_or_default();
+        let dist = upload
+            .erasure
+            .as_ref()
+            .map(|e| e.distribution.clone())
+            .unwrap_or_default();
         if dist.len() != set.size() {
             return Err(ObjectError::CorruptMeta("upload distribution".into()));
         }
         let id = self.new_id();
         let tmp = keys::tmp_dir(&id);
         let targets = ShardTargets {
-            drives: dist.iter().map(|&d| set.drives[d as usize].clone()).collect(),
+            drives: dist
+                .iter()
+                .map(|&d| set.drives[d as usize].clone())
+                .collect(),
             path: format!("{tmp}/part"),
         };
         let res = write::write_stream(set, &targets, body, hasher, MAX_PART_SIZE, false)
@@ -115,10 +151,19 @@ impl ObjectLayer {
                 return Err(e);
             }
         };
-        let info = PartInfo { number, size: out.size, etag: hex::encode(out.md5), mod_time_ns: self.clock.now_ns(), checksums };
+        let info = PartInfo {
+            number,
+            size: out.size,
+            etag: hex::encode(out.md5),
+            mod_time_ns: self.clock.now_ns(),
+            checksums,
+        };
         let file = format!("{}.{id}", keys::part_file(number));
         let dir = keys::data_dir(upload_id);
-        let record = UploadedPart { info: Some(info.clone()), file: file.clone() };
+        let record = UploadedPart {
+            info: Some(info.clone()),
+            file: file.clone(),
+        };
         let part_key = keys::part(upload_id, number);
         let res = set
             .on_all(|d, drive| {
@@ -131,10 +176,17 @@ impl ObjectLayer {
                         return Err(DriveError::Offline);
                     }
                     drive.rename(&from, &to).await?;
-                    let old = drive.get(&part_key).await?.and_then(|b| UploadedPart::decode(b.as_slice()).ok());
+                    let old = drive
+                        .get(&part_key)
+                        .await?
+                        .and_then(|b| UploadedPart::decode(b.as_slice()).ok());
                     drive.apply(vec![MetaOp::Put(part_key, value)]).await?;
-                    if let Some(old) = old.filter(|o| o.file != to.rsplit('/').next().unwrap_or_default()) {
-                        drive.delete(&format!("{}/{}", keys::data_dir(upload_id), old.file)).await?;
+                    if let Some(old) =
+                        old.filter(|o| o.file != to.rsplit('/').next().unwrap_or_default())
+                    {
+                        drive
+                            .delete(&format!("{}/{}", keys::data_dir(upload_id), old.file))
+                            .await?;
                     }
                     Ok(())
                 }
@@ -146,11 +198,20 @@ impl ObjectLayer {
     }
 
     /// The parts a read quorum of drives agrees on, by part number.
-    async fn agreed_parts(&self, set: &ErasureSet, upload_id: &str) -> ObjectResult<BTreeMap<u32, UploadedPart>> {
-        let per_drive: Vec<_> = join_all(set.drives.iter().map(|d| read_parts(d.as_ref(), upload_id))).await;
-        let per_drive: Vec<BTreeMap<u32, UploadedPart>> = per_drive.into_iter().filter_map(Result::ok).collect();
+    async fn agreed_parts(
+        &self,
+        set: &ErasureSet,
+        upload_id: &str,
+    ) -> ObjectResult<BTreeMap<u32, UploadedPart>> {
+        let per_drive: Vec<_> =
+            join_all(set.drives.iter().map(|d| read_parts(d.as_ref(), upload_id))).await;
+        let per_drive: Vec<BTreeMap<u32, UploadedPart>> =
+            per_drive.into_iter().filter_map(Result::ok).collect();
         if per_drive.len() < set.read_quorum {
-            return Err(ObjectError::ReadQuorum { have: per_drive.len(), need: set.read_quorum });
+            return Err(ObjectError::ReadQuorum {
+                have: per_drive.len(),
+                need: set.read_quorum,
+            });
         }
         let mut out = BTreeMap::new();
         for m in &per_drive {
@@ -164,7 +225,12 @@ impl ObjectLayer {
         Ok(out)
     }
 
-    pub async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> ObjectResult<(MultipartUpload, Vec<PartInfo>)> {
+    pub async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> ObjectResult<(MultipartUpload, Vec<PartInfo>)> {
         let (set, upload) = self.read_upload(bucket, key, upload_id).await?;
         let parts = self.agreed_parts(set, upload_id).await?;
         Ok((upload, parts.into_values().filter_map(|p| p.info).collect()))
@@ -198,12 +264,18 @@ impl ObjectLayer {
             if i + 1 < chosen.len() && info.size < MIN_PART_SIZE {
                 return Err(ObjectError::EntityTooSmall);
             }
-            md5s.update(hex::decode(&info.etag).map_err(|_| ObjectError::CorruptMeta("part etag".into()))?);
+            md5s.update(
+                hex::decode(&info.etag)
+                    .map_err(|_| ObjectError::CorruptMeta("part etag".into()))?,
+            );
             files.push((p.file.clone(), keys::part_file(*n)));
             parts.push(info);
         }
         let etag = format!("{}-{}", hex::encode(md5s.finalize()), parts.len());
-        let erasure = upload.erasure.clone().ok_or_else(|| ObjectError::CorruptMeta("upload erasure".into()))?;
+        let erasure = upload
+            .erasure
+            .clone()
+            .ok_or_else(|| ObjectError::CorruptMeta("upload erasure".into()))?;
         let dist = erasure.distribution.clone();
         let version = ObjectVersion {
             version_id: NULL_VERSION.into(),
@@ -236,12 +308,17 @@ impl ObjectLayer {
             async move {
                 let mine = read_parts(drive.as_ref(), upload_id).await?;
                 for (from, _) in files_ref {
-                    if !mine.values().any(|p| &p.file == from && uploaded_ref.values().any(|u| u == p)) {
+                    if !mine
+                        .values()
+                        .any(|p| &p.file == from && uploaded_ref.values().any(|u| u == p))
+                    {
                         return Err(DriveError::NotFound);
                     }
                 }
                 for (from, to) in files_ref {
-                    drive.rename(&format!("{dir}/{from}"), &format!("{dir}/{to}")).await?;
+                    drive
+                        .rename(&format!("{dir}/{from}"), &format!("{dir}/{to}"))
+                        .await?;
                 }
                 let keep: Vec<&String> = files_ref.iter().map(|(_, to)| to).collect();
                 for name in drive.list_dir(&dir).await? {
@@ -249,10 +326,18 @@ impl ObjectLayer {
                         drive.delete(&format!("{dir}/{name}")).await?;
                     }
                 }
-                let mut record = read_record(drive.as_ref(), &meta_key).await?.unwrap_or_default();
+                let mut record = read_record(drive.as_ref(), &meta_key)
+                    .await?
+                    .unwrap_or_default();
                 let freed = replace_version(&mut record, v);
-                let mut ops = vec![MetaOp::Put(meta_key, record.encode_to_vec()), MetaOp::Delete(keys::upload(bucket, upload_id))];
-                ops.extend(mine.keys().map(|n| MetaOp::Delete(keys::part(upload_id, *n))));
+                let mut ops = vec![
+                    MetaOp::Put(meta_key, record.encode_to_vec()),
+                    MetaOp::Delete(keys::upload(bucket, upload_id)),
+                ];
+                ops.extend(
+                    mine.keys()
+                        .map(|n| MetaOp::Delete(keys::part(upload_id, *n))),
+                );
                 drive.apply(ops).await?;
                 for old in freed {
                     drive.delete(&keys::data_dir(&old)).await?;
@@ -261,15 +346,28 @@ impl ObjectLayer {
             }
         })
         .await?;
-        Ok(ObjectInfo { bucket: bucket.into(), key: key.into(), version })
+        Ok(ObjectInfo {
+            bucket: bucket.into(),
+            key: key.into(),
+            version,
+        })
     }
 
-    pub async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> ObjectResult<()> {
+    pub async fn abort_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> ObjectResult<()> {
         let (set, _) = self.read_upload(bucket, key, upload_id).await?;
         set.on_all(|_, drive| async move {
             let parts = read_parts(drive.as_ref(), upload_id).await?;
             let mut ops = vec![MetaOp::Delete(keys::upload(bucket, upload_id))];
-            ops.extend(parts.keys().map(|n| MetaOp::Delete(keys::part(upload_id, *n))));
+            ops.extend(
+                parts
+                    .keys()
+                    .map(|n| MetaOp::Delete(keys::part(upload_id, *n))),
+            );
             drive.apply(ops).await?;
             drive.delete(&keys::data_dir(upload_id)).await
         })
@@ -278,11 +376,20 @@ impl ObjectLayer {
     }
 
     /// Uploads in progress in a bucket whose key starts with `prefix`, ordered by key then start time.
-    pub async fn list_uploads(&self, bucket: &str, prefix: &str) -> ObjectResult<Vec<MultipartUpload>> {
+    pub async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> ObjectResult<Vec<MultipartUpload>> {
         let mut out = Vec::new();
         let scan_prefix = keys::bucket_uploads(bucket);
         for set in &self.sets {
-            let rows = join_all(set.drives.iter().map(|d| d.scan(&scan_prefix, b"", 100_000))).await;
+            let rows = join_all(
+                set.drives
+                    .iter()
+                    .map(|d| d.scan(&scan_prefix, b"", 100_000)),
+            )
+            .await;
             let mut votes: BTreeMap<String, (usize, MultipartUpload)> = BTreeMap::new();
             for row in rows.into_iter().filter_map(Result::ok) {
                 for (_, v) in row {
@@ -292,7 +399,10 @@ impl ObjectLayer {
                 }
             }
             out.extend(
-                votes.into_values().filter(|(n, u)| *n >= set.read_quorum && u.key.starts_with(prefix)).map(|(_, u)| u),
+                votes
+                    .into_values()
+                    .filter(|(n, u)| *n >= set.read_quorum && u.key.starts_with(prefix))
+                    .map(|(_, u)| u),
             );
         }
         out.sort_by(|a, b| (&a.key, a.initiated_ns).cmp(&(&b.key, b.initiated_ns)));

@@ -45,14 +45,28 @@ pub fn resolve(
 ) -> ObjectResult<Resolved> {
     let answered = records.iter().filter(|r| r.is_ok()).count();
     if answered < read_quorum {
-        return Err(ObjectError::ReadQuorum { have: answered, need: read_quorum });
+        return Err(ObjectError::ReadQuorum {
+            have: answered,
+            need: read_quorum,
+        });
     }
-    let candidates: Vec<Option<&ObjectVersion>> =
-        records.iter().map(|r| r.as_ref().ok().and_then(|o| o.as_ref()).and_then(|rec| pick(rec, version_id))).collect();
+    let candidates: Vec<Option<&ObjectVersion>> = records
+        .iter()
+        .map(|r| {
+            r.as_ref()
+                .ok()
+                .and_then(|o| o.as_ref())
+                .and_then(|rec| pick(rec, version_id))
+        })
+        .collect();
     // The candidate with the most identical copies; ties go to the newest.
     let mut best: Option<(&ObjectVersion, usize)> = None;
     for v in candidates.iter().flatten() {
-        let n = candidates.iter().flatten().filter(|o| same_version(o, v)).count();
+        let n = candidates
+            .iter()
+            .flatten()
+            .filter(|o| same_version(o, v))
+            .count();
         let better = match best {
             None => true,
             Some((b, bn)) => n > bn || (n == bn && v.mod_time_ns > b.mod_time_ns),
@@ -61,21 +75,36 @@ pub fn resolve(
             best = Some((v, n));
         }
     }
-    let absent = candidates.iter().zip(records).filter(|(c, r)| c.is_none() && r.is_ok()).count();
+    let absent = candidates
+        .iter()
+        .zip(records)
+        .filter(|(c, r)| c.is_none() && r.is_ok())
+        .count();
     match best {
         Some((v, n)) if n >= read_quorum => {
-            let copies = candidates.iter().map(|c| c.filter(|o| same_version(o, v)).cloned()).collect();
+            let copies = candidates
+                .iter()
+                .map(|c| c.filter(|o| same_version(o, v)).cloned())
+                .collect();
             let mut version = v.clone();
             version.inline_data.clear();
             Ok(Resolved { version, copies })
         }
-        _ if absent >= write_quorum || best.is_none() && absent >= read_quorum => Err(if version_id.is_some() {
-            ObjectError::NoSuchVersion
-        } else {
-            ObjectError::NoSuchKey
+        _ if absent >= write_quorum || best.is_none() && absent >= read_quorum => {
+            Err(if version_id.is_some() {
+                ObjectError::NoSuchVersion
+            } else {
+                ObjectError::NoSuchKey
+            })
+        }
+        Some((_, n)) => Err(ObjectError::ReadQuorum {
+            have: n,
+            need: read_quorum,
         }),
-        Some((_, n)) => Err(ObjectError::ReadQuorum { have: n, need: read_quorum }),
-        None => Err(ObjectError::ReadQuorum { have: 0, need: read_quorum }),
+        None => Err(ObjectError::ReadQuorum {
+            have: 0,
+            need: read_quorum,
+        }),
     }
 }
 
@@ -96,7 +125,14 @@ mod tests {
 
     #[test]
     fn quorum_found() {
-        let rs = vec![rec("a"), rec("a"), rec("a"), rec("a"), Ok(None), Err(DriveError::Offline)];
+        let rs = vec![
+            rec("a"),
+            rec("a"),
+            rec("a"),
+            rec("a"),
+            Ok(None),
+            Err(DriveError::Offline),
+        ];
         let r = resolve(&rs, None, 4, 4).unwrap();
         assert_eq!(r.version.etag, "a");
         assert_eq!(r.holders(), 4);
@@ -105,15 +141,31 @@ mod tests {
     #[test]
     fn absent_when_write_quorum_lacks_it() {
         let rs = vec![rec("a"), rec("a"), Ok(None), Ok(None), Ok(None), Ok(None)];
-        assert!(matches!(resolve(&rs, None, 4, 4), Err(ObjectError::NoSuchKey)));
+        assert!(matches!(
+            resolve(&rs, None, 4, 4),
+            Err(ObjectError::NoSuchKey)
+        ));
     }
 
     #[test]
     fn ambiguous_is_a_quorum_error() {
         let rs = vec![rec("a"), rec("a"), rec("a"), Ok(None), Ok(None), Ok(None)];
-        assert!(matches!(resolve(&rs, None, 4, 4), Err(ObjectError::ReadQuorum { .. })));
-        let rs = vec![rec("a"), rec("a"), Err(DriveError::Offline), Err(DriveError::Offline), Err(DriveError::Offline), rec("a")];
-        assert!(matches!(resolve(&rs, None, 4, 4), Err(ObjectError::ReadQuorum { .. })));
+        assert!(matches!(
+            resolve(&rs, None, 4, 4),
+            Err(ObjectError::ReadQuorum { .. })
+        ));
+        let rs = vec![
+            rec("a"),
+            rec("a"),
+            Err(DriveError::Offline),
+            Err(DriveError::Offline),
+            Err(DriveError::Offline),
+            rec("a"),
+        ];
+        assert!(matches!(
+            resolve(&rs, None, 4, 4),
+            Err(ObjectError::ReadQuorum { .. })
+        ));
     }
 
     #[test]

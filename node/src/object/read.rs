@@ -38,7 +38,12 @@ pub struct ShardReader {
 impl ShardReader {
     pub fn new(erasure: Erasure, block_size: u64, sources: Vec<Option<ShardSource>>) -> Self {
         let bad = sources.iter().map(Option::is_none).collect();
-        Self { erasure, block_size, sources, bad }
+        Self {
+            erasure,
+            block_size,
+            sources,
+            bad,
+        }
     }
 
     pub fn damaged(&self) -> bool {
@@ -55,23 +60,38 @@ impl ShardReader {
     }
 
     /// Reads blocks `first..=last` of `part`: per block, the shards (at least `data` of them present).
-    pub async fn read_blocks(&mut self, part: &PartInfo, first: u64, last: u64) -> ObjectResult<Vec<Vec<Option<Vec<u8>>>>> {
+    pub async fn read_blocks(
+        &mut self,
+        part: &PartInfo,
+        first: u64,
+        last: u64,
+    ) -> ObjectResult<Vec<Vec<Option<Vec<u8>>>>> {
         let n = self.erasure.total_shards();
         let k = self.erasure.data_shards();
-        let full = self.erasure.shard_len(usize::try_from(self.block_size).unwrap_or(usize::MAX));
-        let lens: Vec<usize> = (first..=last).map(|b| self.erasure.shard_len(self.block_len(part.size, b))).collect();
+        let full = self
+            .erasure
+            .shard_len(usize::try_from(self.block_size).unwrap_or(usize::MAX));
+        let lens: Vec<usize> = (first..=last)
+            .map(|b| self.erasure.shard_len(self.block_len(part.size, b)))
+            .collect();
         let offset = first * (HASH_LEN + full) as u64;
         let total = bitrot::stored_len(lens.iter().copied());
         let file = keys::part_file(part.number);
 
         let mut got: Vec<Option<Vec<Vec<u8>>>> = vec![None; n];
-        let mut candidates = (0..n).filter(|i| !self.bad[*i]).collect::<Vec<_>>().into_iter();
+        let mut candidates = (0..n)
+            .filter(|i| !self.bad[*i])
+            .collect::<Vec<_>>()
+            .into_iter();
         let mut good = 0;
         while good < k {
             let batch: Vec<usize> = candidates.by_ref().take(k - good).collect();
             if batch.is_empty() {
                 return Err(if self.sources.iter().filter(|s| s.is_some()).count() < k {
-                    ObjectError::ReadQuorum { have: good, need: k }
+                    ObjectError::ReadQuorum {
+                        have: good,
+                        need: k,
+                    }
                 } else {
                     ObjectError::Unrecoverable
                 });
@@ -95,8 +115,10 @@ impl ShardReader {
 
         let mut out = Vec::with_capacity(lens.len());
         for b in 0..lens.len() {
-            let mut shards: Vec<Option<Vec<u8>>> =
-                got.iter_mut().map(|g| g.as_mut().map(|chunks| std::mem::take(&mut chunks[b]))).collect();
+            let mut shards: Vec<Option<Vec<u8>>> = got
+                .iter_mut()
+                .map(|g| g.as_mut().map(|chunks| std::mem::take(&mut chunks[b])))
+                .collect();
             if shards[..k].iter().any(Option::is_none) {
                 self.erasure.reconstruct(&mut shards, false)?;
             }
@@ -108,9 +130,18 @@ impl ShardReader {
 
 /// Reads `total` stored bytes of `file` at `offset` and splits them into verified chunks of `lens`;
 /// `None` when the shard is missing, short or damaged.
-pub async fn fetch_verified(src: &ShardSource, file: &str, offset: u64, total: usize, lens: &[usize]) -> Option<Vec<Vec<u8>>> {
+pub async fn fetch_verified(
+    src: &ShardSource,
+    file: &str,
+    offset: u64,
+    total: usize,
+    lens: &[usize],
+) -> Option<Vec<Vec<u8>>> {
     let stored = match src {
-        ShardSource::File { drive, dir } => drive.read_file(&format!("{dir}/{file}"), offset, total).await.ok()?,
+        ShardSource::File { drive, dir } => drive
+            .read_file(&format!("{dir}/{file}"), offset, total)
+            .await
+            .ok()?,
         ShardSource::Inline(b) => {
             let start = usize::try_from(offset).ok()?;
             b.get(start..start + total).map(Bytes::copy_from_slice)?
@@ -141,8 +172,20 @@ pub struct ObjectReader {
 }
 
 impl ObjectReader {
-    pub fn new(shards: ShardReader, parts: Vec<PartInfo>, pos: u64, end: u64, on_damage: Box<dyn FnOnce() + Send>) -> Self {
-        Self { shards, parts, pos, end, on_damage: Some(on_damage) }
+    pub fn new(
+        shards: ShardReader,
+        parts: Vec<PartInfo>,
+        pos: u64,
+        end: u64,
+        on_damage: Box<dyn FnOnce() + Send>,
+    ) -> Self {
+        Self {
+            shards,
+            parts,
+            pos,
+            end,
+            on_damage: Some(on_damage),
+        }
     }
 
     pub async fn next_chunk(&mut self) -> Option<ObjectResult<Bytes>> {
@@ -159,7 +202,9 @@ impl ObjectReader {
             part_start += p.size;
         }
         let Some(part) = found else {
-            return Some(Err(ObjectError::CorruptMeta("range beyond the parts".into())));
+            return Some(Err(ObjectError::CorruptMeta(
+                "range beyond the parts".into(),
+            )));
         };
         let bs = self.shards.block_size;
         let off = self.pos - part_start;
@@ -183,8 +228,12 @@ impl ObjectReader {
                 self.pos = self.end;
                 return Some(Err(e.into()));
             }
-            let from = usize::try_from(off.saturating_sub(block_start)).unwrap_or(0).min(len);
-            let to = usize::try_from(want_end.saturating_sub(block_start)).unwrap_or(0).min(len);
+            let from = usize::try_from(off.saturating_sub(block_start))
+                .unwrap_or(0)
+                .min(len);
+            let to = usize::try_from(want_end.saturating_sub(block_start))
+                .unwrap_or(0)
+                .min(len);
             out.extend_from_slice(&block[from..to]);
         }
         self.pos += out.len() as u64;
@@ -192,7 +241,10 @@ impl ObjectReader {
     }
 
     pub fn into_stream(self) -> impl Stream<Item = ObjectResult<Bytes>> + Send {
-        futures::stream::unfold(self, |mut r| async move { r.next_chunk().await.map(|c| (c, r)) })
+        futures::stream::unfold(
+            self,
+            |mut r| async move { r.next_chunk().await.map(|c| (c, r)) },
+        )
     }
 }
 

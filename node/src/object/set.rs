@@ -28,7 +28,9 @@ impl ErasureSet {
         join_all(self.drives.iter().map(|d| async move {
             match d.get(key).await? {
                 None => Ok(None),
-                Some(b) => ObjectRecord::decode(b.as_slice()).map(Some).map_err(|e| DriveError::Meta(e.to_string())),
+                Some(b) => ObjectRecord::decode(b.as_slice())
+                    .map(Some)
+                    .map_err(|e| DriveError::Meta(e.to_string())),
             }
         }))
         .await
@@ -58,7 +60,10 @@ impl ErasureSet {
     pub fn require_write_quorum(&self, ok: &[bool]) -> ObjectResult<()> {
         let have = ok.iter().filter(|b| **b).count();
         if have < self.write_quorum {
-            return Err(ObjectError::WriteQuorum { have, need: self.write_quorum });
+            return Err(ObjectError::WriteQuorum {
+                have,
+                need: self.write_quorum,
+            });
         }
         Ok(())
     }

@@ -26,20 +26,36 @@ fn fixture(n: usize, parity: usize) -> Fixture {
         })
         .collect();
     let layout = Layout::plan(n, Some(parity)).unwrap();
-    let (layer, _rx) = ObjectLayer::new(drives, layout, "test-deployment", Arc::new(SystemClock)).unwrap();
-    Fixture { _dir: dir, roots, layer }
+    let (layer, _rx) =
+        ObjectLayer::new(drives, layout, "test-deployment", Arc::new(SystemClock)).unwrap();
+    Fixture {
+        _dir: dir,
+        roots,
+        layer,
+    }
 }
 
 fn data(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 async fn put(l: &ObjectLayer, key: &str, body: &[u8]) -> ObjectInfo {
-    let chunks: Vec<Result<Bytes, std::io::Error>> =
-        body.chunks(100_000).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-    l.put_object("b", key, futures::stream::iter(chunks), Default::default(), PutOptions::default(), |_| Ok(vec![]))
-        .await
-        .unwrap()
+    let chunks: Vec<Result<Bytes, std::io::Error>> = body
+        .chunks(100_000)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    l.put_object(
+        "b",
+        key,
+        futures::stream::iter(chunks),
+        Default::default(),
+        PutOptions::default(),
+        |_| Ok(vec![]),
+    )
+    .await
+    .unwrap()
 }
 
 async fn get(l: &ObjectLayer, key: &str, start: u64, end: u64) -> ObjectResult<Vec<u8>> {
@@ -60,7 +76,10 @@ fn shard_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("part.")) {
+            } else if p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("part."))
+            {
                 out.push(p);
             }
         }
@@ -71,15 +90,33 @@ fn shard_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn roundtrip_sizes_and_ranges() {
     let f = fixture(6, 2);
-    for (i, n) in [0usize, 1, 1000, 128 * 1024, 128 * 1024 + 1, (1 << 20) + 1, 3 << 20].into_iter().enumerate() {
+    for (i, n) in [
+        0usize,
+        1,
+        1000,
+        128 * 1024,
+        128 * 1024 + 1,
+        (1 << 20) + 1,
+        3 << 20,
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let body = data(n, i as u8);
         let key = format!("k{n}");
         let info = put(&f.layer, &key, &body).await;
         assert_eq!(info.version.size, n as u64);
-        assert_eq!(get(&f.layer, &key, 0, n as u64).await.unwrap(), body, "size {n}");
+        assert_eq!(
+            get(&f.layer, &key, 0, n as u64).await.unwrap(),
+            body,
+            "size {n}"
+        );
         if n > 10 {
             let (a, b) = (n as u64 / 3, n as u64 - 3);
-            assert_eq!(get(&f.layer, &key, a, b).await.unwrap(), &body[a as usize..b as usize]);
+            assert_eq!(
+                get(&f.layer, &key, a, b).await.unwrap(),
+                &body[a as usize..b as usize]
+            );
         }
     }
 }
@@ -98,10 +135,18 @@ async fn survives_parity_many_lost_drives_and_heals() {
         }
     }
     for d in &f.layer.sets[0].drives[..2] {
-        d.apply(vec![MetaOp::Delete(keys::object("b", "small"))]).await.unwrap();
+        d.apply(vec![MetaOp::Delete(keys::object("b", "small"))])
+            .await
+            .unwrap();
     }
-    assert_eq!(get(&f.layer, "big", 0, big.len() as u64).await.unwrap(), big);
-    assert_eq!(get(&f.layer, "small", 0, small.len() as u64).await.unwrap(), small);
+    assert_eq!(
+        get(&f.layer, "big", 0, big.len() as u64).await.unwrap(),
+        big
+    );
+    assert_eq!(
+        get(&f.layer, "small", 0, small.len() as u64).await.unwrap(),
+        small
+    );
 
     let s = f.layer.heal_all(&["b".to_string()]).await;
     assert_eq!(s.objects_scanned, 2);
@@ -113,7 +158,10 @@ async fn survives_parity_many_lost_drives_and_heals() {
             std::fs::remove_file(p).unwrap();
         }
     }
-    assert_eq!(get(&f.layer, "big", 0, big.len() as u64).await.unwrap(), big);
+    assert_eq!(
+        get(&f.layer, "big", 0, big.len() as u64).await.unwrap(),
+        big
+    );
     let again = f.layer.heal_all(&["b".to_string()]).await;
     assert_eq!(again.shards_written, 2);
     assert_eq!(f.layer.heal_all(&["b".to_string()]).await.shards_written, 0);
@@ -128,10 +176,17 @@ async fn bitrot_is_detected_and_repaired() {
     let mut bytes = std::fs::read(&victim).unwrap();
     bytes[1000] ^= 0xFF;
     std::fs::write(&victim, &bytes).unwrap();
-    assert_eq!(get(&f.layer, "o", 0, body.len() as u64).await.unwrap(), body);
+    assert_eq!(
+        get(&f.layer, "o", 0, body.len() as u64).await.unwrap(),
+        body
+    );
     let s = f.layer.heal_object("b", "o").await.unwrap();
     assert_eq!(s.shards_written, 1);
-    assert_ne!(std::fs::read(&victim).unwrap(), bytes, "damaged shard was rewritten");
+    assert_ne!(
+        std::fs::read(&victim).unwrap(),
+        bytes,
+        "damaged shard was rewritten"
+    );
 }
 
 #[tokio::test]
@@ -145,19 +200,42 @@ async fn too_many_losses_fail_cleanly() {
         }
     }
     let err = get(&f.layer, "o", 0, body.len() as u64).await.unwrap_err();
-    assert!(matches!(err, ObjectError::ReadQuorum { .. } | ObjectError::Unrecoverable), "{err}");
+    assert!(
+        matches!(
+            err,
+            ObjectError::ReadQuorum { .. } | ObjectError::Unrecoverable
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn overwrite_delete_and_listing() {
     let f = fixture(4, 1);
     for i in 0..30 {
-        put(&f.layer, &format!("dir{}/k{i:02}", i % 3), &data(10, i as u8)).await;
+        put(
+            &f.layer,
+            &format!("dir{}/k{i:02}", i % 3),
+            &data(10, i as u8),
+        )
+        .await;
     }
     put(&f.layer, "top", b"x").await;
     let info = put(&f.layer, "top", b"yy").await;
-    assert_eq!(f.layer.head_object("b", "top", None).await.unwrap().version.etag, info.version.etag);
-    let page = f.layer.list_objects("b", "", Some("/"), "", 1000).await.unwrap();
+    assert_eq!(
+        f.layer
+            .head_object("b", "top", None)
+            .await
+            .unwrap()
+            .version
+            .etag,
+        info.version.etag
+    );
+    let page = f
+        .layer
+        .list_objects("b", "", Some("/"), "", 1000)
+        .await
+        .unwrap();
     let names: Vec<String> = page
         .entries
         .iter()
@@ -167,41 +245,89 @@ async fn overwrite_delete_and_listing() {
         })
         .collect();
     assert_eq!(names, vec!["dir0/", "dir1/", "dir2/", "top"]);
-    let p1 = f.layer.list_objects("b", "dir1/", None, "", 4).await.unwrap();
+    let p1 = f
+        .layer
+        .list_objects("b", "dir1/", None, "", 4)
+        .await
+        .unwrap();
     assert!(p1.truncated);
     assert_eq!(p1.last(), Some("dir1/k10"));
-    let p2 = f.layer.list_objects("b", "dir1/", None, "dir1/k10", 100).await.unwrap();
+    let p2 = f
+        .layer
+        .list_objects("b", "dir1/", None, "dir1/k10", 100)
+        .await
+        .unwrap();
     assert_eq!(p2.entries.len(), 6);
     assert!(!p2.truncated);
     f.layer.delete_object("b", "top").await.unwrap();
-    assert!(matches!(f.layer.head_object("b", "top", None).await, Err(ObjectError::NoSuchKey)));
+    assert!(matches!(
+        f.layer.head_object("b", "top", None).await,
+        Err(ObjectError::NoSuchKey)
+    ));
 }
 
 #[tokio::test]
 async fn multipart_complete_and_errors() {
     let f = fixture(4, 2);
-    let id = f.layer.create_multipart("b", "mp", PutOptions::default(), String::new()).await.unwrap();
+    let id = f
+        .layer
+        .create_multipart("b", "mp", PutOptions::default(), String::new())
+        .await
+        .unwrap();
     let p1 = data(5 << 20, 1);
     let p2 = data(1234, 2);
     let body = |d: &[u8]| {
         let v: Vec<Result<Bytes, std::io::Error>> = vec![Ok(Bytes::copy_from_slice(d))];
         futures::stream::iter(v)
     };
-    let i1 = f.layer.put_part("b", "mp", &id, 1, body(&p1), Default::default(), |_| Ok(vec![])).await.unwrap();
-    let i2 = f.layer.put_part("b", "mp", &id, 2, body(&p2), Default::default(), |_| Ok(vec![])).await.unwrap();
+    let i1 = f
+        .layer
+        .put_part("b", "mp", &id, 1, body(&p1), Default::default(), |_| {
+            Ok(vec![])
+        })
+        .await
+        .unwrap();
+    let i2 = f
+        .layer
+        .put_part("b", "mp", &id, 2, body(&p2), Default::default(), |_| {
+            Ok(vec![])
+        })
+        .await
+        .unwrap();
     assert!(matches!(
-        f.layer.complete_multipart("b", "mp", &id, &[(2, i2.etag.clone()), (1, i1.etag.clone())]).await,
+        f.layer
+            .complete_multipart(
+                "b",
+                "mp",
+                &id,
+                &[(2, i2.etag.clone()), (1, i1.etag.clone())]
+            )
+            .await,
         Err(ObjectError::InvalidPartOrder)
     ));
     assert!(matches!(
-        f.layer.complete_multipart("b", "mp", &id, &[(1, "bad".into())]).await,
+        f.layer
+            .complete_multipart("b", "mp", &id, &[(1, "bad".into())])
+            .await,
         Err(ObjectError::InvalidPart)
     ));
-    let info = f.layer.complete_multipart("b", "mp", &id, &[(1, i1.etag), (2, i2.etag)]).await.unwrap();
+    let info = f
+        .layer
+        .complete_multipart("b", "mp", &id, &[(1, i1.etag), (2, i2.etag)])
+        .await
+        .unwrap();
     assert!(info.version.etag.ends_with("-2"));
     let mut all = p1.clone();
     all.extend_from_slice(&p2);
     assert_eq!(get(&f.layer, "mp", 0, all.len() as u64).await.unwrap(), all);
-    assert_eq!(get(&f.layer, "mp", (5 << 20) - 10, (5 << 20) + 10).await.unwrap(), &all[(5 << 20) - 10..(5 << 20) + 10]);
-    assert!(matches!(f.layer.list_parts("b", "mp", &id).await, Err(ObjectError::NoSuchUpload)));
+    assert_eq!(
+        get(&f.layer, "mp", (5 << 20) - 10, (5 << 20) + 10)
+            .await
+            .unwrap(),
+        &all[(5 << 20) - 10..(5 << 20) + 10]
+    );
+    assert!(matches!(
+        f.layer.list_parts("b", "mp", &id).await,
+        Err(ObjectError::NoSuchUpload)
+    ));
 }

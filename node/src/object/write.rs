@@ -52,7 +52,11 @@ async fn open_writers(t: &ShardTargets) -> Writers {
 }
 
 /// Encodes one block and appends each shard to its writer; a failing writer is dropped.
-async fn write_block(erasure: Erasure, mut writers: Writers, block: Vec<u8>) -> ObjectResult<Writers> {
+async fn write_block(
+    erasure: Erasure,
+    mut writers: Writers,
+    block: Vec<u8>,
+) -> ObjectResult<Writers> {
     let shards = erasure.encode(&block)?;
     let futs = writers.iter_mut().zip(shards).map(|(w, shard)| async move {
         let Some(writer) = w.as_mut() else { return };
@@ -93,7 +97,7 @@ where
     let mut pending: Option<tokio::task::JoinHandle<ObjectResult<Writers>>> = None;
 
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| ObjectError::IncompleteBody(e.to_string()))?;
+        let chunk = chunk.map_err(|e| body_error(&e))?;
         size += chunk.len() as u64;
         if size > max_size {
             return Err(ObjectError::EntityTooLarge);
@@ -135,7 +139,13 @@ where
                 buf
             })
             .collect();
-        return Ok(WriteOutcome { size, md5, checksums, ok: vec![true; erasure.total_shards()], inline: Some(inline) });
+        return Ok(WriteOutcome {
+            size,
+            md5,
+            checksums,
+            ok: vec![true; erasure.total_shards()],
+            inline: Some(inline),
+        });
     }
 
     let mut ws = match pending.take() {
@@ -150,15 +160,36 @@ where
     }
     let finished = join_all(ws.into_iter().map(|w| async move {
         match w {
-            Some(w) => w.finish().await.map_err(|e| tracing::warn!(error = %e, "shard fsync failed")).is_ok(),
+            Some(w) => w
+                .finish()
+                .await
+                .map_err(|e| tracing::warn!(error = %e, "shard fsync failed"))
+                .is_ok(),
             None => false,
         }
     }))
     .await;
     set.require_write_quorum(&finished)?;
-    Ok(WriteOutcome { size, md5, checksums, ok: finished, inline: None })
+    Ok(WriteOutcome {
+        size,
+        md5,
+        checksums,
+        ok: finished,
+        inline: None,
+    })
+}
+
+/// s3s reports a tampered aws-chunked body only through the stream error's text.
+fn body_error(e: &dyn std::fmt::Display) -> ObjectError {
+    let msg = e.to_string();
+    if msg.contains("SignatureMismatch") {
+        ObjectError::ChunkSignature
+    } else {
+        ObjectError::IncompleteBody(msg)
+    }
 }
 
 async fn join(h: tokio::task::JoinHandle<ObjectResult<Writers>>) -> ObjectResult<Writers> {
-    h.await.map_err(|e| ObjectError::Drive(crate::drive::DriveError::Io(std::io::Error::other(e))))?
+    h.await
+        .map_err(|e| ObjectError::Drive(crate::drive::DriveError::Io(std::io::Error::other(e))))?
 }

@@ -11,7 +11,10 @@ use crate::object::write::WriteOutcome;
 use crate::object::{ObjectError, ObjectResult};
 
 pub fn kv(k: &str, v: impl Into<String>) -> KeyValue {
-    KeyValue { key: k.into(), value: v.into() }
+    KeyValue {
+        key: k.into(),
+        value: v.into(),
+    }
 }
 
 pub fn get<'a>(list: &'a [KeyValue], k: &str) -> Option<&'a str> {
@@ -28,20 +31,31 @@ pub fn etag(v: &ObjectVersion) -> ETag {
 
 /// User metadata, sorted so every drive stores identical records.
 pub fn user_metadata(m: Option<dto::Metadata>) -> Vec<KeyValue> {
-    let mut out: Vec<KeyValue> = m.unwrap_or_default().into_iter().map(|(k, v)| kv(&k.to_ascii_lowercase(), v)).collect();
+    let mut out: Vec<KeyValue> = m
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| kv(&k.to_ascii_lowercase(), v))
+        .collect();
     out.sort_by(|a, b| a.key.cmp(&b.key));
     out
 }
 
 pub fn metadata_map(list: &[KeyValue]) -> Option<dto::Metadata> {
-    (!list.is_empty()).then(|| list.iter().map(|x| (x.key.clone(), x.value.clone())).collect())
+    (!list.is_empty()).then(|| {
+        list.iter()
+            .map(|x| (x.key.clone(), x.value.clone()))
+            .collect()
+    })
 }
 
 /// AWS's limit on user metadata.
 pub fn check_metadata_size(list: &[KeyValue]) -> S3Result<()> {
     let n: usize = list.iter().map(|x| x.key.len() + x.value.len()).sum();
     if n > 2048 {
-        return Err(s3_error!(MetadataTooLarge, "Your metadata headers exceed the maximum allowed metadata size (2 KiB)"));
+        return Err(s3_error!(
+            MetadataTooLarge,
+            "Your metadata headers exceed the maximum allowed metadata size (2 KiB)"
+        ));
     }
     Ok(())
 }
@@ -89,19 +103,23 @@ impl ContentHeaders {
             content_disposition: s("content-disposition"),
             content_language: s("content-language"),
             cache_control: s("cache-control"),
-            expires: get(list, "expires").and_then(|v| Timestamp::parse(dto::TimestampFormat::HttpDate, v).ok()),
+            expires: get(list, "expires")
+                .and_then(|v| Timestamp::parse(dto::TimestampFormat::HttpDate, v).ok()),
         }
     }
 }
 
 /// Tags from a `x-amz-tagging` header (URL query form).
 pub fn parse_tagging_header(h: Option<&str>) -> S3Result<Vec<KeyValue>> {
-    let Some(h) = h.filter(|h| !h.is_empty()) else { return Ok(Vec::new()) };
+    let Some(h) = h.filter(|h| !h.is_empty()) else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::new();
     for pair in h.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let dec = |s: &str| {
-            percent_decode(s).ok_or_else(|| s3_error!(InvalidArgument, "invalid x-amz-tagging header"))
+            percent_decode(s)
+                .ok_or_else(|| s3_error!(InvalidArgument, "invalid x-amz-tagging header"))
         };
         out.push(kv(&dec(k)?, dec(v)?));
     }
@@ -130,21 +148,35 @@ fn percent_decode(s: &str) -> Option<String> {
 /// AWS: at most 10 tags per object, keys up to 128 and values up to 256 characters, keys unique.
 pub fn check_tags(tags: &[KeyValue]) -> S3Result<()> {
     if tags.len() > 10 {
-        return Err(s3_error!(InvalidTag, "Object tags cannot be greater than 10"));
+        return Err(s3_error!(
+            InvalidTag,
+            "Object tags cannot be greater than 10"
+        ));
     }
     for (i, t) in tags.iter().enumerate() {
         if t.key.is_empty() || t.key.chars().count() > 128 || t.value.chars().count() > 256 {
-            return Err(s3_error!(InvalidTag, "The TagKey or TagValue you have provided is invalid"));
+            return Err(s3_error!(
+                InvalidTag,
+                "The TagKey or TagValue you have provided is invalid"
+            ));
         }
         if tags[..i].iter().any(|o| o.key == t.key) {
-            return Err(s3_error!(InvalidTag, "Cannot provide multiple Tags with the same key"));
+            return Err(s3_error!(
+                InvalidTag,
+                "Cannot provide multiple Tags with the same key"
+            ));
         }
     }
     Ok(())
 }
 
 pub fn tag_set(tags: &[KeyValue]) -> Vec<dto::Tag> {
-    tags.iter().map(|t| dto::Tag { key: Some(t.key.clone()), value: Some(t.value.clone()) }).collect()
+    tags.iter()
+        .map(|t| dto::Tag {
+            key: Some(t.key.clone()),
+            value: Some(t.value.clone()),
+        })
+        .collect()
 }
 
 /// The checksums a request declares (headers, or the algorithm whose value arrives in a trailer).
@@ -181,7 +213,12 @@ impl ChecksumRequest {
                 ChecksumAlgorithm::SHA1 => h.sha1 = Some(Default::default()),
                 ChecksumAlgorithm::SHA256 => h.sha256 = Some(Default::default()),
                 ChecksumAlgorithm::CRC64NVME => h.crc64nvme = Some(Default::default()),
-                other => return Err(s3_error!(InvalidRequest, "unsupported checksum algorithm {other}")),
+                other => {
+                    return Err(s3_error!(
+                        InvalidRequest,
+                        "unsupported checksum algorithm {other}"
+                    ))
+                }
             }
         }
         Ok(h)
@@ -189,13 +226,23 @@ impl ChecksumRequest {
 
     /// Compares what was computed with what the client declared (headers, then trailers) and
     /// returns the checksums to store.
-    pub fn verify(mut self, out: &WriteOutcome, trailers: Option<&http::HeaderMap>) -> ObjectResult<Vec<KeyValue>> {
+    pub fn verify(
+        mut self,
+        out: &WriteOutcome,
+        trailers: Option<&http::HeaderMap>,
+    ) -> ObjectResult<Vec<KeyValue>> {
         if let Some(md5) = &self.content_md5 {
             let want = base64::engine::general_purpose::STANDARD
                 .decode(md5.trim())
-                .map_err(|_| ObjectError::InvalidArgument("The Content-MD5 you specified was not valid".into()))?;
+                .map_err(|_| {
+                    ObjectError::InvalidArgument(
+                        "The Content-MD5 you specified was not valid".into(),
+                    )
+                })?;
             if want != out.md5 {
-                return Err(ObjectError::BadDigest("The Content-MD5 you specified did not match what we received".into()));
+                return Err(ObjectError::BadDigest(
+                    "The Content-MD5 you specified did not match what we received".into(),
+                ));
             }
         }
         if let Some(t) = trailers {
@@ -257,7 +304,9 @@ pub fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

@@ -19,17 +19,23 @@ impl From<ObjectError> for S3Error {
             E::NoSuchKey => err(S3ErrorCode::NoSuchKey, msg),
             E::NoSuchVersion => err(S3ErrorCode::NoSuchVersion, msg),
             E::NoSuchUpload => err(S3ErrorCode::NoSuchUpload, msg),
-            E::ReadQuorum { .. } | E::WriteQuorum { .. } | E::Unrecoverable => err(S3ErrorCode::ServiceUnavailable, msg),
+            E::ReadQuorum { .. } | E::WriteQuorum { .. } | E::Unrecoverable => {
+                err(S3ErrorCode::ServiceUnavailable, msg)
+            }
             E::BadDigest(_) => err(S3ErrorCode::BadDigest, msg),
             E::EntityTooLarge => err(S3ErrorCode::EntityTooLarge, msg),
             E::EntityTooSmall => err(S3ErrorCode::EntityTooSmall, msg),
             E::InvalidPart => err(S3ErrorCode::InvalidPart, msg),
             E::InvalidPartOrder => err(S3ErrorCode::InvalidPartOrder, msg),
+            E::ChunkSignature => err(S3ErrorCode::SignatureDoesNotMatch, msg),
             E::IncompleteBody(_) => err(S3ErrorCode::IncompleteBody, msg),
             E::InvalidArgument(_) => err(S3ErrorCode::InvalidArgument, msg),
             E::Drive(_) | E::Erasure(_) | E::CorruptMeta(_) => {
                 tracing::error!(error = %msg, "internal storage error");
-                err(S3ErrorCode::InternalError, "We encountered an internal error. Please try again.")
+                err(
+                    S3ErrorCode::InternalError,
+                    "We encountered an internal error. Please try again.",
+                )
             }
         }
     }

@@ -12,7 +12,10 @@ const MAX_KEYS: i32 = 1000;
 
 /// The single owner every bucket has until IAM lands.
 pub fn owner() -> Owner {
-    Owner { display_name: Some("cairn".into()), id: Some("cairn-root".into()) }
+    Owner {
+        display_name: Some("cairn".into()),
+        id: Some("cairn-root".into()),
+    }
 }
 
 fn max_keys(m: Option<i32>) -> S3Result<usize> {
@@ -34,11 +37,15 @@ fn render(page: &ListPage, url: bool, with_owner: bool) -> (Vec<Object>, Vec<Com
                 size: Some(i64::try_from(version.size).unwrap_or(i64::MAX)),
                 e_tag: Some(convert::etag(version)),
                 last_modified: Some(convert::timestamp(version.mod_time_ns)),
-                storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+                storage_class: Some(ObjectStorageClass::from_static(
+                    ObjectStorageClass::STANDARD,
+                )),
                 owner: with_owner.then(owner),
                 ..Default::default()
             }),
-            Entry::Prefix(p) => prefixes.push(CommonPrefix { prefix: Some(enc(p)) }),
+            Entry::Prefix(p) => prefixes.push(CommonPrefix {
+                prefix: Some(enc(p)),
+            }),
         }
     }
     (objects, prefixes)
@@ -48,22 +55,37 @@ fn is_url(e: &Option<EncodingType>) -> bool {
     e.as_ref().is_some_and(|e| e.as_str() == EncodingType::URL)
 }
 
-pub async fn v1(s3: &CairnS3, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+pub async fn v1(
+    s3: &CairnS3,
+    req: S3Request<ListObjectsInput>,
+) -> S3Result<S3Response<ListObjectsOutput>> {
     let input = req.input;
     s3.require_bucket(&input.bucket).await?;
     let prefix = input.prefix.clone().unwrap_or_default();
     let max = max_keys(input.max_keys)?;
     let marker = input.marker.clone().unwrap_or_default();
-    let page = s3.objects.list_objects(&input.bucket, &prefix, input.delimiter.as_deref(), &marker, max).await?;
+    let page = s3
+        .objects
+        .list_objects(
+            &input.bucket,
+            &prefix,
+            input.delimiter.as_deref(),
+            &marker,
+            max,
+        )
+        .await?;
     let url = is_url(&input.encoding_type);
     let (objects, prefixes) = render(&page, url, true);
     // AWS returns NextMarker only when a delimiter is given; clients use the last key otherwise.
-    let next_marker = (page.truncated && input.delimiter.is_some()).then(|| page.last().map(str::to_string)).flatten();
+    let next_marker = (page.truncated && input.delimiter.is_some())
+        .then(|| page.last().map(str::to_string))
+        .flatten();
+    let echo = |v: Option<String>| v.map(|v| if url { url_encode(&v) } else { v });
     Ok(S3Response::new(ListObjectsOutput {
         name: Some(input.bucket),
-        prefix: input.prefix,
-        marker: input.marker,
-        delimiter: input.delimiter,
+        prefix: echo(input.prefix),
+        marker: echo(input.marker),
+        delimiter: echo(input.delimiter),
         max_keys: Some(max as i32),
         is_truncated: Some(page.truncated),
         next_marker: next_marker.map(|m| if url { url_encode(&m) } else { m }),
@@ -83,10 +105,18 @@ fn decode_token(t: &str) -> S3Result<String> {
         .decode(t)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "The continuation token provided is incorrect"
+            )
+        })
 }
 
-pub async fn v2(s3: &CairnS3, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+pub async fn v2(
+    s3: &CairnS3,
+    req: S3Request<ListObjectsV2Input>,
+) -> S3Result<S3Response<ListObjectsV2Output>> {
     let input = req.input;
     s3.require_bucket(&input.bucket).await?;
     let prefix = input.prefix.clone().unwrap_or_default();
@@ -96,20 +126,34 @@ pub async fn v2(s3: &CairnS3, req: S3Request<ListObjectsV2Input>) -> S3Result<S3
         (None, Some(s)) => s.clone(),
         (None, None) => String::new(),
     };
-    let page = s3.objects.list_objects(&input.bucket, &prefix, input.delimiter.as_deref(), &marker, max).await?;
-    let (objects, prefixes) = render(&page, is_url(&input.encoding_type), input.fetch_owner.unwrap_or(false));
+    let page = s3
+        .objects
+        .list_objects(
+            &input.bucket,
+            &prefix,
+            input.delimiter.as_deref(),
+            &marker,
+            max,
+        )
+        .await?;
+    let url = is_url(&input.encoding_type);
+    let (objects, prefixes) = render(&page, url, input.fetch_owner.unwrap_or(false));
+    let echo = |v: Option<String>| v.map(|v| if url { url_encode(&v) } else { v });
     let count = page.entries.len() as i32;
-    let next = page.truncated.then(|| page.last().map(encode_token)).flatten();
+    let next = page
+        .truncated
+        .then(|| page.last().map(encode_token))
+        .flatten();
     Ok(S3Response::new(ListObjectsV2Output {
         name: Some(input.bucket),
-        prefix: input.prefix,
-        delimiter: input.delimiter,
+        prefix: echo(input.prefix),
+        delimiter: echo(input.delimiter),
         max_keys: Some(max as i32),
         key_count: Some(count),
         is_truncated: Some(page.truncated),
         continuation_token: input.continuation_token,
         next_continuation_token: next,
-        start_after: input.start_after,
+        start_after: echo(input.start_after),
         contents: (!objects.is_empty()).then_some(objects),
         common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
         encoding_type: input.encoding_type,

@@ -33,8 +33,15 @@ pub async fn create(
         user_metadata,
         tags: convert::parse_tagging_header(input.tagging.as_deref())?,
     };
-    let alg = input.checksum_algorithm.as_ref().map(|a| a.as_str().to_string()).unwrap_or_default();
-    let upload_id = s3.objects.create_multipart(&input.bucket, &input.key, opts, alg).await?;
+    let alg = input
+        .checksum_algorithm
+        .as_ref()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_default();
+    let upload_id = s3
+        .objects
+        .create_multipart(&input.bucket, &input.key, opts, alg)
+        .await?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
@@ -48,15 +55,29 @@ fn check_part_number(n: i32) -> S3Result<u32> {
     u32::try_from(n)
         .ok()
         .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
-        .ok_or_else(|| s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"))
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            )
+        })
 }
 
-pub async fn upload_part(s3: &CairnS3, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+pub async fn upload_part(
+    s3: &CairnS3,
+    req: S3Request<UploadPartInput>,
+) -> S3Result<S3Response<UploadPartOutput>> {
     let input = req.input;
     s3.require_bucket(&input.bucket).await?;
     let number = check_part_number(input.part_number)?;
-    if input.content_length.is_some_and(|l| l < 0 || l as u64 > MAX_PART_SIZE) {
-        return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed size (5 GiB)"));
+    if input
+        .content_length
+        .is_some_and(|l| l < 0 || l as u64 > MAX_PART_SIZE)
+    {
+        return Err(s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed size (5 GiB)"
+        ));
     }
     let cr = ChecksumRequest {
         declared: Checksum {
@@ -72,13 +93,23 @@ pub async fn upload_part(s3: &CairnS3, req: S3Request<UploadPartInput>) -> S3Res
     };
     let hasher = cr.hasher()?;
     let trailers = req.trailing_headers;
-    let body = input.body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>()));
+    let body = input.body.unwrap_or_else(|| {
+        StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
+    });
     let part = s3
         .objects
-        .put_part(&input.bucket, &input.key, &input.upload_id, number, body, hasher, |out| {
-            let t = trailers.as_ref().and_then(|t| t.take());
-            cr.verify(out, t.as_ref())
-        })
+        .put_part(
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+            number,
+            body,
+            hasher,
+            |out| {
+                let t = trailers.as_ref().and_then(|t| t.take());
+                cr.verify(out, t.as_ref())
+            },
+        )
         .await?;
     let sums = convert::checksum_fields(&part.checksums);
     Ok(S3Response::new(UploadPartOutput {
@@ -95,18 +126,29 @@ pub async fn upload_part(s3: &CairnS3, req: S3Request<UploadPartInput>) -> S3Res
 /// `bytes=first-last` of a copy source, checked against the source size.
 fn copy_range(r: Option<&str>, size: u64) -> S3Result<(u64, u64)> {
     let Some(r) = r else { return Ok((0, size)) };
-    let bad = || s3_error!(InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last");
+    let bad = || {
+        s3_error!(
+            InvalidArgument,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last"
+        )
+    };
     let spec = r.strip_prefix("bytes=").ok_or_else(bad)?;
     let (a, b) = spec.split_once('-').ok_or_else(bad)?;
     let first: u64 = a.parse().map_err(|_| bad())?;
     let last: u64 = b.parse().map_err(|_| bad())?;
     if first > last || last >= size {
-        return Err(s3_error!(InvalidRange, "The requested range is not satisfiable"));
+        return Err(s3_error!(
+            InvalidRange,
+            "The requested range is not satisfiable"
+        ));
     }
     Ok((first, last + 1))
 }
 
-pub async fn upload_part_copy(s3: &CairnS3, req: S3Request<UploadPartCopyInput>) -> S3Result<S3Response<UploadPartCopyOutput>> {
+pub async fn upload_part_copy(
+    s3: &CairnS3,
+    req: S3Request<UploadPartCopyInput>,
+) -> S3Result<S3Response<UploadPartCopyOutput>> {
     let input = req.input;
     let (sb, sk, svid) = copy_source(&input.copy_source)?;
     s3.require_bucket(&sb).await?;
@@ -127,7 +169,15 @@ pub async fn upload_part_copy(s3: &CairnS3, req: S3Request<UploadPartCopyInput>)
     let cr = ChecksumRequest::default();
     let part = s3
         .objects
-        .put_part(&input.bucket, &input.key, &input.upload_id, number, stream, cr.hasher()?, |out| cr.verify(out, None))
+        .put_part(
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+            number,
+            stream,
+            cr.hasher()?,
+            |out| cr.verify(out, None),
+        )
         .await?;
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
@@ -145,14 +195,24 @@ pub async fn complete(
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
     let input = req.input;
     s3.require_bucket(&input.bucket).await?;
-    let parts = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
+    let parts = input
+        .multipart_upload
+        .and_then(|m| m.parts)
+        .unwrap_or_default();
     let mut chosen = Vec::with_capacity(parts.len());
     for p in parts {
         let n = check_part_number(p.part_number.unwrap_or(0))?;
-        let etag = p.e_tag.as_ref().map(|e| e.value().to_string()).unwrap_or_default();
+        let etag = p
+            .e_tag
+            .as_ref()
+            .map(|e| e.value().to_string())
+            .unwrap_or_default();
         chosen.push((n, etag));
     }
-    let info = s3.objects.complete_multipart(&input.bucket, &input.key, &input.upload_id, &chosen).await?;
+    let info = s3
+        .objects
+        .complete_multipart(&input.bucket, &input.key, &input.upload_id, &chosen)
+        .await?;
     Ok(S3Response::new(CompleteMultipartUploadOutput {
         bucket: Some(input.bucket.clone()),
         key: Some(input.key.clone()),
@@ -162,18 +222,32 @@ pub async fn complete(
     }))
 }
 
-pub async fn abort(s3: &CairnS3, req: S3Request<AbortMultipartUploadInput>) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+pub async fn abort(
+    s3: &CairnS3,
+    req: S3Request<AbortMultipartUploadInput>,
+) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
     let input = req.input;
     s3.require_bucket(&input.bucket).await?;
-    s3.objects.abort_multipart(&input.bucket, &input.key, &input.upload_id).await?;
+    s3.objects
+        .abort_multipart(&input.bucket, &input.key, &input.upload_id)
+        .await?;
     Ok(S3Response::new(AbortMultipartUploadOutput::default()))
 }
 
-pub async fn list_parts(s3: &CairnS3, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+pub async fn list_parts(
+    s3: &CairnS3,
+    req: S3Request<ListPartsInput>,
+) -> S3Result<S3Response<ListPartsOutput>> {
     let input = req.input;
     s3.require_bucket(&input.bucket).await?;
-    let (upload, parts) = s3.objects.list_parts(&input.bucket, &input.key, &input.upload_id).await?;
-    let marker = input.part_number_marker.and_then(|m| u32::try_from(m).ok()).unwrap_or(0);
+    let (upload, parts) = s3
+        .objects
+        .list_parts(&input.bucket, &input.key, &input.upload_id)
+        .await?;
+    let marker = input
+        .part_number_marker
+        .and_then(|m| u32::try_from(m).ok())
+        .unwrap_or(0);
     let max = input.max_parts.map_or(1000, |m| m.clamp(0, 1000) as usize);
     let after: Vec<_> = parts.into_iter().filter(|p| p.number > marker).collect();
     let truncated = after.len() > max;
@@ -198,10 +272,14 @@ pub async fn list_parts(s3: &CairnS3, req: S3Request<ListPartsInput>) -> S3Resul
         max_parts: Some(max as i32),
         is_truncated: Some(truncated),
         parts: Some(page),
-        initiator: Some(Initiator { display_name: Some("cairn".into()), id: Some("cairn-root".into()) }),
+        initiator: Some(Initiator {
+            display_name: Some("cairn".into()),
+            id: Some("cairn-root".into()),
+        }),
         owner: Some(owner()),
         storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
-        checksum_algorithm: (!upload.checksum_algorithm.is_empty()).then(|| ChecksumAlgorithm::from(upload.checksum_algorithm)),
+        checksum_algorithm: (!upload.checksum_algorithm.is_empty())
+            .then(|| ChecksumAlgorithm::from(upload.checksum_algorithm)),
         ..Default::default()
     }))
 }
@@ -213,10 +291,15 @@ pub async fn list_uploads(
     let input = req.input;
     s3.require_bucket(&input.bucket).await?;
     let prefix = input.prefix.clone().unwrap_or_default();
-    let max = input.max_uploads.map_or(1000, |m| m.clamp(0, 1000) as usize);
+    let max = input
+        .max_uploads
+        .map_or(1000, |m| m.clamp(0, 1000) as usize);
     let key_marker = input.key_marker.clone().unwrap_or_default();
     let all = s3.objects.list_uploads(&input.bucket, &prefix).await?;
-    let after: Vec<_> = all.into_iter().filter(|u| key_marker.is_empty() || u.key > key_marker).collect();
+    let after: Vec<_> = all
+        .into_iter()
+        .filter(|u| key_marker.is_empty() || u.key > key_marker)
+        .collect();
     let truncated = after.len() > max;
     let uploads: Vec<MultipartUpload> = after
         .iter()
@@ -227,7 +310,10 @@ pub async fn list_uploads(
             initiated: Some(convert::timestamp(u.initiated_ns)),
             storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
             owner: Some(owner()),
-            initiator: Some(Initiator { display_name: Some("cairn".into()), id: Some("cairn-root".into()) }),
+            initiator: Some(Initiator {
+                display_name: Some("cairn".into()),
+                id: Some("cairn-root".into()),
+            }),
             ..Default::default()
         })
         .collect();
@@ -239,8 +325,16 @@ pub async fn list_uploads(
         upload_id_marker: input.upload_id_marker,
         max_uploads: Some(max as i32),
         is_truncated: Some(truncated),
-        next_key_marker: if truncated { last.clone().and_then(|l| l.0) } else { None },
-        next_upload_id_marker: if truncated { last.and_then(|l| l.1) } else { None },
+        next_key_marker: if truncated {
+            last.clone().and_then(|l| l.0)
+        } else {
+            None
+        },
+        next_upload_id_marker: if truncated {
+            last.and_then(|l| l.1)
+        } else {
+            None
+        },
         uploads: (!uploads.is_empty()).then_some(uploads),
         ..Default::default()
     }))

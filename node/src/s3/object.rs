@@ -17,7 +17,10 @@ pub const MAX_DELETE_KEYS: usize = 1000;
 
 pub fn check_key(key: &str) -> S3Result<()> {
     if key.is_empty() || key.len() > MAX_KEY_LEN {
-        return Err(s3_error!(KeyTooLongError, "Your key is too long (at most 1024 bytes)"));
+        return Err(s3_error!(
+            KeyTooLongError,
+            "Your key is too long (at most 1024 bytes)"
+        ));
     }
     Ok(())
 }
@@ -56,12 +59,22 @@ pub fn check_conditions(
     if_unmodified_since: Option<&Timestamp>,
     copy: bool,
 ) -> S3Result<()> {
-    let modified = time::OffsetDateTime::from(convert::timestamp(v.mod_time_ns)).replace_nanosecond(0).ok();
+    let modified = time::OffsetDateTime::from(convert::timestamp(v.mod_time_ns))
+        .replace_nanosecond(0)
+        .ok();
     let after = |t: &Timestamp| modified.is_some_and(|m| m > time::OffsetDateTime::from(t.clone()));
     match if_match {
-        Some(c) if !etag_matches(c, v) => return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")),
+        Some(c) if !etag_matches(c, v) => {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ))
+        }
         None if if_unmodified_since.is_some_and(after) => {
-            return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"))
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ))
         }
         _ => {}
     }
@@ -71,7 +84,10 @@ pub fn check_conditions(
     };
     if not_modified {
         return Err(if copy {
-            s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+            s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            )
         } else {
             s3_error!(NotModified)
         });
@@ -81,41 +97,67 @@ pub fn check_conditions(
 
 /// Byte range `start..end` of a part (1-based) and the part count.
 fn part_range(v: &ObjectVersion, n: i32) -> S3Result<(u64, u64)> {
-    let idx = usize::try_from(n).ok().filter(|i| *i >= 1 && *i <= v.parts.len()).ok_or_else(|| {
-        let mut e = s3s::S3Error::with_message(
-            s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
-            "The requested partnumber is not satisfiable",
-        );
-        e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
-        e
-    })?;
+    let idx = usize::try_from(n)
+        .ok()
+        .filter(|i| *i >= 1 && *i <= v.parts.len())
+        .ok_or_else(|| {
+            let mut e = s3s::S3Error::with_message(
+                s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
+                "The requested partnumber is not satisfiable",
+            );
+            e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+            e
+        })?;
     let start: u64 = v.parts[..idx - 1].iter().map(|p| p.size).sum();
     Ok((start, start + v.parts[idx - 1].size))
 }
 
-pub async fn put(s3: &CairnS3, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+pub async fn put(
+    s3: &CairnS3,
+    req: S3Request<PutObjectInput>,
+) -> S3Result<S3Response<PutObjectOutput>> {
     let input = req.input;
     s3.require_bucket(&input.bucket).await?;
     check_key(&input.key)?;
-    if input.content_length.is_some_and(|l| l < 0 || l as u64 > MAX_OBJECT_SIZE) {
-        return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed size (5 GiB)"));
+    if input
+        .content_length
+        .is_some_and(|l| l < 0 || l as u64 > MAX_OBJECT_SIZE)
+    {
+        return Err(s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed size (5 GiB)"
+        ));
     }
     if let Some(cond) = &input.if_none_match {
-        match s3.objects.head_object(&input.bucket, &input.key, None).await {
+        match s3
+            .objects
+            .head_object(&input.bucket, &input.key, None)
+            .await
+        {
             Ok(info) if etag_matches(cond, &info.version) => {
-                return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"))
+                return Err(s3_error!(
+                    PreconditionFailed,
+                    "At least one of the pre-conditions you specified did not hold"
+                ))
             }
             Ok(_) | Err(ObjectError::NoSuchKey) => {}
             Err(e) => return Err(e.into()),
         }
     }
     if let Some(cond) = &input.if_match {
-        let info = s3.objects.head_object(&input.bucket, &input.key, None).await.map_err(|e| match e {
-            ObjectError::NoSuchKey => s3_error!(NoSuchKey),
-            e => e.into(),
-        })?;
+        let info = s3
+            .objects
+            .head_object(&input.bucket, &input.key, None)
+            .await
+            .map_err(|e| match e {
+                ObjectError::NoSuchKey => s3_error!(NoSuchKey),
+                e => e.into(),
+            })?;
         if !etag_matches(cond, &info.version) {
-            return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ));
         }
     }
     let user_metadata = convert::user_metadata(input.metadata);
@@ -147,7 +189,9 @@ pub async fn put(s3: &CairnS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
     };
     let hasher = cr.hasher()?;
     let trailers = req.trailing_headers;
-    let body = input.body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>()));
+    let body = input.body.unwrap_or_else(|| {
+        StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
+    });
     let info = s3
         .objects
         .put_object(&input.bucket, &input.key, body, hasher, opts, |out| {
@@ -167,10 +211,16 @@ pub async fn put(s3: &CairnS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
     }))
 }
 
-pub async fn get(s3: &CairnS3, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+pub async fn get(
+    s3: &CairnS3,
+    req: S3Request<GetObjectInput>,
+) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
     s3.require_bucket(&input.bucket).await?;
-    let handle = s3.objects.get_object(&input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let handle = s3
+        .objects
+        .get_object(&input.bucket, &input.key, input.version_id.as_deref())
+        .await?;
     let v = handle.info.version.clone();
     check_conditions(
         &v,
@@ -189,11 +239,24 @@ pub async fn get(s3: &CairnS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
     } else {
         (0, v.size, false)
     };
-    let content_range = partial.then(|| format!("bytes {}-{}/{}", start, end.saturating_sub(1), v.size));
+    let content_range =
+        partial.then(|| format!("bytes {}-{}/{}", start, end.saturating_sub(1), v.size));
     let headers = ContentHeaders::from_kv(&v.headers);
-    let full = !partial && input.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
-    let sums = if full { convert::checksum_fields(&v.checksums) } else { Checksum::default() };
-    let body = body_of(handle.stream(start, end));
+    let full = !partial
+        && input
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+    let sums = if full {
+        convert::checksum_fields(&v.checksums)
+    } else {
+        Checksum::default()
+    };
+    // Read the first batch before answering: a read that cannot be served fails with a clean S3
+    // error instead of a 200 whose body breaks off.
+    let mut stream = Box::pin(handle.stream(start, end));
+    let first = stream.next().await.transpose()?;
+    let body = body_of(futures::stream::iter(first.map(Ok)).chain(stream));
     Ok(S3Response::new(GetObjectOutput {
         body: Some(body),
         content_length: Some(i64::try_from(end - start).unwrap_or(i64::MAX)),
@@ -204,7 +267,9 @@ pub async fn get(s3: &CairnS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
         metadata: convert::metadata_map(&v.user_metadata),
         content_type: input.response_content_type.or(headers.content_type),
         content_encoding: input.response_content_encoding.or(headers.content_encoding),
-        content_disposition: input.response_content_disposition.or(headers.content_disposition),
+        content_disposition: input
+            .response_content_disposition
+            .or(headers.content_disposition),
         content_language: input.response_content_language.or(headers.content_language),
         cache_control: input.response_cache_control.or(headers.cache_control),
         expires: input.response_expires.or(headers.expires),
@@ -219,10 +284,16 @@ pub async fn get(s3: &CairnS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
     }))
 }
 
-pub async fn head(s3: &CairnS3, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+pub async fn head(
+    s3: &CairnS3,
+    req: S3Request<HeadObjectInput>,
+) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
     s3.require_bucket(&input.bucket).await?;
-    let info = s3.objects.head_object(&input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let info = s3
+        .objects
+        .head_object(&input.bucket, &input.key, input.version_id.as_deref())
+        .await?;
     let v = info.version;
     check_conditions(
         &v,
@@ -235,18 +306,34 @@ pub async fn head(s3: &CairnS3, req: S3Request<HeadObjectInput>) -> S3Result<S3R
     let (len, content_range) = match input.part_number {
         Some(n) => {
             let (s, e) = part_range(&v, n)?;
-            (e - s, (v.parts.len() > 1).then(|| format!("bytes {}-{}/{}", s, e.saturating_sub(1), v.size)))
+            (
+                e - s,
+                (v.parts.len() > 1)
+                    .then(|| format!("bytes {}-{}/{}", s, e.saturating_sub(1), v.size)),
+            )
         }
         None => match &input.range {
             Some(r) => {
                 let r = r.check(v.size)?;
-                (r.end - r.start, Some(format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), v.size)))
+                (
+                    r.end - r.start,
+                    Some(format!(
+                        "bytes {}-{}/{}",
+                        r.start,
+                        r.end.saturating_sub(1),
+                        v.size
+                    )),
+                )
             }
             None => (v.size, None),
         },
     };
     let headers = ContentHeaders::from_kv(&v.headers);
-    let sums = if input.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED) {
+    let sums = if input
+        .checksum_mode
+        .as_ref()
+        .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+    {
         convert::checksum_fields(&v.checksums)
     } else {
         Checksum::default()
@@ -274,14 +361,20 @@ pub async fn head(s3: &CairnS3, req: S3Request<HeadObjectInput>) -> S3Result<S3R
     }))
 }
 
-pub async fn delete(s3: &CairnS3, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+pub async fn delete(
+    s3: &CairnS3,
+    req: S3Request<DeleteObjectInput>,
+) -> S3Result<S3Response<DeleteObjectOutput>> {
     let input = req.input;
     s3.require_bucket(&input.bucket).await?;
     s3.objects.delete_object(&input.bucket, &input.key).await?;
     Ok(S3Response::new(DeleteObjectOutput::default()))
 }
 
-pub async fn delete_many(s3: &CairnS3, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+pub async fn delete_many(
+    s3: &CairnS3,
+    req: S3Request<DeleteObjectsInput>,
+) -> S3Result<S3Response<DeleteObjectsOutput>> {
     let input = req.input;
     s3.require_bucket(&input.bucket).await?;
     if input.delete.objects.len() > MAX_DELETE_KEYS {
@@ -294,7 +387,11 @@ pub async fn delete_many(s3: &CairnS3, req: S3Request<DeleteObjectsInput>) -> S3
         match s3.objects.delete_object(&input.bucket, &obj.key).await {
             Ok(()) => {
                 if !quiet {
-                    deleted.push(DeletedObject { key: Some(obj.key), version_id: obj.version_id, ..Default::default() });
+                    deleted.push(DeletedObject {
+                        key: Some(obj.key),
+                        version_id: obj.version_id,
+                        ..Default::default()
+                    });
                 }
             }
             Err(e) => {
@@ -318,14 +415,26 @@ pub async fn delete_many(s3: &CairnS3, req: S3Request<DeleteObjectsInput>) -> S3
 /// The bucket, key and version a copy reads from.
 pub fn copy_source(src: &CopySource) -> S3Result<(String, String, Option<String>)> {
     match src {
-        CopySource::Bucket { bucket, key, version_id } => {
-            Ok((bucket.to_string(), key.to_string(), version_id.as_ref().map(|v| v.to_string())))
-        }
-        _ => Err(s3_error!(NotImplemented, "access point copy sources are not supported")),
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => Ok((
+            bucket.to_string(),
+            key.to_string(),
+            version_id.as_ref().map(|v| v.to_string()),
+        )),
+        _ => Err(s3_error!(
+            NotImplemented,
+            "access point copy sources are not supported"
+        )),
     }
 }
 
-pub async fn copy(s3: &CairnS3, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+pub async fn copy(
+    s3: &CairnS3,
+    req: S3Request<CopyObjectInput>,
+) -> S3Result<S3Response<CopyObjectOutput>> {
     let input = req.input;
     let (sb, sk, svid) = copy_source(&input.copy_source)?;
     s3.require_bucket(&sb).await?;
@@ -341,8 +450,14 @@ pub async fn copy(s3: &CairnS3, req: S3Request<CopyObjectInput>) -> S3Result<S3R
         input.copy_source_if_unmodified_since.as_ref(),
         true,
     )?;
-    let replace_meta = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-    let replace_tags = input.tagging_directive.as_ref().is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
+    let replace_meta = input
+        .metadata_directive
+        .as_ref()
+        .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+    let replace_tags = input
+        .tagging_directive
+        .as_ref()
+        .is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
     if sb == input.bucket && sk == input.key && !replace_meta && !replace_tags {
         return Err(s3_error!(
             InvalidRequest,
@@ -363,16 +478,29 @@ pub async fn copy(s3: &CairnS3, req: S3Request<CopyObjectInput>) -> S3Result<S3R
         } else {
             v.headers.clone()
         },
-        user_metadata: if replace_meta { convert::user_metadata(input.metadata) } else { v.user_metadata.clone() },
-        tags: if replace_tags { convert::parse_tagging_header(input.tagging.as_deref())? } else { v.tags.clone() },
+        user_metadata: if replace_meta {
+            convert::user_metadata(input.metadata)
+        } else {
+            v.user_metadata.clone()
+        },
+        tags: if replace_tags {
+            convert::parse_tagging_header(input.tagging.as_deref())?
+        } else {
+            v.tags.clone()
+        },
     };
     convert::check_metadata_size(&opts.user_metadata)?;
     let stream = Box::pin(src.stream(0, v.size));
-    let checks = ChecksumRequest { algorithm: input.checksum_algorithm, ..Default::default() };
+    let checks = ChecksumRequest {
+        algorithm: input.checksum_algorithm,
+        ..Default::default()
+    };
     let hasher = checks.hasher()?;
     let info = s3
         .objects
-        .put_object(&input.bucket, &input.key, stream, hasher, opts, |out| checks.verify(out, None))
+        .put_object(&input.bucket, &input.key, stream, hasher, opts, |out| {
+            checks.verify(out, None)
+        })
         .await?;
     Ok(S3Response::new(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {
@@ -384,14 +512,26 @@ pub async fn copy(s3: &CairnS3, req: S3Request<CopyObjectInput>) -> S3Result<S3R
     }))
 }
 
-pub async fn get_tagging(s3: &CairnS3, req: S3Request<GetObjectTaggingInput>) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+pub async fn get_tagging(
+    s3: &CairnS3,
+    req: S3Request<GetObjectTaggingInput>,
+) -> S3Result<S3Response<GetObjectTaggingOutput>> {
     let input = req.input;
     s3.require_bucket(&input.bucket).await?;
-    let info = s3.objects.head_object(&input.bucket, &input.key, input.version_id.as_deref()).await?;
-    Ok(S3Response::new(GetObjectTaggingOutput { tag_set: convert::tag_set(&info.version.tags), version_id: None }))
+    let info = s3
+        .objects
+        .head_object(&input.bucket, &input.key, input.version_id.as_deref())
+        .await?;
+    Ok(S3Response::new(GetObjectTaggingOutput {
+        tag_set: convert::tag_set(&info.version.tags),
+        version_id: None,
+    }))
 }
 
-pub async fn put_tagging(s3: &CairnS3, req: S3Request<PutObjectTaggingInput>) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+pub async fn put_tagging(
+    s3: &CairnS3,
+    req: S3Request<PutObjectTaggingInput>,
+) -> S3Result<S3Response<PutObjectTaggingOutput>> {
     let input = req.input;
     s3.require_bucket(&input.bucket).await?;
     let tags: Vec<_> = input
@@ -402,7 +542,12 @@ pub async fn put_tagging(s3: &CairnS3, req: S3Request<PutObjectTaggingInput>) ->
         .collect();
     convert::check_tags(&tags)?;
     s3.objects
-        .update_version(&input.bucket, &input.key, input.version_id.as_deref(), |v| v.tags = tags.clone())
+        .update_version(
+            &input.bucket,
+            &input.key,
+            input.version_id.as_deref(),
+            |v| v.tags = tags.clone(),
+        )
         .await?;
     Ok(S3Response::new(PutObjectTaggingOutput { version_id: None }))
 }
@@ -413,6 +558,15 @@ pub async fn delete_tagging(
 ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
     let input = req.input;
     s3.require_bucket(&input.bucket).await?;
-    s3.objects.update_version(&input.bucket, &input.key, input.version_id.as_deref(), |v| v.tags.clear()).await?;
-    Ok(S3Response::new(DeleteObjectTaggingOutput { version_id: None }))
+    s3.objects
+        .update_version(
+            &input.bucket,
+            &input.key,
+            input.version_id.as_deref(),
+            |v| v.tags.clear(),
+        )
+        .await?;
+    Ok(S3Response::new(DeleteObjectTaggingOutput {
+        version_id: None,
+    }))
 }

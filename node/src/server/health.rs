@@ -28,15 +28,25 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
 fn slow_down() -> Response<Body> {
     let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
     let mut r = text(StatusCode::SERVICE_UNAVAILABLE, xml);
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/xml"));
-    r.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    r.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from_static("1"),
+    );
     r
 }
 
 /// True while every erasure set has write quorum of healthy drives.
 pub async fn write_quorum_ok(node: &Node) -> bool {
     for set in &node.objects.sets {
-        let ok = join_all(set.drives.iter().map(|d| d.health())).await.iter().filter(|r| r.is_ok()).count();
+        let ok = join_all(set.drives.iter().map(|d| d.health()))
+            .await
+            .iter()
+            .filter(|r| r.is_ok())
+            .count();
         if ok < set.write_quorum {
             return false;
         }

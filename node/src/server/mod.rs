@@ -42,13 +42,20 @@ pub struct ServerArgs {
 }
 
 pub fn parse_address(a: &str) -> anyhow::Result<SocketAddr> {
-    let full = if a.starts_with(':') { format!("0.0.0.0{a}") } else { a.to_string() };
-    full.parse().with_context(|| format!("invalid --address {a:?}: expected HOST:PORT or :PORT"))
+    let full = if a.starts_with(':') {
+        format!("0.0.0.0{a}")
+    } else {
+        a.to_string()
+    };
+    full.parse()
+        .with_context(|| format!("invalid --address {a:?}: expected HOST:PORT or :PORT"))
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     crate::admin::init_tracing();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(serve(args))
 }
 
@@ -71,40 +78,68 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     )?;
     if let Origin::Generated = origin {
         // Shown once: the operator needs it, and it is kept only on the drives.
-        println!("Generated root credentials (kept in {}/.cairn/root.json):", drives.paths[0].display());
+        println!(
+            "Generated root credentials (kept in {}/.cairn/root.json):",
+            drives.paths[0].display()
+        );
         println!("  AccessKey: {}", root.access_key);
         println!("  SecretKey: {}", root.secret_key);
     }
     let clock: SharedClock = Arc::new(SystemClock);
-    let (objects, heal_rx) = ObjectLayer::new(drives.drives.clone(), drives.layout, &drives.deployment_id, clock)?;
+    let (objects, heal_rx) = ObjectLayer::new(
+        drives.drives.clone(),
+        drives.layout,
+        &drives.deployment_id,
+        clock,
+    )?;
     let objects = Arc::new(objects);
     let catalog = Arc::new(Catalog::load(drives.drives.clone()).await);
     let credentials: Arc<dyn CredentialStore> = Arc::new(root);
-    let node = Arc::new(Node { objects: objects.clone(), catalog: catalog.clone(), credentials: credentials.clone() });
+    let node = Arc::new(Node {
+        objects: objects.clone(),
+        catalog: catalog.clone(),
+        credentials: credentials.clone(),
+    });
 
     tokio::spawn(heal_worker(objects.clone(), heal_rx));
     if drives.fresh > 0 {
         let n = node.clone();
         tokio::spawn(async move {
-            tracing::info!(drives = drives.fresh, "blank drives joined: healing everything");
+            tracing::info!(
+                drives = drives.fresh,
+                "blank drives joined: healing everything"
+            );
             let s = crate::admin::heal_everything(&n).await;
             tracing::info!(?s, "start-up heal finished");
         });
     }
 
-    let mut b = S3ServiceBuilder::new(CairnS3 { objects: objects.clone(), catalog, region: args.region.clone() });
+    let mut b = S3ServiceBuilder::new(CairnS3 {
+        objects: objects.clone(),
+        catalog,
+        region: args.region.clone(),
+    });
     b.set_auth(Authenticator(credentials));
     b.set_route(AdminRoute { node: node.clone() });
     let s3 = b.build();
 
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, layout = ?drives.layout, deployment = %drives.deployment_id, "cairn is serving");
-    println!("Cairn serving S3 on http://{} ({} drive(s), {:?})", listener.local_addr()?, drives.paths.len(), drives.layout);
+    println!(
+        "Cairn serving S3 on http://{} ({} drive(s), {:?})",
+        listener.local_addr()?,
+        drives.paths.len(),
+        drives.layout
+    );
 
     let limit = Arc::new(Semaphore::new(args.max_requests.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    http.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -136,7 +171,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     }
     drop(listener);
     tracing::info!("shutting down: waiting for requests in flight");
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("requests still in flight after 30 s; stopping anyway");
     }
     Ok(())
@@ -146,7 +184,9 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
@@ -158,7 +198,10 @@ async fn shutdown_signal() {
 }
 
 /// Repairs objects that reads found damaged, one at a time, skipping repeats already queued.
-async fn heal_worker(objects: Arc<ObjectLayer>, mut rx: tokio::sync::mpsc::UnboundedReceiver<HealRequest>) {
+async fn heal_worker(
+    objects: Arc<ObjectLayer>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<HealRequest>,
+) {
     while let Some(req) = rx.recv().await {
         let mut batch = vec![req];
         while let Ok(r) = rx.try_recv() {
@@ -168,8 +211,12 @@ async fn heal_worker(objects: Arc<ObjectLayer>, mut rx: tokio::sync::mpsc::Unbou
         }
         for r in batch {
             match objects.heal_object(&r.bucket, &r.key).await {
-                Ok(s) => tracing::info!(bucket = %r.bucket, key = %r.key, shards = s.shards_written, "healed"),
-                Err(e) => tracing::warn!(bucket = %r.bucket, key = %r.key, error = %e, "heal failed"),
+                Ok(s) => {
+                    tracing::info!(bucket = %r.bucket, key = %r.key, shards = s.shards_written, "healed")
+                }
+                Err(e) => {
+                    tracing::warn!(bucket = %r.bucket, key = %r.key, error = %e, "heal failed")
+                }
             }
         }
     }

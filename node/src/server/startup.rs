@@ -26,9 +26,19 @@ pub enum StartupError {
     #[error("drive {0} is given twice")]
     Duplicate(PathBuf),
     #[error("drive {path} belongs to deployment {found}, the other drives to {expected}")]
-    OtherDeployment { path: PathBuf, found: String, expected: String },
+    OtherDeployment {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
     #[error("drive {path} was formatted as drive #{was} of {layout_was:?}, now given as #{now} of {layout_now:?}")]
-    Moved { path: PathBuf, was: usize, now: usize, layout_was: Layout, layout_now: Layout },
+    Moved {
+        path: PathBuf,
+        was: usize,
+        now: usize,
+        layout_was: Layout,
+        layout_now: Layout,
+    },
     #[error("drive {0}: {1}")]
     Drive(PathBuf, DriveError),
     #[error("drive {0}: {1}")]
@@ -52,7 +62,10 @@ fn prepare_dir(p: &Path) -> Result<(), StartupError> {
             return Err(StartupError::NotADirectory(p.to_path_buf()));
         }
     } else {
-        let parent = p.parent().filter(|x| !x.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let parent = p
+            .parent()
+            .filter(|x| !x.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         if !parent.is_dir() {
             return Err(StartupError::MissingParent(p.to_path_buf()));
         }
@@ -61,12 +74,17 @@ fn prepare_dir(p: &Path) -> Result<(), StartupError> {
     let sys = p.join(SYS_DIR);
     std::fs::create_dir_all(&sys).map_err(|e| StartupError::NotWritable(p.to_path_buf(), e))?;
     let probe = sys.join(".write-probe");
-    std::fs::write(&probe, b"ok").and_then(|_| std::fs::remove_file(&probe)).map_err(|e| StartupError::NotWritable(p.to_path_buf(), e))
+    std::fs::write(&probe, b"ok")
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| StartupError::NotWritable(p.to_path_buf(), e))
 }
 
 /// Expands, checks, formats and opens the drives of `args`.
 pub fn open_drives(args: &[String], parity: Option<usize>) -> Result<Drives, StartupError> {
-    let paths: Vec<PathBuf> = endpoints::expand_all(args)?.into_iter().map(PathBuf::from).collect();
+    let paths: Vec<PathBuf> = endpoints::expand_all(args)?
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
     for (i, p) in paths.iter().enumerate() {
         if paths[..i].contains(p) {
             return Err(StartupError::Duplicate(p.clone()));
@@ -76,8 +94,10 @@ pub fn open_drives(args: &[String], parity: Option<usize>) -> Result<Drives, Sta
     for p in &paths {
         prepare_dir(p)?;
     }
-    let formats: Vec<Option<Format>> =
-        paths.iter().map(|p| format::read(p).map_err(|e| StartupError::Io(p.clone(), e))).collect::<Result<_, _>>()?;
+    let formats: Vec<Option<Format>> = paths
+        .iter()
+        .map(|p| format::read(p).map_err(|e| StartupError::Io(p.clone(), e)))
+        .collect::<Result<_, _>>()?;
     let deployment_id = match formats.iter().flatten().next() {
         Some(f) => f.deployment_id.clone(),
         None => uuid::Uuid::new_v4().to_string(),
@@ -120,7 +140,15 @@ pub fn open_drives(args: &[String], parity: Option<usize>) -> Result<Drives, Sta
     }
     let mut drives: Vec<Arc<dyn Drive>> = Vec::with_capacity(paths.len());
     for p in &paths {
-        drives.push(Arc::new(LocalDrive::open(p).map_err(|e| StartupError::Drive(p.clone(), e))?));
+        drives.push(Arc::new(
+            LocalDrive::open(p).map_err(|e| StartupError::Drive(p.clone(), e))?,
+        ));
     }
-    Ok(Drives { paths, drives, layout, deployment_id, fresh })
+    Ok(Drives {
+        paths,
+        drives,
+        layout,
+        deployment_id,
+        fresh,
+    })
 }
