@@ -516,8 +516,11 @@ async fn signed_chunked_upload() {
 }
 
 /// Records the payload mode of every request the SDK sends.
+/// Per request seen: (method and path, x-amz-content-sha256, x-amz-trailer).
+type SeenRequests = Vec<(String, Option<String>, Option<String>)>;
+
 #[derive(Debug, Clone, Default)]
-struct PayloadModes(Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>>);
+struct PayloadModes(Arc<Mutex<SeenRequests>>);
 
 impl Intercept for PayloadModes {
     fn name(&self) -> &'static str {

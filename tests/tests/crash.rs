@@ -158,9 +158,8 @@ async fn kill9_during_puts() {
         check_after_crash(&srv.client(), &snapshot, round).await;
 
         // Settle the in-flight key to its actual state so the next round's model is exact.
-        let mut l = log.lock().unwrap();
-        if let Some((key, md5)) = l.in_flight.take() {
-            drop(l);
+        let in_flight = log.lock().unwrap().in_flight.take();
+        if let Some((key, md5)) = in_flight {
             let state = match srv.client().get_object().bucket(B).key(&key).send().await {
                 Ok(r) => Some(md5_hex(&r.body.collect().await.unwrap().into_bytes())),
                 Err(_) => None,

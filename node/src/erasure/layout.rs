@@ -33,7 +33,7 @@ impl Layout {
         } else {
             let size = (MIN_SET..=MAX_SET)
                 .rev()
-                .find(|s| drives % s == 0)
+                .find(|s| drives.is_multiple_of(*s))
                 .ok_or(LayoutError::NoSetSize(drives))?;
             (drives / size, size)
         };

@@ -20,7 +20,10 @@ const SCAN_BATCH: usize = 1000;
 /// One listing entry: an object or a common prefix.
 #[derive(Debug, Clone)]
 pub enum Entry {
-    Object { key: String, version: ObjectVersion },
+    Object {
+        key: String,
+        version: Box<ObjectVersion>,
+    },
     Prefix(String),
 }
 
@@ -181,7 +184,10 @@ impl ObjectLayer {
                     }
                     None => {
                         cursor = key.as_bytes().to_vec();
-                        page.entries.push(Entry::Object { key, version });
+                        page.entries.push(Entry::Object {
+                            key,
+                            version: Box::new(version),
+                        });
                     }
                 }
             }

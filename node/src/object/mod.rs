@@ -347,7 +347,7 @@ impl ObjectLayer {
                     return Err(crate::drive::DriveError::Offline);
                 }
                 for (from, to) in moves {
-                    drive.rename(&format!("{from}"), to).await?;
+                    drive.rename(from, to).await?;
                 }
                 let mut record = read_record(drive.as_ref(), &meta_key)
                     .await?

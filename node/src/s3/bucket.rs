@@ -40,7 +40,6 @@ pub async fn create(
     s3.catalog.propose(cmd).await?;
     Ok(S3Response::new(CreateBucketOutput {
         location: Some(format!("/{}", input.bucket)),
-        ..Default::default()
     }))
 }
 
