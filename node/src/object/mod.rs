@@ -20,6 +20,7 @@ use bytes::Bytes;
 use futures::Stream;
 use highway::{HighwayHash, HighwayHasher, Key};
 use prost::Message;
+use rand::RngCore;
 use tokio::sync::mpsc;
 
 use cairn_proto::meta::{ErasureInfo, KeyValue, ObjectRecord, ObjectVersion, PartInfo};
@@ -107,6 +108,7 @@ pub struct ObjectLayer {
     pub layout: Layout,
     placement_key: Key,
     pub clock: SharedClock,
+    rng: std::sync::Mutex<Box<dyn rand::RngCore + Send>>,
     locks: NsLocks,
     heal_tx: mpsc::UnboundedSender<HealRequest>,
 }
@@ -118,6 +120,7 @@ impl ObjectLayer {
         layout: Layout,
         deployment_id: &str,
         clock: SharedClock,
+        rng: Box<dyn rand::RngCore + Send>,
     ) -> Result<(Self, mpsc::UnboundedReceiver<HealRequest>), ObjectError> {
         let erasure = Erasure::new(layout.data(), layout.parity)?;
         let sets = drives
@@ -142,6 +145,7 @@ impl ObjectLayer {
                 layout,
                 placement_key: Key(k),
                 clock,
+                rng: std::sync::Mutex::new(rng),
                 locks: NsLocks::new(),
                 heal_tx,
             },
@@ -164,8 +168,14 @@ impl ObjectLayer {
         (set, distribution(h >> 20, set.size()))
     }
 
+    /// A fresh id (version, upload, temp dir) from the handed-in RNG, never a global one.
     fn new_id(&self) -> String {
-        uuid::Uuid::new_v4().to_string()
+        let mut b = [0u8; 16];
+        self.rng
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .fill_bytes(&mut b);
+        uuid::Builder::from_random_bytes(b).into_uuid().to_string()
     }
 
     /// Reads and resolves the agreed version of a key.

@@ -26,8 +26,14 @@ fn fixture(n: usize, parity: usize) -> Fixture {
         })
         .collect();
     let layout = Layout::plan(n, Some(parity)).unwrap();
-    let (layer, _rx) =
-        ObjectLayer::new(drives, layout, "test-deployment", Arc::new(SystemClock)).unwrap();
+    let (layer, _rx) = ObjectLayer::new(
+        drives,
+        layout,
+        "test-deployment",
+        Arc::new(SystemClock),
+        Box::new(<rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(7)),
+    )
+    .unwrap();
     Fixture {
         _dir: dir,
         roots,

@@ -91,6 +91,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         drives.layout,
         &drives.deployment_id,
         clock,
+        Box::new(<rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_entropy()),
     )?;
     let objects = Arc::new(objects);
     let catalog = Arc::new(Catalog::load(drives.drives.clone()).await);
