@@ -60,6 +60,40 @@ pub fn check_metadata_size(list: &[KeyValue]) -> S3Result<()> {
     Ok(())
 }
 
+/// The content headers of any S3 input that carries them (PutObject, CopyObject, CreateMultipartUpload).
+macro_rules! content_headers {
+    ($input:expr) => {
+        $crate::s3::convert::ContentHeaders {
+            content_type: $input.content_type,
+            content_encoding: $input.content_encoding,
+            content_disposition: $input.content_disposition,
+            content_language: $input.content_language,
+            cache_control: $input.cache_control,
+            expires: $input.expires,
+        }
+    };
+}
+pub(crate) use content_headers;
+
+/// The declared checksums of any S3 input with a body (PutObject, UploadPart).
+macro_rules! checksum_request {
+    ($input:expr) => {
+        $crate::s3::convert::ChecksumRequest {
+            declared: s3s::dto::Checksum {
+                checksum_crc32: $input.checksum_crc32,
+                checksum_crc32c: $input.checksum_crc32c,
+                checksum_sha1: $input.checksum_sha1,
+                checksum_sha256: $input.checksum_sha256,
+                checksum_crc64nvme: $input.checksum_crc64nvme,
+                ..Default::default()
+            },
+            algorithm: $input.checksum_algorithm,
+            content_md5: $input.content_md5,
+        }
+    };
+}
+pub(crate) use checksum_request;
+
 /// Content headers stored with an object.
 #[derive(Default)]
 pub struct ContentHeaders {

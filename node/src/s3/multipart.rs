@@ -21,15 +21,7 @@ pub async fn create(
     let user_metadata = convert::user_metadata(input.metadata);
     convert::check_metadata_size(&user_metadata)?;
     let opts = PutOptions {
-        headers: ContentHeaders {
-            content_type: input.content_type,
-            content_encoding: input.content_encoding,
-            content_disposition: input.content_disposition,
-            content_language: input.content_language,
-            cache_control: input.cache_control,
-            expires: input.expires,
-        }
-        .to_kv(),
+        headers: convert::content_headers!(input).to_kv(),
         user_metadata,
         tags: convert::parse_tagging_header(input.tagging.as_deref())?,
     };
@@ -79,18 +71,7 @@ pub async fn upload_part(
             "Your proposed upload exceeds the maximum allowed size (5 GiB)"
         ));
     }
-    let cr = ChecksumRequest {
-        declared: Checksum {
-            checksum_crc32: input.checksum_crc32,
-            checksum_crc32c: input.checksum_crc32c,
-            checksum_sha1: input.checksum_sha1,
-            checksum_sha256: input.checksum_sha256,
-            checksum_crc64nvme: input.checksum_crc64nvme,
-            ..Default::default()
-        },
-        algorithm: input.checksum_algorithm,
-        content_md5: input.content_md5,
-    };
+    let cr = convert::checksum_request!(input);
     let hasher = cr.hasher()?;
     let trailers = req.trailing_headers;
     let body = input.body.unwrap_or_else(|| {
