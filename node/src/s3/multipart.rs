@@ -4,7 +4,7 @@ use bytes::Bytes;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
-use super::convert::{self, ChecksumRequest, ContentHeaders};
+use super::convert::{self, ChecksumRequest};
 use super::list::owner;
 use super::object::{check_key, copy_source};
 use super::CairnS3;
