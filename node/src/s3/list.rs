@@ -51,6 +51,11 @@ fn render(page: &ListPage, url: bool, with_owner: bool) -> (Vec<Object>, Vec<Com
     (objects, prefixes)
 }
 
+/// A request field echoed in the response, URL-encoded when the client asked for `encoding-type=url`.
+fn echo(url: bool, v: Option<String>) -> Option<String> {
+    v.map(|v| if url { url_encode(&v) } else { v })
+}
+
 fn is_url(e: &Option<EncodingType>) -> bool {
     e.as_ref().is_some_and(|e| e.as_str() == EncodingType::URL)
 }
@@ -80,15 +85,14 @@ pub async fn v1(
     let next_marker = (page.truncated && input.delimiter.is_some())
         .then(|| page.last().map(str::to_string))
         .flatten();
-    let echo = |v: Option<String>| v.map(|v| if url { url_encode(&v) } else { v });
     Ok(S3Response::new(ListObjectsOutput {
         name: Some(input.bucket),
-        prefix: echo(input.prefix),
-        marker: echo(input.marker),
-        delimiter: echo(input.delimiter),
+        prefix: echo(url, input.prefix),
+        marker: echo(url, input.marker),
+        delimiter: echo(url, input.delimiter),
         max_keys: Some(max as i32),
         is_truncated: Some(page.truncated),
-        next_marker: next_marker.map(|m| if url { url_encode(&m) } else { m }),
+        next_marker: echo(url, next_marker),
         contents: (!objects.is_empty()).then_some(objects),
         common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
         encoding_type: input.encoding_type,
@@ -138,7 +142,6 @@ pub async fn v2(
         .await?;
     let url = is_url(&input.encoding_type);
     let (objects, prefixes) = render(&page, url, input.fetch_owner.unwrap_or(false));
-    let echo = |v: Option<String>| v.map(|v| if url { url_encode(&v) } else { v });
     let count = page.entries.len() as i32;
     let next = page
         .truncated
@@ -146,14 +149,14 @@ pub async fn v2(
         .flatten();
     Ok(S3Response::new(ListObjectsV2Output {
         name: Some(input.bucket),
-        prefix: echo(input.prefix),
-        delimiter: echo(input.delimiter),
+        prefix: echo(url, input.prefix),
+        delimiter: echo(url, input.delimiter),
         max_keys: Some(max as i32),
         key_count: Some(count),
         is_truncated: Some(page.truncated),
         continuation_token: input.continuation_token,
         next_continuation_token: next,
-        start_after: echo(input.start_after),
+        start_after: echo(url, input.start_after),
         contents: (!objects.is_empty()).then_some(objects),
         common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
         encoding_type: input.encoding_type,
