@@ -1,5 +1,5 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["cairn/meta.proto"];
+    let files = ["cairn/meta.proto", "cairn/raft.proto", "cairn/drive.proto"];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }
@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        .bytes(".cairn.drive.v1")
         .compile_fds(fds)?;
     Ok(())
 }

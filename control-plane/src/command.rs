@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::state::SiteState;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     CreateBucket {
@@ -14,6 +16,12 @@ pub enum Command {
     DeleteBucket {
         name: String,
     },
+    /// Puts back the state a node kept on its drives, into a control plane that lost its own Raft
+    /// storage (a single node whose first drive was replaced). Refused unless the state is empty,
+    /// so a stale copy never overwrites a live site.
+    Restore {
+        state: Box<SiteState>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
@@ -22,4 +30,6 @@ pub enum CommandError {
     BucketExists(String),
     #[error("bucket {0} does not exist")]
     NoSuchBucket(String),
+    #[error("the site state is not empty: refusing to restore over it")]
+    NotEmpty,
 }

@@ -1,13 +1,22 @@
 //! Site control-plane state: buckets and their configuration (IAM, KMS keys and replication
 //! targets join later), changed only through typed [`Command`]s applied by a deterministic state
-//! machine. [`raft`] holds the openraft storage layer (RocksDB log store and state machine) that
-//! replicates the same machine; the node still persists the state itself until it runs openraft.
+//! machine, and replicated across the site's nodes by openraft.
+//!
+//! [`raft`] holds all of the replication: the RocksDB log store and state machine, the gRPC
+//! transport (client and token-checked service) and [`ControlPlane`], the handle a node starts
+//! and keeps: local reads for the S3 hot path, writes forwarded to the leader, linearizable reads
+//! and membership changes. [`transport`] is how nodes reach each other (handed in, so the
+//! simulator can replace the network).
 
 pub mod command;
 pub mod model;
 pub mod raft;
 pub mod state;
+pub mod transport;
 
 pub use command::{Command, CommandError};
 pub use model::{BucketInfo, Versioning};
+pub use raft::{
+    ControlPlane, ControlPlaneConfig, ControlPlaneError, ControlPlaneStatus, ProposeError, Role,
+};
 pub use state::SiteState;

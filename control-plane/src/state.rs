@@ -49,6 +49,13 @@ impl SiteState {
                 .remove(name)
                 .map(|_| ())
                 .ok_or_else(|| CommandError::NoSuchBucket(name.clone())),
+            Command::Restore { state } => {
+                if !self.buckets.is_empty() {
+                    return Err(CommandError::NotEmpty);
+                }
+                self.buckets = state.buckets.clone();
+                Ok(())
+            }
         }
     }
 
@@ -75,6 +82,28 @@ mod tests {
             created_ns: 7,
             object_lock: false,
         }
+    }
+
+    #[test]
+    fn restore_only_into_an_empty_state() {
+        let mut kept = SiteState::default();
+        kept.apply(&create("a")).unwrap();
+        let mut fresh = SiteState::default();
+        fresh
+            .apply(&Command::Restore {
+                state: Box::new(kept.clone()),
+            })
+            .unwrap();
+        assert_eq!(fresh.buckets, kept.buckets);
+        let mut live = SiteState::default();
+        live.apply(&create("b")).unwrap();
+        assert_eq!(
+            live.apply(&Command::Restore {
+                state: Box::new(kept)
+            }),
+            Err(CommandError::NotEmpty)
+        );
+        assert!(live.bucket("a").is_none());
     }
 
     #[test]

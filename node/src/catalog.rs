@@ -1,109 +1,137 @@
-//! The site's control-plane state (buckets and their configs) as this node keeps it.
+//! The site's control-plane state (buckets and their configs) as the S3 front sees it.
 //!
-//! Commands are applied to `cairn_control_plane::SiteState` and the resulting state is written to
-//! every drive (synced, write quorum of all drives). On start-up the copy with the highest applied
-//! index wins. The Raft issue replaces this persistence with openraft; the command interface stays.
+//! Writes go through Raft ([`ControlPlane::propose`]: forwarded to the leader, applied here before
+//! they return). Reads come from this node's applied state without a round trip, except that a
+//! bucket this node does not know yet is confirmed with a linearizable read before the answer is
+//! NoSuchBucket: a bucket created through another node is visible here as soon as its create
+//! returned, while the hot path for existing buckets stays local.
+//!
+//! The Raft storage lives on the node's first drive. So that losing that one drive cannot lose the
+//! bucket list of a single-node site, every applied state is also mirrored (synced) to all of the
+//! node's drives, before a proposal returns; a control plane that starts with empty Raft storage
+//! restores the newest mirrored copy.
 
 use std::sync::Arc;
 
 use futures::future::join_all;
-use tokio::sync::{Mutex, RwLock};
 
+use cairn_control_plane::raft::{ControlPlane, ProposeError};
 use cairn_control_plane::{BucketInfo, Command, CommandError, SiteState};
 
 use crate::drive::{Drive, MetaOp};
 use crate::object::keys::SITE_STATE;
-use crate::object::ObjectError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error(transparent)]
     Command(#[from] CommandError),
-    #[error("control-plane state not persisted: {0}")]
-    Persist(#[from] ObjectError),
+    #[error("control plane unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<ProposeError> for CatalogError {
+    fn from(e: ProposeError) -> Self {
+        match e {
+            ProposeError::Rejected(c) => CatalogError::Command(c),
+            other => CatalogError::Unavailable(other.to_string()),
+        }
+    }
 }
 
 pub struct Catalog {
-    drives: Vec<Arc<dyn Drive>>,
-    state: RwLock<Arc<SiteState>>,
-    /// Serialises proposals so each is applied to the state the previous one left.
-    propose: Mutex<()>,
+    pub control: Arc<ControlPlane>,
+    /// This node's drives, holding mirrored copies of the state.
+    local: Vec<Arc<dyn Drive>>,
+    /// Serialises mirror writes so an older state never lands after a newer one.
+    mirror_lock: tokio::sync::Mutex<()>,
 }
 
 impl Catalog {
-    /// Loads the newest state any drive holds.
-    pub async fn load(drives: Vec<Arc<dyn Drive>>) -> Self {
-        let copies = join_all(drives.iter().map(|d| d.get(SITE_STATE))).await;
-        let state = copies
-            .into_iter()
-            .filter_map(|r| r.ok().flatten())
-            .filter_map(|b| SiteState::from_bytes(&b).ok())
-            .max_by_key(|s| s.applied)
-            .unwrap_or_default();
+    pub fn new(control: Arc<ControlPlane>, local: Vec<Arc<dyn Drive>>) -> Self {
         Self {
-            drives,
-            state: RwLock::new(Arc::new(state)),
-            propose: Mutex::new(()),
+            control,
+            local,
+            mirror_lock: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// The applied state, without a round trip (the S3 hot path reads this).
-    pub async fn state(&self) -> Arc<SiteState> {
-        self.state.read().await.clone()
+    /// The applied state, without a round trip.
+    pub fn state(&self) -> Arc<SiteState> {
+        self.control.state()
     }
 
-    pub async fn bucket(&self, name: &str) -> Option<BucketInfo> {
-        self.state.read().await.bucket(name).cloned()
+    /// The bucket's config; a local miss is confirmed against the leader (read index).
+    pub async fn bucket(&self, name: &str) -> Result<Option<BucketInfo>, CatalogError> {
+        if let Some(b) = self.state().bucket(name) {
+            return Ok(Some(b.clone()));
+        }
+        let s = self.control.read_linearizable().await?;
+        Ok(s.bucket(name).cloned())
     }
 
-    /// Applies a command and persists the result before it becomes visible.
+    /// Replicates a command through Raft; returns once it is applied and mirrored on this node.
     pub async fn propose(&self, cmd: Command) -> Result<(), CatalogError> {
-        let _g = self.propose.lock().await;
-        let mut next = (*self.state().await).clone();
-        next.apply(&cmd)?;
-        self.persist(&next).await?;
-        *self.state.write().await = Arc::new(next);
+        self.control.propose(cmd).await?;
+        self.mirror(&self.state()).await;
         Ok(())
     }
 
-    async fn persist(&self, s: &SiteState) -> Result<(), ObjectError> {
-        let bytes = s.to_bytes();
+    /// Writes `state` to every local drive (synced); a drive that fails is caught up next time.
+    async fn mirror(&self, state: &SiteState) {
+        let _g = self.mirror_lock.lock().await;
+        let bytes = state.to_bytes();
         let results = join_all(
-            self.drives
+            self.local
                 .iter()
                 .map(|d| d.apply(vec![MetaOp::Put(SITE_STATE.to_vec(), bytes.clone())])),
         )
         .await;
-        let have = results.iter().filter(|r| r.is_ok()).count();
-        let need = self.drives.len() / 2 + 1;
-        if have < need {
-            return Err(ObjectError::WriteQuorum { have, need });
-        }
-        Ok(())
-    }
-
-    /// Writes the current state to drives that hold an older copy (or none); returns how many.
-    pub async fn heal(&self) -> usize {
-        let _g = self.propose.lock().await;
-        let s = self.state().await;
-        let copies = join_all(self.drives.iter().map(|d| d.get(SITE_STATE))).await;
-        let mut healed = 0;
-        for (d, c) in self.drives.iter().zip(copies) {
-            let stale = match c {
-                Ok(Some(b)) => SiteState::from_bytes(&b)
-                    .map(|x| x.applied < s.applied)
-                    .unwrap_or(true),
-                Ok(None) => s.applied > 0,
-                Err(_) => false,
-            };
-            if stale
-                && d.apply(vec![MetaOp::Put(SITE_STATE.to_vec(), s.to_bytes())])
-                    .await
-                    .is_ok()
-            {
-                healed += 1;
+        for (d, r) in self.local.iter().zip(results) {
+            if let Err(e) = r {
+                tracing::warn!(drive = d.label(), error = %e, "site state not mirrored");
             }
         }
-        healed
+    }
+
+    /// Mirrors every state this node applies, including those proposed through other nodes.
+    pub async fn mirror_forever(self: Arc<Self>) {
+        let mut rx = self.control.subscribe();
+        loop {
+            let state = rx.borrow_and_update().clone();
+            self.mirror(&state).await;
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// After a start on empty Raft storage: puts back the newest copy the drives hold, unless the
+    /// site already has a state (then the copy is stale and Raft's state wins).
+    pub async fn restore_from_drives(&self) {
+        let copies = join_all(self.local.iter().map(|d| d.get(SITE_STATE))).await;
+        let Some(kept) = copies
+            .into_iter()
+            .filter_map(|r| r.ok().flatten())
+            .filter_map(|b| SiteState::from_bytes(&b).ok())
+            .filter(|s| !s.buckets.is_empty())
+            .max_by_key(|s| s.applied)
+        else {
+            return;
+        };
+        if !self.state().buckets.is_empty() {
+            return;
+        }
+        let n = kept.buckets.len();
+        match self
+            .control
+            .propose(Command::Restore {
+                state: Box::new(kept),
+            })
+            .await
+        {
+            Ok(()) => tracing::info!(buckets = n, "site state restored from the drives"),
+            Err(ProposeError::Rejected(CommandError::NotEmpty)) => {}
+            Err(e) => tracing::warn!(error = %e, "site state not restored"),
+        }
     }
 }

@@ -15,3 +15,4 @@ pub mod erasure;
 pub mod object;
 pub mod s3;
 pub mod server;
+pub mod topology;

@@ -9,6 +9,9 @@
 //! * [`sigv4`]: a small independent SigV4 signer for requests the SDK will not make
 //!   (skewed clocks, signed `aws-chunked` streaming uploads, raw invalid bucket names).
 //! * data helpers: deterministic random bytes, md5/etag, drive walking, bit flipping.
+//! * [`cluster`]: a site of several `cairn` processes on loopback.
+
+pub mod cluster;
 
 use std::fmt::Debug;
 use std::fs;
@@ -84,6 +87,16 @@ pub struct ServerOptions {
     pub env_credentials: Option<(String, String)>,
     /// Pass the drives as one ellipsis argument `.../d{1...N}` instead of N arguments.
     pub ellipsis: bool,
+    /// A node of a networked site (see [`cluster`]): fixed port, the site's endpoint list.
+    pub site: Option<SiteSpec>,
+}
+
+/// How one node of a [`cluster::Cluster`] is started.
+#[derive(Clone, Debug)]
+pub struct SiteSpec {
+    pub port: u16,
+    /// `http://HOST:PORT/PATH` for every drive of the site, the same on every node.
+    pub endpoints: Vec<String>,
 }
 
 impl ServerOptions {
@@ -93,6 +106,7 @@ impl ServerOptions {
             parity: None,
             env_credentials: Some((ROOT_USER.to_string(), ROOT_PASSWORD.to_string())),
             ellipsis: false,
+            site: None,
         }
     }
     pub fn parity(mut self, parity: usize) -> Self {
@@ -137,6 +151,13 @@ impl Server {
     }
 
     pub async fn start_with(opts: ServerOptions) -> Server {
+        let mut srv = Server::prepare(opts);
+        srv.boot().await;
+        srv
+    }
+
+    /// Creates the temporary directory and drives without starting the process.
+    pub fn prepare(opts: ServerOptions) -> Server {
         let tmp = tempfile::Builder::new()
             .prefix("cairn-test-")
             .tempdir()
@@ -152,7 +173,7 @@ impl Server {
             }
         }
         let (access_key, secret_key) = opts.env_credentials.clone().unwrap_or_default();
-        let mut srv = Server {
+        Server {
             opts,
             tmp: Some(tmp),
             root,
@@ -162,23 +183,34 @@ impl Server {
             starts: 0,
             access_key,
             secret_key,
-        };
-        srv.boot().await;
-        srv
+        }
     }
 
-    /// Spawn the process and wait for readiness; retries on port collisions.
-    async fn boot(&mut self) {
+    /// Replaces the site this (stopped) node belongs to.
+    pub fn set_site(&mut self, site: SiteSpec) {
+        self.opts.site = Some(site);
+    }
+
+    /// Spawn the process and wait for readiness; retries on port collisions (a site node
+    /// keeps its port: the endpoint list names it).
+    pub async fn boot(&mut self) {
         assert!(self.child.is_none(), "server already running");
         let mut last = String::new();
         for _attempt in 0..8 {
-            self.port = free_port();
+            self.port = match &self.opts.site {
+                Some(site) => site.port,
+                None => free_port(),
+            };
             self.spawn();
             match self.wait_ready().await {
                 Ok(()) => return,
-                Err(StartError::AddrInUse) => {
+                Err(StartError::AddrInUse) if self.opts.site.is_none() => {
                     last = "address in use".into();
                     continue;
+                }
+                Err(StartError::AddrInUse) => {
+                    self.dump_logs();
+                    panic!("cairn site node: port {} in use", self.port);
                 }
                 Err(StartError::Failed(msg)) => {
                     self.dump_logs();
@@ -200,7 +232,9 @@ impl Server {
             args.push("--parity".into());
             args.push(p.to_string());
         }
-        if self.opts.ellipsis {
+        if let Some(site) = &self.opts.site {
+            args.extend(site.endpoints.iter().cloned());
+        } else if self.opts.ellipsis {
             args.push(format!(
                 "{}/d{{1...{}}}",
                 self.root.display(),
@@ -462,6 +496,40 @@ impl Server {
             .unwrap_or_else(|e| panic!("GET /cairn/health/{what}: {e}"))
             .status()
             .as_u16()
+    }
+
+    /// Status of `GET /cairn/health/<what>`, `None` when nothing answers.
+    pub async fn health_opt(&self, what: &str) -> Option<u16> {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+            .get(format!("{}/cairn/health/{what}", self.endpoint()))
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    }
+
+    /// `GET /cairn/admin/v1/info` as root; `None` when the server does not answer 200.
+    pub async fn admin_info(&self) -> Option<serde_json::Value> {
+        let url = format!("{}/cairn/admin/v1/info", self.endpoint());
+        let signed = self.signer().sign("GET", &url, &[], sigv4::EMPTY_SHA256);
+        let mut req = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+            .get(&url);
+        for (k, v) in &signed.headers {
+            if k != "host" {
+                req = req.header(k, v);
+            }
+        }
+        let r = req.send().await.ok()?;
+        if r.status().as_u16() != 200 {
+            return None;
+        }
+        serde_json::from_slice(&r.bytes().await.ok()?).ok()
     }
 
     /// A SigV4 signer for this server's root credentials at the current time.

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamily, Options, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::watch;
 
 use super::error::StoreError;
 use super::log_store::LogStore;
@@ -28,15 +29,41 @@ pub const CF_SM: &str = "sm";
 /// Opens (creating if needed) the Raft stores kept in the RocksDB directory `path`. Both stores share
 /// one database (one WAL), so a single process must open a directory once.
 pub fn open_stores(path: impl AsRef<Path>) -> Result<(LogStore, StateMachineStore), StoreError> {
-    let db = Arc::new(RaftDb::open(path.as_ref())?);
+    let (log_store, state_machine, _) = open_stores_watched(path.as_ref())?;
+    Ok((log_store, state_machine))
+}
+
+/// [`open_stores`], plus a way to tell when openraft has dropped both stores and the database is
+/// closed: RocksDB locks its directory, so a node restarted in the same process (the simulator,
+/// the tests) can reopen it only then.
+pub(crate) fn open_stores_watched(
+    path: &Path,
+) -> Result<(LogStore, StateMachineStore, DbClosed), StoreError> {
+    let db = Arc::new(RaftDb::open(path)?);
+    let closed = DbClosed(db.closed.subscribe());
     let log_store = LogStore::new(db.clone());
     let state_machine = StateMachineStore::load(db)?;
-    Ok((log_store, state_machine))
+    Ok((log_store, state_machine, closed))
+}
+
+/// Observes the database closing (see [`open_stores_watched`]). Not the `Arc`'s strong count:
+/// that drops to zero before the last holder has finished closing RocksDB.
+pub struct DbClosed(watch::Receiver<()>);
+
+impl DbClosed {
+    /// Returns once every handle on the database is dropped and RocksDB has released it.
+    pub(crate) async fn wait(&self) {
+        let mut rx = self.0.clone();
+        while rx.changed().await.is_ok() {}
+    }
 }
 
 /// Thin wrapper over [`DB`] with the typed helpers both stores use.
 pub(crate) struct RaftDb {
     db: DB,
+    /// Dropped right after `db` (fields drop in declaration order), so its receivers learn that
+    /// the database is closed and its directory unlocked.
+    closed: watch::Sender<()>,
 }
 
 impl RaftDb {
@@ -45,7 +72,8 @@ impl RaftDb {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         let db = DB::open_cf(&opts, path, [CF_LOGS, CF_LOG_META, CF_SM])?;
-        Ok(Self { db })
+        let (closed, _) = watch::channel(());
+        Ok(Self { db, closed })
     }
 
     pub(crate) fn db(&self) -> &DB {

@@ -95,8 +95,7 @@ impl LogStore {
         let cf = self.db.cf(CF_LOGS)?;
         let mut batch = WriteBatch::default();
         for entry in entries {
-            let bytes = serde_json::to_vec(&entry).map_err(StoreError::codec("log entry"))?;
-            batch.put_cf(cf, index_key(entry.log_id.index), bytes);
+            batch.put_cf(cf, index_key(entry.log_id.index), encode_entry(&entry)?);
         }
         self.db.write_synced(batch)
     }
@@ -122,13 +121,17 @@ impl LogStore {
     }
 }
 
-fn decode_entry(bytes: &[u8]) -> Result<Entry, StoreError> {
+pub(crate) fn encode_entry(entry: &Entry) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(entry).map_err(StoreError::codec("log entry"))
+}
+
+pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, StoreError> {
     serde_json::from_slice(bytes).map_err(StoreError::codec("log entry"))
 }
 
 /// `[start, end)` of a range of log indexes; `None` when the range is empty, `end = None` when it
 /// is unbounded above.
-fn index_range(range: &impl RangeBounds<u64>) -> Option<(u64, Option<u64>)> {
+pub(crate) fn index_range(range: &impl RangeBounds<u64>) -> Option<(u64, Option<u64>)> {
     let start = match range.start_bound() {
         Bound::Included(&n) => n,
         Bound::Excluded(&n) => n.checked_add(1)?,

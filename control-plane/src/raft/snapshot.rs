@@ -86,24 +86,37 @@ pub struct SnapshotBuilder {
     pub(crate) snapshot_lock: Arc<Mutex<()>>,
 }
 
+/// The snapshot of `state` as of `last_applied` (pure: no IO).
+pub(crate) fn snapshot_of(
+    state: &SiteState,
+    last_applied: Option<LogId>,
+    membership: &StoredMembership,
+) -> Result<StoredSnapshot, StoreError> {
+    Ok(StoredSnapshot {
+        meta: SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: membership.clone(),
+            snapshot_id: snapshot_id(last_applied.as_ref()),
+        },
+        data: encode_state(state)?,
+    })
+}
+
+/// Whether `new` may replace the stored snapshot: never replace a newer one (e.g. one installed
+/// from the leader while `new` was being built).
+pub(crate) fn may_replace(stored: Option<&StoredSnapshot>, new: &StoredSnapshot) -> bool {
+    stored.is_none_or(|s| s.meta.last_log_id <= new.meta.last_log_id)
+}
+
 impl SnapshotBuilder {
     fn build(&self) -> Result<StoredSnapshot, StoreError> {
-        let snapshot = StoredSnapshot {
-            meta: SnapshotMeta {
-                last_log_id: self.last_applied,
-                last_membership: self.membership.clone(),
-                snapshot_id: snapshot_id(self.last_applied.as_ref()),
-            },
-            data: encode_state(&self.state)?,
-        };
+        let snapshot = snapshot_of(&self.state, self.last_applied, &self.membership)?;
         // A poisoned lock only means another writer panicked; the database is still consistent.
         let _guard = self
             .snapshot_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Never replace a newer snapshot (e.g. one installed from the leader meanwhile).
-        let stored = read_snapshot(&self.db)?;
-        if stored.is_none_or(|s| s.meta.last_log_id <= snapshot.meta.last_log_id) {
+        if may_replace(read_snapshot(&self.db)?.as_ref(), &snapshot) {
             let mut batch = WriteBatch::default();
             put_snapshot(&self.db, &mut batch, &snapshot)?;
             self.db.write_synced(batch)?;

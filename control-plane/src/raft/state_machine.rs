@@ -31,9 +31,9 @@ const KEY_APPLIED: &str = "applied";
 
 /// Where the state machine stands in the log: stored next to the state, in the same batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Applied {
-    last_applied: Option<LogId>,
-    membership: StoredMembership,
+pub(crate) struct Applied {
+    pub(crate) last_applied: Option<LogId>,
+    pub(crate) membership: StoredMembership,
 }
 
 pub struct StateMachineStore {
@@ -70,9 +70,7 @@ impl StateMachineStore {
 
     /// A handle that keeps reading the applied state after the store is handed to openraft.
     pub fn reader(&self) -> StateReader {
-        StateReader {
-            rx: self.published.subscribe(),
-        }
+        StateReader::new(self.published.subscribe())
     }
 
     /// Writes state and position (plus, when installing, the snapshot) in one synced batch.
@@ -99,14 +97,7 @@ impl StateMachineStore {
     }
 
     fn install(&mut self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<(), StoreError> {
-        let mut state = decode_state(&data)?;
-        if let Some(last) = meta.last_log_id {
-            state.applied = last.index;
-        }
-        let applied = Applied {
-            last_applied: meta.last_log_id,
-            membership: meta.last_membership.clone(),
-        };
+        let (applied, state) = installed_state(meta, &data)?;
         let snapshot = StoredSnapshot {
             meta: meta.clone(),
             data,
@@ -121,6 +112,38 @@ impl StateMachineStore {
         self.publish(applied, state);
         Ok(())
     }
+}
+
+/// The position and state a snapshot installs (pure: no IO).
+pub(crate) fn installed_state(
+    meta: &SnapshotMeta,
+    data: &[u8],
+) -> Result<(Applied, SiteState), StoreError> {
+    let mut state = decode_state(data)?;
+    if let Some(last) = meta.last_log_id {
+        state.applied = last.index;
+    }
+    let applied = Applied {
+        last_applied: meta.last_log_id,
+        membership: meta.last_membership.clone(),
+    };
+    Ok((applied, state))
+}
+
+/// Applies a batch of entries to copies of `state` / `applied` (pure: no IO) and returns the new
+/// state and position with one response per entry.
+pub(crate) fn apply_batch(
+    state: &SiteState,
+    applied: &Applied,
+    entries: impl IntoIterator<Item = Entry>,
+) -> (SiteState, Applied, Vec<CommandResponse>) {
+    let mut state = state.clone();
+    let mut applied = applied.clone();
+    let responses = entries
+        .into_iter()
+        .map(|entry| apply_entry(&mut state, &mut applied, entry))
+        .collect();
+    (state, applied, responses)
 }
 
 /// Applies one entry to `state` / `applied` (pure: no IO). In Raft mode `SiteState::applied` is the
@@ -152,12 +175,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut state = SiteState::clone(&self.state);
-        let mut applied = self.applied.clone();
-        let responses: Vec<_> = entries
-            .into_iter()
-            .map(|entry| apply_entry(&mut state, &mut applied, entry))
-            .collect();
+        let (state, applied, responses) = apply_batch(&self.state, &self.applied, entries);
         if responses.is_empty() {
             return Ok(responses);
         }
@@ -219,9 +237,19 @@ pub struct StateReader {
 }
 
 impl StateReader {
+    /// A reader of the states a state machine publishes on `rx`.
+    pub(crate) fn new(rx: watch::Receiver<Arc<SiteState>>) -> Self {
+        Self { rx }
+    }
+
     /// The current applied state (cheap: an `Arc` clone).
     pub fn state(&self) -> Arc<SiteState> {
         Arc::clone(&self.rx.borrow())
+    }
+
+    /// A receiver that is notified of every newly applied state.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<SiteState>> {
+        self.rx.clone()
     }
 
     /// Waits until the local state machine has applied log index `index` (e.g. the index a

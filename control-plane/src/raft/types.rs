@@ -2,9 +2,10 @@
 
 use std::io::Cursor;
 
-use openraft::{BasicNode, TokioRuntime};
+use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 
+use super::runtime::CairnRuntime;
 use crate::command::{Command, CommandError};
 
 /// Raft node id of a control-plane member (one per `cairn` node of the site).
@@ -12,7 +13,8 @@ pub type NodeId = u64;
 
 openraft::declare_raft_types!(
     /// Types of the site control-plane Raft group. The node address is carried by
-    /// [`BasicNode`] (`addr` = the node's gRPC endpoint).
+    /// [`BasicNode`] (`addr` = the node's gRPC endpoint). [`CairnRuntime`] is tokio with a seeded
+    /// RNG, so a simulated run draws the same election timeouts every time.
     pub TypeConfig:
         D = Command,
         R = CommandResponse,
@@ -20,7 +22,7 @@ openraft::declare_raft_types!(
         Node = BasicNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = TokioRuntime,
+        AsyncRuntime = CairnRuntime,
 );
 
 /// What applying one log entry produced. Blank and membership entries always answer `Ok(())`;
@@ -46,3 +48,5 @@ pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, BasicNode>;
 pub type Snapshot = openraft::Snapshot<TypeConfig>;
 pub type StorageError = openraft::StorageError<NodeId>;
 pub type StorageIOError = openraft::StorageIOError<NodeId>;
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type RaftMetrics = openraft::RaftMetrics<NodeId, BasicNode>;

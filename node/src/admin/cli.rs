@@ -34,24 +34,73 @@ pub struct AdminArgs {
 pub enum AdminCommand {
     /// Rebuild missing or damaged shards of every object (prints a JSON summary).
     Heal,
-    /// Show the deployment's layout and drive states (JSON).
+    /// Show the deployment's layout, drive states and control plane (JSON).
     Info,
+    /// The site's control plane (Raft): status and membership changes without downtime.
+    #[command(subcommand)]
+    Raft(RaftCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum RaftCommand {
+    /// Leader, term, voters and learners as this node sees them (JSON).
+    Status,
+    /// Add a node as a learner, let it catch up, then make it a voter.
+    AddVoter {
+        /// Raft node id (position in the endpoint list, from 1).
+        #[arg(long)]
+        id: u64,
+        /// Its internode gRPC address `HOST:PORT` (S3 port + internode offset).
+        #[arg(long)]
+        addr: String,
+    },
+    /// Add a node as a learner (it replicates but does not vote).
+    AddLearner {
+        #[arg(long)]
+        id: u64,
+        #[arg(long)]
+        addr: String,
+    },
+    /// Demote a voter to learner (the site keeps running on the remaining voters).
+    RemoveVoter {
+        #[arg(long)]
+        id: u64,
+    },
 }
 
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (method, op) = match args.command {
-        AdminCommand::Heal => ("POST", "heal"),
-        AdminCommand::Info => ("GET", "info"),
+    let (method, op, query) = match &args.command {
+        AdminCommand::Heal => ("POST", "heal", vec![]),
+        AdminCommand::Info => ("GET", "info", vec![]),
+        AdminCommand::Raft(RaftCommand::Status) => ("GET", "raft/status", vec![]),
+        AdminCommand::Raft(RaftCommand::AddVoter { id, addr }) => (
+            "POST",
+            "raft/add-voter",
+            vec![("id", id.to_string()), ("addr", addr.clone())],
+        ),
+        AdminCommand::Raft(RaftCommand::AddLearner { id, addr }) => (
+            "POST",
+            "raft/add-learner",
+            vec![("id", id.to_string()), ("addr", addr.clone())],
+        ),
+        AdminCommand::Raft(RaftCommand::RemoveVoter { id }) => {
+            ("POST", "raft/remove-voter", vec![("id", id.to_string())])
+        }
     };
-    let body = rt.block_on(call(&args, method, op))?;
+    let body = rt.block_on(call(&args, method, op, &query))?;
     println!("{body}");
     Ok(())
 }
 
-async fn call(args: &AdminArgs, method: &str, op: &str) -> anyhow::Result<String> {
+async fn call(
+    args: &AdminArgs,
+    method: &str,
+    op: &str,
+    query: &[(&str, String)],
+) -> anyhow::Result<String> {
     let ak = args
         .access_key
         .clone()
@@ -69,12 +118,18 @@ async fn call(args: &AdminArgs, method: &str, op: &str) -> anyhow::Result<String
         .context("endpoint has no host")?
         .to_string();
     let path = format!("{}{op}", super::PREFIX);
+    let query_refs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let query_string = query
+        .iter()
+        .map(|(k, v)| format!("{k}={}", crate::s3::convert::url_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
     let date = amz_date(time::OffsetDateTime::now_utc());
     let mut signer = Signer::new(&ak, &sk, &args.region, "s3");
     let auth = signer.authorization(&SignRequest {
         method,
         path: &path,
-        query: &[],
+        query: &query_refs,
         headers: &[
             ("host", &host),
             ("x-amz-date", &date),
@@ -86,8 +141,9 @@ async fn call(args: &AdminArgs, method: &str, op: &str) -> anyhow::Result<String
     let req = hyper::Request::builder()
         .method(method)
         .uri(format!(
-            "{}://{host}{path}",
-            base.scheme_str().unwrap_or("http")
+            "{}://{host}{path}{}{query_string}",
+            base.scheme_str().unwrap_or("http"),
+            if query_string.is_empty() { "" } else { "?" }
         ))
         .header("host", &host)
         .header("x-amz-date", &date)

@@ -10,6 +10,8 @@ use s3s::route::S3Route;
 use s3s::{s3_error, Body, S3Request, S3Response, S3Result};
 use serde::Serialize;
 
+use cairn_control_plane::raft::{ControlPlaneStatus, ProposeError};
+
 use crate::object::heal::HealSummary;
 use crate::server::Node;
 
@@ -24,10 +26,9 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Heals the control-plane state and every object of every bucket.
+/// Heals every object of every bucket (Raft keeps the control-plane state itself).
 pub async fn heal_everything(node: &Node) -> HealSummary {
-    node.catalog.heal().await;
-    let buckets: Vec<String> = node.catalog.state().await.buckets.keys().cloned().collect();
+    let buckets: Vec<String> = node.catalog.state().buckets.keys().cloned().collect();
     node.objects.heal_all(&buckets).await
 }
 
@@ -45,6 +46,55 @@ struct Info {
     parity: usize,
     drives: Vec<DriveInfo>,
     buckets: usize,
+    /// A background full heal (after start-up or a node's return) is running on this node.
+    healing: bool,
+    control_plane: ControlPlaneStatus,
+}
+
+/// The value of query parameter `name` (percent-decoded).
+fn query_param(uri: &Uri, name: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+fn node_id_param(uri: &Uri) -> S3Result<u64> {
+    query_param(uri, "id")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "query parameter id (a Raft node id) is required"
+            )
+        })
+}
+
+fn addr_param(uri: &Uri) -> S3Result<String> {
+    query_param(uri, "addr")
+        .filter(|a| {
+            a.rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        })
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "query parameter addr (HOST:PORT) is required"
+            )
+        })
+}
+
+/// A membership change failed: without a leader or quorum that is 503, like any other write.
+fn membership_error(e: ProposeError) -> s3s::S3Error {
+    match e {
+        ProposeError::Rejected(c) => s3_error!(InvalidRequest, "{c}"),
+        ProposeError::Membership(m) => s3_error!(InvalidRequest, "{m}"),
+        other => s3_error!(ServiceUnavailable, "{other}"),
+    }
 }
 
 pub struct AdminRoute {
@@ -105,14 +155,35 @@ impl S3Route for AdminRoute {
                     }
                 }
                 let l = self.node.objects.layout;
-                let buckets = self.node.catalog.state().await.buckets.len();
+                let buckets = self.node.catalog.state().buckets.len();
                 json(&Info {
                     sets: l.sets,
                     set_size: l.set_size,
                     parity: l.parity,
                     drives,
                     buckets,
+                    healing: self.node.healing.load(std::sync::atomic::Ordering::SeqCst) > 0,
+                    control_plane: self.node.catalog.control.status(),
                 })
+            }
+            (&Method::GET, "raft/status") => json(&self.node.catalog.control.status()),
+            (&Method::POST, "raft/add-voter") => {
+                let (id, addr) = (node_id_param(&req.uri)?, addr_param(&req.uri)?);
+                let cp = &self.node.catalog.control;
+                cp.add_voter(id, addr).await.map_err(membership_error)?;
+                json(&cp.status())
+            }
+            (&Method::POST, "raft/add-learner") => {
+                let (id, addr) = (node_id_param(&req.uri)?, addr_param(&req.uri)?);
+                let cp = &self.node.catalog.control;
+                cp.add_learner(id, addr).await.map_err(membership_error)?;
+                json(&cp.status())
+            }
+            (&Method::POST, "raft/remove-voter") => {
+                let id = node_id_param(&req.uri)?;
+                let cp = &self.node.catalog.control;
+                cp.remove_voter(id).await.map_err(membership_error)?;
+                json(&cp.status())
             }
             _ => Err(s3_error!(NotImplemented, "unknown admin operation {op}")),
         }

@@ -3,9 +3,24 @@
 //! The object layer only sees this trait, so a drive can be a local directory (`local`), a remote
 //! node over gRPC or an in-memory drive with crash semantics in the simulator. Paths are relative
 //! to the drive and use `/`; keys are raw bytes ordered bytewise.
+//!
+//! # Data service
+//!
+//! A site is several nodes; erasure sets span the drives of all of them. Each node serves its own
+//! drives over gRPC (`service`, `proto/cairn/drive.proto`: one RPC per trait method, the drive
+//! named by its global index, the position in the site's endpoint list) and reaches every other
+//! drive through a `remote::RemoteDrive`, so the object layer never knows where a drive is.
+//! Only nodes holding the site's internode token are served. Shard files travel in chunks of at
+//! most 1 MiB through small bounded queues, so a transfer holds a few MiB whatever its size; an
+//! upload that breaks off before `finish` leaves no file behind. A peer that is down, unreachable
+//! or hung makes its drives `DriveError::Offline` within a bounded time (1 s connect timeout, 10 s
+//! per call or per stream message, 2 s for health), and the object layer counts them as missing.
 
 pub mod format;
 pub mod local;
+pub mod memory;
+pub mod remote;
+pub mod service;
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -240,11 +240,11 @@ impl ObjectReader {
         Some(Ok(Bytes::from(out)))
     }
 
+    /// Fused: callers that peek at the first chunk may poll again after the end.
     pub fn into_stream(self) -> impl Stream<Item = ObjectResult<Bytes>> + Send {
-        futures::stream::unfold(
-            self,
-            |mut r| async move { r.next_chunk().await.map(|c| (c, r)) },
-        )
+        futures::StreamExt::fuse(futures::stream::unfold(self, |mut r| async move {
+            r.next_chunk().await.map(|c| (c, r))
+        }))
     }
 }
 

@@ -49,7 +49,8 @@ impl From<CatalogError> for S3Error {
                 "Your previous request to create the named bucket succeeded and you already own it.",
             ),
             CatalogError::Command(CommandError::NoSuchBucket(_)) => err(S3ErrorCode::NoSuchBucket, e.to_string()),
-            CatalogError::Persist(o) => o.into(),
+            CatalogError::Command(CommandError::NotEmpty) => err(S3ErrorCode::InternalError, e.to_string()),
+            CatalogError::Unavailable(_) => err(S3ErrorCode::ServiceUnavailable, e.to_string()),
         }
     }
 }

@@ -28,7 +28,7 @@ impl CairnS3 {
     async fn require_bucket(&self, bucket: &str) -> S3Result<cairn_control_plane::BucketInfo> {
         self.catalog
             .bucket(bucket)
-            .await
+            .await?
             .ok_or_else(|| s3_error!(NoSuchBucket, "The specified bucket does not exist"))
     }
 }

@@ -55,11 +55,25 @@ pub async fn write_quorum_ok(node: &Node) -> bool {
 }
 
 impl Router {
+    /// Ready means this node can take writes: its control plane knows a leader.
+    fn has_leader(&self) -> bool {
+        self.node.catalog.control.status().leader.is_some()
+    }
+
     pub async fn handle(&self, req: Request<Incoming>) -> Result<Response<Body>, s3s::HttpError> {
         match req.uri().path() {
-            "/cairn/health/live" | "/cairn/health/ready" => return Ok(text(StatusCode::OK, "OK")),
+            "/cairn/health/live" => return Ok(text(StatusCode::OK, "OK")),
+            "/cairn/health/ready" => {
+                return Ok(if self.has_leader() {
+                    text(StatusCode::OK, "OK")
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "no control-plane leader")
+                })
+            }
             "/cairn/health/cluster" => {
-                return Ok(if write_quorum_ok(&self.node).await {
+                return Ok(if !self.has_leader() {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "no control-plane leader")
+                } else if write_quorum_ok(&self.node).await {
                     text(StatusCode::OK, "OK")
                 } else {
                     text(StatusCode::SERVICE_UNAVAILABLE, "write quorum lost")

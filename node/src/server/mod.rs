@@ -1,6 +1,7 @@
 //! `cairn server`: start-up, the HTTP listener, health endpoints and graceful shutdown.
 
-mod health;
+pub mod health;
+pub mod node;
 pub mod startup;
 
 use std::net::SocketAddr;
@@ -10,17 +11,16 @@ use std::time::Duration;
 use anyhow::Context;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
-use crate::admin::AdminRoute;
+use cairn_control_plane::raft::{ControlPlane, ControlPlaneConfig};
+use cairn_control_plane::transport::Transport;
+
 use crate::auth::root::{self, Origin};
-use crate::auth::{Authenticator, CredentialStore};
-use crate::catalog::Catalog;
-use crate::clock::{SharedClock, SystemClock};
-use crate::object::{HealRequest, ObjectLayer};
-use crate::s3::CairnS3;
+use crate::auth::RootCredentials;
+use crate::clock::SystemClock;
+use crate::topology::{Topology, DEFAULT_INTERNODE_OFFSET};
+pub use node::{Node, NodeParts};
 
 #[derive(clap::Args, Debug)]
 pub struct ServerArgs {
@@ -36,19 +36,37 @@ pub struct ServerArgs {
     /// Requests served at once; beyond it clients get 503 SlowDown.
     #[arg(long, env = "CAIRN_MAX_REQUESTS", default_value_t = 1024)]
     pub max_requests: usize,
-    /// Drive directories; `{a...b}` ranges expand (`/data{1...6}`).
-    #[arg(required = true, value_name = "DIR")]
+    /// Internode gRPC (Raft, data service) listens on the S3 port plus this offset; the same on
+    /// every node of a site.
+    #[arg(long, env = "CAIRN_INTERNODE_OFFSET", default_value_t = DEFAULT_INTERNODE_OFFSET)]
+    pub internode_offset: u16,
+    /// Drive directories (`./data`, `/data{1...6}`), or for a site of several nodes the same
+    /// endpoint list on every node: `http://HOST:PORT/PATH`, e.g. `http://node{1...3}:9000/data{1...2}`.
+    #[arg(required = true, value_name = "DRIVES")]
     pub drives: Vec<String>,
 }
 
+/// The socket to bind for `HOST:PORT` or `:PORT`; a host name binds every interface (a node is
+/// named by its host in the endpoint list but must accept on whatever interface that resolves to).
 pub fn parse_address(a: &str) -> anyhow::Result<SocketAddr> {
-    let full = if a.starts_with(':') {
-        format!("0.0.0.0{a}")
-    } else {
-        a.to_string()
-    };
-    full.parse()
-        .with_context(|| format!("invalid --address {a:?}: expected HOST:PORT or :PORT"))
+    let bad = || format!("invalid address {a:?}: expected HOST:PORT or :PORT");
+    if let Ok(addr) = a.parse() {
+        return Ok(addr);
+    }
+    let (_, port) = a.rsplit_once(':').with_context(bad)?;
+    let port: u16 = port.parse().ok().with_context(bad)?;
+    Ok(SocketAddr::from(([0, 0, 0, 0], port)))
+}
+
+/// The secret every node of a site presents on internode calls: derived from the root secret, so
+/// only processes given the site's root credentials can join it or read its shards.
+fn internode_token(root: &RootCredentials, deployment_id: &str) -> String {
+    use hmac::Mac;
+    let mut m = <hmac::Hmac<sha2::Sha256>>::new_from_slice(root.secret_key.as_bytes())
+        .expect("HMAC accepts any key length");
+    m.update(b"cairn-internode-v1\n");
+    m.update(deployment_id.as_bytes());
+    hex::encode(m.finalize().into_bytes())
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -59,23 +77,22 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     rt.block_on(serve(args))
 }
 
-/// Everything a running node holds.
-pub struct Node {
-    pub objects: Arc<ObjectLayer>,
-    pub catalog: Arc<Catalog>,
-    pub credentials: Arc<dyn CredentialStore>,
-}
-
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let addr = parse_address(&args.address)?;
-    let drives = startup::open_drives(&args.drives, args.parity)?;
+    let topology = Topology::parse(&args.drives, &args.address, args.internode_offset)?;
+    let user = std::env::var("CAIRN_ROOT_USER").ok();
+    let password = std::env::var("CAIRN_ROOT_PASSWORD").ok();
+    if topology.nodes.len() > 1 && (user.is_none() || password.is_none()) {
+        anyhow::bail!(
+            "a site of {} nodes needs CAIRN_ROOT_USER and CAIRN_ROOT_PASSWORD, set alike on every node",
+            topology.nodes.len()
+        );
+    }
+    let drives = startup::open_drives(&topology, args.parity)?;
     let mut rng = rand::rngs::OsRng;
-    let (root, origin) = root::load_or_create(
-        std::env::var("CAIRN_ROOT_USER").ok(),
-        std::env::var("CAIRN_ROOT_PASSWORD").ok(),
-        &drives.paths,
-        &mut rng,
-    )?;
+    let (root, origin) = root::load_or_create(user, password, &drives.paths, &mut rng)?;
+    let transport = Transport::tcp(&internode_token(&root, &topology.derived_deployment_id()))?;
+    let site_drives = drives.site_drives(&topology, &transport);
     if let Origin::Generated = origin {
         // Shown once: the operator needs it, and it is kept only on the drives.
         println!(
@@ -85,57 +102,68 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         println!("  AccessKey: {}", root.access_key);
         println!("  SecretKey: {}", root.secret_key);
     }
-    let clock: SharedClock = Arc::new(SystemClock);
-    let (objects, heal_rx) = ObjectLayer::new(
-        drives.drives.clone(),
-        drives.layout,
-        &drives.deployment_id,
-        clock,
-        Box::new(<rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_entropy()),
-    )?;
-    let objects = Arc::new(objects);
-    let catalog = Arc::new(Catalog::load(drives.drives.clone()).await);
-    let credentials: Arc<dyn CredentialStore> = Arc::new(root);
-    let node = Arc::new(Node {
-        objects: objects.clone(),
-        catalog: catalog.clone(),
-        credentials: credentials.clone(),
-    });
 
-    tokio::spawn(heal_worker(objects.clone(), heal_rx));
-    if drives.fresh > 0 {
-        let n = node.clone();
+    let raft_dir = drives.paths[0]
+        .join(crate::drive::format::SYS_DIR)
+        .join("raft");
+    let rejoining = raft_dir.exists();
+    let control = Arc::new(
+        ControlPlane::start(
+            ControlPlaneConfig::new(
+                topology.local_id(),
+                raft_dir,
+                topology.members(),
+                topology.voters(),
+            ),
+            transport.clone(),
+        )
+        .await?,
+    );
+    if topology.networked {
+        let internode = &topology.nodes[topology.local].internode;
+        let bind = parse_address(internode)?;
+        let listener = TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("cannot listen for internode gRPC on {bind}"))?;
+        let router = node::internode_router(&control, &transport, drives.local.clone());
         tokio::spawn(async move {
-            tracing::info!(
-                drives = drives.fresh,
-                "blank drives joined: healing everything"
-            );
-            let s = crate::admin::heal_everything(&n).await;
-            tracing::info!(?s, "start-up heal finished");
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            if let Err(e) = router.serve_with_incoming(incoming).await {
+                tracing::error!(error = %e, "internode gRPC server stopped");
+            }
         });
+        tracing::info!(%internode, "internode gRPC listening");
     }
-
-    let mut b = S3ServiceBuilder::new(CairnS3 {
-        objects: objects.clone(),
-        catalog,
+    let heal_on_start = drives.fresh > 0 || (topology.networked && rejoining);
+    let (_node, router) = Node::start(NodeParts {
+        topology: topology.clone(),
+        drives: site_drives.clone(),
+        layout: drives.layout,
+        deployment_id: drives.deployment_id.clone(),
+        control: control.clone(),
+        credentials: Arc::new(root),
+        clock: Arc::new(SystemClock),
+        rng: Box::new(<rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_entropy()),
         region: args.region.clone(),
-    });
-    b.set_auth(Authenticator(credentials));
-    b.set_route(AdminRoute { node: node.clone() });
-    let s3 = b.build();
+        max_requests: args.max_requests,
+        heal_on_start,
+        restore_on_start: !rejoining,
+    })
+    .await?;
 
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, layout = ?drives.layout, deployment = %drives.deployment_id, "cairn is serving");
     println!(
-        "Cairn serving S3 on http://{} ({} drive(s), {:?})",
+        "Cairn serving S3 on http://{} ({} drive(s) here, {} in the site on {} node(s), {:?})",
         listener.local_addr()?,
         drives.paths.len(),
+        site_drives.len(),
+        topology.nodes.len(),
         drives.layout
     );
 
-    let limit = Arc::new(Semaphore::new(args.max_requests.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     http.http1()
@@ -154,7 +182,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let svc = health::Router { s3: s3.clone(), node: node.clone(), limit: limit.clone() };
+                let svc = router.clone();
                 let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                     let svc = svc.clone();
                     async move { svc.handle(req).await }
@@ -178,6 +206,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     {
         tracing::warn!("requests still in flight after 30 s; stopping anyway");
     }
+    control.shutdown().await;
     Ok(())
 }
 
@@ -196,29 +225,4 @@ async fn shutdown_signal() {
         }
     }
     let _ = ctrl_c.await;
-}
-
-/// Repairs objects that reads found damaged, one at a time, skipping repeats already queued.
-async fn heal_worker(
-    objects: Arc<ObjectLayer>,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<HealRequest>,
-) {
-    while let Some(req) = rx.recv().await {
-        let mut batch = vec![req];
-        while let Ok(r) = rx.try_recv() {
-            if !batch.contains(&r) {
-                batch.push(r);
-            }
-        }
-        for r in batch {
-            match objects.heal_object(&r.bucket, &r.key).await {
-                Ok(s) => {
-                    tracing::info!(bucket = %r.bucket, key = %r.key, shards = s.shards_written, "healed")
-                }
-                Err(e) => {
-                    tracing::warn!(bucket = %r.bucket, key = %r.key, error = %e, "heal failed")
-                }
-            }
-        }
-    }
 }

@@ -1,20 +1,22 @@
-//! Turning the command line into formatted, opened drives: expansion, checks, `format.json`.
+//! Turning the endpoint list into formatted, opened drives: this node's local drives (checks,
+//! `format.json`) and the other nodes' drives through the data service.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use cairn_control_plane::transport::Transport;
 use thiserror::Error;
 
 use crate::drive::format::{self, Format, SYS_DIR};
 use crate::drive::local::LocalDrive;
+use crate::drive::remote::RemoteDrive;
 use crate::drive::{Drive, DriveError};
-use crate::endpoints::{self, EllipsisError};
 use crate::erasure::layout::{Layout, LayoutError};
+use crate::topology::Topology;
 
 #[derive(Debug, Error)]
 pub enum StartupError {
-    #[error(transparent)]
-    Ellipsis(#[from] EllipsisError),
     #[error(transparent)]
     Layout(#[from] LayoutError),
     #[error("drive {0}: its parent directory does not exist")]
@@ -47,12 +49,35 @@ pub enum StartupError {
 
 /// Opened drives in endpoint order, with what start-up learned about them.
 pub struct Drives {
+    /// This node's drive directories.
     pub paths: Vec<PathBuf>,
-    pub drives: Vec<Arc<dyn Drive>>,
+    /// This node's drives by site position: what the data service serves.
+    pub local: BTreeMap<u32, Arc<dyn Drive>>,
     pub layout: Layout,
     pub deployment_id: String,
     /// Drives that were blank in an existing deployment: they need healing.
     pub fresh: usize,
+}
+
+impl Drives {
+    /// Every drive of the site in endpoint order: this node's own, the others' through the data
+    /// service over `transport`.
+    pub fn site_drives(&self, topology: &Topology, transport: &Transport) -> Vec<Arc<dyn Drive>> {
+        (0..topology.drives.len())
+            .map(|i| match self.local.get(&(i as u32)) {
+                Some(d) => d.clone(),
+                None => {
+                    let node = &topology.nodes[topology.drives[i].node];
+                    Arc::new(RemoteDrive::new(
+                        transport.clone(),
+                        node.internode.clone(),
+                        i as u32,
+                        topology.label(i),
+                    )) as Arc<dyn Drive>
+                }
+            })
+            .collect()
+    }
 }
 
 /// Creates a missing drive directory (when its parent exists) and proves it writable.
@@ -79,32 +104,37 @@ fn prepare_dir(p: &Path) -> Result<(), StartupError> {
         .map_err(|e| StartupError::NotWritable(p.to_path_buf(), e))
 }
 
-/// Expands, checks, formats and opens the drives of `args`.
-pub fn open_drives(args: &[String], parity: Option<usize>) -> Result<Drives, StartupError> {
-    let paths: Vec<PathBuf> = endpoints::expand_all(args)?
-        .into_iter()
-        .map(PathBuf::from)
+/// Checks, formats and opens this node's drives. A networked site derives its deployment id from
+/// the endpoint list, so every node formats its own drives alike without coordination.
+pub fn open_drives(topology: &Topology, parity: Option<usize>) -> Result<Drives, StartupError> {
+    let mine: Vec<(usize, PathBuf)> = topology
+        .local_drives()
+        .map(|(i, d)| (i, d.path.clone()))
         .collect();
-    for (i, p) in paths.iter().enumerate() {
-        if paths[..i].contains(p) {
+    for (n, (_, p)) in mine.iter().enumerate() {
+        if mine[..n].iter().any(|(_, q)| q == p) {
             return Err(StartupError::Duplicate(p.clone()));
         }
     }
-    let layout = Layout::plan(paths.len(), parity)?;
-    for p in &paths {
+    let layout = Layout::plan(topology.drives.len(), parity)?;
+    for (_, p) in &mine {
         prepare_dir(p)?;
     }
-    let formats: Vec<Option<Format>> = paths
+    let formats: Vec<Option<Format>> = mine
         .iter()
-        .map(|p| format::read(p).map_err(|e| StartupError::Io(p.clone(), e)))
+        .map(|(_, p)| format::read(p).map_err(|e| StartupError::Io(p.clone(), e)))
         .collect::<Result<_, _>>()?;
-    let deployment_id = match formats.iter().flatten().next() {
-        Some(f) => f.deployment_id.clone(),
-        None => uuid::Uuid::new_v4().to_string(),
+    let deployment_id = if topology.networked {
+        topology.derived_deployment_id()
+    } else {
+        match formats.iter().flatten().next() {
+            Some(f) => f.deployment_id.clone(),
+            None => uuid::Uuid::new_v4().to_string(),
+        }
     };
     let existing = formats.iter().any(Option::is_some);
     let mut fresh = 0;
-    for (i, (p, f)) in paths.iter().zip(&formats).enumerate() {
+    for ((i, p), f) in mine.iter().zip(&formats) {
         match f {
             Some(f) if f.deployment_id != deployment_id => {
                 return Err(StartupError::OtherDeployment {
@@ -113,11 +143,11 @@ pub fn open_drives(args: &[String], parity: Option<usize>) -> Result<Drives, Sta
                     expected: deployment_id,
                 })
             }
-            Some(f) if f.position != i || f.layout != layout => {
+            Some(f) if f.position != *i || f.layout != layout => {
                 return Err(StartupError::Moved {
                     path: p.clone(),
                     was: f.position,
-                    now: i,
+                    now: *i,
                     layout_was: f.layout,
                     layout_now: layout,
                 })
@@ -129,7 +159,7 @@ pub fn open_drives(args: &[String], parity: Option<usize>) -> Result<Drives, Sta
                     deployment_id: deployment_id.clone(),
                     drive_id: uuid::Uuid::new_v4().to_string(),
                     layout,
-                    position: i,
+                    position: *i,
                 };
                 format::write(p, &f).map_err(|e| StartupError::Io(p.clone(), e))?;
                 if existing {
@@ -138,15 +168,14 @@ pub fn open_drives(args: &[String], parity: Option<usize>) -> Result<Drives, Sta
             }
         }
     }
-    let mut drives: Vec<Arc<dyn Drive>> = Vec::with_capacity(paths.len());
-    for p in &paths {
-        drives.push(Arc::new(
-            LocalDrive::open(p).map_err(|e| StartupError::Drive(p.clone(), e))?,
-        ));
+    let mut local: BTreeMap<u32, Arc<dyn Drive>> = BTreeMap::new();
+    for (i, p) in &mine {
+        let d = LocalDrive::open(p).map_err(|e| StartupError::Drive(p.clone(), e))?;
+        local.insert(*i as u32, Arc::new(d));
     }
     Ok(Drives {
-        paths,
-        drives,
+        paths: mine.into_iter().map(|(_, p)| p).collect(),
+        local,
         layout,
         deployment_id,
         fresh,

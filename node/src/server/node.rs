@@ -1,0 +1,230 @@
+//! A node assembled from handed-in parts (DESIGN.md §9): production builds the parts from the
+//! command line, real drives and sockets; the simulator from in-memory drives, a simulated network
+//! and a seeded RNG. Either way the same code serves S3, heals and watches its peers.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use s3s::service::S3ServiceBuilder;
+use tokio::sync::Semaphore;
+
+use cairn_control_plane::raft::ControlPlane;
+use cairn_control_plane::transport::Transport;
+
+use super::health::Router;
+use crate::admin::AdminRoute;
+use crate::auth::{Authenticator, CredentialStore};
+use crate::catalog::Catalog;
+use crate::clock::SharedClock;
+use crate::drive::service::{DataService, DriveServer};
+use crate::drive::Drive;
+use crate::erasure::layout::Layout;
+use crate::object::{HealRequest, ObjectError, ObjectLayer};
+use crate::s3::CairnS3;
+use crate::topology::Topology;
+
+/// How often a networked node checks its peers' drives for coming back.
+const MONITOR_INTERVAL: Duration = Duration::from_secs(5);
+/// How long the leader lets a returning node heal itself before it heals too.
+const REJOIN_HEAL_DELAY: Duration = Duration::from_secs(10);
+/// Full heals tried after start-up or a rejoin while objects keep failing.
+const HEAL_ATTEMPTS: u32 = 5;
+
+/// Everything a node is made of.
+pub struct NodeParts {
+    pub topology: Topology,
+    /// Every drive of the site in endpoint order: this node's own and the others' (remote).
+    pub drives: Vec<Arc<dyn Drive>>,
+    pub layout: Layout,
+    pub deployment_id: String,
+    pub control: Arc<ControlPlane>,
+    pub credentials: Arc<dyn CredentialStore>,
+    pub clock: SharedClock,
+    pub rng: Box<dyn rand::RngCore + Send>,
+    pub region: String,
+    /// Requests served at once; beyond it clients get 503 SlowDown.
+    pub max_requests: usize,
+    /// Heal everything once the control plane has a leader: blank drives joined, or the node was
+    /// down and may have missed writes and deletes.
+    pub heal_on_start: bool,
+    /// The control plane started on empty storage: restore the state mirrored on the drives.
+    pub restore_on_start: bool,
+}
+
+/// Everything a running node holds.
+pub struct Node {
+    pub objects: Arc<ObjectLayer>,
+    pub catalog: Arc<Catalog>,
+    pub credentials: Arc<dyn CredentialStore>,
+    pub topology: Topology,
+    /// Background full heals running now (shown by the admin API, so operators and tests can
+    /// tell a finished heal from one still under way).
+    pub healing: AtomicUsize,
+}
+
+impl Node {
+    /// Builds the node, spawns its background tasks (healer, peer monitor) and returns the HTTP
+    /// router that serves health probes, the admin API and S3 on any connection.
+    ///
+    /// A single node whose control plane starts on empty storage restores the mirrored state
+    /// before it returns, so it never answers from an empty bucket list; a networked node does
+    /// that in the background (its peers normally hold the state).
+    pub async fn start(parts: NodeParts) -> Result<(Arc<Node>, Router), ObjectError> {
+        let local: Vec<Arc<dyn Drive>> = parts
+            .topology
+            .local_drives()
+            .filter_map(|(i, _)| parts.drives.get(i).cloned())
+            .collect();
+        let (objects, heal_rx) = ObjectLayer::new(
+            parts.drives,
+            parts.layout,
+            &parts.deployment_id,
+            parts.clock,
+            parts.rng,
+        )?;
+        let objects = Arc::new(objects);
+        let catalog = Arc::new(Catalog::new(parts.control, local));
+        let node = Arc::new(Node {
+            objects: objects.clone(),
+            catalog: catalog.clone(),
+            credentials: parts.credentials.clone(),
+            topology: parts.topology,
+            healing: AtomicUsize::new(0),
+        });
+        tokio::spawn(heal_worker(objects.clone(), heal_rx));
+        let mut restore = parts.restore_on_start;
+        if restore && !node.topology.networked {
+            wait_for_leader(&node).await;
+            catalog.restore_from_drives().await;
+            restore = false;
+        }
+        let (n, c) = (node.clone(), catalog.clone());
+        let heal = parts.heal_on_start;
+        tokio::spawn(async move {
+            wait_for_leader(&n).await;
+            if restore {
+                c.restore_from_drives().await;
+            }
+            tokio::spawn(c.mirror_forever());
+            if heal {
+                heal_until_clean(&n, "start-up").await;
+            }
+        });
+        if node.topology.networked {
+            tokio::spawn(rejoin_monitor(node.clone()));
+        }
+        let mut b = S3ServiceBuilder::new(CairnS3 {
+            objects,
+            catalog,
+            region: parts.region,
+        });
+        b.set_auth(Authenticator(parts.credentials));
+        b.set_route(AdminRoute { node: node.clone() });
+        let router = Router {
+            s3: b.build(),
+            node: node.clone(),
+            limit: Arc::new(Semaphore::new(parts.max_requests.max(1))),
+        };
+        Ok((node, router))
+    }
+}
+
+/// The internode gRPC services of a node (Raft and its drives), to serve on any incoming stream.
+pub fn internode_router(
+    control: &ControlPlane,
+    transport: &Transport,
+    local: BTreeMap<u32, Arc<dyn Drive>>,
+) -> tonic::transport::server::Router {
+    tonic::transport::Server::builder()
+        .add_service(control.grpc_service())
+        .add_service(DriveServer::new(DataService::new(transport.clone(), local)))
+}
+
+/// Repairs objects that reads found damaged, one at a time, skipping repeats already queued.
+async fn heal_worker(
+    objects: Arc<ObjectLayer>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<HealRequest>,
+) {
+    while let Some(req) = rx.recv().await {
+        let mut batch = vec![req];
+        while let Ok(r) = rx.try_recv() {
+            if !batch.contains(&r) {
+                batch.push(r);
+            }
+        }
+        for r in batch {
+            match objects.heal_object(&r.bucket, &r.key).await {
+                Ok(s) => {
+                    tracing::info!(bucket = %r.bucket, key = %r.key, shards = s.shards_written, "healed")
+                }
+                Err(e) => {
+                    tracing::warn!(bucket = %r.bucket, key = %r.key, error = %e, "heal failed")
+                }
+            }
+        }
+    }
+}
+
+/// Heals everything, again after a pause while some object failed (a drive still flapping, or
+/// another node healing the same object at the same moment), a bounded number of times.
+async fn heal_until_clean(node: &Node, why: &str) {
+    node.healing.fetch_add(1, Ordering::SeqCst);
+    heal_attempts(node, why).await;
+    node.healing.fetch_sub(1, Ordering::SeqCst);
+}
+
+async fn heal_attempts(node: &Node, why: &str) {
+    for attempt in 1..=HEAL_ATTEMPTS {
+        tracing::info!(why, attempt, "healing everything");
+        let s = crate::admin::heal_everything(node).await;
+        tracing::info!(why, attempt, ?s, "heal finished");
+        if s.errors == 0 {
+            return;
+        }
+        tokio::time::sleep(MONITOR_INTERVAL).await;
+    }
+}
+
+/// Waits until the site's control plane has a leader (a restarted node must first learn the
+/// bucket list it heals).
+async fn wait_for_leader(node: &Node) {
+    let mut rx = node.catalog.control.metrics();
+    while rx.borrow_and_update().current_leader.is_none() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// On the Raft leader: when a drive of another node comes back after being unreachable, heals
+/// everything, so shards written while it was away are restored without an operator.
+async fn rejoin_monitor(node: Arc<Node>) {
+    let drives: Vec<_> = node
+        .objects
+        .sets
+        .iter()
+        .flat_map(|s| s.drives.iter().cloned())
+        .collect();
+    let mut offline = vec![false; drives.len()];
+    loop {
+        tokio::time::sleep(MONITOR_INTERVAL).await;
+        let health = join_all(drives.iter().map(|d| d.health())).await;
+        let mut returned = 0;
+        for (was, now) in offline.iter_mut().zip(&health) {
+            if *was && now.is_ok() {
+                returned += 1;
+            }
+            *was = now.is_err();
+        }
+        let status = node.catalog.control.status();
+        if returned > 0 && status.leader == Some(status.node_id) {
+            // A restarted node heals itself first; heal after it so two nodes rarely rebuild
+            // the same object at once.
+            tokio::time::sleep(REJOIN_HEAL_DELAY).await;
+            heal_until_clean(&node, "rejoin").await;
+        }
+    }
+}
