@@ -60,6 +60,12 @@ impl Catalog {
         self.control.state()
     }
 
+    /// The state as of now on the leader (read index), for listings that must not miss a bucket
+    /// another node just created.
+    pub async fn state_linearizable(&self) -> Result<Arc<SiteState>, CatalogError> {
+        Ok(self.control.read_linearizable().await?)
+    }
+
     /// The bucket's config; a local miss is confirmed against the leader (read index).
     pub async fn bucket(&self, name: &str) -> Result<Option<BucketInfo>, CatalogError> {
         if let Some(b) = self.state().bucket(name) {

@@ -238,3 +238,74 @@ async fn admin_heal_restores_a_node_on_demand() {
     site.node_mut(1).kill9();
     check_objects(&site.node(2).client(), &objs, "node 3 healed on demand").await;
 }
+
+/// `cairn admin raft ...` against node `i`; returns the JSON it printed.
+async fn raft_cli(site: &Cluster, i: usize, args: &[&str]) -> serde_json::Value {
+    let n = site.node(i);
+    let mut all: Vec<String> = vec!["admin".into(), "raft".into()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    all.extend([
+        "--endpoint".into(),
+        n.endpoint(),
+        "--access-key".into(),
+        n.access_key().into(),
+        "--secret-key".into(),
+        n.secret_key().into(),
+    ]);
+    let (status, out, err) = run_cairn(&all, &[], REACT).await;
+    assert!(status.success(), "cairn {all:?}: {err}");
+    parse_json_summary(&out).unwrap_or_else(|| panic!("no JSON from cairn {all:?}: {out}"))
+}
+
+fn ids(v: &serde_json::Value) -> Vec<u64> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voters_change_without_downtime() {
+    let site = start_site().await;
+    let status = raft_cli(&site, 1, &["status"]).await;
+    assert_eq!(ids(&status["voters"]), vec![1, 2, 3], "{status}");
+    let addr3 = status["members"]["3"]
+        .as_str()
+        .expect("node 3's address")
+        .to_string();
+
+    // Demote node 3 (asked through node 2: forwarded to the leader), then promote it back.
+    let after = raft_cli(&site, 1, &["remove-voter", "--id", "3"]).await;
+    assert_eq!(ids(&after["voters"]), vec![1, 2], "{after}");
+    create_bucket(&site.node(0).client(), B).await;
+    let back = raft_cli(&site, 2, &["add-voter", "--id", "3", "--addr", &addr3]).await;
+    assert_eq!(ids(&back["voters"]), vec![1, 2, 3], "{back}");
+    ok(
+        site.node(2).client().head_bucket().bucket(B).send().await,
+        "HeadBucket on the re-promoted node",
+    );
+
+    // Bad input is refused with a clear error, not a crash.
+    let n = site.node(0);
+    let (status, _, err) = run_cairn(
+        &[
+            "admin".into(),
+            "raft".into(),
+            "add-voter".into(),
+            "--id".into(),
+            "9".into(),
+            "--addr".into(),
+            "no-port".into(),
+            "--endpoint".into(),
+            n.endpoint(),
+            "--access-key".into(),
+            n.access_key().into(),
+            "--secret-key".into(),
+            n.secret_key().into(),
+        ],
+        &[],
+        REACT,
+    )
+    .await;
+    assert!(!status.success());
+    assert!(err.contains("addr"), "{err}");
+}

@@ -65,7 +65,7 @@ pub async fn delete(
 }
 
 pub async fn list(s3: &CairnS3) -> S3Result<S3Response<ListBucketsOutput>> {
-    let state = s3.catalog.state();
+    let state = s3.catalog.state_linearizable().await?;
     let buckets = state
         .buckets
         .values()
