@@ -1,0 +1,400 @@
+//! Deterministic simulation of a Cairn site (DESIGN.md §9).
+//!
+//! One seed drives everything: turmoil's network and scheduler, openraft's election timeouts
+//! (through `set_seed`), the nodes' RNGs, the workload and the fault schedule. Running the same
+//! seed twice therefore yields the same trace, whose hash [`run_seed`] reports, so any failure is
+//! replayed with `cargo run -p cairn-sim -- --seed N`.
+
+pub mod client;
+pub mod cluster;
+pub mod net;
+mod workload;
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+
+use cluster::{host_name, Site, NODES};
+
+/// Knobs of one run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Inject faults (crashes, partitions, delays, corruption, clock jumps) during the workload.
+    pub faults: bool,
+    /// Planted bug: drives acknowledge writes without making them durable and the Raft log skips
+    /// its sync, so a crash loses acknowledged data. The checker must notice.
+    pub planted_bug: bool,
+    /// Workload clients, each with its own bucket and keys.
+    pub clients: usize,
+    /// Simulated time the workload (and the fault schedule) runs.
+    pub workload: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            faults: true,
+            planted_bug: false,
+            clients: 2,
+            workload: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What one seed did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub seed: u64,
+    /// Hash of everything observable: each operation with its reply and each fault.
+    pub trace_hash: String,
+    pub ops: u64,
+    pub faults: u64,
+    pub violations: Vec<String>,
+    pub simulated: Duration,
+    /// Turmoil itself failed (a host returned an error or the time limit was hit).
+    pub sim_error: Option<String>,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty() && self.sim_error.is_none()
+    }
+}
+
+/// Everything the hosts and the fault schedule record; shared on the one simulation thread.
+#[derive(Default)]
+pub struct Trace {
+    hasher: Sha256,
+    pub ops: u64,
+    pub faults: u64,
+    pub violations: Vec<String>,
+    pub verbose: bool,
+    /// Simulated time for lines logged outside any host (the fault schedule).
+    outside: Duration,
+}
+
+impl Trace {
+    pub fn log(&mut self, line: String) {
+        let t = turmoil::sim_elapsed().unwrap_or(self.outside).as_millis();
+        let line = format!("{t:>8} {line}");
+        if self.verbose {
+            println!("{line}");
+        }
+        self.hasher.update(line.as_bytes());
+        self.hasher.update(b"\n");
+    }
+
+    pub fn violation(&mut self, what: String) {
+        self.log(format!("VIOLATION {what}"));
+        let t = turmoil::sim_elapsed().unwrap_or(self.outside).as_millis();
+        self.violations.push(format!("t={t}ms {what}"));
+    }
+}
+
+pub type SharedTrace = Rc<RefCell<Trace>>;
+
+/// One scheduled fault action.
+#[derive(Debug, Clone)]
+enum Action {
+    Crash(usize),
+    Restart(usize),
+    Partition(usize),
+    Repair(usize),
+    IsolateLeader,
+    RepairAll,
+    Latency(u64),
+    ClockJump(usize, i64),
+    Corrupt(usize, usize),
+}
+
+/// Draws the fault schedule: (time, action) in time order. At most one node is down at a time
+/// and at most one shard is corrupted per run, so every acknowledged object stays recoverable
+/// (parity 2) and a violation means a bug rather than an impossible demand.
+fn schedule(rng: &mut ChaCha8Rng, until: Duration) -> Vec<(Duration, Action)> {
+    let mut out = Vec::new();
+    let mut t = Duration::from_secs(3);
+    let mut down_until = Duration::ZERO;
+    let mut corrupted = false;
+    loop {
+        t += Duration::from_millis(rng.gen_range(1000..5000));
+        if t >= until {
+            break;
+        }
+        let len = Duration::from_millis(rng.gen_range(1000..8000));
+        match rng.gen_range(0..6) {
+            0 if t >= down_until => {
+                let n = rng.gen_range(0..NODES);
+                out.push((t, Action::Crash(n)));
+                out.push((t + len, Action::Restart(n)));
+                down_until = t + len + Duration::from_secs(2);
+            }
+            1 => {
+                let n = rng.gen_range(0..NODES);
+                out.push((t, Action::Partition(n)));
+                out.push((t + len, Action::Repair(n)));
+            }
+            2 => {
+                out.push((t, Action::IsolateLeader));
+                out.push((t + len, Action::RepairAll));
+            }
+            3 => {
+                out.push((t, Action::Latency(rng.gen_range(20..400))));
+                out.push((t + len, Action::Latency(50)));
+            }
+            4 => {
+                let n = rng.gen_range(0..NODES);
+                out.push((t, Action::ClockJump(n, rng.gen_range(-120..120))));
+            }
+            5 if !corrupted => {
+                corrupted = true;
+                out.push((
+                    t,
+                    Action::Corrupt(
+                        rng.gen_range(0..NODES),
+                        rng.gen_range(0..cluster::DRIVES_PER_NODE),
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    out.sort_by_key(|(t, _)| *t);
+    out
+}
+
+fn others(n: usize) -> Vec<String> {
+    (0..NODES).filter(|&m| m != n).map(host_name).collect()
+}
+
+fn repair_all(sim: &turmoil::Sim<'_>) {
+    for a in 0..NODES {
+        for b in a + 1..NODES {
+            sim.repair(host_name(a), host_name(b));
+        }
+    }
+}
+
+/// Applies one fault action; returns the new "down" set.
+fn apply(
+    sim: &mut turmoil::Sim<'_>,
+    site: &Site,
+    rng: &mut ChaCha8Rng,
+    action: &Action,
+    down: &mut BTreeSet<usize>,
+    trace: &SharedTrace,
+) {
+    let mut tr = trace.borrow_mut();
+    tr.outside = sim.elapsed();
+    tr.faults += 1;
+    match *action {
+        Action::Crash(n) => {
+            let s = &site[n];
+            for d in &s.disks {
+                d.crash();
+            }
+            s.raft.crash();
+            sim.crash(host_name(n));
+            *s.control.borrow_mut() = None;
+            *s.node.borrow_mut() = None;
+            down.insert(n);
+            tr.log(format!("FAULT crash {}", host_name(n)));
+        }
+        Action::Restart(n) => {
+            if down.remove(&n) {
+                sim.bounce(host_name(n));
+                tr.log(format!("FAULT restart {}", host_name(n)));
+            }
+        }
+        Action::Partition(n) => {
+            for o in others(n) {
+                sim.partition(host_name(n), o);
+            }
+            tr.log(format!("FAULT partition {}", host_name(n)));
+        }
+        Action::Repair(n) => {
+            for o in others(n) {
+                sim.repair(host_name(n), o);
+            }
+            tr.log(format!("FAULT repair {}", host_name(n)));
+        }
+        Action::IsolateLeader => {
+            if let Some(l) = cluster::leader(site) {
+                for o in others(l) {
+                    sim.partition(host_name(l), o);
+                }
+                tr.log(format!("FAULT isolate leader {}", host_name(l)));
+            } else {
+                tr.log("FAULT isolate leader: none".into());
+            }
+        }
+        Action::RepairAll => {
+            repair_all(sim);
+            tr.log("FAULT repair all".into());
+        }
+        Action::Latency(ms) => {
+            sim.set_max_message_latency(Duration::from_millis(ms));
+            tr.log(format!("FAULT latency {ms}ms"));
+        }
+        Action::ClockJump(n, secs) => {
+            site[n]
+                .skew_ns
+                .fetch_add(secs * 1_000_000_000, Ordering::Relaxed);
+            tr.log(format!("FAULT clock {} {secs:+}s", host_name(n)));
+        }
+        Action::Corrupt(n, d) => {
+            let disk = &site[n].disks[d];
+            let files: Vec<_> = disk
+                .durable_files()
+                .into_iter()
+                .filter(|(p, b)| !b.is_empty() && !p.contains(".sys") && !p.contains("format"))
+                .collect();
+            if files.is_empty() {
+                tr.log(format!("FAULT corrupt {} d{d}: no files", host_name(n)));
+            } else {
+                let (path, bytes) = &files[rng.gen_range(0..files.len())];
+                let off = rng.gen_range(0..bytes.len() as u64);
+                let r = disk.corrupt_file(path, off);
+                tr.log(format!(
+                    "FAULT corrupt {} d{d} {path}@{off}: {}",
+                    host_name(n),
+                    r.is_ok()
+                ));
+            }
+        }
+    }
+}
+
+/// Runs one seed to the end and checks its invariants. A panic anywhere in the site (openraft
+/// asserts its storage invariants) is reported as a failure of the seed, not of the process.
+pub fn run_seed(seed: u64, opts: &Options, verbose: bool) -> Outcome {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_inner(seed, opts, verbose)
+    })) {
+        Ok(o) => o,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            Outcome {
+                seed,
+                trace_hash: hex::encode(&Sha256::digest(msg.as_bytes())[..8]),
+                ops: 0,
+                faults: 0,
+                violations: vec![format!("panic: {msg}")],
+                simulated: Duration::ZERO,
+                sim_error: None,
+            }
+        }
+    }
+}
+
+fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
+    cairn_control_plane::raft::set_seed(seed);
+    let trace: SharedTrace = Rc::new(RefCell::new(Trace {
+        verbose,
+        ..Trace::default()
+    }));
+    let site = cluster::new_site(seed);
+    if opts.planted_bug {
+        for n in site.iter() {
+            for d in &n.disks {
+                d.skip_fsync(true);
+            }
+            n.raft.skip_sync(true);
+        }
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xfa17);
+    let faults = if opts.faults {
+        schedule(&mut rng, opts.workload)
+    } else {
+        Vec::new()
+    };
+    let verify_at = opts.workload + Duration::from_secs(15);
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(verify_at + Duration::from_secs(300))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(50))
+        .build();
+    for n in site.iter() {
+        let state = n.clone();
+        sim.host(host_name(n.index), move || cluster::run_node(state.clone()));
+    }
+    let model = Rc::new(RefCell::new(workload::Model::default()));
+    for c in 0..opts.clients {
+        sim.client(
+            format!("client{}", c + 1),
+            workload::run_client(seed, c, opts.workload, model.clone(), trace.clone()),
+        );
+    }
+    sim.client(
+        "checker",
+        workload::run_checker(verify_at, model.clone(), site.clone(), trace.clone()),
+    );
+
+    let mut down = BTreeSet::new();
+    let mut next = 0;
+    let mut healed = false;
+    let mut sim_error = None;
+    loop {
+        let now = sim.elapsed();
+        while next < faults.len() && faults[next].0 <= now {
+            apply(
+                &mut sim,
+                &site,
+                &mut rng,
+                &faults[next].1,
+                &mut down,
+                &trace,
+            );
+            next += 1;
+        }
+        if !healed && now >= opts.workload {
+            // Liveness phase: every fault stops; the site must converge from here.
+            healed = true;
+            for n in std::mem::take(&mut down) {
+                sim.bounce(host_name(n));
+            }
+            repair_all(&sim);
+            sim.set_max_message_latency(Duration::from_millis(50));
+            for n in site.iter() {
+                n.skew_ns.store(0, Ordering::Relaxed);
+            }
+            let mut tr = trace.borrow_mut();
+            tr.outside = now;
+            tr.log("FAULTS END".into());
+        }
+        match sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => {
+                sim_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let simulated = sim.elapsed();
+    drop(sim);
+    let mut tr = trace.borrow_mut();
+    if let Some(e) = &sim_error {
+        tr.log(format!("SIM ERROR {e}"));
+    }
+    let hash = hex::encode(&tr.hasher.clone().finalize()[..8]);
+    Outcome {
+        seed,
+        trace_hash: hash,
+        ops: tr.ops,
+        faults: tr.faults,
+        violations: tr.violations.clone(),
+        simulated,
+        sim_error,
+    }
+}

@@ -1,0 +1,101 @@
+//! `cairn-sim`: run one seed (`--seed N`, prints its trace hash) or a range (`--seeds A..B`).
+
+use std::time::Instant;
+
+use clap::Parser;
+
+use cairn_sim::{run_seed, Options};
+
+#[derive(Parser)]
+#[command(about = "Deterministic simulation of a Cairn site")]
+struct Args {
+    /// Run this one seed and print its trace hash.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run a range of seeds, `A..B` (B excluded), and stop at the first failure.
+    #[arg(long)]
+    seeds: Option<String>,
+    /// Plant a durability bug (unsynced writes acknowledged) to check the checker.
+    #[arg(long)]
+    planted_bug: bool,
+    /// No faults: only the workload.
+    #[arg(long)]
+    no_faults: bool,
+    /// With --seeds: run every seed and list the failures instead of stopping at the first.
+    #[arg(long)]
+    keep_going: bool,
+    /// Print every trace line.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.verbose {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .init();
+    }
+    let opts = Options {
+        faults: !args.no_faults,
+        planted_bug: args.planted_bug,
+        ..Options::default()
+    };
+    let range = match (&args.seed, &args.seeds) {
+        (Some(s), _) => *s..*s + 1,
+        (None, Some(r)) => {
+            let (a, b) = r
+                .split_once("..")
+                .ok_or_else(|| anyhow::anyhow!("--seeds wants A..B"))?;
+            a.parse()?..b.parse()?
+        }
+        (None, None) => 0..1,
+    };
+    let started = Instant::now();
+    let (mut ops, mut runs) = (0u64, 0u64);
+    let mut failed = Vec::new();
+    for seed in range {
+        let t = Instant::now();
+        let o = run_seed(seed, &opts, args.verbose);
+        runs += 1;
+        ops += o.ops;
+        println!(
+            "seed {seed}: trace {} ops {} faults {} simulated {:.1}s wall {:.2}s {}",
+            o.trace_hash,
+            o.ops,
+            o.faults,
+            o.simulated.as_secs_f64(),
+            t.elapsed().as_secs_f64(),
+            if o.ok() { "ok" } else { "FAILED" }
+        );
+        if !o.ok() {
+            for v in &o.violations {
+                println!("  violation: {v}");
+            }
+            if let Some(e) = &o.sim_error {
+                println!("  simulation error: {e}");
+            }
+            let bug = if args.planted_bug {
+                " --planted-bug"
+            } else {
+                ""
+            };
+            println!("replay: cargo run -p cairn-sim -- --seed {seed}{bug} --verbose");
+            failed.push(seed);
+            if !args.keep_going {
+                break;
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{runs} seeds in {secs:.1}s: {:.1} seeds/min, {:.0} ops/s",
+        runs as f64 * 60.0 / secs,
+        ops as f64 / secs
+    );
+    if !failed.is_empty() {
+        println!("failed seeds: {failed:?}");
+        std::process::exit(1);
+    }
+    Ok(())
+}

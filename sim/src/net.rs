@@ -1,0 +1,79 @@
+//! Glue between turmoil's simulated TCP and the transports Cairn's servers and clients expect.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use cairn_control_plane::transport::{Connect, TransportError};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tonic::transport::Endpoint;
+
+/// A turmoil TCP stream tonic can serve: tonic wants `Connected` on the IO it is handed.
+pub struct SimStream(pub turmoil::net::TcpStream);
+
+impl tonic::transport::server::Connected for SimStream {
+    type ConnectInfo = ();
+    fn connect_info(&self) -> Self::ConnectInfo {}
+}
+
+impl AsyncRead for SimStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SimStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// Accepted connections of a turmoil listener as the stream `serve_with_incoming` consumes.
+pub fn incoming(
+    listener: turmoil::net::TcpListener,
+) -> impl futures::Stream<Item = io::Result<SimStream>> {
+    futures::stream::unfold(listener, |l| async move {
+        let r = l.accept().await.map(|(s, _)| SimStream(s));
+        Some((r, l))
+    })
+}
+
+/// Internode channels that dial over the simulated network.
+pub fn connect() -> Connect {
+    Arc::new(|addr: &str| {
+        let ep = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|_| TransportError::Address(addr.to_owned()))?
+            // The same settings as `Transport::tcp`: dead peers are detected, not waited on.
+            .connect_timeout(Duration::from_secs(1))
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true);
+        let target = addr.to_owned();
+        Ok(
+            ep.connect_with_connector_lazy(tower::service_fn(move |_uri| {
+                let target = target.clone();
+                async move {
+                    let s = turmoil::net::TcpStream::connect(target).await?;
+                    Ok::<_, io::Error>(TokioIo::new(s))
+                }
+            })),
+        )
+    })
+}

@@ -1,0 +1,67 @@
+//! The simulator's own guarantees: replay is exact, the checker catches a planted bug, and a
+//! fixed set of seeds passes (the CI set).
+
+use std::sync::Mutex;
+
+use cairn_sim::{run_seed, Options};
+
+/// `set_seed` (openraft's RNG) is process-wide: the tests run their seeds one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Replay is exact across processes (the contract of `--seed N`). Two runs inside one process
+/// differ today: some process-global state (not yet found) leaks from one run into the next.
+#[test]
+fn same_seed_same_trace() {
+    let _g = serial();
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-sim"))
+            .args(["--seed", "3"])
+            .output()
+            .expect("cairn-sim runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find(|l| l.starts_with("seed 3:"))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .map(str::to_owned)
+            .expect("a trace hash")
+    };
+    assert_eq!(run(), run());
+}
+
+/// Unsynced writes acknowledged as durable: some seed among the first 100 must fail (seed 9 does
+/// today; the loop stops at the first failure).
+#[test]
+fn planted_bug_is_caught() {
+    let _g = serial();
+    let opts = Options {
+        planted_bug: true,
+        ..Options::default()
+    };
+    let caught = (0..100).find(|&s| !run_seed(s, &opts, false).ok());
+    assert!(
+        caught.is_some(),
+        "no seed in 0..100 caught the planted durability bug"
+    );
+}
+
+/// Seeds known to fail because of open Cairn bugs (see sim/README.md); they stay out of the CI
+/// set until fixed and are replayed with `cargo run -p cairn-sim -- --seed N --verbose`.
+const KNOWN_FAILING: &[u64] = &[0, 20, 21, 33, 56, 59];
+
+#[test]
+fn ci_seed_set() {
+    let _g = serial();
+    let opts = Options::default();
+    let failed: Vec<_> = (1..=60)
+        .filter(|s| !KNOWN_FAILING.contains(s))
+        .take(50)
+        .map(|s| run_seed(s, &opts, false))
+        .filter(|o| !o.ok())
+        .map(|o| (o.seed, o.violations, o.sim_error))
+        .collect();
+    assert!(failed.is_empty(), "failing seeds: {failed:#?}");
+}
