@@ -9,6 +9,7 @@
 //! simulator can replace the network).
 
 pub mod command;
+pub mod iam;
 pub mod model;
 pub mod raft;
 pub mod state;

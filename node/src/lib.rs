@@ -15,4 +15,5 @@ pub mod erasure;
 pub mod object;
 pub mod s3;
 pub mod server;
+pub mod sse;
 pub mod topology;
