@@ -32,6 +32,24 @@ fn same_seed_same_trace() {
     assert_eq!(run(), run());
 }
 
+/// Seeds 0, 20, 21 and 56 found a sub-quorum overwrite destroying the acknowledged version; each
+/// replays in its own process (exact replay), where they now pass.
+#[test]
+fn failed_overwrite_keeps_the_previous_version() {
+    let _g = serial();
+    for seed in ["0", "20", "21", "56"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-sim"))
+            .args(["--seed", seed])
+            .output()
+            .expect("cairn-sim runs");
+        assert!(
+            out.status.success(),
+            "seed {seed}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
 /// Unsynced writes acknowledged as durable: some seed among the first 100 must fail (seed 9 does
 /// today; the loop stops at the first failure).
 #[test]

@@ -289,17 +289,18 @@ impl Worker {
         }
     }
 
-    /// Issues requests back to back until `shared.stop` is cancelled; a request cut by the stop is not counted.
+    /// Issues requests back to back until `shared.stop` is cancelled. The request in flight at the
+    /// stop is finished but not counted: cutting it would leave the server storing an object after
+    /// the cleanup deleted its key.
     pub async fn run(mut self, shared: Arc<Shared>) -> WorkerResult {
         while !shared.stop.is_cancelled() {
             let action = self.next_action();
             let (op, key) = self.describe(action);
             let start = Instant::now();
-            let result = tokio::select! {
-                biased;
-                () = shared.stop.cancelled() => break,
-                r = self.execute(op, &key) => r,
-            };
+            let result = self.execute(op, &key).await;
+            if shared.stop.is_cancelled() {
+                break;
+            }
             match result {
                 Ok(bytes) => {
                     self.stats.success(op, start.elapsed(), bytes);
@@ -312,7 +313,7 @@ impl Worker {
                 }
             }
         }
-        // In the put workload every PUT used a fresh key, including one cut by the stop.
+        // In the put workload every PUT used a fresh key, including the uncounted last one.
         let puts_created = if self.plan.workload == Workload::Put {
             self.puts
         } else {

@@ -17,6 +17,7 @@ pub mod write;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::future::join_all;
 use futures::Stream;
 use highway::{HighwayHash, HighwayHasher, Key};
 use prost::Message;
@@ -341,7 +342,9 @@ impl ObjectLayer {
     ) -> ObjectResult<()> {
         let _guard = self.locks.lock(self.key_hash(bucket, key)).await;
         let meta_key = keys::object(bucket, key);
-        set.on_all(|d, drive| {
+        // Phase 1: every drive records the new version but keeps the data of the versions it
+        // replaces, so a write that misses quorum can be rolled back without losing the old object.
+        let results = join_all(set.drives.iter().enumerate().map(|(d, drive)| {
             let shard = dist.iter().position(|&x| x as usize == d).unwrap_or(0);
             let ok = shard_ok.get(shard).copied().unwrap_or(false);
             let mut v = version.clone();
@@ -351,7 +354,7 @@ impl ObjectLayer {
             if let Some(inline) = inline {
                 v.inline_data = inline.get(shard).cloned().unwrap_or_default();
             }
-            let meta_key = meta_key.clone();
+            let (meta_key, drive) = (meta_key.clone(), drive.clone());
             async move {
                 if !ok {
                     return Err(crate::drive::DriveError::Offline);
@@ -359,21 +362,60 @@ impl ObjectLayer {
                 for (from, to) in moves {
                     drive.rename(from, to).await?;
                 }
-                let mut record = read_record(drive.as_ref(), &meta_key)
-                    .await?
-                    .unwrap_or_default();
+                let before = drive.get(&meta_key).await?;
+                let mut record = match &before {
+                    None => ObjectRecord::default(),
+                    Some(b) => ObjectRecord::decode(b.as_slice())
+                        .map_err(|e| crate::drive::DriveError::Meta(e.to_string()))?,
+                };
                 let replaced = replace_version(&mut record, v);
                 drive
                     .apply(vec![MetaOp::Put(meta_key, record.encode_to_vec())])
                     .await?;
-                for old in replaced {
-                    drive.delete(&keys::data_dir(&old)).await?;
-                }
-                Ok(())
+                Ok((before, replaced))
             }
-        })
-        .await
-        .map(|_| ())
+        }))
+        .await;
+        let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+        for (r, d) in results.iter().zip(&set.drives) {
+            if let Err(e) = r {
+                tracing::warn!(drive = d.label(), error = %e, "drive write failed");
+            }
+        }
+        if let Err(e) = set.require_write_quorum(&ok) {
+            // Phase 2, failed: put back what each drive held, drop the new data everywhere.
+            join_all(set.drives.iter().zip(&results).map(|(drive, r)| {
+                let meta_key = meta_key.clone();
+                async move {
+                    if let Ok((before, _)) = r {
+                        let undo = match before {
+                            Some(b) => MetaOp::Put(meta_key, b.clone()),
+                            None => MetaOp::Delete(meta_key),
+                        };
+                        if let Err(e) = drive.apply(vec![undo]).await {
+                            tracing::warn!(drive = drive.label(), error = %e, "rollback failed");
+                        }
+                    }
+                    for (_, to) in moves {
+                        let _ = drive.delete(to).await;
+                    }
+                }
+            }))
+            .await;
+            return Err(e);
+        }
+        // Phase 2, committed: the replaced versions' data can go.
+        join_all(set.drives.iter().zip(results).map(|(drive, r)| async move {
+            if let Ok((_, replaced)) = r {
+                for old in replaced {
+                    if let Err(e) = drive.delete(&keys::data_dir(&old)).await {
+                        tracing::warn!(drive = drive.label(), error = %e, "old data not removed");
+                    }
+                }
+            }
+        }))
+        .await;
+        Ok(())
     }
 
     /// Removes the null version of a key (no versioning yet): an absent key is not an error.
