@@ -32,12 +32,12 @@ fn same_seed_same_trace() {
     assert_eq!(run(), run());
 }
 
-/// Seeds 0, 20, 21 and 56 found a sub-quorum overwrite destroying the acknowledged version; each
-/// replays in its own process (exact replay), where they now pass.
+/// Seeds 0, 20, 21 and 56 found a sub-quorum overwrite, 33 and 59 a sub-quorum delete, destroying
+/// the acknowledged version; each replays in its own process (exact replay), where they now pass.
 #[test]
-fn failed_overwrite_keeps_the_previous_version() {
+fn failed_writes_keep_the_previous_version() {
     let _g = serial();
-    for seed in ["0", "20", "21", "56"] {
+    for seed in ["0", "20", "21", "33", "56", "59"] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-sim"))
             .args(["--seed", seed])
             .output()
@@ -66,17 +66,11 @@ fn planted_bug_is_caught() {
     );
 }
 
-/// Seeds known to fail because of open Cairn bugs (see sim/README.md); they stay out of the CI
-/// set until fixed and are replayed with `cargo run -p cairn-sim -- --seed N --verbose`.
-const KNOWN_FAILING: &[u64] = &[0, 20, 21, 33, 56, 59];
-
 #[test]
 fn ci_seed_set() {
     let _g = serial();
     let opts = Options::default();
-    let failed: Vec<_> = (1..=60)
-        .filter(|s| !KNOWN_FAILING.contains(s))
-        .take(50)
+    let failed: Vec<_> = (1..=50)
         .map(|s| run_seed(s, &opts, false))
         .filter(|o| !o.ok())
         .map(|o| (o.seed, o.violations, o.sim_error))

@@ -376,46 +376,8 @@ impl ObjectLayer {
             }
         }))
         .await;
-        let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
-        for (r, d) in results.iter().zip(&set.drives) {
-            if let Err(e) = r {
-                tracing::warn!(drive = d.label(), error = %e, "drive write failed");
-            }
-        }
-        if let Err(e) = set.require_write_quorum(&ok) {
-            // Phase 2, failed: put back what each drive held, drop the new data everywhere.
-            join_all(set.drives.iter().zip(&results).map(|(drive, r)| {
-                let meta_key = meta_key.clone();
-                async move {
-                    if let Ok((before, _)) = r {
-                        let undo = match before {
-                            Some(b) => MetaOp::Put(meta_key, b.clone()),
-                            None => MetaOp::Delete(meta_key),
-                        };
-                        if let Err(e) = drive.apply(vec![undo]).await {
-                            tracing::warn!(drive = drive.label(), error = %e, "rollback failed");
-                        }
-                    }
-                    for (_, to) in moves {
-                        let _ = drive.delete(to).await;
-                    }
-                }
-            }))
-            .await;
-            return Err(e);
-        }
-        // Phase 2, committed: the replaced versions' data can go.
-        join_all(set.drives.iter().zip(results).map(|(drive, r)| async move {
-            if let Ok((_, replaced)) = r {
-                for old in replaced {
-                    if let Err(e) = drive.delete(&keys::data_dir(&old)).await {
-                        tracing::warn!(drive = drive.label(), error = %e, "old data not removed");
-                    }
-                }
-            }
-        }))
-        .await;
-        Ok(())
+        let undo: Vec<String> = moves.iter().map(|(_, to)| to.clone()).collect();
+        settle_records(set, &meta_key, results, &undo).await
     }
 
     /// Removes the null version of a key (no versioning yet): an absent key is not an error.
@@ -423,12 +385,16 @@ impl ObjectLayer {
         let _guard = self.locks.lock(self.key_hash(bucket, key)).await;
         let (set, _) = self.place(bucket, key);
         let meta_key = keys::object(bucket, key);
-        set.on_all(|_, drive| {
+        // Two-phase like a commit: a delete that misses quorum must not leave a half-deleted object.
+        let results = join_all(set.drives.iter().map(|drive| {
             let meta_key = meta_key.clone();
             async move {
-                let Some(mut record) = read_record(drive.as_ref(), &meta_key).await? else {
-                    return Ok(());
+                let before = drive.get(&meta_key).await?;
+                let Some(raw) = &before else {
+                    return Ok((None, Vec::new()));
                 };
+                let mut record = ObjectRecord::decode(raw.as_slice())
+                    .map_err(|e| crate::drive::DriveError::Meta(e.to_string()))?;
                 let (gone, kept): (Vec<_>, Vec<_>) = record
                     .versions
                     .into_iter()
@@ -440,14 +406,16 @@ impl ObjectLayer {
                     MetaOp::Put(meta_key, record.encode_to_vec())
                 };
                 drive.apply(vec![op]).await?;
-                for v in gone.iter().filter(|v| !v.data_dir.is_empty()) {
-                    drive.delete(&keys::data_dir(&v.data_dir)).await?;
-                }
-                Ok(())
+                let freed = gone
+                    .into_iter()
+                    .filter(|v| !v.data_dir.is_empty())
+                    .map(|v| v.data_dir)
+                    .collect();
+                Ok((before, freed))
             }
-        })
-        .await
-        .map(|_| ())
+        }))
+        .await;
+        settle_records(set, &meta_key, results, &[]).await
     }
 
     /// Changes metadata of the agreed version in place (tags): only drives holding it are updated.
@@ -546,6 +514,59 @@ fn shard_reader(set: &ErasureSet, r: &quorum::Resolved) -> ObjectResult<ShardRea
         u64::from(e.block_size.max(1)),
         sources,
     ))
+}
+
+/// What one drive's first phase of a record change left: its previous record (raw) and the data
+/// dirs the change freed.
+type RecordChange = Result<(Option<Vec<u8>>, Vec<String>), crate::drive::DriveError>;
+
+/// Second phase of a change to `meta_key` on every drive of `set`. Below write quorum every drive
+/// that changed gets its previous record back and `undo_paths` (new data) are removed everywhere,
+/// so the previous version stays whole; at quorum the data the change freed is removed.
+async fn settle_records(
+    set: &ErasureSet,
+    meta_key: &[u8],
+    results: Vec<RecordChange>,
+    undo_paths: &[String],
+) -> ObjectResult<()> {
+    let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    for (r, d) in results.iter().zip(&set.drives) {
+        if let Err(e) = r {
+            tracing::warn!(drive = d.label(), error = %e, "drive write failed");
+        }
+    }
+    if let Err(e) = set.require_write_quorum(&ok) {
+        join_all(
+            set.drives
+                .iter()
+                .zip(&results)
+                .map(|(drive, r)| async move {
+                    if let Ok((before, _)) = r {
+                        let undo = match before {
+                            Some(b) => MetaOp::Put(meta_key.to_vec(), b.clone()),
+                            None => MetaOp::Delete(meta_key.to_vec()),
+                        };
+                        if let Err(e) = drive.apply(vec![undo]).await {
+                            tracing::warn!(drive = drive.label(), error = %e, "rollback failed");
+                        }
+                    }
+                    for p in undo_paths {
+                        let _ = drive.delete(p).await;
+                    }
+                }),
+        )
+        .await;
+        return Err(e);
+    }
+    join_all(set.drives.iter().zip(results).map(|(drive, r)| async move {
+        for dir in r.map(|(_, freed)| freed).unwrap_or_default() {
+            if let Err(e) = drive.delete(&keys::data_dir(&dir)).await {
+                tracing::warn!(drive = drive.label(), error = %e, "old data not removed");
+            }
+        }
+    }))
+    .await;
+    Ok(())
 }
 
 pub(crate) async fn read_record(
