@@ -42,8 +42,10 @@ pub struct Catalog {
     pub control: Arc<ControlPlane>,
     /// This node's drives, holding mirrored copies of the state.
     local: Vec<Arc<dyn Drive>>,
-    /// Serialises mirror writes so an older state never lands after a newer one.
-    mirror_lock: tokio::sync::Mutex<()>,
+    /// Serialises mirror writes so an older state never lands after a newer one, and remembers
+    /// the last applied index written: a proposal and the watcher both mirror the same state, the
+    /// second is skipped.
+    mirror_lock: tokio::sync::Mutex<Option<u64>>,
 }
 
 impl Catalog {
@@ -51,7 +53,7 @@ impl Catalog {
         Self {
             control,
             local,
-            mirror_lock: tokio::sync::Mutex::new(()),
+            mirror_lock: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -84,7 +86,10 @@ impl Catalog {
 
     /// Writes `state` to every local drive (synced); a drive that fails is caught up next time.
     async fn mirror(&self, state: &SiteState) {
-        let _g = self.mirror_lock.lock().await;
+        let mut mirrored = self.mirror_lock.lock().await;
+        if mirrored.is_some_and(|m| m >= state.applied) {
+            return;
+        }
         let bytes = state.to_bytes();
         let results = join_all(
             self.local
@@ -92,10 +97,15 @@ impl Catalog {
                 .map(|d| d.apply(vec![MetaOp::Put(SITE_STATE.to_vec(), bytes.clone())])),
         )
         .await;
+        let mut all = true;
         for (d, r) in self.local.iter().zip(results) {
             if let Err(e) = r {
+                all = false;
                 tracing::warn!(drive = d.label(), error = %e, "site state not mirrored");
             }
+        }
+        if all {
+            *mirrored = Some(state.applied);
         }
     }
 

@@ -91,7 +91,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let drives = startup::open_drives(&topology, args.parity)?;
     let mut rng = rand::rngs::OsRng;
     let (root, origin) = root::load_or_create(user, password, &drives.paths, &mut rng)?;
-    let transport = Transport::tcp(&internode_token(&root, &topology.derived_deployment_id()))?;
+    let transport = Transport::tcp(&internode_token(&root, &drives.deployment_id))?;
     let site_drives = drives.site_drives(&topology, &transport);
     if let Origin::Generated = origin {
         // Shown once: the operator needs it, and it is kept only on the drives.
