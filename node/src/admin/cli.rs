@@ -8,6 +8,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use super::alias::{self, Aliases, Target};
 use crate::bench::sign::{amz_date, SignRequest, Signer, UNSIGNED_PAYLOAD};
 
 #[derive(clap::Args, Debug)]
@@ -39,6 +40,24 @@ pub enum AdminCommand {
     /// The site's control plane (Raft): status and membership changes without downtime.
     #[command(subcommand)]
     Raft(RaftCommand),
+    /// Named endpoints (URL + credentials) kept in `~/.cairn/config.json`, as `mc alias` keeps them.
+    #[command(subcommand)]
+    Alias(AliasCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum AliasCommand {
+    /// Add or replace an alias: `cairn admin alias set ALIAS URL ACCESS SECRET`.
+    Set {
+        alias: String,
+        url: String,
+        access_key: String,
+        secret_key: String,
+    },
+    /// Forget an alias.
+    Remove { alias: String },
+    /// Aliases and their URLs (secrets are not printed).
+    List,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -68,11 +87,73 @@ pub enum RaftCommand {
     },
 }
 
-pub fn run(args: AdminArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// A single-threaded runtime for one CLI call.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
+        .build()?)
+}
+
+fn alias_command(cmd: &AliasCommand) -> anyhow::Result<()> {
+    let mut aliases = Aliases::load()?;
+    match cmd {
+        AliasCommand::Set {
+            alias,
+            url,
+            access_key,
+            secret_key,
+        } => {
+            alias::validate(alias, url)?;
+            aliases.aliases.insert(
+                alias.clone(),
+                Target {
+                    url: url.trim_end_matches('/').to_string(),
+                    access_key: access_key.clone(),
+                    secret_key: secret_key.clone(),
+                    region: "us-east-1".into(),
+                },
+            );
+            aliases.save()?;
+            println!("Added `{alias}` successfully.");
+        }
+        AliasCommand::Remove { alias } => {
+            if aliases.aliases.remove(alias).is_none() {
+                anyhow::bail!("no alias {alias:?}");
+            }
+            aliases.save()?;
+            println!("Removed `{alias}` successfully.");
+        }
+        AliasCommand::List => {
+            for (name, t) in &aliases.aliases {
+                println!("{name}\t{}\t{}", t.url, t.access_key);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl AdminArgs {
+    /// The target named by `--endpoint`/`--access-key`/`--secret-key` (commands without an alias).
+    fn target(&self) -> anyhow::Result<Target> {
+        Ok(Target {
+            url: self.endpoint.clone(),
+            access_key: self
+                .access_key
+                .clone()
+                .context("no access key: pass --access-key or set CAIRN_ACCESS_KEY")?,
+            secret_key: self
+                .secret_key
+                .clone()
+                .context("no secret key: pass --secret-key or set CAIRN_SECRET_KEY")?,
+            region: self.region.clone(),
+        })
+    }
+}
+
+pub fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let rt = runtime()?;
     let (method, op, query) = match &args.command {
+        AdminCommand::Alias(cmd) => return alias_command(cmd),
         AdminCommand::Heal => ("POST", "heal", vec![]),
         AdminCommand::Info => ("GET", "info", vec![]),
         AdminCommand::Raft(RaftCommand::Status) => ("GET", "raft/status", vec![]),
@@ -90,29 +171,26 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             ("POST", "raft/remove-voter", vec![("id", id.to_string())])
         }
     };
-    let body = rt.block_on(call(&args, method, op, &query))?;
+    let target = args.target()?;
+    let body = rt.block_on(call(&target, method, op, &query, Vec::new()))?;
     println!("{body}");
     Ok(())
 }
 
-async fn call(
-    args: &AdminArgs,
+/// Sends one signed admin request (`op` relative to `/cairn/admin/v1/`, a JSON `body` or none)
+/// and returns the response text; a non-2xx answer is an error carrying the server's message.
+pub async fn call(
+    target: &Target,
     method: &str,
     op: &str,
     query: &[(&str, String)],
+    body: Vec<u8>,
 ) -> anyhow::Result<String> {
-    let ak = args
-        .access_key
-        .clone()
-        .context("no access key: pass --access-key or set CAIRN_ACCESS_KEY")?;
-    let sk = args
-        .secret_key
-        .clone()
-        .context("no secret key: pass --secret-key or set CAIRN_SECRET_KEY")?;
-    let base: hyper::Uri = args
-        .endpoint
+    let (ak, sk) = (&target.access_key, &target.secret_key);
+    let base: hyper::Uri = target
+        .url
         .parse()
-        .with_context(|| format!("invalid endpoint {:?}", args.endpoint))?;
+        .with_context(|| format!("invalid endpoint {:?}", target.url))?;
     let host = base
         .authority()
         .context("endpoint has no host")?
@@ -125,7 +203,7 @@ async fn call(
         .collect::<Vec<_>>()
         .join("&");
     let date = amz_date(time::OffsetDateTime::now_utc());
-    let mut signer = Signer::new(&ak, &sk, &args.region, "s3");
+    let mut signer = Signer::new(ak, sk, &target.region, "s3");
     let auth = signer.authorization(&SignRequest {
         method,
         path: &path,
@@ -149,13 +227,13 @@ async fn call(
         .header("x-amz-date", &date)
         .header("x-amz-content-sha256", UNSIGNED_PAYLOAD)
         .header("authorization", auth)
-        .body(Full::new(Bytes::new()))?;
+        .body(Full::new(Bytes::from(body)))?;
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     // Healing a large deployment takes a while; only connection problems should fail fast.
     let resp = tokio::time::timeout(Duration::from_secs(24 * 3600), client.request(req))
         .await
         .context("admin request timed out")?
-        .with_context(|| format!("cannot reach {}", args.endpoint))?;
+        .with_context(|| format!("cannot reach {}", target.url))?;
     let status = resp.status();
     let body = resp.into_body().collect().await?.to_bytes();
     let text = String::from_utf8_lossy(&body).into_owned();

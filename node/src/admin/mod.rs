@@ -1,6 +1,7 @@
 //! The admin API under `/cairn/admin/v1/` on the S3 port: SigV4-signed (s3s checks the signature
 //! before the route runs), JSON in and out. Only root may call it until IAM adds `admin:*` actions.
 
+pub mod alias;
 pub mod cli;
 
 use std::sync::Arc;
