@@ -12,7 +12,7 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 use tonic::metadata::AsciiMetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 
 /// gRPC metadata key carrying the internode token.
@@ -24,6 +24,8 @@ pub enum TransportError {
     Address(String),
     #[error("invalid internode token: it must be printable ASCII")]
     Token,
+    #[error("internode TLS: {0}")]
+    Tls(String),
 }
 
 /// Makes a (lazily connecting) channel to `HOST:PORT`.
@@ -56,9 +58,22 @@ impl Transport {
 
     /// Plain TCP: a dead peer fails within the connect timeout instead of hanging requests.
     pub fn tcp(token: &str) -> Result<Self, TransportError> {
-        let connect: Connect = Arc::new(|addr: &str| {
-            let ep = Endpoint::from_shared(format!("http://{addr}"))
-                .map_err(|_| TransportError::Address(addr.to_string()))?
+        Self::tcp_tls(token, None)
+    }
+
+    /// TCP, with mutual TLS when `tls` is given (the peer's certificate is checked against the
+    /// site's authorities and this node presents its own).
+    pub fn tcp_tls(token: &str, tls: Option<ClientTlsConfig>) -> Result<Self, TransportError> {
+        let connect: Connect = Arc::new(move |addr: &str| {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
+                .map_err(|_| TransportError::Address(addr.to_string()))?;
+            if let Some(tls) = &tls {
+                ep = ep
+                    .tls_config(tls.clone())
+                    .map_err(|e| TransportError::Tls(e.to_string()))?;
+            }
+            let ep = ep
                 .connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(5))

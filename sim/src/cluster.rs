@@ -166,7 +166,7 @@ pub async fn run_node(state: Rc<NodeState>) -> turmoil::Result {
         .collect();
 
     let internode = turmoil::net::TcpListener::bind(format!("0.0.0.0:{}", S3_PORT + 10000)).await?;
-    let router = internode_router(&control, &transport, local);
+    let router = internode_router(&control, &transport, local, None)?;
     tokio::spawn(async move {
         if let Err(e) = router.serve_with_incoming(net::incoming(internode)).await {
             tracing::error!(error = %e, "internode server stopped");

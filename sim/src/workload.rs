@@ -355,5 +355,40 @@ pub async fn run_checker(
             applied.join(" ")
         ));
     }
+    check_full_redundancy(&site, &trace).await;
     Ok(())
+}
+
+/// Full heals run until one finishes without errors; the next must find nothing to repair: every
+/// shard of every object is back on its drive and verifies, and no dangling record is left.
+async fn check_full_redundancy(site: &Site, trace: &SharedTrace) {
+    let Some(node) = site.iter().find_map(|n| n.node.borrow().clone()) else {
+        trace
+            .borrow_mut()
+            .violation("liveness: no node running for the redundancy check".into());
+        return;
+    };
+    let mut clean = false;
+    for _ in 0..10 {
+        let s = cairn_node::admin::heal_everything(&node).await;
+        trace.borrow_mut().log(format!("CHECK heal {s:?}"));
+        if s.errors == 0 {
+            clean = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    if !clean {
+        trace
+            .borrow_mut()
+            .violation("liveness: full heal keeps failing after faults stopped".into());
+        return;
+    }
+    let s = cairn_node::admin::heal_everything(&node).await;
+    trace.borrow_mut().log(format!("CHECK re-heal {s:?}"));
+    if s.shards_written > 0 || s.dangling_removed > 0 || s.errors > 0 {
+        trace.borrow_mut().violation(format!(
+            "redundancy not restored: a second full heal still repaired {s:?}"
+        ));
+    }
 }

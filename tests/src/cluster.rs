@@ -35,18 +35,31 @@ impl Cluster {
     /// Starts `nodes` processes with `drives` drives each and waits until all are ready (the
     /// site's control plane has a leader).
     pub async fn start(nodes: usize, drives: usize, parity: Option<usize>) -> Cluster {
+        Self::start_with(nodes, drives, parity, |_| None).await
+    }
+
+    /// Like `start`, with `certs(i)` giving node `i` a certificates directory (HTTPS on the S3
+    /// port, mutual TLS between the nodes, `https://` endpoints).
+    pub async fn start_with(
+        nodes: usize,
+        drives: usize,
+        parity: Option<usize>,
+        certs: impl Fn(usize) -> Option<std::path::PathBuf>,
+    ) -> Cluster {
         let mut servers: Vec<Server> = (0..nodes)
-            .map(|_| {
+            .map(|i| {
                 let mut o = ServerOptions::new(drives);
                 o.parity = parity;
+                o.certs_dir = certs(i);
                 Server::prepare(o)
             })
             .collect();
         let ports: Vec<u16> = (0..nodes).map(|_| free_port_pair()).collect();
         let mut endpoints = Vec::new();
         for (s, p) in servers.iter().zip(&ports) {
+            let scheme = if s.tls() { "https" } else { "http" };
             for d in s.drives() {
-                endpoints.push(format!("http://127.0.0.1:{p}{}", d.display()));
+                endpoints.push(format!("{scheme}://127.0.0.1:{p}{}", d.display()));
             }
         }
         for (s, p) in servers.iter_mut().zip(&ports) {

@@ -11,6 +11,7 @@
 //! * data helpers: deterministic random bytes, md5/etag, drive walking, bit flipping.
 //! * [`cluster`]: a site of several `cairn` processes on loopback.
 
+pub mod certs;
 pub mod cluster;
 
 use std::fmt::Debug;
@@ -89,6 +90,10 @@ pub struct ServerOptions {
     pub ellipsis: bool,
     /// A node of a networked site (see [`cluster`]): fixed port, the site's endpoint list.
     pub site: Option<SiteSpec>,
+    /// `--certs-dir` with a certificate (see [`certs`]): HTTPS and internode mutual TLS. Without
+    /// it the server gets an empty certs directory, so a developer's `~/.cairn/certs` never
+    /// leaks into tests.
+    pub certs_dir: Option<PathBuf>,
 }
 
 /// How one node of a [`cluster::Cluster`] is started.
@@ -107,6 +112,7 @@ impl ServerOptions {
             env_credentials: Some((ROOT_USER.to_string(), ROOT_PASSWORD.to_string())),
             ellipsis: false,
             site: None,
+            certs_dir: None,
         }
     }
     pub fn parity(mut self, parity: usize) -> Self {
@@ -119,6 +125,10 @@ impl ServerOptions {
     }
     pub fn ellipsis(mut self) -> Self {
         self.ellipsis = true;
+        self
+    }
+    pub fn certs_dir(mut self, dir: PathBuf) -> Self {
+        self.certs_dir = Some(dir);
         self
     }
 }
@@ -232,6 +242,8 @@ impl Server {
             args.push("--parity".into());
             args.push(p.to_string());
         }
+        args.push("--certs-dir".into());
+        args.push(self.certs_dir().display().to_string());
         if let Some(site) = &self.opts.site {
             args.extend(site.endpoints.iter().cloned());
         } else if self.opts.ellipsis {
@@ -265,8 +277,32 @@ impl Server {
         self.child = Some(child);
     }
 
+    /// The directory passed as `--certs-dir`.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.opts
+            .certs_dir
+            .clone()
+            .unwrap_or_else(|| self.root.join("no-certs"))
+    }
+
+    /// Whether the server speaks HTTPS.
+    pub fn tls(&self) -> bool {
+        self.opts.certs_dir.is_some()
+    }
+
+    /// A reqwest client trusting the server's CA when it speaks HTTPS.
+    fn reqwest_builder(&self) -> reqwest::ClientBuilder {
+        let mut b = reqwest::Client::builder();
+        if self.tls() {
+            let pem = certs::trusted_pem(&self.certs_dir());
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+        }
+        b
+    }
+
     async fn wait_ready(&mut self) -> Result<(), StartError> {
-        let http = reqwest::Client::builder()
+        let http = self
+            .reqwest_builder()
             .timeout(Duration::from_secs(2))
             .build()
             .unwrap();
@@ -341,7 +377,8 @@ impl Server {
         self.port
     }
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
     pub fn root(&self) -> &Path {
         &self.root
@@ -481,7 +518,7 @@ impl Server {
 
     /// Plain HTTP client.
     pub fn http(&self) -> reqwest::Client {
-        reqwest::Client::builder()
+        self.reqwest_builder()
             .timeout(Duration::from_secs(120))
             .build()
             .unwrap()
@@ -500,7 +537,7 @@ impl Server {
 
     /// Status of `GET /cairn/health/<what>`, `None` when nothing answers.
     pub async fn health_opt(&self, what: &str) -> Option<u16> {
-        reqwest::Client::builder()
+        self.reqwest_builder()
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap()
@@ -515,7 +552,8 @@ impl Server {
     pub async fn admin_info(&self) -> Option<serde_json::Value> {
         let url = format!("{}/cairn/admin/v1/info", self.endpoint());
         let signed = self.signer().sign("GET", &url, &[], sigv4::EMPTY_SHA256);
-        let mut req = reqwest::Client::builder()
+        let mut req = self
+            .reqwest_builder()
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap()

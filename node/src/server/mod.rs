@@ -3,6 +3,7 @@
 pub mod health;
 pub mod node;
 pub mod startup;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,7 +45,30 @@ pub struct ServerArgs {
     /// endpoint list on every node: `http://HOST:PORT/PATH`, e.g. `http://node{1...3}:9000/data{1...2}`.
     #[arg(required = true, value_name = "DRIVES")]
     pub drives: Vec<String>,
+    /// Directory with `public.crt` + `private.key` (and `CAs/`): HTTPS on the S3 port and mutual
+    /// TLS between nodes. Default `~/.cairn/certs`; without the files Cairn serves plain HTTP.
+    #[arg(long, env = "CAIRN_CERTS_DIR")]
+    pub certs_dir: Option<std::path::PathBuf>,
 }
+
+/// Who is on the other end of a request's connection, for conditions like `aws:SourceIp` and
+/// `aws:SecureTransport`; every request served by `cairn server` carries one in its extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub secure: bool,
+}
+
+fn default_certs_dir() -> std::path::PathBuf {
+    std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default()
+        .join(".cairn")
+        .join("certs")
+}
+
+/// TLS handshakes that take longer are dropped, so a silent client cannot pin a connection.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The socket to bind for `HOST:PORT` or `:PORT`; a host name binds every interface (a node is
 /// named by its host in the endpoint list but must accept on whatever interface that resolves to).
@@ -88,10 +112,16 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             topology.nodes.len()
         );
     }
+    tls::install_crypto_provider();
+    let certs_dir = args.certs_dir.clone().unwrap_or_else(default_certs_dir);
+    let tls = tls::TlsMaterial::load(&certs_dir)?;
     let drives = startup::open_drives(&topology, args.parity)?;
     let mut rng = rand::rngs::OsRng;
     let (root, origin) = root::load_or_create(user, password, &drives.paths, &mut rng)?;
-    let transport = Transport::tcp(&internode_token(&root, &drives.deployment_id))?;
+    let transport = Transport::tcp_tls(
+        &internode_token(&root, &drives.deployment_id),
+        tls.as_ref().map(tls::TlsMaterial::internode_client),
+    )?;
     let site_drives = drives.site_drives(&topology, &transport);
     if let Origin::Generated = origin {
         // Shown once: the operator needs it, and it is kept only on the drives.
@@ -125,14 +155,19 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         let listener = TcpListener::bind(bind)
             .await
             .with_context(|| format!("cannot listen for internode gRPC on {bind}"))?;
-        let router = node::internode_router(&control, &transport, drives.local.clone());
+        let router = node::internode_router(
+            &control,
+            &transport,
+            drives.local.clone(),
+            tls.as_ref().map(tls::TlsMaterial::internode_server),
+        )?;
         tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             if let Err(e) = router.serve_with_incoming(incoming).await {
                 tracing::error!(error = %e, "internode gRPC server stopped");
             }
         });
-        tracing::info!(%internode, "internode gRPC listening");
+        tracing::info!(%internode, mtls = tls.is_some(), "internode gRPC listening");
     }
     let heal_on_start = drives.fresh > 0 || (topology.networked && rejoining);
     let (_node, router) = Node::start(NodeParts {
@@ -154,9 +189,21 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    let acceptor = match &tls {
+        Some(m) => {
+            let (acceptor, cert) = tls::s3_acceptor(m)?;
+            tokio::spawn(tls::reload_forever(m.dir.clone(), cert));
+            Some(acceptor)
+        }
+        None => {
+            tracing::warn!(certs = %certs_dir.display(), "no TLS certificate: serving plain HTTP");
+            None
+        }
+    };
     tracing::info!(%addr, layout = ?drives.layout, deployment = %drives.deployment_id, "cairn is serving");
     println!(
-        "Cairn serving S3 on http://{} ({} drive(s) here, {} in the site on {} node(s), {:?})",
+        "Cairn serving S3 on {}://{} ({} drive(s) here, {} in the site on {} node(s), {:?})",
+        if acceptor.is_some() { "https" } else { "http" },
         listener.local_addr()?,
         drives.paths.len(),
         site_drives.len(),
@@ -174,7 +221,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -182,18 +229,44 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let info = ConnInfo { peer, secure: acceptor.is_some() };
                 let svc = router.clone();
-                let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                     let svc = svc.clone();
+                    req.extensions_mut().insert(info);
                     async move { svc.handle(req).await }
                 });
-                let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                match &acceptor {
+                    None => {
+                        let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                        let conn = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        let (acceptor, http, watcher) = (acceptor.clone(), http.clone(), graceful.watcher());
+                        tokio::spawn(async move {
+                            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             _ = &mut shutdown => break,
         }

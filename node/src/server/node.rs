@@ -132,15 +132,21 @@ impl Node {
     }
 }
 
-/// The internode gRPC services of a node (Raft and its drives), to serve on any incoming stream.
+/// The internode gRPC services of a node (Raft and its drives), to serve on any incoming stream;
+/// with `tls`, only peers presenting a certificate from a trusted authority get through.
 pub fn internode_router(
     control: &ControlPlane,
     transport: &Transport,
     local: BTreeMap<u32, Arc<dyn Drive>>,
-) -> tonic::transport::server::Router {
-    tonic::transport::Server::builder()
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> Result<tonic::transport::server::Router, tonic::transport::Error> {
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    Ok(server
         .add_service(control.grpc_service())
-        .add_service(DriveServer::new(DataService::new(transport.clone(), local)))
+        .add_service(DriveServer::new(DataService::new(transport.clone(), local))))
 }
 
 /// Repairs objects that reads found damaged, one at a time, skipping repeats already queued.
