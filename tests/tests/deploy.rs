@@ -310,17 +310,25 @@ async fn bucket_names(c: &Client) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn compose_site_behind_haproxy_survives_a_killed_node() {
-    let Some((compose, haproxy)) = prerequisites() else {
-        return;
-    };
-    let _serial = SERIAL.lock().await;
+/// Builds the images and starts `file` (holding the lock that keeps these tests one at a time),
+/// waiting until the load balancer reports a site with write quorum; `None` when skipped. The
+/// project comes second so that it is torn down before the lock is released.
+async fn start_site(file: &str) -> Option<(tokio::sync::MutexGuard<'static, ()>, Project)> {
+    let (compose, haproxy) = prerequisites()?;
+    let serial = SERIAL.lock().await;
     let started = Instant::now();
     build_images(&haproxy);
-    let site = Project::up(compose, "site.yml");
-    site.wait_health("cluster", 200, SITE_TIMEOUT).await;
-    eprintln!("site up behind the LB after {:?}", started.elapsed());
+    let project = Project::up(compose, file);
+    project.wait_health("cluster", 200, SITE_TIMEOUT).await;
+    eprintln!("{file} up behind the LB after {:?}", started.elapsed());
+    Some((serial, project))
+}
+
+#[tokio::test]
+async fn compose_site_behind_haproxy_survives_a_killed_node() {
+    let Some((_serial, site)) = start_site("site.yml").await else {
+        return;
+    };
     for n in ["node1", "node2", "node3"] {
         site.wait_lb_server(n, "UP").await;
     }
@@ -368,19 +376,13 @@ async fn compose_site_behind_haproxy_survives_a_killed_node() {
     assert!(bucket_names(&c)
         .await
         .contains(&"while-degraded".to_string()));
-    eprintln!("site test done after {:?}", started.elapsed());
 }
 
 #[tokio::test]
 async fn two_sites_haproxy_fails_over_to_site_b() {
-    let Some((compose, haproxy)) = prerequisites() else {
+    let Some((_serial, sites)) = start_site("two-sites.yml").await else {
         return;
     };
-    let _serial = SERIAL.lock().await;
-    let started = Instant::now();
-    build_images(&haproxy);
-    let sites = Project::up(compose, "two-sites.yml");
-    sites.wait_health("cluster", 200, SITE_TIMEOUT).await;
     for n in ["a1", "a2", "a3"] {
         sites.wait_lb_server(n, "UP").await;
     }
@@ -438,5 +440,4 @@ async fn two_sites_haproxy_fails_over_to_site_b() {
         "clients were not sent back to site A once it recovered"
     );
     read_back(&c, "on-site-a", &a_objects).await;
-    eprintln!("two-site test done after {:?}", started.elapsed());
 }
