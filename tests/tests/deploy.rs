@@ -250,18 +250,24 @@ impl Project {
             .collect()
     }
 
-    /// Waits until HAProxy reports `server` with a status starting with `status` ("UP", "DOWN").
-    async fn wait_lb_server(&self, server: &str, status: &str) {
+    /// Waits until HAProxy has `server` in rotation (`up`: a check passed) or out of it (`!up`:
+    /// "DOWN", or "MAINT (resolution)" once Docker's DNS no longer knows a stopped container).
+    async fn wait_lb_server(&self, server: &str, up: bool) {
         let ok = poll_until(LB_TIMEOUT, || async {
-            self.lb_servers()
-                .await
-                .iter()
-                .any(|(s, st, _)| s == server && st.starts_with(status))
+            self.lb_servers().await.iter().any(|(s, st, _)| {
+                s == server
+                    && if up {
+                        st == "UP"
+                    } else {
+                        st.starts_with("DOWN") || st.starts_with("MAINT")
+                    }
+            })
         })
         .await;
         assert!(
             ok,
-            "HAProxy did not see {server} {status} within {LB_TIMEOUT:?}: {:?}",
+            "HAProxy did not take {server} {} within {LB_TIMEOUT:?}: {:?}",
+            if up { "up" } else { "down" },
             self.lb_servers().await
         );
     }
@@ -330,7 +336,7 @@ async fn compose_site_behind_haproxy_survives_a_killed_node() {
         return;
     };
     for n in ["node1", "node2", "node3"] {
-        site.wait_lb_server(n, "UP").await;
+        site.wait_lb_server(n, true).await;
     }
 
     let c = site.client();
@@ -360,7 +366,7 @@ async fn compose_site_behind_haproxy_survives_a_killed_node() {
         .collect();
     put_and_check(&c, "deployed", &more).await;
     create_bucket(&c, "while-degraded").await;
-    site.wait_lb_server("node1", "DOWN").await;
+    site.wait_lb_server("node1", false).await;
     assert_eq!(
         site.health("cluster").await,
         Some(200),
@@ -369,7 +375,7 @@ async fn compose_site_behind_haproxy_survives_a_killed_node() {
     read_back(&c, "deployed", &objects).await;
 
     site.ok(&["start", "node1"]);
-    site.wait_lb_server("node1", "UP").await;
+    site.wait_lb_server("node1", true).await;
     assert_eq!(site.health("cluster").await, Some(200));
     read_back(&c, "deployed", &objects).await;
     read_back(&c, "deployed", &more).await;
@@ -384,7 +390,7 @@ async fn two_sites_haproxy_fails_over_to_site_b() {
         return;
     };
     for n in ["a1", "a2", "a3"] {
-        sites.wait_lb_server(n, "UP").await;
+        sites.wait_lb_server(n, true).await;
     }
 
     sites.wait_health("cluster", 200, SITE_TIMEOUT).await;
@@ -410,7 +416,7 @@ async fn two_sites_haproxy_fails_over_to_site_b() {
 
     sites.ok(&["stop", "-t", "5", "a1", "a2", "a3"]);
     for n in ["a1", "a2", "a3"] {
-        sites.wait_lb_server(n, "DOWN").await;
+        sites.wait_lb_server(n, false).await;
     }
     sites.wait_health("cluster", 200, LB_TIMEOUT).await;
     // Site B is an independent cluster until replication lands: site A's bucket is not there.
