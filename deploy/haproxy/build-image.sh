@@ -9,6 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 image=${CAIRN_HAPROXY_IMAGE:-cairn-haproxy:local}
 bin=${1:-$(command -v haproxy || true)}
 [ -n "$bin" ] || bin=/usr/sbin/haproxy
+bin=$(command -v "$bin" || echo "$bin")
 [ -x "$bin" ] || { echo "haproxy not found: apt-get install -y haproxy, or pass its path" >&2; exit 1; }
 
 ctx=$(mktemp -d)
