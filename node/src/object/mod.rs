@@ -193,6 +193,9 @@ impl ObjectLayer {
         key: &str,
         version_id: Option<&str>,
     ) -> ObjectResult<quorum::Resolved> {
+        if let Some(id) = version_id {
+            versions::check_version_id(id)?;
+        }
         let (set, _) = self.place(bucket, key);
         let records = set.read_records(&keys::object(bucket, key)).await;
         quorum::resolve(&records, version_id, set.read_quorum, set.write_quorum)

@@ -162,3 +162,6 @@ impl ObjectLayer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
