@@ -21,7 +21,12 @@ fn delete_marker_error(version_id: &str, requested: bool) -> S3Error {
     } else {
         err(S3ErrorCode::NoSuchKey, "The specified key does not exist.")
     };
+    // s3s replaces the error response's headers with these: keep the XML content type.
     let mut h = http::HeaderMap::new();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
     h.insert(
         "x-amz-delete-marker",
         http::HeaderValue::from_static("true"),
