@@ -16,6 +16,16 @@ pub enum Command {
     DeleteBucket {
         name: String,
     },
+    /// PutBucketVersioning (Enabled or Suspended).
+    SetVersioning {
+        name: String,
+        versioning: crate::model::Versioning,
+    },
+    /// PutObjectLockConfiguration: object lock on, with this default retention (or none).
+    SetObjectLock {
+        name: String,
+        default_retention: Option<crate::bucket_versioning::DefaultRetention>,
+    },
     /// Puts back the state a node kept on its drives, into a control plane that lost its own Raft
     /// storage (a single node whose first drive was replaced). Refused unless the state is empty,
     /// so a stale copy never overwrites a live site.
@@ -30,6 +40,10 @@ pub enum CommandError {
     BucketExists(String),
     #[error("bucket {0} does not exist")]
     NoSuchBucket(String),
+    #[error("{0}")]
+    InvalidBucketState(String),
+    #[error("{0}")]
+    InvalidRequest(String),
     #[error("the site state is not empty: refusing to restore over it")]
     NotEmpty,
 }

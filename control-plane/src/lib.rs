@@ -8,6 +8,7 @@
 //! and membership changes. [`transport`] is how nodes reach each other (handed in, so the
 //! simulator can replace the network).
 
+pub mod bucket_versioning;
 pub mod command;
 pub mod iam;
 pub mod model;
@@ -15,6 +16,7 @@ pub mod raft;
 pub mod state;
 pub mod transport;
 
+pub use bucket_versioning::{DefaultRetention, LockMode, RetentionPeriod};
 pub use command::{Command, CommandError};
 pub use model::{BucketInfo, Versioning};
 pub use raft::{

@@ -20,4 +20,7 @@ pub struct BucketInfo {
     pub versioning: Versioning,
     #[serde(default)]
     pub object_lock: bool,
+    /// Retention given to new versions when the request names none (object-lock buckets only).
+    #[serde(default)]
+    pub default_retention: Option<crate::bucket_versioning::DefaultRetention>,
 }

@@ -40,6 +40,7 @@ impl SiteState {
                         created_ns: *created_ns,
                         versioning,
                         object_lock: *object_lock,
+                        default_retention: None,
                     },
                 );
                 Ok(())
@@ -49,6 +50,16 @@ impl SiteState {
                 .remove(name)
                 .map(|_| ())
                 .ok_or_else(|| CommandError::NoSuchBucket(name.clone())),
+            Command::SetVersioning { name, versioning } => {
+                crate::bucket_versioning::set_versioning(self.bucket_mut(name)?, *versioning)
+            }
+            Command::SetObjectLock {
+                name,
+                default_retention,
+            } => crate::bucket_versioning::set_lock_config(
+                self.bucket_mut(name)?,
+                *default_retention,
+            ),
             Command::Restore { state } => {
                 if !self.buckets.is_empty() {
                     return Err(CommandError::NotEmpty);
@@ -61,6 +72,12 @@ impl SiteState {
 
     pub fn bucket(&self, name: &str) -> Option<&BucketInfo> {
         self.buckets.get(name)
+    }
+
+    fn bucket_mut(&mut self, name: &str) -> Result<&mut BucketInfo, CommandError> {
+        self.buckets
+            .get_mut(name)
+            .ok_or_else(|| CommandError::NoSuchBucket(name.to_string()))
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {

@@ -2,6 +2,8 @@
 //! before the route runs), JSON in and out. Only root may call it until IAM adds `admin:*` actions.
 
 pub mod alias;
+mod bucket;
+pub mod bucket_cli;
 pub mod cli;
 
 use std::sync::Arc;
@@ -167,6 +169,7 @@ impl S3Route for AdminRoute {
                     control_plane: self.node.catalog.control.status(),
                 })
             }
+            (_, op) if op.starts_with("bucket/") => bucket::handle(&self.node, &req, op).await,
             (&Method::GET, "raft/status") => json(&self.node.catalog.control.status()),
             (&Method::POST, "raft/add-voter") => {
                 let (id, addr) = (node_id_param(&req.uri)?, addr_param(&req.uri)?);

@@ -13,6 +13,11 @@ pub enum ObjectError {
     NoSuchKey,
     #[error("the specified version does not exist")]
     NoSuchVersion,
+    /// The version read is a delete marker (`requested`: named by id, else the latest).
+    #[error("the specified key does not exist (delete marker)")]
+    DeleteMarker { version_id: String, requested: bool },
+    #[error("{0}")]
+    Locked(#[from] super::retention::LockDenied),
     #[error("the specified multipart upload does not exist")]
     NoSuchUpload,
     #[error("not enough drives answered to read safely ({have} of {need})")]

@@ -78,6 +78,10 @@ impl ObjectLayer {
             Err(e) => return Err(e),
         };
         let version = resolved.version.clone();
+        // A delete marker has no shards (older versions are not healed yet).
+        if version.delete_marker {
+            return Ok(summary);
+        }
         let dist = version
             .erasure
             .as_ref()
@@ -99,7 +103,7 @@ impl ObjectLayer {
         }))
         .await;
         let targets: Vec<usize> = (0..n).filter(|i| !checks[*i]).collect();
-        if targets.is_empty() || version.delete_marker {
+        if targets.is_empty() {
             return Ok(summary);
         }
         for &t in &targets {

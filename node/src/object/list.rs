@@ -23,6 +23,8 @@ pub enum Entry {
     Object {
         key: String,
         version: Box<ObjectVersion>,
+        /// The key's newest version (always so in a listing of latest versions).
+        is_latest: bool,
     },
     Prefix(String),
 }
@@ -44,9 +46,10 @@ impl ListPage {
     }
 }
 
-/// One set's batch of agreed entries after a cursor, and whether the set has more.
+/// One set's batch of agreed entries after a cursor, and whether the set has more: per key its
+/// latest version (unless a delete marker), or with `all` every agreed version, newest first.
 struct SetBatch {
-    entries: Vec<(String, ObjectVersion)>,
+    entries: Vec<(String, Vec<ObjectVersion>)>,
     /// The largest key this batch covers completely (None: the set is exhausted).
     bound: Option<Vec<u8>>,
 }
@@ -56,6 +59,7 @@ async fn scan_set(
     bucket: &str,
     prefix: &str,
     cursor: &[u8],
+    all: bool,
 ) -> ObjectResult<SetBatch> {
     let base = keys::bucket_objects(bucket);
     let mut scan_prefix = base.clone();
@@ -89,38 +93,63 @@ async fn scan_set(
             }
         }
     }
-    let mut by_key: BTreeMap<Vec<u8>, Vec<ObjectVersion>> = BTreeMap::new();
+    let mut by_key: BTreeMap<Vec<u8>, Vec<ObjectRecord>> = BTreeMap::new();
     for r in rows.into_iter().flatten() {
         for (k, v) in r {
             let key = k[base.len()..].to_vec();
             if bound.as_ref().is_some_and(|b| &key > b) {
                 continue;
             }
-            if let Ok(rec) = ObjectRecord::decode(v.as_slice()) {
-                if let Some(latest) = rec.versions.into_iter().next() {
-                    by_key.entry(key).or_default().push(latest);
+            if let Ok(mut rec) = ObjectRecord::decode(v.as_slice()) {
+                if !all {
+                    rec.versions.truncate(1);
                 }
+                by_key.entry(key).or_default().push(rec);
             }
         }
     }
     let mut entries = Vec::new();
-    for (k, versions) in by_key {
-        let best = versions.iter().find(|v| {
-            versions
-                .iter()
-                .filter(|o| quorum::same_version(o, v))
-                .count()
-                >= set.read_quorum
-        });
-        if let Some(v) = best {
-            if !v.delete_marker {
-                let mut v = v.clone();
-                v.inline_data.clear();
-                entries.push((String::from_utf8_lossy(&k).into_owned(), v));
-            }
+    for (k, records) in by_key {
+        let mut versions = agreed_versions(&records, set.read_quorum);
+        if !all {
+            versions.retain(|v| !v.delete_marker);
+        }
+        if !versions.is_empty() {
+            entries.push((String::from_utf8_lossy(&k).into_owned(), versions));
         }
     }
     Ok(SetBatch { entries, bound })
+}
+
+/// The versions at least `read_quorum` drives hold identical copies of, newest first. A drive
+/// that missed a write lists its other versions at lower positions, so a version's order is the
+/// highest position any drive gives it (then the newer modification time).
+pub fn agreed_versions(records: &[ObjectRecord], read_quorum: usize) -> Vec<ObjectVersion> {
+    let mut found: Vec<(usize, usize, &ObjectVersion)> = Vec::new();
+    for rec in records {
+        for (i, v) in rec.versions.iter().enumerate() {
+            match found
+                .iter_mut()
+                .find(|(_, _, o)| quorum::same_version(o, v))
+            {
+                Some(f) => {
+                    f.0 = f.0.max(i);
+                    f.1 += 1;
+                }
+                None => found.push((i, 1, v)),
+            }
+        }
+    }
+    found.retain(|(_, n, _)| *n >= read_quorum);
+    found.sort_by(|a, b| a.0.cmp(&b.0).then(b.2.mod_time_ns.cmp(&a.2.mod_time_ns)));
+    found
+        .into_iter()
+        .map(|(_, _, v)| {
+            let mut v = v.clone();
+            v.inline_data.clear();
+            v
+        })
+        .collect()
 }
 
 impl ObjectLayer {
@@ -134,6 +163,31 @@ impl ObjectLayer {
         marker: &str,
         max: usize,
     ) -> ObjectResult<ListPage> {
+        self.walk(
+            bucket,
+            prefix,
+            delimiter,
+            marker,
+            max,
+            false,
+            ListPage::default(),
+        )
+        .await
+    }
+
+    /// Continues `page` with the keys after `marker` until it holds `max` entries: each key's
+    /// latest version, or with `all` every version (delete markers included).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn walk(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        marker: &str,
+        max: usize,
+        all: bool,
+        mut page: ListPage,
+    ) -> ObjectResult<ListPage> {
         let delimiter = delimiter.filter(|d| !d.is_empty());
         let mut cursor: Vec<u8> = marker.as_bytes().to_vec();
         if let Some(d) = delimiter {
@@ -141,12 +195,11 @@ impl ObjectLayer {
                 cursor.push(0xFF);
             }
         }
-        let mut page = ListPage::default();
         loop {
             let batches = join_all(
                 self.sets
                     .iter()
-                    .map(|s| scan_set(s, bucket, prefix, &cursor)),
+                    .map(|s| scan_set(s, bucket, prefix, &cursor, all)),
             )
             .await;
             let mut bound: Option<Vec<u8>> = None;
@@ -164,7 +217,7 @@ impl ObjectLayer {
             merged.retain(|(k, _)| bound.as_ref().is_none_or(|b| k.as_bytes() <= b.as_slice()));
             merged.sort_by(|a, b| a.0.cmp(&b.0));
             let mut restart = false;
-            for (key, version) in merged {
+            for (key, versions) in merged {
                 let folded = delimiter.and_then(|d| {
                     key[prefix.len()..]
                         .find(d)
@@ -184,10 +237,17 @@ impl ObjectLayer {
                     }
                     None => {
                         cursor = key.as_bytes().to_vec();
-                        page.entries.push(Entry::Object {
-                            key,
-                            version: Box::new(version),
-                        });
+                        for (i, version) in versions.into_iter().enumerate() {
+                            if page.entries.len() == max {
+                                page.truncated = true;
+                                return Ok(page);
+                            }
+                            page.entries.push(Entry::Object {
+                                key: key.clone(),
+                                version: Box::new(version),
+                                is_latest: i == 0,
+                            });
+                        }
                     }
                 }
             }
@@ -205,10 +265,10 @@ impl ObjectLayer {
         }
     }
 
-    /// True when no object is listed in the bucket.
+    /// True when the bucket holds no version of any key (delete markers count, as in AWS).
     pub async fn bucket_is_empty(&self, bucket: &str) -> ObjectResult<bool> {
         Ok(self
-            .list_objects(bucket, "", None, "", 1)
+            .walk(bucket, "", None, "", 1, true, ListPage::default())
             .await?
             .entries
             .is_empty())

@@ -8,10 +8,13 @@ pub mod error;
 pub mod heal;
 pub mod keys;
 pub mod list;
+pub mod list_versions;
 pub mod multipart;
 pub mod quorum;
 pub mod read;
+pub mod retention;
 pub mod set;
+pub mod versions;
 pub mod write;
 
 use std::sync::Arc;
@@ -55,6 +58,10 @@ pub struct PutOptions {
     pub headers: Vec<KeyValue>,
     pub user_metadata: Vec<KeyValue>,
     pub tags: Vec<KeyValue>,
+    /// The bucket's versioning state: which version id the write gets.
+    pub versioning: cairn_control_plane::Versioning,
+    /// Object lock of the new version (request headers or the bucket default).
+    pub lock: retention::LockState,
 }
 
 /// An object (key in a bucket) that needs its shards checked and repaired.
@@ -186,6 +193,9 @@ impl ObjectLayer {
         key: &str,
         version_id: Option<&str>,
     ) -> ObjectResult<quorum::Resolved> {
+        if let Some(id) = version_id {
+            versions::check_version_id(id)?;
+        }
         let (set, _) = self.place(bucket, key);
         let records = set.read_records(&keys::object(bucket, key)).await;
         quorum::resolve(&records, version_id, set.read_quorum, set.write_quorum)
@@ -199,7 +209,7 @@ impl ObjectLayer {
     ) -> ObjectResult<ObjectInfo> {
         let r = self.resolve(bucket, key, version_id).await?;
         if r.version.delete_marker {
-            return Err(ObjectError::NoSuchKey);
+            return Err(versions::marker_error(&r.version, version_id));
         }
         Ok(ObjectInfo {
             bucket: bucket.into(),
@@ -217,7 +227,7 @@ impl ObjectLayer {
         let (set, _) = self.place(bucket, key);
         let r = self.resolve(bucket, key, version_id).await?;
         if r.version.delete_marker {
-            return Err(ObjectError::NoSuchKey);
+            return Err(versions::marker_error(&r.version, version_id));
         }
         let reader = shard_reader(set, &r)?;
         Ok(GetHandle {
@@ -276,8 +286,8 @@ impl ObjectLayer {
         } else {
             self.new_id()
         };
-        let version = ObjectVersion {
-            version_id: NULL_VERSION.into(),
+        let mut version = ObjectVersion {
+            version_id: self.version_id_for(opts.versioning),
             delete_marker: false,
             mod_time_ns: now,
             size: out.size,
@@ -297,7 +307,9 @@ impl ObjectLayer {
             data_dir,
             inline_data: Vec::new(),
             inlined: out.inline.is_some(),
+            ..Default::default()
         };
+        opts.lock.write_to(&mut version);
         let moves = if out.inline.is_some() {
             vec![]
         } else {
@@ -380,44 +392,6 @@ impl ObjectLayer {
         settle_records(set, &meta_key, results, &undo).await
     }
 
-    /// Removes the null version of a key (no versioning yet): an absent key is not an error.
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> ObjectResult<()> {
-        let _guard = self.locks.lock(self.key_hash(bucket, key)).await;
-        let (set, _) = self.place(bucket, key);
-        let meta_key = keys::object(bucket, key);
-        // Two-phase like a commit: a delete that misses quorum must not leave a half-deleted object.
-        let results = join_all(set.drives.iter().map(|drive| {
-            let meta_key = meta_key.clone();
-            async move {
-                let before = drive.get(&meta_key).await?;
-                let Some(raw) = &before else {
-                    return Ok((None, Vec::new()));
-                };
-                let mut record = ObjectRecord::decode(raw.as_slice())
-                    .map_err(|e| crate::drive::DriveError::Meta(e.to_string()))?;
-                let (gone, kept): (Vec<_>, Vec<_>) = record
-                    .versions
-                    .into_iter()
-                    .partition(|v| v.version_id == NULL_VERSION);
-                record.versions = kept;
-                let op = if record.versions.is_empty() {
-                    MetaOp::Delete(meta_key)
-                } else {
-                    MetaOp::Put(meta_key, record.encode_to_vec())
-                };
-                drive.apply(vec![op]).await?;
-                let freed = gone
-                    .into_iter()
-                    .filter(|v| !v.data_dir.is_empty())
-                    .map(|v| v.data_dir)
-                    .collect();
-                Ok((before, freed))
-            }
-        }))
-        .await;
-        settle_records(set, &meta_key, results, &[]).await
-    }
-
     /// Changes metadata of the agreed version in place (tags): only drives holding it are updated.
     pub async fn update_version<F>(
         &self,
@@ -429,12 +403,31 @@ impl ObjectLayer {
     where
         F: Fn(&mut ObjectVersion) + Send + Sync,
     {
+        self.update_version_if(bucket, key, version_id, |_| Ok(()), f)
+            .await
+    }
+
+    /// Like `update_version`, after `check` accepted the agreed version (under the key's lock, so
+    /// nothing changes it in between).
+    pub async fn update_version_if<C, F>(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        check: C,
+        f: F,
+    ) -> ObjectResult<ObjectInfo>
+    where
+        C: FnOnce(&ObjectVersion) -> ObjectResult<()>,
+        F: Fn(&mut ObjectVersion) + Send + Sync,
+    {
         let _guard = self.locks.lock(self.key_hash(bucket, key)).await;
         let (set, _) = self.place(bucket, key);
         let r = self.resolve(bucket, key, version_id).await?;
         if r.version.delete_marker {
-            return Err(ObjectError::NoSuchKey);
+            return Err(versions::marker_error(&r.version, version_id));
         }
+        check(&r.version)?;
         let meta_key = keys::object(bucket, key);
         let target = &r.version;
         let f = &f;

@@ -16,7 +16,6 @@ use super::set::ErasureSet;
 use super::write::{self, ShardTargets, WriteOutcome};
 use super::{
     cleanup, erasure_info, keys, read_record, replace_version, ObjectInfo, ObjectLayer, PutOptions,
-    NULL_VERSION,
 };
 use crate::drive::{Drive, DriveError, MetaOp};
 
@@ -71,6 +70,13 @@ impl ObjectLayer {
             tags: opts.tags,
             erasure: Some(erasure_info(set, &dist)),
             checksum_algorithm,
+            lock_mode: opts
+                .lock
+                .mode
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default(),
+            retain_until_ns: opts.lock.retain_until_ns,
+            legal_hold: opts.lock.legal_hold,
         };
         set.apply_all(vec![MetaOp::Put(
             keys::upload(bucket, &upload_id),
@@ -243,6 +249,7 @@ impl ObjectLayer {
         key: &str,
         upload_id: &str,
         chosen: &[(u32, String)],
+        versioning: cairn_control_plane::Versioning,
     ) -> ObjectResult<ObjectInfo> {
         let (set, upload) = self.read_upload(bucket, key, upload_id).await?;
         let uploaded = self.agreed_parts(set, upload_id).await?;
@@ -278,7 +285,7 @@ impl ObjectLayer {
             .ok_or_else(|| ObjectError::CorruptMeta("upload erasure".into()))?;
         let dist = erasure.distribution.clone();
         let version = ObjectVersion {
-            version_id: NULL_VERSION.into(),
+            version_id: self.version_id_for(versioning),
             delete_marker: false,
             mod_time_ns: self.clock.now_ns(),
             size: parts.iter().map(|p| p.size).sum(),
@@ -292,6 +299,9 @@ impl ObjectLayer {
             data_dir: upload_id.to_string(),
             inline_data: Vec::new(),
             inlined: false,
+            lock_mode: upload.lock_mode.clone(),
+            retain_until_ns: upload.retain_until_ns,
+            legal_hold: upload.legal_hold,
         };
 
         let _guard = self.locks.lock(self.key_hash(bucket, key)).await;

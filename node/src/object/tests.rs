@@ -8,6 +8,7 @@ use futures::StreamExt;
 use super::*;
 use crate::clock::SystemClock;
 use crate::drive::local::LocalDrive;
+use cairn_control_plane::Versioning;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -265,7 +266,18 @@ async fn overwrite_delete_and_listing() {
         .unwrap();
     assert_eq!(p2.entries.len(), 6);
     assert!(!p2.truncated);
-    f.layer.delete_object("b", "top").await.unwrap();
+    f.layer
+        .delete_object(
+            "b",
+            "top",
+            versions::DeleteRequest {
+                versioning: Versioning::Unversioned,
+                version_id: None,
+                bypass: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
     assert!(matches!(
         f.layer.head_object("b", "top", None).await,
         Err(ObjectError::NoSuchKey)
@@ -306,20 +318,33 @@ async fn multipart_complete_and_errors() {
                 "b",
                 "mp",
                 &id,
-                &[(2, i2.etag.clone()), (1, i1.etag.clone())]
+                &[(2, i2.etag.clone()), (1, i1.etag.clone())],
+                Versioning::Unversioned,
             )
             .await,
         Err(ObjectError::InvalidPartOrder)
     ));
     assert!(matches!(
         f.layer
-            .complete_multipart("b", "mp", &id, &[(1, "bad".into())])
+            .complete_multipart(
+                "b",
+                "mp",
+                &id,
+                &[(1, "bad".into())],
+                Versioning::Unversioned
+            )
             .await,
         Err(ObjectError::InvalidPart)
     ));
     let info = f
         .layer
-        .complete_multipart("b", "mp", &id, &[(1, i1.etag), (2, i2.etag)])
+        .complete_multipart(
+            "b",
+            "mp",
+            &id,
+            &[(1, i1.etag), (2, i2.etag)],
+            Versioning::Unversioned,
+        )
         .await
         .unwrap();
     assert!(info.version.etag.ends_with("-2"));

@@ -10,6 +10,34 @@ fn err(code: S3ErrorCode, msg: impl Into<String>) -> S3Error {
     S3Error::with_message(code, msg.into())
 }
 
+/// A read that met a delete marker: 405 when the marker was named by id, else 404 NoSuchKey;
+/// both tell the client it was a marker, as AWS does.
+fn delete_marker_error(version_id: &str, requested: bool) -> S3Error {
+    let mut e = if requested {
+        err(
+            S3ErrorCode::MethodNotAllowed,
+            "The specified method is not allowed against this resource.",
+        )
+    } else {
+        err(S3ErrorCode::NoSuchKey, "The specified key does not exist.")
+    };
+    // s3s replaces the error response's headers with these: keep the XML content type.
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    h.insert(
+        "x-amz-delete-marker",
+        http::HeaderValue::from_static("true"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(version_id) {
+        h.insert("x-amz-version-id", v);
+    }
+    e.set_headers(h);
+    e
+}
+
 impl From<ObjectError> for S3Error {
     fn from(e: ObjectError) -> Self {
         use ObjectError as E;
@@ -19,6 +47,11 @@ impl From<ObjectError> for S3Error {
             E::NoSuchKey => err(S3ErrorCode::NoSuchKey, msg),
             E::NoSuchVersion => err(S3ErrorCode::NoSuchVersion, msg),
             E::NoSuchUpload => err(S3ErrorCode::NoSuchUpload, msg),
+            E::DeleteMarker {
+                version_id,
+                requested,
+            } => delete_marker_error(&version_id, requested),
+            E::Locked(_) => err(S3ErrorCode::AccessDenied, msg),
             E::ReadQuorum { .. } | E::WriteQuorum { .. } | E::Unrecoverable => {
                 err(S3ErrorCode::ServiceUnavailable, msg)
             }
@@ -49,6 +82,8 @@ impl From<CatalogError> for S3Error {
                 "Your previous request to create the named bucket succeeded and you already own it.",
             ),
             CatalogError::Command(CommandError::NoSuchBucket(_)) => err(S3ErrorCode::NoSuchBucket, e.to_string()),
+            CatalogError::Command(CommandError::InvalidBucketState(m)) => err(S3ErrorCode::InvalidBucketState, m),
+            CatalogError::Command(CommandError::InvalidRequest(m)) => err(S3ErrorCode::InvalidRequest, m),
             CatalogError::Command(CommandError::NotEmpty) => err(S3ErrorCode::InternalError, e.to_string()),
             CatalogError::Unavailable(_) => err(S3ErrorCode::ServiceUnavailable, e.to_string()),
         }

@@ -18,7 +18,7 @@ pub fn owner() -> Owner {
     }
 }
 
-fn max_keys(m: Option<i32>) -> S3Result<usize> {
+pub(super) fn max_keys(m: Option<i32>) -> S3Result<usize> {
     match m {
         Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys cannot be negative")),
         Some(n) => Ok(n.min(MAX_KEYS) as usize),
@@ -32,7 +32,7 @@ fn render(page: &ListPage, url: bool, with_owner: bool) -> (Vec<Object>, Vec<Com
     let mut prefixes = Vec::new();
     for e in &page.entries {
         match e {
-            Entry::Object { key, version } => objects.push(Object {
+            Entry::Object { key, version, .. } => objects.push(Object {
                 key: Some(enc(key)),
                 size: Some(i64::try_from(version.size).unwrap_or(i64::MAX)),
                 e_tag: Some(convert::etag(version)),
@@ -52,11 +52,11 @@ fn render(page: &ListPage, url: bool, with_owner: bool) -> (Vec<Object>, Vec<Com
 }
 
 /// A request field echoed in the response, URL-encoded when the client asked for `encoding-type=url`.
-fn echo(url: bool, v: Option<String>) -> Option<String> {
+pub(super) fn echo(url: bool, v: Option<String>) -> Option<String> {
     v.map(|v| if url { url_encode(&v) } else { v })
 }
 
-fn is_url(e: &Option<EncodingType>) -> bool {
+pub(super) fn is_url(e: &Option<EncodingType>) -> bool {
     e.as_ref().is_some_and(|e| e.as_str() == EncodingType::URL)
 }
 

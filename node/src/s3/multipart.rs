@@ -16,7 +16,7 @@ pub async fn create(
     req: S3Request<CreateMultipartUploadInput>,
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let input = req.input;
-    s3.require_bucket(&input.bucket).await?;
+    let bucket = s3.require_bucket(&input.bucket).await?;
     check_key(&input.key)?;
     let user_metadata = convert::user_metadata(input.metadata);
     convert::check_metadata_size(&user_metadata)?;
@@ -24,6 +24,13 @@ pub async fn create(
         headers: convert::content_headers!(input).to_kv(),
         user_metadata,
         tags: convert::parse_tagging_header(input.tagging.as_deref())?,
+        versioning: bucket.versioning,
+        lock: super::lock::lock_for_write(
+            &bucket,
+            &super::lock::lock_headers!(input),
+            true,
+            s3.objects.clock.now_ns(),
+        )?,
     };
     let alg = input
         .checksum_algorithm
@@ -175,7 +182,7 @@ pub async fn complete(
     req: S3Request<CompleteMultipartUploadInput>,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
     let input = req.input;
-    s3.require_bucket(&input.bucket).await?;
+    let bucket = s3.require_bucket(&input.bucket).await?;
     let parts = input
         .multipart_upload
         .and_then(|m| m.parts)
@@ -192,13 +199,20 @@ pub async fn complete(
     }
     let info = s3
         .objects
-        .complete_multipart(&input.bucket, &input.key, &input.upload_id, &chosen)
+        .complete_multipart(
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+            &chosen,
+            bucket.versioning,
+        )
         .await?;
     Ok(S3Response::new(CompleteMultipartUploadOutput {
         bucket: Some(input.bucket.clone()),
         key: Some(input.key.clone()),
         e_tag: Some(convert::etag(&info.version)),
         location: Some(format!("/{}/{}", input.bucket, input.key)),
+        version_id: super::versioning::version_header(bucket.versioning, &info.version.version_id),
         ..Default::default()
     }))
 }

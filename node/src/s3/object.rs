@@ -8,7 +8,9 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use cairn_proto::meta::ObjectVersion;
 
 use super::convert::{self, ChecksumRequest, ContentHeaders};
-use super::CairnS3;
+use super::versioning::version_header;
+use super::{lock, CairnS3};
+use crate::object::versions::{DeleteOutcome, DeleteRequest};
 use crate::object::{ObjectError, PutOptions, MAX_OBJECT_SIZE};
 
 /// AWS's limits on keys and multi-delete.
@@ -117,7 +119,7 @@ pub async fn put(
     req: S3Request<PutObjectInput>,
 ) -> S3Result<S3Response<PutObjectOutput>> {
     let input = req.input;
-    s3.require_bucket(&input.bucket).await?;
+    let bucket = s3.require_bucket(&input.bucket).await?;
     check_key(&input.key)?;
     if input
         .content_length
@@ -140,7 +142,7 @@ pub async fn put(
                     "At least one of the pre-conditions you specified did not hold"
                 ))
             }
-            Ok(_) | Err(ObjectError::NoSuchKey) => {}
+            Ok(_) | Err(ObjectError::NoSuchKey | ObjectError::DeleteMarker { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -150,7 +152,7 @@ pub async fn put(
             .head_object(&input.bucket, &input.key, None)
             .await
             .map_err(|e| match e {
-                ObjectError::NoSuchKey => s3_error!(NoSuchKey),
+                ObjectError::NoSuchKey | ObjectError::DeleteMarker { .. } => s3_error!(NoSuchKey),
                 e => e.into(),
             })?;
         if !etag_matches(cond, &info.version) {
@@ -162,13 +164,21 @@ pub async fn put(
     }
     let user_metadata = convert::user_metadata(input.metadata);
     convert::check_metadata_size(&user_metadata)?;
+    let cr = convert::checksum_request!(input);
+    let hasher = cr.hasher()?;
+    let lock = lock::lock_for_write(
+        &bucket,
+        &lock::lock_headers!(input),
+        lock::has_integrity(&cr),
+        s3.objects.clock.now_ns(),
+    )?;
     let opts = PutOptions {
         headers: convert::content_headers!(input).to_kv(),
         user_metadata,
         tags: convert::parse_tagging_header(input.tagging.as_deref())?,
+        versioning: bucket.versioning,
+        lock,
     };
-    let cr = convert::checksum_request!(input);
-    let hasher = cr.hasher()?;
     let trailers = req.trailing_headers;
     let body = input.body.unwrap_or_else(|| {
         StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
@@ -183,6 +193,7 @@ pub async fn put(
     let sums = convert::checksum_fields(&info.version.checksums);
     Ok(S3Response::new(PutObjectOutput {
         e_tag: Some(convert::etag(&info.version)),
+        version_id: version_header(bucket.versioning, &info.version.version_id),
         checksum_crc32: sums.checksum_crc32,
         checksum_crc32c: sums.checksum_crc32c,
         checksum_sha1: sums.checksum_sha1,
@@ -197,7 +208,7 @@ pub async fn get(
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
-    s3.require_bucket(&input.bucket).await?;
+    let bucket = s3.require_bucket(&input.bucket).await?;
     let handle = s3
         .objects
         .get_object(&input.bucket, &input.key, input.version_id.as_deref())
@@ -238,7 +249,12 @@ pub async fn get(
     let mut stream = Box::pin(handle.stream(start, end));
     let first = stream.next().await.transpose()?;
     let body = body_of(futures::stream::iter(first.map(Ok)).chain(stream));
+    let (lock_mode, retain_until, legal_hold) = lock::response_lock(&v);
     Ok(S3Response::new(GetObjectOutput {
+        version_id: version_header(bucket.versioning, &v.version_id),
+        object_lock_mode: lock_mode,
+        object_lock_retain_until_date: retain_until,
+        object_lock_legal_hold_status: legal_hold,
         body: Some(body),
         content_length: Some(i64::try_from(end - start).unwrap_or(i64::MAX)),
         content_range,
@@ -270,7 +286,7 @@ pub async fn head(
     req: S3Request<HeadObjectInput>,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
-    s3.require_bucket(&input.bucket).await?;
+    let bucket = s3.require_bucket(&input.bucket).await?;
     let info = s3
         .objects
         .head_object(&input.bucket, &input.key, input.version_id.as_deref())
@@ -319,7 +335,12 @@ pub async fn head(
     } else {
         Checksum::default()
     };
+    let (lock_mode, retain_until, legal_hold) = lock::response_lock(&v);
     Ok(S3Response::new(HeadObjectOutput {
+        version_id: version_header(bucket.versioning, &v.version_id),
+        object_lock_mode: lock_mode,
+        object_lock_retain_until_date: retain_until,
+        object_lock_legal_hold_status: legal_hold,
         content_length: Some(i64::try_from(len).unwrap_or(i64::MAX)),
         content_range,
         accept_ranges: Some("bytes".into()),
@@ -346,18 +367,35 @@ pub async fn delete(
     s3: &CairnS3,
     req: S3Request<DeleteObjectInput>,
 ) -> S3Result<S3Response<DeleteObjectOutput>> {
+    let bypass = lock::bypass(s3, &req, req.input.bypass_governance_retention);
     let input = req.input;
-    s3.require_bucket(&input.bucket).await?;
-    s3.objects.delete_object(&input.bucket, &input.key).await?;
-    Ok(S3Response::new(DeleteObjectOutput::default()))
+    let bucket = s3.require_bucket(&input.bucket).await?;
+    let out = s3
+        .objects
+        .delete_object(
+            &input.bucket,
+            &input.key,
+            DeleteRequest {
+                versioning: bucket.versioning,
+                version_id: input.version_id.as_deref(),
+                bypass,
+            },
+        )
+        .await?;
+    Ok(S3Response::new(DeleteObjectOutput {
+        delete_marker: out.delete_marker.then_some(true),
+        version_id: out.version_id,
+        ..Default::default()
+    }))
 }
 
 pub async fn delete_many(
     s3: &CairnS3,
     req: S3Request<DeleteObjectsInput>,
 ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    let bypass = lock::bypass(s3, &req, req.input.bypass_governance_retention);
     let input = req.input;
-    s3.require_bucket(&input.bucket).await?;
+    let bucket = s3.require_bucket(&input.bucket).await?;
     if input.delete.objects.len() > MAX_DELETE_KEYS {
         return Err(s3_error!(MalformedXML, "The XML you provided was not well-formed or did not validate against our published schema"));
     }
@@ -365,14 +403,15 @@ pub async fn delete_many(
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
     for obj in input.delete.objects {
-        match s3.objects.delete_object(&input.bucket, &obj.key).await {
-            Ok(()) => {
+        let req = DeleteRequest {
+            versioning: bucket.versioning,
+            version_id: obj.version_id.as_deref(),
+            bypass,
+        };
+        match s3.objects.delete_object(&input.bucket, &obj.key, req).await {
+            Ok(out) => {
                 if !quiet {
-                    deleted.push(DeletedObject {
-                        key: Some(obj.key),
-                        version_id: obj.version_id,
-                        ..Default::default()
-                    });
+                    deleted.push(deleted_entry(obj.key, obj.version_id, out));
                 }
             }
             Err(e) => {
@@ -391,6 +430,17 @@ pub async fn delete_many(
         errors: (!errors.is_empty()).then_some(errors),
         ..Default::default()
     }))
+}
+
+/// A DeleteObjects result entry: the version asked for, and the marker removed or written.
+fn deleted_entry(key: String, asked: Option<String>, out: DeleteOutcome) -> DeletedObject {
+    let marker = out.delete_marker.then_some(true);
+    DeletedObject {
+        key: Some(key),
+        version_id: asked,
+        delete_marker: marker,
+        delete_marker_version_id: marker.and(out.version_id),
+    }
 }
 
 /// The bucket, key and version a copy reads from.
@@ -418,8 +468,8 @@ pub async fn copy(
 ) -> S3Result<S3Response<CopyObjectOutput>> {
     let input = req.input;
     let (sb, sk, svid) = copy_source(&input.copy_source)?;
-    s3.require_bucket(&sb).await?;
-    s3.require_bucket(&input.bucket).await?;
+    let src_bucket = s3.require_bucket(&sb).await?;
+    let bucket = s3.require_bucket(&input.bucket).await?;
     check_key(&input.key)?;
     let src = s3.objects.get_object(&sb, &sk, svid.as_deref()).await?;
     let v = src.info.version.clone();
@@ -461,6 +511,13 @@ pub async fn copy(
         } else {
             v.tags.clone()
         },
+        versioning: bucket.versioning,
+        lock: lock::lock_for_write(
+            &bucket,
+            &lock::lock_headers!(input),
+            true,
+            s3.objects.clock.now_ns(),
+        )?,
     };
     convert::check_metadata_size(&opts.user_metadata)?;
     let stream = Box::pin(src.stream(0, v.size));
@@ -476,6 +533,8 @@ pub async fn copy(
         })
         .await?;
     Ok(S3Response::new(CopyObjectOutput {
+        version_id: version_header(bucket.versioning, &info.version.version_id),
+        copy_source_version_id: version_header(src_bucket.versioning, &v.version_id),
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(convert::etag(&info.version)),
             last_modified: Some(convert::timestamp(info.version.mod_time_ns)),

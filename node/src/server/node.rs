@@ -120,6 +120,7 @@ impl Node {
             objects,
             catalog,
             region: parts.region,
+            credentials: parts.credentials.clone(),
         });
         b.set_auth(Authenticator(parts.credentials));
         b.set_route(AdminRoute { node: node.clone() });

@@ -1,0 +1,167 @@
+//! Versions of a key: which id a write gets, delete markers, and removing one version, all under
+//! the bucket's versioning state (AWS semantics: Enabled gives every write a new id; Suspended and
+//! never-versioned buckets write the `null` version; a DELETE without a version id writes a delete
+//! marker on a versioned bucket). Removing a version asks `retention` first and is two-phase like
+//! a commit, so a removal that misses write quorum leaves every drive as it was.
+
+use futures::future::join_all;
+use prost::Message;
+
+use cairn_control_plane::Versioning;
+use cairn_proto::meta::{ObjectRecord, ObjectVersion};
+
+use super::retention::{self, Bypass};
+use super::{keys, settle_records, ObjectError, ObjectLayer, ObjectResult, NULL_VERSION};
+use crate::drive::{DriveError, MetaOp};
+
+/// What a DELETE asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct DeleteRequest<'a> {
+    pub versioning: Versioning,
+    /// Remove exactly this version (else: a delete marker, or the null version when unversioned).
+    pub version_id: Option<&'a str>,
+    pub bypass: Bypass,
+}
+
+/// What a DELETE did, for `x-amz-version-id` / `x-amz-delete-marker`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    pub version_id: Option<String>,
+    /// A marker was written, or the version removed was a marker.
+    pub delete_marker: bool,
+}
+
+/// Version ids are `null` or what `new_id` makes (a UUID); anything else is malformed, as AWS says.
+pub fn check_version_id(id: &str) -> ObjectResult<()> {
+    if id == NULL_VERSION || uuid::Uuid::parse_str(id).is_ok() {
+        Ok(())
+    } else {
+        Err(ObjectError::InvalidArgument(
+            "Invalid version id specified".into(),
+        ))
+    }
+}
+
+/// The error for a read that met a delete marker: by id it is 405, as the latest it is 404.
+pub fn marker_error(v: &ObjectVersion, requested: Option<&str>) -> ObjectError {
+    ObjectError::DeleteMarker {
+        version_id: v.version_id.clone(),
+        requested: requested.is_some(),
+    }
+}
+
+impl ObjectLayer {
+    /// The id of a version written now into a bucket in state `v`.
+    pub fn version_id_for(&self, v: Versioning) -> String {
+        match v {
+            Versioning::Enabled => self.new_id(),
+            Versioning::Suspended | Versioning::Unversioned => NULL_VERSION.to_string(),
+        }
+    }
+
+    /// DELETE of a key: writes a delete marker (versioned bucket, no version id) or removes one
+    /// version after the lock allows it. An absent key or version is not an error.
+    pub async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        req: DeleteRequest<'_>,
+    ) -> ObjectResult<DeleteOutcome> {
+        if let Some(id) = req.version_id {
+            check_version_id(id)?;
+            return self.remove_version(bucket, key, id, req.bypass).await;
+        }
+        match req.versioning {
+            Versioning::Unversioned => {
+                self.remove_version(bucket, key, NULL_VERSION, req.bypass)
+                    .await?;
+                Ok(DeleteOutcome::default())
+            }
+            v => {
+                let marker = ObjectVersion {
+                    version_id: self.version_id_for(v),
+                    delete_marker: true,
+                    mod_time_ns: self.clock.now_ns(),
+                    ..Default::default()
+                };
+                let (set, _) = self.place(bucket, key);
+                let all: Vec<u32> = (0..set.size() as u32).collect();
+                let ok = vec![true; all.len()];
+                self.commit(set, bucket, key, &all, &marker, &ok, None, &[])
+                    .await?;
+                Ok(DeleteOutcome {
+                    version_id: Some(marker.version_id),
+                    delete_marker: true,
+                })
+            }
+        }
+    }
+
+    /// Removes version `id` of a key from every drive, if the lock allows it now.
+    async fn remove_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        id: &str,
+        bypass: Bypass,
+    ) -> ObjectResult<DeleteOutcome> {
+        let _guard = self.locks.lock(self.key_hash(bucket, key)).await;
+        let (set, _) = self.place(bucket, key);
+        let meta_key = keys::object(bucket, key);
+        let records = set.read_records(&meta_key).await;
+        let found =
+            match super::quorum::resolve(&records, Some(id), set.read_quorum, set.write_quorum) {
+                Ok(r) => r.version,
+                Err(ObjectError::NoSuchVersion) => {
+                    return Ok(DeleteOutcome {
+                        version_id: Some(id.to_string()),
+                        delete_marker: false,
+                    })
+                }
+                Err(e) => return Err(e),
+            };
+        retention::check_removal(
+            &retention::LockState::of(&found),
+            bypass,
+            self.clock.now_ns(),
+        )
+        .map_err(ObjectError::Locked)?;
+        let results = join_all(set.drives.iter().map(|drive| {
+            let meta_key = meta_key.clone();
+            async move {
+                let before = drive.get(&meta_key).await?;
+                let Some(raw) = &before else {
+                    return Ok((None, Vec::new()));
+                };
+                let mut record = ObjectRecord::decode(raw.as_slice())
+                    .map_err(|e| DriveError::Meta(e.to_string()))?;
+                let (gone, kept): (Vec<_>, Vec<_>) = record
+                    .versions
+                    .into_iter()
+                    .partition(|v| v.version_id == id);
+                record.versions = kept;
+                let op = if record.versions.is_empty() {
+                    MetaOp::Delete(meta_key)
+                } else {
+                    MetaOp::Put(meta_key, record.encode_to_vec())
+                };
+                drive.apply(vec![op]).await?;
+                let freed = gone
+                    .into_iter()
+                    .filter(|v| !v.data_dir.is_empty())
+                    .map(|v| v.data_dir)
+                    .collect();
+                Ok((before, freed))
+            }
+        }))
+        .await;
+        settle_records(set, &meta_key, results, &[]).await?;
+        Ok(DeleteOutcome {
+            version_id: Some(found.version_id),
+            delete_marker: found.delete_marker,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
