@@ -55,6 +55,8 @@ pub struct PutOptions {
     pub headers: Vec<KeyValue>,
     pub user_metadata: Vec<KeyValue>,
     pub tags: Vec<KeyValue>,
+    /// Set when the body is sealed: the version records the key and shows the plaintext.
+    pub sse: Option<crate::sse::object::SealedWrite>,
 }
 
 /// An object (key in a bucket) that needs its shards checked and repaired.
@@ -82,7 +84,7 @@ impl GetHandle {
         });
         ObjectReader::new(
             self.reader,
-            self.info.version.parts.clone(),
+            crate::sse::object::stored_parts(&self.info.version).into_owned(),
             start,
             end,
             on_damage,
@@ -276,7 +278,7 @@ impl ObjectLayer {
         } else {
             self.new_id()
         };
-        let version = ObjectVersion {
+        let mut version = ObjectVersion {
             version_id: NULL_VERSION.into(),
             delete_marker: false,
             mod_time_ns: now,
@@ -297,7 +299,11 @@ impl ObjectLayer {
             data_dir,
             inline_data: Vec::new(),
             inlined: out.inline.is_some(),
+            sse: None,
         };
+        if let Some(s) = &opts.sse {
+            s.apply_version(&mut version);
+        }
         let moves = if out.inline.is_some() {
             vec![]
         } else {

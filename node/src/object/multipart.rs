@@ -71,6 +71,7 @@ impl ObjectLayer {
             tags: opts.tags,
             erasure: Some(erasure_info(set, &dist)),
             checksum_algorithm,
+            sse: opts.sse.map(|s| s.info),
         };
         set.apply_all(vec![MetaOp::Put(
             keys::upload(bucket, &upload_id),
@@ -112,6 +113,7 @@ impl ObjectLayer {
         body: S,
         hasher: s3s::checksum::ChecksumHasher,
         verify: V,
+        sse: Option<&crate::sse::object::SealedWrite>,
     ) -> ObjectResult<PartInfo>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
@@ -151,13 +153,16 @@ impl ObjectLayer {
                 return Err(e);
             }
         };
-        let info = PartInfo {
+        let mut info = PartInfo {
             number,
             size: out.size,
             etag: hex::encode(out.md5),
             mod_time_ns: self.clock.now_ns(),
             checksums,
         };
+        if let Some(s) = sse {
+            s.apply_part(&mut info);
+        }
         let file = format!("{}.{id}", keys::part_file(number));
         let dir = keys::data_dir(upload_id);
         let record = UploadedPart {
@@ -292,6 +297,7 @@ impl ObjectLayer {
             data_dir: upload_id.to_string(),
             inline_data: Vec::new(),
             inlined: false,
+            sse: upload.sse.clone(),
         };
 
         let _guard = self.locks.lock(self.key_hash(bucket, key)).await;

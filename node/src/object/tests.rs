@@ -288,16 +288,30 @@ async fn multipart_complete_and_errors() {
     };
     let i1 = f
         .layer
-        .put_part("b", "mp", &id, 1, body(&p1), Default::default(), |_| {
-            Ok(vec![])
-        })
+        .put_part(
+            "b",
+            "mp",
+            &id,
+            1,
+            body(&p1),
+            Default::default(),
+            |_| Ok(vec![]),
+            None,
+        )
         .await
         .unwrap();
     let i2 = f
         .layer
-        .put_part("b", "mp", &id, 2, body(&p2), Default::default(), |_| {
-            Ok(vec![])
-        })
+        .put_part(
+            "b",
+            "mp",
+            &id,
+            2,
+            body(&p2),
+            Default::default(),
+            |_| Ok(vec![]),
+            None,
+        )
         .await
         .unwrap();
     assert!(matches!(

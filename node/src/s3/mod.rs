@@ -7,6 +7,7 @@ pub mod error;
 mod list;
 mod multipart;
 mod object;
+pub mod sse;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ pub struct CairnS3 {
     pub objects: Arc<ObjectLayer>,
     pub catalog: Arc<Catalog>,
     pub region: String,
+    pub sse: Arc<crate::sse::object::Keyring>,
 }
 
 impl CairnS3 {

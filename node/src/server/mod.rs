@@ -148,6 +148,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         max_requests: args.max_requests,
         heal_on_start,
         restore_on_start: !rejoining,
+        sse: crate::sse::object::SseConfig::from_env(Box::new(
+            <rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_entropy(),
+        ))?,
     })
     .await?;
 

@@ -52,6 +52,8 @@ pub struct NodeParts {
     pub heal_on_start: bool,
     /// The control plane started on empty storage: restore the state mirrored on the drives.
     pub restore_on_start: bool,
+    /// KMS and auto-encryption for server-side encryption.
+    pub sse: crate::sse::object::SseConfig,
 }
 
 /// Everything a running node holds.
@@ -78,12 +80,19 @@ impl Node {
             .local_drives()
             .filter_map(|(i, _)| parts.drives.get(i).cloned())
             .collect();
+        let mut rng = parts.rng;
+        let sse = Arc::new(crate::sse::object::Keyring::new(
+            parts.sse,
+            Box::new(<rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_seed(
+                seed_from(&mut *rng),
+            )),
+        ));
         let (objects, heal_rx) = ObjectLayer::new(
             parts.drives,
             parts.layout,
             &parts.deployment_id,
             parts.clock,
-            parts.rng,
+            rng,
         )?;
         let objects = Arc::new(objects);
         let catalog = Arc::new(Catalog::new(parts.control, local));
@@ -120,6 +129,7 @@ impl Node {
             objects,
             catalog,
             region: parts.region,
+            sse,
         });
         b.set_auth(Authenticator(parts.credentials));
         b.set_route(AdminRoute { node: node.clone() });
@@ -227,4 +237,11 @@ async fn rejoin_monitor(node: Arc<Node>) {
             heal_until_clean(&node, "rejoin").await;
         }
     }
+}
+
+/// A seed for a second RNG drawn from the handed-in one, so the simulator still replays exactly.
+fn seed_from(rng: &mut dyn rand::RngCore) -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    seed
 }
