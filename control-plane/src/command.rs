@@ -16,6 +16,11 @@ pub enum Command {
     DeleteBucket {
         name: String,
     },
+    /// Sets (or with `None` removes) a bucket's default encryption.
+    SetBucketEncryption {
+        name: String,
+        encryption: Option<crate::model::BucketEncryption>,
+    },
     /// Puts back the state a node kept on its drives, into a control plane that lost its own Raft
     /// storage (a single node whose first drive was replaced). Refused unless the state is empty,
     /// so a stale copy never overwrites a live site.

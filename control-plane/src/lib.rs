@@ -16,7 +16,7 @@ pub mod state;
 pub mod transport;
 
 pub use command::{Command, CommandError};
-pub use model::{BucketInfo, Versioning};
+pub use model::{BucketEncryption, BucketInfo, Versioning};
 pub use raft::{
     ControlPlane, ControlPlaneConfig, ControlPlaneError, ControlPlaneStatus, ProposeError, Role,
 };

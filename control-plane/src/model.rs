@@ -20,4 +20,16 @@ pub struct BucketInfo {
     pub versioning: Versioning,
     #[serde(default)]
     pub object_lock: bool,
+    /// Default encryption for objects written without SSE headers (PutBucketEncryption).
+    #[serde(default)]
+    pub encryption: Option<BucketEncryption>,
+}
+
+/// A bucket's default server-side encryption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BucketEncryption {
+    /// SSE-S3 (`AES256`).
+    SseS3,
+    /// SSE-KMS under `key_id`, or the KMS's default key when `None`.
+    SseKms { key_id: Option<String> },
 }

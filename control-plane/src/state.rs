@@ -40,6 +40,7 @@ impl SiteState {
                         created_ns: *created_ns,
                         versioning,
                         object_lock: *object_lock,
+                        encryption: None,
                     },
                 );
                 Ok(())
@@ -49,6 +50,14 @@ impl SiteState {
                 .remove(name)
                 .map(|_| ())
                 .ok_or_else(|| CommandError::NoSuchBucket(name.clone())),
+            Command::SetBucketEncryption { name, encryption } => {
+                let bucket = self
+                    .buckets
+                    .get_mut(name)
+                    .ok_or_else(|| CommandError::NoSuchBucket(name.clone()))?;
+                bucket.encryption = encryption.clone();
+                Ok(())
+            }
             Command::Restore { state } => {
                 if !self.buckets.is_empty() {
                     return Err(CommandError::NotEmpty);
@@ -152,6 +161,37 @@ mod tests {
         assert_eq!(
             s.apply(&Command::DeleteBucket {
                 name: "nope".into()
+            }),
+            Err(CommandError::NoSuchBucket("nope".into()))
+        );
+    }
+
+    #[test]
+    fn bucket_encryption_is_set_cleared_and_survives_a_snapshot() {
+        use crate::model::BucketEncryption;
+        let mut s = SiteState::default();
+        s.apply(&create("a")).unwrap();
+        let kms = Some(BucketEncryption::SseKms {
+            key_id: Some("k1".into()),
+        });
+        s.apply(&Command::SetBucketEncryption {
+            name: "a".into(),
+            encryption: kms.clone(),
+        })
+        .unwrap();
+        assert_eq!(s.bucket("a").unwrap().encryption, kms);
+        let restored = SiteState::from_bytes(&s.to_bytes()).unwrap();
+        assert_eq!(restored.bucket("a").unwrap().encryption, kms);
+        s.apply(&Command::SetBucketEncryption {
+            name: "a".into(),
+            encryption: None,
+        })
+        .unwrap();
+        assert_eq!(s.bucket("a").unwrap().encryption, None);
+        assert_eq!(
+            s.apply(&Command::SetBucketEncryption {
+                name: "nope".into(),
+                encryption: Some(BucketEncryption::SseS3),
             }),
             Err(CommandError::NoSuchBucket("nope".into()))
         );

@@ -43,6 +43,9 @@ pub enum AdminCommand {
     /// Named endpoints (URL + credentials) kept in `~/.cairn/config.json`, as `mc alias` keeps them.
     #[command(subcommand)]
     Alias(AliasCommand),
+    /// Per-bucket settings (`bucket encryption info|set|clear ALIAS/BUCKET`).
+    #[command(subcommand)]
+    Bucket(super::bucket_cli::BucketCommand),
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -154,6 +157,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     let (method, op, query) = match &args.command {
         AdminCommand::Alias(cmd) => return alias_command(cmd),
+        AdminCommand::Bucket(cmd) => return super::bucket_cli::run(cmd),
         AdminCommand::Heal => ("POST", "heal", vec![]),
         AdminCommand::Info => ("GET", "info", vec![]),
         AdminCommand::Raft(RaftCommand::Status) => ("GET", "raft/status", vec![]),

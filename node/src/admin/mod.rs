@@ -2,6 +2,8 @@
 //! before the route runs), JSON in and out. Only root may call it until IAM adds `admin:*` actions.
 
 pub mod alias;
+pub mod bucket_cli;
+pub mod bucket_encryption;
 pub mod cli;
 
 use std::sync::Arc;
@@ -185,6 +187,9 @@ impl S3Route for AdminRoute {
                 let cp = &self.node.catalog.control;
                 cp.remove_voter(id).await.map_err(membership_error)?;
                 json(&cp.status())
+            }
+            (_, "bucket/encryption") => {
+                bucket_encryption::handle(&self.node, &req.method, &req.uri).await
             }
             _ => Err(s3_error!(NotImplemented, "unknown admin operation {op}")),
         }

@@ -17,11 +17,11 @@ pub async fn create(
     req: S3Request<CreateMultipartUploadInput>,
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let input = req.input;
-    s3.require_bucket(&input.bucket).await?;
+    let bucket = s3.require_bucket(&input.bucket).await?;
     check_key(&input.key)?;
     let user_metadata = convert::user_metadata(input.metadata);
     convert::check_metadata_size(&user_metadata)?;
-    let mode = sse::effective(s3, sse::requested(sse::write_headers!(input))?);
+    let mode = sse::effective(s3, &bucket, sse::requested(sse::write_headers!(input))?);
     let plan = sse::plan(s3, &input.bucket, &input.key, mode, true).await?;
     let echo = plan.as_ref().map(sse::Plan::echo).unwrap_or_default();
     let opts = PutOptions {

@@ -118,7 +118,7 @@ pub async fn put(
     req: S3Request<PutObjectInput>,
 ) -> S3Result<S3Response<PutObjectOutput>> {
     let input = req.input;
-    s3.require_bucket(&input.bucket).await?;
+    let bucket = s3.require_bucket(&input.bucket).await?;
     check_key(&input.key)?;
     if input
         .content_length
@@ -163,7 +163,7 @@ pub async fn put(
     }
     let user_metadata = convert::user_metadata(input.metadata);
     convert::check_metadata_size(&user_metadata)?;
-    let mode = sse::effective(s3, sse::requested(sse::write_headers!(input))?);
+    let mode = sse::effective(s3, &bucket, sse::requested(sse::write_headers!(input))?);
     let plan = sse::plan(s3, &input.bucket, &input.key, mode, false).await?;
     let opts = PutOptions {
         headers: convert::content_headers!(input).to_kv(),
@@ -442,7 +442,7 @@ pub async fn copy(
     let input = req.input;
     let (sb, sk, svid) = copy_source(&input.copy_source)?;
     s3.require_bucket(&sb).await?;
-    s3.require_bucket(&input.bucket).await?;
+    let bucket = s3.require_bucket(&input.bucket).await?;
     check_key(&input.key)?;
     let src = s3.objects.get_object(&sb, &sk, svid.as_deref()).await?;
     let v = src.info.version.clone();
@@ -476,7 +476,7 @@ pub async fn copy(
         s3,
         &input.bucket,
         &input.key,
-        sse::effective(s3, asked),
+        sse::effective(s3, &bucket, asked),
         false,
     )
     .await?;

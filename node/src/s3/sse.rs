@@ -9,6 +9,7 @@ use futures::{Stream, StreamExt};
 use s3s::dto::ServerSideEncryption;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Result};
 
+use cairn_control_plane::BucketInfo;
 use cairn_proto::meta::{ObjectVersion, SseInfo};
 
 use super::CairnS3;
@@ -147,9 +148,12 @@ fn kms_key_name(id: &str) -> String {
         .to_string()
 }
 
-/// The encryption a write gets: what it asks for, else auto-encryption's SSE-S3.
-pub fn effective(s3: &CairnS3, asked: Option<Mode>) -> Option<Mode> {
-    asked.or_else(|| s3.sse.auto_encryption.then_some(Mode::S3))
+/// The encryption a write gets: what its headers ask for, else the bucket's default, else
+/// auto-encryption's SSE-S3, else none.
+pub fn effective(s3: &CairnS3, bucket: &BucketInfo, asked: Option<Mode>) -> Option<Mode> {
+    asked
+        .or_else(|| super::bucket_encryption::default_mode(bucket))
+        .or_else(|| s3.sse.auto_encryption.then_some(Mode::S3))
 }
 
 /// An encrypted write: the record to store and the key that seals the body.
