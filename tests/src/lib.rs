@@ -89,6 +89,8 @@ pub struct ServerOptions {
     pub ellipsis: bool,
     /// A node of a networked site (see [`cluster`]): fixed port, the site's endpoint list.
     pub site: Option<SiteSpec>,
+    /// Extra environment of the server process (e.g. `CAIRN_KMS_SECRET_KEY`).
+    pub env: Vec<(String, String)>,
 }
 
 /// How one node of a [`cluster::Cluster`] is started.
@@ -107,7 +109,12 @@ impl ServerOptions {
             env_credentials: Some((ROOT_USER.to_string(), ROOT_PASSWORD.to_string())),
             ellipsis: false,
             site: None,
+            env: Vec::new(),
         }
+    }
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
     pub fn parity(mut self, parity: usize) -> Self {
         self.parity = Some(parity);
@@ -259,6 +266,7 @@ impl Server {
         if let Some((u, p)) = &self.opts.env_credentials {
             cmd.env("CAIRN_ROOT_USER", u).env("CAIRN_ROOT_PASSWORD", p);
         }
+        cmd.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", cairn_bin().display()));
