@@ -21,6 +21,8 @@ pub enum Command {
         name: String,
         encryption: Option<crate::model::BucketEncryption>,
     },
+    /// A change to the KMS key registry.
+    Kms(crate::kms::KmsCommand),
     /// Puts back the state a node kept on its drives, into a control plane that lost its own Raft
     /// storage (a single node whose first drive was replaced). Refused unless the state is empty,
     /// so a stale copy never overwrites a live site.
@@ -37,4 +39,10 @@ pub enum CommandError {
     NoSuchBucket(String),
     #[error("the site state is not empty: refusing to restore over it")]
     NotEmpty,
+    #[error("KMS key {0} already exists")]
+    KmsKeyExists(String),
+    #[error("KMS key {0} does not exist")]
+    NoSuchKmsKey(String),
+    #[error("KMS key {0} has been deleted")]
+    KmsKeyDeleted(String),
 }

@@ -10,6 +10,7 @@
 
 pub mod command;
 pub mod iam;
+pub mod kms;
 pub mod model;
 pub mod raft;
 pub mod state;

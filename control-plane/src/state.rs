@@ -12,6 +12,8 @@ pub struct SiteState {
     /// Index of the last applied command; a persisted copy with a higher index is newer.
     pub applied: u64,
     pub buckets: BTreeMap<String, BucketInfo>,
+    #[serde(default)]
+    pub kms: crate::kms::KmsRegistry,
 }
 
 impl SiteState {
@@ -58,11 +60,13 @@ impl SiteState {
                 bucket.encryption = encryption.clone();
                 Ok(())
             }
+            Command::Kms(c) => self.kms.apply(c),
             Command::Restore { state } => {
                 if !self.buckets.is_empty() {
                     return Err(CommandError::NotEmpty);
                 }
                 self.buckets = state.buckets.clone();
+                self.kms = state.kms.clone();
                 Ok(())
             }
         }

@@ -444,16 +444,28 @@ async fn kms_errors_are_clear() {
     let srv = start(false).await;
     let c = srv.client();
     create_bucket(&c, "k").await;
-    let r = c
-        .put_object()
-        .bucket("k")
-        .key("x")
-        .body(ByteStream::from_static(b"x"))
-        .server_side_encryption(Sse::AwsKms)
-        .ssekms_key_id("no-such-key")
-        .send()
-        .await;
+    let r = put_kms(&c, "k", "x", b"x", "no-such-key").await;
     assert_s3_err(r, 400, Some("KMS.NotFoundException"), "unknown KMS key");
+}
+
+async fn put_kms(
+    c: &Client,
+    bucket: &str,
+    key: &str,
+    data: &[u8],
+    kms_key: &str,
+) -> Result<
+    aws_sdk_s3::operation::put_object::PutObjectOutput,
+    aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::put_object::PutObjectError>,
+> {
+    c.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(data.to_vec()))
+        .server_side_encryption(Sse::AwsKms)
+        .ssekms_key_id(kms_key)
+        .send()
+        .await
 }
 
 fn bucket_default(alg: Sse, key: Option<&str>) -> ServerSideEncryptionConfiguration {
@@ -535,56 +547,37 @@ async fn bucket_default_and_auto_encryption_apply_exactly_without_headers() {
     assert_eq!(head_sse(&c, "def", "after").await, None);
 
     // The admin CLI sets and shows the same default.
-    let config = tempfile::tempdir().unwrap();
-    let cfg = config.path().to_str().unwrap().to_string();
-    let env = [("CAIRN_CONFIG_DIR", cfg.as_str())];
-    let cli = |args: &[&str]| {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        async move { run_cairn(&args, &env, Duration::from_secs(30)).await }
-    };
-    let (st, _, err) = cli(&[
-        "admin",
-        "alias",
-        "set",
-        "site",
-        &srv.endpoint(),
-        srv.access_key(),
-        srv.secret_key(),
-    ])
-    .await;
-    assert!(st.success(), "alias set: {err}");
-    let (st, out, err) = cli(&[
-        "admin",
-        "bucket",
-        "encryption",
-        "set",
-        "site/def",
-        "sse-kms",
-        KMS_KEY_NAME,
-    ])
-    .await;
-    assert!(st.success(), "encryption set: {err}");
+    let admin = Admin::new(&srv).await;
+    let (done, out, err) = admin
+        .run(&[
+            "bucket",
+            "encryption",
+            "set",
+            "site/def",
+            "sse-kms",
+            KMS_KEY_NAME,
+        ])
+        .await;
+    assert!(done, "encryption set: {err}");
     assert!(out.contains("sse-kms"), "{out}");
-    let (st, out, err) = cli(&["admin", "bucket", "encryption", "info", "site/def"]).await;
-    assert!(st.success(), "encryption info: {err}");
+    let (done, out, err) = admin
+        .run(&["bucket", "encryption", "info", "site/def"])
+        .await;
+    assert!(done, "encryption info: {err}");
     let info: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(info["algorithm"], "sse-kms");
     assert_eq!(info["key_id"], KMS_KEY_NAME);
     put(&c, "def", "cli-default", b"secret").await;
     assert_eq!(head_sse(&c, "def", "cli-default").await, Some(Sse::AwsKms));
-    let (st, out, err) = cli(&["admin", "bucket", "encryption", "clear", "site/def"]).await;
-    assert!(st.success(), "encryption clear: {err}");
+    let (done, out, err) = admin
+        .run(&["bucket", "encryption", "clear", "site/def"])
+        .await;
+    assert!(done, "encryption clear: {err}");
     assert!(out.contains("\"none\""), "{out}");
-    let (st, _, err) = cli(&[
-        "admin",
-        "bucket",
-        "encryption",
-        "set",
-        "site/nope",
-        "sse-s3",
-    ])
-    .await;
-    assert!(!st.success(), "set on a missing bucket must fail");
+    let (done, _, err) = admin
+        .run(&["bucket", "encryption", "set", "site/nope", "sse-s3"])
+        .await;
+    assert!(!done, "set on a missing bucket must fail");
     assert!(err.contains("NoSuchBucket"), "{err}");
 
     // Auto-encryption: SSE-S3 for writes without headers; headers still win.
@@ -719,4 +712,133 @@ async fn tampered_ciphertext_heals_or_fails_never_wrong_bytes() {
             ),
         },
     }
+}
+
+/// `cairn admin ...` against `srv` with a fresh alias `site`; returns (success, stdout, stderr).
+struct Admin {
+    _config: tempfile::TempDir,
+    dir: String,
+}
+
+impl Admin {
+    async fn new(srv: &Server) -> Admin {
+        let config = tempfile::tempdir().unwrap();
+        let dir = config.path().to_str().unwrap().to_string();
+        let a = Admin {
+            _config: config,
+            dir,
+        };
+        let (ok, _, err) = a
+            .run(&[
+                "alias",
+                "set",
+                "site",
+                &srv.endpoint(),
+                srv.access_key(),
+                srv.secret_key(),
+            ])
+            .await;
+        assert!(ok, "alias set: {err}");
+        a
+    }
+
+    async fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let mut all = vec!["admin".to_string()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let (st, out, err) = run_cairn(
+            &all,
+            &[("CAIRN_CONFIG_DIR", self.dir.as_str())],
+            Duration::from_secs(30),
+        )
+        .await;
+        (st.success(), out, err)
+    }
+}
+
+async fn get_kms(c: &Client, key: &str) -> Result<Vec<u8>, (Option<u16>, Option<String>)> {
+    match c.get_object().bucket("vault").key(key).send().await {
+        Ok(r) => Ok(body_of(r).await),
+        Err(e) => Err((err_status(&e), err_code(&e))),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_keys_give_secure_erasure() {
+    let srv = Server::start_with(ServerOptions::new(4).env(
+        "CAIRN_KMS_MASTER_KEY",
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    ))
+    .await;
+    let c = srv.client();
+    create_bucket(&c, "vault").await;
+    let admin = Admin::new(&srv).await;
+    for k in ["k1", "k2"] {
+        let (done, out, err) = admin.run(&["kms", "key", "create", "site", k]).await;
+        assert!(done, "create {k}: {err}");
+        assert!(out.contains("enabled"), "{out}");
+    }
+    let (done, _, err) = admin.run(&["kms", "key", "create", "site", "k1"]).await;
+    assert!(
+        !done && err.contains("already exists"),
+        "duplicate create: {err}"
+    );
+    let (done, out, _) = admin.run(&["kms", "key", "list", "site"]).await;
+    assert!(done && out.contains("k1") && out.contains("k2"), "{out}");
+
+    let small = random_bytes(1000, 1);
+    let large = random_bytes(3 * MIB, 2);
+    for (key, data, kms_key) in [
+        ("small", &small, "k1"),
+        ("large", &large, "k1"),
+        ("other", &small, "k2"),
+    ] {
+        ok(put_kms(&c, "vault", key, data, kms_key).await, key);
+    }
+    assert_eq!(get_kms(&c, "large").await.ok(), Some(large.clone()));
+
+    let (ok_, out, err) = admin.run(&["kms", "key", "disable", "site", "k1"]).await;
+    assert!(ok_ && out.contains("disabled"), "disable: {out} {err}");
+    let disabled = (Some(400), Some("KMS.DisabledException".to_string()));
+    assert_eq!(get_kms(&c, "small").await.err(), Some(disabled.clone()));
+    assert_eq!(get_kms(&c, "large").await.err(), Some(disabled.clone()));
+    assert_eq!(
+        get_kms(&c, "other").await.ok(),
+        Some(small.clone()),
+        "k2 unaffected"
+    );
+    let put = put_kms(&c, "vault", "new", b"x", "k1").await;
+    assert_s3_err(
+        put,
+        400,
+        Some("KMS.DisabledException"),
+        "PUT under a disabled key",
+    );
+
+    let (ok_, _, err) = admin.run(&["kms", "key", "enable", "site", "k1"]).await;
+    assert!(ok_, "enable: {err}");
+    assert_eq!(get_kms(&c, "small").await.ok(), Some(small.clone()));
+    assert_eq!(get_kms(&c, "large").await.ok(), Some(large.clone()));
+
+    let (ok_, out, err) = admin.run(&["kms", "key", "delete", "site", "k1"]).await;
+    assert!(ok_ && out.contains("deleted"), "delete: {out} {err}");
+    let gone = (Some(400), Some("KMS.KMSInvalidStateException".to_string()));
+    assert_eq!(get_kms(&c, "small").await.err(), Some(gone.clone()));
+    assert_eq!(get_kms(&c, "large").await.err(), Some(gone.clone()));
+    let (ok_, _, err) = admin.run(&["kms", "key", "enable", "site", "k1"]).await;
+    assert!(
+        !ok_ && err.contains("deleted"),
+        "enable after delete: {err}"
+    );
+    assert_eq!(
+        get_kms(&c, "small").await.err(),
+        Some(gone),
+        "deleted for good"
+    );
+    let (_, out, _) = admin.run(&["kms", "key", "status", "site", "k1"]).await;
+    assert!(out.contains("deleted"), "{out}");
+    assert_eq!(
+        get_kms(&c, "other").await.ok(),
+        Some(small),
+        "k2 still readable"
+    );
 }

@@ -5,6 +5,8 @@ pub mod alias;
 pub mod bucket_cli;
 pub mod bucket_encryption;
 pub mod cli;
+pub mod kms;
+pub mod kms_cli;
 
 use std::sync::Arc;
 
@@ -187,6 +189,9 @@ impl S3Route for AdminRoute {
                 let cp = &self.node.catalog.control;
                 cp.remove_voter(id).await.map_err(membership_error)?;
                 json(&cp.status())
+            }
+            (m, op) if op.starts_with("kms/key/") => {
+                kms::handle(&self.node, m, op.trim_start_matches("kms/key/"), &req.uri).await
             }
             (_, "bucket/encryption") => {
                 bucket_encryption::handle(&self.node, &req.method, &req.uri).await

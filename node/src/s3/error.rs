@@ -50,6 +50,11 @@ impl From<CatalogError> for S3Error {
                 "Your previous request to create the named bucket succeeded and you already own it.",
             ),
             CatalogError::Command(CommandError::NoSuchBucket(_)) => err(S3ErrorCode::NoSuchBucket, e.to_string()),
+            CatalogError::Command(
+                CommandError::KmsKeyExists(_)
+                | CommandError::NoSuchKmsKey(_)
+                | CommandError::KmsKeyDeleted(_),
+            ) => err(S3ErrorCode::InvalidRequest, e.to_string()),
             CatalogError::Command(CommandError::NotEmpty) => err(S3ErrorCode::InternalError, e.to_string()),
             CatalogError::Unavailable(_) => err(S3ErrorCode::ServiceUnavailable, e.to_string()),
         }

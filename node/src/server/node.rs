@@ -65,6 +65,8 @@ pub struct Node {
     /// Background full heals running now (shown by the admin API, so operators and tests can
     /// tell a finished heal from one still under way).
     pub healing: AtomicUsize,
+    /// Server-side encryption keys (the admin API creates registry keys through it).
+    pub sse: Arc<crate::sse::object::Keyring>,
 }
 
 impl Node {
@@ -81,12 +83,7 @@ impl Node {
             .filter_map(|(i, _)| parts.drives.get(i).cloned())
             .collect();
         let mut rng = parts.rng;
-        let sse = Arc::new(crate::sse::object::Keyring::new(
-            parts.sse,
-            Box::new(<rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_seed(
-                seed_from(&mut *rng),
-            )),
-        ));
+        let sse_seeds = [seed_from(&mut *rng), seed_from(&mut *rng)];
         let (objects, heal_rx) = ObjectLayer::new(
             parts.drives,
             parts.layout,
@@ -96,12 +93,24 @@ impl Node {
         )?;
         let objects = Arc::new(objects);
         let catalog = Arc::new(Catalog::new(parts.control, local));
+        let fork = |seed| {
+            Box::new(<rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_seed(
+                seed,
+            ))
+        };
+        let sse = Arc::new(crate::sse::object::Keyring::new(
+            parts.sse,
+            catalog.clone(),
+            fork(sse_seeds[0]),
+            fork(sse_seeds[1]),
+        ));
         let node = Arc::new(Node {
             objects: objects.clone(),
             catalog: catalog.clone(),
             credentials: parts.credentials.clone(),
             topology: parts.topology,
             healing: AtomicUsize::new(0),
+            sse: sse.clone(),
         });
         tokio::spawn(heal_worker(objects.clone(), heal_rx));
         let mut restore = parts.restore_on_start;

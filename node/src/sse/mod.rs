@@ -17,6 +17,7 @@
 pub mod kms;
 pub mod object;
 pub mod package;
+pub mod registry;
 pub mod seal;
 pub mod stream;
 

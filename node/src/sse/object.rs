@@ -20,6 +20,7 @@ use rand::RngCore;
 use cairn_proto::meta::{KeyValue, ObjectVersion, PartInfo, SseInfo};
 
 use super::package::{Decryptor, Encryptor, SINGLE_PART};
+use super::registry;
 use super::stream::{self, StreamError};
 use super::{
     multipart_ranges, package_range, sealed_size, Backend, Context, CustomerKey, KeyBinding, Kms,
@@ -38,15 +39,18 @@ pub struct SseConfig {
     pub kms: Option<Arc<dyn Kms>>,
     /// `CAIRN_KMS_AUTO_ENCRYPTION=on`: SSE-S3 for every write that asks for no encryption.
     pub auto_encryption: bool,
+    /// Root key wrapping the control plane's KMS key registry; `None` leaves the registry off.
+    pub registry_root: Option<super::Secret>,
 }
 
 /// `on` encrypts every object written without SSE headers with SSE-S3.
 pub const AUTO_ENCRYPTION_ENV: &str = "CAIRN_KMS_AUTO_ENCRYPTION";
 
 impl SseConfig {
-    /// The server's settings from `CAIRN_KMS_SECRET_KEY` and `CAIRN_KMS_AUTO_ENCRYPTION`; `rng`
-    /// draws the static KMS's data keys.
-    pub fn from_env(rng: Box<dyn RngCore + Send>) -> SseResult<Self> {
+    /// The server's settings from `CAIRN_KMS_SECRET_KEY`, `CAIRN_KMS_AUTO_ENCRYPTION` and
+    /// `CAIRN_KMS_MASTER_KEY` (else a root key derived from `root_secret`); `rng` draws the static
+    /// KMS's data keys.
+    pub fn from_env(rng: Box<dyn RngCore + Send>, root_secret: &str) -> SseResult<Self> {
         let kms = StaticKms::from_env(rng)?.map(|k| Arc::new(k) as Arc<dyn Kms>);
         let auto_encryption = match std::env::var(AUTO_ENCRYPTION_ENV) {
             Ok(v) if v.eq_ignore_ascii_case("on") => true,
@@ -64,9 +68,27 @@ impl SseConfig {
                 super::kms::STATIC_KEY_ENV
             )));
         }
+        let registry_root = match std::env::var(registry::MASTER_KEY_ENV) {
+            Ok(v) => {
+                let bad = || {
+                    SseError::KmsConfig(format!(
+                        "{} must be base64 of 32 bytes",
+                        registry::MASTER_KEY_ENV
+                    ))
+                };
+                let raw = zeroize::Zeroizing::new(
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v.trim())
+                        .map_err(|_| bad())?,
+                );
+                let key: [u8; super::KEY_LEN] = raw.as_slice().try_into().map_err(|_| bad())?;
+                zeroize::Zeroizing::new(key)
+            }
+            Err(_) => registry::derive_root_key(root_secret),
+        };
         Ok(Self {
             kms,
             auto_encryption,
+            registry_root: Some(registry_root),
         })
     }
 }
@@ -97,14 +119,32 @@ fn code(kind: SseKind) -> u32 {
 /// Makes and reopens object keys; holds the KMS and the handed-in RNG.
 pub struct Keyring {
     kms: Option<Arc<dyn Kms>>,
+    /// The control plane's key registry (also part of `kms`), for `kms key create`.
+    pub registry: Option<Arc<registry::RegistryKms>>,
     pub auto_encryption: bool,
     rng: Mutex<Box<dyn RngCore + Send>>,
 }
 
 impl Keyring {
-    pub fn new(config: SseConfig, rng: Box<dyn RngCore + Send>) -> Self {
+    /// `registry_rng` draws registry keys and data keys, `rng` object keys.
+    pub fn new(
+        config: SseConfig,
+        catalog: Arc<crate::catalog::Catalog>,
+        registry_rng: Box<dyn RngCore + Send>,
+        rng: Box<dyn RngCore + Send>,
+    ) -> Self {
+        let registry = config
+            .registry_root
+            .map(|root| Arc::new(registry::RegistryKms::new(catalog, root, registry_rng)));
+        let kms: Option<Arc<dyn Kms>> = (config.kms.is_some() || registry.is_some()).then(|| {
+            Arc::new(registry::SiteKms {
+                external: config.kms,
+                registry: registry.clone(),
+            }) as Arc<dyn Kms>
+        });
         Self {
-            kms: config.kms,
+            kms,
+            registry,
             auto_encryption: config.auto_encryption,
             rng: Mutex::new(rng),
         }
