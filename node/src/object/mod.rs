@@ -607,4 +607,4 @@ async fn cleanup(set: &ErasureSet, tmp: &str) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -9,13 +9,13 @@ use super::*;
 use crate::clock::SystemClock;
 use crate::drive::local::LocalDrive;
 
-struct Fixture {
+pub(crate) struct Fixture {
     _dir: tempfile::TempDir,
-    roots: Vec<std::path::PathBuf>,
-    layer: ObjectLayer,
+    pub roots: Vec<std::path::PathBuf>,
+    pub layer: ObjectLayer,
 }
 
-fn fixture(n: usize, parity: usize) -> Fixture {
+pub(crate) fn fixture(n: usize, parity: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let roots: Vec<_> = (0..n).map(|i| dir.path().join(format!("d{i}"))).collect();
     let drives: Vec<Arc<dyn Drive>> = roots
@@ -74,7 +74,7 @@ async fn get(l: &ObjectLayer, key: &str, start: u64, end: u64) -> ObjectResult<V
     Ok(out)
 }
 
-fn shard_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn shard_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -552,3 +552,7 @@ impl PartsDecryptor {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "object_tests.rs"]
+mod tests;
