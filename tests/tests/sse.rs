@@ -427,25 +427,34 @@ async fn sse_c_needs_the_right_key_and_copy_re_encrypts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kms_errors_are_clear() {
+async fn kms_errors_are_clear_and_sse_s3_uses_the_registry_default_key() {
+    // No static key: the site's key registry is the KMS, and SSE-S3 uses its `cairn-default`.
     let srv = Server::start(4).await;
     let c = srv.client();
     create_bucket(&c, "k").await;
-    let r = c
-        .put_object()
-        .bucket("k")
-        .key("x")
-        .body(ByteStream::from_static(b"x"))
-        .server_side_encryption(Sse::Aes256)
-        .send()
-        .await;
-    assert_s3_err(r, 501, Some("NotImplemented"), "SSE-S3 without a KMS");
-
-    let srv = start(false).await;
-    let c = srv.client();
-    create_bucket(&c, "k").await;
+    let sse_s3 = || {
+        c.put_object()
+            .bucket("k")
+            .key("x")
+            .body(ByteStream::from_static(b"x"))
+            .server_side_encryption(Sse::Aes256)
+            .send()
+    };
+    assert_s3_err(
+        sse_s3().await,
+        400,
+        Some("KMS.NotFoundException"),
+        "SSE-S3 before the default key exists",
+    );
     let r = put_kms(&c, "k", "x", b"x", "no-such-key").await;
     assert_s3_err(r, 400, Some("KMS.NotFoundException"), "unknown KMS key");
+    let admin = Admin::new(&srv).await;
+    let (done, _, err) = admin
+        .run(&["kms", "key", "create", "site", "cairn-default"])
+        .await;
+    assert!(done, "create cairn-default: {err}");
+    ok(sse_s3().await, "SSE-S3 with the default key");
+    assert_eq!(get_sse(&c, "k", "x", &Mode::S3, None).await, b"x");
 }
 
 async fn put_kms(
