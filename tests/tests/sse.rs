@@ -228,14 +228,14 @@ async fn every_mode_round_trips_around_package_boundaries_with_ranges_and_head()
 async fn multipart_uploads_encrypt_each_part_and_serve_ranges_and_part_numbers() {
     let srv = start(false).await;
     let c = srv.client();
-    create_bucket(&c, "mp").await;
+    create_bucket(&c, "multi").await;
     // Three parts: 5 MiB, 5 MiB and 1 MiB + 3 bytes (11 MiB; not the 100 MiB).
     let sizes = [5 * MIB, 5 * MIB, MIB + 3];
     let data = random_bytes(sizes.iter().sum(), 33);
     for (name, mode) in Mode::all() {
         let key = format!("{name}-mp");
         let created = ok(
-            with_sse!(c.create_multipart_upload().bucket("mp").key(&key), &mode)
+            with_sse!(c.create_multipart_upload().bucket("multi").key(&key), &mode)
                 .send()
                 .await,
             "create upload",
@@ -251,7 +251,7 @@ async fn multipart_uploads_encrypt_each_part_and_serve_ranges_and_part_numbers()
             let up = ok(
                 with_read_key!(
                     c.upload_part()
-                        .bucket("mp")
+                        .bucket("multi")
                         .key(&key)
                         .upload_id(&id)
                         .part_number(number)
@@ -275,7 +275,7 @@ async fn multipart_uploads_encrypt_each_part_and_serve_ranges_and_part_numbers()
         }
         let done = ok(
             c.complete_multipart_upload()
-                .bucket("mp")
+                .bucket("multi")
                 .key(&key)
                 .upload_id(&id)
                 .multipart_upload(
@@ -295,7 +295,7 @@ async fn multipart_uploads_encrypt_each_part_and_serve_ranges_and_part_numbers()
             ];
             assert_eq!(done.e_tag(), Some(multipart_etag(chunks).as_str()));
         }
-        let got = get_sse(&c, "mp", &key, &mode, None).await;
+        let got = get_sse(&c, "multi", &key, &mode, None).await;
         assert_bytes_eq(&got, &data, &key);
         // A range across the first part boundary, and one across the second.
         for (a, b) in [
@@ -303,13 +303,16 @@ async fn multipart_uploads_encrypt_each_part_and_serve_ranges_and_part_numbers()
             (10 * MIB - 1, 10 * MIB + 70_000),
         ] {
             let range = format!("bytes={a}-{b}");
-            let got = get_sse(&c, "mp", &key, &mode, Some(&range)).await;
+            let got = get_sse(&c, "multi", &key, &mode, Some(&range)).await;
             assert_bytes_eq(&got, &data[a..=b], &format!("{key} {range}"));
         }
         let r = ok(
-            with_read_key!(c.get_object().bucket("mp").key(&key).part_number(2), &mode)
-                .send()
-                .await,
+            with_read_key!(
+                c.get_object().bucket("multi").key(&key).part_number(2),
+                &mode
+            )
+            .send()
+            .await,
             "GET partNumber=2",
         );
         assert_eq!(r.parts_count(), Some(3));
@@ -322,21 +325,21 @@ async fn multipart_uploads_encrypt_each_part_and_serve_ranges_and_part_numbers()
 async fn sse_c_needs_the_right_key_and_copy_re_encrypts() {
     let srv = start(false).await;
     let c = srv.client();
-    create_bucket(&c, "c").await;
+    create_bucket(&c, "ssec").await;
     let data = random_bytes(200 * KIB, 5);
     let right = Mode::C(CustomerKey::new(1));
     let wrong = Mode::C(CustomerKey::new(2));
-    put_sse(&c, "c", "obj", &data, &right).await;
+    put_sse(&c, "ssec", "obj", &data, &right).await;
 
-    let missing = c.get_object().bucket("c").key("obj").send().await;
+    let missing = c.get_object().bucket("ssec").key("obj").send().await;
     assert_s3_err(missing, 400, Some("InvalidRequest"), "GET without the key");
-    let bad = with_read_key!(c.get_object().bucket("c").key("obj"), &wrong)
+    let bad = with_read_key!(c.get_object().bucket("ssec").key("obj"), &wrong)
         .send()
         .await;
     assert_s3_err(bad, 403, Some("AccessDenied"), "GET with the wrong key");
-    let head = c.head_object().bucket("c").key("obj").send().await;
+    let head = c.head_object().bucket("ssec").key("obj").send().await;
     assert_s3_err(head, 400, None, "HEAD without the key");
-    let head = with_read_key!(c.head_object().bucket("c").key("obj"), &wrong)
+    let head = with_read_key!(c.head_object().bucket("ssec").key("obj"), &wrong)
         .send()
         .await;
     assert_s3_err(head, 403, None, "HEAD with the wrong key");
@@ -345,7 +348,7 @@ async fn sse_c_needs_the_right_key_and_copy_re_encrypts() {
     let k = CustomerKey::new(3);
     let mismatch = c
         .put_object()
-        .bucket("c")
+        .bucket("ssec")
         .key("bad-md5")
         .body(ByteStream::from_static(b"x"))
         .sse_customer_algorithm("AES256")
@@ -355,8 +358,8 @@ async fn sse_c_needs_the_right_key_and_copy_re_encrypts() {
         .await;
     assert_s3_err(mismatch, 400, Some("InvalidArgument"), "SSE-C MD5 mismatch");
     // SSE-C headers on an object that is not SSE-C.
-    put(&c, "c", "plain", b"plain").await;
-    let r = with_read_key!(c.get_object().bucket("c").key("plain"), &right)
+    put(&c, "ssec", "plain", b"plain").await;
+    let r = with_read_key!(c.get_object().bucket("ssec").key("plain"), &right)
         .send()
         .await;
     assert_s3_err(
@@ -369,9 +372,9 @@ async fn sse_c_needs_the_right_key_and_copy_re_encrypts() {
     // CopyObject from an SSE-C source needs the source key, then writes under the new settings.
     let no_source_key = c
         .copy_object()
-        .bucket("c")
+        .bucket("ssec")
         .key("copy")
-        .copy_source("c/obj")
+        .copy_source("ssec/obj")
         .send()
         .await;
     assert_s3_err(
@@ -383,9 +386,9 @@ async fn sse_c_needs_the_right_key_and_copy_re_encrypts() {
     let Mode::C(rk) = &right else { unreachable!() };
     let copied = ok(
         c.copy_object()
-            .bucket("c")
+            .bucket("ssec")
             .key("copy")
-            .copy_source("c/obj")
+            .copy_source("ssec/obj")
             .copy_source_sse_customer_algorithm("AES256")
             .copy_source_sse_customer_key(&rk.key_b64)
             .copy_source_sse_customer_key_md5(&rk.md5_b64)
@@ -395,7 +398,7 @@ async fn sse_c_needs_the_right_key_and_copy_re_encrypts() {
         "copy SSE-C -> SSE-S3",
     );
     assert_eq!(copied.server_side_encryption(), Some(&Sse::Aes256));
-    let got = get_sse(&c, "c", "copy", &Mode::S3, None).await;
+    let got = get_sse(&c, "ssec", "copy", &Mode::S3, None).await;
     assert_bytes_eq(&got, &data, "copy");
 
     // Copy onto itself with new SSE settings rotates the key: SSE-S3 -> SSE-C (another key).
@@ -405,9 +408,9 @@ async fn sse_c_needs_the_right_key_and_copy_re_encrypts() {
     };
     ok(
         c.copy_object()
-            .bucket("c")
+            .bucket("ssec")
             .key("copy")
-            .copy_source("c/copy")
+            .copy_source("ssec/copy")
             .sse_customer_algorithm("AES256")
             .sse_customer_key(&ok_key.key_b64)
             .sse_customer_key_md5(&ok_key.md5_b64)
@@ -415,9 +418,9 @@ async fn sse_c_needs_the_right_key_and_copy_re_encrypts() {
             .await,
         "rotate onto itself",
     );
-    let got = get_sse(&c, "c", "copy", &other, None).await;
+    let got = get_sse(&c, "ssec", "copy", &other, None).await;
     assert_bytes_eq(&got, &data, "rotated");
-    let stale = c.get_object().bucket("c").key("copy").send().await;
+    let stale = c.get_object().bucket("ssec").key("copy").send().await;
     assert_s3_err(
         stale,
         400,
@@ -431,10 +434,10 @@ async fn kms_errors_are_clear_and_sse_s3_uses_the_registry_default_key() {
     // No static key: the site's key registry is the KMS, and SSE-S3 uses its `cairn-default`.
     let srv = Server::start(4).await;
     let c = srv.client();
-    create_bucket(&c, "k").await;
+    create_bucket(&c, "kms-errors").await;
     let sse_s3 = || {
         c.put_object()
-            .bucket("k")
+            .bucket("kms-errors")
             .key("x")
             .body(ByteStream::from_static(b"x"))
             .server_side_encryption(Sse::Aes256)
@@ -446,7 +449,7 @@ async fn kms_errors_are_clear_and_sse_s3_uses_the_registry_default_key() {
         Some("KMS.NotFoundException"),
         "SSE-S3 before the default key exists",
     );
-    let r = put_kms(&c, "k", "x", b"x", "no-such-key").await;
+    let r = put_kms(&c, "kms-errors", "x", b"x", "no-such-key").await;
     assert_s3_err(r, 400, Some("KMS.NotFoundException"), "unknown KMS key");
     let admin = Admin::new(&srv).await;
     let (done, _, err) = admin
@@ -454,7 +457,7 @@ async fn kms_errors_are_clear_and_sse_s3_uses_the_registry_default_key() {
         .await;
     assert!(done, "create cairn-default: {err}");
     ok(sse_s3().await, "SSE-S3 with the default key");
-    assert_eq!(get_sse(&c, "k", "x", &Mode::S3, None).await, b"x");
+    assert_eq!(get_sse(&c, "kms-errors", "x", &Mode::S3, None).await, b"x");
 }
 
 async fn put_kms(
@@ -692,9 +695,9 @@ async fn no_plaintext_reaches_any_drive_file() {
 async fn tampered_ciphertext_heals_or_fails_never_wrong_bytes() {
     let srv = start(false).await;
     let c = srv.client();
-    create_bucket(&c, "t").await;
+    create_bucket(&c, "tamper").await;
     let data = random_bytes(2 * MIB, 77);
-    put_sse(&c, "t", "obj", &data, &Mode::S3).await;
+    put_sse(&c, "tamper", "obj", &data, &Mode::S3).await;
     let files: Vec<PathBuf> = srv
         .drives()
         .iter()
@@ -703,13 +706,13 @@ async fn tampered_ciphertext_heals_or_fails_never_wrong_bytes() {
     assert_eq!(files.len(), 4, "one shard file per drive: {files:?}");
     // One damaged shard: parity repairs it and the plaintext comes back intact.
     flip_bytes_in_middle(&files[0], 8);
-    let got = get_sse(&c, "t", "obj", &Mode::S3, None).await;
+    let got = get_sse(&c, "tamper", "obj", &Mode::S3, None).await;
     assert_bytes_eq(&got, &data, "one shard tampered");
     // Every shard damaged: the read fails; it never returns other bytes.
     for f in &files {
         flip_bytes_in_middle(f, 8);
     }
-    let r = c.get_object().bucket("t").key("obj").send().await;
+    let r = c.get_object().bucket("tamper").key("obj").send().await;
     match r {
         Err(_) => {}
         Ok(out) => match out.body.collect().await {
