@@ -112,6 +112,7 @@ mod tests {
             versioning,
             object_lock,
             default_retention: None,
+            encryption: None,
         }
     }
 

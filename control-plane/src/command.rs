@@ -26,6 +26,13 @@ pub enum Command {
         name: String,
         default_retention: Option<crate::bucket_versioning::DefaultRetention>,
     },
+    /// Sets (or with `None` removes) a bucket's default encryption.
+    SetBucketEncryption {
+        name: String,
+        encryption: Option<crate::model::BucketEncryption>,
+    },
+    /// A change to the KMS key registry.
+    Kms(crate::kms::KmsCommand),
     /// Puts back the state a node kept on its drives, into a control plane that lost its own Raft
     /// storage (a single node whose first drive was replaced). Refused unless the state is empty,
     /// so a stale copy never overwrites a live site.
@@ -46,4 +53,10 @@ pub enum CommandError {
     InvalidRequest(String),
     #[error("the site state is not empty: refusing to restore over it")]
     NotEmpty,
+    #[error("KMS key {0} already exists")]
+    KmsKeyExists(String),
+    #[error("KMS key {0} does not exist")]
+    NoSuchKmsKey(String),
+    #[error("KMS key {0} has been deleted")]
+    KmsKeyDeleted(String),
 }

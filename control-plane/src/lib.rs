@@ -11,6 +11,7 @@
 pub mod bucket_versioning;
 pub mod command;
 pub mod iam;
+pub mod kms;
 pub mod model;
 pub mod raft;
 pub mod state;
@@ -18,7 +19,7 @@ pub mod transport;
 
 pub use bucket_versioning::{DefaultRetention, LockMode, RetentionPeriod};
 pub use command::{Command, CommandError};
-pub use model::{BucketInfo, Versioning};
+pub use model::{BucketEncryption, BucketInfo, Versioning};
 pub use raft::{
     ControlPlane, ControlPlaneConfig, ControlPlaneError, ControlPlaneStatus, ProposeError, Role,
 };

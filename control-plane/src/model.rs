@@ -23,4 +23,16 @@ pub struct BucketInfo {
     /// Retention given to new versions when the request names none (object-lock buckets only).
     #[serde(default)]
     pub default_retention: Option<crate::bucket_versioning::DefaultRetention>,
+    /// Default encryption for objects written without SSE headers (PutBucketEncryption).
+    #[serde(default)]
+    pub encryption: Option<BucketEncryption>,
+}
+
+/// A bucket's default server-side encryption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BucketEncryption {
+    /// SSE-S3 (`AES256`).
+    SseS3,
+    /// SSE-KMS under `key_id`, or the KMS's default key when `None`.
+    SseKms { key_id: Option<String> },
 }

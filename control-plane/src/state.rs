@@ -12,6 +12,8 @@ pub struct SiteState {
     /// Index of the last applied command; a persisted copy with a higher index is newer.
     pub applied: u64,
     pub buckets: BTreeMap<String, BucketInfo>,
+    #[serde(default)]
+    pub kms: crate::kms::KmsRegistry,
 }
 
 impl SiteState {
@@ -41,6 +43,7 @@ impl SiteState {
                         versioning,
                         object_lock: *object_lock,
                         default_retention: None,
+                        encryption: None,
                     },
                 );
                 Ok(())
@@ -60,11 +63,21 @@ impl SiteState {
                 self.bucket_mut(name)?,
                 *default_retention,
             ),
+            Command::SetBucketEncryption { name, encryption } => {
+                let bucket = self
+                    .buckets
+                    .get_mut(name)
+                    .ok_or_else(|| CommandError::NoSuchBucket(name.clone()))?;
+                bucket.encryption = encryption.clone();
+                Ok(())
+            }
+            Command::Kms(c) => self.kms.apply(c),
             Command::Restore { state } => {
                 if !self.buckets.is_empty() {
                     return Err(CommandError::NotEmpty);
                 }
                 self.buckets = state.buckets.clone();
+                self.kms = state.kms.clone();
                 Ok(())
             }
         }
@@ -169,6 +182,37 @@ mod tests {
         assert_eq!(
             s.apply(&Command::DeleteBucket {
                 name: "nope".into()
+            }),
+            Err(CommandError::NoSuchBucket("nope".into()))
+        );
+    }
+
+    #[test]
+    fn bucket_encryption_is_set_cleared_and_survives_a_snapshot() {
+        use crate::model::BucketEncryption;
+        let mut s = SiteState::default();
+        s.apply(&create("a")).unwrap();
+        let kms = Some(BucketEncryption::SseKms {
+            key_id: Some("k1".into()),
+        });
+        s.apply(&Command::SetBucketEncryption {
+            name: "a".into(),
+            encryption: kms.clone(),
+        })
+        .unwrap();
+        assert_eq!(s.bucket("a").unwrap().encryption, kms);
+        let restored = SiteState::from_bytes(&s.to_bytes()).unwrap();
+        assert_eq!(restored.bucket("a").unwrap().encryption, kms);
+        s.apply(&Command::SetBucketEncryption {
+            name: "a".into(),
+            encryption: None,
+        })
+        .unwrap();
+        assert_eq!(s.bucket("a").unwrap().encryption, None);
+        assert_eq!(
+            s.apply(&Command::SetBucketEncryption {
+                name: "nope".into(),
+                encryption: Some(BucketEncryption::SseS3),
             }),
             Err(CommandError::NoSuchBucket("nope".into()))
         );

@@ -195,6 +195,7 @@ pub async fn run_node(state: Rc<NodeState>) -> turmoil::Result {
         max_requests: 64,
         heal_on_start: restart,
         restore_on_start: false,
+        sse: Default::default(),
     })
     .await?;
     *state.node.borrow_mut() = Some(node);

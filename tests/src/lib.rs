@@ -94,6 +94,8 @@ pub struct ServerOptions {
     /// it the server gets an empty certs directory, so a developer's `~/.cairn/certs` never
     /// leaks into tests.
     pub certs_dir: Option<PathBuf>,
+    /// Extra environment of the server process (e.g. `CAIRN_KMS_SECRET_KEY`).
+    pub env: Vec<(String, String)>,
 }
 
 /// How one node of a [`cluster::Cluster`] is started.
@@ -113,7 +115,12 @@ impl ServerOptions {
             ellipsis: false,
             site: None,
             certs_dir: None,
+            env: Vec::new(),
         }
+    }
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
     pub fn parity(mut self, parity: usize) -> Self {
         self.parity = Some(parity);
@@ -271,6 +278,7 @@ impl Server {
         if let Some((u, p)) = &self.opts.env_credentials {
             cmd.env("CAIRN_ROOT_USER", u).env("CAIRN_ROOT_PASSWORD", p);
         }
+        cmd.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", cairn_bin().display()));

@@ -1,5 +1,5 @@
-//! `cairn admin bucket versioning|lock ...`: a bucket's versioning and object-lock configuration,
-//! addressed as `ALIAS/BUCKET` like `mc`.
+//! `cairn admin bucket versioning|lock|encryption ...`: a bucket's versioning, object-lock and
+//! default-encryption configuration, addressed as `ALIAS/BUCKET` like `mc`.
 
 use clap::{Args, Subcommand};
 
@@ -15,6 +15,25 @@ pub enum BucketCommand {
     /// without `--mode` the default is cleared).
     #[command(subcommand)]
     Lock(LockCommand),
+    /// A bucket's default encryption for objects written without SSE headers.
+    #[command(subcommand)]
+    Encryption(EncryptionCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EncryptionCommand {
+    /// Show the default encryption: `info ALIAS/BUCKET`.
+    Info { target: String },
+    /// Set it: `set ALIAS/BUCKET sse-s3` or `set ALIAS/BUCKET sse-kms [KEY]`.
+    Set {
+        target: String,
+        #[arg(value_parser = ["sse-s3", "sse-kms"])]
+        algorithm: String,
+        /// KMS key (sse-kms only; the KMS's default key when omitted).
+        key: Option<String>,
+    },
+    /// Remove it: `clear ALIAS/BUCKET`.
+    Clear { target: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -74,6 +93,22 @@ pub fn run(cmd: &BucketCommand) -> anyhow::Result<()> {
             }
             ("PUT", "bucket/lock", &s.target, q)
         }
+        BucketCommand::Encryption(e) => match e {
+            EncryptionCommand::Info { target } => ("GET", "bucket/encryption", target, vec![]),
+            EncryptionCommand::Set {
+                target,
+                algorithm,
+                key,
+            } => {
+                if algorithm == "sse-s3" && key.is_some() {
+                    anyhow::bail!("a KMS key is only valid with sse-kms");
+                }
+                let mut q = vec![("sse", algorithm.clone())];
+                q.extend(key.iter().map(|k| ("key", k.clone())));
+                ("PUT", "bucket/encryption", target, q)
+            }
+            EncryptionCommand::Clear { target } => ("DELETE", "bucket/encryption", target, vec![]),
+        },
     };
     let bucket = alias::bucket_of(target)?;
     query.push(("bucket", bucket.to_string()));

@@ -43,9 +43,12 @@ pub enum AdminCommand {
     /// Named endpoints (URL + credentials) kept in `~/.cairn/config.json`, as `mc alias` keeps them.
     #[command(subcommand)]
     Alias(AliasCommand),
-    /// A bucket's versioning and object lock: `ALIAS/BUCKET` (see `cairn admin alias`).
+    /// Per-bucket settings: `versioning`, `lock` and `encryption` of `ALIAS/BUCKET`.
     #[command(subcommand)]
     Bucket(super::bucket_cli::BucketCommand),
+    /// The site's KMS key registry (`kms key create|list|status|disable|enable|delete ALIAS [KEY]`).
+    #[command(subcommand)]
+    Kms(super::kms_cli::KmsCommand),
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -158,6 +161,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
     let (method, op, query) = match &args.command {
         AdminCommand::Alias(cmd) => return alias_command(cmd),
         AdminCommand::Bucket(cmd) => return super::bucket_cli::run(cmd),
+        AdminCommand::Kms(cmd) => return super::kms_cli::run(cmd),
         AdminCommand::Heal => ("POST", "heal", vec![]),
         AdminCommand::Info => ("GET", "info", vec![]),
         AdminCommand::Raft(RaftCommand::Status) => ("GET", "raft/status", vec![]),

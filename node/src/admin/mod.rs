@@ -4,7 +4,10 @@
 pub mod alias;
 mod bucket;
 pub mod bucket_cli;
+pub mod bucket_encryption;
 pub mod cli;
+pub mod kms;
+pub mod kms_cli;
 
 use std::sync::Arc;
 
@@ -188,6 +191,12 @@ impl S3Route for AdminRoute {
                 let cp = &self.node.catalog.control;
                 cp.remove_voter(id).await.map_err(membership_error)?;
                 json(&cp.status())
+            }
+            (m, op) if op.starts_with("kms/key/") => {
+                kms::handle(&self.node, m, op.trim_start_matches("kms/key/"), &req.uri).await
+            }
+            (_, "bucket/encryption") => {
+                bucket_encryption::handle(&self.node, &req.method, &req.uri).await
             }
             _ => Err(s3_error!(NotImplemented, "unknown admin operation {op}")),
         }

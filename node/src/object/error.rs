@@ -50,6 +50,8 @@ pub enum ObjectError {
     Erasure(#[from] ErasureError),
     #[error("corrupt metadata: {0}")]
     CorruptMeta(String),
+    #[error("encryption: {0}")]
+    Encryption(#[from] crate::sse::SseError),
 }
 
 pub type ObjectResult<T> = Result<T, ObjectError>;

@@ -87,13 +87,14 @@ impl ObjectLayer {
             .as_ref()
             .map(|e| e.distribution.clone())
             .unwrap_or(dist);
+        let stored = crate::sse::object::stored_parts(&version);
         let mut reader = shard_reader(set, &resolved)?;
         let n = reader.erasure.total_shards();
 
         // Which shards need rewriting: absent, or failing verification.
         let checks = join_all((0..n).map(|i| {
             let src = reader.sources[i].clone();
-            let (r, parts) = (&reader, &version.parts);
+            let (r, parts) = (&reader, &stored);
             async move {
                 match src {
                     Some(s) => shard_intact(r, &s, parts).await,
@@ -142,7 +143,7 @@ impl ObjectLayer {
         let drive_of = |t: usize| set.drives[dist[t] as usize].clone();
         let mut inline: Vec<Vec<u8>> = vec![Vec::new(); targets.len()];
         let mut healthy = vec![true; targets.len()];
-        for part in &version.parts {
+        for part in crate::sse::object::stored_parts(version).iter() {
             let mut writers: Vec<Option<Box<dyn ShardWriter>>> = Vec::new();
             if !version.inlined {
                 for &t in targets {

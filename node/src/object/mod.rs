@@ -62,6 +62,8 @@ pub struct PutOptions {
     pub versioning: cairn_control_plane::Versioning,
     /// Object lock of the new version (request headers or the bucket default).
     pub lock: retention::LockState,
+    /// Set when the body is sealed: the version records the key and shows the plaintext.
+    pub sse: Option<crate::sse::object::SealedWrite>,
 }
 
 /// An object (key in a bucket) that needs its shards checked and repaired.
@@ -89,7 +91,7 @@ impl GetHandle {
         });
         ObjectReader::new(
             self.reader,
-            self.info.version.parts.clone(),
+            crate::sse::object::stored_parts(&self.info.version).into_owned(),
             start,
             end,
             on_damage,
@@ -310,6 +312,9 @@ impl ObjectLayer {
             ..Default::default()
         };
         opts.lock.write_to(&mut version);
+        if let Some(s) = &opts.sse {
+            s.apply_version(&mut version);
+        }
         let moves = if out.inline.is_some() {
             vec![]
         } else {
@@ -594,4 +599,4 @@ async fn cleanup(set: &ErasureSet, tmp: &str) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

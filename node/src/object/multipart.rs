@@ -77,6 +77,7 @@ impl ObjectLayer {
                 .unwrap_or_default(),
             retain_until_ns: opts.lock.retain_until_ns,
             legal_hold: opts.lock.legal_hold,
+            sse: opts.sse.map(|s| s.info),
         };
         set.apply_all(vec![MetaOp::Put(
             keys::upload(bucket, &upload_id),
@@ -118,6 +119,7 @@ impl ObjectLayer {
         body: S,
         hasher: s3s::checksum::ChecksumHasher,
         verify: V,
+        sse: Option<&crate::sse::object::SealedWrite>,
     ) -> ObjectResult<PartInfo>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
@@ -157,13 +159,16 @@ impl ObjectLayer {
                 return Err(e);
             }
         };
-        let info = PartInfo {
+        let mut info = PartInfo {
             number,
             size: out.size,
             etag: hex::encode(out.md5),
             mod_time_ns: self.clock.now_ns(),
             checksums,
         };
+        if let Some(s) = sse {
+            s.apply_part(&mut info);
+        }
         let file = format!("{}.{id}", keys::part_file(number));
         let dir = keys::data_dir(upload_id);
         let record = UploadedPart {
@@ -302,6 +307,7 @@ impl ObjectLayer {
             lock_mode: upload.lock_mode.clone(),
             retain_until_ns: upload.retain_until_ns,
             legal_hold: upload.legal_hold,
+            sse: upload.sse.clone(),
         };
 
         let _guard = self.locks.lock(self.key_hash(bucket, key)).await;

@@ -10,13 +10,13 @@ use crate::clock::SystemClock;
 use crate::drive::local::LocalDrive;
 use cairn_control_plane::Versioning;
 
-struct Fixture {
+pub(crate) struct Fixture {
     _dir: tempfile::TempDir,
-    roots: Vec<std::path::PathBuf>,
-    layer: ObjectLayer,
+    pub roots: Vec<std::path::PathBuf>,
+    pub layer: ObjectLayer,
 }
 
-fn fixture(n: usize, parity: usize) -> Fixture {
+pub(crate) fn fixture(n: usize, parity: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let roots: Vec<_> = (0..n).map(|i| dir.path().join(format!("d{i}"))).collect();
     let drives: Vec<Arc<dyn Drive>> = roots
@@ -75,7 +75,7 @@ async fn get(l: &ObjectLayer, key: &str, start: u64, end: u64) -> ObjectResult<V
     Ok(out)
 }
 
-fn shard_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn shard_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -300,16 +300,30 @@ async fn multipart_complete_and_errors() {
     };
     let i1 = f
         .layer
-        .put_part("b", "mp", &id, 1, body(&p1), Default::default(), |_| {
-            Ok(vec![])
-        })
+        .put_part(
+            "b",
+            "mp",
+            &id,
+            1,
+            body(&p1),
+            Default::default(),
+            |_| Ok(vec![]),
+            None,
+        )
         .await
         .unwrap();
     let i2 = f
         .layer
-        .put_part("b", "mp", &id, 2, body(&p2), Default::default(), |_| {
-            Ok(vec![])
-        })
+        .put_part(
+            "b",
+            "mp",
+            &id,
+            2,
+            body(&p2),
+            Default::default(),
+            |_| Ok(vec![]),
+            None,
+        )
         .await
         .unwrap();
     assert!(matches!(

@@ -63,6 +63,7 @@ impl From<ObjectError> for S3Error {
             E::ChunkSignature => err(S3ErrorCode::SignatureDoesNotMatch, msg),
             E::IncompleteBody(_) => err(S3ErrorCode::IncompleteBody, msg),
             E::InvalidArgument(_) => err(S3ErrorCode::InvalidArgument, msg),
+            E::Encryption(e) => super::sse::error(e),
             E::Drive(_) | E::Erasure(_) | E::CorruptMeta(_) => {
                 tracing::error!(error = %msg, "internal storage error");
                 err(
@@ -84,6 +85,11 @@ impl From<CatalogError> for S3Error {
             CatalogError::Command(CommandError::NoSuchBucket(_)) => err(S3ErrorCode::NoSuchBucket, e.to_string()),
             CatalogError::Command(CommandError::InvalidBucketState(m)) => err(S3ErrorCode::InvalidBucketState, m),
             CatalogError::Command(CommandError::InvalidRequest(m)) => err(S3ErrorCode::InvalidRequest, m),
+            CatalogError::Command(
+                CommandError::KmsKeyExists(_)
+                | CommandError::NoSuchKmsKey(_)
+                | CommandError::KmsKeyDeleted(_),
+            ) => err(S3ErrorCode::InvalidRequest, e.to_string()),
             CatalogError::Command(CommandError::NotEmpty) => err(S3ErrorCode::InternalError, e.to_string()),
             CatalogError::Unavailable(_) => err(S3ErrorCode::ServiceUnavailable, e.to_string()),
         }

@@ -2,12 +2,14 @@
 //! operation onto the object layer and the site catalog.
 
 mod bucket;
+pub mod bucket_encryption;
 pub mod convert;
 pub mod error;
 mod list;
 mod lock;
 mod multipart;
 mod object;
+pub mod sse;
 mod versioning;
 
 use std::sync::Arc;
@@ -25,6 +27,7 @@ pub struct CairnS3 {
     pub region: String,
     /// Who signed a request (root may bypass GOVERNANCE retention until IAM decides it).
     pub credentials: Arc<dyn crate::auth::CredentialStore>,
+    pub sse: Arc<crate::sse::object::Keyring>,
 }
 
 impl CairnS3 {
@@ -79,6 +82,30 @@ impl S3 for CairnS3 {
         Ok(S3Response::new(GetBucketLocationOutput {
             location_constraint: location,
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        bucket_encryption::put(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        bucket_encryption::get(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        bucket_encryption::delete(self, req).await
     }
 
     #[tracing::instrument(skip_all)]

@@ -7,6 +7,7 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use super::convert::{self, ChecksumRequest};
 use super::list::owner;
 use super::object::{check_key, copy_source};
+use super::sse;
 use super::CairnS3;
 use crate::object::multipart::{MAX_PART_NUMBER, MAX_PART_SIZE};
 use crate::object::PutOptions;
@@ -20,6 +21,9 @@ pub async fn create(
     check_key(&input.key)?;
     let user_metadata = convert::user_metadata(input.metadata);
     convert::check_metadata_size(&user_metadata)?;
+    let mode = sse::effective(s3, &bucket, sse::requested(sse::write_headers!(input))?);
+    let plan = sse::plan(s3, &input.bucket, &input.key, mode, true).await?;
+    let echo = plan.as_ref().map(sse::Plan::echo).unwrap_or_default();
     let opts = PutOptions {
         headers: convert::content_headers!(input).to_kv(),
         user_metadata,
@@ -31,6 +35,7 @@ pub async fn create(
             true,
             s3.objects.clock.now_ns(),
         )?,
+        sse: plan.map(|p| p.write),
     };
     let alg = input
         .checksum_algorithm
@@ -46,6 +51,10 @@ pub async fn create(
         key: Some(input.key),
         upload_id: Some(upload_id),
         checksum_algorithm: input.checksum_algorithm,
+        server_side_encryption: echo.sse,
+        ssekms_key_id: echo.kms_key_id,
+        sse_customer_algorithm: echo.customer_algorithm,
+        sse_customer_key_md5: echo.customer_key_md5,
         ..Default::default()
     }))
 }
@@ -79,11 +88,13 @@ pub async fn upload_part(
         ));
     }
     let cr = convert::checksum_request!(input);
-    let hasher = cr.hasher()?;
     let trailers = req.trailing_headers;
     let body = input.body.unwrap_or_else(|| {
         StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
     });
+    let customer = sse::customer_key(sse::customer_headers!(input))?;
+    let plan = sse::plan_part(s3, &input.bucket, &input.key, &input.upload_id, customer).await?;
+    let (body, hasher) = sse::body(plan.as_ref(), body, number, cr.hasher()?)?;
     let part = s3
         .objects
         .put_part(
@@ -95,12 +106,18 @@ pub async fn upload_part(
             hasher,
             |out| {
                 let t = trailers.as_ref().and_then(|t| t.take());
-                cr.verify(out, t.as_ref())
+                sse::verify_with(plan.as_ref(), out, |o| cr.verify(o, t.as_ref()))
             },
+            plan.as_ref().map(|p| &p.write),
         )
         .await?;
     let sums = convert::checksum_fields(&part.checksums);
+    let echo = plan.as_ref().map(sse::Plan::echo).unwrap_or_default();
     Ok(S3Response::new(UploadPartOutput {
+        server_side_encryption: echo.sse,
+        ssekms_key_id: echo.kms_key_id,
+        sse_customer_algorithm: echo.customer_algorithm,
+        sse_customer_key_md5: echo.customer_key_md5,
         e_tag: Some(ETag::Strong(part.etag)),
         checksum_crc32: sums.checksum_crc32,
         checksum_crc32c: sums.checksum_crc32c,
@@ -153,8 +170,13 @@ pub async fn upload_part_copy(
         true,
     )?;
     let (start, end) = copy_range(input.copy_source_range.as_deref(), v.size)?;
-    let stream = Box::pin(src.stream(start, end));
+    let src_customer = sse::customer_key(sse::copy_source_customer_headers!(input))?;
+    let src_key = sse::open(s3, &sb, &sk, &v, src_customer.as_ref()).await?;
+    let stream = sse::read(src, src_key.as_ref(), start, end)?;
+    let customer = sse::customer_key(sse::customer_headers!(input))?;
+    let plan = sse::plan_part(s3, &input.bucket, &input.key, &input.upload_id, customer).await?;
     let cr = ChecksumRequest::default();
+    let (stream, hasher) = sse::body(plan.as_ref(), stream, number, cr.hasher()?)?;
     let part = s3
         .objects
         .put_part(
@@ -163,8 +185,9 @@ pub async fn upload_part_copy(
             &input.upload_id,
             number,
             stream,
-            cr.hasher()?,
-            |out| cr.verify(out, None),
+            hasher,
+            |out| sse::verify_with(plan.as_ref(), out, |o| cr.verify(o, None)),
+            plan.as_ref().map(|p| &p.write),
         )
         .await?;
     Ok(S3Response::new(UploadPartCopyOutput {
@@ -207,7 +230,10 @@ pub async fn complete(
             bucket.versioning,
         )
         .await?;
+    let echo = sse::echo(info.version.sse.as_ref(), None);
     Ok(S3Response::new(CompleteMultipartUploadOutput {
+        server_side_encryption: echo.sse,
+        ssekms_key_id: echo.kms_key_id,
         bucket: Some(input.bucket.clone()),
         key: Some(input.key.clone()),
         e_tag: Some(convert::etag(&info.version)),

@@ -9,7 +9,7 @@ use cairn_proto::meta::ObjectVersion;
 
 use super::convert::{self, ChecksumRequest, ContentHeaders};
 use super::versioning::version_header;
-use super::{lock, CairnS3};
+use super::{lock, sse, CairnS3};
 use crate::object::versions::{DeleteOutcome, DeleteRequest};
 use crate::object::{ObjectError, PutOptions, MAX_OBJECT_SIZE};
 
@@ -165,35 +165,43 @@ pub async fn put(
     let user_metadata = convert::user_metadata(input.metadata);
     convert::check_metadata_size(&user_metadata)?;
     let cr = convert::checksum_request!(input);
-    let hasher = cr.hasher()?;
     let lock = lock::lock_for_write(
         &bucket,
         &lock::lock_headers!(input),
         lock::has_integrity(&cr),
         s3.objects.clock.now_ns(),
     )?;
+    let mode = sse::effective(s3, &bucket, sse::requested(sse::write_headers!(input))?);
+    let plan = sse::plan(s3, &input.bucket, &input.key, mode, false).await?;
     let opts = PutOptions {
         headers: convert::content_headers!(input).to_kv(),
         user_metadata,
         tags: convert::parse_tagging_header(input.tagging.as_deref())?,
         versioning: bucket.versioning,
         lock,
+        sse: plan.as_ref().map(|p| p.write.clone()),
     };
     let trailers = req.trailing_headers;
     let body = input.body.unwrap_or_else(|| {
         StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
     });
+    let (body, hasher) = sse::body(plan.as_ref(), body, 1, cr.hasher()?)?;
     let info = s3
         .objects
         .put_object(&input.bucket, &input.key, body, hasher, opts, |out| {
             let t = trailers.as_ref().and_then(|t| t.take());
-            cr.verify(out, t.as_ref())
+            sse::verify_with(plan.as_ref(), out, |o| cr.verify(o, t.as_ref()))
         })
         .await?;
     let sums = convert::checksum_fields(&info.version.checksums);
+    let echo = plan.as_ref().map(sse::Plan::echo).unwrap_or_default();
     Ok(S3Response::new(PutObjectOutput {
         e_tag: Some(convert::etag(&info.version)),
         version_id: version_header(bucket.versioning, &info.version.version_id),
+        server_side_encryption: echo.sse,
+        ssekms_key_id: echo.kms_key_id,
+        sse_customer_algorithm: echo.customer_algorithm,
+        sse_customer_key_md5: echo.customer_key_md5,
         checksum_crc32: sums.checksum_crc32,
         checksum_crc32c: sums.checksum_crc32c,
         checksum_sha1: sums.checksum_sha1,
@@ -222,6 +230,8 @@ pub async fn get(
         input.if_unmodified_since.as_ref(),
         false,
     )?;
+    let customer = sse::customer_key(sse::customer_headers!(input))?;
+    let key = sse::open(s3, &input.bucket, &input.key, &v, customer.as_ref()).await?;
     let (start, end, partial) = if let Some(n) = input.part_number {
         let (s, e) = part_range(&v, n)?;
         (s, e, v.parts.len() > 1)
@@ -246,15 +256,20 @@ pub async fn get(
     };
     // Read the first batch before answering: a read that cannot be served fails with a clean S3
     // error instead of a 200 whose body breaks off.
-    let mut stream = Box::pin(handle.stream(start, end));
+    let mut stream = sse::read(handle, key.as_ref(), start, end)?;
     let first = stream.next().await.transpose()?;
     let body = body_of(futures::stream::iter(first.map(Ok)).chain(stream));
     let (lock_mode, retain_until, legal_hold) = lock::response_lock(&v);
+    let echo = sse::echo(v.sse.as_ref(), customer.map(|c| c.key_md5_b64()));
     Ok(S3Response::new(GetObjectOutput {
         version_id: version_header(bucket.versioning, &v.version_id),
         object_lock_mode: lock_mode,
         object_lock_retain_until_date: retain_until,
         object_lock_legal_hold_status: legal_hold,
+        server_side_encryption: echo.sse,
+        ssekms_key_id: echo.kms_key_id,
+        sse_customer_algorithm: echo.customer_algorithm,
+        sse_customer_key_md5: echo.customer_key_md5,
         body: Some(body),
         content_length: Some(i64::try_from(end - start).unwrap_or(i64::MAX)),
         content_range,
@@ -300,6 +315,9 @@ pub async fn head(
         input.if_unmodified_since.as_ref(),
         false,
     )?;
+    let customer = sse::customer_key(sse::customer_headers!(input))?;
+    sse::check_head(&input.bucket, &input.key, &v, customer.as_ref())?;
+    let echo = sse::echo(v.sse.as_ref(), customer.map(|c| c.key_md5_b64()));
     let (len, content_range) = match input.part_number {
         Some(n) => {
             let (s, e) = part_range(&v, n)?;
@@ -341,6 +359,10 @@ pub async fn head(
         object_lock_mode: lock_mode,
         object_lock_retain_until_date: retain_until,
         object_lock_legal_hold_status: legal_hold,
+        server_side_encryption: echo.sse,
+        ssekms_key_id: echo.kms_key_id,
+        sse_customer_algorithm: echo.customer_algorithm,
+        sse_customer_key_md5: echo.customer_key_md5,
         content_length: Some(i64::try_from(len).unwrap_or(i64::MAX)),
         content_range,
         accept_ranges: Some("bytes".into()),
@@ -481,6 +503,10 @@ pub async fn copy(
         input.copy_source_if_unmodified_since.as_ref(),
         true,
     )?;
+    let src_customer = sse::customer_key(sse::copy_source_customer_headers!(input))?;
+    let src_key = sse::open(s3, &sb, &sk, &v, src_customer.as_ref()).await?;
+    let asked = sse::requested(sse::write_headers!(input))?;
+    let new_encryption = asked.is_some();
     let replace_meta = input
         .metadata_directive
         .as_ref()
@@ -489,13 +515,22 @@ pub async fn copy(
         .tagging_directive
         .as_ref()
         .is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
-    if sb == input.bucket && sk == input.key && !replace_meta && !replace_tags {
+    if sb == input.bucket && sk == input.key && !replace_meta && !replace_tags && !new_encryption {
         return Err(s3_error!(
             InvalidRequest,
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
         ));
     }
+    let plan = sse::plan(
+        s3,
+        &input.bucket,
+        &input.key,
+        sse::effective(s3, &bucket, asked),
+        false,
+    )
+    .await?;
     let opts = PutOptions {
+        sse: plan.as_ref().map(|p| p.write.clone()),
         headers: if replace_meta {
             convert::content_headers!(input).to_kv()
         } else {
@@ -520,21 +555,26 @@ pub async fn copy(
         )?,
     };
     convert::check_metadata_size(&opts.user_metadata)?;
-    let stream = Box::pin(src.stream(0, v.size));
+    let stream = sse::read(src, src_key.as_ref(), 0, v.size)?;
     let checks = ChecksumRequest {
         algorithm: input.checksum_algorithm,
         ..Default::default()
     };
-    let hasher = checks.hasher()?;
+    let (stream, hasher) = sse::body(plan.as_ref(), stream, 1, checks.hasher()?)?;
     let info = s3
         .objects
         .put_object(&input.bucket, &input.key, stream, hasher, opts, |out| {
-            checks.verify(out, None)
+            sse::verify_with(plan.as_ref(), out, |o| checks.verify(o, None))
         })
         .await?;
+    let echo = plan.as_ref().map(sse::Plan::echo).unwrap_or_default();
     Ok(S3Response::new(CopyObjectOutput {
         version_id: version_header(bucket.versioning, &info.version.version_id),
         copy_source_version_id: version_header(src_bucket.versioning, &v.version_id),
+        server_side_encryption: echo.sse,
+        ssekms_key_id: echo.kms_key_id,
+        sse_customer_algorithm: echo.customer_algorithm,
+        sse_customer_key_md5: echo.customer_key_md5,
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(convert::etag(&info.version)),
             last_modified: Some(convert::timestamp(info.version.mod_time_ns)),

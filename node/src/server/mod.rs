@@ -170,6 +170,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         tracing::info!(%internode, mtls = tls.is_some(), "internode gRPC listening");
     }
     let heal_on_start = drives.fresh > 0 || (topology.networked && rejoining);
+    let root_secret = root.secret_key.clone();
     let (_node, router) = Node::start(NodeParts {
         topology: topology.clone(),
         drives: site_drives.clone(),
@@ -183,6 +184,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         max_requests: args.max_requests,
         heal_on_start,
         restore_on_start: !rejoining,
+        sse: crate::sse::object::SseConfig::from_env(
+            Box::new(<rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_entropy()),
+            &root_secret,
+        )?,
     })
     .await?;
 

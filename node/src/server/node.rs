@@ -52,6 +52,8 @@ pub struct NodeParts {
     pub heal_on_start: bool,
     /// The control plane started on empty storage: restore the state mirrored on the drives.
     pub restore_on_start: bool,
+    /// KMS and auto-encryption for server-side encryption.
+    pub sse: crate::sse::object::SseConfig,
 }
 
 /// Everything a running node holds.
@@ -63,6 +65,8 @@ pub struct Node {
     /// Background full heals running now (shown by the admin API, so operators and tests can
     /// tell a finished heal from one still under way).
     pub healing: AtomicUsize,
+    /// Server-side encryption keys (the admin API creates registry keys through it).
+    pub sse: Arc<crate::sse::object::Keyring>,
 }
 
 impl Node {
@@ -78,21 +82,35 @@ impl Node {
             .local_drives()
             .filter_map(|(i, _)| parts.drives.get(i).cloned())
             .collect();
+        let mut rng = parts.rng;
+        let sse_seeds = [seed_from(&mut *rng), seed_from(&mut *rng)];
         let (objects, heal_rx) = ObjectLayer::new(
             parts.drives,
             parts.layout,
             &parts.deployment_id,
             parts.clock,
-            parts.rng,
+            rng,
         )?;
         let objects = Arc::new(objects);
         let catalog = Arc::new(Catalog::new(parts.control, local));
+        let fork = |seed| {
+            Box::new(<rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_seed(
+                seed,
+            ))
+        };
+        let sse = Arc::new(crate::sse::object::Keyring::new(
+            parts.sse,
+            catalog.clone(),
+            fork(sse_seeds[0]),
+            fork(sse_seeds[1]),
+        ));
         let node = Arc::new(Node {
             objects: objects.clone(),
             catalog: catalog.clone(),
             credentials: parts.credentials.clone(),
             topology: parts.topology,
             healing: AtomicUsize::new(0),
+            sse: sse.clone(),
         });
         tokio::spawn(heal_worker(objects.clone(), heal_rx));
         let mut restore = parts.restore_on_start;
@@ -121,6 +139,7 @@ impl Node {
             catalog,
             region: parts.region,
             credentials: parts.credentials.clone(),
+            sse,
         });
         b.set_auth(Authenticator(parts.credentials));
         b.set_route(AdminRoute { node: node.clone() });
@@ -234,4 +253,11 @@ async fn rejoin_monitor(node: Arc<Node>) {
             heal_until_clean(&node, "rejoin").await;
         }
     }
+}
+
+/// A seed for a second RNG drawn from the handed-in one, so the simulator still replays exactly.
+fn seed_from(rng: &mut dyn rand::RngCore) -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    seed
 }

@@ -155,17 +155,86 @@ impl StaticKms {
             Err(SseError::KmsKeyNotFound(key_id.to_string()))
         }
     }
+}
 
-    fn aad(&self, context: &Context) -> Vec<u8> {
-        let mut aad = STATIC_AAD_LABEL.to_vec();
-        put_field(&mut aad, self.name.as_bytes());
-        put_context(&mut aad, context);
-        aad
+/// `label || field(name) || context`: what a data-key blob is bound to.
+fn blob_aad(label: &[u8], name: &str, context: &Context) -> Vec<u8> {
+    let mut aad = label.to_vec();
+    put_field(&mut aad, name.as_bytes());
+    put_context(&mut aad, context);
+    aad
+}
+
+/// Seals a 32-byte secret under `master` as a v1 blob
+/// (`0x01 || iv || AES-256-GCM(master, iv, blob_aad, secret) || tag`), bound to `label`, the key
+/// `name` and `context`. Shared by the static and the registry KMS.
+pub(crate) fn seal_blob(
+    master: &[u8; KEY_LEN],
+    label: &[u8],
+    name: &str,
+    context: &Context,
+    secret: &[u8; KEY_LEN],
+    rng: &mut dyn RngCore,
+) -> SseResult<Vec<u8>> {
+    let mut iv = [0u8; IV_LEN];
+    rng.fill_bytes(&mut iv);
+    let mut buf = Zeroizing::new(*secret);
+    let tag = Backend::default().cipher(master)?.seal(
+        &iv,
+        &blob_aad(label, name, context),
+        &mut buf[..],
+    )?;
+    let mut ciphertext = Vec::with_capacity(BLOB_LEN);
+    ciphertext.push(STATIC_BLOB_VERSION);
+    ciphertext.extend_from_slice(&iv);
+    ciphertext.extend_from_slice(&buf[..]);
+    ciphertext.extend_from_slice(&tag);
+    Ok(ciphertext)
+}
+
+/// A fresh data key under `master`, its blob bound to `label`, `name` and `context`.
+pub(crate) fn new_data_key(
+    master: &[u8; KEY_LEN],
+    label: &[u8],
+    name: &str,
+    context: &Context,
+    rng: &mut dyn RngCore,
+) -> SseResult<DataKey> {
+    let plaintext = random_secret(rng);
+    let ciphertext = seal_blob(master, label, name, context, &plaintext, rng)?;
+    Ok(DataKey {
+        plaintext,
+        ciphertext,
+    })
+}
+
+/// Opens a blob of [`seal_blob`]; anything but the exact master, label, name and context is
+/// [`SseError::KmsDecrypt`].
+pub(crate) fn open_blob(
+    master: &[u8; KEY_LEN],
+    label: &[u8],
+    name: &str,
+    context: &Context,
+    ciphertext: &[u8],
+) -> SseResult<Secret> {
+    if ciphertext.len() != BLOB_LEN || ciphertext[0] != STATIC_BLOB_VERSION {
+        return Err(SseError::KmsDecrypt);
     }
+    let mut iv = [0u8; IV_LEN];
+    iv.copy_from_slice(&ciphertext[1..1 + IV_LEN]);
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    key.copy_from_slice(&ciphertext[1 + IV_LEN..1 + IV_LEN + KEY_LEN]);
+    let mut tag = [0u8; super::TAG_LEN];
+    tag.copy_from_slice(&ciphertext[1 + IV_LEN + KEY_LEN..]);
+    Backend::default()
+        .cipher(master)?
+        .open(&iv, &blob_aad(label, name, context), &mut key[..], &tag)
+        .map_err(|_| SseError::KmsDecrypt)?;
+    Ok(key)
 }
 
 /// Key names end up in object metadata, logs and CLI output: keep them to a safe alphabet.
-fn validate_key_name(name: &str) -> SseResult<()> {
+pub(crate) fn validate_key_name(name: &str) -> SseResult<()> {
     if name.is_empty() || name.len() > 255 {
         return Err(SseError::KmsConfig(
             "key name must be 1 to 255 characters".into(),
@@ -190,25 +259,8 @@ impl Kms for StaticKms {
 
     async fn generate_data_key(&self, key_id: &str, context: &Context) -> SseResult<DataKey> {
         self.check_key(key_id)?;
-        let (plaintext, iv) = {
-            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
-            let dk = random_secret(&mut **rng);
-            let mut iv = [0u8; IV_LEN];
-            rng.fill_bytes(&mut iv);
-            (dk, iv)
-        };
-        let cipher = Backend::default().cipher(&self.key)?;
-        let mut buf = Zeroizing::new(*plaintext);
-        let tag = cipher.seal(&iv, &self.aad(context), &mut buf[..])?;
-        let mut ciphertext = Vec::with_capacity(BLOB_LEN);
-        ciphertext.push(STATIC_BLOB_VERSION);
-        ciphertext.extend_from_slice(&iv);
-        ciphertext.extend_from_slice(&buf[..]);
-        ciphertext.extend_from_slice(&tag);
-        Ok(DataKey {
-            plaintext,
-            ciphertext,
-        })
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        new_data_key(&self.key, STATIC_AAD_LABEL, &self.name, context, &mut **rng)
     }
 
     async fn decrypt(
@@ -218,20 +270,7 @@ impl Kms for StaticKms {
         context: &Context,
     ) -> SseResult<Secret> {
         self.check_key(key_id)?;
-        if ciphertext.len() != BLOB_LEN || ciphertext[0] != STATIC_BLOB_VERSION {
-            return Err(SseError::KmsDecrypt);
-        }
-        let mut iv = [0u8; IV_LEN];
-        iv.copy_from_slice(&ciphertext[1..1 + IV_LEN]);
-        let mut key = Zeroizing::new([0u8; KEY_LEN]);
-        key.copy_from_slice(&ciphertext[1 + IV_LEN..1 + IV_LEN + KEY_LEN]);
-        let mut tag = [0u8; super::TAG_LEN];
-        tag.copy_from_slice(&ciphertext[1 + IV_LEN + KEY_LEN..]);
-        Backend::default()
-            .cipher(&self.key)?
-            .open(&iv, &self.aad(context), &mut key[..], &tag)
-            .map_err(|_| SseError::KmsDecrypt)?;
-        Ok(key)
+        open_blob(&self.key, STATIC_AAD_LABEL, &self.name, context, ciphertext)
     }
 }
 

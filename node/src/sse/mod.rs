@@ -15,7 +15,9 @@
 //!   the packages ([`package`]).
 
 pub mod kms;
+pub mod object;
 pub mod package;
+pub mod registry;
 pub mod seal;
 pub mod stream;
 
@@ -101,6 +103,14 @@ pub enum SseError {
     /// SSE-C key MD5 does not match the key (S3: 400 InvalidArgument).
     #[error("SSE-C customer key MD5 does not match the key")]
     CustomerKeyMd5Mismatch,
+    /// The object is SSE-C but the request gave no customer key (S3: 400 InvalidRequest).
+    #[error(
+        "the object was stored with a customer-provided key: the same key must be given to read it"
+    )]
+    CustomerKeyRequired,
+    /// SSE-C headers on a request for an object that is not SSE-C (S3: 400 InvalidRequest).
+    #[error("the encryption parameters are not applicable to this object")]
+    CustomerKeyNotApplicable,
     /// SSE-C key differs from the one the object was written with (S3: 403 AccessDenied).
     #[error("SSE-C customer key does not match the object's key")]
     CustomerKeyMismatch,

@@ -53,7 +53,7 @@ pub enum SseKind {
 }
 
 impl SseKind {
-    fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             SseKind::S3 => 1,
             SseKind::Kms => 2,
@@ -61,7 +61,7 @@ impl SseKind {
         }
     }
 
-    fn from_code(c: u8) -> Option<Self> {
+    pub(crate) fn from_code(c: u8) -> Option<Self> {
         match c {
             1 => Some(SseKind::S3),
             2 => Some(SseKind::Kms),

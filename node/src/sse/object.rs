@@ -1,0 +1,558 @@
+//! Encryption at rest for objects: creating and reopening an object's sealed key, sealing an
+//! upload body before it is erasure-coded, and opening just the packages a read touches.
+//!
+//! An encrypted version keeps the client's view in `ObjectVersion` (`size`, `etag`, each part's
+//! plaintext `size`) and its [`SseInfo`] in field `sse`; what the drives hold per part is the sealed
+//! package stream of that part ([`stored_parts`]). Single-part objects use stream
+//! [`SINGLE_PART`]; each part of a multipart object uses its part number, so every part has its own
+//! derived key.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use md5::{Digest as _, Md5};
+use rand::RngCore;
+
+use cairn_proto::meta::{KeyValue, ObjectVersion, PartInfo, SseInfo};
+
+use super::package::{Decryptor, Encryptor, SINGLE_PART};
+use super::registry;
+use super::stream::{self, StreamError};
+use super::{
+    multipart_ranges, package_range, sealed_size, Backend, Context, CustomerKey, KeyBinding, Kms,
+    ObjectKey, PartRange, SealedKey, SseError, SseKind, SseResult, StaticKms, StreamKey,
+};
+use crate::object::write::WriteOutcome;
+use crate::object::{GetHandle, ObjectError, ObjectResult};
+
+/// Context entry naming the object a data key belongs to, so the KMS binds it to that object too.
+const OBJECT_CONTEXT_KEY: &str = "cairn:object";
+
+/// What a node is given to encrypt with.
+#[derive(Clone, Default)]
+pub struct SseConfig {
+    /// The KMS for SSE-S3 and SSE-KMS; without one only SSE-C is served.
+    pub kms: Option<Arc<dyn Kms>>,
+    /// `CAIRN_KMS_AUTO_ENCRYPTION=on`: SSE-S3 for every write that asks for no encryption.
+    pub auto_encryption: bool,
+    /// Root key wrapping the control plane's KMS key registry; `None` leaves the registry off.
+    pub registry_root: Option<super::Secret>,
+}
+
+/// `on` encrypts every object written without SSE headers with SSE-S3.
+pub const AUTO_ENCRYPTION_ENV: &str = "CAIRN_KMS_AUTO_ENCRYPTION";
+
+impl SseConfig {
+    /// The server's settings from `CAIRN_KMS_SECRET_KEY`, `CAIRN_KMS_AUTO_ENCRYPTION` and
+    /// `CAIRN_KMS_MASTER_KEY` (else a root key derived from `root_secret`); `rng` draws the static
+    /// KMS's data keys.
+    pub fn from_env(rng: Box<dyn RngCore + Send>, root_secret: &str) -> SseResult<Self> {
+        let kms = StaticKms::from_env(rng)?.map(|k| Arc::new(k) as Arc<dyn Kms>);
+        let auto_encryption = match std::env::var(AUTO_ENCRYPTION_ENV) {
+            Ok(v) if v.eq_ignore_ascii_case("on") => true,
+            Ok(v) if v.eq_ignore_ascii_case("off") || v.is_empty() => false,
+            Ok(_) => {
+                return Err(SseError::KmsConfig(format!(
+                    "{AUTO_ENCRYPTION_ENV} must be 'on' or 'off'"
+                )))
+            }
+            Err(_) => false,
+        };
+        if auto_encryption && kms.is_none() {
+            return Err(SseError::KmsConfig(format!(
+                "{AUTO_ENCRYPTION_ENV}=on needs a KMS ({})",
+                super::kms::STATIC_KEY_ENV
+            )));
+        }
+        let registry_root = match std::env::var(registry::MASTER_KEY_ENV) {
+            Ok(v) => {
+                let bad = || {
+                    SseError::KmsConfig(format!(
+                        "{} must be base64 of 32 bytes",
+                        registry::MASTER_KEY_ENV
+                    ))
+                };
+                let raw = zeroize::Zeroizing::new(
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v.trim())
+                        .map_err(|_| bad())?,
+                );
+                let key: [u8; super::KEY_LEN] = raw.as_slice().try_into().map_err(|_| bad())?;
+                zeroize::Zeroizing::new(key)
+            }
+            Err(_) => registry::derive_root_key(root_secret),
+        };
+        Ok(Self {
+            kms,
+            auto_encryption,
+            registry_root: Some(registry_root),
+        })
+    }
+}
+
+/// The encryption a write asks for.
+pub enum Mode {
+    S3,
+    Kms {
+        /// `None`: the KMS's default key.
+        key_id: Option<String>,
+        context: Context,
+    },
+    C(CustomerKey),
+}
+
+/// The SSE type recorded in `info` (the codes `SealedKey` writes).
+pub fn kind_of(info: &SseInfo) -> SseResult<SseKind> {
+    u8::try_from(info.kind)
+        .ok()
+        .and_then(SseKind::from_code)
+        .ok_or(SseError::MalformedSealedKey("unknown SSE type"))
+}
+
+fn code(kind: SseKind) -> u32 {
+    u32::from(kind.code())
+}
+
+/// Makes and reopens object keys; holds the KMS and the handed-in RNG.
+pub struct Keyring {
+    kms: Option<Arc<dyn Kms>>,
+    /// The control plane's key registry (also part of `kms`), for `kms key create`.
+    pub registry: Option<Arc<registry::RegistryKms>>,
+    pub auto_encryption: bool,
+    rng: Mutex<Box<dyn RngCore + Send>>,
+}
+
+impl Keyring {
+    /// `registry_rng` draws registry keys and data keys, `rng` object keys.
+    pub fn new(
+        config: SseConfig,
+        catalog: Arc<crate::catalog::Catalog>,
+        registry_rng: Box<dyn RngCore + Send>,
+        rng: Box<dyn RngCore + Send>,
+    ) -> Self {
+        let registry = config
+            .registry_root
+            .map(|root| Arc::new(registry::RegistryKms::new(catalog, root, registry_rng)));
+        let kms: Option<Arc<dyn Kms>> = (config.kms.is_some() || registry.is_some()).then(|| {
+            Arc::new(registry::SiteKms {
+                external: config.kms,
+                registry: registry.clone(),
+            }) as Arc<dyn Kms>
+        });
+        Self {
+            kms,
+            registry,
+            auto_encryption: config.auto_encryption,
+            rng: Mutex::new(rng),
+        }
+    }
+
+    fn kms(&self) -> SseResult<&Arc<dyn Kms>> {
+        self.kms
+            .as_ref()
+            .ok_or_else(|| SseError::KmsConfig("no KMS is configured".into()))
+    }
+
+    fn with_rng<T>(&self, f: impl FnOnce(&mut dyn RngCore) -> T) -> T {
+        let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut **rng)
+    }
+
+    /// A fresh object key for `bucket/object` and the record that reopens it.
+    pub async fn create(
+        &self,
+        bucket: &str,
+        object: &str,
+        mode: &Mode,
+        multipart: bool,
+    ) -> SseResult<(SseInfo, ObjectKey)> {
+        let key = self.with_rng(|r| ObjectKey::generate(r));
+        let mut info = SseInfo {
+            multipart,
+            ..Default::default()
+        };
+        match mode {
+            Mode::S3 | Mode::Kms { .. } => {
+                let kms = self.kms()?;
+                let (key_id, user_context, kind) = match mode {
+                    Mode::Kms { key_id, context } => (
+                        key_id
+                            .clone()
+                            .unwrap_or_else(|| kms.default_key_id().to_string()),
+                        context.clone(),
+                        SseKind::Kms,
+                    ),
+                    _ => (
+                        kms.default_key_id().to_string(),
+                        Context::new(),
+                        SseKind::S3,
+                    ),
+                };
+                let dk = kms
+                    .generate_data_key(&key_id, &kms_context(bucket, object, &user_context))
+                    .await?;
+                let binding = binding(kind, bucket, object, &key_id, &user_context);
+                let sealed =
+                    self.with_rng(|r| SealedKey::seal(&key, &dk.plaintext, &binding, r))?;
+                info.kind = code(kind);
+                info.sealed_key = sealed.to_bytes();
+                info.data_key = dk.ciphertext;
+                info.context = user_context
+                    .iter()
+                    .map(|(k, v)| KeyValue {
+                        key: k.clone(),
+                        value: v.clone(),
+                    })
+                    .collect();
+                info.key_id = key_id;
+            }
+            Mode::C(ck) => {
+                let binding = KeyBinding::sse_c(bucket, object);
+                let sealed = self.with_rng(|r| SealedKey::seal(&key, ck.secret(), &binding, r))?;
+                info.kind = code(SseKind::C);
+                info.sealed_key = sealed.to_bytes();
+                info.key_verifier = ck.verifier(bucket, object).to_vec();
+            }
+        }
+        Ok((info, key))
+    }
+
+    /// Reopens the object key of `bucket/object`. SSE-C needs the customer's key (a wrong one is
+    /// [`SseError::CustomerKeyMismatch`]); SSE-S3 and SSE-KMS ask the KMS, so a disabled or deleted
+    /// KMS key makes the object unreadable.
+    pub async fn open(
+        &self,
+        bucket: &str,
+        object: &str,
+        info: &SseInfo,
+        customer: Option<&CustomerKey>,
+    ) -> SseResult<ObjectKey> {
+        let kind = kind_of(info)?;
+        let sealed = SealedKey::from_bytes(&info.sealed_key)?;
+        if kind == SseKind::C {
+            let ck = check_customer_key(bucket, object, info, customer)?
+                .ok_or(SseError::CustomerKeyRequired)?;
+            return sealed.unseal(ck.secret(), &KeyBinding::sse_c(bucket, object));
+        }
+        if customer.is_some() {
+            return Err(SseError::CustomerKeyNotApplicable);
+        }
+        let context = context_of(info);
+        let secret = self
+            .kms()?
+            .decrypt(
+                &info.key_id,
+                &info.data_key,
+                &kms_context(bucket, object, &context),
+            )
+            .await?;
+        sealed.unseal(
+            &secret,
+            &binding(kind, bucket, object, &info.key_id, &context),
+        )
+    }
+}
+
+/// Checks the SSE-C key a request gave against what `info` says: `Ok(Some)` when the object is
+/// SSE-C and the key fits, `Ok(None)` when neither side uses SSE-C.
+pub fn check_customer_key<'a>(
+    bucket: &str,
+    object: &str,
+    info: &SseInfo,
+    customer: Option<&'a CustomerKey>,
+) -> SseResult<Option<&'a CustomerKey>> {
+    match (info.kind == code(SseKind::C), customer) {
+        (true, Some(ck)) => ck
+            .verify(bucket, object, &info.key_verifier)
+            .map(|()| Some(ck)),
+        (true, None) => Err(SseError::CustomerKeyRequired),
+        (false, Some(_)) => Err(SseError::CustomerKeyNotApplicable),
+        (false, None) => Ok(None),
+    }
+}
+
+/// The client's SSE-KMS context as stored.
+pub fn context_of(info: &SseInfo) -> Context {
+    info.context
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect()
+}
+
+fn kms_context(bucket: &str, object: &str, user: &Context) -> Context {
+    let mut c = user.clone();
+    c.insert(OBJECT_CONTEXT_KEY.into(), format!("{bucket}/{object}"));
+    c
+}
+
+fn binding<'a>(
+    kind: SseKind,
+    bucket: &'a str,
+    object: &'a str,
+    key_id: &'a str,
+    context: &'a Context,
+) -> KeyBinding<'a> {
+    match kind {
+        SseKind::Kms => KeyBinding::sse_kms(bucket, object, key_id, context),
+        _ => KeyBinding::sse_s3(bucket, object, key_id),
+    }
+}
+
+/// The stream number of a part: [`SINGLE_PART`] for a plain PUT, the part number in a multipart
+/// object.
+fn stream_of(info: &SseInfo, part: u32) -> u32 {
+    if info.multipart {
+        part
+    } else {
+        SINGLE_PART
+    }
+}
+
+/// The parts as the drives hold them: for an encrypted version, each part's sealed size.
+pub fn stored_parts(v: &ObjectVersion) -> Cow<'_, [PartInfo]> {
+    if v.sse.is_none() {
+        return Cow::Borrowed(&v.parts);
+    }
+    Cow::Owned(
+        v.parts
+            .iter()
+            .map(|p| PartInfo {
+                size: sealed_size(p.size),
+                ..p.clone()
+            })
+            .collect(),
+    )
+}
+
+/// Plaintext facts an encrypted write learns once its body has been read.
+#[derive(Default)]
+struct Digest {
+    size: u64,
+    md5: [u8; 16],
+    checksums: s3s::dto::Checksum,
+}
+
+/// An encrypted write in progress: the record to store and, once the body is read, the plaintext's
+/// size, MD5 and checksums for the version the client sees.
+#[derive(Clone)]
+pub struct SealedWrite {
+    pub info: SseInfo,
+    digest: Arc<Mutex<Digest>>,
+}
+
+impl std::fmt::Debug for SealedWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedWrite(kind {})", self.info.kind)
+    }
+}
+
+/// A body ready for the object layer.
+pub type Body<E> = Pin<Box<dyn Stream<Item = Result<Bytes, StreamError<E>>> + Send>>;
+
+impl SealedWrite {
+    pub fn new(info: SseInfo) -> Self {
+        Self {
+            info,
+            digest: Arc::default(),
+        }
+    }
+
+    /// Seals `body` as stream `part` (its part number, or 1 for a plain PUT) under `key`, hashing
+    /// the plaintext on the way with `hasher` (the client's checksums).
+    pub fn seal<S, E>(
+        &self,
+        body: S,
+        key: &ObjectKey,
+        part: u32,
+        mut hasher: s3s::checksum::ChecksumHasher,
+    ) -> SseResult<Body<E>>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send + 'static,
+        E: Send + 'static,
+    {
+        let enc = Encryptor::new(
+            StreamKey::derive(key, stream_of(&self.info, part)),
+            Backend::default(),
+        )?;
+        let digest = self.digest.clone();
+        let mut md5 = Md5::new();
+        let mut size = 0u64;
+        let plain = body
+            .map(Some)
+            .chain(futures::stream::once(async { None }))
+            .filter_map(move |item| {
+                let out = match item {
+                    Some(Ok(chunk)) => {
+                        md5.update(&chunk);
+                        hasher.update(&chunk);
+                        size += chunk.len() as u64;
+                        Some(Ok(chunk))
+                    }
+                    Some(Err(e)) => Some(Err(e)),
+                    None => {
+                        let mut d = digest.lock().unwrap_or_else(PoisonError::into_inner);
+                        d.size = size;
+                        d.md5 = std::mem::take(&mut md5).finalize().into();
+                        d.checksums = std::mem::take(&mut hasher).finalize();
+                        None
+                    }
+                };
+                futures::future::ready(out)
+            });
+        Ok(Box::pin(stream::encrypt(Box::pin(plain), enc)))
+    }
+
+    /// What the write looks like to the client's checks: the plaintext's size, MD5 and checksums.
+    pub fn plain_outcome(&self, stored: &WriteOutcome) -> WriteOutcome {
+        let d = self.digest.lock().unwrap_or_else(PoisonError::into_inner);
+        WriteOutcome {
+            size: d.size,
+            md5: d.md5,
+            checksums: d.checksums.clone(),
+            ok: stored.ok.clone(),
+            inline: None,
+        }
+    }
+
+    /// The ETag AWS shows: the plaintext MD5 for SSE-S3 / SSE-KMS; for SSE-C an opaque one (the
+    /// MD5 of the ciphertext, which says nothing about the plaintext).
+    fn etag(&self, stored_etag: &str) -> String {
+        if self.info.kind == code(SseKind::C) {
+            stored_etag.to_string()
+        } else {
+            let d = self.digest.lock().unwrap_or_else(PoisonError::into_inner);
+            hex::encode(d.md5)
+        }
+    }
+
+    /// Turns a just-written single-part version into the client's view and records the key.
+    pub fn apply_version(&self, v: &mut ObjectVersion) {
+        let size = self
+            .digest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .size;
+        v.etag = self.etag(&v.etag);
+        v.size = size;
+        for p in &mut v.parts {
+            p.size = size;
+            p.etag = v.etag.clone();
+        }
+        v.sse = Some(self.info.clone());
+    }
+
+    /// Turns a just-written part into the client's view.
+    pub fn apply_part(&self, p: &mut PartInfo) {
+        p.etag = self.etag(&p.etag);
+        p.size = self
+            .digest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .size;
+    }
+}
+
+/// Opens plaintext bytes `start..end` of an encrypted version: reads only the packages they touch
+/// (of each part they touch) and checks every one.
+pub fn open_range(
+    handle: GetHandle,
+    key: &ObjectKey,
+    start: u64,
+    end: u64,
+) -> SseResult<impl Stream<Item = ObjectResult<Bytes>> + Send> {
+    let v = &handle.info.version;
+    let info = v.sse.clone().unwrap_or_default();
+    let parts: Vec<(u32, u64)> = v
+        .parts
+        .iter()
+        .map(|p| (stream_of(&info, p.number), p.size))
+        .collect();
+    let len = end.saturating_sub(start);
+    let mut ranges = multipart_ranges(&parts, start, len)?;
+    if ranges.is_empty() {
+        // An empty read of an empty object still opens its one empty package: authenticated too.
+        if let Some(&(part, 0)) = parts.first().filter(|_| v.size == 0) {
+            ranges.push(PartRange {
+                index: 0,
+                part,
+                stream_offset: 0,
+                range: package_range(0, 0, 0)?,
+            });
+        }
+    }
+    let (Some(first), Some(last)) = (ranges.first(), ranges.last()) else {
+        return Ok(futures::stream::empty().boxed());
+    };
+    let cipher_start = first.stream_offset + first.range.cipher.start;
+    let cipher_end = last.stream_offset + last.range.cipher.end;
+    let mut opened = VecDeque::with_capacity(ranges.len());
+    for r in &ranges {
+        let dec = Decryptor::new(StreamKey::derive(key, r.part), Backend::default(), &r.range)?;
+        opened.push_back((dec, r.range.cipher.end - r.range.cipher.start));
+    }
+    let inner = Box::pin(handle.stream(cipher_start, cipher_end));
+    Ok(PartsDecryptor {
+        opened,
+        ready: VecDeque::new(),
+    }
+    .run(inner)
+    .boxed())
+}
+
+/// Feeds one contiguous ciphertext read to the decryptor of each part it spans, in order.
+struct PartsDecryptor {
+    /// Each touched part's decryptor and the ciphertext bytes it still expects.
+    opened: VecDeque<(Decryptor, u64)>,
+    ready: VecDeque<Bytes>,
+}
+
+impl PartsDecryptor {
+    fn feed(&mut self, mut chunk: &[u8]) -> SseResult<()> {
+        while !chunk.is_empty() {
+            let Some((dec, left)) = self.opened.front_mut() else {
+                return Err(SseError::TrailingData);
+            };
+            let take = (*left).min(chunk.len() as u64) as usize;
+            self.ready.extend(dec.update(&chunk[..take])?);
+            *left -= take as u64;
+            chunk = &chunk[take..];
+            if *left == 0 {
+                if let Some((dec, _)) = self.opened.pop_front() {
+                    dec.finish()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn run<S>(self, inner: S) -> impl Stream<Item = ObjectResult<Bytes>> + Send
+    where
+        S: Stream<Item = ObjectResult<Bytes>> + Unpin + Send,
+    {
+        futures::stream::unfold(Some((self, inner)), |state| async move {
+            let (mut me, mut inner) = state?;
+            loop {
+                if let Some(b) = me.ready.pop_front() {
+                    return Some((Ok(b), Some((me, inner))));
+                }
+                match inner.next().await {
+                    Some(Ok(chunk)) => {
+                        if let Err(e) = me.feed(&chunk) {
+                            return Some((Err(ObjectError::Encryption(e)), None));
+                        }
+                    }
+                    Some(Err(e)) => return Some((Err(e), None)),
+                    None if me.opened.is_empty() => return None,
+                    None => return Some((Err(ObjectError::Encryption(SseError::Truncated)), None)),
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "object_tests.rs"]
+mod tests;
