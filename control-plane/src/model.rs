@@ -20,4 +20,7 @@ pub struct BucketInfo {
     pub versioning: Versioning,
     #[serde(default)]
     pub object_lock: bool,
+    /// The bucket policy document, validated when it was put.
+    #[serde(default)]
+    pub policy: Option<String>,
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, CommandError};
+use crate::iam::identity::IamState;
 use crate::model::{BucketInfo, Versioning};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,6 +13,8 @@ pub struct SiteState {
     /// Index of the last applied command; a persisted copy with a higher index is newer.
     pub applied: u64,
     pub buckets: BTreeMap<String, BucketInfo>,
+    #[serde(default)]
+    pub iam: IamState,
 }
 
 impl SiteState {
@@ -40,6 +43,7 @@ impl SiteState {
                         created_ns: *created_ns,
                         versioning,
                         object_lock: *object_lock,
+                        policy: None,
                     },
                 );
                 Ok(())
@@ -54,6 +58,16 @@ impl SiteState {
                     return Err(CommandError::NotEmpty);
                 }
                 self.buckets = state.buckets.clone();
+                self.iam = state.iam.clone();
+                Ok(())
+            }
+            Command::Iam(c) => Ok(self.iam.apply(c)?),
+            Command::SetBucketPolicy { bucket, policy } => {
+                let b = self
+                    .buckets
+                    .get_mut(bucket)
+                    .ok_or_else(|| CommandError::NoSuchBucket(bucket.clone()))?;
+                b.policy = policy.clone();
                 Ok(())
             }
         }

@@ -174,7 +174,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -183,7 +183,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
                 };
                 let _ = stream.set_nodelay(true);
                 let svc = router.clone();
-                let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                    req.extensions_mut().insert(crate::auth::authorize::ClientAddr(peer));
                     let svc = svc.clone();
                     async move { svc.handle(req).await }
                 });
