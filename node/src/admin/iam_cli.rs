@@ -215,6 +215,11 @@ fn post(op: &'static str, query: Vec<(&'static str, String)>, body: serde_json::
     }
 }
 
+/// A POST whose only argument is one query parameter.
+fn act(op: &'static str, param: &'static str, value: &str) -> Call {
+    post(op, vec![(param, value.to_owned())], serde_json::Value::Null)
+}
+
 fn read_policy(path: &std::path::Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
@@ -249,29 +254,17 @@ pub fn run(cmd: &IamCli, access_key: Option<&str>, secret_key: Option<&str>) -> 
             ),
             UserCli::Remove { alias, access_key } => (
                 alias,
-                post(
-                    "iam/user/remove",
-                    vec![("access_key", access_key.clone())],
-                    json!(null),
-                ),
+                act("iam/user/remove", "access_key", access_key),
                 Some(format!("Removed user `{access_key}` successfully.")),
             ),
             UserCli::Enable { alias, access_key } => (
                 alias,
-                post(
-                    "iam/user/enable",
-                    vec![("access_key", access_key.clone())],
-                    json!(null),
-                ),
+                act("iam/user/enable", "access_key", access_key),
                 Some(format!("Enabled user `{access_key}` successfully.")),
             ),
             UserCli::Disable { alias, access_key } => (
                 alias,
-                post(
-                    "iam/user/disable",
-                    vec![("access_key", access_key.clone())],
-                    json!(null),
-                ),
+                act("iam/user/disable", "access_key", access_key),
                 Some(format!("Disabled user `{access_key}` successfully.")),
             ),
             UserCli::List { alias } => (alias, get("iam/user/list", vec![]), None),
@@ -320,20 +313,12 @@ pub fn run(cmd: &IamCli, access_key: Option<&str>, secret_key: Option<&str>) -> 
             ),
             GroupCli::Enable { alias, group } => (
                 alias,
-                post(
-                    "iam/group/enable",
-                    vec![("group", group.clone())],
-                    json!(null),
-                ),
+                act("iam/group/enable", "group", group),
                 Some(format!("Enabled group `{group}` successfully.")),
             ),
             GroupCli::Disable { alias, group } => (
                 alias,
-                post(
-                    "iam/group/disable",
-                    vec![("group", group.clone())],
-                    json!(null),
-                ),
+                act("iam/group/disable", "group", group),
                 Some(format!("Disabled group `{group}` successfully.")),
             ),
             GroupCli::List { alias } => (alias, get("iam/group/list", vec![]), None),
@@ -360,11 +345,7 @@ pub fn run(cmd: &IamCli, access_key: Option<&str>, secret_key: Option<&str>) -> 
             }
             PolicyCli::Delete { alias, name } => (
                 alias,
-                post(
-                    "iam/policy/delete",
-                    vec![("name", name.clone())],
-                    json!(null),
-                ),
+                act("iam/policy/delete", "name", name),
                 Some(format!("Removed policy `{name}` successfully.")),
             ),
             PolicyCli::List { alias } => (alias, get("iam/policy/list", vec![]), None),
@@ -465,11 +446,7 @@ pub fn run(cmd: &IamCli, access_key: Option<&str>, secret_key: Option<&str>) -> 
             }
             SvcacctCli::Remove { alias, access_key } => (
                 alias,
-                post(
-                    "iam/svcacct/remove",
-                    vec![("access_key", access_key.clone())],
-                    json!(null),
-                ),
+                act("iam/svcacct/remove", "access_key", access_key),
                 Some(format!(
                     "Removed service account `{access_key}` successfully."
                 )),
