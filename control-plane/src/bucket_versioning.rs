@@ -113,6 +113,7 @@ mod tests {
             object_lock,
             default_retention: None,
             encryption: None,
+            policy: None,
         }
     }
 

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::iam::identity::{IamCommand, IamError};
 use crate::state::SiteState;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +40,13 @@ pub enum Command {
     Restore {
         state: Box<SiteState>,
     },
+    /// Users, groups, policies and service accounts (`crate::iam::identity`).
+    Iam(IamCommand),
+    /// Sets (`Some`, already validated by the proposer) or deletes a bucket's policy.
+    SetBucketPolicy {
+        bucket: String,
+        policy: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
@@ -59,4 +67,6 @@ pub enum CommandError {
     NoSuchKmsKey(String),
     #[error("KMS key {0} has been deleted")]
     KmsKeyDeleted(String),
+    #[error(transparent)]
+    Iam(#[from] IamError),
 }

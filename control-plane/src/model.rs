@@ -26,6 +26,9 @@ pub struct BucketInfo {
     /// Default encryption for objects written without SSE headers (PutBucketEncryption).
     #[serde(default)]
     pub encryption: Option<BucketEncryption>,
+    /// The bucket policy document, validated when it was put.
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 /// A bucket's default server-side encryption.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, CommandError};
+use crate::iam::identity::IamState;
 use crate::model::{BucketInfo, Versioning};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,6 +15,7 @@ pub struct SiteState {
     pub buckets: BTreeMap<String, BucketInfo>,
     #[serde(default)]
     pub kms: crate::kms::KmsRegistry,
+    pub iam: IamState,
 }
 
 impl SiteState {
@@ -44,6 +46,7 @@ impl SiteState {
                         object_lock: *object_lock,
                         default_retention: None,
                         encryption: None,
+                        policy: None,
                     },
                 );
                 Ok(())
@@ -78,6 +81,16 @@ impl SiteState {
                 }
                 self.buckets = state.buckets.clone();
                 self.kms = state.kms.clone();
+                self.iam = state.iam.clone();
+                Ok(())
+            }
+            Command::Iam(c) => Ok(self.iam.apply(c)?),
+            Command::SetBucketPolicy { bucket, policy } => {
+                let b = self
+                    .buckets
+                    .get_mut(bucket)
+                    .ok_or_else(|| CommandError::NoSuchBucket(bucket.clone()))?;
+                b.policy = policy.clone();
                 Ok(())
             }
         }

@@ -6,13 +6,15 @@
 //! * [`condition`]: condition operators, qualifiers and missing-key rules;
 //! * [`context`]: the request context ([`RequestContext`], [`Principal`], condition keys);
 //! * [`eval`]: the decision ([`evaluate`], [`PolicySet`], [`Verdict`]);
-//! * [`canned`]: MinIO's built-in policies; [`actions`]: the action names.
+//! * [`canned`]: MinIO's built-in policies; [`actions`]: the action names;
+//! * [`identity`]: users, groups, named policies and service accounts in the site state.
 
 pub mod actions;
 pub mod canned;
 pub mod condition;
 pub mod context;
 pub mod eval;
+pub mod identity;
 mod pattern;
 pub mod policy;
 

@@ -21,9 +21,13 @@ pub struct AdminArgs {
         global = true
     )]
     pub endpoint: String,
-    #[arg(long, env = "CAIRN_ACCESS_KEY", global = true)]
+    /// Access key for commands without an alias (default: `CAIRN_ACCESS_KEY`); `svcacct add`
+    /// and `svcacct edit` take it as the service account's own key, so it is read from the
+    /// environment only in [`AdminArgs::target`], never silently for a new account.
+    #[arg(long, global = true)]
     pub access_key: Option<String>,
-    #[arg(long, env = "CAIRN_SECRET_KEY", global = true, hide_env_values = true)]
+    /// Secret key for commands without an alias (default: `CAIRN_SECRET_KEY`).
+    #[arg(long, global = true)]
     pub secret_key: Option<String>,
     #[arg(long, env = "CAIRN_REGION", default_value = "us-east-1", global = true)]
     pub region: String,
@@ -49,6 +53,8 @@ pub enum AdminCommand {
     /// The site's KMS key registry (`kms key create|list|status|disable|enable|delete ALIAS [KEY]`).
     #[command(subcommand)]
     Kms(super::kms_cli::KmsCommand),
+    #[command(flatten)]
+    Iam(super::iam_cli::IamCli),
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -146,10 +152,12 @@ impl AdminArgs {
             access_key: self
                 .access_key
                 .clone()
+                .or_else(|| std::env::var("CAIRN_ACCESS_KEY").ok())
                 .context("no access key: pass --access-key or set CAIRN_ACCESS_KEY")?,
             secret_key: self
                 .secret_key
                 .clone()
+                .or_else(|| std::env::var("CAIRN_SECRET_KEY").ok())
                 .context("no secret key: pass --secret-key or set CAIRN_SECRET_KEY")?,
             region: self.region.clone(),
         })
@@ -162,6 +170,9 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Alias(cmd) => return alias_command(cmd),
         AdminCommand::Bucket(cmd) => return super::bucket_cli::run(cmd),
         AdminCommand::Kms(cmd) => return super::kms_cli::run(cmd),
+        AdminCommand::Iam(cmd) => {
+            return super::iam_cli::run(cmd, args.access_key.as_deref(), args.secret_key.as_deref())
+        }
         AdminCommand::Heal => ("POST", "heal", vec![]),
         AdminCommand::Info => ("GET", "info", vec![]),
         AdminCommand::Raft(RaftCommand::Status) => ("GET", "raft/status", vec![]),

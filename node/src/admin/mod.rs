@@ -1,11 +1,14 @@
 //! The admin API under `/cairn/admin/v1/` on the S3 port: SigV4-signed (s3s checks the signature
 //! before the route runs), JSON in and out. Only root may call it until IAM adds `admin:*` actions.
 
+pub mod actions;
 pub mod alias;
 mod bucket;
 pub mod bucket_cli;
 pub mod bucket_encryption;
 pub mod cli;
+pub mod iam;
+pub mod iam_cli;
 pub mod kms;
 pub mod kms_cli;
 
@@ -58,7 +61,7 @@ struct Info {
 }
 
 /// The value of query parameter `name` (percent-decoded).
-fn query_param(uri: &Uri, name: &str) -> Option<String> {
+pub(crate) fn query_param(uri: &Uri, name: &str) -> Option<String> {
     uri.query()?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == name).then(|| {
@@ -107,7 +110,7 @@ pub struct AdminRoute {
     pub node: Arc<Node>,
 }
 
-fn json<T: Serialize>(v: &T) -> S3Result<S3Response<Body>> {
+pub(crate) fn json<T: Serialize>(v: &T) -> S3Result<S3Response<Body>> {
     let body = serde_json::to_vec(v).map_err(|e| s3_error!(InternalError, "{e}"))?;
     let mut r = S3Response::new(Body::from(body));
     r.headers.insert(
@@ -133,15 +136,43 @@ impl S3Route for AdminRoute {
         let Some(c) = &req.credentials else {
             return Err(s3_error!(AccessDenied, "Signature is required"));
         };
-        match self.node.credentials.lookup(&c.access_key) {
-            Some((id, _)) if id.is_root => Ok(()),
-            _ => Err(s3_error!(AccessDenied, "Access Denied.")),
+        let op = req.uri.path().trim_start_matches(PREFIX);
+        let allowed = match (
+            &self.node.iam,
+            actions::admin_action(req.method.as_str(), op),
+        ) {
+            (Some(auth), Some(action)) => {
+                let needed: Vec<(&str, Option<String>)> =
+                    action.map(|a| (a, None)).into_iter().collect();
+                let keys = crate::auth::authorize::request_keys(
+                    &req.headers,
+                    &req.uri,
+                    req.extensions.get().copied(),
+                    op,
+                    auth.clock.now(),
+                );
+                auth.authorize(Some(&c.access_key), &needed, None, &keys)
+                    .map_err(|e| tracing::info!(op, access_key = %c.access_key, reason = %e, "admin access denied"))
+                    .is_ok()
+            }
+            _ => matches!(self.node.credentials.lookup(&c.access_key), Some((id, _)) if id.is_root),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(s3_error!(AccessDenied, "Access Denied."))
         }
     }
 
     #[tracing::instrument(skip_all, fields(path = %req.uri.path()))]
-    async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
-        let op = req.uri.path().trim_start_matches(PREFIX);
+    async fn call(&self, mut req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        let path = req.uri.path().to_owned();
+        let op = path.trim_start_matches(PREFIX);
+        if let Some(auth) = &self.node.iam {
+            if let Some(r) = iam::handle(&self.node, auth, &mut req, op).await {
+                return r;
+            }
+        }
         match (&req.method, op) {
             (&Method::POST, "heal") => json(&heal_everything(&self.node).await),
             (&Method::GET, "info") => {

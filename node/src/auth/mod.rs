@@ -2,7 +2,11 @@
 //! has to add identities. s3s verifies the signatures (SigV4 header/presigned/streaming, SigV2)
 //! against the secret this returns, in constant time.
 
+pub mod authorize;
+pub mod iam;
+pub mod operation;
 pub mod root;
+pub mod sealing;
 
 use std::sync::Arc;
 
@@ -20,6 +24,12 @@ pub struct Identity {
 pub trait CredentialStore: Send + Sync + 'static {
     /// The identity and its secret key, if the access key is known and enabled.
     fn lookup(&self, access_key: &str) -> Option<(Identity, String)>;
+
+    /// The site's root credentials, when this store holds them (IAM seals secrets under a key
+    /// derived from them).
+    fn root(&self) -> Option<RootCredentials> {
+        None
+    }
 }
 
 /// The deployment's root credentials: the only identity until IAM lands.
@@ -39,7 +49,12 @@ impl std::fmt::Debug for RootCredentials {
 
 impl CredentialStore for RootCredentials {
     fn lookup(&self, access_key: &str) -> Option<(Identity, String)> {
-        (access_key == self.access_key).then(|| {
+        use subtle::ConstantTimeEq;
+        let same: bool = access_key
+            .as_bytes()
+            .ct_eq(self.access_key.as_bytes())
+            .into();
+        same.then(|| {
             (
                 Identity {
                     access_key: access_key.to_string(),
@@ -48,6 +63,10 @@ impl CredentialStore for RootCredentials {
                 self.secret_key.clone(),
             )
         })
+    }
+
+    fn root(&self) -> Option<RootCredentials> {
+        Some(self.clone())
     }
 }
 

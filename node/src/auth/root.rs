@@ -36,7 +36,7 @@ pub enum Origin {
     Generated,
 }
 
-fn random_string(rng: &mut impl Rng, len: usize, alphabet: &[u8]) -> String {
+pub(crate) fn random_string(rng: &mut (impl Rng + ?Sized), len: usize, alphabet: &[u8]) -> String {
     (0..len)
         .map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char)
         .collect()

@@ -91,6 +91,7 @@ impl From<CatalogError> for S3Error {
                 | CommandError::KmsKeyDeleted(_),
             ) => err(S3ErrorCode::InvalidRequest, e.to_string()),
             CatalogError::Command(CommandError::NotEmpty) => err(S3ErrorCode::InternalError, e.to_string()),
+            CatalogError::Command(CommandError::Iam(i)) => crate::admin::iam::iam_error(i),
             CatalogError::Unavailable(_) => err(S3ErrorCode::ServiceUnavailable, e.to_string()),
         }
     }

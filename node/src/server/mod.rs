@@ -237,6 +237,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
                 let info = ConnInfo { peer, secure: acceptor.is_some() };
                 let svc = router.clone();
                 let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                    req.extensions_mut().insert(crate::auth::authorize::ClientAddr(peer));
                     let svc = svc.clone();
                     req.extensions_mut().insert(info);
                     async move { svc.handle(req).await }

@@ -16,6 +16,8 @@ use cairn_control_plane::transport::Transport;
 
 use super::health::Router;
 use crate::admin::AdminRoute;
+use crate::auth::authorize::{Authorizer, S3Authorizer};
+use crate::auth::iam::IamCredentials;
 use crate::auth::{Authenticator, CredentialStore};
 use crate::catalog::Catalog;
 use crate::clock::SharedClock;
@@ -61,6 +63,8 @@ pub struct Node {
     pub objects: Arc<ObjectLayer>,
     pub catalog: Arc<Catalog>,
     pub credentials: Arc<dyn CredentialStore>,
+    /// IAM: who may do what (`None` only for a store without root credentials: root-only).
+    pub iam: Option<Arc<Authorizer>>,
     pub topology: Topology,
     /// Background full heals running now (shown by the admin API, so operators and tests can
     /// tell a finished heal from one still under way).
@@ -84,6 +88,18 @@ impl Node {
             .collect();
         let mut rng = parts.rng;
         let sse_seeds = [seed_from(&mut *rng), seed_from(&mut *rng)];
+        let iam = parts.credentials.root().map(|root| {
+            let creds = IamCredentials::new(root, parts.control.clone(), parts.clock.clone());
+            Arc::new(Authorizer::new(
+                Arc::new(creds),
+                parts.clock.clone(),
+                &mut *rng,
+            ))
+        });
+        let credentials: Arc<dyn CredentialStore> = match &iam {
+            Some(a) => a.iam.clone(),
+            None => parts.credentials,
+        };
         let (objects, heal_rx) = ObjectLayer::new(
             parts.drives,
             parts.layout,
@@ -107,7 +123,8 @@ impl Node {
         let node = Arc::new(Node {
             objects: objects.clone(),
             catalog: catalog.clone(),
-            credentials: parts.credentials.clone(),
+            credentials: credentials.clone(),
+            iam: iam.clone(),
             topology: parts.topology,
             healing: AtomicUsize::new(0),
             sse: sse.clone(),
@@ -138,10 +155,13 @@ impl Node {
             objects,
             catalog,
             region: parts.region,
-            credentials: parts.credentials.clone(),
+            credentials: credentials.clone(),
             sse,
         });
-        b.set_auth(Authenticator(parts.credentials));
+        b.set_auth(Authenticator(credentials));
+        if let Some(a) = iam {
+            b.set_access(S3Authorizer(a));
+        }
         b.set_route(AdminRoute { node: node.clone() });
         let router = Router {
             s3: b.build(),

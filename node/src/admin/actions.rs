@@ -1,0 +1,63 @@
+//! The `admin:*` action each admin API call needs (MinIO's names, so MinIO admin policies load
+//! unchanged). A call missing here is refused for everyone but root.
+
+/// The action for `method` on `op` (the path after `/cairn/admin/v1/`); `Some(None)` for calls
+/// any authenticated caller may make (`whoami`).
+pub fn admin_action(method: &str, op: &str) -> Option<Option<&'static str>> {
+    let a = match (method, op) {
+        ("GET", "whoami") => return Some(None),
+        ("POST", "heal") => "admin:Heal",
+        ("GET", "info") | ("GET", "raft/status") => "admin:ServerInfo",
+        ("POST", "raft/add-voter" | "raft/add-learner" | "raft/remove-voter") => {
+            "admin:ConfigUpdate"
+        }
+        ("POST", "iam/user/add") => "admin:CreateUser",
+        ("POST", "iam/user/remove") => "admin:DeleteUser",
+        ("POST", "iam/user/enable") => "admin:EnableUser",
+        ("POST", "iam/user/disable") => "admin:DisableUser",
+        ("GET", "iam/user/list") => "admin:ListUsers",
+        ("GET", "iam/user/info") => "admin:GetUser",
+        ("POST", "iam/group/add") => "admin:AddUserToGroup",
+        ("POST", "iam/group/remove") => "admin:RemoveUserFromGroup",
+        ("POST", "iam/group/enable") => "admin:EnableGroup",
+        ("POST", "iam/group/disable") => "admin:DisableGroup",
+        ("GET", "iam/group/list") => "admin:ListGroups",
+        ("GET", "iam/group/info") => "admin:GetGroup",
+        ("POST", "iam/policy/create") => "admin:CreatePolicy",
+        ("POST", "iam/policy/delete") => "admin:DeletePolicy",
+        ("GET", "iam/policy/list") => "admin:ListUserPolicies",
+        ("GET", "iam/policy/info") => "admin:GetPolicy",
+        ("POST", "iam/policy/attach" | "iam/policy/detach") => "admin:AttachUserOrGroupPolicy",
+        ("POST", "iam/svcacct/add") => "admin:CreateServiceAccount",
+        ("GET", "iam/svcacct/list" | "iam/svcacct/info") => "admin:ListServiceAccounts",
+        ("POST", "iam/svcacct/edit") => "admin:UpdateServiceAccount",
+        ("POST", "iam/svcacct/remove") => "admin:RemoveServiceAccount",
+        _ => return None,
+    };
+    Some(Some(a))
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_control_plane::iam::actions::check_action;
+
+    use super::*;
+
+    #[test]
+    fn every_admin_call_maps_to_a_known_action() {
+        for (m, op) in [
+            ("POST", "heal"),
+            ("GET", "info"),
+            ("POST", "raft/add-voter"),
+            ("POST", "iam/user/add"),
+            ("GET", "iam/group/info"),
+            ("POST", "iam/policy/detach"),
+            ("POST", "iam/svcacct/edit"),
+        ] {
+            let a = admin_action(m, op).flatten().unwrap();
+            assert_eq!(check_action(a), Ok(()), "{a}");
+        }
+        assert_eq!(admin_action("GET", "whoami"), Some(None));
+        assert_eq!(admin_action("DELETE", "iam/user/add"), None);
+    }
+}

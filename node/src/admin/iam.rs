@@ -1,0 +1,591 @@
+//! The IAM admin API (`/cairn/admin/v1/iam/...`, JSON): users, groups, policies and service
+//! accounts, plus `whoami`. Reads are linearizable (the leader's state as of now), writes are
+//! proposed through Raft and return once applied on this node.
+
+use std::collections::BTreeSet;
+
+use http::StatusCode;
+use hyper::{Method, Uri};
+use s3s::{s3_error, Body, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+
+use cairn_control_plane::iam::identity::{
+    check_policy, IamCommand, IamError, IamState, Parent, PolicyTarget, ServiceAccount,
+};
+use cairn_control_plane::{Command, CommandError, SiteState};
+
+use super::{json, query_param};
+use crate::auth::authorize::Authorizer;
+use crate::auth::iam::Caller;
+use crate::auth::root::random_string;
+use crate::catalog::CatalogError;
+use crate::server::Node;
+
+/// Largest JSON body accepted (policies are at most 64 KiB).
+const MAX_BODY: usize = 256 * 1024;
+const MIN_SECRET: usize = 8;
+const MAX_SECRET: usize = 40;
+const KEY_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn with_status(code: &'static str, status: StatusCode, msg: String) -> S3Error {
+    let mut e = S3Error::with_message(S3ErrorCode::Custom(code.into()), msg);
+    e.set_status_code(status);
+    e
+}
+
+/// Maps a refused IAM command to MinIO's admin error codes.
+pub fn iam_error(e: IamError) -> S3Error {
+    let msg = e.to_string();
+    match e {
+        IamError::NoSuchUser(_) => with_status("XMinioAdminNoSuchUser", StatusCode::NOT_FOUND, msg),
+        IamError::NoSuchGroup(_) => {
+            with_status("XMinioAdminNoSuchGroup", StatusCode::NOT_FOUND, msg)
+        }
+        IamError::NoSuchPolicy(_) => {
+            with_status("XMinioAdminNoSuchPolicy", StatusCode::NOT_FOUND, msg)
+        }
+        IamError::NoSuchServiceAccount(_) => with_status(
+            "XMinioAdminNoSuchServiceAccount",
+            StatusCode::NOT_FOUND,
+            msg,
+        ),
+        IamError::MalformedPolicy(m) => S3Error::with_message(S3ErrorCode::MalformedPolicy, m),
+        IamError::AccessKeyInUse(_) | IamError::PolicyInUse(_) | IamError::GroupNotEmpty(_) => {
+            with_status("XMinioAdminConflict", StatusCode::CONFLICT, msg)
+        }
+        IamError::InvalidAccessKey(_) | IamError::InvalidName(_) | IamError::CannedPolicy(_) => {
+            S3Error::with_message(S3ErrorCode::InvalidArgument, msg)
+        }
+    }
+}
+
+fn catalog_error(e: CatalogError) -> S3Error {
+    match e {
+        CatalogError::Command(CommandError::Iam(e)) => iam_error(e),
+        CatalogError::Command(c) => s3_error!(InvalidRequest, "{c}"),
+        CatalogError::Unavailable(m) => s3_error!(ServiceUnavailable, "{m}"),
+    }
+}
+
+fn param(uri: &Uri, name: &str) -> S3Result<String> {
+    query_param(uri, name)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| s3_error!(InvalidArgument, "query parameter {name} is required"))
+}
+
+async fn body_bytes(req: &mut S3Request<Body>) -> S3Result<Vec<u8>> {
+    let b = req
+        .input
+        .store_all_limited(MAX_BODY)
+        .await
+        .map_err(|_| s3_error!(InvalidRequest, "body larger than {MAX_BODY} bytes"))?;
+    Ok(b.to_vec())
+}
+
+async fn body_json<T: for<'de> Deserialize<'de>>(req: &mut S3Request<Body>) -> S3Result<T> {
+    let b = body_bytes(req).await?;
+    serde_json::from_slice(&b).map_err(|e| s3_error!(InvalidRequest, "invalid JSON body: {e}"))
+}
+
+#[derive(Serialize)]
+struct Done {
+    status: &'static str,
+}
+
+const OK: Done = Done { status: "success" };
+
+#[derive(Deserialize)]
+struct AddUser {
+    access_key: String,
+    secret_key: String,
+}
+
+#[derive(Deserialize)]
+struct Members {
+    group: String,
+    #[serde(default)]
+    members: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Attach {
+    policies: Vec<String>,
+    user: Option<String>,
+    group: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AddServiceAccount {
+    parent: String,
+    access_key: Option<String>,
+    secret_key: Option<String>,
+    policy: Option<String>,
+    /// RFC 3339.
+    expiry: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EditServiceAccount {
+    access_key: String,
+    secret_key: Option<String>,
+    policy: Option<String>,
+    #[serde(default)]
+    remove_policy: bool,
+    expiry: Option<String>,
+    /// `on` or `off`.
+    status: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Credentials {
+    access_key: String,
+    secret_key: String,
+}
+
+#[derive(Serialize)]
+struct UserInfo<'a> {
+    access_key: &'a str,
+    status: &'static str,
+    policies: &'a BTreeSet<String>,
+    groups: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct GroupInfo<'a> {
+    name: &'a str,
+    status: &'static str,
+    members: &'a BTreeSet<String>,
+    policies: &'a BTreeSet<String>,
+}
+
+#[derive(Serialize)]
+struct ServiceAccountInfo<'a> {
+    access_key: &'a str,
+    parent: String,
+    status: &'static str,
+    policy: Option<serde_json::Value>,
+    expiry: Option<String>,
+    name: Option<&'a str>,
+    description: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct WhoAmI {
+    access_key: String,
+    kind: &'static str,
+    parent: Option<String>,
+    policies: Vec<String>,
+    groups: Vec<String>,
+}
+
+fn status(enabled: bool) -> &'static str {
+    if enabled {
+        "enabled"
+    } else {
+        "disabled"
+    }
+}
+
+fn user_info<'a>(iam: &'a IamState, k: &'a str) -> Option<UserInfo<'a>> {
+    let u = iam.users.get(k)?;
+    Some(UserInfo {
+        access_key: k,
+        status: status(u.enabled),
+        policies: &u.policies,
+        groups: iam.groups_of(k).map(|(n, _)| n).collect(),
+    })
+}
+
+fn group_info<'a>(
+    name: &'a str,
+    g: &'a cairn_control_plane::iam::identity::Group,
+) -> GroupInfo<'a> {
+    GroupInfo {
+        name,
+        status: status(g.enabled),
+        members: &g.members,
+        policies: &g.policies,
+    }
+}
+
+fn parent_name(p: &Parent, root: &str) -> String {
+    match p {
+        Parent::Root => root.to_owned(),
+        Parent::User(u) => u.clone(),
+    }
+}
+
+fn svc_info<'a>(k: &'a str, s: &'a ServiceAccount, root: &str) -> ServiceAccountInfo<'a> {
+    ServiceAccountInfo {
+        access_key: k,
+        parent: parent_name(&s.parent, root),
+        status: status(s.enabled),
+        policy: s
+            .policy
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok()),
+        expiry: s
+            .expires_ns
+            .and_then(|ns| crate::clock::to_datetime(ns).format(&Rfc3339).ok()),
+        name: s.name.as_deref(),
+        description: s.description.as_deref(),
+    }
+}
+
+fn check_secret(secret: &str) -> S3Result<()> {
+    if (MIN_SECRET..=MAX_SECRET).contains(&secret.len()) {
+        Ok(())
+    } else {
+        Err(s3_error!(
+            InvalidArgument,
+            "secret key must be {MIN_SECRET} to {MAX_SECRET} characters"
+        ))
+    }
+}
+
+/// Nanoseconds since the epoch of an RFC 3339 expiry, which must lie in the future.
+fn expiry_ns(auth: &Authorizer, text: &str) -> S3Result<i64> {
+    let t = time::OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|_| s3_error!(InvalidArgument, "expiry must be an RFC 3339 time"))?;
+    let ns = i64::try_from(t.unix_timestamp_nanos())
+        .map_err(|_| s3_error!(InvalidArgument, "expiry out of range"))?;
+    if ns <= auth.clock.now_ns() {
+        return Err(s3_error!(InvalidArgument, "expiry must be in the future"));
+    }
+    Ok(ns)
+}
+
+/// Serves the IAM admin calls; `None` when `op` is not one of them.
+pub async fn handle(
+    node: &Node,
+    auth: &Authorizer,
+    req: &mut S3Request<Body>,
+    op: &str,
+) -> Option<S3Result<S3Response<Body>>> {
+    let method = req.method.clone();
+    let r = match (&method, op) {
+        (&Method::GET, "whoami") => whoami(node, auth, req).await,
+        (&Method::GET, _) if op.starts_with("iam/") => read(node, auth, &req.uri, op).await?,
+        (&Method::POST, _) if op.starts_with("iam/") => write(node, auth, req, op).await?,
+        _ => return None,
+    };
+    Some(r)
+}
+
+async fn linearizable(node: &Node) -> S3Result<std::sync::Arc<SiteState>> {
+    node.catalog
+        .state_linearizable()
+        .await
+        .map_err(catalog_error)
+}
+
+async fn whoami(
+    node: &Node,
+    auth: &Authorizer,
+    req: &S3Request<Body>,
+) -> S3Result<S3Response<Body>> {
+    let Some(c) = &req.credentials else {
+        return Err(s3_error!(AccessDenied, "Access Denied."));
+    };
+    let state = node.catalog.state();
+    let iam = &state.iam;
+    let caller = auth
+        .iam
+        .caller(iam, &c.access_key)
+        .ok_or_else(|| s3_error!(AccessDenied, "Access Denied."))?;
+    let root = &auth.iam.root.access_key;
+    let (kind, parent, user) = match &caller {
+        Caller::Root => ("root", None, None),
+        Caller::User(u) => ("user", None, Some(u.clone())),
+        Caller::ServiceAccount { parent, .. } => (
+            "service-account",
+            Some(parent_name(parent, root)),
+            match parent {
+                Parent::User(u) => Some(u.clone()),
+                Parent::Root => None,
+            },
+        ),
+    };
+    let (policies, groups) = match user.as_deref().and_then(|u| user_info(iam, u)) {
+        Some(i) => (
+            i.policies.iter().cloned().collect(),
+            i.groups.iter().map(|g| (*g).to_owned()).collect(),
+        ),
+        None if caller == Caller::Root => (vec!["consoleAdmin".to_owned()], vec![]),
+        None => (vec![], vec![]),
+    };
+    json(&WhoAmI {
+        access_key: c.access_key.clone(),
+        kind,
+        parent,
+        policies,
+        groups,
+    })
+}
+
+async fn read(
+    node: &Node,
+    auth: &Authorizer,
+    uri: &Uri,
+    op: &str,
+) -> Option<S3Result<S3Response<Body>>> {
+    let state = match linearizable(node).await {
+        Ok(s) => s,
+        Err(e) => return Some(Err(e)),
+    };
+    let iam = &state.iam;
+    let root = &auth.iam.root.access_key;
+    let r = match op {
+        "iam/user/list" => {
+            let users: Vec<_> = iam.users.keys().filter_map(|k| user_info(iam, k)).collect();
+            json(&users)
+        }
+        "iam/user/info" => param(uri, "access_key").and_then(|k| {
+            user_info(iam, &k)
+                .ok_or_else(|| iam_error(IamError::NoSuchUser(k.clone())))
+                .and_then(|i| json(&i))
+        }),
+        "iam/group/list" => {
+            let groups: Vec<_> = iam.groups.iter().map(|(n, g)| group_info(n, g)).collect();
+            json(&groups)
+        }
+        "iam/group/info" => param(uri, "group").and_then(|n| {
+            iam.groups
+                .get_key_value(&n)
+                .ok_or_else(|| iam_error(IamError::NoSuchGroup(n.clone())))
+                .and_then(|(n, g)| json(&group_info(n, g)))
+        }),
+        "iam/policy/list" => {
+            let mut names: Vec<&str> = cairn_control_plane::iam::canned::names().collect();
+            names.extend(iam.policies.keys().map(String::as_str));
+            names.sort_unstable();
+            json(&names)
+        }
+        "iam/policy/info" => param(uri, "name").and_then(|n| {
+            iam.policy_document(&n)
+                .ok_or_else(|| iam_error(IamError::NoSuchPolicy(n.clone())))
+                .and_then(|d| {
+                    serde_json::from_str::<serde_json::Value>(d)
+                        .map_err(|e| s3_error!(InternalError, "{e}"))
+                })
+                .and_then(|v| json(&v))
+        }),
+        "iam/svcacct/list" => {
+            let parent = query_param(uri, "parent").filter(|p| !p.is_empty());
+            let list: Vec<_> = iam
+                .service_accounts
+                .iter()
+                .filter(|(_, s)| {
+                    parent
+                        .as_deref()
+                        .is_none_or(|p| parent_name(&s.parent, root) == p)
+                })
+                .map(|(k, s)| svc_info(k, s, root))
+                .collect();
+            json(&list)
+        }
+        "iam/svcacct/info" => param(uri, "access_key").and_then(|k| {
+            iam.service_accounts
+                .get_key_value(&k)
+                .ok_or_else(|| iam_error(IamError::NoSuchServiceAccount(k.clone())))
+                .and_then(|(k, s)| json(&svc_info(k, s, root)))
+        }),
+        _ => return None,
+    };
+    Some(r)
+}
+
+/// Proposes `cmd`, refusing any that would touch root's credentials.
+async fn propose(node: &Node, auth: &Authorizer, cmd: IamCommand) -> S3Result<()> {
+    if cmd.names(&auth.iam.root.access_key) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "the root credentials cannot be changed, disabled or removed through IAM"
+        ));
+    }
+    node.catalog
+        .propose(Command::Iam(cmd))
+        .await
+        .map_err(catalog_error)
+}
+
+fn seal(
+    auth: &Authorizer,
+    access_key: &str,
+    secret: &str,
+) -> cairn_control_plane::iam::identity::SealedSecret {
+    auth.with_rng(|rng| auth.iam.sealer.seal(access_key, secret, rng))
+}
+
+fn policy_target(a: &Attach) -> S3Result<PolicyTarget> {
+    match (&a.user, &a.group) {
+        (Some(u), None) => Ok(PolicyTarget::User(u.clone())),
+        (None, Some(g)) => Ok(PolicyTarget::Group(g.clone())),
+        _ => Err(s3_error!(
+            InvalidArgument,
+            "name exactly one of user or group"
+        )),
+    }
+}
+
+async fn write(
+    node: &Node,
+    auth: &Authorizer,
+    req: &mut S3Request<Body>,
+    op: &str,
+) -> Option<S3Result<S3Response<Body>>> {
+    let r = async {
+        let uri = req.uri.clone();
+        let cmd = match op {
+            "iam/user/add" => {
+                let b: AddUser = body_json(req).await?;
+                check_secret(&b.secret_key)?;
+                IamCommand::AddUser {
+                    secret: seal(auth, &b.access_key, &b.secret_key),
+                    access_key: b.access_key,
+                }
+            }
+            "iam/user/remove" => IamCommand::RemoveUser {
+                access_key: param(&uri, "access_key")?,
+            },
+            "iam/user/enable" | "iam/user/disable" => IamCommand::SetUserEnabled {
+                access_key: param(&uri, "access_key")?,
+                enabled: op.ends_with("enable"),
+            },
+            "iam/group/add" => {
+                let b: Members = body_json(req).await?;
+                IamCommand::AddGroupMembers {
+                    group: b.group,
+                    members: b.members,
+                }
+            }
+            "iam/group/remove" => {
+                let b: Members = body_json(req).await?;
+                IamCommand::RemoveGroupMembers {
+                    group: b.group,
+                    members: b.members,
+                }
+            }
+            "iam/group/enable" | "iam/group/disable" => IamCommand::SetGroupEnabled {
+                group: param(&uri, "group")?,
+                enabled: op.ends_with("enable"),
+            },
+            "iam/policy/create" => {
+                let name = param(&uri, "name")?;
+                let body = body_bytes(req).await?;
+                let document = String::from_utf8(body)
+                    .map_err(|_| s3_error!(MalformedPolicy, "policy is not UTF-8"))?;
+                IamCommand::PutPolicy { name, document }
+            }
+            "iam/policy/delete" => IamCommand::DeletePolicy {
+                name: param(&uri, "name")?,
+            },
+            "iam/policy/attach" | "iam/policy/detach" => {
+                let b: Attach = body_json(req).await?;
+                let target = policy_target(&b)?;
+                if op.ends_with("attach") {
+                    IamCommand::AttachPolicy {
+                        policies: b.policies,
+                        target,
+                    }
+                } else {
+                    IamCommand::DetachPolicy {
+                        policies: b.policies,
+                        target,
+                    }
+                }
+            }
+            "iam/svcacct/add" => return add_service_account(node, auth, req).await,
+            "iam/svcacct/edit" => {
+                let b: EditServiceAccount = body_json(req).await?;
+                if let Some(s) = &b.secret_key {
+                    check_secret(s)?;
+                }
+                if let Some(p) = &b.policy {
+                    check_policy(p).map_err(iam_error)?;
+                }
+                let enabled = match b.status.as_deref() {
+                    None => None,
+                    Some("on" | "enabled") => Some(true),
+                    Some("off" | "disabled") => Some(false),
+                    Some(other) => {
+                        return Err(s3_error!(InvalidArgument, "invalid status {other:?}"))
+                    }
+                };
+                IamCommand::UpdateServiceAccount {
+                    secret: b
+                        .secret_key
+                        .as_deref()
+                        .map(|s| seal(auth, &b.access_key, s)),
+                    policy: if b.remove_policy {
+                        Some(None)
+                    } else {
+                        b.policy.map(Some)
+                    },
+                    expires_ns: match &b.expiry {
+                        Some(e) => Some(Some(expiry_ns(auth, e)?)),
+                        None => None,
+                    },
+                    enabled,
+                    access_key: b.access_key,
+                }
+            }
+            "iam/svcacct/remove" => IamCommand::RemoveServiceAccount {
+                access_key: param(&uri, "access_key")?,
+            },
+            _ => return Err(s3_error!(NotImplemented, "unknown admin operation {op}")),
+        };
+        propose(node, auth, cmd).await?;
+        json(&OK)
+    }
+    .await;
+    Some(r)
+}
+
+async fn add_service_account(
+    node: &Node,
+    auth: &Authorizer,
+    req: &mut S3Request<Body>,
+) -> S3Result<S3Response<Body>> {
+    let b: AddServiceAccount = body_json(req).await?;
+    let access_key = b
+        .access_key
+        .unwrap_or_else(|| auth.with_rng(|rng| random_string(rng, 20, KEY_ALPHABET)));
+    let secret_key = b
+        .secret_key
+        .unwrap_or_else(|| auth.with_rng(|rng| random_string(rng, 40, SECRET_ALPHABET)));
+    check_secret(&secret_key)?;
+    if let Some(p) = &b.policy {
+        check_policy(p).map_err(iam_error)?;
+    }
+    let parent = if auth.iam.is_root(&b.parent) {
+        Parent::Root
+    } else {
+        Parent::User(b.parent)
+    };
+    let expires_ns = match &b.expiry {
+        Some(e) => Some(expiry_ns(auth, e)?),
+        None => None,
+    };
+    let cmd = IamCommand::AddServiceAccount {
+        account: ServiceAccount {
+            parent,
+            secret: seal(auth, &access_key, &secret_key),
+            policy: b.policy,
+            expires_ns,
+            enabled: true,
+            name: b.name,
+            description: b.description,
+        },
+        access_key: access_key.clone(),
+    };
+    propose(node, auth, cmd).await?;
+    json(&Credentials {
+        access_key,
+        secret_key,
+    })
+}

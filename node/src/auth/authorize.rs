@@ -1,0 +1,444 @@
+//! Authorization of every S3 and admin request: resolves the caller (root, user, service account
+//! or anonymous) from the node's applied site state, gathers the policies that apply (the user's
+//! and its enabled groups', the parent's for a service account narrowed by its inline policy, the
+//! bucket policy) and evaluates each permission the request needs, with the condition keys taken
+//! from the request and the time from the node's clock.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use hyper::{HeaderMap, Uri};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::path::S3Path;
+use s3s::{s3_error, S3Result};
+
+use cairn_control_plane::iam::identity::Parent;
+use cairn_control_plane::iam::{evaluate, Policy, PolicySet, Principal, RequestContext};
+use cairn_control_plane::SiteState;
+
+use super::iam::{Caller, IamCredentials};
+use super::operation::{needed, Needed, OpRequest};
+use crate::clock::SharedClock;
+
+/// The account id in ARNs (`arn:aws:iam::ACCOUNT:user/NAME`): a site is one account.
+pub const ACCOUNT: &str = "000000000000";
+
+/// Parsed documents kept above this many are dropped and parsed again on demand.
+const CACHE_LIMIT: usize = 4096;
+
+/// The client's socket address, put into the request's extensions by the HTTP listener
+/// (`aws:SourceIp`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Why a request was refused (mapped to `AccessDenied` at the edge; the reason goes to the log,
+/// never to the client).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    #[error("unknown or disabled access key")]
+    UnknownCaller,
+    #[error("operation {0} is not mapped to an IAM action")]
+    Unmapped(String),
+    #[error("{action} on {resource}: {verdict}")]
+    Policy {
+        action: String,
+        resource: String,
+        verdict: String,
+    },
+}
+
+/// Parsed policy documents by (bucket for bucket policies, text): a document is parsed once, not
+/// on every request.
+#[derive(Default)]
+struct PolicyCache(Mutex<HashMap<CacheKey, Arc<Policy>>>);
+
+/// The bucket (for bucket policies) and the document text.
+type CacheKey = (Option<String>, String);
+
+impl PolicyCache {
+    fn get(&self, bucket: Option<&str>, text: &str) -> Option<Arc<Policy>> {
+        let key = (bucket.map(str::to_owned), text.to_owned());
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(p) = map.get(&key) {
+            return Some(p.clone());
+        }
+        let parsed = match bucket {
+            Some(b) => Policy::parse_bucket(text, b),
+            None => Policy::parse_identity(text),
+        };
+        match parsed {
+            Ok(p) => {
+                if map.len() >= CACHE_LIMIT {
+                    map.clear();
+                }
+                let p = Arc::new(p);
+                map.insert(key, p.clone());
+                Some(p)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "stored policy does not parse: ignored");
+                None
+            }
+        }
+    }
+}
+
+/// The policies that apply to one caller, resolved from the state.
+struct Resolved {
+    principal: Principal,
+    /// (source label, group if any, policy).
+    identity: Vec<(String, Option<String>, Arc<Policy>)>,
+    session: Option<Arc<Policy>>,
+}
+
+pub struct Authorizer {
+    pub iam: Arc<IamCredentials>,
+    pub clock: SharedClock,
+    cache: PolicyCache,
+    /// Nonces for sealing and generated keys of the IAM changes this node proposes, seeded from
+    /// the node's handed-in RNG.
+    rng: Mutex<ChaCha20Rng>,
+}
+
+impl Authorizer {
+    pub fn new(iam: Arc<IamCredentials>, clock: SharedClock, seed_from: &mut dyn RngCore) -> Self {
+        let mut seed = [0u8; 32];
+        seed_from.fill_bytes(&mut seed);
+        Self {
+            iam,
+            clock,
+            cache: PolicyCache::default(),
+            rng: Mutex::new(ChaCha20Rng::from_seed(seed)),
+        }
+    }
+
+    /// Runs `f` with this node's IAM RNG.
+    pub fn with_rng<T>(&self, f: impl FnOnce(&mut dyn RngCore) -> T) -> T {
+        let mut rng = self
+            .rng
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut *rng)
+    }
+
+    /// The identity policies of a user: its own and its enabled groups'.
+    fn user_policies(
+        &self,
+        state: &SiteState,
+        user: &str,
+        out: &mut Vec<(String, Option<String>, Arc<Policy>)>,
+        groups: &mut Vec<String>,
+    ) {
+        let iam = &state.iam;
+        let Some(u) = iam.users.get(user) else {
+            return;
+        };
+        for name in &u.policies {
+            if let Some(p) = iam
+                .policy_document(name)
+                .and_then(|d| self.cache.get(None, d))
+            {
+                out.push((name.clone(), None, p));
+            }
+        }
+        for (gname, g) in iam.groups_of(user).filter(|(_, g)| g.enabled) {
+            groups.push(gname.to_owned());
+            for name in &g.policies {
+                if let Some(p) = iam
+                    .policy_document(name)
+                    .and_then(|d| self.cache.get(None, d))
+                {
+                    out.push((name.clone(), Some(gname.to_owned()), p));
+                }
+            }
+        }
+    }
+
+    fn resolve(&self, state: &SiteState, caller: Option<&Caller>) -> Resolved {
+        let mut identity = Vec::new();
+        let mut groups = Vec::new();
+        let (mut principal, session) = match caller {
+            None => (Principal::anonymous(), None),
+            Some(Caller::Root) => (Principal::root(ACCOUNT), None),
+            Some(Caller::User(u)) => {
+                self.user_policies(state, u, &mut identity, &mut groups);
+                (Principal::user(ACCOUNT, u, u), None)
+            }
+            Some(Caller::ServiceAccount {
+                access_key,
+                parent,
+                policy,
+            }) => {
+                let session = policy.as_deref().and_then(|d| self.cache.get(None, d));
+                let principal = match parent {
+                    Parent::Root => Principal::root(ACCOUNT),
+                    Parent::User(u) => {
+                        self.user_policies(state, u, &mut identity, &mut groups);
+                        Principal::user(ACCOUNT, u, access_key)
+                    }
+                };
+                (principal, session)
+            }
+        };
+        principal.groups = groups;
+        Resolved {
+            principal,
+            identity,
+            session,
+        }
+    }
+
+    /// Decides whether `access_key` (`None`: anonymous) may do everything in `needed`; `keys`
+    /// are the request's condition keys, `bucket` the bucket whose policy applies.
+    pub fn authorize(
+        &self,
+        access_key: Option<&str>,
+        needed: &[(&str, Option<String>)],
+        bucket: Option<&str>,
+        keys: &[(String, Vec<String>)],
+    ) -> Result<(), Denied> {
+        let state = self.iam.state();
+        let caller = match access_key {
+            None => None,
+            Some(k) => Some(
+                self.iam
+                    .caller(&state.iam, k)
+                    .ok_or(Denied::UnknownCaller)?,
+            ),
+        };
+        if caller == Some(Caller::Root) {
+            return Ok(());
+        }
+        let r = self.resolve(&state, caller.as_ref());
+        let bucket_policy = bucket
+            .and_then(|b| {
+                state
+                    .bucket(b)
+                    .and_then(|i| i.policy.as_deref())
+                    .map(|d| (b, d))
+            })
+            .and_then(|(b, d)| self.cache.get(Some(b), d));
+        let mut set = PolicySet::default();
+        for (name, group, p) in &r.identity {
+            set = match group {
+                Some(g) => set.group(g, name, p),
+                None => set.user(name, p),
+            };
+        }
+        if let Some(b) = &bucket_policy {
+            set = set.bucket(b);
+        }
+        if let Some(s) = &r.session {
+            set = set.session(s);
+        }
+        let now = self.clock.now();
+        for (action, resource) in needed {
+            let mut ctx =
+                RequestContext::new(action, resource.clone(), r.principal.clone()).with_time(now);
+            for (k, v) in keys {
+                ctx.keys.set_all(k, v.clone());
+            }
+            let verdict = evaluate(&ctx, &set);
+            if !verdict.allowed {
+                return Err(Denied::Policy {
+                    action: (*action).to_owned(),
+                    resource: resource.clone().unwrap_or_default(),
+                    verdict: verdict.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `name=value` pairs of the query string, percent-decoded.
+pub fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The signature version and auth type (`s3:signatureversion`, `s3:authType`) of a request.
+fn signature_keys(
+    headers: &HeaderMap,
+    query: &[(String, String)],
+    op: &str,
+) -> [(&'static str, &'static str); 2] {
+    let has = |n: &str| query.iter().any(|(k, _)| k == n);
+    let auth = header(headers, "authorization").unwrap_or("");
+    let (version, kind) = if op == "PostObject" {
+        ("AWS4-HMAC-SHA256", "POST")
+    } else if auth.starts_with("AWS4-") {
+        ("AWS4-HMAC-SHA256", "REST-HEADER")
+    } else if auth.starts_with("AWS ") {
+        ("AWS", "REST-HEADER")
+    } else if has("X-Amz-Algorithm") {
+        ("AWS4-HMAC-SHA256", "REST-QUERY-STRING")
+    } else if has("AWSAccessKeyId") {
+        ("AWS", "REST-QUERY-STRING")
+    } else {
+        ("", "")
+    };
+    [("s3:signatureversion", version), ("s3:authType", kind)]
+}
+
+/// The condition keys a request carries (the principal's and the time are added per decision).
+pub fn request_keys(
+    headers: &HeaderMap,
+    uri: &Uri,
+    client: Option<ClientAddr>,
+    op: &str,
+    now: time::OffsetDateTime,
+) -> Vec<(String, Vec<String>)> {
+    let mut keys: Vec<(String, Vec<String>)> = Vec::new();
+    let mut set = |k: &str, v: &str| {
+        if !v.is_empty() {
+            keys.push((k.to_owned(), vec![v.to_owned()]));
+        }
+    };
+    if let Some(ClientAddr(a)) = client {
+        set("aws:SourceIp", &a.ip().to_canonical().to_string());
+    }
+    set(
+        "aws:SecureTransport",
+        if uri.scheme_str() == Some("https") {
+            "true"
+        } else {
+            "false"
+        },
+    );
+    for (key, h) in [
+        ("aws:Referer", "referer"),
+        ("aws:UserAgent", "user-agent"),
+        (
+            "s3:x-amz-server-side-encryption",
+            "x-amz-server-side-encryption",
+        ),
+        (
+            "s3:x-amz-server-side-encryption-aws-kms-key-id",
+            "x-amz-server-side-encryption-aws-kms-key-id",
+        ),
+        (
+            "s3:x-amz-server-side-encryption-customer-algorithm",
+            "x-amz-server-side-encryption-customer-algorithm",
+        ),
+        ("s3:object-lock-mode", "x-amz-object-lock-mode"),
+        (
+            "s3:object-lock-retain-until-date",
+            "x-amz-object-lock-retain-until-date",
+        ),
+        ("s3:object-lock-legal-hold", "x-amz-object-lock-legal-hold"),
+        ("s3:x-amz-acl", "x-amz-acl"),
+        ("s3:x-amz-copy-source", "x-amz-copy-source"),
+        ("s3:x-amz-metadata-directive", "x-amz-metadata-directive"),
+        ("s3:x-amz-storage-class", "x-amz-storage-class"),
+    ] {
+        if let Some(v) = header(headers, h) {
+            set(key, v);
+        }
+    }
+    if let Some(until) = header(headers, "x-amz-object-lock-retain-until-date").and_then(|v| {
+        time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339).ok()
+    }) {
+        let days = ((until - now).whole_seconds().max(0) + 86_399) / 86_400;
+        set("s3:object-lock-remaining-retention-days", &days.to_string());
+    }
+    let query = query_pairs(uri);
+    for (key, q) in [
+        ("s3:prefix", "prefix"),
+        ("s3:delimiter", "delimiter"),
+        ("s3:max-keys", "max-keys"),
+        ("s3:versionid", "versionId"),
+    ] {
+        if let Some((_, v)) = query.iter().find(|(k, _)| k == q) {
+            // An empty prefix is still a prefix (`s3:prefix` = "").
+            keys_push(&mut keys, key, v);
+        }
+    }
+    for (k, v) in signature_keys(headers, &query, op) {
+        if !v.is_empty() {
+            keys.push((k.to_owned(), vec![v.to_owned()]));
+        }
+    }
+    if let Some(tags) = header(headers, "x-amz-tagging") {
+        for kv in tags.split('&').filter(|kv| !kv.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let k = percent_encoding::percent_decode_str(k).decode_utf8_lossy();
+            let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+            keys.push((format!("s3:RequestObjectTag/{k}"), vec![v.into_owned()]));
+        }
+    }
+    keys
+}
+
+fn keys_push(keys: &mut Vec<(String, Vec<String>)>, key: &str, value: &str) {
+    keys.push((key.to_owned(), vec![value.to_owned()]));
+}
+
+/// The [`S3Access`] s3s calls before every S3 operation (anonymous requests included).
+pub struct S3Authorizer(pub Arc<Authorizer>);
+
+#[async_trait::async_trait]
+impl S3Access for S3Authorizer {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let client = cx.extensions_mut().get::<ClientAddr>().copied();
+        let op = cx.s3_op().name();
+        let (bucket, key) = match cx.s3_path() {
+            S3Path::Root => (None, None),
+            S3Path::Bucket { bucket } => (Some(&**bucket), None),
+            S3Path::Object { bucket, key } => (Some(&**bucket), Some(&**key)),
+        };
+        let query = query_pairs(cx.uri());
+        let versioned = query
+            .iter()
+            .any(|(k, v)| k == "versionId" && !v.is_empty() && v != "null");
+        let access_key = cx.credentials().map(|c| c.access_key.clone());
+        let req = OpRequest {
+            op,
+            bucket,
+            key,
+            versioned,
+            headers: cx.headers(),
+        };
+        let result = match needed(&req) {
+            None if access_key.as_deref().is_some_and(|k| self.0.iam.is_root(k)) => Ok(()),
+            None => Err(Denied::Unmapped(op.to_owned())),
+            Some(n) => {
+                let keys = request_keys(cx.headers(), cx.uri(), client, op, self.0.clock.now());
+                let n: Vec<(&str, Option<String>)> = n
+                    .into_iter()
+                    .map(|Needed { action, resource }| (action, Some(resource)))
+                    .collect();
+                self.0.authorize(access_key.as_deref(), &n, bucket, &keys)
+            }
+        };
+        result.map_err(|e| {
+            tracing::info!(op, access_key = access_key.as_deref().unwrap_or("anonymous"), reason = %e, "access denied");
+            s3_error!(AccessDenied, "Access Denied.")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,344 @@
+use std::net::{IpAddr, Ipv4Addr};
+
+use cairn_control_plane::iam::identity::{IamCommand, PolicyTarget, SealedSecret, ServiceAccount};
+use cairn_control_plane::{BucketInfo, Command, Versioning};
+
+use super::*;
+use crate::auth::iam::StateSource;
+use crate::auth::RootCredentials;
+use crate::clock::Clock;
+
+struct Fixed(Arc<SiteState>);
+
+impl StateSource for Fixed {
+    fn state(&self) -> Arc<SiteState> {
+        self.0.clone()
+    }
+}
+
+struct At(i64);
+
+impl Clock for At {
+    fn now_ns(&self) -> i64 {
+        self.0
+    }
+}
+
+const NOW_NS: i64 = 1_700_000_000_000_000_000;
+
+fn sealed() -> SealedSecret {
+    SealedSecret {
+        nonce: vec![0; 12],
+        ciphertext: vec![0; 24],
+    }
+}
+
+fn iam(s: &mut SiteState, c: IamCommand) {
+    s.apply(&Command::Iam(c)).unwrap();
+}
+
+fn user(s: &mut SiteState, name: &str, policies: &[&str]) {
+    iam(
+        s,
+        IamCommand::AddUser {
+            access_key: name.into(),
+            secret: sealed(),
+        },
+    );
+    if !policies.is_empty() {
+        iam(
+            s,
+            IamCommand::AttachPolicy {
+                policies: policies.iter().map(|p| (*p).to_owned()).collect(),
+                target: PolicyTarget::User(name.into()),
+            },
+        );
+    }
+}
+
+fn policy(s: &mut SiteState, name: &str, doc: &str) {
+    iam(
+        s,
+        IamCommand::PutPolicy {
+            name: name.into(),
+            document: doc.into(),
+        },
+    );
+}
+
+fn authorizer(s: SiteState) -> Authorizer {
+    let clock: SharedClock = Arc::new(At(NOW_NS));
+    let root = RootCredentials {
+        access_key: "rootkey".into(),
+        secret_key: "rootsecret".into(),
+    };
+    let creds = IamCredentials::new(root, Arc::new(Fixed(Arc::new(s))), clock.clone());
+    Authorizer::new(
+        Arc::new(creds),
+        clock,
+        &mut rand::rngs::mock::StepRng::new(1, 1),
+    )
+}
+
+fn get(bucket: &str, key: &str) -> Vec<(&'static str, Option<String>)> {
+    vec![("s3:GetObject", Some(format!("arn:aws:s3:::{bucket}/{key}")))]
+}
+
+fn put(bucket: &str, key: &str) -> Vec<(&'static str, Option<String>)> {
+    vec![("s3:PutObject", Some(format!("arn:aws:s3:::{bucket}/{key}")))]
+}
+
+fn allowed(a: &Authorizer, who: Option<&str>, n: &[(&str, Option<String>)], bucket: &str) -> bool {
+    a.authorize(who, n, Some(bucket), &[]).is_ok()
+}
+
+const GET_B: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::b","arn:aws:s3:::b/*"]}]}"#;
+const DENY_B: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"s3:*","Resource":"arn:aws:s3:::b/*"}]}"#;
+
+#[test]
+fn root_is_allowed_and_unknown_keys_are_not() {
+    let a = authorizer(SiteState::default());
+    assert!(allowed(&a, Some("rootkey"), &put("b", "k"), "b"));
+    assert_eq!(
+        a.authorize(Some("nobody"), &put("b", "k"), Some("b"), &[]),
+        Err(Denied::UnknownCaller)
+    );
+    assert!(!allowed(&a, None, &get("b", "k"), "b"));
+}
+
+#[test]
+fn user_policies_allow_only_what_they_grant() {
+    let mut s = SiteState::default();
+    policy(&mut s, "getb", GET_B);
+    user(&mut s, "alice", &["getb"]);
+    user(&mut s, "bob", &[]);
+    let a = authorizer(s);
+    assert!(allowed(&a, Some("alice"), &get("b", "x"), "b"));
+    assert!(!allowed(&a, Some("alice"), &put("b", "x"), "b"));
+    assert!(!allowed(&a, Some("alice"), &get("other", "x"), "other"));
+    assert!(!allowed(&a, Some("bob"), &get("b", "x"), "b"));
+}
+
+#[test]
+fn disabled_user_and_group_rules() {
+    let mut s = SiteState::default();
+    policy(&mut s, "getb", GET_B);
+    policy(&mut s, "denyb", DENY_B);
+    user(&mut s, "alice", &["getb"]);
+    user(&mut s, "carol", &["readwrite"]);
+    iam(
+        &mut s,
+        IamCommand::AddGroupMembers {
+            group: "blocked".into(),
+            members: vec!["alice".into()],
+        },
+    );
+    iam(
+        &mut s,
+        IamCommand::AttachPolicy {
+            policies: vec!["denyb".into()],
+            target: PolicyTarget::Group("blocked".into()),
+        },
+    );
+    // The group's Deny beats the user's Allow.
+    assert!(!allowed(
+        &authorizer(s.clone()),
+        Some("alice"),
+        &get("b", "x"),
+        "b"
+    ));
+    // A disabled group's policies do not apply.
+    iam(
+        &mut s,
+        IamCommand::SetGroupEnabled {
+            group: "blocked".into(),
+            enabled: false,
+        },
+    );
+    assert!(allowed(
+        &authorizer(s.clone()),
+        Some("alice"),
+        &get("b", "x"),
+        "b"
+    ));
+    iam(
+        &mut s,
+        IamCommand::SetUserEnabled {
+            access_key: "carol".into(),
+            enabled: false,
+        },
+    );
+    assert_eq!(
+        authorizer(s).authorize(Some("carol"), &get("b", "x"), Some("b"), &[]),
+        Err(Denied::UnknownCaller)
+    );
+}
+
+#[test]
+fn service_accounts_inherit_and_narrow() {
+    let mut s = SiteState::default();
+    user(&mut s, "alice", &["readwrite"]);
+    let account = |parent, policy: Option<&str>, expires_ns| ServiceAccount {
+        parent,
+        secret: sealed(),
+        policy: policy.map(str::to_owned),
+        expires_ns,
+        enabled: true,
+        name: None,
+        description: None,
+    };
+    for (k, a) in [
+        (
+            "svc-full",
+            account(Parent::User("alice".into()), None, None),
+        ),
+        (
+            "svc-get",
+            account(Parent::User("alice".into()), Some(GET_B), None),
+        ),
+        ("svc-root", account(Parent::Root, Some(GET_B), None)),
+        (
+            "svc-old",
+            account(Parent::User("alice".into()), None, Some(NOW_NS - 1)),
+        ),
+    ] {
+        iam(
+            &mut s,
+            IamCommand::AddServiceAccount {
+                access_key: k.into(),
+                account: a,
+            },
+        );
+    }
+    let a = authorizer(s.clone());
+    assert!(allowed(&a, Some("svc-full"), &put("b", "x"), "b"));
+    assert!(allowed(&a, Some("svc-get"), &get("b", "x"), "b"));
+    assert!(!allowed(&a, Some("svc-get"), &put("b", "x"), "b"));
+    assert!(!allowed(&a, Some("svc-get"), &get("c", "x"), "c"));
+    assert!(allowed(&a, Some("svc-root"), &get("b", "x"), "b"));
+    assert!(!allowed(&a, Some("svc-root"), &put("b", "x"), "b"));
+    assert_eq!(
+        a.authorize(Some("svc-old"), &get("b", "x"), Some("b"), &[]),
+        Err(Denied::UnknownCaller)
+    );
+    // A disabled parent disables its service accounts.
+    iam(
+        &mut s,
+        IamCommand::SetUserEnabled {
+            access_key: "alice".into(),
+            enabled: false,
+        },
+    );
+    assert!(!allowed(
+        &authorizer(s),
+        Some("svc-full"),
+        &get("b", "x"),
+        "b"
+    ));
+}
+
+#[test]
+fn bucket_policy_grants_anonymous_and_users() {
+    let mut s = SiteState::default();
+    s.buckets.insert(
+        "pub".into(),
+        BucketInfo {
+            name: "pub".into(),
+            created_ns: 0,
+            versioning: Versioning::Unversioned,
+            object_lock: false,
+            policy: None,
+            default_retention: None,
+            encryption: None,
+        },
+    );
+    s.apply(&Command::SetBucketPolicy {
+        bucket: "pub".into(),
+        policy: Some(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::pub/public/*"}]}"#.into()),
+    })
+    .unwrap();
+    user(&mut s, "bob", &[]);
+    let a = authorizer(s);
+    assert!(allowed(&a, None, &get("pub", "public/x"), "pub"));
+    assert!(!allowed(&a, None, &get("pub", "private/x"), "pub"));
+    assert!(!allowed(&a, None, &put("pub", "public/x"), "pub"));
+    assert!(allowed(&a, Some("bob"), &get("pub", "public/x"), "pub"));
+}
+
+#[test]
+fn variables_and_conditions_use_the_request() {
+    let mut s = SiteState::default();
+    policy(
+        &mut s,
+        "home",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::home/${aws:username}/*"}]}"#,
+    );
+    policy(
+        &mut s,
+        "lan",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}]}"#,
+    );
+    user(&mut s, "alice", &["home"]);
+    user(&mut s, "dave", &["lan"]);
+    let a = authorizer(s);
+    assert!(allowed(&a, Some("alice"), &put("home", "alice/f"), "home"));
+    assert!(!allowed(&a, Some("alice"), &put("home", "bob/f"), "home"));
+    let uri: Uri = "/b/x".parse().unwrap();
+    let from = |ip: [u8; 4]| {
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), 5000);
+        request_keys(
+            &HeaderMap::new(),
+            &uri,
+            Some(ClientAddr(addr)),
+            "GetObject",
+            time::OffsetDateTime::UNIX_EPOCH,
+        )
+    };
+    assert!(a
+        .authorize(
+            Some("dave"),
+            &get("b", "x"),
+            Some("b"),
+            &from([10, 1, 2, 3])
+        )
+        .is_ok());
+    assert!(a
+        .authorize(
+            Some("dave"),
+            &get("b", "x"),
+            Some("b"),
+            &from([192, 168, 1, 1])
+        )
+        .is_err());
+}
+
+#[test]
+fn request_keys_come_from_headers_and_query() {
+    let mut h = HeaderMap::new();
+    h.insert("authorization", "AWS admin:sig".parse().unwrap());
+    h.insert("user-agent", "boto".parse().unwrap());
+    h.insert("x-amz-tagging", "team=red&x=1".parse().unwrap());
+    let uri: Uri = "/b?list-type=2&prefix=home%2Fa&max-keys=10"
+        .parse()
+        .unwrap();
+    let keys = request_keys(
+        &h,
+        &uri,
+        None,
+        "ListObjectsV2",
+        time::OffsetDateTime::UNIX_EPOCH,
+    );
+    let get = |k: &str| {
+        keys.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v[0].as_str())
+    };
+    assert_eq!(get("s3:prefix"), Some("home/a"));
+    assert_eq!(get("s3:max-keys"), Some("10"));
+    assert_eq!(get("s3:signatureversion"), Some("AWS"));
+    assert_eq!(get("s3:authType"), Some("REST-HEADER"));
+    assert_eq!(get("aws:UserAgent"), Some("boto"));
+    assert_eq!(get("s3:RequestObjectTag/team"), Some("red"));
+    assert_eq!(get("aws:SecureTransport"), Some("false"));
+    assert_eq!(get("aws:SourceIp"), None);
+}
