@@ -118,6 +118,7 @@ fn outcome<T: std::fmt::Debug>(r: &Result<T, DriveError>) -> String {
         Err(DriveError::InvalidPath(p)) => format!("invalid path {p:?}"),
         Err(DriveError::Io(_)) => "io".into(),
         Err(DriveError::Meta(_)) => "meta".into(),
+        Err(DriveError::Conflict) => "conflict".into(),
     }
 }
 
@@ -186,6 +187,29 @@ async fn remote_matches_local() {
     }
     let ops = &ops;
     same("apply", l, r, |d| async move { d.apply(ops.clone()).await }).await;
+    // Conditional batches: applied only while the precondition holds, else nothing changes.
+    let stale = vec![
+        MetaOp::Expect(b"o/c/a".to_vec(), Some(b"old".to_vec())),
+        MetaOp::Put(b"o/c/a".to_vec(), b"lost".to_vec()),
+    ];
+    let stale = &stale;
+    let out = same("apply stale", l, r, |d| async move {
+        d.apply(stale.clone()).await
+    })
+    .await;
+    assert_eq!(out, "conflict");
+    let fresh = vec![
+        MetaOp::Expect(b"o/c/a".to_vec(), Some(b"3".to_vec())),
+        MetaOp::Expect(b"o/none".to_vec(), None),
+        MetaOp::Put(b"o/c/a".to_vec(), b"4".to_vec()),
+    ];
+    let fresh = &fresh;
+    same("apply fresh", l, r, |d| async move {
+        d.apply(fresh.clone()).await
+    })
+    .await;
+    let out = same("get after", l, r, |d| async move { d.get(b"o/c/a").await }).await;
+    assert!(out.contains("52"), "{out}");
     for key in [&b"o/b/a"[..], b"o/b/c", b"x", &[b'o', b'/', 0x00, 0xff]] {
         same("get", l, r, |d| async move { d.get(key).await }).await;
     }

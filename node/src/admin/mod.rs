@@ -203,6 +203,9 @@ impl S3Route for AdminRoute {
                     control_plane: self.node.catalog.control.status(),
                 })
             }
+            (_, "bucket/encryption") => {
+                bucket_encryption::handle(&self.node, &req.method, &req.uri).await
+            }
             (_, op) if op.starts_with("bucket/") => bucket::handle(&self.node, &req, op).await,
             (&Method::GET, "raft/status") => json(&self.node.catalog.control.status()),
             (&Method::POST, "raft/add-voter") => {
@@ -225,9 +228,6 @@ impl S3Route for AdminRoute {
             }
             (m, op) if op.starts_with("kms/key/") => {
                 kms::handle(&self.node, m, op.trim_start_matches("kms/key/"), &req.uri).await
-            }
-            (_, "bucket/encryption") => {
-                bucket_encryption::handle(&self.node, &req.method, &req.uri).await
             }
             _ => Err(s3_error!(NotImplemented, "unknown admin operation {op}")),
         }

@@ -18,6 +18,9 @@ pub struct LocalDrive {
     /// `<drive>/.cairn`: everything Cairn writes lives below it.
     base: PathBuf,
     db: Arc<DB>,
+    /// Metadata batches apply one at a time, so a batch's `Expect` checks and its writes are
+    /// atomic with respect to every other batch.
+    apply_lock: Arc<std::sync::Mutex<()>>,
 }
 
 impl LocalDrive {
@@ -37,6 +40,7 @@ impl LocalDrive {
             label: root.display().to_string(),
             base,
             db: Arc::new(db),
+            apply_lock: Arc::default(),
         })
     }
 
@@ -106,13 +110,22 @@ impl Drive for LocalDrive {
     }
 
     async fn apply(&self, ops: Vec<MetaOp>) -> Result<(), DriveError> {
-        let db = self.db.clone();
+        let (db, lock) = (self.db.clone(), self.apply_lock.clone());
         blocking(move || {
+            let _guard = lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut batch = WriteBatch::default();
             for op in ops {
                 match op {
                     MetaOp::Put(k, v) => batch.put(k, v),
                     MetaOp::Delete(k) => batch.delete(k),
+                    MetaOp::Expect(k, want) => {
+                        let have = db.get(&k).map_err(|e| DriveError::Meta(e.to_string()))?;
+                        if have != want {
+                            return Err(DriveError::Conflict);
+                        }
+                    }
                 }
             }
             let mut wo = WriteOptions::default();

@@ -488,11 +488,23 @@ impl Drive for MemoryDrive {
     async fn apply(&self, ops: Vec<MetaOp>) -> Result<(), DriveError> {
         self.with(|s| {
             s.flush_deletes();
+            for op in &ops {
+                if let MetaOp::Expect(k, want) = op {
+                    if s.meta.get(k) != want.as_ref() {
+                        return Err(DriveError::Conflict);
+                    }
+                }
+            }
             for op in ops {
                 match op {
-                    MetaOp::Put(k, v) => s.meta.insert(k, v),
-                    MetaOp::Delete(k) => s.meta.remove(&k),
-                };
+                    MetaOp::Put(k, v) => {
+                        s.meta.insert(k, v);
+                    }
+                    MetaOp::Delete(k) => {
+                        s.meta.remove(&k);
+                    }
+                    MetaOp::Expect(..) => {}
+                }
             }
             Ok(())
         })

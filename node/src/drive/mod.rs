@@ -38,6 +38,8 @@ pub enum DriveError {
     Io(#[from] std::io::Error),
     #[error("metadata store: {0}")]
     Meta(String),
+    #[error("the record changed since it was read")]
+    Conflict,
 }
 
 /// An open shard file being written; nothing is visible or durable until `finish`.
@@ -53,6 +55,10 @@ pub trait ShardWriter: Send {
 pub enum MetaOp {
     Put(Vec<u8>, Vec<u8>),
     Delete(Vec<u8>),
+    /// A precondition: the batch applies only while the key holds exactly this value (`None`:
+    /// absent), else it fails with `Conflict` and changes nothing. Lets a node change a record
+    /// it read earlier without overwriting what another node wrote in between.
+    Expect(Vec<u8>, Option<Vec<u8>>),
 }
 
 #[async_trait]

@@ -141,6 +141,7 @@ fn from_status(status: &Status, label: &str) -> DriveError {
     let msg = status.message();
     match (status.code(), kind) {
         (Code::NotFound, _) => DriveError::NotFound,
+        (Code::Aborted, Some("conflict")) => DriveError::Conflict,
         (Code::InvalidArgument, Some("invalid-path")) => DriveError::InvalidPath(msg.to_string()),
         (Code::Internal, Some("meta")) => DriveError::Meta(msg.to_string()),
         (Code::Internal, Some("io")) => DriveError::Io(std::io::Error::other(msg.to_string())),
@@ -305,6 +306,11 @@ impl Drive for RemoteDrive {
                         value: v.into(),
                     }),
                     MetaOp::Delete(k) => pb::meta_op::Op::Delete(k.into()),
+                    MetaOp::Expect(k, v) => pb::meta_op::Op::Expect(pb::Expect {
+                        key: k.into(),
+                        present: v.is_some(),
+                        value: v.unwrap_or_default().into(),
+                    }),
                 }),
             })
             .collect();

@@ -56,6 +56,10 @@ pub fn to_status(e: DriveError) -> Status {
         DriveError::Io(e) => (Status::internal(e.to_string()), "io"),
         DriveError::Meta(m) => (Status::internal(m), "meta"),
         DriveError::Offline => (Status::unavailable("drive is offline"), "offline"),
+        DriveError::Conflict => (
+            Status::aborted("the record changed since it was read"),
+            "conflict",
+        ),
     };
     status
         .metadata_mut()
@@ -269,6 +273,9 @@ impl DriveService for DataService {
             ops.push(match op.op {
                 Some(pb::meta_op::Op::Put(kv)) => MetaOp::Put(kv.key.into(), kv.value.into()),
                 Some(pb::meta_op::Op::Delete(k)) => MetaOp::Delete(k.into()),
+                Some(pb::meta_op::Op::Expect(e)) => {
+                    MetaOp::Expect(e.key.into(), e.present.then(|| e.value.into()))
+                }
                 None => return Err(Status::invalid_argument("empty metadata op")),
             });
         }

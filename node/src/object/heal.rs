@@ -8,12 +8,12 @@ use futures::future::join_all;
 use prost::Message;
 use serde::Serialize;
 
-use cairn_proto::meta::{ObjectVersion, PartInfo};
+use cairn_proto::meta::{ObjectRecord, ObjectVersion, PartInfo};
 
 use super::error::{ObjectError, ObjectResult};
 use super::read::{fetch_verified, ShardReader, ShardSource};
 use super::set::ErasureSet;
-use super::{keys, quorum, read_record, replace_version, shard_reader, ObjectLayer};
+use super::{keys, quorum, replace_version, shard_reader, ObjectLayer};
 use crate::bitrot::{self, HASH_LEN};
 use crate::drive::{DriveError, MetaOp, ShardWriter};
 
@@ -112,9 +112,25 @@ impl ObjectLayer {
             reader.bad[t] = true;
         }
 
+        // What each drive held when the heal decided: a drive whose record changed since (a write
+        // or delete served by another node, which this node's key lock does not exclude) is left
+        // alone, so a heal never puts back an older version over a newer one.
+        let seen: Vec<Option<ObjectRecord>> = records
+            .iter()
+            .map(|r| r.as_ref().ok().cloned().flatten())
+            .collect();
         let tmp = keys::tmp_dir(&self.new_id());
         let result = self
-            .rebuild(set, &dist, &version, &mut reader, &targets, &tmp, &meta_key)
+            .rebuild(
+                set,
+                &dist,
+                &version,
+                &mut reader,
+                &targets,
+                &tmp,
+                &meta_key,
+                &seen,
+            )
             .await;
         futures::future::join_all(
             targets
@@ -139,6 +155,7 @@ impl ObjectLayer {
         targets: &[usize],
         tmp: &str,
         meta_key: &[u8],
+        seen: &[Option<ObjectRecord>],
     ) -> ObjectResult<usize> {
         let drive_of = |t: usize| set.drives[dist[t] as usize].clone();
         let mut inline: Vec<Vec<u8>> = vec![Vec::new(); targets.len()];
@@ -192,7 +209,18 @@ impl ObjectLayer {
             if version.inlined {
                 v.inline_data = std::mem::take(&mut inline[j]);
             }
-            let res: Result<(), DriveError> = async {
+            let res: Result<bool, DriveError> = async {
+                let raw = drive.get(meta_key).await?;
+                let current = match &raw {
+                    None => None,
+                    Some(b) => Some(
+                        ObjectRecord::decode(b.as_slice())
+                            .map_err(|e| DriveError::Meta(e.to_string()))?,
+                    ),
+                };
+                if current != seen.get(dist[t] as usize).cloned().flatten() {
+                    return Ok(false);
+                }
                 if !version.inlined {
                     let dir = keys::data_dir(&version.data_dir);
                     for part in &version.parts {
@@ -202,21 +230,34 @@ impl ObjectLayer {
                             .await?;
                     }
                 }
-                let mut record = read_record(drive.as_ref(), meta_key)
-                    .await?
-                    .unwrap_or_default();
+                let mut record = current.unwrap_or_default();
                 let freed = replace_version(&mut record, v);
-                drive
-                    .apply(vec![MetaOp::Put(meta_key.to_vec(), record.encode_to_vec())])
-                    .await?;
+                // Conditional on the record just read: a write served by another node in
+                // between wins, and this heal leaves the drive to the next pass.
+                match drive
+                    .apply(vec![
+                        MetaOp::Expect(meta_key.to_vec(), raw),
+                        MetaOp::Put(meta_key.to_vec(), record.encode_to_vec()),
+                    ])
+                    .await
+                {
+                    Err(DriveError::Conflict) => return Ok(false),
+                    r => r?,
+                }
                 for old in freed {
                     drive.delete(&keys::data_dir(&old)).await?;
                 }
-                Ok(())
+                Ok(true)
             }
             .await;
             match res {
-                Ok(()) => written += 1,
+                Ok(true) => written += 1,
+                Ok(false) => {
+                    tracing::debug!(
+                        drive = drive.label(),
+                        "record changed while healing; left alone"
+                    )
+                }
                 Err(e) => tracing::warn!(drive = drive.label(), error = %e, "heal write failed"),
             }
         }
