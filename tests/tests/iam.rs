@@ -163,7 +163,6 @@ async fn setup_buckets(site: &Cluster) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "written but not yet run against a built binary: run with --ignored, then drop this"]
 async fn iam_on_a_three_node_site() {
     let site = Cluster::start(3, 2, Some(2)).await;
     let admin = Admin::new(&site).await;
