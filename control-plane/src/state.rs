@@ -15,6 +15,7 @@ pub struct SiteState {
     pub buckets: BTreeMap<String, BucketInfo>,
     #[serde(default)]
     pub kms: crate::kms::KmsRegistry,
+    #[serde(default)]
     pub iam: IamState,
 }
 
@@ -67,11 +68,7 @@ impl SiteState {
                 *default_retention,
             ),
             Command::SetBucketEncryption { name, encryption } => {
-                let bucket = self
-                    .buckets
-                    .get_mut(name)
-                    .ok_or_else(|| CommandError::NoSuchBucket(name.clone()))?;
-                bucket.encryption = encryption.clone();
+                self.bucket_mut(name)?.encryption = encryption.clone();
                 Ok(())
             }
             Command::Kms(c) => self.kms.apply(c),
@@ -86,11 +83,7 @@ impl SiteState {
             }
             Command::Iam(c) => Ok(self.iam.apply(c)?),
             Command::SetBucketPolicy { bucket, policy } => {
-                let b = self
-                    .buckets
-                    .get_mut(bucket)
-                    .ok_or_else(|| CommandError::NoSuchBucket(bucket.clone()))?;
-                b.policy = policy.clone();
+                self.bucket_mut(bucket)?.policy = policy.clone();
                 Ok(())
             }
         }

@@ -737,6 +737,30 @@ where
     }
 }
 
+/// CompleteMultipartUpload of `parts`; panics with the server's error on failure.
+pub async fn complete_multipart(
+    c: &Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    parts: Vec<aws_sdk_s3::types::CompletedPart>,
+) -> aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput {
+    ok(
+        c.complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await,
+        "CompleteMultipartUpload",
+    )
+}
+
 pub async fn create_bucket(c: &Client, bucket: &str) {
     ok(
         c.create_bucket().bucket(bucket).send().await,

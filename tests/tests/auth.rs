@@ -9,7 +9,7 @@ use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::error::BoxError;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::{ByteStream, Length};
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedPart};
 use cairn_tests::*;
 
 const B: &str = "auth";
@@ -656,20 +656,7 @@ async fn sdk_streaming_upload_with_trailer() {
                 .build(),
         );
     }
-    ok(
-        sc.complete_multipart_upload()
-            .bucket(B)
-            .key("streamed-mp")
-            .upload_id(&id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await,
-        "CompleteMultipartUpload",
-    );
+    complete_multipart(&sc, B, "streamed-mp", &id, parts).await;
     assert_bytes_eq(
         &get(&c, B, "streamed-mp").await,
         &data,

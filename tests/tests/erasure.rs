@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::CompletedPart;
 use cairn_tests::*;
 
 const B: &str = "erasure";
@@ -64,20 +64,7 @@ async fn put_objects(c: &Client) -> BTreeMap<String, Vec<u8>> {
                 .build(),
         );
     }
-    ok(
-        c.complete_multipart_upload()
-            .bucket(B)
-            .key(&key)
-            .upload_id(&id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await,
-        "CompleteMultipartUpload",
-    );
+    complete_multipart(c, B, &key, &id, parts).await;
     objs.insert(key, [p1, p2].concat());
     objs
 }

@@ -168,20 +168,7 @@ async fn multipart_100mib(_srv: &Server, c: &Client) {
         );
     }
     assert_eq!(parts.len(), 13);
-    let done = ok(
-        c.complete_multipart_upload()
-            .bucket(B)
-            .key(key)
-            .upload_id(&id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await,
-        "CompleteMultipartUpload",
-    );
+    let done = complete_multipart(c, B, key, &id, parts).await;
     let expected_etag = multipart_etag(data.chunks(part_size));
     assert_eq!(done.e_tag(), Some(expected_etag.as_str()), "multipart ETag");
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart, ServerSideEncryption as Sse,
-    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    CompletedPart, ServerSideEncryption as Sse, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
 };
 use cairn_tests::*;
 
@@ -273,20 +273,7 @@ async fn multipart_uploads_encrypt_each_part_and_serve_ranges_and_part_numbers()
                     .build(),
             );
         }
-        let done = ok(
-            c.complete_multipart_upload()
-                .bucket("multi")
-                .key(&key)
-                .upload_id(&id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
-                .send()
-                .await,
-            "complete",
-        );
+        let done = complete_multipart(&c, "multi", &key, &id, parts).await;
         if !matches!(mode, Mode::C(_)) {
             let chunks = [
                 &data[..sizes[0]],

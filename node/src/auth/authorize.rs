@@ -5,7 +5,7 @@
 //! from the request and the time from the node's clock.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+
 use std::sync::{Arc, Mutex};
 
 use hyper::{HeaderMap, Uri};
@@ -21,6 +21,7 @@ use cairn_control_plane::SiteState;
 
 use super::iam::{Caller, IamCredentials};
 use super::operation::{needed, Needed, OpRequest};
+use super::ConnInfo;
 use crate::clock::SharedClock;
 
 /// The account id in ARNs (`arn:aws:iam::ACCOUNT:user/NAME`): a site is one account.
@@ -28,11 +29,6 @@ pub const ACCOUNT: &str = "000000000000";
 
 /// Parsed documents kept above this many are dropped and parsed again on demand.
 const CACHE_LIMIT: usize = 4096;
-
-/// The client's socket address, put into the request's extensions by the HTTP listener
-/// (`aws:SourceIp`).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
 
 /// Why a request was refused (mapped to `AccessDenied` at the edge; the reason goes to the log,
 /// never to the client).
@@ -307,7 +303,7 @@ fn signature_keys(
 pub fn request_keys(
     headers: &HeaderMap,
     uri: &Uri,
-    client: Option<ClientAddr>,
+    conn: Option<ConnInfo>,
     op: &str,
     now: time::OffsetDateTime,
 ) -> Vec<(String, Vec<String>)> {
@@ -317,17 +313,11 @@ pub fn request_keys(
             keys.push((k.to_owned(), vec![v.to_owned()]));
         }
     };
-    if let Some(ClientAddr(a)) = client {
-        set("aws:SourceIp", &a.ip().to_canonical().to_string());
+    if let Some(c) = conn {
+        set("aws:SourceIp", &c.peer.ip().to_canonical().to_string());
     }
-    set(
-        "aws:SecureTransport",
-        if uri.scheme_str() == Some("https") {
-            "true"
-        } else {
-            "false"
-        },
-    );
+    let secure = conn.is_some_and(|c| c.secure);
+    set("aws:SecureTransport", if secure { "true" } else { "false" });
     for (key, h) in [
         ("aws:Referer", "referer"),
         ("aws:UserAgent", "user-agent"),
@@ -402,7 +392,7 @@ pub struct S3Authorizer(pub Arc<Authorizer>);
 #[async_trait::async_trait]
 impl S3Access for S3Authorizer {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        let client = cx.extensions_mut().get::<ClientAddr>().copied();
+        let client = cx.extensions_mut().get::<ConnInfo>().copied();
         let op = cx.s3_op().name();
         let (bucket, key) = match cx.s3_path() {
             S3Path::Root => (None, None),

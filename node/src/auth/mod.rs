@@ -13,6 +13,15 @@ use std::sync::Arc;
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::{s3_error, S3Result};
 
+/// Who is on the other end of a request's connection, for `aws:SourceIp` and
+/// `aws:SecureTransport`; the HTTP listener puts one into every request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub peer: std::net::SocketAddr,
+    /// The connection is TLS.
+    pub secure: bool,
+}
+
 /// A principal that can sign requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {

@@ -116,15 +116,15 @@ pub fn has_integrity(cr: &ChecksumRequest) -> bool {
 /// Whether the request may bypass GOVERNANCE retention: the header, and the permission
 /// (`s3:BypassGovernanceRetention`; until IAM lands only root holds it).
 pub fn bypass<T>(s3: &CairnS3, req: &S3Request<T>, header: Option<bool>) -> Bypass {
-    let allowed = req
-        .credentials
-        .as_ref()
-        .and_then(|c| s3.credentials.lookup(&c.access_key))
-        .is_some_and(|(id, _)| id.is_root);
-    Bypass {
-        header: header.unwrap_or(false),
-        allowed,
-    }
+    let header = header.unwrap_or(false);
+    // The permission only matters with the header: no credential lookup on plain deletes.
+    let allowed = header
+        && req
+            .credentials
+            .as_ref()
+            .and_then(|c| s3.credentials.lookup(&c.access_key))
+            .is_some_and(|(id, _)| id.is_root);
+    Bypass { header, allowed }
 }
 
 /// The lock headers GET and HEAD return for a version.

@@ -18,7 +18,7 @@ use cairn_control_plane::raft::{ControlPlane, ControlPlaneConfig};
 use cairn_control_plane::transport::Transport;
 
 use crate::auth::root::{self, Origin};
-use crate::auth::RootCredentials;
+use crate::auth::{ConnInfo, RootCredentials};
 use crate::clock::SystemClock;
 use crate::topology::{Topology, DEFAULT_INTERNODE_OFFSET};
 pub use node::{Node, NodeParts};
@@ -49,14 +49,6 @@ pub struct ServerArgs {
     /// TLS between nodes. Default `~/.cairn/certs`; without the files Cairn serves plain HTTP.
     #[arg(long, env = "CAIRN_CERTS_DIR")]
     pub certs_dir: Option<std::path::PathBuf>,
-}
-
-/// Who is on the other end of a request's connection, for conditions like `aws:SourceIp` and
-/// `aws:SecureTransport`; every request served by `cairn server` carries one in its extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    pub secure: bool,
 }
 
 fn default_certs_dir() -> std::path::PathBuf {
@@ -237,7 +229,6 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
                 let info = ConnInfo { peer, secure: acceptor.is_some() };
                 let svc = router.clone();
                 let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                    req.extensions_mut().insert(crate::auth::authorize::ClientAddr(peer));
                     let svc = svc.clone();
                     req.extensions_mut().insert(info);
                     async move { svc.handle(req).await }

@@ -47,6 +47,8 @@ pub struct TlsMaterial {
     key_pem: Vec<u8>,
     /// Certificates trusted for peers: `CAs/*.crt`, else the node's own certificate chain.
     pub ca_pem: Vec<u8>,
+    /// The parsed key pair the S3 port serves (parsing it is also what validates the files).
+    certified: Arc<CertifiedKey>,
 }
 
 impl std::fmt::Debug for TlsMaterial {
@@ -95,39 +97,14 @@ impl TlsMaterial {
         if ca_pem.is_empty() {
             ca_pem = cert_pem.clone();
         }
-        let m = Self {
+        let certified = certified_key(dir, &cert_pem, &key_pem)?;
+        Ok(Some(Self {
             dir: dir.to_path_buf(),
             cert_pem,
             key_pem,
             ca_pem,
-        };
-        m.certified_key()?;
-        Ok(Some(m))
-    }
-
-    fn chain(&self) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-        let chain: Vec<_> = CertificateDer::pem_slice_iter(&self.cert_pem)
-            .filter_map(Result::ok)
-            .collect();
-        if chain.is_empty() {
-            return Err(TlsError::NoCertificate {
-                path: self.dir.join(CERT_FILE),
-            });
-        }
-        Ok(chain)
-    }
-
-    fn key(&self) -> Result<PrivateKeyDer<'static>, TlsError> {
-        PrivateKeyDer::from_pem_slice(&self.key_pem).map_err(|_| TlsError::NoKey {
-            path: self.dir.join(KEY_FILE),
-        })
-    }
-
-    fn certified_key(&self) -> Result<Arc<CertifiedKey>, TlsError> {
-        let provider = rustls::crypto::aws_lc_rs::default_provider();
-        let key = CertifiedKey::from_der(self.chain()?, self.key()?, &provider)
-            .map_err(|e| TlsError::Identity(e.to_string()))?;
-        Ok(Arc::new(key))
+            certified,
+        }))
     }
 
     /// The key pair in the PEM form tonic takes.
@@ -150,6 +127,29 @@ impl TlsMaterial {
             .ca_certificate(tonic::transport::Certificate::from_pem(&self.ca_pem))
             .identity(self.identity())
     }
+}
+
+/// Parses and checks the pair: a certificate chain, a private key, and the key matching the chain.
+fn certified_key(
+    dir: &Path,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .filter_map(Result::ok)
+        .collect();
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: dir.join(CERT_FILE),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| TlsError::NoKey {
+        path: dir.join(KEY_FILE),
+    })?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    CertifiedKey::from_der(chain, key, &provider)
+        .map(Arc::new)
+        .map_err(|e| TlsError::Identity(e.to_string()))
 }
 
 /// Makes rustls use aws-lc-rs whatever other providers the dependency graph enables.
@@ -188,7 +188,7 @@ pub fn s3_acceptor(
     material: &TlsMaterial,
 ) -> Result<(tokio_rustls::TlsAcceptor, Arc<ReloadingCert>), TlsError> {
     let cert = Arc::new(ReloadingCert {
-        current: RwLock::new(material.certified_key()?),
+        current: RwLock::new(material.certified.clone()),
     });
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
@@ -214,7 +214,7 @@ pub async fn reload_forever(dir: PathBuf, cert: Arc<ReloadingCert>) {
         }
         seen = now;
         match TlsMaterial::load(&dir).and_then(|m| match m {
-            Some(m) => m.certified_key(),
+            Some(m) => Ok(m.certified),
             None => Err(TlsError::Partial { dir: dir.clone() }),
         }) {
             Ok(key) => {

@@ -1,4 +1,4 @@
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use cairn_control_plane::iam::identity::{IamCommand, PolicyTarget, SealedSecret, ServiceAccount};
 use cairn_control_plane::{BucketInfo, Command, Versioning};
@@ -289,7 +289,10 @@ fn variables_and_conditions_use_the_request() {
         request_keys(
             &HeaderMap::new(),
             &uri,
-            Some(ClientAddr(addr)),
+            Some(ConnInfo {
+                peer: addr,
+                secure: false,
+            }),
             "GetObject",
             time::OffsetDateTime::UNIX_EPOCH,
         )
