@@ -1648,3 +1648,56 @@ fn hostile_documents_do_not_panic() {
     }
     assert!(parsed > 0);
 }
+
+/// `GetBucketPolicyStatus`: public exactly when some Allow reaches everyone without a network or
+/// account condition.
+#[test]
+fn bucket_policy_public_status() {
+    let doc = |effect: &str, principal: &str, condition: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"{effect}",{principal},
+            "Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"{condition}}}]}}"#
+        )
+    };
+    let cases = [
+        (doc("Allow", r#""Principal":"*""#, ""), true),
+        (doc("Allow", r#""Principal":{"AWS":["*"]}"#, ""), true),
+        (
+            doc(
+                "Allow",
+                r#""NotPrincipal":{"AWS":"arn:aws:iam::000000000000:user/x"}"#,
+                "",
+            ),
+            true,
+        ),
+        (doc("Deny", r#""Principal":"*""#, ""), false),
+        (
+            doc(
+                "Allow",
+                r#""Principal":{"AWS":"arn:aws:iam::000000000000:user/x"}"#,
+                "",
+            ),
+            false,
+        ),
+        (
+            doc(
+                "Allow",
+                r#""Principal":"*""#,
+                r#","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#,
+            ),
+            false,
+        ),
+        (
+            doc(
+                "Allow",
+                r#""Principal":"*""#,
+                r#","Condition":{"StringLike":{"aws:UserAgent":"curl*"}}"#,
+            ),
+            true,
+        ),
+    ];
+    for (text, public) in cases {
+        let p = Policy::parse_bucket(&text, "b").expect(&text);
+        assert_eq!(p.is_public(), public, "{text}");
+    }
+}

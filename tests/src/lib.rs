@@ -675,6 +675,73 @@ pub async fn run_cairn(
     )
 }
 
+/// Prelude of every [`boto3`] script: `client(service, endpoint, ak, sk, token=None, **config)`
+/// (path style, no retries, no parameter validation so that bad input reaches the server) and
+/// `code(f)`, the error code `f()` fails with, or "ok".
+const BOTO3_PRELUDE: &str = r#"
+import json, os, sys, time, urllib.request, urllib.error
+import boto3, botocore
+from botocore.config import Config
+
+def client(service, endpoint, ak, sk, token=None, **config):
+    return boto3.client(
+        service, endpoint_url=endpoint, aws_access_key_id=ak, aws_secret_access_key=sk,
+        aws_session_token=token, region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                      parameter_validation=False, **config))
+
+def code(f):
+    try:
+        f()
+        return "ok"
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"]
+
+def http_get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return [r.status, r.read().decode(errors="replace")]
+    except urllib.error.HTTPError as e:
+        return [e.code, e.read().decode(errors="replace")]
+"#;
+
+/// Runs a Python script using boto3 (after [`BOTO3_PRELUDE`]) with `env`, bounded to 120 s;
+/// the script prints one JSON document as its last line, which is returned. No AWS settings of
+/// the machine leak in.
+pub async fn boto3(script: &str, env: &[(&str, &str)]) -> serde_json::Value {
+    let mut cmd = tokio::process::Command::new("python3");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.arg("-c")
+        .arg(format!("{BOTO3_PRELUDE}\n{script}"))
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("boto3 script still running after 120 s")
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "boto3 script failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("boto3 script printed no JSON ({e}): {stdout}"))
+}
+
 // ---------------------------------------------------------------------------------------
 // S3 helpers
 // ---------------------------------------------------------------------------------------

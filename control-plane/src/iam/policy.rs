@@ -210,6 +210,28 @@ impl Policy {
         Self::parse(text, PolicyKind::Bucket(bucket))
     }
 
+    /// Whether AWS would call this bucket policy public (`GetBucketPolicyStatus`): some Allow
+    /// grants to everyone (`"Principal": "*"` or a `NotPrincipal`) without a condition that pins
+    /// the caller to a fixed network or account, the only conditions AWS counts as narrowing.
+    pub fn is_public(&self) -> bool {
+        const NARROWING: [&str; 6] = [
+            "aws:sourceip",
+            "aws:sourcevpc",
+            "aws:sourcevpce",
+            "aws:principalaccount",
+            "aws:principalorgid",
+            "aws:sourceaccount",
+        ];
+        self.statements.iter().any(|s| {
+            s.effect == Effect::Allow
+                && s.principal.as_ref().is_some_and(|p| p.any || p.negated)
+                && !s
+                    .conditions
+                    .iter()
+                    .any(|c| NARROWING.contains(&c.key.as_str()))
+        })
+    }
+
     /// The document as given (what `GetBucketPolicy` returns).
     pub fn document(&self) -> &Value {
         &self.document

@@ -16,7 +16,7 @@ use cairn_control_plane::iam::identity::{
 use cairn_control_plane::{Command, CommandError, SiteState};
 
 use super::{json, query_param};
-use crate::auth::authorize::Authorizer;
+use crate::auth::authorize::{Authorizer, Denied};
 use crate::auth::iam::Caller;
 use crate::auth::root::random_string;
 use crate::catalog::CatalogError;
@@ -293,22 +293,24 @@ async fn whoami(
     };
     let state = node.catalog.state();
     let iam = &state.iam;
+    let token = super::signer_token(req);
     let caller = auth
         .iam
-        .caller(iam, &c.access_key)
-        .ok_or_else(|| s3_error!(AccessDenied, "Access Denied."))?;
+        .caller(iam, &c.access_key, token.as_deref())
+        .map_err(|e| Denied::from(e).to_s3())?;
     let root = &auth.iam.root.access_key;
+    let inherited = |kind, parent: &Parent| {
+        let user = match parent {
+            Parent::User(u) => Some(u.clone()),
+            Parent::Root => None,
+        };
+        (kind, Some(parent_name(parent, root)), user)
+    };
     let (kind, parent, user) = match &caller {
         Caller::Root => ("root", None, None),
         Caller::User(u) => ("user", None, Some(u.clone())),
-        Caller::ServiceAccount { parent, .. } => (
-            "service-account",
-            Some(parent_name(parent, root)),
-            match parent {
-                Parent::User(u) => Some(u.clone()),
-                Parent::Root => None,
-            },
-        ),
+        Caller::ServiceAccount { parent, .. } => inherited("service-account", parent),
+        Caller::Session { claims, .. } => inherited("sts", &claims.parent),
     };
     let (policies, groups) = match user.as_deref().and_then(|u| user_info(iam, u)) {
         Some(i) => (

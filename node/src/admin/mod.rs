@@ -11,6 +11,7 @@ pub mod iam;
 pub mod iam_cli;
 pub mod kms;
 pub mod kms_cli;
+mod sts;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use serde::Serialize;
 
 use cairn_control_plane::raft::{ControlPlaneStatus, ProposeError};
 
+use crate::auth::authorize::{query_pairs, session_token, Signer};
 use crate::object::heal::HealSummary;
 use crate::server::Node;
 
@@ -110,6 +112,11 @@ pub struct AdminRoute {
     pub node: Arc<Node>,
 }
 
+/// The STS session token a signed admin request carries.
+pub(crate) fn signer_token(req: &S3Request<Body>) -> Option<String> {
+    session_token(&req.headers, &query_pairs(&req.uri))
+}
+
 pub(crate) fn json<T: Serialize>(v: &T) -> S3Result<S3Response<Body>> {
     let body = serde_json::to_vec(v).map_err(|e| s3_error!(InternalError, "{e}"))?;
     let mut r = S3Response::new(Body::from(body));
@@ -129,15 +136,20 @@ impl S3Route for AdminRoute {
         _h: &HeaderMap,
         _e: &mut hyper::http::Extensions,
     ) -> bool {
-        uri.path().starts_with(PREFIX)
+        uri.path().starts_with(PREFIX) || sts::is_sts_request(_m, uri, _h)
     }
 
     async fn check_access(&self, req: &mut S3Request<Body>) -> S3Result<()> {
         let Some(c) = &req.credentials else {
             return Err(s3_error!(AccessDenied, "Signature is required"));
         };
+        if sts::is_sts_request(&req.method, &req.uri, &req.headers) {
+            // Any signed caller may ask; the handler decides who gets credentials.
+            return Ok(());
+        }
         let op = req.uri.path().trim_start_matches(PREFIX);
-        let allowed = match (
+        let token = signer_token(req);
+        let denied = match (
             &self.node.iam,
             actions::admin_action(req.method.as_str(), op),
         ) {
@@ -151,21 +163,31 @@ impl S3Route for AdminRoute {
                     op,
                     auth.clock.now(),
                 );
-                auth.authorize(Some(&c.access_key), &needed, None, &keys)
-                    .map_err(|e| tracing::info!(op, access_key = %c.access_key, reason = %e, "admin access denied"))
-                    .is_ok()
+                let signer = Signer {
+                    access_key: &c.access_key,
+                    session_token: token.as_deref(),
+                };
+                auth.authorize(Some(signer), &needed, None, &keys)
+                    .map_err(|e| {
+                        tracing::info!(op, access_key = %c.access_key, reason = %e, "admin access denied");
+                        e.to_s3()
+                    })
+                    .err()
             }
-            _ => matches!(self.node.credentials.lookup(&c.access_key), Some((id, _)) if id.is_root),
+            _ => (!matches!(self.node.credentials.lookup(&c.access_key), Some((id, _)) if id.is_root))
+                .then(|| s3_error!(AccessDenied, "Access Denied.")),
         };
-        if allowed {
-            Ok(())
-        } else {
-            Err(s3_error!(AccessDenied, "Access Denied."))
+        match denied {
+            None => Ok(()),
+            Some(e) => Err(e),
         }
     }
 
     #[tracing::instrument(skip_all, fields(path = %req.uri.path()))]
     async fn call(&self, mut req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        if sts::is_sts_request(&req.method, &req.uri, &req.headers) {
+            return sts::handle(&self.node, &mut req).await;
+        }
         let path = req.uri.path().to_owned();
         let op = path.trim_start_matches(PREFIX);
         if let Some(auth) = &self.node.iam {

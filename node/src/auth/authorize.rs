@@ -16,11 +16,13 @@ use s3s::path::S3Path;
 use s3s::{s3_error, S3Result};
 
 use cairn_control_plane::iam::identity::Parent;
-use cairn_control_plane::iam::{evaluate, Policy, PolicySet, Principal, RequestContext};
+use cairn_control_plane::iam::{
+    evaluate, Policy, PolicySet, Principal, PrincipalType, RequestContext,
+};
 use cairn_control_plane::SiteState;
 
-use super::iam::{Caller, IamCredentials};
-use super::operation::{needed, Needed, OpRequest};
+use super::iam::{Caller, CallerError, IamCredentials};
+use super::operation::{delete_key, needed, Needed, OpRequest};
 use super::ConnInfo;
 use crate::clock::SharedClock;
 
@@ -34,8 +36,8 @@ const CACHE_LIMIT: usize = 4096;
 /// never to the client).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
-    #[error("unknown or disabled access key")]
-    UnknownCaller,
+    #[error(transparent)]
+    Caller(#[from] CallerError),
     #[error("operation {0} is not mapped to an IAM action")]
     Unmapped(String),
     #[error("{action} on {resource}: {verdict}")]
@@ -44,6 +46,39 @@ pub enum Denied {
         resource: String,
         verdict: String,
     },
+}
+
+/// Who signed a request: the access key and, for STS session credentials, the session token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signer<'a> {
+    pub access_key: &'a str,
+    pub session_token: Option<&'a str>,
+}
+
+impl<'a> From<&'a str> for Signer<'a> {
+    fn from(access_key: &'a str) -> Self {
+        Self {
+            access_key,
+            session_token: None,
+        }
+    }
+}
+
+impl Denied {
+    /// The S3 error a client sees: the reason itself stays in the log, except for the token
+    /// errors, which AWS names so that clients know to refresh their credentials.
+    pub fn to_s3(&self) -> s3s::S3Error {
+        match self {
+            Denied::Caller(CallerError::ExpiredToken) => {
+                s3_error!(ExpiredToken, "The provided token has expired.")
+            }
+            Denied::Caller(CallerError::InvalidToken) => s3_error!(
+                InvalidToken,
+                "The provided token is malformed or otherwise invalid."
+            ),
+            _ => s3_error!(AccessDenied, "Access Denied."),
+        }
+    }
 }
 
 /// Parsed policy documents by (bucket for bucket policies, text): a document is parsed once, not
@@ -156,6 +191,28 @@ impl Authorizer {
         }
     }
 
+    /// The principal and policies of credentials that act for `parent` (a service account or a
+    /// session), narrowed by their inline `policy`.
+    fn inherited(
+        &self,
+        state: &SiteState,
+        access_key: &str,
+        parent: &Parent,
+        policy: Option<&str>,
+        identity: &mut Vec<(String, Option<String>, Arc<Policy>)>,
+        groups: &mut Vec<String>,
+    ) -> (Principal, Option<Arc<Policy>>) {
+        let session = policy.and_then(|d| self.cache.get(None, d));
+        let principal = match parent {
+            Parent::Root => Principal::root(ACCOUNT),
+            Parent::User(u) => {
+                self.user_policies(state, u, identity, groups);
+                Principal::user(ACCOUNT, u, access_key)
+            }
+        };
+        (principal, session)
+    }
+
     fn resolve(&self, state: &SiteState, caller: Option<&Caller>) -> Resolved {
         let mut identity = Vec::new();
         let mut groups = Vec::new();
@@ -170,15 +227,26 @@ impl Authorizer {
                 access_key,
                 parent,
                 policy,
-            }) => {
-                let session = policy.as_deref().and_then(|d| self.cache.get(None, d));
-                let principal = match parent {
-                    Parent::Root => Principal::root(ACCOUNT),
-                    Parent::User(u) => {
-                        self.user_policies(state, u, &mut identity, &mut groups);
-                        Principal::user(ACCOUNT, u, access_key)
-                    }
-                };
+            }) => self.inherited(
+                state,
+                access_key,
+                parent,
+                policy.as_deref(),
+                &mut identity,
+                &mut groups,
+            ),
+            Some(Caller::Session { access_key, claims }) => {
+                let (mut principal, session) = self.inherited(
+                    state,
+                    access_key,
+                    &claims.parent,
+                    claims.policy.as_deref(),
+                    &mut identity,
+                    &mut groups,
+                );
+                if !principal.is_root() {
+                    principal.kind = PrincipalType::AssumedRole;
+                }
                 (principal, session)
             }
         };
@@ -190,23 +258,19 @@ impl Authorizer {
         }
     }
 
-    /// Decides whether `access_key` (`None`: anonymous) may do everything in `needed`; `keys`
-    /// are the request's condition keys, `bucket` the bucket whose policy applies.
+    /// Decides whether `signer` (`None`: anonymous) may do everything in `needed`; `keys` are
+    /// the request's condition keys, `bucket` the bucket whose policy applies.
     pub fn authorize(
         &self,
-        access_key: Option<&str>,
+        signer: Option<Signer<'_>>,
         needed: &[(&str, Option<String>)],
         bucket: Option<&str>,
         keys: &[(String, Vec<String>)],
     ) -> Result<(), Denied> {
         let state = self.iam.state();
-        let caller = match access_key {
+        let caller = match signer {
             None => None,
-            Some(k) => Some(
-                self.iam
-                    .caller(&state.iam, k)
-                    .ok_or(Denied::UnknownCaller)?,
-            ),
+            Some(s) => Some(self.iam.caller(&state.iam, s.access_key, s.session_token)?),
         };
         if caller == Some(Caller::Root) {
             return Ok(());
@@ -255,20 +319,35 @@ impl Authorizer {
 
 /// `name=value` pairs of the query string, percent-decoded.
 pub fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+    form_pairs(uri.query().unwrap_or(""))
+}
+
+/// `name=value` pairs of a query string or `application/x-www-form-urlencoded` body.
+pub fn form_pairs(form: &str) -> Vec<(String, String)> {
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(&s.replace('+', " "))
             .decode_utf8_lossy()
             .into_owned()
     };
-    uri.query()
-        .unwrap_or("")
-        .split('&')
+    form.split('&')
         .filter(|kv| !kv.is_empty())
         .map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             (decode(k), decode(v))
         })
         .collect()
+}
+
+/// The STS session token a request carries, in the header or (presigned) the query string.
+pub fn session_token(headers: &HeaderMap, query: &[(String, String)]) -> Option<String> {
+    header(headers, "x-amz-security-token")
+        .map(str::to_owned)
+        .or_else(|| {
+            query
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-security-token"))
+                .map(|(_, v)| v.clone())
+        })
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -404,6 +483,11 @@ impl S3Access for S3Authorizer {
             .iter()
             .any(|(k, v)| k == "versionId" && !v.is_empty() && v != "null");
         let access_key = cx.credentials().map(|c| c.access_key.clone());
+        let token = session_token(cx.headers(), &query);
+        let signer = access_key.as_deref().map(|k| Signer {
+            access_key: k,
+            session_token: token.as_deref(),
+        });
         let req = OpRequest {
             op,
             bucket,
@@ -411,22 +495,83 @@ impl S3Access for S3Authorizer {
             versioned,
             headers: cx.headers(),
         };
+        let keys = request_keys(cx.headers(), cx.uri(), client, op, self.0.clock.now());
         let result = match needed(&req) {
-            None if access_key.as_deref().is_some_and(|k| self.0.iam.is_root(k)) => Ok(()),
+            None if access_key.as_deref().is_some_and(|k| self.0.iam.is_root(k)) => Ok(Vec::new()),
             None => Err(Denied::Unmapped(op.to_owned())),
             Some(n) => {
-                let keys = request_keys(cx.headers(), cx.uri(), client, op, self.0.clock.now());
                 let n: Vec<(&str, Option<String>)> = n
                     .into_iter()
                     .map(|Needed { action, resource }| (action, Some(resource)))
                     .collect();
-                self.0.authorize(access_key.as_deref(), &n, bucket, &keys)
+                self.0.authorize(signer, &n, bucket, &keys).map(|()| n)
             }
         };
-        result.map_err(|e| {
+        let granted = result.map_err(|e| {
             tracing::info!(op, access_key = access_key.as_deref().unwrap_or("anonymous"), reason = %e, "access denied");
-            s3_error!(AccessDenied, "Access Denied.")
-        })
+            e.to_s3()
+        })?;
+        let bypass_granted = granted
+            .iter()
+            .any(|(a, _)| *a == "s3:BypassGovernanceRetention");
+        let per_key = op == "DeleteObjects";
+        if bypass_granted {
+            cx.extensions_mut().insert(GovernanceBypass);
+        }
+        if per_key {
+            let check = KeyCheck {
+                authorizer: self.0.clone(),
+                access_key,
+                session_token: token,
+                keys,
+            };
+            cx.extensions_mut().insert(Arc::new(check));
+        }
+        Ok(())
+    }
+}
+
+/// Left in a request's extensions when the caller was allowed `s3:BypassGovernanceRetention`
+/// (asked for only when the request carries the bypass header).
+#[derive(Debug, Clone, Copy)]
+pub struct GovernanceBypass;
+
+/// Authorizes the keys of a DeleteObjects request one by one, as its handler reads them from the
+/// body: what the request-level check could not do.
+pub struct KeyCheck {
+    authorizer: Arc<Authorizer>,
+    access_key: Option<String>,
+    session_token: Option<String>,
+    keys: Vec<(String, Vec<String>)>,
+}
+
+impl KeyCheck {
+    /// May the caller delete `key` (the version `version_id`, when given) from `bucket`?
+    pub fn check(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        bypass: bool,
+    ) -> Result<(), Denied> {
+        let versioned = version_id.is_some_and(|v| v != "null");
+        let n: Vec<(&str, Option<String>)> = delete_key(bucket, key, versioned, bypass)
+            .into_iter()
+            .map(|Needed { action, resource }| (action, Some(resource)))
+            .collect();
+        let signer = self.access_key.as_deref().map(|k| Signer {
+            access_key: k,
+            session_token: self.session_token.as_deref(),
+        });
+        let mut keys = self.keys.clone();
+        if let Some(v) = version_id {
+            keys_push(&mut keys, "s3:versionid", v);
+        }
+        self.authorizer
+            .authorize(signer, &n, Some(bucket), &keys)
+            .inspect_err(|e| {
+                tracing::info!(op = "DeleteObjects", key, access_key = self.access_key.as_deref().unwrap_or("anonymous"), reason = %e, "access denied");
+            })
     }
 }
 

@@ -11,6 +11,7 @@ use cairn_control_plane::raft::ControlPlane;
 use cairn_control_plane::SiteState;
 
 use super::sealing::SecretSealer;
+use super::session::{is_session_key, Claims, SessionKeys};
 use super::{CredentialStore, Identity, RootCredentials};
 use crate::clock::SharedClock;
 
@@ -26,6 +27,22 @@ pub enum Caller {
         parent: Parent,
         policy: Option<String>,
     },
+    /// STS temporary credentials: their access key and the claims of their session token.
+    Session {
+        access_key: String,
+        claims: Claims,
+    },
+}
+
+/// Why a signed request has no caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CallerError {
+    #[error("unknown or disabled access key")]
+    Unknown,
+    #[error("the session token has expired")]
+    ExpiredToken,
+    #[error("the session token is missing, malformed or not for this access key")]
+    InvalidToken,
 }
 
 /// Where the applied site state comes from (the control plane; a fixed state in unit tests).
@@ -42,6 +59,7 @@ impl StateSource for ControlPlane {
 pub struct IamCredentials {
     pub root: RootCredentials,
     pub sealer: SecretSealer,
+    pub sessions: SessionKeys,
     control: Arc<dyn StateSource>,
     clock: SharedClock,
 }
@@ -50,6 +68,7 @@ impl IamCredentials {
     pub fn new(root: RootCredentials, control: Arc<dyn StateSource>, clock: SharedClock) -> Self {
         Self {
             sealer: SecretSealer::new(&root),
+            sessions: SessionKeys::new(&root),
             root,
             control,
             clock,
@@ -66,39 +85,79 @@ impl IamCredentials {
     }
 
     /// The caller behind an access key, if it may sign requests now: known, enabled, not expired,
-    /// and (for a service account) with an enabled parent.
-    pub fn caller(&self, iam: &IamState, access_key: &str) -> Option<Caller> {
+    /// and (for a service account or a session) with an enabled parent. `session_token` is the
+    /// request's `x-amz-security-token`, which session credentials must carry.
+    pub fn caller(
+        &self,
+        iam: &IamState,
+        access_key: &str,
+        session_token: Option<&str>,
+    ) -> Result<Caller, CallerError> {
         if self.is_root(access_key) {
-            return Some(Caller::Root);
+            return Ok(Caller::Root);
         }
         if let Some(u) = iam.users.get(access_key) {
-            return u.enabled.then(|| Caller::User(access_key.to_owned()));
+            return u
+                .enabled
+                .then(|| Caller::User(access_key.to_owned()))
+                .ok_or(CallerError::Unknown);
         }
-        let s = iam.service_accounts.get(access_key)?;
-        let expired = s.expires_ns.is_some_and(|e| self.clock.now_ns() >= e);
-        let parent_ok = match &s.parent {
+        let now = self.clock.now_ns();
+        let parent_ok = |p: &Parent| match p {
             Parent::Root => true,
             Parent::User(p) => iam.users.get(p).is_some_and(|u| u.enabled),
         };
-        (s.enabled && !expired && parent_ok).then(|| Caller::ServiceAccount {
+        if let Some(s) = iam.service_accounts.get(access_key) {
+            let expired = s.expires_ns.is_some_and(|e| now >= e);
+            return (s.enabled && !expired && parent_ok(&s.parent))
+                .then(|| Caller::ServiceAccount {
+                    access_key: access_key.to_owned(),
+                    parent: s.parent.clone(),
+                    policy: s.policy.clone(),
+                })
+                .ok_or(CallerError::Unknown);
+        }
+        if !is_session_key(access_key) {
+            return Err(CallerError::Unknown);
+        }
+        let claims = self
+            .sessions
+            .open(access_key, session_token.ok_or(CallerError::InvalidToken)?)
+            .map_err(|_| CallerError::InvalidToken)?;
+        if now >= claims.expires_ns {
+            return Err(CallerError::ExpiredToken);
+        }
+        if !parent_ok(&claims.parent) {
+            return Err(CallerError::Unknown);
+        }
+        Ok(Caller::Session {
             access_key: access_key.to_owned(),
-            parent: s.parent.clone(),
-            policy: s.policy.clone(),
+            claims,
         })
     }
 }
 
 impl CredentialStore for IamCredentials {
+    /// The secret to check a signature with. A session's secret is derived from its access key;
+    /// its token (which this lookup does not see) is checked when the request is authorized.
     fn lookup(&self, access_key: &str) -> Option<(Identity, String)> {
         if self.is_root(access_key) {
             return self.root.lookup(access_key);
         }
         let state = self.state();
         let iam = &state.iam;
-        let sealed = match self.caller(iam, access_key)? {
-            Caller::Root => return None,
-            Caller::User(k) => &iam.users.get(&k)?.secret,
-            Caller::ServiceAccount { access_key: k, .. } => &iam.service_accounts.get(&k)?.secret,
+        let sealed = match self.caller(iam, access_key, None) {
+            Ok(Caller::User(_)) => &iam.users.get(access_key)?.secret,
+            Ok(Caller::ServiceAccount { .. }) => &iam.service_accounts.get(access_key)?.secret,
+            // A session's key: its token is not here to check, only the derived secret is needed.
+            Err(CallerError::InvalidToken) => {
+                let identity = Identity {
+                    access_key: access_key.to_owned(),
+                    is_root: false,
+                };
+                return Some((identity, self.sessions.secret_for(access_key).to_string()));
+            }
+            _ => return None,
         };
         let secret = self.sealer.open(access_key, sealed)?;
         Some((

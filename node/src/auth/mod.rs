@@ -7,6 +7,7 @@ pub mod iam;
 pub mod operation;
 pub mod root;
 pub mod sealing;
+pub mod session;
 
 use std::sync::Arc;
 

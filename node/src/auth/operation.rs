@@ -51,6 +51,28 @@ pub fn copy_source(headers: &HeaderMap) -> Option<(String, String, bool)> {
     Some((bucket.to_owned(), key.to_owned(), versioned))
 }
 
+/// What deleting one key (or one version of it) needs; with the bypass header, also
+/// `s3:BypassGovernanceRetention`.
+pub fn delete_key(bucket: &str, key: &str, versioned: bool, bypass: bool) -> Vec<Needed> {
+    let resource = object_arn(bucket, key);
+    let action = if versioned {
+        "s3:DeleteObjectVersion"
+    } else {
+        "s3:DeleteObject"
+    };
+    let mut n = vec![Needed {
+        action,
+        resource: resource.clone(),
+    }];
+    if bypass {
+        n.push(Needed {
+            action: "s3:BypassGovernanceRetention",
+            resource,
+        });
+    }
+    n
+}
+
 /// The permissions `req` needs; `None` for an operation Cairn does not map (denied unless root).
 pub fn needed(req: &OpRequest<'_>) -> Option<Vec<Needed>> {
     let v = req.versioned;
@@ -218,32 +240,10 @@ pub fn needed(req: &OpRequest<'_>) -> Option<Vec<Needed>> {
         }
         "AbortMultipartUpload" => one(on_object("s3:AbortMultipartUpload")),
         "ListParts" => one(on_object("s3:ListMultipartUploadParts")),
-        "DeleteObject" => {
-            let mut n = vec![on_object(pick(
-                "s3:DeleteObject",
-                "s3:DeleteObjectVersion",
-            ))?];
-            if bypass {
-                n.push(on_object("s3:BypassGovernanceRetention")?);
-            }
-            Some(n)
-        }
-        // The keys are in the body, which is not read yet: ask for the right on every object of
-        // the bucket (a policy granting deletes on a prefix only must use DeleteObject).
-        "DeleteObjects" => {
-            let all = req.bucket.map(|b| object_arn(b, "*"))?;
-            let mut n = vec![Needed {
-                action: "s3:DeleteObject",
-                resource: all.clone(),
-            }];
-            if bypass {
-                n.push(Needed {
-                    action: "s3:BypassGovernanceRetention",
-                    resource: all,
-                });
-            }
-            Some(n)
-        }
+        "DeleteObject" => Some(delete_key(req.bucket?, req.key?, v, bypass)),
+        // The keys are in the body, which is not read yet: each key is authorized on its own
+        // with [`delete_key`] as the handler reads it (AWS reports a denied key in the result).
+        "DeleteObjects" => Some(Vec::new()),
         "GetObjectTagging" => one(on_object(pick(
             "s3:GetObjectTagging",
             "s3:GetObjectVersionTagging",

@@ -11,6 +11,7 @@ use cairn_proto::meta::ObjectVersion;
 
 use super::convert::{self, ChecksumRequest};
 use super::CairnS3;
+use crate::auth::authorize::GovernanceBypass;
 use crate::object::retention::{self, Bypass, LockState};
 use crate::object::ObjectError;
 
@@ -114,16 +115,18 @@ pub fn has_integrity(cr: &ChecksumRequest) -> bool {
 }
 
 /// Whether the request may bypass GOVERNANCE retention: the header, and the permission
-/// (`s3:BypassGovernanceRetention`; until IAM lands only root holds it).
+/// `s3:BypassGovernanceRetention`, which the authorizer marks as granted in the request's
+/// extensions ([`GovernanceBypass`]); root holds it also where no authorizer runs.
 pub fn bypass<T>(s3: &CairnS3, req: &S3Request<T>, header: Option<bool>) -> Bypass {
     let header = header.unwrap_or(false);
     // The permission only matters with the header: no credential lookup on plain deletes.
     let allowed = header
-        && req
-            .credentials
-            .as_ref()
-            .and_then(|c| s3.credentials.lookup(&c.access_key))
-            .is_some_and(|(id, _)| id.is_root);
+        && (req.extensions.get::<GovernanceBypass>().is_some()
+            || req
+                .credentials
+                .as_ref()
+                .and_then(|c| s3.credentials.lookup(&c.access_key))
+                .is_some_and(|(id, _)| id.is_root));
     Bypass { header, allowed }
 }
 

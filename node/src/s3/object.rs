@@ -1,5 +1,7 @@
 //! Object operations: PUT, GET, HEAD, DELETE, multi-delete, copy and tagging.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use s3s::dto::*;
@@ -10,6 +12,8 @@ use cairn_proto::meta::ObjectVersion;
 use super::convert::{self, ChecksumRequest, ContentHeaders};
 use super::versioning::version_header;
 use super::{lock, sse, CairnS3};
+use crate::auth::authorize::KeyCheck;
+use crate::object::retention::Bypass;
 use crate::object::versions::{DeleteOutcome, DeleteRequest};
 use crate::object::{ObjectError, PutOptions, MAX_OBJECT_SIZE};
 
@@ -416,6 +420,8 @@ pub async fn delete_many(
     req: S3Request<DeleteObjectsInput>,
 ) -> S3Result<S3Response<DeleteObjectsOutput>> {
     let bypass = lock::bypass(s3, &req, req.input.bypass_governance_retention);
+    // Each key is authorized here (the request-level check could not see them).
+    let key_check = req.extensions.get::<Arc<KeyCheck>>().cloned();
     let input = req.input;
     let bucket = s3.require_bucket(&input.bucket).await?;
     if input.delete.objects.len() > MAX_DELETE_KEYS {
@@ -425,19 +431,39 @@ pub async fn delete_many(
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
     for obj in input.delete.objects {
-        let req = DeleteRequest {
-            versioning: bucket.versioning,
-            version_id: obj.version_id.as_deref(),
-            bypass,
+        let version = obj.version_id.as_deref();
+        let bypass = match &key_check {
+            None => Ok(bypass),
+            // Allowed with the header means allowed to bypass too.
+            Some(c) => c
+                .check(&input.bucket, &obj.key, version, bypass.header)
+                .map(|()| Bypass {
+                    header: bypass.header,
+                    allowed: bypass.header,
+                })
+                .map_err(|e| e.to_s3()),
         };
-        match s3.objects.delete_object(&input.bucket, &obj.key, req).await {
+        let result = match bypass {
+            Ok(bypass) => {
+                let req = DeleteRequest {
+                    versioning: bucket.versioning,
+                    version_id: version,
+                    bypass,
+                };
+                s3.objects
+                    .delete_object(&input.bucket, &obj.key, req)
+                    .await
+                    .map_err(s3s::S3Error::from)
+            }
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(out) => {
                 if !quiet {
                     deleted.push(deleted_entry(obj.key, obj.version_id, out));
                 }
             }
-            Err(e) => {
-                let err: s3s::S3Error = e.into();
+            Err(err) => {
                 errors.push(Error {
                     key: Some(obj.key),
                     version_id: obj.version_id,

@@ -89,7 +89,8 @@ fn put(bucket: &str, key: &str) -> Vec<(&'static str, Option<String>)> {
 }
 
 fn allowed(a: &Authorizer, who: Option<&str>, n: &[(&str, Option<String>)], bucket: &str) -> bool {
-    a.authorize(who, n, Some(bucket), &[]).is_ok()
+    a.authorize(who.map(Into::into), n, Some(bucket), &[])
+        .is_ok()
 }
 
 const GET_B: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::b","arn:aws:s3:::b/*"]}]}"#;
@@ -100,8 +101,8 @@ fn root_is_allowed_and_unknown_keys_are_not() {
     let a = authorizer(SiteState::default());
     assert!(allowed(&a, Some("rootkey"), &put("b", "k"), "b"));
     assert_eq!(
-        a.authorize(Some("nobody"), &put("b", "k"), Some("b"), &[]),
-        Err(Denied::UnknownCaller)
+        a.authorize(Some("nobody".into()), &put("b", "k"), Some("b"), &[]),
+        Err(Denied::Caller(CallerError::Unknown))
     );
     assert!(!allowed(&a, None, &get("b", "k"), "b"));
 }
@@ -169,8 +170,8 @@ fn disabled_user_and_group_rules() {
         },
     );
     assert_eq!(
-        authorizer(s).authorize(Some("carol"), &get("b", "x"), Some("b"), &[]),
-        Err(Denied::UnknownCaller)
+        authorizer(s).authorize(Some("carol".into()), &get("b", "x"), Some("b"), &[]),
+        Err(Denied::Caller(CallerError::Unknown))
     );
 }
 
@@ -218,8 +219,8 @@ fn service_accounts_inherit_and_narrow() {
     assert!(allowed(&a, Some("svc-root"), &get("b", "x"), "b"));
     assert!(!allowed(&a, Some("svc-root"), &put("b", "x"), "b"));
     assert_eq!(
-        a.authorize(Some("svc-old"), &get("b", "x"), Some("b"), &[]),
-        Err(Denied::UnknownCaller)
+        a.authorize(Some("svc-old".into()), &get("b", "x"), Some("b"), &[]),
+        Err(Denied::Caller(CallerError::Unknown))
     );
     // A disabled parent disables its service accounts.
     iam(
@@ -299,7 +300,7 @@ fn variables_and_conditions_use_the_request() {
     };
     assert!(a
         .authorize(
-            Some("dave"),
+            Some("dave".into()),
             &get("b", "x"),
             Some("b"),
             &from([10, 1, 2, 3])
@@ -307,7 +308,7 @@ fn variables_and_conditions_use_the_request() {
         .is_ok());
     assert!(a
         .authorize(
-            Some("dave"),
+            Some("dave".into()),
             &get("b", "x"),
             Some("b"),
             &from([192, 168, 1, 1])
@@ -344,4 +345,90 @@ fn request_keys_come_from_headers_and_query() {
     assert_eq!(get("s3:RequestObjectTag/team"), Some("red"));
     assert_eq!(get("aws:SecureTransport"), Some("false"));
     assert_eq!(get("aws:SourceIp"), None);
+}
+
+/// STS sessions act as their parent narrowed by the session policy, until they expire; a session
+/// key needs its own token, and a disabled parent disables its sessions.
+#[test]
+fn sessions_inherit_narrow_and_expire() {
+    use crate::auth::session::Claims;
+    let mut s = SiteState::default();
+    s.apply(&Command::CreateBucket {
+        name: "b".into(),
+        created_ns: 0,
+        object_lock: false,
+    })
+    .unwrap();
+    policy(
+        &mut s,
+        "rw",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#,
+    );
+    user(&mut s, "alice", &["rw"]);
+    let a = authorizer(s.clone());
+    let issue = |a: &Authorizer, policy: Option<&str>, expires_ns| {
+        let claims = Claims {
+            parent: Parent::User("alice".into()),
+            expires_ns,
+            policy: policy.map(str::to_owned),
+        };
+        a.with_rng(|r| a.iam.sessions.issue(&claims, r))
+    };
+    fn check(
+        a: &Authorizer,
+        i: &crate::auth::session::Issued,
+        token: Option<&str>,
+        n: &[(&str, Option<String>)],
+    ) -> Result<(), Denied> {
+        let signer = Signer {
+            access_key: &i.access_key,
+            session_token: token,
+        };
+        a.authorize(Some(signer), n, Some("b"), &[])
+    }
+    let full = issue(&a, None, NOW_NS + 1);
+    let narrow = issue(&a, Some(GET_B), NOW_NS + 1);
+    let old = issue(&a, None, NOW_NS);
+    let t = |i: &crate::auth::session::Issued| Some(i.session_token.clone());
+    assert_eq!(
+        check(&a, &full, t(&full).as_deref(), &put("b", "x")),
+        Ok(())
+    );
+    assert_eq!(
+        check(&a, &narrow, t(&narrow).as_deref(), &get("b", "x")),
+        Ok(())
+    );
+    assert!(matches!(
+        check(&a, &narrow, t(&narrow).as_deref(), &put("b", "x")),
+        Err(Denied::Policy { .. })
+    ));
+    assert_eq!(
+        check(&a, &old, t(&old).as_deref(), &get("b", "x")),
+        Err(Denied::Caller(CallerError::ExpiredToken))
+    );
+    assert_eq!(
+        check(&a, &full, None, &get("b", "x")),
+        Err(Denied::Caller(CallerError::InvalidToken))
+    );
+    // The narrow session's token does not lift the full session's key to it, nor vice versa.
+    assert_eq!(
+        check(&a, &full, t(&narrow).as_deref(), &get("b", "x")),
+        Err(Denied::Caller(CallerError::InvalidToken))
+    );
+    // The secret a session signs with is what the credential store hands s3s.
+    use crate::auth::CredentialStore;
+    let (_, secret) = a.iam.lookup(&full.access_key).expect("session key");
+    assert_eq!(secret, *full.secret_key);
+    iam(
+        &mut s,
+        IamCommand::SetUserEnabled {
+            access_key: "alice".into(),
+            enabled: false,
+        },
+    );
+    let a = authorizer(s);
+    assert_eq!(
+        check(&a, &full, t(&full).as_deref(), &get("b", "x")),
+        Err(Denied::Caller(CallerError::Unknown))
+    );
 }

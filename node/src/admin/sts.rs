@@ -1,0 +1,266 @@
+//! STS `AssumeRole`, served as AWS and MinIO serve it: the query API, a signed `POST /` with a
+//! form body. An enabled user (or root) gets temporary credentials that act with its permissions,
+//! narrowed by an optional session policy, until `DurationSeconds` pass.
+
+use hyper::{HeaderMap, Method, Uri};
+use s3s::{s3_error, Body, S3Request, S3Response, S3Result};
+use time::format_description::well_known::Rfc3339;
+
+use cairn_control_plane::iam::identity::Parent;
+use cairn_control_plane::iam::Policy;
+
+use crate::auth::authorize::{form_pairs, Denied, ACCOUNT};
+use crate::auth::iam::Caller;
+use crate::auth::session::{Claims, DEFAULT_DURATION_SECS, MAX_DURATION_SECS, MIN_DURATION_SECS};
+use crate::server::Node;
+
+/// Largest form body read (a session policy is at most 64 KiB, URL-encoded up to 3x).
+const MAX_BODY: usize = 256 * 1024;
+const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+
+/// STS calls are `POST /` with a form body; no S3 operation has that shape.
+pub fn is_sts_request(method: &Method, uri: &Uri, headers: &HeaderMap) -> bool {
+    method == Method::POST
+        && uri.path() == "/"
+        && headers
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            })
+}
+
+/// An STS error: AWS's query-API error document (not S3's), which STS clients parse.
+#[derive(Debug)]
+struct StsError {
+    status: http::StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl StsError {
+    fn new(status: http::StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(http::StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn xml(status: http::StatusCode, body: String) -> S3Response<Body> {
+    let mut r = S3Response::with_status(Body::from(body), status);
+    r.headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/xml"),
+    );
+    r
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn handle(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<Body>> {
+    let Some(auth) = &node.iam else {
+        return Err(s3_error!(NotImplemented, "STS needs IAM"));
+    };
+    let Some(c) = req.credentials.clone() else {
+        return Err(s3_error!(AccessDenied, "Signature is required"));
+    };
+    let body = req
+        .input
+        .store_all_limited(MAX_BODY)
+        .await
+        .map_err(|_| s3_error!(InvalidRequest, "STS request body is too large"))?;
+    let form = form_pairs(&String::from_utf8_lossy(&body));
+    let param = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let state = node.catalog.state();
+    let token = super::signer_token(req);
+    let caller = auth
+        .iam
+        .caller(&state.iam, &c.access_key, token.as_deref())
+        .map_err(|e| Denied::from(e).to_s3())?;
+    let request_id = auth.with_rng(|r| format!("{:016X}", r.next_u64()));
+    let result = assume_role(&caller, &param, auth.clock.now_ns()).map(|(claims, user)| {
+        let issued = auth.with_rng(|r| auth.iam.sessions.issue(&claims, r));
+        (claims, user, issued)
+    });
+    match result {
+        Ok((claims, user, issued)) => {
+            let session = param("RoleSessionName").unwrap_or(&user);
+            let expiration = time::OffsetDateTime::from_unix_timestamp(
+                claims.expires_ns.div_euclid(1_000_000_000),
+            )
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_default();
+            tracing::info!(parent = %user, access_key = %issued.access_key, "AssumeRole issued credentials");
+            Ok(xml(
+                http::StatusCode::OK,
+                format!(
+                    "<AssumeRoleResponse xmlns=\"{XMLNS}\"><AssumeRoleResult>\
+                     <AssumedRoleUser><Arn>arn:aws:sts::{ACCOUNT}:assumed-role/{user}/{session}</Arn>\
+                     <AssumedRoleId>{ak}:{session}</AssumedRoleId></AssumedRoleUser>\
+                     <Credentials><AccessKeyId>{ak}</AccessKeyId>\
+                     <SecretAccessKey>{secret}</SecretAccessKey>\
+                     <SessionToken>{token}</SessionToken>\
+                     <Expiration>{expiration}</Expiration></Credentials>\
+                     </AssumeRoleResult><ResponseMetadata><RequestId>{request_id}</RequestId>\
+                     </ResponseMetadata></AssumeRoleResponse>",
+                    user = escape(&user),
+                    session = escape(session),
+                    ak = issued.access_key,
+                    secret = escape(&issued.secret_key),
+                    token = escape(&issued.session_token),
+                ),
+            ))
+        }
+        Err(e) => {
+            tracing::info!(access_key = %c.access_key, code = e.code, "AssumeRole refused");
+            Ok(xml(
+                e.status,
+                format!(
+                    "<ErrorResponse xmlns=\"{XMLNS}\"><Error><Type>Sender</Type>\
+                     <Code>{}</Code><Message>{}</Message></Error>\
+                     <RequestId>{request_id}</RequestId></ErrorResponse>",
+                    e.code,
+                    escape(&e.message)
+                ),
+            ))
+        }
+    }
+}
+
+/// Validates an `AssumeRole` call by `caller`; the session's claims and the parent's name.
+fn assume_role<'a>(
+    caller: &Caller,
+    param: &impl Fn(&str) -> Option<&'a str>,
+    now_ns: i64,
+) -> Result<(Claims, String), StsError> {
+    match param("Action") {
+        Some("AssumeRole") => {}
+        Some(other) => {
+            return Err(StsError::bad(
+                "InvalidAction",
+                format!("Could not find operation {other} for version 2011-06-15"),
+            ))
+        }
+        None => return Err(StsError::bad("MissingAction", "Action is required")),
+    }
+    let (parent, user) = match caller {
+        Caller::Root => (Parent::Root, "root".to_owned()),
+        Caller::User(u) => (Parent::User(u.clone()), u.clone()),
+        Caller::ServiceAccount { .. } | Caller::Session { .. } => {
+            return Err(StsError::new(
+                http::StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "only users and root can assume a role, not service accounts or sessions",
+            ))
+        }
+    };
+    let duration = match param("DurationSeconds") {
+        None => DEFAULT_DURATION_SECS,
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|d| (MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(d))
+            .ok_or_else(|| {
+                StsError::bad(
+                    "ValidationError",
+                    format!(
+                        "DurationSeconds {v:?} must be an integer from {MIN_DURATION_SECS} to {MAX_DURATION_SECS}"
+                    ),
+                )
+            })?,
+    };
+    let policy = match param("Policy").filter(|p| !p.is_empty()) {
+        None => None,
+        Some(p) => {
+            Policy::parse_identity(p).map_err(|e| {
+                StsError::bad("MalformedPolicyDocument", format!("session policy: {e}"))
+            })?;
+            Some(p.to_owned())
+        }
+    };
+    let expires_ns = now_ns.saturating_add((duration as i64).saturating_mul(1_000_000_000));
+    Ok((
+        Claims {
+            parent,
+            expires_ns,
+            policy,
+        },
+        user,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(caller: &Caller, form: &str) -> Result<(Claims, String), StsError> {
+        let pairs = form_pairs(form);
+        let param = |n: &str| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assume_role(caller, &param, 1_000)
+    }
+
+    fn code(r: Result<(Claims, String), StsError>) -> &'static str {
+        match r {
+            Ok(_) => "ok",
+            Err(e) => e.code,
+        }
+    }
+
+    #[test]
+    fn assume_role_validates_its_parameters() {
+        let alice = Caller::User("alice".into());
+        let (claims, user) = call(&alice, "Action=AssumeRole&Version=2011-06-15").unwrap();
+        assert_eq!(user, "alice");
+        assert_eq!(claims.parent, Parent::User("alice".into()));
+        assert_eq!(claims.expires_ns, 1_000 + 3_600 * 1_000_000_000);
+        assert_eq!(claims.policy, None);
+        let (claims, _) = call(&alice, "Action=AssumeRole&DurationSeconds=900").unwrap();
+        assert_eq!(claims.expires_ns, 1_000 + 900 * 1_000_000_000);
+        for bad in ["899", "43201", "-1", "ten", ""] {
+            let form = format!("Action=AssumeRole&DurationSeconds={bad}");
+            assert_eq!(code(call(&alice, &form)), "ValidationError", "{bad}");
+        }
+        assert_eq!(
+            code(call(&alice, "Action=AssumeRole&DurationSeconds=43200")),
+            "ok"
+        );
+        let policy = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22s3%3AGetObject%22%2C%22Resource%22%3A%22*%22%7D%5D%7D";
+        let (claims, _) = call(&alice, &format!("Action=AssumeRole&Policy={policy}")).unwrap();
+        assert!(claims.policy.unwrap().contains("s3:GetObject"));
+        assert_eq!(
+            code(call(&alice, "Action=AssumeRole&Policy=%7Bnot-json")),
+            "MalformedPolicyDocument"
+        );
+        assert_eq!(
+            code(call(&alice, "Action=GetCallerIdentity")),
+            "InvalidAction"
+        );
+        assert_eq!(code(call(&alice, "Version=2011-06-15")), "MissingAction");
+        let svc = Caller::ServiceAccount {
+            access_key: "svc".into(),
+            parent: Parent::User("alice".into()),
+            policy: None,
+        };
+        assert_eq!(code(call(&svc, "Action=AssumeRole")), "AccessDenied");
+        let (claims, user) = call(&Caller::Root, "Action=AssumeRole").unwrap();
+        assert_eq!((claims.parent, user.as_str()), (Parent::Root, "root"));
+    }
+}
