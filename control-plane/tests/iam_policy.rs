@@ -1701,3 +1701,21 @@ fn bucket_policy_public_status() {
         assert_eq!(p.is_public(), public, "{text}");
     }
 }
+
+/// The authorizer looks up an object's tags only for policies that test them.
+#[test]
+fn policies_report_the_condition_keys_they_read() {
+    let tagged = Policy::parse_identity(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject",
+        "Resource":"*","Condition":{"StringEquals":{"s3:ExistingObjectTag/Class":"x"}}}]}"#,
+    )
+    .unwrap();
+    let plain = Policy::parse_identity(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject",
+        "Resource":"*","Condition":{"StringEquals":{"s3:prefix":"x"}}}]}"#,
+    )
+    .unwrap();
+    assert!(tagged.mentions_key("s3:existingobjecttag/"));
+    assert!(!plain.mentions_key("s3:existingobjecttag/"));
+    assert!(plain.mentions_key("s3:prefix"));
+}

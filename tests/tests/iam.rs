@@ -178,6 +178,7 @@ async fn iam_on_a_three_node_site() {
     bucket_policies_and_anonymous_access(&site).await;
     signature_v2_clients(&site).await;
     per_key_deletes_and_governance_bypass(&site, &admin).await;
+    existing_object_tags(&site, &admin).await;
 }
 
 async fn readonly_user_on_one_bucket(site: &Cluster, admin: &Admin) {
@@ -884,4 +885,67 @@ print(json.dumps(out))
         serde_json::json!({"fresh": "ok", "at_14m": "ok", "at_16m": "ExpiredToken", "root_at_16m": "ok"}),
         "{v}"
     );
+}
+
+/// `s3:ExistingObjectTag/<key>` reads the stored object's tags: a user allowed to read only
+/// objects tagged `class=public` gets exactly those, and retagging changes the answer.
+async fn existing_object_tags(site: &Cluster, admin: &Admin) {
+    admin
+        .policy(
+            "tagged-read",
+            &serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::data/*",
+                    "Condition": {"StringEquals": {"s3:ExistingObjectTag/class": "public"}}
+                }]
+            })
+            .to_string(),
+        )
+        .await;
+    admin
+        .ok(&["user", "add", "n0", "lena", "user-secret-1"])
+        .await;
+    admin
+        .ok(&["policy", "attach", "n0", "tagged-read", "--user", "lena"])
+        .await;
+    let root = site.node(0).client();
+    for (key, class) in [("tagged/open", "public"), ("tagged/closed", "secret")] {
+        ok(
+            root.put_object()
+                .bucket("data")
+                .key(key)
+                .tagging(format!("class={class}"))
+                .body(class.as_bytes().to_vec().into())
+                .send()
+                .await,
+            "PUT tagged",
+        );
+    }
+    let lena = clients(site, "lena", "user-secret-1");
+    wait_known(&lena, "data", "tagged/open").await;
+    for c in &lena {
+        assert!(!can_get(c, "data", "tagged/closed").await);
+        assert!(!can_get(c, "data", "a.txt").await, "untagged");
+    }
+    let public = aws_sdk_s3::types::Tagging::builder()
+        .tag_set(
+            aws_sdk_s3::types::Tag::builder()
+                .key("class")
+                .value("public")
+                .build()
+                .expect("tag"),
+        )
+        .build()
+        .expect("tagging");
+    ok(
+        root.put_object_tagging()
+            .bucket("data")
+            .key("tagged/closed")
+            .tagging(public)
+            .send()
+            .await,
+        "retag",
+    );
+    wait_known(&lena, "data", "tagged/closed").await;
 }

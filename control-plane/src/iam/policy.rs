@@ -232,6 +232,15 @@ impl Policy {
         })
     }
 
+    /// Whether some condition of this policy reads a key starting with `prefix` (normalized,
+    /// e.g. `s3:existingobjecttag/`): lets the authorizer skip looking up what no policy asks.
+    pub fn mentions_key(&self, prefix: &str) -> bool {
+        self.statements
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .any(|c| c.key.starts_with(prefix))
+    }
+
     /// The document as given (what `GetBucketPolicy` returns).
     pub fn document(&self) -> &Value {
         &self.document

@@ -25,6 +25,7 @@ use super::iam::{Caller, CallerError, IamCredentials};
 use super::operation::{delete_key, needed, Needed, OpRequest};
 use super::ConnInfo;
 use crate::clock::SharedClock;
+use crate::object::ObjectLayer;
 
 /// The account id in ARNs (`arn:aws:iam::ACCOUNT:user/NAME`): a site is one account.
 pub const ACCOUNT: &str = "000000000000";
@@ -258,6 +259,37 @@ impl Authorizer {
         }
     }
 
+    fn bucket_policy(&self, state: &SiteState, bucket: Option<&str>) -> Option<Arc<Policy>> {
+        let b = bucket?;
+        let text = state.bucket(b)?.policy.as_deref()?;
+        self.cache.get(Some(b), text)
+    }
+
+    /// Whether any policy that applies to `signer`'s request on `bucket` has a condition on a key
+    /// starting with `prefix` (so the key is worth computing); false for root and unknown callers.
+    pub fn policies_mention(
+        &self,
+        signer: Option<Signer<'_>>,
+        bucket: Option<&str>,
+        prefix: &str,
+    ) -> bool {
+        let state = self.iam.state();
+        let caller = match signer {
+            None => None,
+            Some(s) => match self.iam.caller(&state.iam, s.access_key, s.session_token) {
+                Ok(Caller::Root) | Err(_) => return false,
+                Ok(c) => Some(c),
+            },
+        };
+        let r = self.resolve(&state, caller.as_ref());
+        r.identity
+            .iter()
+            .map(|(_, _, p)| p)
+            .chain(r.session.iter())
+            .chain(self.bucket_policy(&state, bucket).iter())
+            .any(|p| p.mentions_key(prefix))
+    }
+
     /// Decides whether `signer` (`None`: anonymous) may do everything in `needed`; `keys` are
     /// the request's condition keys, `bucket` the bucket whose policy applies.
     pub fn authorize(
@@ -276,14 +308,7 @@ impl Authorizer {
             return Ok(());
         }
         let r = self.resolve(&state, caller.as_ref());
-        let bucket_policy = bucket
-            .and_then(|b| {
-                state
-                    .bucket(b)
-                    .and_then(|i| i.policy.as_deref())
-                    .map(|d| (b, d))
-            })
-            .and_then(|(b, d)| self.cache.get(Some(b), d));
+        let bucket_policy = self.bucket_policy(&state, bucket);
         let mut set = PolicySet::default();
         for (name, group, p) in &r.identity {
             set = match group {
@@ -466,7 +491,29 @@ fn keys_push(keys: &mut Vec<(String, Vec<String>)>, key: &str, value: &str) {
 }
 
 /// The [`S3Access`] s3s calls before every S3 operation (anonymous requests included).
-pub struct S3Authorizer(pub Arc<Authorizer>);
+pub struct S3Authorizer {
+    pub authorizer: Arc<Authorizer>,
+    /// Reads the tags of the object a request names, for `s3:ExistingObjectTag/<key>`.
+    pub objects: Arc<ObjectLayer>,
+}
+
+/// Operations on an existing object whose policies may test its tags (`s3:ExistingObjectTag`).
+const EXISTING_TAG_OPS: [&str; 12] = [
+    "GetObject",
+    "HeadObject",
+    "GetObjectAttributes",
+    "GetObjectTagging",
+    "PutObjectTagging",
+    "DeleteObjectTagging",
+    "GetObjectAcl",
+    "PutObjectAcl",
+    "GetObjectRetention",
+    "PutObjectRetention",
+    "GetObjectLegalHold",
+    "PutObjectLegalHold",
+];
+
+const EXISTING_TAG: &str = "s3:existingobjecttag/";
 
 #[async_trait::async_trait]
 impl S3Access for S3Authorizer {
@@ -495,16 +542,49 @@ impl S3Access for S3Authorizer {
             versioned,
             headers: cx.headers(),
         };
-        let keys = request_keys(cx.headers(), cx.uri(), client, op, self.0.clock.now());
+        let mut keys = request_keys(
+            cx.headers(),
+            cx.uri(),
+            client,
+            op,
+            self.authorizer.clock.now(),
+        );
+        if let (Some(b), Some(k), true) = (bucket, key, EXISTING_TAG_OPS.contains(&op)) {
+            if self
+                .authorizer
+                .policies_mention(signer, bucket, EXISTING_TAG)
+            {
+                let version = query
+                    .iter()
+                    .find(|(k, _)| k == "versionId")
+                    .map(|(_, v)| v.as_str());
+                // A missing object has no tags: the handler reports NoSuchKey if allowed.
+                if let Ok(info) = self.objects.head_object(b, k, version).await {
+                    for t in &info.version.tags {
+                        keys.push((
+                            format!("s3:ExistingObjectTag/{}", t.key),
+                            vec![t.value.clone()],
+                        ));
+                    }
+                }
+            }
+        }
         let result = match needed(&req) {
-            None if access_key.as_deref().is_some_and(|k| self.0.iam.is_root(k)) => Ok(Vec::new()),
+            None if access_key
+                .as_deref()
+                .is_some_and(|k| self.authorizer.iam.is_root(k)) =>
+            {
+                Ok(Vec::new())
+            }
             None => Err(Denied::Unmapped(op.to_owned())),
             Some(n) => {
                 let n: Vec<(&str, Option<String>)> = n
                     .into_iter()
                     .map(|Needed { action, resource }| (action, Some(resource)))
                     .collect();
-                self.0.authorize(signer, &n, bucket, &keys).map(|()| n)
+                self.authorizer
+                    .authorize(signer, &n, bucket, &keys)
+                    .map(|()| n)
             }
         };
         let granted = result.map_err(|e| {
@@ -520,7 +600,7 @@ impl S3Access for S3Authorizer {
         }
         if per_key {
             let check = KeyCheck {
-                authorizer: self.0.clone(),
+                authorizer: self.authorizer.clone(),
                 access_key,
                 session_token: token,
                 keys,

@@ -152,7 +152,7 @@ impl Node {
             tokio::spawn(rejoin_monitor(node.clone()));
         }
         let mut b = S3ServiceBuilder::new(CairnS3 {
-            objects,
+            objects: objects.clone(),
             catalog,
             region: parts.region,
             credentials: credentials.clone(),
@@ -160,7 +160,10 @@ impl Node {
         });
         b.set_auth(Authenticator(credentials));
         if let Some(a) = iam {
-            b.set_access(S3Authorizer(a));
+            b.set_access(S3Authorizer {
+                authorizer: a,
+                objects,
+            });
         }
         b.set_route(AdminRoute { node: node.clone() });
         let router = Router {
