@@ -526,7 +526,9 @@ print(json.dumps({
     "no_token": code(lambda: client("s3", EP2, ak, sk).get_object(Bucket="data", Key="a.txt")),
     "tampered": code(lambda: client("s3", EP2, ak, sk, tampered).get_object(Bucket="data", Key="a.txt")),
     "wrong_secret": code(lambda: client("s3", EP2, ak, "x" * 40, tok).get_object(Bucket="data", Key="a.txt")),
-    "presigned": http_get(t.generate_presigned_url("get_object", Params={"Bucket": "data", "Key": "a.txt"})),
+    # SigV4 presigning: s3s leaves the token out of SigV2 query signatures (see the issue note).
+    "presigned": http_get(client("s3", EP2, ak, sk, tok, signature_version="s3v4").generate_presigned_url(
+        "get_object", Params={"Bucket": "data", "Key": "a.txt"})),
     "short": code(lambda: sts.assume_role(RoleArn="r", RoleSessionName="s", DurationSeconds=60)),
     "long": code(lambda: sts.assume_role(RoleArn="r", RoleSessionName="s", DurationSeconds=43201)),
     "bad_policy": code(lambda: sts.assume_role(RoleArn="r", RoleSessionName="s", Policy="{nope")),
@@ -862,18 +864,18 @@ def jump(o):
         f.write(o + "\n")
 EP = os.environ["EP"]
 root = client("s3", EP, os.environ["ROOT_AK"], os.environ["ROOT_SK"])
-root.create_bucket(Bucket="b")
-root.put_object(Bucket="b", Key="k", Body=b"v")
+root.create_bucket(Bucket="sts-bucket")
+root.put_object(Bucket="sts-bucket", Key="k", Body=b"v")
 c = client("sts", EP, os.environ["ROOT_AK"], os.environ["ROOT_SK"]).assume_role(
     RoleArn="arn:aws:iam::000000000000:role/r", RoleSessionName="s", DurationSeconds=900)["Credentials"]
 t = client("s3", EP, c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
-get = lambda: code(lambda: t.get_object(Bucket="b", Key="k"))
+get = lambda: code(lambda: t.get_object(Bucket="sts-bucket", Key="k"))
 out = {"fresh": get()}
 jump("+14m")
 out["at_14m"] = get()
 jump("+16m")
 out["at_16m"] = get()
-out["root_at_16m"] = code(lambda: root.get_object(Bucket="b", Key="k"))
+out["root_at_16m"] = code(lambda: root.get_object(Bucket="sts-bucket", Key="k"))
 jump("+0")
 print(json.dumps(out))
 "#,

@@ -11,7 +11,7 @@ pub mod iam;
 pub mod iam_cli;
 pub mod kms;
 pub mod kms_cli;
-mod sts;
+pub mod sts;
 
 use std::sync::Arc;
 

@@ -133,16 +133,60 @@ pub async fn handle(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Respon
             tracing::info!(access_key = %c.access_key, code = e.code, "AssumeRole refused");
             Ok(xml(
                 e.status,
-                format!(
-                    "<ErrorResponse xmlns=\"{XMLNS}\"><Error><Type>Sender</Type>\
-                     <Code>{}</Code><Message>{}</Message></Error>\
-                     <RequestId>{request_id}</RequestId></ErrorResponse>",
-                    e.code,
-                    escape(&e.message)
-                ),
+                error_document(e.code, &e.message, &request_id),
             ))
         }
     }
+}
+
+/// AWS's query-API error document, which STS clients parse (S3's `<Error>` root they do not).
+fn error_document(code: &str, message: &str, request_id: &str) -> String {
+    document(&escape(code), &escape(message), &escape(request_id))
+}
+
+/// [`error_document`] from text that is already escaped XML.
+fn document(code: &str, message: &str, request_id: &str) -> String {
+    format!(
+        "<ErrorResponse xmlns=\"{XMLNS}\"><Error><Type>Sender</Type>\
+         <Code>{code}</Code><Message>{message}</Message></Error>\
+         <RequestId>{request_id}</RequestId></ErrorResponse>"
+    )
+}
+
+/// The text of the first `<tag>` element of an XML document (S3 error documents are flat).
+fn element<'a>(doc: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = doc.find(&open)? + open.len();
+    let len = doc[start..].find(&format!("</{tag}>"))?;
+    Some(&doc[start..start + len])
+}
+
+/// Rewrites an S3 error response to an STS request (s3s refuses a bad signature or an unknown
+/// key before the STS handler runs) as STS's error document, keeping the code and status.
+pub async fn as_sts_error(resp: http::Response<Body>) -> http::Response<Body> {
+    use http_body_util::BodyExt;
+    let (parts, body) = resp.into_parts();
+    let bytes = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return http::Response::from_parts(parts, Body::empty()),
+    };
+    let doc = String::from_utf8_lossy(&bytes);
+    let rewritten = match (doc.contains("<ErrorResponse"), element(&doc, "Code")) {
+        // The S3 document's text is escaped already: it is moved over as it is.
+        (false, Some(code)) => document(
+            code,
+            element(&doc, "Message").unwrap_or_default(),
+            element(&doc, "RequestId").unwrap_or_default(),
+        ),
+        _ => return http::Response::from_parts(parts, Body::from(bytes)),
+    };
+    let mut parts = parts;
+    parts.headers.remove(hyper::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/xml"),
+    );
+    http::Response::from_parts(parts, Body::from(rewritten))
 }
 
 /// Validates an `AssumeRole` call by `caller`; the session's claims and the parent's name.
@@ -215,6 +259,41 @@ mod tests {
         let pairs = form_pairs(form);
         let param = |n: &str| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
         assume_role(caller, &param, 1_000)
+    }
+
+    #[tokio::test]
+    async fn s3_errors_become_sts_error_documents() {
+        let s3 =
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InvalidAccessKeyId</Code>\
+                  <Message>no such key &amp; more</Message><RequestId>R1</RequestId></Error>";
+        let resp = http::Response::builder()
+            .status(403)
+            .header(hyper::header::CONTENT_LENGTH, s3.len())
+            .body(Body::from(s3.to_owned()))
+            .unwrap();
+        let out = as_sts_error(resp).await;
+        assert_eq!(out.status(), 403);
+        assert!(out.headers().get(hyper::header::CONTENT_LENGTH).is_none());
+        let body = http_body_util::BodyExt::collect(out.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            document("InvalidAccessKeyId", "no such key &amp; more", "R1")
+        );
+        // A document in STS's format already is left alone.
+        let sts = error_document("ValidationError", "x < y", "R2");
+        let resp = http::Response::builder()
+            .status(400)
+            .body(Body::from(sts.clone()))
+            .unwrap();
+        let body = http_body_util::BodyExt::collect(as_sts_error(resp).await.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(String::from_utf8_lossy(&body), sts);
+        assert!(sts.contains("x &lt; y"));
     }
 
     fn code(r: Result<(Claims, String), StsError>) -> &'static str {

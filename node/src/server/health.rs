@@ -60,7 +60,13 @@ impl Router {
         self.node.catalog.control.status().leader.is_some()
     }
 
-    pub async fn handle(&self, req: Request<Incoming>) -> Result<Response<Body>, s3s::HttpError> {
+    pub async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<Body>, s3s::HttpError> {
+        if let Some(uri) = super::sigv2::canonical_bucket_uri(req.headers(), req.uri()) {
+            *req.uri_mut() = uri;
+        }
         match req.uri().path() {
             "/cairn/health/live" => return Ok(text(StatusCode::OK, "OK")),
             "/cairn/health/ready" => {
@@ -85,6 +91,11 @@ impl Router {
             return Ok(slow_down());
         };
         let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
-        self.s3.call(req.map(Body::from)).instrument(span).await
+        let sts = crate::admin::sts::is_sts_request(req.method(), req.uri(), req.headers());
+        let resp = self.s3.call(req.map(Body::from)).instrument(span).await?;
+        if sts && (resp.status().is_client_error() || resp.status().is_server_error()) {
+            return Ok(crate::admin::sts::as_sts_error(resp).await);
+        }
+        Ok(resp)
     }
 }
