@@ -48,6 +48,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Idle connections kept per endpoint: a data key per object write and read, each on its own
 /// TLS handshake, would cost more than the request.
 const POOL_SIZE: usize = 8;
+/// Idle connections older than this are dropped rather than reused: servers close idle
+/// connections after a while (Go's default is in the minutes, some proxies much sooner), and a
+/// request racing that close would fail.
+const IDLE_LIMIT: Duration = Duration::from_secs(10);
 
 /// One KES server address.
 struct Endpoint {
@@ -58,7 +62,8 @@ struct Endpoint {
     /// `HOST:PORT` for the `Host` header.
     authority: String,
     server_name: ServerName<'static>,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    /// Connections back from a finished exchange, with when they became idle.
+    idle: Mutex<Vec<(Instant, SendRequest<Full<Bytes>>)>>,
 }
 
 impl Endpoint {
@@ -268,7 +273,8 @@ impl KesClient {
                 let started = Instant::now();
                 let attempt = tokio::time::timeout(
                     REQUEST_TIMEOUT,
-                    self.send(ep, &method, path, body.clone()),
+                    // Everything but create can be sent twice without harm.
+                    self.send(ep, &method, path, body.clone(), !path.starts_with("/v1/key/create/")),
                 )
                 .await
                 .unwrap_or_else(|_| Err(Unreachable("timed out".into())));
@@ -317,19 +323,23 @@ impl KesClient {
     }
 
     /// One exchange with `ep`: on an idle pooled connection if one takes the request, else on a
-    /// new one. A request a pooled connection did not send is retried; one it did is not (create
-    /// is not idempotent).
+    /// new one. A request a pooled connection did not send goes to the next one; one it sent but
+    /// got no answer for (the server closed it meanwhile) is sent again on a new connection only
+    /// if `idempotent` (create is not).
     async fn send(
         &self,
         ep: &Endpoint,
         method: &Method,
         path: &str,
         body: Bytes,
+        idempotent: bool,
     ) -> Result<(StatusCode, Zeroizing<Vec<u8>>), Unreachable> {
         loop {
             let pooled = ep.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-            let Some(mut sender) = pooled else { break };
-            if sender.is_closed() || sender.ready().await.is_err() {
+            let Some((since, mut sender)) = pooled else {
+                break;
+            };
+            if since.elapsed() > IDLE_LIMIT || sender.is_closed() || sender.ready().await.is_err() {
                 continue;
             }
             match sender
@@ -341,7 +351,11 @@ impl KesClient {
                     if e.take_message().is_some() {
                         continue;
                     }
-                    return Err(Unreachable(e.into_error().to_string()));
+                    if !idempotent {
+                        return Err(Unreachable(e.into_error().to_string()));
+                    }
+                    tracing::debug!(error = %e.error(), "pooled KES connection failed; retrying on a new one");
+                    break;
                 }
             }
         }
@@ -369,7 +383,7 @@ impl KesClient {
         if !sender.is_closed() {
             let mut idle = ep.idle.lock().unwrap_or_else(PoisonError::into_inner);
             if idle.len() < POOL_SIZE {
-                idle.push(sender);
+                idle.push((Instant::now(), sender));
             }
         }
         Ok((status, body))
