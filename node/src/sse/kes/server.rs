@@ -403,8 +403,8 @@ impl KesServer {
         );
         async {
             let started = Instant::now();
-            // The body can carry a data key in the clear (decrypt answers, generate replies do not
-            // come in here, but a client may send anything): wiped after use.
+            // Requests of this API carry ciphertexts and contexts, not secrets; wiped after use
+            // all the same, as a client may send anything.
             let body = match Limited::new(body, MAX_BODY).collect().await {
                 Ok(b) => Zeroizing::new(b.to_bytes().to_vec()),
                 Err(_) => {
