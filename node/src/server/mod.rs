@@ -50,6 +50,11 @@ pub struct ServerArgs {
     /// TLS between nodes. Default `~/.cairn/certs`; without the files Cairn serves plain HTTP.
     #[arg(long, env = "CAIRN_CERTS_DIR")]
     pub certs_dir: Option<std::path::PathBuf>,
+    /// Also serve this site's KMS keys over the KES API at `HOST:PORT` (HTTPS with the certs
+    /// directory's certificate; clients need a certificate from its `CAs/`), so other sites can
+    /// use them with `CAIRN_KMS_KES_*`.
+    #[arg(long, env = crate::sse::kes::server::ADDRESS_ENV)]
+    pub kes_address: Option<String>,
 }
 
 fn default_certs_dir() -> std::path::PathBuf {
@@ -164,7 +169,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     }
     let heal_on_start = drives.fresh > 0 || (topology.networked && rejoining);
     let root_secret = root.secret_key.clone();
-    let (_node, router) = Node::start(NodeParts {
+    let (node, router) = Node::start(NodeParts {
         topology: topology.clone(),
         drives: site_drives.clone(),
         layout: drives.layout,
@@ -180,6 +185,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         sse: crate::sse::object::SseConfig::from_env(
             Box::new(<rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_entropy()),
             &root_secret,
+            tls.as_ref().map(|m| m.ca_pem.as_slice()),
         )?,
     })
     .await?;
@@ -187,9 +193,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    let mut served_cert = None;
     let acceptor = match &tls {
         Some(m) => {
             let (acceptor, cert) = tls::s3_acceptor(m)?;
+            served_cert = Some(cert.clone());
             tokio::spawn(tls::reload_forever(m.dir.clone(), cert));
             Some(acceptor)
         }
@@ -198,6 +206,22 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             None
         }
     };
+    if let Some(kes) = args.kes_address.as_deref().filter(|a| !a.trim().is_empty()) {
+        let (Some(m), Some(cert)) = (&tls, served_cert) else {
+            anyhow::bail!(
+                "--kes-address needs public.crt and private.key in {}: KES is served over mutual TLS only",
+                certs_dir.display()
+            );
+        };
+        let bound = crate::sse::kes::server::start_for_node(
+            parse_address(kes)?,
+            &m.ca_pem,
+            cert,
+            node.clone(),
+        )
+        .await?;
+        println!("Cairn serving KES on https://{bound} (client certificates required)");
+    }
     tracing::info!(%addr, layout = ?drives.layout, deployment = %drives.deployment_id, "cairn is serving");
     println!(
         "Cairn serving S3 on {}://{} ({} drive(s) here, {} in the site on {} node(s), {:?})",

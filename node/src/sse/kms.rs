@@ -52,6 +52,13 @@ pub trait Kms: Send + Sync {
         ciphertext: &[u8],
         context: &Context,
     ) -> SseResult<Secret>;
+
+    /// Whether this KMS answers for `key_id` when a node also has its key registry
+    /// ([`super::registry::SiteKms`]). A single static key owns only its own name; a remote KMS
+    /// (KES) owns every name, so no key id silently falls through to the local registry.
+    fn owns(&self, key_id: &str) -> bool {
+        key_id == self.default_key_id()
+    }
 }
 
 /// Appends `bytes` with a 4-byte big-endian length, so that concatenated fields cannot be shifted

@@ -14,6 +14,7 @@
 //! - random 256-bit *object key* -> per-stream keys (whole object, or one multipart part) that seal
 //!   the packages ([`package`]).
 
+pub mod kes;
 pub mod kms;
 pub mod object;
 pub mod package;

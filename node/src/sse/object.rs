@@ -47,11 +47,30 @@ pub struct SseConfig {
 pub const AUTO_ENCRYPTION_ENV: &str = "CAIRN_KMS_AUTO_ENCRYPTION";
 
 impl SseConfig {
-    /// The server's settings from `CAIRN_KMS_SECRET_KEY`, `CAIRN_KMS_AUTO_ENCRYPTION` and
-    /// `CAIRN_KMS_MASTER_KEY` (else a root key derived from `root_secret`); `rng` draws the static
-    /// KMS's data keys.
-    pub fn from_env(rng: Box<dyn RngCore + Send>, root_secret: &str) -> SseResult<Self> {
-        let kms = StaticKms::from_env(rng)?.map(|k| Arc::new(k) as Arc<dyn Kms>);
+    /// The server's settings from `CAIRN_KMS_KES_*` (a KES server) or else `CAIRN_KMS_SECRET_KEY`,
+    /// `CAIRN_KMS_AUTO_ENCRYPTION` and `CAIRN_KMS_MASTER_KEY` (else a root key derived from
+    /// `root_secret`); `rng` draws the static KMS's data keys. `certs_ca` is the PEM the certs
+    /// directory trusts (`CAs/`), with which the KES client verifies its server unless
+    /// `CAIRN_KMS_KES_CAPATH` names another CA.
+    pub fn from_env(
+        rng: Box<dyn RngCore + Send>,
+        root_secret: &str,
+        certs_ca: Option<&[u8]>,
+    ) -> SseResult<Self> {
+        let kms = match super::kes::client::KesClient::from_env(certs_ca)? {
+            Some(kes) => {
+                if std::env::var_os(super::kms::STATIC_KEY_ENV).is_some() {
+                    tracing::warn!(
+                        "{} is ignored: {} is set and KES serves every key",
+                        super::kms::STATIC_KEY_ENV,
+                        super::kes::client::ENDPOINT_ENV
+                    );
+                }
+                tracing::info!(kes = ?kes, identity = %kes.identity(), "KMS: KES client");
+                Some(Arc::new(kes) as Arc<dyn Kms>)
+            }
+            None => StaticKms::from_env(rng)?.map(|k| Arc::new(k) as Arc<dyn Kms>),
+        };
         let auto_encryption = match std::env::var(AUTO_ENCRYPTION_ENV) {
             Ok(v) if v.eq_ignore_ascii_case("on") => true,
             Ok(v) if v.eq_ignore_ascii_case("off") || v.is_empty() => false,
@@ -64,8 +83,9 @@ impl SseConfig {
         };
         if auto_encryption && kms.is_none() {
             return Err(SseError::KmsConfig(format!(
-                "{AUTO_ENCRYPTION_ENV}=on needs a KMS ({})",
-                super::kms::STATIC_KEY_ENV
+                "{AUTO_ENCRYPTION_ENV}=on needs a KMS ({} or {})",
+                super::kms::STATIC_KEY_ENV,
+                super::kes::client::ENDPOINT_ENV
             )));
         }
         let registry_root = match std::env::var(registry::MASTER_KEY_ENV) {
@@ -148,6 +168,11 @@ impl Keyring {
             auto_encryption: config.auto_encryption,
             rng: Mutex::new(rng),
         }
+    }
+
+    /// The node's KMS (configured backend plus registry), for serving it over KES.
+    pub fn site_kms(&self) -> Option<Arc<dyn Kms>> {
+        self.kms.clone()
     }
 
     fn kms(&self) -> SseResult<&Arc<dyn Kms>> {

@@ -113,8 +113,8 @@ impl Kms for RegistryKms {
     }
 }
 
-/// A node's KMS: the configured one (static key) answers for its own key, the registry for every
-/// other name.
+/// A node's KMS: the configured one answers for the keys it owns ([`Kms::owns`]: the static key
+/// for its own name, a KES server for all), the registry for every other name.
 pub struct SiteKms {
     pub external: Option<Arc<dyn Kms>>,
     pub registry: Option<Arc<RegistryKms>>,
@@ -123,7 +123,7 @@ pub struct SiteKms {
 impl SiteKms {
     fn route(&self, key_id: &str) -> SseResult<&dyn Kms> {
         match (&self.external, &self.registry) {
-            (Some(e), _) if e.default_key_id() == key_id => Ok(e.as_ref()),
+            (Some(e), _) if e.owns(key_id) => Ok(e.as_ref()),
             (_, Some(r)) => Ok(r.as_ref()),
             (Some(e), None) => Ok(e.as_ref()),
             (None, None) => Err(SseError::KmsConfig("no KMS is configured".into())),
