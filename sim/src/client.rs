@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_node::bench::sign::{amz_date, uri_encode, SignRequest, Signer, UNSIGNED_PAYLOAD};
 use cairn_node::clock::Clock;
+use http::HeaderMap;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
@@ -45,15 +46,31 @@ impl S3 {
         query: &[(&str, &str)],
         body: Bytes,
     ) -> Reply {
+        self.request_with(host, method, path, query, &[], body)
+            .await
+            .0
+    }
+
+    /// Like [`S3::request`], with extra request headers (signed, names in lower case) and the
+    /// response headers (empty when the reply was lost).
+    pub async fn request_with(
+        &mut self,
+        host: &str,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> (Reply, HeaderMap) {
         match tokio::time::timeout(
             REQUEST_TIMEOUT,
-            self.request_inner(host, method, path, query, body),
+            self.request_inner(host, method, path, query, headers, body),
         )
         .await
         {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => Reply::Lost(e.to_string()),
-            Err(_) => Reply::Lost("timeout".into()),
+            Ok(Err(e)) => (Reply::Lost(e.to_string()), HeaderMap::new()),
+            Err(_) => (Reply::Lost("timeout".into()), HeaderMap::new()),
         }
     }
 
@@ -63,8 +80,9 @@ impl S3 {
         method: &str,
         path: &str,
         query: &[(&str, &str)],
+        extra: &[(&str, &str)],
         body: Bytes,
-    ) -> anyhow::Result<Reply> {
+    ) -> anyhow::Result<(Reply, HeaderMap)> {
         let path = path
             .split('/')
             .map(|s| uri_encode(s, true))
@@ -75,15 +93,17 @@ impl S3 {
         let _ = self.clock.now();
         let date = amz_date(time::OffsetDateTime::now_utc());
         let authority = format!("{host}:{S3_PORT}");
+        let mut signed = vec![
+            ("host", authority.as_str()),
+            ("x-amz-content-sha256", UNSIGNED_PAYLOAD),
+            ("x-amz-date", date.as_str()),
+        ];
+        signed.extend_from_slice(extra);
         let authorization = self.signer.authorization(&SignRequest {
             method,
             path: &path,
             query,
-            headers: &[
-                ("host", &authority),
-                ("x-amz-content-sha256", UNSIGNED_PAYLOAD),
-                ("x-amz-date", &date),
-            ],
+            headers: &signed,
             payload_hash: UNSIGNED_PAYLOAD,
             amz_date: &date,
         });
@@ -96,15 +116,18 @@ impl S3 {
             uri = format!("{uri}?{}", q.join("&"));
         }
         let len = body.len();
-        let req = hyper::Request::builder()
+        let mut req = hyper::Request::builder()
             .method(method)
             .uri(uri)
             .header("host", &authority)
             .header("x-amz-content-sha256", UNSIGNED_PAYLOAD)
             .header("x-amz-date", &date)
             .header("authorization", authorization)
-            .header("content-length", len)
-            .body(Full::new(body))?;
+            .header("content-length", len);
+        for (name, value) in extra {
+            req = req.header(*name, *value);
+        }
+        let req = req.body(Full::new(body))?;
         let stream = turmoil::net::TcpStream::connect(&authority).await?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -113,8 +136,9 @@ impl S3 {
         });
         let resp = sender.send_request(req).await?;
         let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await?.to_bytes();
-        Ok(Reply::Status(status, body))
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok((Reply::Status(status, body), parts.headers))
     }
 }
 
@@ -131,4 +155,27 @@ pub fn listed_keys(xml: &[u8]) -> Vec<String> {
         .skip(1)
         .filter_map(|p| p.split("</Key>").next().map(str::to_owned))
         .collect()
+}
+
+/// The (key, version id) of every `<Version>` of a ListObjectVersions reply (delete markers are
+/// not versions with data and are left out).
+pub fn listed_versions(xml: &[u8]) -> Vec<(String, String)> {
+    let s = String::from_utf8_lossy(xml);
+    let field = |entry: &str, name: &str| -> Option<String> {
+        let open = format!("<{name}>");
+        let close = format!("</{name}>");
+        let start = entry.find(&open)? + open.len();
+        let len = entry[start..].find(&close)?;
+        Some(entry[start..start + len].to_owned())
+    };
+    s.split("<Version>")
+        .skip(1)
+        .filter_map(|p| p.split("</Version>").next())
+        .filter_map(|e| Some((field(e, "Key")?, field(e, "VersionId")?)))
+        .collect()
+}
+
+/// Whether a list reply says more entries follow.
+pub fn truncated(xml: &[u8]) -> bool {
+    String::from_utf8_lossy(xml).contains("<IsTruncated>true</IsTruncated>")
 }

@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod lock;
 pub mod net;
 mod workload;
 
@@ -30,8 +31,14 @@ pub struct Options {
     /// Planted bug: drives acknowledge writes without making them durable and the Raft log skips
     /// its sync, so a crash loses acknowledged data. The checker must notice.
     pub planted_bug: bool,
+    /// Planted bug: the lock client removes locked versions through a node's object layer with
+    /// their retention stripped first (retention enforcement skipped). The checker must notice.
+    /// Implies the lock client.
+    pub planted_lock_bug: bool,
     /// Workload clients, each with its own bucket and keys.
     pub clients: usize,
+    /// When the object-lock client (`lock`) runs besides them.
+    pub lock_client: LockClient,
     /// Simulated time the workload (and the fault schedule) runs.
     pub workload: Duration,
 }
@@ -41,8 +48,29 @@ impl Default for Options {
         Self {
             faults: true,
             planted_bug: false,
+            planted_lock_bug: false,
             clients: 2,
+            lock_client: LockClient::OddSeeds,
             workload: Duration::from_secs(30),
+        }
+    }
+}
+
+/// When the object-lock client runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LockClient {
+    /// On odd seeds only: even seeds replay exactly the runs they gave before it existed.
+    OddSeeds,
+    Always,
+    Never,
+}
+
+impl LockClient {
+    pub fn runs(self, seed: u64) -> bool {
+        match self {
+            Self::OddSeeds => seed % 2 == 1,
+            Self::Always => true,
+            Self::Never => false,
         }
     }
 }
@@ -333,6 +361,19 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
         sim.client(
             format!("client{}", c + 1),
             workload::run_client(seed, c, opts.workload, model.clone(), trace.clone()),
+        );
+    }
+    if opts.planted_lock_bug || opts.lock_client.runs(seed) {
+        sim.client(
+            "locker",
+            lock::run_lock_client(
+                seed,
+                opts.workload,
+                opts.planted_lock_bug,
+                model.clone(),
+                site.clone(),
+                trace.clone(),
+            ),
         );
     }
     sim.client(

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use clap::Parser;
 
-use cairn_sim::{run_seed, Options};
+use cairn_sim::{run_seed, LockClient, Options};
 
 #[derive(Parser)]
 #[command(about = "Deterministic simulation of a Cairn site")]
@@ -18,6 +18,13 @@ struct Args {
     /// Plant a durability bug (unsynced writes acknowledged) to check the checker.
     #[arg(long)]
     planted_bug: bool,
+    /// Plant an object-lock bug (locked versions removed with retention skipped) to check the
+    /// checker; runs the lock client whatever --lock-client says.
+    #[arg(long)]
+    planted_lock_bug: bool,
+    /// When the object-lock client runs besides the two plain clients.
+    #[arg(long, value_enum, default_value = "odd-seeds")]
+    lock_client: LockClient,
     /// No faults: only the workload.
     #[arg(long)]
     no_faults: bool,
@@ -39,6 +46,8 @@ fn main() -> anyhow::Result<()> {
     let opts = Options {
         faults: !args.no_faults,
         planted_bug: args.planted_bug,
+        planted_lock_bug: args.planted_lock_bug,
+        lock_client: args.lock_client,
         ..Options::default()
     };
     let range = match (&args.seed, &args.seeds) {
@@ -75,12 +84,17 @@ fn main() -> anyhow::Result<()> {
             if let Some(e) = &o.sim_error {
                 println!("  simulation error: {e}");
             }
-            let bug = if args.planted_bug {
-                " --planted-bug"
-            } else {
-                ""
-            };
-            println!("replay: cargo run -p cairn-sim -- --seed {seed}{bug} --verbose");
+            let mut flags = String::new();
+            if args.planted_bug {
+                flags.push_str(" --planted-bug");
+            }
+            if args.planted_lock_bug {
+                flags.push_str(" --planted-lock-bug");
+            }
+            if args.lock_client != LockClient::OddSeeds {
+                flags.push_str(&format!(" --lock-client {:?}", args.lock_client).to_lowercase());
+            }
+            println!("replay: cargo run -p cairn-sim -- --seed {seed}{flags} --verbose");
             failed.push(seed);
             if !args.keep_going {
                 break;

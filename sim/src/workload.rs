@@ -20,7 +20,7 @@ use crate::client::{listed_keys, Reply, S3};
 use crate::cluster::{control_states, host_name, Site, NODES};
 use crate::SharedTrace;
 
-type Digest32 = [u8; 32];
+pub(crate) type Digest32 = [u8; 32];
 
 const KEYS_PER_CLIENT: usize = 6;
 
@@ -45,13 +45,17 @@ pub struct Model {
     /// Digest of every body any PUT sent.
     pub written: BTreeSet<Digest32>,
     pub buckets: BTreeSet<String>,
+    /// The lock client's bucket, once created (`crate::lock`).
+    pub lock_bucket: Option<String>,
+    /// Every version a PUT with COMPLIANCE retention acknowledged: it must never go away.
+    pub locked: Vec<crate::lock::Locked>,
 }
 
-fn digest(b: &[u8]) -> Digest32 {
+pub(crate) fn digest(b: &[u8]) -> Digest32 {
     Sha256::digest(b).into()
 }
 
-fn short(d: &Option<Digest32>) -> String {
+pub(crate) fn short(d: &Option<Digest32>) -> String {
     match d {
         Some(d) => hex::encode(&d[..4]),
         None => "absent".into(),
@@ -91,7 +95,7 @@ fn check_get(model: &Model, bucket: &str, key: &str, reply: &Reply) -> Option<St
     }
 }
 
-fn summary(r: &Reply) -> String {
+pub(crate) fn summary(r: &Reply) -> String {
     match r {
         Reply::Status(s, b) if *s == 200 && !b.is_empty() => {
             format!("{s} {}", hex::encode(&digest(b)[..4]))
@@ -101,7 +105,7 @@ fn summary(r: &Reply) -> String {
     }
 }
 
-fn acked(r: &Reply) -> bool {
+pub(crate) fn acked(r: &Reply) -> bool {
     matches!(r, Reply::Status(s, _) if (200..300).contains(s))
 }
 
@@ -331,6 +335,7 @@ pub async fn run_checker(
             }
         }
     }
+    crate::lock::check(&mut s3, &model, &trace).await;
     // Control-plane convergence: every node applies the same history.
     let mut agreed = false;
     for _ in 0..60 {

@@ -35,13 +35,14 @@ fn same_seed_same_trace() {
 /// Seeds 0, 20, 21 and 56 found a sub-quorum overwrite, 33 and 59 a sub-quorum delete, destroying
 /// the acknowledged version; seed 10 a heal on one node overwriting a newer version another node
 /// had just committed (heal writes are now conditional on the record they read). Each replays in
-/// its own process (exact replay), where they now pass.
+/// its own process (exact replay), where they now pass; without the lock client, which did not
+/// exist when they were found (their runs stay the same).
 #[test]
 fn failed_writes_keep_the_previous_version() {
     let _g = serial();
     for seed in ["0", "10", "20", "21", "33", "56", "59"] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-sim"))
-            .args(["--seed", seed])
+            .args(["--seed", seed, "--lock-client", "never"])
             .output()
             .expect("cairn-sim runs");
         assert!(
@@ -65,6 +66,27 @@ fn planted_bug_is_caught() {
     assert!(
         caught.is_some(),
         "no seed in 0..100 caught the planted durability bug"
+    );
+}
+
+/// Retention enforcement skipped: the lock client removes locked versions through a node's object
+/// layer after stripping their retention. Some seed among the first 10 must report the removal.
+#[test]
+fn planted_lock_bug_is_caught() {
+    let _g = serial();
+    let opts = Options {
+        planted_lock_bug: true,
+        ..Options::default()
+    };
+    let caught = (0..10).find(|&s| {
+        run_seed(s, &opts, false)
+            .violations
+            .iter()
+            .any(|v| v.contains("locked version removed"))
+    });
+    assert!(
+        caught.is_some(),
+        "no seed in 0..10 caught the planted object-lock bug"
     );
 }
 
