@@ -36,6 +36,10 @@ impl HealSummary {
     }
 }
 
+/// How old a record below quorum must be before heal removes it as a failed write's leftover:
+/// far longer than any write takes to reach quorum, with room for clock skew between nodes.
+const DANGLING_GRACE_NS: i64 = 3_600 * 1_000_000_000;
+
 /// Stored lengths of every block of a part's shard.
 fn shard_lens(r: &ShardReader, part: &PartInfo) -> Vec<usize> {
     (0..r.blocks(part.size))
@@ -72,7 +76,8 @@ impl ObjectLayer {
         let resolved = match quorum::resolve(&records, None, set.read_quorum, set.write_quorum) {
             Ok(r) => r,
             Err(ObjectError::NoSuchKey) => {
-                summary.dangling_removed = remove_dangling(set, &meta_key, &records).await;
+                summary.dangling_removed =
+                    remove_dangling(set, &meta_key, &records, self.clock.now_ns()).await;
                 return Ok(summary);
             }
             Err(e) => return Err(e),
@@ -314,17 +319,34 @@ impl ObjectLayer {
 async fn remove_dangling(
     set: &ErasureSet,
     meta_key: &[u8],
-    records: &[Result<Option<cairn_proto::meta::ObjectRecord>, DriveError>],
+    records: &[Result<Option<ObjectRecord>, DriveError>],
+    now_ns: i64,
 ) -> u64 {
     let mut removed = 0;
     for (d, r) in records.iter().enumerate() {
         let Ok(Some(rec)) = r else { continue };
-        let drive = &set.drives[d];
-        if drive
-            .apply(vec![MetaOp::Delete(meta_key.to_vec())])
-            .await
-            .is_ok()
+        // A record below quorum may be a PUT that another node is landing right now: only
+        // records older than the grace period are leftovers of a failed write.
+        if rec
+            .versions
+            .iter()
+            .any(|v| now_ns.saturating_sub(v.mod_time_ns) < DANGLING_GRACE_NS)
         {
+            continue;
+        }
+        let drive = &set.drives[d];
+        // Conditional on the record as read: one that changed since is not dangling any more.
+        let Ok(Some(raw)) = drive.get(meta_key).await else {
+            continue;
+        };
+        if ObjectRecord::decode(raw.as_slice()).ok().as_ref() != Some(rec) {
+            continue;
+        }
+        let ops = vec![
+            MetaOp::Expect(meta_key.to_vec(), Some(raw)),
+            MetaOp::Delete(meta_key.to_vec()),
+        ];
+        if drive.apply(ops).await.is_ok() {
             for v in rec.versions.iter().filter(|v| !v.data_dir.is_empty()) {
                 let _ = drive.delete(&keys::data_dir(&v.data_dir)).await;
             }

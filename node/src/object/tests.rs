@@ -376,3 +376,36 @@ async fn multipart_complete_and_errors() {
         Err(ObjectError::NoSuchUpload)
     ));
 }
+
+/// A record below quorum is removed by heal only once it is older than the grace period: a fresh
+/// one may be a PUT another node is landing (removing it would lose the write once acknowledged).
+#[tokio::test]
+async fn heal_removes_only_old_dangling_records() {
+    use prost::Message;
+    let f = fixture(4, 2);
+    put(&f.layer, "o", &data(1000, 1)).await;
+    let drive = f.layer.sets[0].drives[0].clone();
+    let raw = drive.get(&keys::object("b", "o")).await.unwrap().unwrap();
+    let now = f.layer.clock.now_ns();
+    for (key, age_ns, removed) in [("fresh", 0, 0), ("old", 2 * 3_600 * 1_000_000_000_i64, 1)] {
+        let mut rec = cairn_proto::meta::ObjectRecord::decode(raw.as_slice()).unwrap();
+        for v in &mut rec.versions {
+            v.mod_time_ns = now - age_ns;
+            // Shares no data with "o": removing it must not touch o's shards.
+            v.data_dir.clear();
+        }
+        let meta = keys::object("b", key);
+        drive
+            .apply(vec![MetaOp::Put(meta.clone(), rec.encode_to_vec())])
+            .await
+            .unwrap();
+        let s = f.layer.heal_object("b", key).await.unwrap();
+        assert_eq!(s.dangling_removed, removed, "{key}");
+        assert_eq!(
+            drive.get(&meta).await.unwrap().is_some(),
+            removed == 0,
+            "{key}"
+        );
+    }
+    assert_eq!(get(&f.layer, "o", 0, 1000).await.unwrap(), data(1000, 1));
+}
