@@ -53,6 +53,24 @@ fn failed_writes_keep_the_previous_version() {
     }
 }
 
+/// Seed 54 with the lock client: a heal on one node read a newer write on two drives while it was
+/// still landing (below quorum) and put the older version back over it; the write then reached
+/// quorum and was acknowledged, and was lost. Heal now never replaces a newer version with an
+/// older one.
+#[test]
+fn heal_never_downgrades_a_landing_write() {
+    let _g = serial();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-sim"))
+        .args(["--seed", "54", "--lock-client", "always"])
+        .output()
+        .expect("cairn-sim runs");
+    assert!(
+        out.status.success(),
+        "seed 54:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// Unsynced writes acknowledged as durable: some seed among the first 100 must fail (seed 9 does
 /// today; the loop stops at the first failure).
 #[test]

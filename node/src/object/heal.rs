@@ -226,6 +226,15 @@ impl ObjectLayer {
                 if current != seen.get(dist[t] as usize).cloned().flatten() {
                     return Ok(false);
                 }
+                // Never put an older version over a newer one: a newer record below quorum may
+                // be a write another node is landing, which reaches quorum moments later.
+                if current.as_ref().is_some_and(|r| {
+                    r.versions
+                        .iter()
+                        .any(|x| x.mod_time_ns > version.mod_time_ns)
+                }) {
+                    return Ok(false);
+                }
                 if !version.inlined {
                     let dir = keys::data_dir(&version.data_dir);
                     for part in &version.parts {

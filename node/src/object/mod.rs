@@ -385,11 +385,16 @@ impl ObjectLayer {
                     Some(b) => ObjectRecord::decode(b.as_slice())
                         .map_err(|e| crate::drive::DriveError::Meta(e.to_string()))?,
                 };
-                let replaced = replace_version(&mut record, v);
+                let freed = replace_version(&mut record, v);
+                let after = record.encode_to_vec();
                 drive
-                    .apply(vec![MetaOp::Put(meta_key, record.encode_to_vec())])
+                    .apply(vec![MetaOp::Put(meta_key, after.clone())])
                     .await?;
-                Ok((before, replaced))
+                Ok(Changed {
+                    before,
+                    after: Some(after),
+                    freed,
+                })
             }
         }))
         .await;
@@ -516,7 +521,15 @@ fn shard_reader(set: &ErasureSet, r: &quorum::Resolved) -> ObjectResult<ShardRea
 
 /// What one drive's first phase of a record change left: its previous record (raw) and the data
 /// dirs the change freed.
-type RecordChange = Result<(Option<Vec<u8>>, Vec<String>), crate::drive::DriveError>;
+/// What one drive's record change did: the record before and after it (`None`: absent), and the
+/// data dirs it freed.
+pub(crate) struct Changed {
+    pub before: Option<Vec<u8>>,
+    pub after: Option<Vec<u8>>,
+    pub freed: Vec<String>,
+}
+
+type RecordChange = Result<Changed, crate::drive::DriveError>;
 
 /// Second phase of a change to `meta_key` on every drive of `set`. Below write quorum every drive
 /// that changed gets its previous record back and `undo_paths` (new data) are removed everywhere,
@@ -539,13 +552,19 @@ async fn settle_records(
                 .iter()
                 .zip(&results)
                 .map(|(drive, r)| async move {
-                    if let Ok((before, _)) = r {
-                        let undo = match before {
+                    if let Ok(c) = r {
+                        let undo = match &c.before {
                             Some(b) => MetaOp::Put(meta_key.to_vec(), b.clone()),
                             None => MetaOp::Delete(meta_key.to_vec()),
                         };
-                        if let Err(e) = drive.apply(vec![undo]).await {
-                            tracing::warn!(drive = drive.label(), error = %e, "rollback failed");
+                        // Only while the drive still holds this change: a record another node
+                        // wrote since (an acknowledged write) is not rolled back over.
+                        let expect = MetaOp::Expect(meta_key.to_vec(), c.after.clone());
+                        match drive.apply(vec![expect, undo]).await {
+                            Ok(()) | Err(crate::drive::DriveError::Conflict) => {}
+                            Err(e) => {
+                                tracing::warn!(drive = drive.label(), error = %e, "rollback failed")
+                            }
                         }
                     }
                     for p in undo_paths {
@@ -557,7 +576,7 @@ async fn settle_records(
         return Err(e);
     }
     join_all(set.drives.iter().zip(results).map(|(drive, r)| async move {
-        for dir in r.map(|(_, freed)| freed).unwrap_or_default() {
+        for dir in r.map(|c| c.freed).unwrap_or_default() {
             if let Err(e) = drive.delete(&keys::data_dir(&dir)).await {
                 tracing::warn!(drive = drive.label(), error = %e, "old data not removed");
             }

@@ -11,7 +11,7 @@ use cairn_control_plane::Versioning;
 use cairn_proto::meta::{ObjectRecord, ObjectVersion};
 
 use super::retention::{self, Bypass};
-use super::{keys, settle_records, ObjectError, ObjectLayer, ObjectResult, NULL_VERSION};
+use super::{keys, settle_records, Changed, ObjectError, ObjectLayer, ObjectResult, NULL_VERSION};
 use crate::drive::{DriveError, MetaOp};
 
 /// What a DELETE asks for.
@@ -131,7 +131,11 @@ impl ObjectLayer {
             async move {
                 let before = drive.get(&meta_key).await?;
                 let Some(raw) = &before else {
-                    return Ok((None, Vec::new()));
+                    return Ok(Changed {
+                        before: None,
+                        after: None,
+                        freed: Vec::new(),
+                    });
                 };
                 let mut record = ObjectRecord::decode(raw.as_slice())
                     .map_err(|e| DriveError::Meta(e.to_string()))?;
@@ -140,10 +144,10 @@ impl ObjectLayer {
                     .into_iter()
                     .partition(|v| v.version_id == id);
                 record.versions = kept;
-                let op = if record.versions.is_empty() {
-                    MetaOp::Delete(meta_key)
-                } else {
-                    MetaOp::Put(meta_key, record.encode_to_vec())
+                let after = (!record.versions.is_empty()).then(|| record.encode_to_vec());
+                let op = match &after {
+                    None => MetaOp::Delete(meta_key),
+                    Some(a) => MetaOp::Put(meta_key, a.clone()),
                 };
                 drive.apply(vec![op]).await?;
                 let freed = gone
@@ -151,7 +155,11 @@ impl ObjectLayer {
                     .filter(|v| !v.data_dir.is_empty())
                     .map(|v| v.data_dir)
                     .collect();
-                Ok((before, freed))
+                Ok(Changed {
+                    before,
+                    after,
+                    freed,
+                })
             }
         }))
         .await;
