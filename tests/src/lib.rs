@@ -675,6 +675,54 @@ pub async fn run_cairn(
     )
 }
 
+/// `aws` against `srv` (HTTPS) with a private config, trusting `ca`; returns (success, stdout,
+/// stderr). Bounded to 600 s (a 100 MiB transfer included).
+pub async fn aws_tls(srv: &Server, ca: &Path, args: &[&str]) -> (bool, String, String) {
+    let dir = srv.root().join("aws");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config");
+    std::fs::write(
+        &config,
+        "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n",
+    )
+    .unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(600),
+        tokio::process::Command::new("aws")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_CA_BUNDLE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env("AWS_CONFIG_FILE", &config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"))
+            .env("AWS_ACCESS_KEY_ID", srv.access_key())
+            .env("AWS_SECRET_ACCESS_KEY", srv.secret_key())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .arg("--endpoint-url")
+            .arg(srv.endpoint())
+            .arg("--ca-bundle")
+            .arg(ca)
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("aws finished within 600 s")
+    .expect("run aws");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub async fn aws_tls_ok(srv: &Server, ca: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = aws_tls(srv, ca, args).await;
+    assert!(ok, "aws {args:?} failed:\n{out}\n{err}");
+    out
+}
+
 /// Prelude of every [`boto3`] script: `client(service, endpoint, ak, sk, token=None, **config)`
 /// (path style, no retries, no parameter validation so that bad input reaches the server) and
 /// `code(f)`, the error code `f()` fails with, or "ok".

@@ -75,12 +75,21 @@ impl Admin {
     }
 }
 
-fn allow(actions: &[&str], resources: &[&str]) -> String {
+/// A one-statement policy document.
+fn policy_doc(effect: &str, actions: &[&str], resources: &[&str]) -> String {
     serde_json::json!({
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resources}]
+        "Statement": [{"Effect": effect, "Action": actions, "Resource": resources}]
     })
     .to_string()
+}
+
+fn allow(actions: &[&str], resources: &[&str]) -> String {
+    policy_doc("Allow", actions, resources)
+}
+
+fn deny(actions: &[&str], resources: &[&str]) -> String {
+    policy_doc("Deny", actions, resources)
 }
 
 /// Polls `f` until it returns true; panics after `within`. Returns the time it took.
@@ -286,14 +295,7 @@ async fn group_deny_beats_user_allow(site: &Cluster, admin: &Admin) {
     let cs = clients(site, "bob", "bob-secret-1");
     wait_known(&cs, "data", "a.txt").await;
     admin
-        .policy(
-            "deny-data",
-            &serde_json::json!({
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Deny", "Action": "s3:*", "Resource": "arn:aws:s3:::data/*"}]
-            })
-            .to_string(),
-        )
+        .policy("deny-data", &deny(&["s3:*"], &["arn:aws:s3:::data/*"]))
         .await;
     admin.ok(&["group", "add", "n0", "denied", "bob"]).await;
     admin
@@ -718,11 +720,7 @@ async fn per_key_deletes_and_governance_bypass(site: &Cluster, admin: &Admin) {
     admin
         .policy(
             "no-bypass",
-            &serde_json::json!({
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Deny", "Action": "s3:BypassGovernanceRetention", "Resource": "*"}]
-            })
-            .to_string(),
+            &deny(&["s3:BypassGovernanceRetention"], &["*"]),
         )
         .await;
     for (user, policy) in [

@@ -4,7 +4,6 @@
 //! another CA.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use cairn_tests::certs::TestCa;
@@ -12,57 +11,10 @@ use cairn_tests::*;
 
 const KEY: &str = "shared-key";
 
-/// `aws` against `srv` with a private config, trusting `ca`; returns (success, stdout, stderr).
-async fn aws(srv: &Server, ca: &Path, args: &[&str]) -> (bool, String, String) {
-    let dir = srv.root().join("aws");
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config");
-    std::fs::write(
-        &config,
-        "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n",
-    )
-    .unwrap();
-    let out = tokio::time::timeout(
-        Duration::from_secs(600),
-        tokio::process::Command::new("aws")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_CA_BUNDLE")
-            .env_remove("AWS_ENDPOINT_URL")
-            .env("AWS_CONFIG_FILE", &config)
-            .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"))
-            .env("AWS_ACCESS_KEY_ID", srv.access_key())
-            .env("AWS_SECRET_ACCESS_KEY", srv.secret_key())
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_MAX_ATTEMPTS", "1")
-            .arg("--endpoint-url")
-            .arg(srv.endpoint())
-            .arg("--ca-bundle")
-            .arg(ca)
-            .args(args)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .output(),
-    )
-    .await
-    .expect("aws finished within 600 s")
-    .expect("run aws");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-async fn aws_ok(srv: &Server, ca: &Path, args: &[&str]) -> String {
-    let (ok, out, err) = aws(srv, ca, args).await;
-    assert!(ok, "aws {args:?} failed:\n{out}\n{err}");
-    out
-}
-
 /// `aws s3api get-object` into `to`; `Err(stderr)` when it fails.
 async fn get_object(srv: &Server, ca: &Path, key: &str, to: &Path) -> Result<Vec<u8>, String> {
     let _ = std::fs::remove_file(to);
-    let (ok, out, err) = aws(
+    let (ok, out, err) = aws_tls(
         srv,
         ca,
         &[
@@ -225,11 +177,11 @@ async fn second_cairn_uses_the_first_ones_kes_endpoint_over_mtls() {
     )
     .await;
 
-    aws_ok(&b, &ca_file, &["s3", "mb", "s3://vault"]).await;
+    aws_tls_ok(&b, &ca_file, &["s3", "mb", "s3://vault"]).await;
     let small = random_bytes(300_000, 11);
     let src = work.path().join("small.bin");
     std::fs::write(&src, &small).unwrap();
-    aws_ok(
+    aws_tls_ok(
         &b,
         &ca_file,
         &[
@@ -248,7 +200,7 @@ async fn second_cairn_uses_the_first_ones_kes_endpoint_over_mtls() {
     let got = get_object(&b, &ca_file, "small", &back).await.unwrap();
     assert_bytes_eq(&got, &small, "SSE-KMS object through B");
     let head = head_json(
-        &aws_ok(
+        &aws_tls_ok(
             &b,
             &ca_file,
             &[
@@ -266,7 +218,7 @@ async fn second_cairn_uses_the_first_ones_kes_endpoint_over_mtls() {
     assert_eq!(head["SSEKMSKeyId"], KEY, "{head}");
 
     // SSE-S3 on B uses the KES default key too.
-    aws_ok(
+    aws_tls_ok(
         &b,
         &ca_file,
         &[
@@ -283,7 +235,7 @@ async fn second_cairn_uses_the_first_ones_kes_endpoint_over_mtls() {
     assert_bytes_eq(&got, &small, "SSE-S3 object through B");
 
     // A key A does not have: the same error the built-in registry gives.
-    let (ok, out, err) = aws(
+    let (ok, out, err) = aws_tls(
         &b,
         &ca_file,
         &[
@@ -305,7 +257,7 @@ async fn second_cairn_uses_the_first_ones_kes_endpoint_over_mtls() {
     let big = random_bytes(100 * MIB, 12);
     let big_src = work.path().join("big.bin");
     std::fs::write(&big_src, &big).unwrap();
-    aws_ok(
+    aws_tls_ok(
         &b,
         &ca_file,
         &[
@@ -321,7 +273,7 @@ async fn second_cairn_uses_the_first_ones_kes_endpoint_over_mtls() {
     )
     .await;
     let head = head_json(
-        &aws_ok(
+        &aws_tls_ok(
             &b,
             &ca_file,
             &["s3api", "head-object", "--bucket", "vault", "--key", "big"],

@@ -88,53 +88,6 @@ async fn handshake(
     .await
 }
 
-/// `aws` with a private config, trusting `ca`; returns (success, stdout, stderr).
-async fn aws(srv: &Server, ca: &Path, args: &[&str]) -> (bool, String, String) {
-    let dir = srv.root().join("aws");
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config");
-    std::fs::write(
-        &config,
-        "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n",
-    )
-    .unwrap();
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("aws")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_CA_BUNDLE")
-            .env_remove("AWS_ENDPOINT_URL")
-            .env("AWS_CONFIG_FILE", &config)
-            .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"))
-            .env("AWS_ACCESS_KEY_ID", srv.access_key())
-            .env("AWS_SECRET_ACCESS_KEY", srv.secret_key())
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_MAX_ATTEMPTS", "1")
-            .arg("--endpoint-url")
-            .arg(srv.endpoint())
-            .arg("--ca-bundle")
-            .arg(ca)
-            .args(args)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .output(),
-    )
-    .await
-    .expect("aws finished within 120 s")
-    .expect("run aws");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-async fn aws_ok(srv: &Server, ca: &Path, args: &[&str]) -> String {
-    let (ok, out, err) = aws(srv, ca, args).await;
-    assert!(ok, "aws {args:?} failed:\n{out}\n{err}");
-    out
-}
-
 fn write_ca(dir: &Path, ca: &TestCa) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let p = dir.join("ca.pem");
@@ -155,15 +108,15 @@ async fn s3_port_speaks_tls_1_2_and_1_3_only() {
     let data = random_bytes(300_000, 7);
     let src = work.path().join("src.bin");
     std::fs::write(&src, &data).unwrap();
-    aws_ok(&srv, &ca_file, &["s3", "mb", "s3://secure"]).await;
-    aws_ok(
+    aws_tls_ok(&srv, &ca_file, &["s3", "mb", "s3://secure"]).await;
+    aws_tls_ok(
         &srv,
         &ca_file,
         &["s3", "cp", &src.display().to_string(), "s3://secure/obj"],
     )
     .await;
     let back = work.path().join("back.bin");
-    aws_ok(
+    aws_tls_ok(
         &srv,
         &ca_file,
         &["s3", "cp", "s3://secure/obj", &back.display().to_string()],
@@ -173,7 +126,7 @@ async fn s3_port_speaks_tls_1_2_and_1_3_only() {
 
     // A client that does not trust the site's CA is refused by its own verification.
     let stranger = write_ca(&work.path().join("other"), &TestCa::new("another CA"));
-    let (ok, _, err) = aws(&srv, &stranger, &["s3", "ls"]).await;
+    let (ok, _, err) = aws_tls(&srv, &stranger, &["s3", "ls"]).await;
     assert!(!ok, "a client trusting another CA connected");
     assert!(
         err.to_lowercase().contains("ssl") || err.contains("certificate"),
@@ -240,15 +193,15 @@ async fn site_nodes_talk_over_mutual_tls() {
     let data = random_bytes(2_500_000, 3);
     let src = work.path().join("src.bin");
     std::fs::write(&src, &data).unwrap();
-    aws_ok(site.node(0), &ca_file, &["s3", "mb", "s3://tls-site"]).await;
-    aws_ok(
+    aws_tls_ok(site.node(0), &ca_file, &["s3", "mb", "s3://tls-site"]).await;
+    aws_tls_ok(
         site.node(0),
         &ca_file,
         &["s3", "cp", &src.display().to_string(), "s3://tls-site/obj"],
     )
     .await;
     let back = work.path().join("back.bin");
-    aws_ok(
+    aws_tls_ok(
         site.node(2),
         &ca_file,
         &["s3", "cp", "s3://tls-site/obj", &back.display().to_string()],
