@@ -229,8 +229,8 @@ async fn multipart_uploads_encrypt_each_part_and_serve_ranges_and_part_numbers()
     let srv = start(false).await;
     let c = srv.client();
     create_bucket(&c, "multi").await;
-    // Three parts: 5 MiB, 5 MiB and 1 MiB + 3 bytes (11 MiB; not the 100 MiB).
-    let sizes = [5 * MIB, 5 * MIB, MIB + 3];
+    // Three parts of 40 MiB, 40 MiB and 20 MiB + 3 bytes: the 100 MiB per mode.
+    let sizes = [40 * MIB, 40 * MIB, 20 * MIB + 3];
     let data = random_bytes(sizes.iter().sum(), 33);
     for (name, mode) in Mode::all() {
         let key = format!("{name}-mp");
@@ -285,10 +285,8 @@ async fn multipart_uploads_encrypt_each_part_and_serve_ranges_and_part_numbers()
         let got = get_sse(&c, "multi", &key, &mode, None).await;
         assert_bytes_eq(&got, &data, &key);
         // A range across the first part boundary, and one across the second.
-        for (a, b) in [
-            (5 * MIB - 100, 5 * MIB + 100),
-            (10 * MIB - 1, 10 * MIB + 70_000),
-        ] {
+        let (first, second) = (sizes[0], sizes[0] + sizes[1]);
+        for (a, b) in [(first - 100, first + 100), (second - 1, second + 70_000)] {
             let range = format!("bytes={a}-{b}");
             let got = get_sse(&c, "multi", &key, &mode, Some(&range)).await;
             assert_bytes_eq(&got, &data[a..=b], &format!("{key} {range}"));
@@ -304,7 +302,7 @@ async fn multipart_uploads_encrypt_each_part_and_serve_ranges_and_part_numbers()
         );
         assert_eq!(r.parts_count(), Some(3));
         let got = body_of(r).await;
-        assert_bytes_eq(&got, &data[5 * MIB..10 * MIB], "partNumber=2");
+        assert_bytes_eq(&got, &data[first..second], "partNumber=2");
     }
 }
 

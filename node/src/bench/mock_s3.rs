@@ -32,6 +32,8 @@ struct State {
     /// `bucket/key` -> object length (contents are not kept).
     objects: Mutex<HashMap<String, u64>>,
     puts: AtomicU64,
+    /// PUTs asking for SSE-S3 with the header signed.
+    sse_puts: AtomicU64,
     gets: AtomicU64,
     heads: AtomicU64,
     deletes: AtomicU64,
@@ -123,6 +125,18 @@ async fn handle(
     Ok(match method {
         Method::PUT => {
             state.puts.fetch_add(1, Ordering::Relaxed);
+            let sse = req
+                .headers()
+                .get("x-amz-server-side-encryption")
+                .is_some_and(|v| v == "AES256");
+            let signed = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains(";x-amz-server-side-encryption"));
+            if sse && signed {
+                state.sse_puts.fetch_add(1, Ordering::Relaxed);
+            }
             let declared: Option<u64> = req
                 .headers()
                 .get("content-length")
@@ -213,8 +227,29 @@ fn args(addr: SocketAddr, op: Workload, size: u64) -> BenchArgs {
         objects: 5,
         region: "us-east-1".into(),
         json: true,
+        sse: None,
         no_cleanup: false,
     }
+}
+
+#[test]
+fn sse_s3_puts_carry_the_signed_header() {
+    let state = Arc::new(State::default());
+    let addr = start(state.clone());
+    super::run(args(addr, Workload::Put, 1024)).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(state.sse_puts.load(Ordering::Relaxed), 0);
+    let mut a = args(addr, Workload::Put, 1024);
+    a.sse = Some(super::Sse::S3);
+    super::run(a).unwrap_or_else(|e| panic!("{e:#}"));
+    let (puts, sse) = (
+        state.puts.load(Ordering::Relaxed),
+        state.sse_puts.load(Ordering::Relaxed),
+    );
+    assert!(
+        sse > 0 && sse < puts,
+        "{sse} of {puts} PUTs asked for SSE-S3"
+    );
+    assert_eq!(state.bad_signatures.load(Ordering::Relaxed), 0);
 }
 
 #[test]

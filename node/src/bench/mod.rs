@@ -71,9 +71,20 @@ pub struct BenchArgs {
     /// Print the report as JSON on stdout (progress and errors still go to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Server-side encryption for the objects written: `s3` sends
+    /// `x-amz-server-side-encryption: AES256` (the server needs a KMS).
+    #[arg(long, value_enum)]
+    pub sse: Option<Sse>,
     /// Leave the objects the run wrote instead of deleting them.
     #[arg(long)]
     pub no_cleanup: bool,
+}
+
+/// `--sse` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sse {
+    /// SSE-S3: the server encrypts under its KMS's default key.
+    S3,
 }
 
 /// Runs the benchmark to completion on its own multi-threaded runtime.
@@ -105,7 +116,10 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
         seed: rand::random(),
     });
     let signer = Signer::new(&args.access_key, &args.secret_key, &args.region, "s3");
-    let client = S3Client::new(&args.endpoint, signer, concurrency)?;
+    let mut client = S3Client::new(&args.endpoint, signer, concurrency)?;
+    if args.sse == Some(Sse::S3) {
+        client = client.with_sse_s3();
+    }
 
     // First Ctrl-C: stop the current phase and clean up. Second: exit at once.
     let interrupt = CancellationToken::new();
