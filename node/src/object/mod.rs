@@ -272,7 +272,9 @@ impl ObjectLayer {
                 .collect(),
             path: format!("{tmp}/{}", keys::part_file(1)),
         };
-        let outcome = write::write_stream(set, &targets, body, hasher, MAX_OBJECT_SIZE, true).await;
+        let want_md5 = opts.sse.as_ref().is_none_or(|s| s.needs_stored_md5());
+        let outcome =
+            write::write_stream(set, &targets, body, hasher, MAX_OBJECT_SIZE, true, want_md5).await;
         let outcome = match outcome.and_then(|o| verify(&o).map(|c| (o, c))) {
             Ok(v) => v,
             Err(e) => {

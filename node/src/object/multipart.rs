@@ -149,7 +149,8 @@ impl ObjectLayer {
                 .collect(),
             path: format!("{tmp}/part"),
         };
-        let res = write::write_stream(set, &targets, body, hasher, MAX_PART_SIZE, false)
+        let want_md5 = sse.is_none_or(|s| s.needs_stored_md5());
+        let res = write::write_stream(set, &targets, body, hasher, MAX_PART_SIZE, false, want_md5)
             .await
             .and_then(|o| verify(&o).map(|c| (o, c)));
         let (out, checksums) = match res {

@@ -84,13 +84,15 @@ pub async fn write_stream<S, E>(
     mut checksums: s3s::checksum::ChecksumHasher,
     max_size: u64,
     allow_inline: bool,
+    want_md5: bool,
 ) -> ObjectResult<WriteOutcome>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
     E: std::fmt::Display,
 {
     let erasure = set.erasure;
-    let mut md5 = Md5::new();
+    // MD5 is the costliest pass over the data; a sealed body's ETag comes from its plaintext.
+    let mut md5 = want_md5.then(Md5::new);
     let mut size: u64 = 0;
     let mut block: Vec<u8> = Vec::with_capacity(BLOCK_SIZE);
     let mut writers: Option<Writers> = None;
@@ -102,7 +104,9 @@ where
         if size > max_size {
             return Err(ObjectError::EntityTooLarge);
         }
-        md5.update(&chunk);
+        if let Some(m) = md5.as_mut() {
+            m.update(&chunk);
+        }
         checksums.update(&chunk);
         let mut rest: &[u8] = &chunk;
         while !rest.is_empty() {
@@ -123,7 +127,7 @@ where
             }
         }
     }
-    let md5: [u8; 16] = md5.finalize().into();
+    let md5: [u8; 16] = md5.map(|m| m.finalize().into()).unwrap_or_default();
     let checksums = checksums.finalize();
 
     let opened = pending.is_some() || writers.is_some();

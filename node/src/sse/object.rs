@@ -453,6 +453,12 @@ impl SealedWrite {
         }
     }
 
+    /// Whether the MD5 of the stored (sealed) bytes is needed: only SSE-C's opaque ETag is made of
+    /// it; the others show the plaintext's.
+    pub fn needs_stored_md5(&self) -> bool {
+        self.info.kind == code(SseKind::C)
+    }
+
     /// Turns a just-written single-part version into the client's view and records the key.
     pub fn apply_version(&self, v: &mut ObjectVersion) {
         let size = self
