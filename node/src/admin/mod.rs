@@ -177,10 +177,7 @@ impl S3Route for AdminRoute {
             _ => (!matches!(self.node.credentials.lookup(&c.access_key), Some((id, _)) if id.is_root))
                 .then(|| s3_error!(AccessDenied, "Access Denied.")),
         };
-        match denied {
-            None => Ok(()),
-            Some(e) => Err(e),
-        }
+        denied.map_or(Ok(()), Err)
     }
 
     #[tracing::instrument(skip_all, fields(path = %req.uri.path()))]

@@ -265,29 +265,24 @@ impl Authorizer {
         self.cache.get(Some(b), text)
     }
 
-    /// Whether any policy that applies to `signer`'s request on `bucket` has a condition on a key
-    /// starting with `prefix` (so the key is worth computing); false for root and unknown callers.
-    pub fn policies_mention(
+    /// Resolves `signer` (`None`: anonymous) and the policies that apply to its request on
+    /// `bucket`, once per request: the condition-key lookups and the decision share it.
+    pub fn grants(
         &self,
         signer: Option<Signer<'_>>,
         bucket: Option<&str>,
-        prefix: &str,
-    ) -> bool {
+    ) -> Result<Grants, Denied> {
         let state = self.iam.state();
         let caller = match signer {
             None => None,
-            Some(s) => match self.iam.caller(&state.iam, s.access_key, s.session_token) {
-                Ok(Caller::Root) | Err(_) => return false,
-                Ok(c) => Some(c),
-            },
+            Some(s) => Some(self.iam.caller(&state.iam, s.access_key, s.session_token)?),
         };
-        let r = self.resolve(&state, caller.as_ref());
-        r.identity
-            .iter()
-            .map(|(_, _, p)| p)
-            .chain(r.session.iter())
-            .chain(self.bucket_policy(&state, bucket).iter())
-            .any(|p| p.mentions_key(prefix))
+        if caller == Some(Caller::Root) {
+            return Ok(Grants(None));
+        }
+        let resolved = self.resolve(&state, caller.as_ref());
+        let bucket_policy = self.bucket_policy(&state, bucket);
+        Ok(Grants(Some((resolved, bucket_policy))))
     }
 
     /// Decides whether `signer` (`None`: anonymous) may do everything in `needed`; `keys` are
@@ -299,16 +294,19 @@ impl Authorizer {
         bucket: Option<&str>,
         keys: &[(String, Vec<String>)],
     ) -> Result<(), Denied> {
-        let state = self.iam.state();
-        let caller = match signer {
-            None => None,
-            Some(s) => Some(self.iam.caller(&state.iam, s.access_key, s.session_token)?),
-        };
-        if caller == Some(Caller::Root) {
+        self.decide(&self.grants(signer, bucket)?, needed, keys)
+    }
+
+    /// Decides `needed` against grants already resolved.
+    pub fn decide(
+        &self,
+        grants: &Grants,
+        needed: &[(&str, Option<String>)],
+        keys: &[(String, Vec<String>)],
+    ) -> Result<(), Denied> {
+        let Some((r, bucket_policy)) = &grants.0 else {
             return Ok(());
-        }
-        let r = self.resolve(&state, caller.as_ref());
-        let bucket_policy = self.bucket_policy(&state, bucket);
+        };
         let mut set = PolicySet::default();
         for (name, group, p) in &r.identity {
             set = match group {
@@ -316,7 +314,7 @@ impl Authorizer {
                 None => set.user(name, p),
             };
         }
-        if let Some(b) = &bucket_policy {
+        if let Some(b) = bucket_policy {
             set = set.bucket(b);
         }
         if let Some(s) = &r.session {
@@ -339,6 +337,25 @@ impl Authorizer {
             }
         }
         Ok(())
+    }
+}
+
+/// A caller's policies for one request; `None` for root, who needs none.
+pub struct Grants(Option<(Resolved, Option<Arc<Policy>>)>);
+
+impl Grants {
+    /// Whether some applicable policy has a condition on a key starting with `prefix`, so that
+    /// the key is worth computing (false for root).
+    pub fn mention(&self, prefix: &str) -> bool {
+        let Some((r, bucket)) = &self.0 else {
+            return false;
+        };
+        r.identity
+            .iter()
+            .map(|(_, _, p)| p)
+            .chain(r.session.iter())
+            .chain(bucket.iter())
+            .any(|p| p.mentions_key(prefix))
     }
 }
 
@@ -549,42 +566,42 @@ impl S3Access for S3Authorizer {
             op,
             self.authorizer.clock.now(),
         );
-        if let (Some(b), Some(k), true) = (bucket, key, EXISTING_TAG_OPS.contains(&op)) {
-            if self
-                .authorizer
-                .policies_mention(signer, bucket, EXISTING_TAG)
-            {
-                let version = query
-                    .iter()
-                    .find(|(k, _)| k == "versionId")
-                    .map(|(_, v)| v.as_str());
-                // A missing object has no tags: the handler reports NoSuchKey if allowed.
-                if let Ok(info) = self.objects.head_object(b, k, version).await {
-                    for t in &info.version.tags {
-                        keys.push((
-                            format!("s3:ExistingObjectTag/{}", t.key),
-                            vec![t.value.clone()],
-                        ));
+        let result = match self.authorizer.grants(signer, bucket) {
+            Err(e) => Err(e),
+            Ok(grants) => {
+                if let (Some(b), Some(k), true) = (bucket, key, EXISTING_TAG_OPS.contains(&op)) {
+                    if grants.mention(EXISTING_TAG) {
+                        let version = query
+                            .iter()
+                            .find(|(k, _)| k == "versionId")
+                            .map(|(_, v)| v.as_str());
+                        // A missing object has no tags: the handler reports NoSuchKey if allowed.
+                        if let Ok(info) = self.objects.head_object(b, k, version).await {
+                            for t in &info.version.tags {
+                                keys.push((
+                                    format!("s3:ExistingObjectTag/{}", t.key),
+                                    vec![t.value.clone()],
+                                ));
+                            }
+                        }
                     }
                 }
-            }
-        }
-        let result = match needed(&req) {
-            None if access_key
-                .as_deref()
-                .is_some_and(|k| self.authorizer.iam.is_root(k)) =>
-            {
-                Ok(Vec::new())
-            }
-            None => Err(Denied::Unmapped(op.to_owned())),
-            Some(n) => {
-                let n: Vec<(&str, Option<String>)> = n
-                    .into_iter()
-                    .map(|Needed { action, resource }| (action, Some(resource)))
-                    .collect();
-                self.authorizer
-                    .authorize(signer, &n, bucket, &keys)
-                    .map(|()| n)
+                match needed(&req) {
+                    None if access_key
+                        .as_deref()
+                        .is_some_and(|k| self.authorizer.iam.is_root(k)) =>
+                    {
+                        Ok(Vec::new())
+                    }
+                    None => Err(Denied::Unmapped(op.to_owned())),
+                    Some(n) => {
+                        let n: Vec<(&str, Option<String>)> = n
+                            .into_iter()
+                            .map(|Needed { action, resource }| (action, Some(resource)))
+                            .collect();
+                        self.authorizer.decide(&grants, &n, &keys).map(|()| n)
+                    }
+                }
             }
         };
         let granted = result.map_err(|e| {
