@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use md5::{Digest as _, Md5};
 use rand::RngCore;
@@ -541,15 +541,17 @@ struct PartsDecryptor {
 }
 
 impl PartsDecryptor {
-    fn feed(&mut self, mut chunk: &[u8]) -> SseResult<()> {
+    /// Takes the chunk by value: converting a uniquely owned `Bytes` to `BytesMut` is free, and
+    /// lets each decryptor open its packages in place.
+    fn feed(&mut self, chunk: Bytes) -> SseResult<()> {
+        let mut chunk = BytesMut::from(chunk);
         while !chunk.is_empty() {
             let Some((dec, left)) = self.opened.front_mut() else {
                 return Err(SseError::TrailingData);
             };
             let take = (*left).min(chunk.len() as u64) as usize;
-            self.ready.extend(dec.update(&chunk[..take])?);
+            self.ready.extend(dec.update(chunk.split_to(take))?);
             *left -= take as u64;
-            chunk = &chunk[take..];
             if *left == 0 {
                 if let Some((dec, _)) = self.opened.pop_front() {
                     dec.finish()?;
@@ -571,7 +573,7 @@ impl PartsDecryptor {
                 }
                 match inner.next().await {
                     Some(Ok(chunk)) => {
-                        if let Err(e) = me.feed(&chunk) {
+                        if let Err(e) = me.feed(chunk) {
                             return Some((Err(ObjectError::Encryption(e)), None));
                         }
                     }

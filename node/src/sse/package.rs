@@ -471,24 +471,33 @@ impl Decryptor {
     }
 
     /// Feeds ciphertext from `range.cipher`, in order; returns the plaintext it completed.
-    pub fn update(&mut self, mut chunk: &[u8]) -> SseResult<Vec<Bytes>> {
+    ///
+    /// Whole packages inside `chunk` are opened in place, so a chunk the caller owns alone (as the
+    /// object reader's are) is decrypted without a copy; only packages split across chunks are
+    /// gathered in `buf`.
+    pub fn update(&mut self, mut chunk: BytesMut) -> SseResult<Vec<Bytes>> {
         let mut out = Vec::new();
         while !chunk.is_empty() {
             if self.next_seq >= self.end_seq {
                 return Err(SseError::TrailingData);
             }
             let want = self.sealed_len(self.next_seq);
-            if self.buf.capacity() < want {
-                self.buf.reserve(want - self.buf.len());
-            }
-            let take = chunk.len().min(want - self.buf.len());
-            self.buf.extend_from_slice(&chunk[..take]);
-            chunk = &chunk[take..];
-            if self.buf.len() == want {
-                let plain = self.open_pending()?;
-                if !plain.is_empty() {
-                    out.push(plain);
+            let pkg = if self.buf.is_empty() && chunk.len() >= want {
+                chunk.split_to(want)
+            } else {
+                if self.buf.capacity() < want {
+                    self.buf.reserve(want - self.buf.len());
                 }
+                let take = chunk.len().min(want - self.buf.len());
+                self.buf.extend_from_slice(&chunk.split_to(take));
+                if self.buf.len() < want {
+                    continue;
+                }
+                std::mem::take(&mut self.buf)
+            };
+            let plain = self.open(pkg)?;
+            if !plain.is_empty() {
+                out.push(plain);
             }
         }
         Ok(out)
@@ -511,10 +520,10 @@ impl Decryptor {
         }
     }
 
-    fn open_pending(&mut self) -> SseResult<Bytes> {
+    /// Opens one whole sealed package of the next sequence number.
+    fn open(&mut self, mut pkg: BytesMut) -> SseResult<Bytes> {
         let seq64 = self.next_seq;
         let seq = u32::try_from(seq64).map_err(|_| SseError::TooLarge)?;
-        let mut pkg = std::mem::take(&mut self.buf);
         let body_len = pkg.len() - TAG_LEN;
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&pkg[body_len..]);
@@ -563,7 +572,7 @@ pub fn open_range(
     let range = package_range(plain_size, offset, len)?;
     let mut dec = Decryptor::new(key, backend, &range)?;
     let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    for p in dec.update(cipher)? {
+    for p in dec.update(BytesMut::from(cipher))? {
         out.extend_from_slice(&p);
     }
     dec.finish()?;

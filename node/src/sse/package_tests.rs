@@ -105,7 +105,7 @@ fn chunking_does_not_change_the_output() {
         let mut dec = Decryptor::new(sk(&key), Backend::default(), &r).expect("dec");
         let mut back = Vec::new();
         for c in whole.chunks(chunk) {
-            for p in dec.update(c).expect("update") {
+            for p in dec.update(BytesMut::from(c)).expect("update") {
                 back.extend_from_slice(&p);
             }
         }
@@ -428,7 +428,7 @@ fn multipart_ranges_span_parts() {
                 &pr.range,
             )
             .expect("dec");
-            for b in dec.update(c).expect("open") {
+            for b in dec.update(BytesMut::from(c)).expect("open") {
                 got.extend_from_slice(&b);
             }
             dec.finish().expect("complete");
@@ -444,4 +444,22 @@ fn multipart_ranges_span_parts() {
         multipart_ranges(&sizes, total, 1),
         Err(SseError::InvalidRange { .. })
     ));
+}
+
+#[test]
+fn whole_packages_open_in_place() {
+    let key = object_key(4);
+    let plain = data(2 * P + 9, 6);
+    let sealed = seal_all(sk(&key), Backend::default(), &plain).expect("seal");
+    let r = package_range(plain.len() as u64, 0, plain.len() as u64).expect("range");
+    let mut dec = Decryptor::new(sk(&key), Backend::default(), &r).expect("dec");
+    let input = BytesMut::from(&sealed[..]);
+    let span = input.as_ptr() as usize..input.as_ptr() as usize + input.len();
+    let out = dec.update(input).expect("open");
+    dec.finish().expect("complete");
+    assert_eq!(out.len(), 3);
+    for p in &out {
+        assert!(span.contains(&(p.as_ptr() as usize)), "package was copied");
+    }
+    assert_eq!(out.concat(), plain);
 }

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 
 use super::package::{Decryptor, Encryptor};
@@ -66,7 +66,7 @@ where
                 Some(Ok(chunk)) => {
                     let out = match cipher {
                         Cipher::Seal(e) => e.update(&chunk),
-                        Cipher::Open(d) => d.update(&chunk),
+                        Cipher::Open(d) => d.update(BytesMut::from(chunk)),
                     };
                     match out {
                         Ok(v) => st.ready.extend(v),
