@@ -578,6 +578,23 @@ impl Server {
         serde_json::from_slice(&r.bytes().await.ok()?).ok()
     }
 
+    /// Waits until no background full heal (start-up or rejoin) runs, as `admin info` reports:
+    /// a test that counts what its own heal repaired must not race one.
+    pub async fn wait_background_heal(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let info = self.admin_info().await;
+            if info.as_ref().and_then(|i| i.get("healing")?.as_bool()) == Some(false) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "background heal still running after 120 s: {info:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// A SigV4 signer for this server's root credentials at the current time.
     pub fn signer(&self) -> sigv4::Signer {
         sigv4::Signer::new(&self.access_key, &self.secret_key)

@@ -148,7 +148,9 @@ async fn lose_two_drives_heal_then_lose_two_others() {
         );
     }
 
-    // Shard files deleted under a running server: only `cairn admin heal` restores them.
+    // Shard files deleted under a running server: only `cairn admin heal` restores them. The
+    // start-up heal must be over first, or it may repair some of them before the admin heal.
+    srv.wait_background_heal().await;
     let mut removed = 0;
     for i in 0..2 {
         for f in find_part_files(srv.drive(i)) {
