@@ -87,12 +87,29 @@ impl Router {
             }
             _ => {}
         }
-        let Ok(_permit) = self.limit.clone().try_acquire_owned() else {
+        let Ok(permit) = self.limit.clone().try_acquire_owned() else {
             return Ok(slow_down());
         };
         let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
         let sts = crate::admin::sts::is_sts_request(req.method(), req.uri(), req.headers());
-        let resp = self.s3.call(req.map(Body::from)).instrument(span).await?;
+        // The handler runs as its own task, so a client that disconnects (or times out) cannot
+        // cancel it halfway: a write that changed some drives' records must get to settle them
+        // (commit at quorum or roll back below it), or it leaves the key with no quorum at all.
+        let s3 = self.s3.clone();
+        let handler = tokio::spawn(
+            async move {
+                let _permit = permit;
+                s3.call(req.map(Body::from)).await
+            }
+            .instrument(span),
+        );
+        let resp = match handler.await {
+            Ok(r) => r?,
+            Err(e) => {
+                tracing::error!(error = %e, "request handler failed");
+                return Ok(text(StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
+            }
+        };
         if sts && (resp.status().is_client_error() || resp.status().is_server_error()) {
             return Ok(crate::admin::sts::as_sts_error(resp).await);
         }
