@@ -29,9 +29,15 @@ pub struct S3 {
 }
 
 impl S3 {
+    /// A client signing as the site's root user.
     pub fn new() -> Self {
+        Self::with_credentials(ACCESS_KEY, SECRET_KEY)
+    }
+
+    /// A client signing with other credentials (an IAM user, or a wrong secret).
+    pub fn with_credentials(access_key: &str, secret_key: &str) -> Self {
         Self {
-            signer: Signer::new(ACCESS_KEY, SECRET_KEY, REGION, "s3"),
+            signer: Signer::new(access_key, secret_key, REGION, "s3"),
             clock: SimClock {
                 skew_ns: Default::default(),
             },

@@ -195,7 +195,7 @@ pub async fn run_node(state: Rc<NodeState>) -> turmoil::Result {
         max_requests: 64,
         heal_on_start: restart,
         restore_on_start: false,
-        sse: Default::default(),
+        sse: sse_config(&state, starts)?,
     })
     .await?;
     *state.node.borrow_mut() = Some(node);
@@ -215,6 +215,21 @@ pub async fn run_node(state: Rc<NodeState>) -> turmoil::Result {
             }
         });
     }
+}
+
+/// A static KMS (as `CAIRN_KMS_SECRET_KEY` configures one), the same key on every node, drawing
+/// its data keys from the node's seeded RNG.
+fn sse_config(
+    state: &NodeState,
+    starts: u64,
+) -> anyhow::Result<cairn_node::sse::object::SseConfig> {
+    let rng = rand_chacha::ChaCha8Rng::seed_from_u64(state.rng_seed ^ 0x006b_6d73 ^ starts);
+    let kms = cairn_node::sse::kms::StaticKms::new("sim-key", [0x5c; 32], Box::new(rng))?;
+    Ok(cairn_node::sse::object::SseConfig {
+        kms: Some(Arc::new(kms)),
+        auto_encryption: false,
+        registry_root: None,
+    })
 }
 
 /// Control-plane views of the running nodes, for the convergence check.

@@ -5,8 +5,12 @@
 //! seed twice therefore yields the same trace, whose hash [`run_seed`] reports, so any failure is
 //! replayed with `cargo run -p cairn-sim -- --seed N`.
 
+pub mod access;
+pub mod at_rest;
 pub mod client;
 pub mod cluster;
+pub mod control;
+pub mod linearizability;
 pub mod lock;
 pub mod net;
 mod workload;
@@ -35,6 +39,14 @@ pub struct Options {
     /// their retention stripped first (retention enforcement skipped). The checker must notice.
     /// Implies the lock client.
     pub planted_lock_bug: bool,
+    /// Planted bug: root grants the access client's reader `readwrite`, so requests the checker
+    /// expects to be denied succeed. Implies the full workload.
+    pub planted_access_bug: bool,
+    /// Planted bug: the encryption client leaves out its SSE headers, so its objects reach the
+    /// drives in plaintext. Implies the full workload.
+    pub planted_plaintext_bug: bool,
+    /// Which clients run besides the S3 workload and the lock client.
+    pub workload_set: WorkloadSet,
     /// Workload clients, each with its own bucket and keys.
     pub clients: usize,
     /// When the object-lock client (`lock`) runs besides them.
@@ -49,6 +61,9 @@ impl Default for Options {
             faults: true,
             planted_bug: false,
             planted_lock_bug: false,
+            planted_access_bug: false,
+            planted_plaintext_bug: false,
+            workload_set: WorkloadSet::Full,
             clients: 2,
             lock_client: LockClient::OddSeeds,
             workload: Duration::from_secs(30),
@@ -74,6 +89,27 @@ impl LockClient {
         }
     }
 }
+
+/// The clients a run starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkloadSet {
+    /// The S3 workload and the lock client only: the runs the regression seeds were found in.
+    Classic,
+    /// Also the control-plane clients (linearizability), the access client (denied requests
+    /// never succeed) and the encryption client (no plaintext at rest).
+    Full,
+}
+
+/// The models of the clients only the full workload runs, for the checker.
+#[derive(Clone)]
+pub struct Extra {
+    pub history: control::History,
+    pub access: Rc<RefCell<access::AccessModel>>,
+    pub at_rest: Rc<RefCell<at_rest::AtRestModel>>,
+}
+
+/// Control-plane clients racing on the shared names.
+const CONTROL_CLIENTS: usize = 2;
 
 /// What one seed did.
 #[derive(Debug, Clone)]
@@ -376,9 +412,45 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
             ),
         );
     }
+    let full = opts.workload_set == WorkloadSet::Full
+        || opts.planted_access_bug
+        || opts.planted_plaintext_bug;
+    let extra = full.then(|| Extra {
+        history: Rc::default(),
+        access: Rc::default(),
+        at_rest: Rc::default(),
+    });
+    if let Some(extra) = &extra {
+        for c in 0..CONTROL_CLIENTS {
+            sim.client(
+                format!("ctl{}", c + 1),
+                control::run_client(seed, c, opts.workload, extra.history.clone(), trace.clone()),
+            );
+        }
+        sim.client(
+            "access",
+            access::run_access_client(
+                seed,
+                opts.workload,
+                opts.planted_access_bug,
+                extra.access.clone(),
+                trace.clone(),
+            ),
+        );
+        sim.client(
+            "sealer",
+            at_rest::run_client(
+                seed,
+                opts.workload,
+                opts.planted_plaintext_bug,
+                extra.at_rest.clone(),
+                trace.clone(),
+            ),
+        );
+    }
     sim.client(
         "checker",
-        workload::run_checker(verify_at, model.clone(), site.clone(), trace.clone()),
+        workload::run_checker(verify_at, model.clone(), extra, site.clone(), trace.clone()),
     );
 
     let mut down = BTreeSet::new();

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use clap::Parser;
 
-use cairn_sim::{run_seed, LockClient, Options};
+use cairn_sim::{run_seed, LockClient, Options, WorkloadSet};
 
 #[derive(Parser)]
 #[command(about = "Deterministic simulation of a Cairn site")]
@@ -22,6 +22,17 @@ struct Args {
     /// checker; runs the lock client whatever --lock-client says.
     #[arg(long)]
     planted_lock_bug: bool,
+    /// Plant an authorization bug (the reader is granted `readwrite`) to check the checker.
+    #[arg(long)]
+    planted_access_bug: bool,
+    /// Plant an encryption bug (the encryption client's SSE headers are left out) to check the
+    /// checker.
+    #[arg(long)]
+    planted_plaintext_bug: bool,
+    /// Which clients run: `classic` (the S3 workload and the lock client, as the regression
+    /// seeds were found) or `full` (also the control-plane, access and encryption clients).
+    #[arg(long, value_enum, default_value = "full")]
+    workload: WorkloadSet,
     /// When the object-lock client runs besides the two plain clients.
     #[arg(long, value_enum, default_value = "odd-seeds")]
     lock_client: LockClient,
@@ -47,6 +58,9 @@ fn main() -> anyhow::Result<()> {
         faults: !args.no_faults,
         planted_bug: args.planted_bug,
         planted_lock_bug: args.planted_lock_bug,
+        planted_access_bug: args.planted_access_bug,
+        planted_plaintext_bug: args.planted_plaintext_bug,
+        workload_set: args.workload,
         lock_client: args.lock_client,
         ..Options::default()
     };
@@ -90,6 +104,15 @@ fn main() -> anyhow::Result<()> {
             }
             if args.planted_lock_bug {
                 flags.push_str(" --planted-lock-bug");
+            }
+            if args.planted_access_bug {
+                flags.push_str(" --planted-access-bug");
+            }
+            if args.planted_plaintext_bug {
+                flags.push_str(" --planted-plaintext-bug");
+            }
+            if args.workload != WorkloadSet::Full {
+                flags.push_str(" --workload classic");
             }
             if args.lock_client != LockClient::OddSeeds {
                 flags.push_str(&format!(" --lock-client {:?}", args.lock_client).to_lowercase());

@@ -114,7 +114,7 @@ fn maybe_applied(r: &Reply) -> bool {
 }
 
 /// Creates `bucket`, retrying through faults; true once it exists.
-async fn create_bucket(
+pub(crate) async fn create_bucket(
     s3: &mut S3,
     rng: &mut ChaCha8Rng,
     bucket: &str,
@@ -256,6 +256,7 @@ pub async fn run_client(
 pub async fn run_checker(
     at: Duration,
     model: Rc<RefCell<Model>>,
+    extra: Option<crate::Extra>,
     site: Site,
     trace: SharedTrace,
 ) -> turmoil::Result {
@@ -290,6 +291,7 @@ pub async fn run_checker(
             trace.borrow_mut().violation(format!(
                 "liveness: {bucket}/{key} never readable after faults stopped"
             ));
+            dump_records(&site, bucket, key, &trace);
         }
     }
     let buckets: Vec<String> = model.borrow().buckets.iter().cloned().collect();
@@ -360,8 +362,60 @@ pub async fn run_checker(
             applied.join(" ")
         ));
     }
+    if let Some(extra) = &extra {
+        if agreed {
+            crate::control::check(&extra.history, &site, &trace);
+        }
+        crate::access::check(&extra.access, &site, &trace).await;
+    }
     check_full_redundancy(&site, &trace).await;
+    if let Some(extra) = &extra {
+        crate::at_rest::check(&extra.at_rest, &site, &trace);
+    }
     Ok(())
+}
+
+/// With `--verbose`, prints every drive's record of `bucket/key` (newest version first), to see
+/// why a key lost its quorum.
+fn dump_records(site: &Site, bucket: &str, key: &str, trace: &SharedTrace) {
+    use prost::Message as _;
+    if !trace.borrow().verbose {
+        return;
+    }
+    let wanted = format!("o/{bucket}/{key}").into_bytes();
+    for n in site.iter() {
+        for (d, disk) in n.disks.iter().enumerate() {
+            let record = disk
+                .meta_entries()
+                .into_iter()
+                .find(|(k, _)| *k == wanted)
+                .map(|(_, v)| cairn_proto::meta::ObjectRecord::decode(v.as_slice()));
+            let versions: Vec<String> = match record {
+                None => vec!["no record".into()],
+                Some(Err(e)) => vec![format!("undecodable: {e}")],
+                Some(Ok(r)) => r
+                    .versions
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "{} marker={} mod={} size={} etag={} dir={}",
+                            v.version_id,
+                            v.delete_marker,
+                            v.mod_time_ns,
+                            v.size,
+                            v.etag,
+                            v.data_dir
+                        )
+                    })
+                    .collect(),
+            };
+            println!(
+                "DUMP {} d{} {bucket}/{key}: {versions:?}",
+                host_name(n.index),
+                d + 1
+            );
+        }
+    }
 }
 
 /// Full heals run until one finishes without errors; the next must find nothing to repair: every

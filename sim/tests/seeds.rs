@@ -42,7 +42,14 @@ fn failed_writes_keep_the_previous_version() {
     let _g = serial();
     for seed in ["0", "10", "20", "21", "33", "56", "59"] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-sim"))
-            .args(["--seed", seed, "--lock-client", "never"])
+            .args([
+                "--seed",
+                seed,
+                "--lock-client",
+                "never",
+                "--workload",
+                "classic",
+            ])
             .output()
             .expect("cairn-sim runs");
         assert!(
@@ -61,7 +68,14 @@ fn failed_writes_keep_the_previous_version() {
 fn heal_never_downgrades_a_landing_write() {
     let _g = serial();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-sim"))
-        .args(["--seed", "54", "--lock-client", "always"])
+        .args([
+            "--seed",
+            "54",
+            "--lock-client",
+            "always",
+            "--workload",
+            "classic",
+        ])
         .output()
         .expect("cairn-sim runs");
     assert!(
@@ -96,16 +110,43 @@ fn planted_lock_bug_is_caught() {
         planted_lock_bug: true,
         ..Options::default()
     };
-    let caught = (0..10).find(|&s| {
-        run_seed(s, &opts, false)
-            .violations
-            .iter()
-            .any(|v| v.contains("locked version removed"))
-    });
     assert!(
-        caught.is_some(),
+        caught(&opts, 10, "locked version removed").is_some(),
         "no seed in 0..10 caught the planted object-lock bug"
     );
+}
+
+/// Runs seeds `0..n` with `opts` until one reports a violation containing `what`.
+fn caught(opts: &Options, n: u64, what: &str) -> Option<u64> {
+    (0..n).find(|&s| {
+        run_seed(s, opts, false)
+            .violations
+            .iter()
+            .any(|v| v.contains(what))
+    })
+}
+
+/// The reader is granted `readwrite`: its writes and deletes, which the checker expects to be
+/// denied, succeed. The first seed must report it.
+#[test]
+fn planted_access_bug_is_caught() {
+    let _g = serial();
+    let opts = Options {
+        planted_access_bug: true,
+        ..Options::default()
+    };
+    assert_eq!(caught(&opts, 1, "denied request succeeded"), Some(0));
+}
+
+/// The encryption client leaves out its SSE headers: the drive scan must find its plaintext.
+#[test]
+fn planted_plaintext_bug_is_caught() {
+    let _g = serial();
+    let opts = Options {
+        planted_plaintext_bug: true,
+        ..Options::default()
+    };
+    assert_eq!(caught(&opts, 1, "plaintext at rest"), Some(0));
 }
 
 #[test]

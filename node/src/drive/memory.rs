@@ -395,6 +395,18 @@ impl MemoryDisk {
             .collect()
     }
 
+    /// Calls `f` on every byte string the drive holds: synced and unsynced file contents (open
+    /// writers' too) and metadata keys and values; for "no plaintext at rest" scans.
+    pub fn visit_contents(&self, mut f: impl FnMut(&[u8])) {
+        let s = self.lock();
+        s.durable_data.values().for_each(|b| f(b));
+        s.volatile_data.values().for_each(|b| f(b));
+        for (k, v) in &s.meta {
+            f(k);
+            f(v);
+        }
+    }
+
     /// Every metadata entry (all of them are durable), in key order.
     pub fn meta_entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         self.lock()
