@@ -472,33 +472,44 @@ impl Decryptor {
 
     /// Feeds ciphertext from `range.cipher`, in order; returns the plaintext it completed.
     ///
-    /// Whole packages inside `chunk` are opened in place, so a chunk the caller owns alone (as the
-    /// object reader's are) is decrypted without a copy; only packages split across chunks are
-    /// gathered in `buf`.
+    /// Whole packages inside `chunk` are opened where they lie, and each plaintext is moved left
+    /// over the tags before it while still in cache, so a chunk the caller owns alone (as the
+    /// object reader's are) leaves as one plaintext buffer, without a copy into another one. Only
+    /// a package split across chunks is gathered in `buf`.
     pub fn update(&mut self, mut chunk: BytesMut) -> SseResult<Vec<Bytes>> {
         let mut out = Vec::new();
-        while !chunk.is_empty() {
-            if self.next_seq >= self.end_seq {
-                return Err(SseError::TrailingData);
+        if !self.buf.is_empty() {
+            let want = self.next_sealed_len()?;
+            let take = chunk.len().min(want - self.buf.len());
+            self.buf.extend_from_slice(&chunk.split_to(take));
+            if self.buf.len() < want {
+                return Ok(out);
             }
-            let want = self.sealed_len(self.next_seq);
-            let pkg = if self.buf.is_empty() && chunk.len() >= want {
-                chunk.split_to(want)
-            } else {
-                if self.buf.capacity() < want {
-                    self.buf.reserve(want - self.buf.len());
-                }
-                let take = chunk.len().min(want - self.buf.len());
-                self.buf.extend_from_slice(&chunk.split_to(take));
-                if self.buf.len() < want {
-                    continue;
-                }
-                std::mem::take(&mut self.buf)
-            };
-            let plain = self.open(pkg)?;
-            if !plain.is_empty() {
-                out.push(plain);
+            let mut pkg = std::mem::take(&mut self.buf);
+            let kept = self.open_at(&mut pkg, 0)?;
+            pkg.truncate(kept);
+            if kept > 0 {
+                out.push(pkg.freeze());
             }
+        }
+        let (mut read, mut written) = (0, 0);
+        while read < chunk.len() {
+            let want = self.next_sealed_len()?;
+            if chunk.len() - read < want {
+                break;
+            }
+            written += self.open_at(&mut chunk[written..read + want], read - written)?;
+            read += want;
+        }
+        let mut plain = chunk.split_to(read);
+        plain.truncate(written);
+        if written > 0 {
+            out.push(plain.freeze());
+        }
+        if !chunk.is_empty() {
+            let want = self.next_sealed_len()?;
+            self.buf.reserve(want);
+            self.buf.extend_from_slice(&chunk);
         }
         Ok(out)
     }
@@ -520,31 +531,41 @@ impl Decryptor {
         }
     }
 
-    /// Opens one whole sealed package of the next sequence number.
-    fn open(&mut self, mut pkg: BytesMut) -> SseResult<Bytes> {
+    /// Sealed length of the next package; `TrailingData` once the range is complete.
+    fn next_sealed_len(&self) -> SseResult<usize> {
+        if self.next_seq >= self.end_seq {
+            return Err(SseError::TrailingData);
+        }
+        Ok(self.sealed_len(self.next_seq))
+    }
+
+    /// Opens the next package, whose ciphertext and tag fill `in_out[shift..]`, and moves the
+    /// part of its plaintext the range wants to the start of `in_out`; returns that length.
+    fn open_at(&mut self, in_out: &mut [u8], shift: usize) -> SseResult<usize> {
         let seq64 = self.next_seq;
         let seq = u32::try_from(seq64).map_err(|_| SseError::TooLarge)?;
-        let body_len = pkg.len() - TAG_LEN;
-        let mut tag = [0u8; TAG_LEN];
-        tag.copy_from_slice(&pkg[body_len..]);
-        pkg.truncate(body_len);
+        let body_len = in_out
+            .len()
+            .checked_sub(shift + TAG_LEN)
+            .ok_or(SseError::PackageAuth { seq: seq64 })?;
+        let (body, tag) = in_out[shift..].split_at_mut(body_len);
+        let tag: [u8; TAG_LEN] = (&*tag)
+            .try_into()
+            .map_err(|_| SseError::PackageAuth { seq: seq64 })?;
         let last = seq64 == self.final_seq;
         self.cipher
-            .open(
-                &self.key.nonce(seq),
-                &self.key.aad(seq, last),
-                &mut pkg,
-                &tag,
-            )
+            .open(&self.key.nonce(seq), &self.key.aad(seq, last), body, &tag)
             .map_err(|_| SseError::PackageAuth { seq: seq64 })?;
         self.next_seq += 1;
-        let mut plain = pkg.freeze();
-        let skip = (self.skip as usize).min(plain.len());
+        let skip = (self.skip as usize).min(body_len);
         self.skip = 0;
-        let keep = (plain.len() - skip).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let keep = (body_len - skip).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         self.remaining -= keep as u64;
-        plain = plain.slice(skip..skip + keep);
-        Ok(plain)
+        let from = shift + skip;
+        if from > 0 {
+            in_out.copy_within(from..from + keep, 0);
+        }
+        Ok(keep)
     }
 }
 
