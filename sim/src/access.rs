@@ -17,7 +17,7 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::client::{Reply, S3};
+use crate::client::{until_acked, Reply, Step, S3};
 use crate::cluster::{control_states, host_name, Site, NODES};
 use crate::workload::{acked, create_bucket, summary};
 use crate::SharedTrace;
@@ -39,40 +39,6 @@ pub struct AccessModel {
     /// Denied requests sent, and allowed reads that succeeded.
     pub denied_sent: u64,
     pub allowed_ok: u64,
-}
-
-/// One request of root's setup.
-struct Step {
-    what: &'static str,
-    method: &'static str,
-    path: String,
-    query: Vec<(&'static str, &'static str)>,
-    body: Bytes,
-}
-
-/// Sends one setup request until it is acknowledged; false if it never was.
-async fn until_acked(s3: &mut S3, rng: &mut ChaCha8Rng, trace: &SharedTrace, step: &Step) -> bool {
-    let what = step.what;
-    for _ in 0..120 {
-        let host = host_name(rng.gen_range(0..NODES));
-        let r = s3
-            .request(
-                &host,
-                step.method,
-                &step.path,
-                &step.query,
-                step.body.clone(),
-            )
-            .await;
-        trace
-            .borrow_mut()
-            .log(format!("A {host} setup {what} -> {}", summary(&r)));
-        if acked(&r) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    false
 }
 
 fn allow_get_doc() -> String {

@@ -19,7 +19,7 @@ use md5::Digest as _;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::client::{Reply, S3};
+use crate::client::{until_acked, Reply, Step, S3};
 use crate::cluster::{host_name, Site, NODES};
 use crate::workload::{acked, create_bucket, digest, summary, Digest32};
 use crate::SharedTrace;
@@ -99,29 +99,14 @@ pub async fn run_client(
             return Ok(());
         }
     }
-    let mut configured = false;
-    for _ in 0..120 {
-        let host = host_name(rng.gen_range(0..NODES));
-        let r = s3
-            .request(
-                &host,
-                "PUT",
-                &format!("/{DEFAULT_SEALED}"),
-                &[("encryption", "")],
-                Bytes::from_static(DEFAULT_ENCRYPTION.as_bytes()),
-            )
-            .await;
-        trace.borrow_mut().log(format!(
-            "E {host} PUT {DEFAULT_SEALED}?encryption -> {}",
-            summary(&r)
-        ));
-        if acked(&r) {
-            configured = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    if !configured {
+    let step = Step {
+        what: "default encryption",
+        method: "PUT",
+        path: format!("/{DEFAULT_SEALED}"),
+        query: vec![("encryption", "")],
+        body: Bytes::from_static(DEFAULT_ENCRYPTION.as_bytes()),
+    };
+    if !until_acked(&mut s3, &mut rng, &trace, &step).await {
         trace.borrow_mut().violation(format!(
             "default encryption of {DEFAULT_SEALED} never acknowledged"
         ));

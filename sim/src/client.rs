@@ -10,7 +10,12 @@ use http::HeaderMap;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
-use crate::cluster::{SimClock, ACCESS_KEY, REGION, S3_PORT, SECRET_KEY};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::cluster::{host_name, SimClock, ACCESS_KEY, NODES, REGION, S3_PORT, SECRET_KEY};
+use crate::workload::{acked, summary};
+use crate::SharedTrace;
 
 /// How long one request may take before the client gives up (the outcome is then unknown).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -184,4 +189,43 @@ pub fn listed_versions(xml: &[u8]) -> Vec<(String, String)> {
 /// Whether a list reply says more entries follow.
 pub fn truncated(xml: &[u8]) -> bool {
     String::from_utf8_lossy(xml).contains("<IsTruncated>true</IsTruncated>")
+}
+
+/// One setup request a client repeats until the site acknowledges it.
+pub(crate) struct Step {
+    pub what: &'static str,
+    pub method: &'static str,
+    pub path: String,
+    pub query: Vec<(&'static str, &'static str)>,
+    pub body: Bytes,
+}
+
+/// Sends one setup request until it is acknowledged; false if it never was.
+pub(crate) async fn until_acked(
+    s3: &mut S3,
+    rng: &mut ChaCha8Rng,
+    trace: &SharedTrace,
+    step: &Step,
+) -> bool {
+    let what = step.what;
+    for _ in 0..120 {
+        let host = host_name(rng.gen_range(0..NODES));
+        let r = s3
+            .request(
+                &host,
+                step.method,
+                &step.path,
+                &step.query,
+                step.body.clone(),
+            )
+            .await;
+        trace
+            .borrow_mut()
+            .log(format!("{host} setup {what} -> {}", summary(&r)));
+        if acked(&r) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    false
 }

@@ -60,6 +60,26 @@ fn failed_writes_keep_the_previous_version() {
     }
 }
 
+/// Seed 59 (full workload), found twice over. First a client's timeout dropped a PUT's request
+/// future between its record changes and their settling (handlers now run as their own tasks).
+/// Then a DELETE removed an acknowledged object's record from its coordinator's two drives, missed
+/// write quorum and the coordinator crashed before rolling back: no version kept a quorum. Drives
+/// now keep what a change replaced until their next change, and reads fall back to it where the
+/// change cannot have reached quorum.
+#[test]
+fn a_crashed_coordinator_leaves_the_previous_version_readable() {
+    let _g = serial();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-sim"))
+        .args(["--seed", "59"])
+        .output()
+        .expect("run cairn-sim");
+    assert!(
+        out.status.success(),
+        "seed 59:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// Seed 54 with the lock client: a heal on one node read a newer write on two drives while it was
 /// still landing (below quorum) and put the older version back over it; the write then reached
 /// quorum and was acknowledged, and was lost. Heal now never replaces a newer version with an

@@ -356,7 +356,8 @@ async fn remove_dangling(
             MetaOp::Delete(meta_key.to_vec()),
         ];
         if drive.apply(ops).await.is_ok() {
-            for v in rec.versions.iter().filter(|v| !v.data_dir.is_empty()) {
+            let all = rec.versions.iter().chain(&rec.replaced);
+            for v in all.filter(|v| !v.data_dir.is_empty()) {
                 let _ = drive.delete(&keys::data_dir(&v.data_dir)).await;
             }
             removed = 1;

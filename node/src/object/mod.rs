@@ -578,7 +578,18 @@ async fn settle_records(
         return Err(e);
     }
     join_all(set.drives.iter().zip(results).map(|(drive, r)| async move {
-        for dir in r.map(|c| c.freed).unwrap_or_default() {
+        let Ok(c) = r else { return };
+        if let Some(after) = c.after.filter(|a| is_tombstone(a)) {
+            let ops = vec![
+                MetaOp::Expect(meta_key.to_vec(), Some(after)),
+                MetaOp::Delete(meta_key.to_vec()),
+            ];
+            match drive.apply(ops).await {
+                Ok(()) | Err(crate::drive::DriveError::Conflict) => {}
+                Err(e) => tracing::warn!(drive = drive.label(), error = %e, "tombstone kept"),
+            }
+        }
+        for dir in c.freed {
             if let Err(e) = drive.delete(&keys::data_dir(&dir)).await {
                 tracing::warn!(drive = drive.label(), error = %e, "old data not removed");
             }
@@ -586,6 +597,11 @@ async fn settle_records(
     }))
     .await;
     Ok(())
+}
+
+/// A record with no versions: a removal not yet settled (see `ObjectRecord::replaced`).
+pub(crate) fn is_tombstone(raw: &[u8]) -> bool {
+    ObjectRecord::decode(raw).is_ok_and(|r| r.versions.is_empty())
 }
 
 pub(crate) async fn read_record(
@@ -600,16 +616,19 @@ pub(crate) async fn read_record(
     }
 }
 
-/// Puts `v` first in the record, dropping any version with the same id; returns the data dirs freed.
+/// Puts `v` first in the record, moving any version with the same id to `replaced`; returns the
+/// data dirs freed once the change settles.
 fn replace_version(record: &mut ObjectRecord, v: ObjectVersion) -> Vec<String> {
-    let mut freed = Vec::new();
-    record.versions.retain(|old| {
-        let same = old.version_id == v.version_id;
-        if same && !old.data_dir.is_empty() && old.data_dir != v.data_dir {
-            freed.push(old.data_dir.clone());
-        }
-        !same
-    });
+    let (same, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut record.versions)
+        .into_iter()
+        .partition(|old| old.version_id == v.version_id);
+    let freed = same
+        .iter()
+        .filter(|old| !old.data_dir.is_empty() && old.data_dir != v.data_dir)
+        .map(|old| old.data_dir.clone())
+        .collect();
+    record.versions = kept;
+    record.replaced = same;
     record.versions.insert(0, v);
     freed
 }

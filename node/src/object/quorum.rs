@@ -97,15 +97,95 @@ pub fn resolve(
                 ObjectError::NoSuchKey
             })
         }
-        Some((_, n)) => Err(ObjectError::ReadQuorum {
-            have: n,
-            need: read_quorum,
-        }),
-        None => Err(ObjectError::ReadQuorum {
-            have: 0,
-            need: read_quorum,
-        }),
+        Some((_, n)) => fallback(records, version_id, read_quorum, write_quorum).ok_or(
+            ObjectError::ReadQuorum {
+                have: n,
+                need: read_quorum,
+            },
+        ),
+        None => fallback(records, version_id, read_quorum, write_quorum).ok_or(
+            ObjectError::ReadQuorum {
+                have: 0,
+                need: read_quorum,
+            },
+        ),
     }
+}
+
+/// When no version has a read quorum of current copies, a change may be stuck below write
+/// quorum on some drives (its coordinator crashed, or could not reach them to roll back). Those
+/// drives still hold what the change replaced (`ObjectRecord::replaced`), which counts as well,
+/// but only where the change is known to have failed: so few drives answered with it, even
+/// counting every drive that did not answer, that it cannot have reached write quorum (and so
+/// cannot have been acknowledged). Each drive counts once per version, whichever list holds it.
+fn fallback(
+    records: &[Result<Option<ObjectRecord>, DriveError>],
+    version_id: Option<&str>,
+    read_quorum: usize,
+    write_quorum: usize,
+) -> Option<Resolved> {
+    let current: Vec<Option<&ObjectVersion>> = records
+        .iter()
+        .map(|r| match r {
+            Ok(Some(rec)) => pick(rec, version_id),
+            _ => None,
+        })
+        .collect();
+    let silent = records.iter().filter(|r| r.is_err()).count();
+    let failed = |head: Option<&ObjectVersion>| {
+        let holders = current
+            .iter()
+            .zip(records)
+            .filter(|(c, r)| {
+                r.is_ok()
+                    && match (c, head) {
+                        (Some(c), Some(h)) => same_version(c, h),
+                        (None, None) => true,
+                        _ => false,
+                    }
+            })
+            .count();
+        holders + silent < write_quorum
+    };
+    let offers: Vec<[Option<&ObjectVersion>; 2]> = records
+        .iter()
+        .zip(&current)
+        .map(|(r, &head)| match r {
+            Ok(Some(rec)) if failed(head) => [
+                head,
+                match version_id {
+                    None => rec.replaced.first(),
+                    Some(id) => rec.replaced.iter().find(|v| v.version_id == id),
+                },
+            ],
+            _ => [head, None],
+        })
+        .collect();
+    fn holds<'a>(
+        o: &[Option<&'a ObjectVersion>; 2],
+        v: &ObjectVersion,
+    ) -> Option<&'a ObjectVersion> {
+        o.iter().flatten().find(|c| same_version(c, v)).copied()
+    }
+    let mut best: Option<(&ObjectVersion, usize)> = None;
+    for v in offers.iter().flatten().flatten() {
+        let n = offers.iter().filter(|o| holds(o, v).is_some()).count();
+        let better = match best {
+            None => true,
+            Some((b, bn)) => n > bn || (n == bn && v.mod_time_ns > b.mod_time_ns),
+        };
+        if better {
+            best = Some((v, n));
+        }
+    }
+    let (v, n) = best?;
+    if n < read_quorum {
+        return None;
+    }
+    let copies = offers.iter().map(|o| holds(o, v).cloned()).collect();
+    let mut version = v.clone();
+    version.inline_data.clear();
+    Some(Resolved { version, copies })
 }
 
 #[cfg(test)]
@@ -120,6 +200,7 @@ mod tests {
                 mod_time_ns: 1,
                 ..Default::default()
             }],
+            replaced: vec![],
         }))
     }
 
@@ -160,6 +241,72 @@ mod tests {
             Err(DriveError::Offline),
             Err(DriveError::Offline),
             Err(DriveError::Offline),
+            rec("a"),
+        ];
+        assert!(matches!(
+            resolve(&rs, None, 4, 4),
+            Err(ObjectError::ReadQuorum { .. })
+        ));
+    }
+
+    /// A removal that reached two drives before its coordinator crashed (tombstones holding the
+    /// removed version) must not hide the version the other two drives still hold.
+    #[test]
+    fn a_stuck_change_falls_back_to_what_it_replaced() {
+        let stuck = |replaced: &str| {
+            Ok(Some(ObjectRecord {
+                versions: vec![],
+                replaced: rec(replaced).unwrap().unwrap().versions,
+            }))
+        };
+        let rs = vec![
+            stuck("a"),
+            stuck("a"),
+            rec("a"),
+            rec("a"),
+            rec("old"),
+            rec("old"),
+        ];
+        let r = resolve(&rs, None, 4, 4).unwrap();
+        assert_eq!(r.version.etag, "a");
+        assert_eq!(r.holders(), 4);
+        // Without the replaced copies there is no quorum to fall back to.
+        let rs = vec![
+            stuck("x"),
+            stuck("x"),
+            rec("a"),
+            rec("a"),
+            rec("old"),
+            rec("old"),
+        ];
+        assert!(matches!(
+            resolve(&rs, None, 4, 4),
+            Err(ObjectError::ReadQuorum { .. })
+        ));
+        // A settled change (current copies at quorum) never looks at what it replaced.
+        let settled = |cur: &str, old: &str| {
+            Ok(Some(ObjectRecord {
+                versions: rec(cur).unwrap().unwrap().versions,
+                replaced: rec(old).unwrap().unwrap().versions,
+            }))
+        };
+        let rs = vec![
+            settled("b", "a"),
+            settled("b", "a"),
+            settled("b", "a"),
+            settled("b", "a"),
+            rec("a"),
+            rec("a"),
+        ];
+        assert_eq!(resolve(&rs, None, 4, 4).unwrap().version.etag, "b");
+        // A change that may have reached write quorum (a drive holding it did not answer) may
+        // have been acknowledged: what it replaced is stale, and the read must fail instead.
+        let rs = vec![
+            settled("b", "a"),
+            settled("b", "a"),
+            settled("b", "a"),
+            Err(DriveError::Offline),
+            rec("a"),
             rec("a"),
         ];
         assert!(matches!(

@@ -144,17 +144,19 @@ impl ObjectLayer {
                     .into_iter()
                     .partition(|v| v.version_id == id);
                 record.versions = kept;
-                let after = (!record.versions.is_empty()).then(|| record.encode_to_vec());
-                let op = match &after {
-                    None => MetaOp::Delete(meta_key),
-                    Some(a) => MetaOp::Put(meta_key, a.clone()),
-                };
-                drive.apply(vec![op]).await?;
                 let freed = gone
-                    .into_iter()
+                    .iter()
                     .filter(|v| !v.data_dir.is_empty())
-                    .map(|v| v.data_dir)
+                    .map(|v| v.data_dir.clone())
                     .collect();
+                // Even a record left with no versions stays (a tombstone) until the removal
+                // settles: what it removed must survive a crash of this coordinator.
+                record.replaced = gone;
+                let after = record.encode_to_vec();
+                drive
+                    .apply(vec![MetaOp::Put(meta_key, after.clone())])
+                    .await?;
+                let after = Some(after);
                 Ok(Changed {
                     before,
                     after,
