@@ -77,47 +77,18 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let (mut ops, mut runs) = (0u64, 0u64);
     let mut failed = Vec::new();
+    let flags = replay_flags(&args);
+    let single = range.end - range.start == 1;
     for seed in range {
-        let t = Instant::now();
-        let o = run_seed(seed, &opts, args.verbose);
         runs += 1;
-        ops += o.ops;
-        println!(
-            "seed {seed}: trace {} ops {} faults {} simulated {:.1}s wall {:.2}s {}",
-            o.trace_hash,
-            o.ops,
-            o.faults,
-            o.simulated.as_secs_f64(),
-            t.elapsed().as_secs_f64(),
-            if o.ok() { "ok" } else { "FAILED" }
-        );
-        if !o.ok() {
-            for v in &o.violations {
-                println!("  violation: {v}");
-            }
-            if let Some(e) = &o.sim_error {
-                println!("  simulation error: {e}");
-            }
-            let mut flags = String::new();
-            if args.planted_bug {
-                flags.push_str(" --planted-bug");
-            }
-            if args.planted_lock_bug {
-                flags.push_str(" --planted-lock-bug");
-            }
-            if args.planted_access_bug {
-                flags.push_str(" --planted-access-bug");
-            }
-            if args.planted_plaintext_bug {
-                flags.push_str(" --planted-plaintext-bug");
-            }
-            if args.workload != WorkloadSet::Full {
-                flags.push_str(" --workload classic");
-            }
-            if args.lock_client != LockClient::OddSeeds {
-                flags.push_str(&format!(" --lock-client {:?}", args.lock_client).to_lowercase());
-            }
-            println!("replay: cargo run -p cairn-sim -- --seed {seed}{flags} --verbose");
+        let ok = if single {
+            run_here(seed, &opts, args.verbose, &mut ops)
+        } else {
+            run_child(seed, &flags, &mut ops)?
+        };
+        if !ok {
+            let shown: String = flags.iter().map(|f| format!(" {f}")).collect();
+            println!("replay: cargo run -p cairn-sim -- --seed {seed}{shown} --verbose");
             failed.push(seed);
             if !args.keep_going {
                 break;
@@ -135,4 +106,83 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// Runs one seed in this process and prints its line (and violations); true when it passed.
+fn run_here(seed: u64, opts: &Options, verbose: bool, ops: &mut u64) -> bool {
+    let t = Instant::now();
+    let o = run_seed(seed, opts, verbose);
+    *ops += o.ops;
+    println!(
+        "seed {seed}: trace {} ops {} faults {} simulated {:.1}s wall {:.2}s {}",
+        o.trace_hash,
+        o.ops,
+        o.faults,
+        o.simulated.as_secs_f64(),
+        t.elapsed().as_secs_f64(),
+        if o.ok() { "ok" } else { "FAILED" }
+    );
+    for v in &o.violations {
+        println!("  violation: {v}");
+    }
+    if let Some(e) = &o.sim_error {
+        println!("  simulation error: {e}");
+    }
+    o.ok()
+}
+
+/// Runs one seed of a range in a child process. Some process-wide state still leaks from one run
+/// into the next (a run's trace depends on how many ran before it in the process), so only a
+/// fresh process replays exactly what `--seed N` gives.
+fn run_child(seed: u64, flags: &[String], ops: &mut u64) -> anyhow::Result<bool> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .arg("--seed")
+        .arg(seed.to_string())
+        .args(flags)
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The child's own summary and replay lines are the parent's to print.
+    let own = |l: &&str| {
+        !l.contains(" seeds in ") && !l.starts_with("failed seeds") && !l.starts_with("replay:")
+    };
+    for line in text.lines().filter(own) {
+        println!("{line}");
+        if let Some(n) = line
+            .split_once(" ops ")
+            .and_then(|(_, r)| r.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            *ops += n;
+        }
+    }
+    Ok(out.status.success())
+}
+
+/// The flags that select this run's configuration, for a child or a replay line.
+fn replay_flags(args: &Args) -> Vec<String> {
+    let mut flags = Vec::new();
+    for (on, flag) in [
+        (args.planted_bug, "--planted-bug"),
+        (args.planted_lock_bug, "--planted-lock-bug"),
+        (args.planted_access_bug, "--planted-access-bug"),
+        (args.planted_plaintext_bug, "--planted-plaintext-bug"),
+        (args.no_faults, "--no-faults"),
+    ] {
+        if on {
+            flags.push(flag.to_string());
+        }
+    }
+    if args.workload != WorkloadSet::Full {
+        flags.extend(["--workload".into(), "classic".into()]);
+    }
+    if args.lock_client != LockClient::OddSeeds {
+        flags.push("--lock-client".into());
+        flags.push(
+            format!("{:?}", args.lock_client)
+                .to_lowercase()
+                .replace("oddseeds", "odd-seeds"),
+        );
+    }
+    flags
 }

@@ -14,6 +14,7 @@ use super::keys;
 use super::quorum;
 use super::set::ErasureSet;
 use super::ObjectLayer;
+use crate::drive::DriveError;
 
 const SCAN_BATCH: usize = 1000;
 
@@ -93,8 +94,24 @@ async fn scan_set(
             }
         }
     }
-    let mut by_key: BTreeMap<Vec<u8>, Vec<ObjectRecord>> = BTreeMap::new();
-    for r in rows.into_iter().flatten() {
+    // Per key, every drive's view: its record, no record (`Ok(None)`), or no answer.
+    let mut by_key: BTreeMap<Vec<u8>, Vec<Result<Option<ObjectRecord>, DriveError>>> =
+        BTreeMap::new();
+    let answering: Vec<bool> = rows.iter().map(Result::is_ok).collect();
+    let blank = || -> Vec<Result<Option<ObjectRecord>, DriveError>> {
+        answering
+            .iter()
+            .map(|&ok| {
+                if ok {
+                    Ok(None)
+                } else {
+                    Err(DriveError::Offline)
+                }
+            })
+            .collect()
+    };
+    for (d, r) in rows.into_iter().enumerate() {
+        let Ok(r) = r else { continue };
         for (k, v) in r {
             let key = k[base.len()..].to_vec();
             if bound.as_ref().is_some_and(|b| &key > b) {
@@ -103,17 +120,26 @@ async fn scan_set(
             if let Ok(mut rec) = ObjectRecord::decode(v.as_slice()) {
                 if !all {
                     rec.versions.truncate(1);
+                    rec.replaced.truncate(1);
                 }
-                by_key.entry(key).or_default().push(rec);
+                by_key.entry(key).or_insert_with(blank)[d] = Ok(Some(rec));
             }
         }
     }
     let mut entries = Vec::new();
-    for (k, records) in by_key {
-        let mut versions = agreed_versions(&records, set.read_quorum);
-        if !all {
-            versions.retain(|v| !v.delete_marker);
-        }
+    for (k, views) in by_key {
+        let versions = if all {
+            let records: Vec<ObjectRecord> =
+                views.into_iter().filter_map(|v| v.ok().flatten()).collect();
+            agreed_versions(&records, set.read_quorum)
+        } else {
+            // The latest version as a GET resolves it, so a listing names exactly what a GET
+            // would serve (including after a change stuck below quorum).
+            match quorum::resolve(&views, None, set.read_quorum, set.write_quorum) {
+                Ok(r) if !r.version.delete_marker => vec![r.version],
+                _ => Vec::new(),
+            }
+        };
         if !versions.is_empty() {
             entries.push((String::from_utf8_lossy(&k).into_owned(), versions));
         }
