@@ -175,6 +175,10 @@ enum Action {
     Latency(u64),
     ClockJump(usize, i64),
     Corrupt(usize, usize),
+    /// Every link of the node held (messages queued, not lost), as peers and clients see a
+    /// process stopped by a long pause or a frozen VM; `Resume` delivers what queued.
+    Pause(usize),
+    Resume(usize),
 }
 
 /// Draws the fault schedule: (time, action) in time order. At most one node is down at a time
@@ -232,6 +236,20 @@ fn schedule(rng: &mut ChaCha8Rng, until: Duration) -> Vec<(Duration, Action)> {
     out
 }
 
+/// Node pauses, from their own random stream so that the rest of the schedule (and the
+/// `classic` runs the regression seeds replay) stays as it was: one or two, of 1 to 4 s.
+fn pauses(rng: &mut ChaCha8Rng, until: Duration) -> Vec<(Duration, Action)> {
+    let mut out = Vec::new();
+    for _ in 0..rng.gen_range(1..=2) {
+        let t = Duration::from_millis(rng.gen_range(3000..until.as_millis().max(3001) as u64));
+        let len = Duration::from_millis(rng.gen_range(1000..4000));
+        let n = rng.gen_range(0..NODES);
+        out.push((t, Action::Pause(n)));
+        out.push((t + len, Action::Resume(n)));
+    }
+    out
+}
+
 fn others(n: usize) -> Vec<String> {
     (0..NODES).filter(|&m| m != n).map(host_name).collect()
 }
@@ -245,12 +263,14 @@ fn repair_all(sim: &turmoil::Sim<'_>) {
 }
 
 /// Applies one fault action; returns the new "down" set.
+#[allow(clippy::too_many_arguments)]
 fn apply(
     sim: &mut turmoil::Sim<'_>,
     site: &Site,
     rng: &mut ChaCha8Rng,
     action: &Action,
     down: &mut BTreeSet<usize>,
+    clients: &[String],
     trace: &SharedTrace,
 ) {
     let mut tr = trace.borrow_mut();
@@ -310,6 +330,18 @@ fn apply(
                 .skew_ns
                 .fetch_add(secs * 1_000_000_000, Ordering::Relaxed);
             tr.log(format!("FAULT clock {} {secs:+}s", host_name(n)));
+        }
+        Action::Pause(n) => {
+            for o in others(n).iter().chain(clients) {
+                sim.hold(host_name(n), o.as_str());
+            }
+            tr.log(format!("FAULT pause {}", host_name(n)));
+        }
+        Action::Resume(n) => {
+            for o in others(n).iter().chain(clients) {
+                sim.release(host_name(n), o.as_str());
+            }
+            tr.log(format!("FAULT resume {}", host_name(n)));
         }
         Action::Corrupt(n, d) => {
             let disk = &site[n].disks[d];
@@ -376,11 +408,22 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
         }
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xfa17);
-    let faults = if opts.faults {
+    let full = opts.workload_set == WorkloadSet::Full
+        || opts.planted_access_bug
+        || opts.planted_plaintext_bug;
+    let mut faults = if opts.faults {
         schedule(&mut rng, opts.workload)
     } else {
         Vec::new()
     };
+    if opts.faults && full {
+        let mut pause_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9a05e);
+        faults.extend(pauses(&mut pause_rng, opts.workload));
+        faults.sort_by_key(|(t, _)| *t);
+    }
+    let mut clients: Vec<String> = (0..opts.clients)
+        .map(|c| format!("client{}", c + 1))
+        .collect();
     let verify_at = opts.workload + Duration::from_secs(15);
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
@@ -400,6 +443,7 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
         );
     }
     if opts.planted_lock_bug || opts.lock_client.runs(seed) {
+        clients.push("locker".into());
         sim.client(
             "locker",
             lock::run_lock_client(
@@ -412,14 +456,19 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
             ),
         );
     }
-    let full = opts.workload_set == WorkloadSet::Full
-        || opts.planted_access_bug
-        || opts.planted_plaintext_bug;
     let extra = full.then(|| Extra {
         history: Rc::default(),
         access: Rc::default(),
         at_rest: Rc::default(),
     });
+    if extra.is_some() {
+        clients.extend(
+            (0..CONTROL_CLIENTS)
+                .map(|c| format!("ctl{}", c + 1))
+                .chain(["access".into(), "sealer".into()]),
+        );
+    }
+    clients.push("checker".into());
     if let Some(extra) = &extra {
         for c in 0..CONTROL_CLIENTS {
             sim.client(
@@ -466,6 +515,7 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
                 &mut rng,
                 &faults[next].1,
                 &mut down,
+                &clients,
                 &trace,
             );
             next += 1;
@@ -477,6 +527,11 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
                 sim.bounce(host_name(n));
             }
             repair_all(&sim);
+            for n in 0..NODES {
+                for o in others(n).iter().chain(&clients) {
+                    sim.release(host_name(n), o.as_str());
+                }
+            }
             sim.set_max_message_latency(Duration::from_millis(50));
             for n in site.iter() {
                 n.skew_ns.store(0, Ordering::Relaxed);
