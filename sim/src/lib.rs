@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod control;
 pub mod linearizability;
 pub mod lock;
+pub mod multipart;
 pub mod net;
 mod workload;
 
@@ -96,7 +97,7 @@ pub enum WorkloadSet {
     /// The S3 workload and the lock client only: the runs the regression seeds were found in.
     Classic,
     /// Also the control-plane clients (linearizability), the access client (denied requests
-    /// never succeed) and the encryption client (no plaintext at rest).
+    /// never succeed), the encryption client (no plaintext at rest) and the multipart client.
     Full,
 }
 
@@ -465,7 +466,7 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
         clients.extend(
             (0..CONTROL_CLIENTS)
                 .map(|c| format!("ctl{}", c + 1))
-                .chain(["access".into(), "sealer".into()]),
+                .chain(["access".into(), "sealer".into(), "mpu".into()]),
         );
     }
     clients.push("checker".into());
@@ -485,6 +486,10 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
                 extra.access.clone(),
                 trace.clone(),
             ),
+        );
+        sim.client(
+            "mpu",
+            multipart::run_client(seed, opts.workload, model.clone(), trace.clone()),
         );
         sim.client(
             "sealer",

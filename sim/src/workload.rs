@@ -63,7 +63,7 @@ pub(crate) fn short(d: &Option<Digest32>) -> String {
 }
 
 /// Checks a GET reply against the model; returns a violation if it breaks an invariant.
-fn check_get(model: &Model, bucket: &str, key: &str, reply: &Reply) -> Option<String> {
+pub(crate) fn check_get(model: &Model, bucket: &str, key: &str, reply: &Reply) -> Option<String> {
     let km = model.keys.get(&(bucket.to_owned(), key.to_owned()))?;
     match reply {
         Reply::Status(200, body) => {
@@ -109,7 +109,7 @@ pub(crate) fn acked(r: &Reply) -> bool {
     matches!(r, Reply::Status(s, _) if (200..300).contains(s))
 }
 
-fn maybe_applied(r: &Reply) -> bool {
+pub(crate) fn maybe_applied(r: &Reply) -> bool {
     matches!(r, Reply::Lost(_)) || matches!(r, Reply::Status(s, _) if *s >= 500)
 }
 
