@@ -5,7 +5,6 @@
 //! must leave no trace.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::client::{Reply, S3};
 use crate::cluster::{host_name, NODES};
 use crate::workload::{
-    acked, check_get, create_bucket, digest, maybe_applied, short, summary, KeyModel, Model,
+    acked, check_get, digest, maybe_applied, open_bucket, short, summary, Model,
 };
 use crate::SharedTrace;
 
@@ -36,24 +35,9 @@ pub async fn run_client(
 ) -> turmoil::Result {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0b1d_9a27);
     let mut s3 = S3::new();
-    if !create_bucket(&mut s3, &mut rng, BUCKET, &trace, 120).await {
-        trace
-            .borrow_mut()
-            .violation(format!("bucket {BUCKET} could not be created"));
+    let keys = (0..KEYS).map(|k| format!("mp{k}"));
+    if !open_bucket(&mut s3, &mut rng, BUCKET, keys, &model, &trace).await {
         return Ok(());
-    }
-    {
-        let mut m = model.borrow_mut();
-        m.buckets.insert(BUCKET.to_owned());
-        for k in 0..KEYS {
-            m.keys.insert(
-                (BUCKET.to_owned(), format!("mp{k}")),
-                KeyModel {
-                    settled: [None].into(),
-                    pending: BTreeSet::new(),
-                },
-            );
-        }
     }
     let mut n = 0u64;
     while turmoil::sim_elapsed().unwrap_or_default() < until {

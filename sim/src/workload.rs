@@ -137,6 +137,36 @@ pub(crate) async fn create_bucket(
     false
 }
 
+/// Creates a client's bucket (the control plane needs a leader first, so it keeps trying) and
+/// enters its keys in the model, all absent; false, with a violation, if it never could.
+pub(crate) async fn open_bucket(
+    s3: &mut S3,
+    rng: &mut ChaCha8Rng,
+    bucket: &str,
+    keys: impl Iterator<Item = String>,
+    model: &Rc<RefCell<Model>>,
+    trace: &SharedTrace,
+) -> bool {
+    if !create_bucket(s3, rng, bucket, trace, 120).await {
+        trace
+            .borrow_mut()
+            .violation(format!("bucket {bucket} could not be created"));
+        return false;
+    }
+    let mut m = model.borrow_mut();
+    m.buckets.insert(bucket.to_owned());
+    for key in keys {
+        m.keys.insert(
+            (bucket.to_owned(), key),
+            KeyModel {
+                settled: [None].into(),
+                pending: BTreeSet::new(),
+            },
+        );
+    }
+    true
+}
+
 /// One workload client: a seeded random sequence of S3 requests against random nodes.
 pub async fn run_client(
     seed: u64,
@@ -148,25 +178,9 @@ pub async fn run_client(
     let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(client as u64 + 7));
     let mut s3 = S3::new();
     let bucket = format!("bucket{}", client + 1);
-    // The control plane needs a leader first; give it time before giving up.
-    if !create_bucket(&mut s3, &mut rng, &bucket, &trace, 120).await {
-        trace
-            .borrow_mut()
-            .violation(format!("bucket {bucket} could not be created"));
+    let keys = (0..KEYS_PER_CLIENT).map(|k| format!("key{k}"));
+    if !open_bucket(&mut s3, &mut rng, &bucket, keys, &model, &trace).await {
         return Ok(());
-    }
-    {
-        let mut m = model.borrow_mut();
-        m.buckets.insert(bucket.clone());
-        for k in 0..KEYS_PER_CLIENT {
-            m.keys.insert(
-                (bucket.clone(), format!("key{k}")),
-                KeyModel {
-                    settled: [None].into(),
-                    pending: BTreeSet::new(),
-                },
-            );
-        }
     }
     let mut n = 0u64;
     while turmoil::sim_elapsed().unwrap_or_default() < until {
