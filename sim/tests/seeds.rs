@@ -12,6 +12,21 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Runs the `cairn-sim` binary with `args` (each seed in a fresh process, as `--seed N` replays
+/// it) and fails with its output unless every seed passed.
+fn replay(args: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-sim"))
+        .args(args)
+        .output()
+        .expect("run cairn-sim");
+    assert!(
+        out.status.success(),
+        "cairn-sim {}:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// Replay is exact across processes (the contract of `--seed N`). Two runs inside one process
 /// differ today: some process-global state (not yet found) leaks from one run into the next.
 #[test]
@@ -41,22 +56,14 @@ fn same_seed_same_trace() {
 fn failed_writes_keep_the_previous_version() {
     let _g = serial();
     for seed in ["0", "10", "20", "21", "33", "56", "59"] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-sim"))
-            .args([
-                "--seed",
-                seed,
-                "--lock-client",
-                "never",
-                "--workload",
-                "classic",
-            ])
-            .output()
-            .expect("cairn-sim runs");
-        assert!(
-            out.status.success(),
-            "seed {seed}:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        replay(&[
+            "--seed",
+            seed,
+            "--lock-client",
+            "never",
+            "--workload",
+            "classic",
+        ]);
     }
 }
 
@@ -69,15 +76,7 @@ fn failed_writes_keep_the_previous_version() {
 #[test]
 fn a_crashed_coordinator_leaves_the_previous_version_readable() {
     let _g = serial();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-sim"))
-        .args(["--seed", "59"])
-        .output()
-        .expect("run cairn-sim");
-    assert!(
-        out.status.success(),
-        "seed 59:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    replay(&["--seed", "59"]);
 }
 
 /// Seed 54 with the lock client: a heal on one node read a newer write on two drives while it was
@@ -87,22 +86,14 @@ fn a_crashed_coordinator_leaves_the_previous_version_readable() {
 #[test]
 fn heal_never_downgrades_a_landing_write() {
     let _g = serial();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-sim"))
-        .args([
-            "--seed",
-            "54",
-            "--lock-client",
-            "always",
-            "--workload",
-            "classic",
-        ])
-        .output()
-        .expect("cairn-sim runs");
-    assert!(
-        out.status.success(),
-        "seed 54:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    replay(&[
+        "--seed",
+        "54",
+        "--lock-client",
+        "always",
+        "--workload",
+        "classic",
+    ]);
 }
 
 /// Unsynced writes acknowledged as durable: some seed among the first 100 must fail (seed 9 does
@@ -174,13 +165,5 @@ fn planted_plaintext_bug_is_caught() {
 #[test]
 fn ci_seed_set() {
     let _g = serial();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-sim"))
-        .args(["--seeds", "1..51", "--keep-going"])
-        .output()
-        .expect("run cairn-sim");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    replay(&["--seeds", "1..51", "--keep-going"]);
 }

@@ -396,6 +396,7 @@ impl ObjectLayer {
                     before,
                     after: Some(after),
                     freed,
+                    tombstone: false,
                 })
             }
         }))
@@ -529,6 +530,8 @@ pub(crate) struct Changed {
     pub before: Option<Vec<u8>>,
     pub after: Option<Vec<u8>>,
     pub freed: Vec<String>,
+    /// `after` has no versions left: a removal's tombstone, deleted once the change settles.
+    pub tombstone: bool,
 }
 
 type RecordChange = Result<Changed, crate::drive::DriveError>;
@@ -579,7 +582,7 @@ async fn settle_records(
     }
     join_all(set.drives.iter().zip(results).map(|(drive, r)| async move {
         let Ok(c) = r else { return };
-        if let Some(after) = c.after.filter(|a| is_tombstone(a)) {
+        if let Some(after) = c.after.filter(|_| c.tombstone) {
             let ops = vec![
                 MetaOp::Expect(meta_key.to_vec(), Some(after)),
                 MetaOp::Delete(meta_key.to_vec()),
@@ -597,11 +600,6 @@ async fn settle_records(
     }))
     .await;
     Ok(())
-}
-
-/// A record with no versions: a removal not yet settled (see `ObjectRecord::replaced`).
-pub(crate) fn is_tombstone(raw: &[u8]) -> bool {
-    ObjectRecord::decode(raw).is_ok_and(|r| r.versions.is_empty())
 }
 
 pub(crate) async fn read_record(

@@ -135,6 +135,7 @@ impl ObjectLayer {
                         before: None,
                         after: None,
                         freed: Vec::new(),
+                        tombstone: false,
                     });
                 };
                 let mut record = ObjectRecord::decode(raw.as_slice())
@@ -152,6 +153,7 @@ impl ObjectLayer {
                 // Even a record left with no versions stays (a tombstone) until the removal
                 // settles: what it removed must survive a crash of this coordinator.
                 record.replaced = gone;
+                let tombstone = record.versions.is_empty();
                 let after = record.encode_to_vec();
                 drive
                     .apply(vec![MetaOp::Put(meta_key, after.clone())])
@@ -161,6 +163,7 @@ impl ObjectLayer {
                     before,
                     after,
                     freed,
+                    tombstone,
                 })
             }
         }))
