@@ -47,6 +47,8 @@ pub enum Command {
         bucket: String,
         policy: Option<String>,
     },
+    /// Site replication: peers, acknowledgements and commands received from peers.
+    Site(crate::site::SiteCommand),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]

@@ -14,6 +14,7 @@ pub mod iam;
 pub mod kms;
 pub mod model;
 pub mod raft;
+pub mod site;
 pub mod state;
 pub mod transport;
 

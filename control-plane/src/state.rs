@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::{Command, CommandError};
 use crate::iam::identity::IamState;
 use crate::model::{BucketInfo, Versioning};
+use crate::site::Sites;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteState {
@@ -17,6 +18,9 @@ pub struct SiteState {
     pub kms: crate::kms::KmsRegistry,
     #[serde(default)]
     pub iam: IamState,
+    /// Peer sites and the replication outbox (`crate::site`).
+    #[serde(default)]
+    pub sites: Sites,
 }
 
 impl SiteState {
@@ -24,6 +28,20 @@ impl SiteState {
     /// so every replica that sees it agrees on the index).
     pub fn apply(&mut self, cmd: &Command) -> Result<(), CommandError> {
         self.applied += 1;
+        self.apply_change(cmd)
+    }
+
+    /// Applies `cmd` without counting it; a change made here joins the site outbox.
+    pub(crate) fn apply_change(&mut self, cmd: &Command) -> Result<(), CommandError> {
+        let local = !matches!(cmd, Command::Site(_));
+        self.change(cmd)?;
+        if local {
+            self.sites.record(cmd);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn change(&mut self, cmd: &Command) -> Result<(), CommandError> {
         match cmd {
             Command::CreateBucket {
                 name,
@@ -33,7 +51,8 @@ impl SiteState {
                 if self.buckets.contains_key(name) {
                     return Err(CommandError::BucketExists(name.clone()));
                 }
-                let versioning = if *object_lock {
+                // Object replication between sites needs version ids.
+                let versioning = if *object_lock || self.sites.enabled() {
                     Versioning::Enabled
                 } else {
                     Versioning::Unversioned
@@ -79,6 +98,7 @@ impl SiteState {
                 self.buckets = state.buckets.clone();
                 self.kms = state.kms.clone();
                 self.iam = state.iam.clone();
+                self.sites = state.sites.clone();
                 Ok(())
             }
             Command::Iam(c) => Ok(self.iam.apply(c)?),
@@ -86,6 +106,7 @@ impl SiteState {
                 self.bucket_mut(bucket)?.policy = policy.clone();
                 Ok(())
             }
+            Command::Site(c) => self.apply_site(c),
         }
     }
 

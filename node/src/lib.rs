@@ -15,5 +15,6 @@ pub mod erasure;
 pub mod object;
 pub mod s3;
 pub mod server;
+pub mod site;
 pub mod sse;
 pub mod topology;

@@ -207,9 +207,20 @@ pub(crate) async fn until_acked(
     trace: &SharedTrace,
     step: &Step,
 ) -> bool {
+    until_acked_at(s3, rng, trace, "", step).await
+}
+
+/// Like [`until_acked`], on the nodes of the site whose host names start with `site`.
+pub(crate) async fn until_acked_at(
+    s3: &mut S3,
+    rng: &mut ChaCha8Rng,
+    trace: &SharedTrace,
+    site: &str,
+    step: &Step,
+) -> bool {
     let what = step.what;
     for _ in 0..120 {
-        let host = host_name(rng.gen_range(0..NODES));
+        let host = format!("{site}{}", host_name(rng.gen_range(0..NODES)));
         let r = s3
             .request(
                 &host,

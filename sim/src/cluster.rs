@@ -58,6 +58,8 @@ impl Clock for SimClock {
 /// process for the checker.
 pub struct NodeState {
     pub index: usize,
+    /// Prefix of the site's host names (`""` for the single-site run, `a-`, `b-` for two sites).
+    pub site: String,
     pub disks: Vec<MemoryDisk>,
     pub raft: MemoryRaftDisk,
     pub skew_ns: Arc<AtomicI64>,
@@ -70,12 +72,24 @@ pub struct NodeState {
 
 pub type Site = Rc<Vec<Rc<NodeState>>>;
 
+impl NodeState {
+    pub fn host(&self) -> String {
+        format!("{}{}", self.site, host_name(self.index))
+    }
+}
+
 pub fn new_site(seed: u64) -> Site {
+    new_named_site(seed, "")
+}
+
+/// A site whose hosts are `{prefix}node1`...
+pub fn new_named_site(seed: u64, prefix: &str) -> Site {
     Rc::new(
         (0..NODES)
             .map(|i| {
                 Rc::new(NodeState {
                     index: i,
+                    site: prefix.to_string(),
                     disks: (0..DRIVES_PER_NODE).map(|_| MemoryDisk::new()).collect(),
                     raft: MemoryRaftDisk::new(),
                     skew_ns: Arc::new(AtomicI64::new(0)),
@@ -89,12 +103,13 @@ pub fn new_site(seed: u64) -> Site {
     )
 }
 
-fn topology(i: usize) -> anyhow::Result<Topology> {
+fn topology(state: &NodeState) -> anyhow::Result<Topology> {
+    let site = &state.site;
     Ok(Topology::parse(
         &[format!(
-            "http://node{{1...{NODES}}}:{S3_PORT}/d{{1...{DRIVES_PER_NODE}}}"
+            "http://{site}node{{1...{NODES}}}:{S3_PORT}/d{{1...{DRIVES_PER_NODE}}}"
         )],
-        &format!("{}:{S3_PORT}", host_name(i)),
+        &format!("{}:{S3_PORT}", state.host()),
         10000,
     )?)
 }
@@ -125,7 +140,7 @@ pub async fn run_node(state: Rc<NodeState>) -> turmoil::Result {
         *s
     };
     let restart = starts > 1;
-    let topology = topology(state.index)?;
+    let topology = topology(&state)?;
     let transport = Transport::new(net::connect(), TOKEN)?;
     let (log, sm) = open_memory_stores(&state.raft)?;
     let reader = sm.reader();
@@ -196,6 +211,8 @@ pub async fn run_node(state: Rc<NodeState>) -> turmoil::Result {
         heal_on_start: restart,
         restore_on_start: false,
         sse: sse_config(&state, starts)?,
+        peer_dial: Arc::new(net::SimDial),
+        peer_ca_pem: Vec::new(),
     })
     .await?;
     *state.node.borrow_mut() = Some(node);

@@ -14,6 +14,7 @@ pub mod linearizability;
 pub mod lock;
 pub mod multipart;
 pub mod net;
+pub mod two_sites;
 mod workload;
 
 use std::cell::RefCell;
@@ -141,7 +142,7 @@ pub struct Trace {
     pub violations: Vec<String>,
     pub verbose: bool,
     /// Simulated time for lines logged outside any host (the fault schedule).
-    outside: Duration,
+    pub(crate) outside: Duration,
 }
 
 impl Trace {
@@ -370,9 +371,12 @@ fn apply(
 /// Runs one seed to the end and checks its invariants. A panic anywhere in the site (openraft
 /// asserts its storage invariants) is reported as a failure of the seed, not of the process.
 pub fn run_seed(seed: u64, opts: &Options, verbose: bool) -> Outcome {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_inner(seed, opts, verbose)
-    })) {
+    guarded(seed, || run_inner(seed, opts, verbose))
+}
+
+/// Runs `f`, turning a panic into a failed outcome of `seed`.
+pub(crate) fn guarded(seed: u64, f: impl FnOnce() -> Outcome) -> Outcome {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(o) => o,
         Err(p) => {
             let msg = p
@@ -556,6 +560,16 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
     }
     let simulated = sim.elapsed();
     drop(sim);
+    outcome(seed, &trace, simulated, sim_error)
+}
+
+/// What a finished run reports: its trace's hash and counters.
+pub(crate) fn outcome(
+    seed: u64,
+    trace: &SharedTrace,
+    simulated: Duration,
+    sim_error: Option<String>,
+) -> Outcome {
     let mut tr = trace.borrow_mut();
     if let Some(e) = &sim_error {
         tr.log(format!("SIM ERROR {e}"));

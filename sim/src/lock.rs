@@ -317,6 +317,7 @@ async fn rogue_remove(site: &Site, rng: &mut ChaCha8Rng, l: &Locked, trace: &Sha
                     versioning: Versioning::Enabled,
                     version_id: Some(&l.version_id),
                     bypass: Bypass::default(),
+                    replication: &cairn_node::object::replica::Replication::None,
                 },
             )
             .await

@@ -39,6 +39,10 @@ struct Args {
     /// No faults: only the workload.
     #[arg(long)]
     no_faults: bool,
+    /// Two sites paired by site replication instead of one site: faults cut the sites apart
+    /// and crash nodes; the sites must converge afterwards.
+    #[arg(long)]
+    two_sites: bool,
     /// With --seeds: run every seed and list the failures instead of stopping at the first.
     #[arg(long)]
     keep_going: bool,
@@ -82,7 +86,7 @@ fn main() -> anyhow::Result<()> {
     for seed in range {
         runs += 1;
         let ok = if single {
-            run_here(seed, &opts, args.verbose, &mut ops)
+            run_here(seed, &opts, args.two_sites, args.verbose, &mut ops)
         } else {
             run_child(seed, &flags, &mut ops)?
         };
@@ -109,9 +113,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Runs one seed in this process and prints its line (and violations); true when it passed.
-fn run_here(seed: u64, opts: &Options, verbose: bool, ops: &mut u64) -> bool {
+fn run_here(seed: u64, opts: &Options, two_sites: bool, verbose: bool, ops: &mut u64) -> bool {
     let t = Instant::now();
-    let o = run_seed(seed, opts, verbose);
+    let o = if two_sites {
+        cairn_sim::two_sites::run(seed, opts, verbose)
+    } else {
+        run_seed(seed, opts, verbose)
+    };
     *ops += o.ops;
     println!(
         "seed {seed}: trace {} ops {} faults {} simulated {:.1}s wall {:.2}s {}",
@@ -168,6 +176,7 @@ fn replay_flags(args: &Args) -> Vec<String> {
         (args.planted_access_bug, "--planted-access-bug"),
         (args.planted_plaintext_bug, "--planted-plaintext-bug"),
         (args.no_faults, "--no-faults"),
+        (args.two_sites, "--two-sites"),
     ] {
         if on {
             flags.push(flag.to_string());

@@ -77,3 +77,18 @@ pub fn connect() -> Connect {
         )
     })
 }
+
+/// Peer-site requests over turmoil's TCP.
+pub struct SimDial;
+
+#[async_trait::async_trait]
+impl cairn_node::site::link::Dial for SimDial {
+    async fn dial(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> io::Result<Box<dyn cairn_node::site::link::Stream>> {
+        let s = turmoil::net::TcpStream::connect((host, port)).await?;
+        Ok(Box::new(s))
+    }
+}

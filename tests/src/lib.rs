@@ -148,6 +148,8 @@ pub struct Server {
     root: PathBuf,
     drives: Vec<PathBuf>,
     port: u16,
+    /// Restarts reuse the port (a peer site knows the server by it).
+    fixed_port: Option<u16>,
     child: Option<Child>,
     starts: usize,
     access_key: String,
@@ -196,6 +198,7 @@ impl Server {
             root,
             drives,
             port: 0,
+            fixed_port: None,
             child: None,
             starts: 0,
             access_key,
@@ -214,14 +217,17 @@ impl Server {
         assert!(self.child.is_none(), "server already running");
         let mut last = String::new();
         for _attempt in 0..8 {
-            self.port = match &self.opts.site {
-                Some(site) => site.port,
-                None => free_port(),
+            self.port = match (&self.opts.site, self.fixed_port) {
+                (Some(site), _) => site.port,
+                (None, Some(p)) => p,
+                (None, None) => free_port(),
             };
             self.spawn();
             match self.wait_ready().await {
                 Ok(()) => return,
-                Err(StartError::AddrInUse) if self.opts.site.is_none() => {
+                Err(StartError::AddrInUse)
+                    if self.opts.site.is_none() && self.fixed_port.is_none() =>
+                {
                     last = "address in use".into();
                     continue;
                 }
@@ -458,6 +464,12 @@ impl Server {
             self.kill9();
         }
         self.boot().await;
+    }
+
+    /// Like [`Server::restart`], on the port the server had.
+    pub async fn restart_on_same_port(&mut self) {
+        self.fixed_port = Some(self.port);
+        self.restart().await;
     }
 
     /// Remove everything inside drive `i` (including `.cairn`), keeping the empty dir.

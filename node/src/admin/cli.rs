@@ -53,6 +53,9 @@ pub enum AdminCommand {
     /// The site's KMS key registry (`kms key create|list|status|disable|enable|delete ALIAS [KEY]`).
     #[command(subcommand)]
     Kms(super::kms_cli::KmsCommand),
+    /// Site replication among several sites: `site add ALIAS ALIAS...`, `site status ALIAS`.
+    #[command(subcommand)]
+    Site(super::site_cli::SiteCommand),
     #[command(flatten)]
     Iam(super::iam_cli::IamCli),
 }
@@ -170,6 +173,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Alias(cmd) => return alias_command(cmd),
         AdminCommand::Bucket(cmd) => return super::bucket_cli::run(cmd),
         AdminCommand::Kms(cmd) => return super::kms_cli::run(cmd),
+        AdminCommand::Site(cmd) => return super::site_cli::run(cmd),
         AdminCommand::Iam(cmd) => {
             return super::iam_cli::run(cmd, args.access_key.as_deref(), args.secret_key.as_deref())
         }

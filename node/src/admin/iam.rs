@@ -61,7 +61,7 @@ pub fn iam_error(e: IamError) -> S3Error {
     }
 }
 
-fn catalog_error(e: CatalogError) -> S3Error {
+pub(crate) fn catalog_error(e: CatalogError) -> S3Error {
     match e {
         CatalogError::Command(CommandError::Iam(e)) => iam_error(e),
         CatalogError::Command(c) => s3_error!(InvalidRequest, "{c}"),
@@ -69,7 +69,7 @@ fn catalog_error(e: CatalogError) -> S3Error {
     }
 }
 
-fn param(uri: &Uri, name: &str) -> S3Result<String> {
+pub(crate) fn param(uri: &Uri, name: &str) -> S3Result<String> {
     query_param(uri, name)
         .filter(|v| !v.is_empty())
         .ok_or_else(|| s3_error!(InvalidArgument, "query parameter {name} is required"))
@@ -84,7 +84,9 @@ async fn body_bytes(req: &mut S3Request<Body>) -> S3Result<Vec<u8>> {
     Ok(b.to_vec())
 }
 
-async fn body_json<T: for<'de> Deserialize<'de>>(req: &mut S3Request<Body>) -> S3Result<T> {
+pub(crate) async fn body_json<T: for<'de> Deserialize<'de>>(
+    req: &mut S3Request<Body>,
+) -> S3Result<T> {
     let b = body_bytes(req).await?;
     serde_json::from_slice(&b).map_err(|e| s3_error!(InvalidRequest, "invalid JSON body: {e}"))
 }

@@ -11,6 +11,8 @@ pub mod iam;
 pub mod iam_cli;
 pub mod kms;
 pub mod kms_cli;
+pub mod site;
+pub mod site_cli;
 pub mod sts;
 
 use std::sync::Arc;
@@ -245,6 +247,7 @@ impl S3Route for AdminRoute {
                 cp.remove_voter(id).await.map_err(membership_error)?;
                 json(&cp.status())
             }
+            (_, op) if op.starts_with("site/") => site::handle(&self.node, &mut req, op).await,
             (m, op) if op.starts_with("kms/key/") => {
                 kms::handle(&self.node, m, op.trim_start_matches("kms/key/"), &req.uri).await
             }

@@ -12,6 +12,7 @@ pub mod list_versions;
 pub mod multipart;
 pub mod quorum;
 pub mod read;
+pub mod replica;
 pub mod retention;
 pub mod set;
 pub mod versions;
@@ -64,6 +65,7 @@ pub struct PutOptions {
     pub lock: retention::LockState,
     /// Set when the body is sealed: the version records the key and shows the plaintext.
     pub sse: Option<crate::sse::object::SealedWrite>,
+    pub replication: replica::Replication,
 }
 
 /// An object (key in a bucket) that needs its shards checked and repaired.
@@ -283,15 +285,24 @@ impl ObjectLayer {
             }
         };
         let (out, checksums) = outcome;
-        let etag = hex::encode(out.md5);
-        let now = self.clock.now_ns();
+        let mut etag = hex::encode(out.md5);
+        let mut now = self.clock.now_ns();
+        let mut version_id = self.version_id_for(opts.versioning);
+        if let Some(r) = opts.replication.replica() {
+            version_id = r.version_id.clone();
+            now = r.mod_time_ns;
+            if let Some(e) = &r.etag {
+                etag = e.clone();
+            }
+        }
         let data_dir = if out.inline.is_some() {
             String::new()
         } else {
             self.new_id()
         };
         let mut version = ObjectVersion {
-            version_id: self.version_id_for(opts.versioning),
+            version_id,
+            replication: opts.replication.status().to_string(),
             delete_marker: false,
             mod_time_ns: now,
             size: out.size,
@@ -434,12 +445,32 @@ impl ObjectLayer {
         C: FnOnce(&ObjectVersion) -> ObjectResult<()>,
         F: Fn(&mut ObjectVersion) + Send + Sync,
     {
+        let check = |v: &ObjectVersion| {
+            if v.delete_marker {
+                return Err(versions::marker_error(v, version_id));
+            }
+            check(v)
+        };
+        self.change_version(bucket, key, version_id, check, f).await
+    }
+
+    /// Applies `f` to the agreed version (a delete marker too) on every drive holding it, after
+    /// `check` accepted it, under the key's lock.
+    pub(crate) async fn change_version<C, F>(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        check: C,
+        f: F,
+    ) -> ObjectResult<ObjectInfo>
+    where
+        C: FnOnce(&ObjectVersion) -> ObjectResult<()>,
+        F: Fn(&mut ObjectVersion) + Send + Sync,
+    {
         let _guard = self.locks.lock(self.key_hash(bucket, key)).await;
         let (set, _) = self.place(bucket, key);
         let r = self.resolve(bucket, key, version_id).await?;
-        if r.version.delete_marker {
-            return Err(versions::marker_error(&r.version, version_id));
-        }
         check(&r.version)?;
         let meta_key = keys::object(bucket, key);
         let target = &r.version;
@@ -627,7 +658,8 @@ fn replace_version(record: &mut ObjectRecord, v: ObjectVersion) -> Vec<String> {
         .collect();
     record.versions = kept;
     record.replaced = same;
-    record.versions.insert(0, v);
+    let at = replica::position(record, &v);
+    record.versions.insert(at, v);
     freed
 }
 

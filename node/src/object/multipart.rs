@@ -256,6 +256,7 @@ impl ObjectLayer {
         upload_id: &str,
         chosen: &[(u32, String)],
         versioning: cairn_control_plane::Versioning,
+        replicate: bool,
     ) -> ObjectResult<ObjectInfo> {
         let (set, upload) = self.read_upload(bucket, key, upload_id).await?;
         let uploaded = self.agreed_parts(set, upload_id).await?;
@@ -290,7 +291,13 @@ impl ObjectLayer {
             .clone()
             .ok_or_else(|| ObjectError::CorruptMeta("upload erasure".into()))?;
         let dist = erasure.distribution.clone();
+        let replication = if replicate {
+            super::replica::PENDING
+        } else {
+            ""
+        };
         let version = ObjectVersion {
+            replication: replication.to_string(),
             version_id: self.version_id_for(versioning),
             delete_marker: false,
             mod_time_ns: self.clock.now_ns(),

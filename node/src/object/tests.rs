@@ -274,6 +274,7 @@ async fn overwrite_delete_and_listing() {
                 versioning: Versioning::Unversioned,
                 version_id: None,
                 bypass: Default::default(),
+                replication: &crate::object::replica::Replication::None,
             },
         )
         .await
@@ -334,6 +335,7 @@ async fn multipart_complete_and_errors() {
                 &id,
                 &[(2, i2.etag.clone()), (1, i1.etag.clone())],
                 Versioning::Unversioned,
+                false,
             )
             .await,
         Err(ObjectError::InvalidPartOrder)
@@ -345,7 +347,8 @@ async fn multipart_complete_and_errors() {
                 "mp",
                 &id,
                 &[(1, "bad".into())],
-                Versioning::Unversioned
+                Versioning::Unversioned,
+                false,
             )
             .await,
         Err(ObjectError::InvalidPart)
@@ -358,6 +361,7 @@ async fn multipart_complete_and_errors() {
             &id,
             &[(1, i1.etag), (2, i2.etag)],
             Versioning::Unversioned,
+            false,
         )
         .await
         .unwrap();

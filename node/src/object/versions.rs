@@ -21,6 +21,8 @@ pub struct DeleteRequest<'a> {
     /// Remove exactly this version (else: a delete marker, or the null version when unversioned).
     pub version_id: Option<&'a str>,
     pub bypass: Bypass,
+    /// A marker written now is a local change to replicate, or another site's marker.
+    pub replication: &'a super::replica::Replication,
 }
 
 /// What a DELETE did, for `x-amz-version-id` / `x-amz-delete-marker`.
@@ -78,12 +80,17 @@ impl ObjectLayer {
                 Ok(DeleteOutcome::default())
             }
             v => {
-                let marker = ObjectVersion {
+                let mut marker = ObjectVersion {
                     version_id: self.version_id_for(v),
                     delete_marker: true,
                     mod_time_ns: self.clock.now_ns(),
+                    replication: req.replication.status().to_string(),
                     ..Default::default()
                 };
+                if let Some(r) = req.replication.replica() {
+                    marker.version_id = r.version_id.clone();
+                    marker.mod_time_ns = r.mod_time_ns;
+                }
                 let (set, _) = self.place(bucket, key);
                 let all: Vec<u32> = (0..set.size() as u32).collect();
                 let ok = vec![true; all.len()];

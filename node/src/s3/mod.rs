@@ -10,6 +10,7 @@ mod list;
 mod lock;
 mod multipart;
 mod object;
+mod replica;
 pub mod sse;
 mod versioning;
 
@@ -22,6 +23,7 @@ use crate::catalog::Catalog;
 use crate::object::ObjectLayer;
 
 /// The S3 service of one node.
+#[derive(Clone)]
 pub struct CairnS3 {
     pub objects: Arc<ObjectLayer>,
     pub catalog: Arc<Catalog>,
@@ -29,6 +31,8 @@ pub struct CairnS3 {
     /// Who signed a request (root may bypass GOVERNANCE retention until IAM decides it).
     pub credentials: Arc<dyn crate::auth::CredentialStore>,
     pub sse: Arc<crate::sse::object::Keyring>,
+    /// Versions written here that peer sites must receive.
+    pub replication: crate::site::objects::Hints,
 }
 
 impl CairnS3 {

@@ -36,6 +36,7 @@ pub async fn create(
             s3.objects.clock.now_ns(),
         )?,
         sse: plan.map(|p| p.write),
+        replication: Default::default(),
     };
     let alg = input
         .checksum_algorithm
@@ -228,8 +229,11 @@ pub async fn complete(
             &input.upload_id,
             &chosen,
             bucket.versioning,
+            s3.catalog.state().sites.enabled(),
         )
         .await?;
+    s3.replication
+        .send(&input.bucket, &input.key, &info.version);
     let echo = sse::echo(info.version.sse.as_ref(), None);
     Ok(S3Response::new(CompleteMultipartUploadOutput {
         server_side_encryption: echo.sse,

@@ -122,6 +122,7 @@ pub async fn put(
     s3: &CairnS3,
     req: S3Request<PutObjectInput>,
 ) -> S3Result<S3Response<PutObjectOutput>> {
+    let replication = super::replica::of_request(s3, &req)?;
     let input = req.input;
     let bucket = s3.require_bucket(&input.bucket).await?;
     check_key(&input.key)?;
@@ -172,7 +173,8 @@ pub async fn put(
     let lock = lock::lock_for_write(
         &bucket,
         &lock::lock_headers!(input),
-        lock::has_integrity(&cr),
+        // A replica's lock was checked where it was written; its bytes travel under TLS.
+        lock::has_integrity(&cr) || replication.replica().is_some(),
         s3.objects.clock.now_ns(),
     )?;
     let mode = sse::effective(s3, &bucket, sse::requested(sse::write_headers!(input))?);
@@ -184,6 +186,7 @@ pub async fn put(
         versioning: bucket.versioning,
         lock,
         sse: plan.as_ref().map(|p| p.write.clone()),
+        replication,
     };
     let trailers = req.trailing_headers;
     let body = input.body.unwrap_or_else(|| {
@@ -197,6 +200,8 @@ pub async fn put(
             sse::verify_with(plan.as_ref(), out, |o| cr.verify(o, t.as_ref()))
         })
         .await?;
+    s3.replication
+        .send(&input.bucket, &input.key, &info.version);
     let sums = convert::checksum_fields(&info.version.checksums);
     let echo = plan.as_ref().map(sse::Plan::echo).unwrap_or_default();
     Ok(S3Response::new(PutObjectOutput {
@@ -394,6 +399,7 @@ pub async fn delete(
     req: S3Request<DeleteObjectInput>,
 ) -> S3Result<S3Response<DeleteObjectOutput>> {
     let bypass = lock::bypass(s3, &req, req.input.bypass_governance_retention);
+    let replication = super::replica::of_request(s3, &req)?;
     let input = req.input;
     let bucket = s3.require_bucket(&input.bucket).await?;
     let out = s3
@@ -405,14 +411,31 @@ pub async fn delete(
                 versioning: bucket.versioning,
                 version_id: input.version_id.as_deref(),
                 bypass,
+                replication: &replication,
             },
         )
         .await?;
+    hint_marker(s3, &replication, &input.bucket, &input.key, &out);
     Ok(S3Response::new(DeleteObjectOutput {
         delete_marker: out.delete_marker.then_some(true),
         version_id: out.version_id,
         ..Default::default()
     }))
+}
+
+/// Replicates a delete marker written here.
+fn hint_marker(
+    s3: &CairnS3,
+    replication: &crate::object::replica::Replication,
+    bucket: &str,
+    key: &str,
+    out: &DeleteOutcome,
+) {
+    if let (crate::object::replica::Replication::Pending, true, Some(id)) =
+        (replication, out.delete_marker, &out.version_id)
+    {
+        s3.replication.send_id(bucket, key, id);
+    }
 }
 
 pub async fn delete_many(
@@ -427,6 +450,7 @@ pub async fn delete_many(
     if input.delete.objects.len() > MAX_DELETE_KEYS {
         return Err(s3_error!(MalformedXML, "The XML you provided was not well-formed or did not validate against our published schema"));
     }
+    let replication = super::replica::local(s3);
     let quiet = input.delete.quiet.unwrap_or(false);
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
@@ -449,11 +473,17 @@ pub async fn delete_many(
                     versioning: bucket.versioning,
                     version_id: version,
                     bypass,
+                    replication: &replication,
                 };
-                s3.objects
+                let out = s3
+                    .objects
                     .delete_object(&input.bucket, &obj.key, req)
                     .await
-                    .map_err(s3s::S3Error::from)
+                    .map_err(s3s::S3Error::from);
+                if let Ok(out) = &out {
+                    hint_marker(s3, &replication, &input.bucket, &obj.key, out);
+                }
+                out
             }
             Err(e) => Err(e),
         };
@@ -579,6 +609,7 @@ pub async fn copy(
             true,
             s3.objects.clock.now_ns(),
         )?,
+        replication: super::replica::local(s3),
     };
     convert::check_metadata_size(&opts.user_metadata)?;
     let stream = sse::read(src, src_key.as_ref(), 0, v.size)?;
@@ -593,6 +624,8 @@ pub async fn copy(
             sse::verify_with(plan.as_ref(), out, |o| checks.verify(o, None))
         })
         .await?;
+    s3.replication
+        .send(&input.bucket, &input.key, &info.version);
     let echo = plan.as_ref().map(sse::Plan::echo).unwrap_or_default();
     Ok(S3Response::new(CopyObjectOutput {
         version_id: version_header(bucket.versioning, &info.version.version_id),

@@ -187,6 +187,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             &root_secret,
             tls.as_ref().map(|m| m.ca_pem.as_slice()),
         )?,
+        peer_dial: Arc::new(crate::site::link::TcpDial),
+        peer_ca_pem: tls.as_ref().map(|m| m.ca_pem.clone()).unwrap_or_default(),
     })
     .await?;
 

@@ -56,6 +56,9 @@ pub struct NodeParts {
     pub restore_on_start: bool,
     /// KMS and auto-encryption for server-side encryption.
     pub sse: crate::sse::object::SseConfig,
+    /// How this node reaches peer sites, and the authorities trusted for `https` peers.
+    pub peer_dial: Arc<dyn crate::site::link::Dial>,
+    pub peer_ca_pem: Vec<u8>,
 }
 
 /// Everything a running node holds.
@@ -71,6 +74,8 @@ pub struct Node {
     pub healing: AtomicUsize,
     /// Server-side encryption keys (the admin API creates registry keys through it).
     pub sse: Arc<crate::sse::object::Keyring>,
+    /// Requests to peer sites (site replication).
+    pub link: crate::site::link::Link,
 }
 
 impl Node {
@@ -100,6 +105,7 @@ impl Node {
             Some(a) => a.iam.clone(),
             None => parts.credentials,
         };
+        let link = crate::site::link::Link::new(parts.peer_dial, &parts.peer_ca_pem);
         let (objects, heal_rx) = ObjectLayer::new(
             parts.drives,
             parts.layout,
@@ -128,8 +134,13 @@ impl Node {
             topology: parts.topology,
             healing: AtomicUsize::new(0),
             sse: sse.clone(),
+            link,
         });
         tokio::spawn(heal_worker(objects.clone(), heal_rx));
+        tokio::spawn(crate::site::outbox::replicate_forever(
+            node.clone(),
+            parts.region.clone(),
+        ));
         let mut restore = parts.restore_on_start;
         if restore && !node.topology.networked {
             wait_for_leader(&node).await;
@@ -151,13 +162,22 @@ impl Node {
         if node.topology.networked {
             tokio::spawn(rejoin_monitor(node.clone()));
         }
-        let mut b = S3ServiceBuilder::new(CairnS3 {
+        let (replication, hints) = crate::site::objects::Hints::new();
+        let s3 = CairnS3 {
             objects: objects.clone(),
             catalog,
-            region: parts.region,
+            region: parts.region.clone(),
             credentials: credentials.clone(),
             sse,
-        });
+            replication,
+        };
+        tokio::spawn(crate::site::objects::replicate_forever(
+            node.clone(),
+            s3.clone(),
+            hints,
+            parts.region,
+        ));
+        let mut b = S3ServiceBuilder::new(s3);
         b.set_auth(Authenticator(credentials));
         if let Some(a) = iam {
             b.set_access(S3Authorizer {

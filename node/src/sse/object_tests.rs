@@ -172,6 +172,7 @@ async fn multipart_parts_have_their_own_keys_and_ranges_span_them() {
             &id,
             &chosen,
             cairn_control_plane::Versioning::Unversioned,
+            false,
         )
         .await
         .unwrap();

@@ -62,6 +62,7 @@ fn delete(id: Option<&str>, bypass: Bypass) -> DeleteRequest<'_> {
         versioning: Versioning::Enabled,
         version_id: id,
         bypass,
+        replication: &crate::object::replica::Replication::None,
     }
 }
 

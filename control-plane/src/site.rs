@@ -1,0 +1,511 @@
+//! Site replication of the control plane: buckets, their configs and IAM created on any site
+//! appear on every peer site (DESIGN.md §7).
+//!
+//! Each site keeps an *outbox* in its replicated state: every replicable command applied here
+//! (not one received from a peer) is appended under the next sequence number, in the same Raft
+//! entry that applies it, so a change and its replication task are durable together. The leader's
+//! replicator sends each peer the entries past what that peer acknowledged; the peer applies them
+//! through its own Raft as [`SiteCommand::FromPeer`] and remembers, per origin, the last sequence
+//! it applied, so a resent entry applies once. Entries every peer acknowledged are dropped.
+//! Peers are a full mesh: a received command is never forwarded again, which keeps pairs from
+//! looping.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, CommandError};
+use crate::iam::identity::{IamCommand, IamState, PolicyTarget, SealedSecret};
+use crate::model::{BucketInfo, Versioning};
+
+/// Longest site name accepted.
+const MAX_NAME: usize = 63;
+
+/// Another site this one replicates to, and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SitePeer {
+    /// The peer's S3 endpoint (`http(s)://host:port`), where its admin API listens.
+    pub endpoint: String,
+    /// Root credentials of the peer, the secret sealed for this site.
+    pub access_key: String,
+    pub secret: SealedSecret,
+    /// Every outbox entry up to this sequence is applied on the peer.
+    pub acked: u64,
+}
+
+/// What a `site add` gives for one peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerConfig {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret: SealedSecret,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sites {
+    /// This site's name among its peers (empty until site replication is configured).
+    pub local: String,
+    pub peers: BTreeMap<String, SitePeer>,
+    /// Replicable commands applied here, by sequence, until every peer has them.
+    pub outbox: BTreeMap<u64, Command>,
+    /// Sequence the next outbox entry gets (sequences start at 1).
+    pub next_seq: u64,
+    /// Per origin site: the last of its sequences applied here.
+    pub received: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SiteCommand {
+    /// Names this site and sets its peers (replacing the list). A new peer is sent everything
+    /// replicable this site already holds (unless it holds peers' entries already), as commands
+    /// appended to the outbox; existing buckets become versioned, since object replication needs
+    /// version ids.
+    Configure {
+        local: String,
+        peers: BTreeMap<String, PeerConfig>,
+    },
+    /// The peer applied every outbox entry up to `seq`.
+    Acked { peer: String, seq: u64 },
+    /// A command that site `origin` applied under sequence `seq`.
+    FromPeer {
+        origin: String,
+        seq: u64,
+        command: Box<Command>,
+    },
+}
+
+/// Commands whose effect every site must share. KMS registry changes stay per site (each site has
+/// its own KMS); membership-like commands (`Restore`, `Site`) are local by nature.
+pub fn replicable(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::CreateBucket { .. }
+            | Command::DeleteBucket { .. }
+            | Command::SetVersioning { .. }
+            | Command::SetObjectLock { .. }
+            | Command::SetBucketEncryption { .. }
+            | Command::SetBucketPolicy { .. }
+            | Command::Iam(_)
+    )
+}
+
+fn check_site_name(name: &str) -> Result<(), CommandError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(CommandError::InvalidRequest(format!(
+            "invalid site name {name:?}: use 1 to {MAX_NAME} letters, digits, '-' or '_'"
+        )))
+    }
+}
+
+impl Sites {
+    pub fn enabled(&self) -> bool {
+        !self.peers.is_empty()
+    }
+
+    /// Appends a command applied here to the outbox, if any peer is to receive it.
+    pub(crate) fn record(&mut self, cmd: &Command) {
+        if self.enabled() && replicable(cmd) {
+            self.next_seq = self.next_seq.max(1);
+            self.outbox.insert(self.next_seq, cmd.clone());
+            self.next_seq += 1;
+        }
+    }
+
+    /// Whether a `FromPeer` entry is new (not applied before), recording it as applied.
+    pub(crate) fn accept(&mut self, origin: &str, seq: u64) -> bool {
+        let last = self.received.entry(origin.to_string()).or_default();
+        if seq <= *last {
+            return false;
+        }
+        *last = seq;
+        true
+    }
+
+    /// The outbox entries peer `name` still lacks, oldest first, at most `limit`.
+    pub fn pending_for(&self, name: &str, limit: usize) -> Vec<(u64, Command)> {
+        let Some(peer) = self.peers.get(name) else {
+            return Vec::new();
+        };
+        self.outbox
+            .range(peer.acked + 1..)
+            .take(limit)
+            .map(|(s, c)| (*s, c.clone()))
+            .collect()
+    }
+
+    /// Outbox entries peer `name` still lacks.
+    pub fn backlog(&self, name: &str) -> u64 {
+        self.peers
+            .get(name)
+            .map(|p| self.next_seq.max(1).saturating_sub(p.acked + 1))
+            .unwrap_or(0)
+    }
+
+    fn ack(&mut self, peer: &str, seq: u64) -> Result<(), CommandError> {
+        let last = self.next_seq.saturating_sub(1);
+        let p = self
+            .peers
+            .get_mut(peer)
+            .ok_or_else(|| CommandError::InvalidRequest(format!("no site peer {peer:?}")))?;
+        // Acks arrive out of order from retries; only forward progress counts.
+        p.acked = p.acked.max(seq.min(last));
+        self.trim();
+        Ok(())
+    }
+
+    /// Drops the entries every peer has.
+    fn trim(&mut self) {
+        let Some(low) = self.peers.values().map(|p| p.acked).min() else {
+            self.outbox.clear();
+            return;
+        };
+        self.outbox = self.outbox.split_off(&(low + 1));
+    }
+}
+
+/// The commands that recreate, on an empty peer, the replicable part of `buckets` and `iam`.
+fn export(buckets: &BTreeMap<String, BucketInfo>, iam: &IamState) -> Vec<Command> {
+    let mut out = Vec::new();
+    for b in buckets.values() {
+        out.push(Command::CreateBucket {
+            name: b.name.clone(),
+            created_ns: b.created_ns,
+            object_lock: b.object_lock,
+        });
+        if !b.object_lock && b.versioning != Versioning::Unversioned {
+            out.push(Command::SetVersioning {
+                name: b.name.clone(),
+                versioning: b.versioning,
+            });
+        }
+        if b.object_lock && b.default_retention.is_some() {
+            out.push(Command::SetObjectLock {
+                name: b.name.clone(),
+                default_retention: b.default_retention,
+            });
+        }
+        if b.encryption.is_some() {
+            out.push(Command::SetBucketEncryption {
+                name: b.name.clone(),
+                encryption: b.encryption.clone(),
+            });
+        }
+        if b.policy.is_some() {
+            out.push(Command::SetBucketPolicy {
+                bucket: b.name.clone(),
+                policy: b.policy.clone(),
+            });
+        }
+    }
+    let mut iam_cmds = Vec::new();
+    for (name, document) in &iam.policies {
+        iam_cmds.push(IamCommand::PutPolicy {
+            name: name.clone(),
+            document: document.clone(),
+        });
+    }
+    for (key, user) in &iam.users {
+        iam_cmds.push(IamCommand::AddUser {
+            access_key: key.clone(),
+            secret: user.secret.clone(),
+        });
+        if !user.enabled {
+            iam_cmds.push(IamCommand::SetUserEnabled {
+                access_key: key.clone(),
+                enabled: false,
+            });
+        }
+        if !user.policies.is_empty() {
+            iam_cmds.push(IamCommand::AttachPolicy {
+                policies: user.policies.iter().cloned().collect(),
+                target: PolicyTarget::User(key.clone()),
+            });
+        }
+    }
+    for (name, group) in &iam.groups {
+        iam_cmds.push(IamCommand::AddGroupMembers {
+            group: name.clone(),
+            members: group.members.iter().cloned().collect(),
+        });
+        if !group.enabled {
+            iam_cmds.push(IamCommand::SetGroupEnabled {
+                group: name.clone(),
+                enabled: false,
+            });
+        }
+        if !group.policies.is_empty() {
+            iam_cmds.push(IamCommand::AttachPolicy {
+                policies: group.policies.iter().cloned().collect(),
+                target: PolicyTarget::Group(name.clone()),
+            });
+        }
+    }
+    for (key, account) in &iam.service_accounts {
+        iam_cmds.push(IamCommand::AddServiceAccount {
+            access_key: key.clone(),
+            account: account.clone(),
+        });
+    }
+    out.extend(iam_cmds.into_iter().map(Command::Iam));
+    out
+}
+
+impl crate::state::SiteState {
+    pub(crate) fn apply_site(&mut self, cmd: &SiteCommand) -> Result<(), CommandError> {
+        match cmd {
+            SiteCommand::Configure { local, peers } => {
+                check_site_name(local)?;
+                for name in peers.keys() {
+                    check_site_name(name)?;
+                    if name == local {
+                        return Err(CommandError::InvalidRequest(format!(
+                            "site {name:?} cannot be its own peer"
+                        )));
+                    }
+                }
+                let sites = &mut self.sites;
+                sites.next_seq = sites.next_seq.max(1);
+                let start = sites.next_seq - 1;
+                let mut joined = false;
+                let old = std::mem::take(&mut sites.peers);
+                for (name, cfg) in peers {
+                    let acked = match old.get(name) {
+                        Some(p) if p.endpoint == cfg.endpoint => p.acked,
+                        _ => {
+                            joined = true;
+                            start
+                        }
+                    };
+                    sites.peers.insert(
+                        name.clone(),
+                        SitePeer {
+                            endpoint: cfg.endpoint.clone(),
+                            access_key: cfg.access_key.clone(),
+                            secret: cfg.secret.clone(),
+                            acked,
+                        },
+                    );
+                }
+                sites.local = local.clone();
+                if !peers.is_empty() {
+                    for b in self.buckets.values_mut() {
+                        if b.versioning == Versioning::Unversioned {
+                            b.versioning = Versioning::Enabled;
+                        }
+                    }
+                }
+                // A site that already received a peer's entries holds (some of) that peer's
+                // state: exporting it would echo it back, and could bring back what the peer
+                // removed since. As with MinIO, only one of the sites being paired may hold data.
+                if joined && self.sites.received.is_empty() {
+                    for c in export(&self.buckets, &self.iam) {
+                        self.sites.record(&c);
+                    }
+                }
+                self.sites.trim();
+                Ok(())
+            }
+            SiteCommand::Acked { peer, seq } => self.sites.ack(peer, *seq),
+            SiteCommand::FromPeer {
+                origin,
+                seq,
+                command,
+            } => {
+                if !replicable(command) {
+                    return Err(CommandError::InvalidRequest(
+                        "a peer may only send replicable commands".into(),
+                    ));
+                }
+                if !self.sites.accept(origin, *seq) {
+                    return Ok(());
+                }
+                // A rejected command (the bucket exists already, say) still counts as received:
+                // the two sites already agree on what it would have done. It does not join the
+                // outbox: peers form a full mesh, so sending it on would only echo it back.
+                self.change(command)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::SiteState;
+
+    fn secret() -> SealedSecret {
+        SealedSecret {
+            nonce: vec![0; 12],
+            ciphertext: vec![1; 20],
+        }
+    }
+
+    fn configure(local: &str, peers: &[&str]) -> Command {
+        Command::Site(SiteCommand::Configure {
+            local: local.into(),
+            peers: peers
+                .iter()
+                .map(|p| {
+                    (
+                        p.to_string(),
+                        PeerConfig {
+                            endpoint: format!("http://{p}:9000"),
+                            access_key: "root".into(),
+                            secret: secret(),
+                        },
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    fn create(name: &str) -> Command {
+        Command::CreateBucket {
+            name: name.into(),
+            created_ns: 1,
+            object_lock: false,
+        }
+    }
+
+    /// Delivers everything `from` has for `to`, as the replicator does, and acknowledges it.
+    fn deliver(from: &mut SiteState, to: &mut SiteState) {
+        let origin = from.sites.local.clone();
+        let peer = to.sites.local.clone();
+        let mut last = 0;
+        for (seq, command) in from.sites.pending_for(&peer, 1000) {
+            let _ = to.apply(&Command::Site(SiteCommand::FromPeer {
+                origin: origin.clone(),
+                seq,
+                command: Box::new(command),
+            }));
+            last = seq;
+        }
+        if last > 0 {
+            from.apply(&Command::Site(SiteCommand::Acked { peer, seq: last }))
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn existing_state_reaches_a_new_peer_and_new_changes_follow() {
+        let mut a = SiteState::default();
+        a.apply(&create("old")).unwrap();
+        let mut b = SiteState::default();
+        a.apply(&configure("a", &["b"])).unwrap();
+        b.apply(&configure("b", &["a"])).unwrap();
+        assert_eq!(a.bucket("old").unwrap().versioning, Versioning::Enabled);
+        deliver(&mut a, &mut b);
+        assert_eq!(b.buckets, a.buckets);
+        assert!(
+            a.sites.outbox.is_empty(),
+            "acknowledged entries are dropped"
+        );
+
+        b.apply(&create("new")).unwrap();
+        assert_eq!(
+            b.bucket("new").unwrap().versioning,
+            Versioning::Enabled,
+            "buckets of a replicating site are versioned"
+        );
+        deliver(&mut b, &mut a);
+        a.apply(&Command::DeleteBucket { name: "old".into() })
+            .unwrap();
+        deliver(&mut a, &mut b);
+        assert_eq!(a.buckets, b.buckets);
+        assert_eq!(a.buckets.keys().collect::<Vec<_>>(), vec!["new"]);
+        assert_eq!(a.sites.backlog("b"), 0);
+    }
+
+    #[test]
+    fn a_site_configured_after_receiving_does_not_echo_its_peers_state() {
+        let mut a = SiteState::default();
+        a.apply(&create("data")).unwrap();
+        a.apply(&configure("a", &["b"])).unwrap();
+        // b takes a's entries before it is configured itself.
+        let mut b = SiteState::default();
+        for (seq, command) in a.sites.pending_for("b", 10) {
+            b.apply(&Command::Site(SiteCommand::FromPeer {
+                origin: "a".into(),
+                seq,
+                command: Box::new(command),
+            }))
+            .unwrap();
+        }
+        assert!(b.bucket("data").is_some());
+        b.apply(&configure("b", &["a"])).unwrap();
+        assert!(b.sites.outbox.is_empty(), "{:?}", b.sites.outbox);
+    }
+
+    #[test]
+    fn a_resent_entry_applies_once_and_is_not_sent_back() {
+        let mut a = SiteState::default();
+        let mut b = SiteState::default();
+        a.apply(&configure("a", &["b"])).unwrap();
+        b.apply(&configure("b", &["a"])).unwrap();
+        a.apply(&create("x")).unwrap();
+        let entry = Command::Site(SiteCommand::FromPeer {
+            origin: "a".into(),
+            seq: 1,
+            command: Box::new(create("x")),
+        });
+        b.apply(&entry).unwrap();
+        b.apply(&Command::DeleteBucket { name: "x".into() })
+            .unwrap();
+        // The same entry again (the ack was lost) must not bring the bucket back.
+        b.apply(&entry).unwrap();
+        assert!(b.bucket("x").is_none());
+        assert_eq!(
+            b.sites.outbox.values().collect::<Vec<_>>(),
+            vec![&Command::DeleteBucket { name: "x".into() }],
+            "only b's own change is queued for a"
+        );
+    }
+
+    #[test]
+    fn peers_cannot_send_local_commands_or_name_themselves() {
+        let mut a = SiteState::default();
+        assert!(a.apply(&configure("a", &["a"])).is_err());
+        assert!(a.apply(&configure("bad name", &["b"])).is_err());
+        a.apply(&configure("a", &["b"])).unwrap();
+        let restore = Command::Site(SiteCommand::FromPeer {
+            origin: "b".into(),
+            seq: 1,
+            command: Box::new(Command::Restore {
+                state: Box::default(),
+            }),
+        });
+        assert!(a.apply(&restore).is_err());
+        assert!(a.sites.received.is_empty());
+    }
+
+    #[test]
+    fn acks_only_move_forward_and_trim_for_the_slowest_peer() {
+        let mut a = SiteState::default();
+        a.apply(&configure("a", &["b", "c"])).unwrap();
+        for n in ["p", "q", "r"] {
+            a.apply(&create(n)).unwrap();
+        }
+        let ack = |peer: &str, seq| {
+            Command::Site(SiteCommand::Acked {
+                peer: peer.into(),
+                seq,
+            })
+        };
+        a.apply(&ack("b", 3)).unwrap();
+        a.apply(&ack("b", 1)).unwrap();
+        assert_eq!(a.sites.peers["b"].acked, 3);
+        assert_eq!(a.sites.outbox.len(), 3, "c has nothing yet");
+        a.apply(&ack("c", 2)).unwrap();
+        assert_eq!(a.sites.outbox.keys().collect::<Vec<_>>(), vec![&3]);
+        assert_eq!(a.sites.pending_for("c", 10).len(), 1);
+        assert_eq!(a.sites.backlog("c"), 1);
+        assert!(a.apply(&ack("nobody", 1)).is_err());
+    }
+}

@@ -1,0 +1,124 @@
+//! A version's place in site replication (DESIGN.md §7). The status lives in the version's own
+//! record, written in the same synced batch as the version: a version is never acknowledged
+//! without the mark that makes it replicate, and a crash loses no replication task.
+
+use cairn_proto::meta::{ObjectRecord, ObjectVersion};
+
+pub const PENDING: &str = "PENDING";
+pub const COMPLETED: &str = "COMPLETED";
+pub const REPLICA: &str = "REPLICA";
+/// A version no peer can be given (SSE-C: the site never holds the customer's key).
+pub const FAILED: &str = "FAILED";
+
+/// What a write is, for replication.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Replication {
+    /// No peer sites.
+    #[default]
+    None,
+    /// A local write that peers must receive.
+    Pending,
+    /// Another site's version, stored under its own id, time and ETag.
+    Replica(ReplicaOf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaOf {
+    pub version_id: String,
+    pub mod_time_ns: i64,
+    /// The source's ETag (a multipart object's is not the MD5 of its bytes); `None` for markers.
+    pub etag: Option<String>,
+}
+
+impl Replication {
+    pub fn status(&self) -> &'static str {
+        match self {
+            Replication::None => "",
+            Replication::Pending => PENDING,
+            Replication::Replica(_) => REPLICA,
+        }
+    }
+
+    pub fn replica(&self) -> Option<&ReplicaOf> {
+        match self {
+            Replication::Replica(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// Where `v` goes among `record`'s versions (newest first). A local write is the newest by
+/// definition; a replica takes its place by modification time (then version id), so two sites
+/// that exchanged the same versions order them alike whichever arrived first.
+pub fn position(record: &ObjectRecord, v: &ObjectVersion) -> usize {
+    if v.replication != REPLICA {
+        return 0;
+    }
+    let key = |x: &ObjectVersion| (x.mod_time_ns, x.version_id.clone());
+    record
+        .versions
+        .iter()
+        .position(|x| key(x) < key(v))
+        .unwrap_or(record.versions.len())
+}
+
+impl super::ObjectLayer {
+    /// Version `id` as a read quorum agrees on it, delete markers included.
+    pub async fn head_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        id: &str,
+    ) -> super::ObjectResult<ObjectVersion> {
+        Ok(self.resolve(bucket, key, Some(id)).await?.version)
+    }
+
+    /// Moves version `id` on from PENDING (to COMPLETED or FAILED) on every drive holding it.
+    pub async fn settle_replication(
+        &self,
+        bucket: &str,
+        key: &str,
+        id: &str,
+        status: &'static str,
+    ) -> super::ObjectResult<()> {
+        self.change_version(
+            bucket,
+            key,
+            Some(id),
+            |_| Ok(()),
+            move |v| {
+                if v.replication == PENDING {
+                    v.replication = status.to_string();
+                }
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(id: &str, t: i64, replication: &str) -> ObjectVersion {
+        ObjectVersion {
+            version_id: id.into(),
+            mod_time_ns: t,
+            replication: replication.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn replicas_take_their_place_by_time_local_writes_go_first() {
+        let record = ObjectRecord {
+            versions: vec![version("c", 30, ""), version("a", 10, "")],
+            replaced: vec![],
+        };
+        assert_eq!(position(&record, &version("b", 20, REPLICA)), 1);
+        assert_eq!(position(&record, &version("d", 40, REPLICA)), 0);
+        assert_eq!(position(&record, &version("z", 5, REPLICA)), 2);
+        assert_eq!(position(&record, &version("e", 1, PENDING)), 0);
+    }
+}

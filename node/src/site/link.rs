@@ -1,0 +1,265 @@
+//! Signed HTTP(S) requests to a peer site's S3 endpoint.
+//!
+//! Sites talk over their public S3 port, as an operator's `aws` or `cairn admin` would: a peer is
+//! a URL plus credentials, and nothing about its nodes or internode token is shared. The network
+//! is handed in as a [`Dial`] (DESIGN.md §9), so the simulator can run two sites on its own
+//! network; TLS (rustls, the certificates directory's `CAs/` as roots) runs over whatever it
+//! returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::bench::sign::{amz_date, SignRequest, Signer, UNSIGNED_PAYLOAD};
+
+/// Connecting plus the TLS and HTTP handshakes.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// From the request's start to the response's headers.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Error)]
+pub enum LinkError {
+    #[error("invalid peer endpoint {0:?}")]
+    Endpoint(String),
+    #[error("peer {endpoint} unreachable: {reason}")]
+    Unreachable { endpoint: String, reason: String },
+    #[error("peer {endpoint} answered HTTP {status}: {message}")]
+    Status {
+        endpoint: String,
+        status: u16,
+        message: String,
+    },
+}
+
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+/// Opens byte streams to `HOST:PORT` (TCP in production).
+#[async_trait]
+pub trait Dial: Send + Sync + 'static {
+    async fn dial(&self, host: &str, port: u16) -> std::io::Result<Box<dyn Stream>>;
+}
+
+/// The operating system's TCP.
+#[derive(Debug, Default)]
+pub struct TcpDial;
+
+#[async_trait]
+impl Dial for TcpDial {
+    async fn dial(&self, host: &str, port: u16) -> std::io::Result<Box<dyn Stream>> {
+        let s = tokio::net::TcpStream::connect((host, port)).await?;
+        let _ = s.set_nodelay(true);
+        Ok(Box::new(s))
+    }
+}
+
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
+
+pub fn full(b: Bytes) -> Body {
+    http_body_util::Full::new(b)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Where a peer is and who signs for this site there.
+#[derive(Clone)]
+pub struct PeerTarget {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: zeroize::Zeroizing<String>,
+    pub region: String,
+}
+
+impl std::fmt::Debug for PeerTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerTarget")
+            .field("endpoint", &self.endpoint)
+            .field("access_key", &self.access_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request to a peer: `path` already URI-encoded, `query` raw.
+pub struct PeerRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a [(&'a str, String)],
+    /// Extra headers, signed too (lower-case names).
+    pub headers: &'a [(&'a str, String)],
+    pub body: Body,
+}
+
+/// Sends signed requests to peer sites.
+#[derive(Clone)]
+pub struct Link {
+    dial: Arc<dyn Dial>,
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl Link {
+    /// `ca_pem`: the authorities trusted for `https` peers.
+    pub fn new(dial: Arc<dyn Dial>, ca_pem: &[u8]) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca_pem).flatten() {
+            let _ = roots.add(c);
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+        let config = match config {
+            Ok(c) => c,
+            // Both versions are supported by aws-lc-rs; unreachable, but never a panic.
+            Err(_) => rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        };
+        Self {
+            dial,
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        }
+    }
+
+    /// Sends `req` to `peer`, signed with its credentials (`UNSIGNED-PAYLOAD`: bodies stream).
+    /// A non-2xx answer is [`LinkError::Status`] with the start of the peer's message.
+    pub async fn send(
+        &self,
+        peer: &PeerTarget,
+        req: PeerRequest<'_>,
+    ) -> Result<hyper::Response<Incoming>, LinkError> {
+        let endpoint = peer.endpoint.clone();
+        let bad = || LinkError::Endpoint(endpoint.clone());
+        let uri: hyper::Uri = peer.endpoint.parse().map_err(|_| bad())?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(bad()),
+        };
+        let host = uri.host().ok_or_else(bad)?.to_string();
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let authority = uri.authority().ok_or_else(bad)?.to_string();
+        // The peer's s3s checks the signature date against its operating system's clock, not
+        // a handed-in one, so the date must be OS time (it reaches nothing else).
+        let date = amz_date(time::OffsetDateTime::now_utc());
+        let mut signed: Vec<(&str, &str)> = vec![
+            ("host", &authority),
+            ("x-amz-date", &date),
+            ("x-amz-content-sha256", UNSIGNED_PAYLOAD),
+        ];
+        signed.extend(req.headers.iter().map(|(k, v)| (*k, v.as_str())));
+        let query: Vec<(&str, &str)> = req.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut signer = Signer::new(&peer.access_key, &peer.secret_key, &peer.region, "s3");
+        let auth = signer.authorization(&SignRequest {
+            method: req.method,
+            path: req.path,
+            query: &query,
+            headers: &signed,
+            payload_hash: UNSIGNED_PAYLOAD,
+            amz_date: &date,
+        });
+        let query_string = req
+            .query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", crate::bench::sign::uri_encode(v, true)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let target = if query_string.is_empty() {
+            req.path.to_string()
+        } else {
+            format!("{}?{query_string}", req.path)
+        };
+        let mut builder = hyper::Request::builder()
+            .method(req.method)
+            .uri(target)
+            .header("authorization", auth);
+        for (k, v) in &signed {
+            builder = builder.header(*k, *v);
+        }
+        let request = builder.body(req.body).map_err(|_| bad())?;
+        let unreachable = |reason: String| LinkError::Unreachable {
+            endpoint: endpoint.clone(),
+            reason,
+        };
+        let connect = async {
+            let stream = self
+                .dial
+                .dial(&host, port)
+                .await
+                .map_err(|e| unreachable(format!("connect: {e}")))?;
+            let stream: Box<dyn Stream> = if tls {
+                let name = ServerName::try_from(host.clone()).map_err(|_| bad())?;
+                Box::new(
+                    self.tls
+                        .connect(name, stream)
+                        .await
+                        .map_err(|e| unreachable(format!("TLS: {e}")))?,
+                )
+            } else {
+                stream
+            };
+            hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| unreachable(format!("HTTP: {e}")))
+        };
+        let (mut sender, conn) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| unreachable("connect timed out".into()))??;
+        let label = endpoint.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(endpoint = %label, error = %e, "peer connection ended with an error");
+            }
+        });
+        let resp = tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request))
+            .await
+            .map_err(|_| unreachable("no answer in time".into()))?
+            .map_err(|e| unreachable(format!("request: {e}")))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let body = tokio::time::timeout(RESPONSE_TIMEOUT, resp.into_body().collect())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let message = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+        Err(LinkError::Status {
+            endpoint,
+            status,
+            message,
+        })
+    }
+
+    /// Sends `req` and reads the whole (small) answer.
+    pub async fn call(&self, peer: &PeerTarget, req: PeerRequest<'_>) -> Result<Bytes, LinkError> {
+        let endpoint = peer.endpoint.clone();
+        let resp = self.send(peer, req).await?;
+        tokio::time::timeout(RESPONSE_TIMEOUT, resp.into_body().collect())
+            .await
+            .map_err(|_| LinkError::Unreachable {
+                endpoint: endpoint.clone(),
+                reason: "answer timed out".into(),
+            })?
+            .map(|b| b.to_bytes())
+            .map_err(|e| LinkError::Unreachable {
+                endpoint,
+                reason: format!("reading the answer: {e}"),
+            })
+    }
+}

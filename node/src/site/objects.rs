@@ -1,0 +1,342 @@
+//! Object replication between sites: every version written here while the site has peers is
+//! marked PENDING in its own record (`object::replica`) and sent to each peer as a replica write
+//! (the S3 PUT or DELETE it would take, plus headers fixing the version id, time and ETag, which
+//! only a peer's root may send). Once every peer has it, the version becomes COMPLETED.
+//!
+//! Two paths find the work: the node that took a write replicates it at once (a hint), and the
+//! Raft leader rescans every bucket now and then for versions still PENDING (a peer was down,
+//! the node crashed before its hint ran). Sending a version twice is harmless: the peer stores
+//! it under the same id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use tokio::sync::{mpsc, Semaphore};
+
+use cairn_control_plane::raft::Role;
+use cairn_proto::meta::ObjectVersion;
+
+use super::link::{empty, LinkError, PeerRequest, PeerTarget};
+use super::outbox::target;
+use crate::bench::sign::uri_encode;
+use crate::object::list::Entry;
+use crate::object::replica::{COMPLETED, FAILED, PENDING};
+use crate::object::ObjectError;
+use crate::s3::CairnS3;
+use crate::server::Node;
+
+/// Headers of a replica write.
+pub const VERSION_ID_HEADER: &str = "x-cairn-replica-version-id";
+pub const MTIME_HEADER: &str = "x-cairn-replica-mtime";
+pub const ETAG_HEADER: &str = "x-cairn-replica-etag";
+
+/// Versions sent at once by one node.
+const PARALLEL: usize = 4;
+/// How often the leader looks for versions still PENDING.
+const RESCAN: Duration = Duration::from_secs(30);
+const SCAN_PAGE: usize = 1000;
+/// SSE-C keys live only with the client: such versions cannot be read, let alone sent.
+const SSE_C: u32 = 3;
+
+/// One version to replicate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRef {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: String,
+}
+
+/// Where writes report versions to replicate now.
+#[derive(Debug, Clone)]
+pub struct Hints(mpsc::UnboundedSender<VersionRef>);
+
+impl Hints {
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<VersionRef>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self(tx), rx)
+    }
+
+    /// Replicates `version` now if it is a local write peers must receive.
+    pub fn send(&self, bucket: &str, key: &str, version: &ObjectVersion) {
+        if version.replication == PENDING {
+            self.send_id(bucket, key, &version.version_id);
+        }
+    }
+
+    pub fn send_id(&self, bucket: &str, key: &str, version_id: &str) {
+        let _ = self.0.send(VersionRef {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version_id: version_id.to_string(),
+        });
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReplicateError {
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error("reading the version: {0}")]
+    Read(String),
+}
+
+fn headers_of(v: &ObjectVersion) -> Vec<(&'static str, String)> {
+    let mut h = vec![
+        (VERSION_ID_HEADER, v.version_id.clone()),
+        (MTIME_HEADER, v.mod_time_ns.to_string()),
+    ];
+    if v.delete_marker {
+        return h;
+    }
+    h.push((ETAG_HEADER, v.etag.clone()));
+    h.push(("content-length", v.size.to_string()));
+    h
+}
+
+/// Content headers, user metadata, tags, lock and SSE of `v`, as a PUT carries them.
+fn object_headers(v: &ObjectVersion) -> Vec<(String, String)> {
+    let mut h: Vec<(String, String)> = v
+        .headers
+        .iter()
+        .map(|kv| (kv.key.to_ascii_lowercase(), kv.value.clone()))
+        .collect();
+    for kv in &v.user_metadata {
+        h.push((
+            format!("x-amz-meta-{}", kv.key.to_ascii_lowercase()),
+            kv.value.clone(),
+        ));
+    }
+    if !v.tags.is_empty() {
+        let tags = v
+            .tags
+            .iter()
+            .map(|kv| {
+                format!(
+                    "{}={}",
+                    uri_encode(&kv.key, true),
+                    uri_encode(&kv.value, true)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        h.push(("x-amz-tagging".into(), tags));
+    }
+    if !v.lock_mode.is_empty() {
+        h.push(("x-amz-object-lock-mode".into(), v.lock_mode.clone()));
+        let until = crate::clock::to_datetime(v.retain_until_ns)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        h.push(("x-amz-object-lock-retain-until-date".into(), until));
+    }
+    if v.legal_hold {
+        h.push(("x-amz-object-lock-legal-hold".into(), "ON".into()));
+    }
+    match v.sse.as_ref().map(|s| (s.kind, s.key_id.as_str())) {
+        Some((1, _)) => h.push(("x-amz-server-side-encryption".into(), "AES256".into())),
+        Some((2, key_id)) => {
+            h.push(("x-amz-server-side-encryption".into(), "aws:kms".into()));
+            h.push((
+                "x-amz-server-side-encryption-aws-kms-key-id".into(),
+                key_id.to_string(),
+            ));
+        }
+        _ => {}
+    }
+    h
+}
+
+/// Sends version `v` of `bucket/key` to one peer.
+async fn send(
+    s3: &CairnS3,
+    node: &Node,
+    peer: &PeerTarget,
+    bucket: &str,
+    key: &str,
+    v: &ObjectVersion,
+) -> Result<(), ReplicateError> {
+    let path = format!("/{}/{}", uri_encode(bucket, true), uri_encode(key, false));
+    let mut headers: Vec<(String, String)> = headers_of(v)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let (method, body) = if v.delete_marker {
+        ("DELETE", empty())
+    } else {
+        headers.extend(object_headers(v));
+        let handle = s3
+            .objects
+            .get_object(bucket, key, Some(&v.version_id))
+            .await
+            .map_err(|e| ReplicateError::Read(e.to_string()))?;
+        let object_key = crate::s3::sse::open(s3, bucket, key, v, None)
+            .await
+            .map_err(|e| ReplicateError::Read(e.to_string()))?;
+        let stream = crate::s3::sse::read(handle, object_key.as_ref(), 0, v.size)
+            .map_err(|e| ReplicateError::Read(e.to_string()))?
+            .map(|r| {
+                r.map(hyper::body::Frame::data)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            });
+        (
+            "PUT",
+            BodyExt::boxed_unsync(http_body_util::StreamBody::new(stream)),
+        )
+    };
+    let headers: Vec<(&str, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    node.link
+        .call(
+            peer,
+            PeerRequest {
+                method,
+                path: &path,
+                query: &[],
+                headers: &headers,
+                body,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// Sends one version to every peer; it becomes COMPLETED once all have it.
+async fn replicate(s3: &CairnS3, node: &Node, region: &str, r: &VersionRef) {
+    let state = node.catalog.state();
+    let Some(auth) = node.iam.as_ref() else {
+        return;
+    };
+    if !state.sites.enabled() {
+        return;
+    }
+    let v = match s3
+        .objects
+        .head_version(&r.bucket, &r.key, &r.version_id)
+        .await
+    {
+        Ok(v) => v,
+        Err(ObjectError::NoSuchKey | ObjectError::NoSuchVersion) => return,
+        Err(e) => {
+            tracing::debug!(bucket = %r.bucket, key = %r.key, error = %e, "replication: version not readable now");
+            return;
+        }
+    };
+    if v.replication != PENDING {
+        return;
+    }
+    if v.sse.as_ref().is_some_and(|s| s.kind == SSE_C) {
+        tracing::warn!(bucket = %r.bucket, key = %r.key, version = %r.version_id, "SSE-C objects are not replicated");
+        let _ = s3
+            .objects
+            .settle_replication(&r.bucket, &r.key, &r.version_id, FAILED)
+            .await;
+        return;
+    }
+    let mut all = true;
+    for (name, peer) in &state.sites.peers {
+        let Some(t) = target(auth, peer, region) else {
+            all = false;
+            continue;
+        };
+        if let Err(e) = send(s3, node, &t, &r.bucket, &r.key, &v).await {
+            tracing::warn!(peer = %name, bucket = %r.bucket, key = %r.key, error = %e, "object replication");
+            all = false;
+        }
+    }
+    if all {
+        if let Err(e) = s3
+            .objects
+            .settle_replication(&r.bucket, &r.key, &r.version_id, COMPLETED)
+            .await
+        {
+            tracing::debug!(bucket = %r.bucket, key = %r.key, error = %e, "replication status not recorded");
+        }
+    }
+}
+
+/// Every version of every bucket still PENDING.
+async fn pending(s3: &CairnS3, node: &Node) -> Vec<VersionRef> {
+    let mut out = Vec::new();
+    let buckets: Vec<String> = node.catalog.state().buckets.keys().cloned().collect();
+    for bucket in buckets {
+        let (mut key_marker, mut version_marker) = (String::new(), None::<String>);
+        loop {
+            let page = match s3
+                .objects
+                .list_object_versions(
+                    &bucket,
+                    "",
+                    None,
+                    &key_marker,
+                    version_marker.as_deref(),
+                    SCAN_PAGE,
+                )
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(bucket = %bucket, error = %e, "replication scan");
+                    break;
+                }
+            };
+            for e in &page.entries {
+                if let Entry::Object { key, version, .. } = e {
+                    key_marker.clone_from(key);
+                    version_marker = Some(version.version_id.clone());
+                    if version.replication == PENDING {
+                        out.push(VersionRef {
+                            bucket: bucket.clone(),
+                            key: key.clone(),
+                            version_id: version.version_id.clone(),
+                        });
+                    }
+                }
+            }
+            if !page.truncated {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Replicates hinted versions at once and, on the leader, rescans for what is left.
+pub async fn replicate_forever(
+    node: Arc<Node>,
+    s3: CairnS3,
+    mut hints: mpsc::UnboundedReceiver<VersionRef>,
+    region: String,
+) {
+    let s3 = Arc::new(s3);
+    let slots = Arc::new(Semaphore::new(PARALLEL));
+    let mut rescan = tokio::time::interval(RESCAN);
+    rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let batch = tokio::select! {
+            h = hints.recv() => match h {
+                Some(h) => vec![h],
+                None => return,
+            },
+            _ = rescan.tick() => {
+                let leading = node.catalog.control.status().role == Role::Leader;
+                if !leading || !node.catalog.state().sites.enabled() {
+                    continue;
+                }
+                pending(&s3, &node).await
+            }
+        };
+        for r in batch {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (s3, node, region) = (s3.clone(), node.clone(), region.clone());
+            tokio::spawn(async move {
+                replicate(&s3, &node, &region, &r).await;
+                drop(permit);
+            });
+        }
+    }
+}

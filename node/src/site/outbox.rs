@@ -1,0 +1,187 @@
+//! Sends the control plane's site outbox (`cairn_control_plane::site`) to every peer.
+//!
+//! Only the Raft leader sends, so one node per site does the work; a new leader picks up from
+//! the acknowledgements in the replicated state, and a resent entry is harmless (the peer applies
+//! each sequence once). IAM secrets are sealed under each site's own root credentials, so on the
+//! way out they are opened here and sealed again for the peer: a secret never crosses in clear,
+//! and a peer's root credentials are all a site needs to know about it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use cairn_control_plane::iam::identity::{IamCommand, SealedSecret};
+use cairn_control_plane::raft::Role;
+use cairn_control_plane::site::{SiteCommand, SitePeer};
+use cairn_control_plane::{Command, SiteState};
+
+use super::link::{full, Link, LinkError, PeerRequest, PeerTarget};
+use crate::auth::authorize::Authorizer;
+use crate::auth::sealing::SecretSealer;
+use crate::auth::RootCredentials;
+use crate::server::Node;
+
+/// Serialized size one request carries at most (the admin API takes 256 KiB bodies).
+const BATCH_BYTES: usize = 192 * 1024;
+const RETRY_MIN: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Admin operation a peer applies entries with.
+pub const APPLY_OP: &str = "site/apply";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Entry {
+    pub seq: u64,
+    pub command: Command,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    pub origin: String,
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyResponse {
+    /// The origin's last sequence the peer has applied.
+    pub received: u64,
+}
+
+/// The peer as a request target, its root secret opened from the site state.
+pub fn target(auth: &Authorizer, peer: &SitePeer, region: &str) -> Option<PeerTarget> {
+    let secret = auth.iam.sealer.open(&peer.access_key, &peer.secret)?;
+    Some(PeerTarget {
+        endpoint: peer.endpoint.clone(),
+        access_key: peer.access_key.clone(),
+        secret_key: secret,
+        region: region.to_string(),
+    })
+}
+
+/// `cmd` with every secret sealed for the peer instead of this site.
+fn reseal(auth: &Authorizer, peer: &PeerTarget, mut cmd: Command) -> Command {
+    let theirs = SecretSealer::new(&RootCredentials {
+        access_key: peer.access_key.clone(),
+        secret_key: peer.secret_key.to_string(),
+    });
+    let convert = |key: &str, s: &mut SealedSecret| {
+        if let Some(plain) = auth.iam.sealer.open(key, s) {
+            *s = auth.with_rng(|rng| theirs.seal(key, &plain, rng));
+        }
+    };
+    if let Command::Iam(c) = &mut cmd {
+        match c {
+            IamCommand::AddUser { access_key, secret } => convert(access_key, secret),
+            IamCommand::AddServiceAccount {
+                access_key,
+                account,
+            } => convert(access_key, &mut account.secret),
+            IamCommand::UpdateServiceAccount {
+                access_key,
+                secret: Some(secret),
+                ..
+            } => convert(access_key, secret),
+            _ => {}
+        }
+    }
+    cmd
+}
+
+/// Sends peer `name` one batch of what it lacks; returns the sequence it has applied.
+async fn push(
+    auth: &Authorizer,
+    link: &Link,
+    state: &SiteState,
+    name: &str,
+    peer: &PeerTarget,
+) -> Result<u64, LinkError> {
+    let mut entries = Vec::new();
+    let mut bytes = 0;
+    for (seq, command) in state.sites.pending_for(name, 256) {
+        let command = reseal(auth, peer, command);
+        bytes += serde_json::to_vec(&command).map(|v| v.len()).unwrap_or(0);
+        if bytes > BATCH_BYTES && !entries.is_empty() {
+            break;
+        }
+        entries.push(Entry { seq, command });
+    }
+    let body = serde_json::to_vec(&ApplyRequest {
+        origin: state.sites.local.clone(),
+        entries,
+    })
+    .unwrap_or_default();
+    let path = format!("{}{APPLY_OP}", crate::admin::PREFIX);
+    let answer = link
+        .call(
+            peer,
+            PeerRequest {
+                method: "POST",
+                path: &path,
+                query: &[],
+                headers: &[],
+                body: full(body.into()),
+            },
+        )
+        .await?;
+    let r: ApplyResponse = serde_json::from_slice(&answer).map_err(|e| LinkError::Unreachable {
+        endpoint: peer.endpoint.clone(),
+        reason: format!("invalid answer: {e}"),
+    })?;
+    Ok(r.received)
+}
+
+/// Runs on every node for as long as the node does; sends only while this node leads.
+pub async fn replicate_forever(node: Arc<Node>, region: String) {
+    let Some(auth) = node.iam.clone() else {
+        return;
+    };
+    let mut rx = node.catalog.control.subscribe();
+    let mut retry = RETRY_MIN;
+    loop {
+        let state = rx.borrow_and_update().clone();
+        let leading = node.catalog.control.status().role == Role::Leader;
+        let mut behind = false;
+        if leading {
+            for (name, peer) in &state.sites.peers {
+                if state.sites.backlog(name) == 0 {
+                    continue;
+                }
+                let Some(target) = target(&auth, peer, &region) else {
+                    tracing::warn!(peer = %name, "site peer's credentials do not open: re-add the peer");
+                    continue;
+                };
+                match push(&auth, &node.link, &state, name, &target).await {
+                    Ok(received) if received > peer.acked => {
+                        let ack = Command::Site(SiteCommand::Acked {
+                            peer: name.clone(),
+                            seq: received,
+                        });
+                        if let Err(e) = node.catalog.propose(ack).await {
+                            tracing::debug!(peer = %name, error = %e, "site ack not recorded");
+                            behind = true;
+                        }
+                    }
+                    Ok(_) => {
+                        tracing::debug!(peer = %name, "site peer deferred an entry");
+                        behind = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %name, error = %e, "site replication");
+                        behind = true;
+                    }
+                }
+            }
+        }
+        if behind {
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(RETRY_MAX);
+            continue;
+        }
+        retry = RETRY_MIN;
+        // A leader change is no state change: look again now and then.
+        if let Ok(Err(_)) = tokio::time::timeout(RETRY_MAX, rx.changed()).await {
+            return;
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! Site replication between two sites with different root credentials, paired with
+//! `cairn admin site add a b` (mc's `admin replicate add`): buckets, their configs and IAM made
+//! on either site appear on the other, a user's secret works on both, objects and delete markers
+//! replicate both ways under the same version ids, nothing loops back, a peer that was down
+//! catches up, and only a peer's root may write replicas.
+
+use std::time::Duration;
+
+use cairn_tests::*;
+
+/// How long replication may take: a failed send is retried by a rescan every 30 s.
+const REACT: Duration = Duration::from_secs(120);
+const CLI: Duration = Duration::from_secs(60);
+const B_ROOT: (&str, &str) = ("siteb-root", "siteb-secret-abcdefghijklmnop");
+
+struct Sites {
+    a: Server,
+    b: Server,
+    config: tempfile::TempDir,
+}
+
+impl Sites {
+    async fn start() -> Sites {
+        let a = Server::start(4).await;
+        let mut opts = ServerOptions::new(4);
+        opts.env_credentials = Some((B_ROOT.0.into(), B_ROOT.1.into()));
+        let b = Server::start_with(opts).await;
+        let s = Sites {
+            a,
+            b,
+            config: tempfile::tempdir().expect("config dir"),
+        };
+        for (name, srv) in [("a", &s.a), ("b", &s.b)] {
+            s.admin(&[
+                "alias",
+                "set",
+                name,
+                &srv.endpoint(),
+                srv.access_key(),
+                srv.secret_key(),
+            ])
+            .await;
+        }
+        s
+    }
+
+    async fn run(&self, args: &[&str]) -> (bool, String) {
+        let mut all: Vec<String> = vec!["admin".into()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let dir = self.config.path().to_string_lossy().to_string();
+        let (status, out, err) = run_cairn(&all, &[("CAIRN_CONFIG_DIR", &dir)], CLI).await;
+        (status.success(), format!("{out}{err}"))
+    }
+
+    async fn admin(&self, args: &[&str]) -> String {
+        let (ok, out) = self.run(args).await;
+        assert!(ok, "cairn admin {args:?} failed: {out}");
+        out
+    }
+
+    async fn backlog(&self, alias: &str) -> u64 {
+        let out = self.admin(&["site", "status", alias]).await;
+        let v: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+        v["peers"]
+            .as_array()
+            .map(|ps| ps.iter().map(|p| p["backlog"].as_u64().unwrap_or(0)).sum())
+            .unwrap_or(u64::MAX)
+    }
+}
+
+async fn wait<F, Fut>(what: &str, f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    assert!(poll_until(REACT, f).await, "{what}: not within {REACT:?}");
+}
+
+async fn bucket_exists(c: &Client, bucket: &str) -> bool {
+    c.head_bucket().bucket(bucket).send().await.is_ok()
+}
+
+async fn version_of(c: &Client, bucket: &str, key: &str) -> Option<(Vec<u8>, String, String)> {
+    let r = c.get_object().bucket(bucket).key(key).send().await.ok()?;
+    let id = r.version_id().unwrap_or_default().to_string();
+    let etag = r.e_tag().unwrap_or_default().to_string();
+    let body = r.body.collect().await.ok()?.into_bytes().to_vec();
+    Some((body, id, etag))
+}
+
+/// Every version id of `key` (delete markers too), newest first.
+async fn version_ids(c: &Client, bucket: &str, key: &str) -> Vec<(String, bool)> {
+    let r = ok(
+        c.list_object_versions()
+            .bucket(bucket)
+            .prefix(key)
+            .send()
+            .await,
+        "list versions",
+    );
+    let mut all: Vec<(i64, String, bool)> = Vec::new();
+    for v in r.versions() {
+        if v.key() == Some(key) {
+            let t = v.last_modified().map(|t| t.as_nanos() as i64).unwrap_or(0);
+            all.push((t, v.version_id().unwrap_or_default().into(), false));
+        }
+    }
+    for m in r.delete_markers() {
+        if m.key() == Some(key) {
+            let t = m.last_modified().map(|t| t.as_nanos() as i64).unwrap_or(0);
+            all.push((t, m.version_id().unwrap_or_default().into(), true));
+        }
+    }
+    all.sort_by(|x, y| y.cmp(x));
+    all.into_iter().map(|(_, id, m)| (id, m)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buckets_iam_and_objects_replicate_both_ways() {
+    let s = Sites::start().await;
+    let (ca, cb) = (s.a.client(), s.b.client());
+
+    // State from before the pairing reaches the new peer.
+    create_bucket(&ca, "early").await;
+    s.admin(&["user", "add", "a", "alice", "alice-secret-0123456789"])
+        .await;
+    s.admin(&["policy", "attach", "a", "readonly", "--user", "alice"])
+        .await;
+
+    let out = s.admin(&["site", "add", "a", "b"]).await;
+    assert!(out.contains("a, b"), "{out}");
+    wait("bucket early on b", || async {
+        bucket_exists(&cb, "early").await
+    })
+    .await;
+    let v = ok(
+        cb.get_bucket_versioning().bucket("early").send().await,
+        "versioning on b",
+    );
+    assert_eq!(
+        v.status().map(|s| s.as_str()),
+        Some("Enabled"),
+        "replicated buckets are versioned"
+    );
+
+    // Alice's secret was sealed under a's root; b opens it with its own.
+    let alice_b = s.b.client_with("alice", "alice-secret-0123456789");
+    put(&ca, "early", "hello", b"hello").await;
+    wait("alice reads on b", || async {
+        alice_b
+            .get_object()
+            .bucket("early")
+            .key("hello")
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+    let denied = alice_b
+        .put_object()
+        .bucket("early")
+        .key("x")
+        .body(b"x".to_vec().into())
+        .send()
+        .await;
+    assert_s3_err(
+        denied,
+        403,
+        Some("AccessDenied"),
+        "alice's readonly policy holds on b",
+    );
+    let wrong = s.b.client_with("alice", "not-alices-secret-0123456");
+    assert!(
+        wrong
+            .list_objects_v2()
+            .bucket("early")
+            .send()
+            .await
+            .is_err(),
+        "a wrong secret is refused on b"
+    );
+
+    // Objects both ways, under the same version ids and ETags.
+    let small = random_bytes(1000, 1);
+    let large = random_bytes(3 * MIB + 5, 2);
+    put(&ca, "early", "small", &small).await;
+    put(&ca, "early", "large", &large).await;
+    create_bucket(&cb, "late").await;
+    let from_b = random_bytes(300 * KIB, 3);
+    put(&cb, "late", "from-b", &from_b).await;
+    wait("bucket late on a", || async {
+        bucket_exists(&ca, "late").await
+    })
+    .await;
+    for (src, dst, bucket, key, data) in [
+        (&ca, &cb, "early", "small", &small),
+        (&ca, &cb, "early", "large", &large),
+        (&cb, &ca, "late", "from-b", &from_b),
+    ] {
+        let origin = version_of(src, bucket, key).await.expect("source version");
+        wait(&format!("{bucket}/{key} replicated"), || async {
+            version_of(dst, bucket, key).await.is_some()
+        })
+        .await;
+        let (body, id, etag) = version_of(dst, bucket, key).await.expect("replica");
+        assert_bytes_eq(&body, data, &format!("{bucket}/{key} on the peer"));
+        assert_eq!(id, origin.1, "{bucket}/{key}: same version id");
+        assert_eq!(etag, origin.2, "{bucket}/{key}: same ETag");
+    }
+
+    // A multipart object keeps its multipart ETag.
+    let parts = [random_bytes(5 * MIB, 4), random_bytes(1234, 5)];
+    let mp = ok(
+        ca.create_multipart_upload()
+            .bucket("early")
+            .key("mp")
+            .send()
+            .await,
+        "create upload",
+    );
+    let upload = mp.upload_id().unwrap_or_default().to_string();
+    let mut done = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let n = i as i32 + 1;
+        let r = ok(
+            ca.upload_part()
+                .bucket("early")
+                .key("mp")
+                .upload_id(&upload)
+                .part_number(n)
+                .body(p.clone().into())
+                .send()
+                .await,
+            "upload part",
+        );
+        done.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(n)
+                .e_tag(r.e_tag().unwrap_or_default())
+                .build(),
+        );
+    }
+    complete_multipart(&ca, "early", "mp", &upload, done).await;
+    wait("mp replicated", || async {
+        version_of(&cb, "early", "mp").await.is_some()
+    })
+    .await;
+    let (body, _, etag) = version_of(&cb, "early", "mp").await.expect("mp on b");
+    assert_bytes_eq(&body, &parts.concat(), "multipart object on b");
+    assert_eq!(etag, multipart_etag(parts.iter().map(|p| p.as_slice())));
+
+    // A delete marker replicates; the versions under it stay on both sites.
+    let d = ok(
+        ca.delete_object().bucket("early").key("small").send().await,
+        "delete",
+    );
+    let marker = d.version_id().unwrap_or_default().to_string();
+    wait("marker on b", || async {
+        version_of(&cb, "early", "small").await.is_none()
+    })
+    .await;
+    wait("both sites agree on small's versions", || async {
+        version_ids(&ca, "early", "small").await == version_ids(&cb, "early", "small").await
+    })
+    .await;
+    let versions = version_ids(&cb, "early", "small").await;
+    assert_eq!(
+        versions.len(),
+        2,
+        "{versions:?}: one object, one marker, no echo"
+    );
+    assert_eq!(versions[0], (marker, true));
+
+    // IAM changes after the pairing: a user removed on b is gone on a.
+    s.admin(&["user", "add", "b", "bob", "bob-secret-0123456789"])
+        .await;
+    let bob_a = s.a.client_with("bob", "bob-secret-0123456789");
+    s.admin(&["policy", "attach", "b", "readwrite", "--user", "bob"])
+        .await;
+    wait("bob on a", || async {
+        bob_a.list_objects_v2().bucket("late").send().await.is_ok()
+    })
+    .await;
+    s.admin(&["user", "remove", "b", "bob"]).await;
+    wait("bob gone from a", || async {
+        bob_a.list_objects_v2().bucket("late").send().await.is_err()
+    })
+    .await;
+
+    wait("outboxes drained", || async {
+        s.backlog("a").await == 0 && s.backlog("b").await == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_was_down_catches_up() {
+    let mut s = Sites::start().await;
+    s.admin(&["site", "add", "a", "b"]).await;
+    s.b.terminate().await;
+    let ca = s.a.client();
+    create_bucket(&ca, "while-down").await;
+    let data = random_bytes(200 * KIB, 9);
+    put(&ca, "while-down", "obj", &data).await;
+    s.admin(&["user", "add", "a", "carol", "carol-secret-0123456789"])
+        .await;
+    assert!(s.backlog("a").await > 0, "b cannot have taken anything");
+    s.b.restart_on_same_port().await;
+    let cb = s.b.client();
+    wait("object on b after its return", || async {
+        version_of(&cb, "while-down", "obj").await.is_some()
+    })
+    .await;
+    let (body, _, _) = version_of(&cb, "while-down", "obj").await.expect("object");
+    assert_bytes_eq(&body, &data, "caught-up object");
+    let carol = s.b.client_with("carol", "carol-secret-0123456789");
+    // Carol has no policy: b knowing her shows as AccessDenied instead of InvalidAccessKeyId.
+    wait("carol on b", || async {
+        match carol.list_buckets().send().await {
+            Ok(_) => true,
+            Err(e) => err_code(&e).as_deref() == Some("AccessDenied"),
+        }
+    })
+    .await;
+}
+
+/// Replica headers fix a version's id and time: only root (a peer's replicator) may send them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_root_may_write_replicas() {
+    let s = Sites::start().await;
+    let ca = s.a.client();
+    create_bucket(&ca, "guarded").await;
+    ok(
+        ca.put_bucket_versioning()
+            .bucket("guarded")
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await,
+        "enable versioning",
+    );
+    s.admin(&["user", "add", "a", "mallory", "mallory-secret-0123456789"])
+        .await;
+    s.admin(&["policy", "attach", "a", "readwrite", "--user", "mallory"])
+        .await;
+    let id = "0b8e3a6c-4a0b-4f8e-9b1e-3d2f6a7c8e90";
+    let send = async |ak: &str, sk: &str| {
+        let url = format!("{}/guarded/forged", s.a.endpoint());
+        let headers = [
+            ("x-cairn-replica-version-id", id),
+            ("x-cairn-replica-mtime", "1000"),
+        ];
+        let signed = sigv4::Signer::new(ak, sk).sign("PUT", &url, &headers, "UNSIGNED-PAYLOAD");
+        let mut req = s.a.http().put(&url).body("forged");
+        for (k, v) in &signed.headers {
+            if k != "host" {
+                req = req.header(k.as_str(), v.as_str());
+            }
+        }
+        let r = req.send().await.expect("send");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    };
+    let (status, body) = send("mallory", "mallory-secret-0123456789").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(xml_error_code(&body).as_deref(), Some("AccessDenied"));
+    assert!(
+        version_of(&ca, "guarded", "forged").await.is_none(),
+        "a refused replica stores nothing"
+    );
+    let (status, body) = send(ROOT_USER, ROOT_PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, got, _) = version_of(&ca, "guarded", "forged").await.expect("replica");
+    assert_eq!(got, id, "root's replica keeps the given version id");
+    let (status, body) = {
+        let url = format!("{}/guarded/bad", s.a.endpoint());
+        let headers = [("x-cairn-replica-version-id", "not-a-version")];
+        let signed = sigv4::Signer::new(ROOT_USER, ROOT_PASSWORD).sign(
+            "PUT",
+            &url,
+            &headers,
+            "UNSIGNED-PAYLOAD",
+        );
+        let mut req = s.a.http().put(&url).body("x");
+        for (k, v) in &signed.headers {
+            if k != "host" {
+                req = req.header(k.as_str(), v.as_str());
+            }
+        }
+        let r = req.send().await.expect("send");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    };
+    assert_eq!(status, 400, "{body}");
+}
