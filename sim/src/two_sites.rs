@@ -157,7 +157,12 @@ async fn run_writer(
                         });
                     }
                 }
-                format!("PUT {path} {} -> {}", hex::encode(&d[..4]), summary(&r))
+                let id = header(&h, "x-amz-version-id").unwrap_or_default();
+                format!(
+                    "PUT {path} {} -> {} {id}",
+                    hex::encode(&d[..4]),
+                    summary(&r)
+                )
             }
             6..=7 => {
                 let (r, h) = s3
@@ -173,7 +178,8 @@ async fn run_writer(
                         });
                     }
                 }
-                format!("DELETE {path} -> {}", summary(&r))
+                let id = header(&h, "x-amz-version-id").unwrap_or_default();
+                format!("DELETE {path} -> {} {id}", summary(&r))
             }
             8 => {
                 let user = format!("user-{me}-{n}");

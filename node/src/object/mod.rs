@@ -392,23 +392,38 @@ impl ObjectLayer {
                 for (from, to) in moves {
                     drive.rename(from, to).await?;
                 }
-                let before = drive.get(&meta_key).await?;
-                let mut record = match &before {
-                    None => ObjectRecord::default(),
-                    Some(b) => ObjectRecord::decode(b.as_slice())
-                        .map_err(|e| crate::drive::DriveError::Meta(e.to_string()))?,
-                };
-                let freed = replace_version(&mut record, v);
-                let after = record.encode_to_vec();
-                drive
-                    .apply(vec![MetaOp::Put(meta_key, after.clone())])
-                    .await?;
-                Ok(Changed {
-                    before,
-                    after: Some(after),
-                    freed,
-                    tombstone: false,
-                })
+                // The key's lock is this node's only: another node (a replica arriving from a
+                // peer site, a client of another node) may change the record in between, so the
+                // update applies only over what was read, and is redone over the newer record.
+                let mut attempts = 0;
+                loop {
+                    let before = drive.get(&meta_key).await?;
+                    let mut record = match &before {
+                        None => ObjectRecord::default(),
+                        Some(b) => ObjectRecord::decode(b.as_slice())
+                            .map_err(|e| crate::drive::DriveError::Meta(e.to_string()))?,
+                    };
+                    let freed = replace_version(&mut record, v.clone());
+                    let after = record.encode_to_vec();
+                    let ops = vec![
+                        MetaOp::Expect(meta_key.clone(), before.clone()),
+                        MetaOp::Put(meta_key.clone(), after.clone()),
+                    ];
+                    match drive.apply(ops).await {
+                        Err(crate::drive::DriveError::Conflict) if attempts < COMMIT_RETRIES => {
+                            attempts += 1;
+                        }
+                        Err(e) => return Err(e),
+                        Ok(()) => {
+                            return Ok(Changed {
+                                before,
+                                after: Some(after),
+                                freed,
+                                tombstone: false,
+                            })
+                        }
+                    }
+                }
             }
         }))
         .await;
@@ -482,19 +497,33 @@ impl ObjectLayer {
                 if !holds {
                     return Err(crate::drive::DriveError::NotFound);
                 }
-                let mut record = read_record(drive.as_ref(), &meta_key)
-                    .await?
-                    .unwrap_or_default();
-                for v in record
-                    .versions
-                    .iter_mut()
-                    .filter(|v| quorum::same_version(v, target))
-                {
-                    f(v);
+                // Compare-and-swap, as in `commit`: another node may change the record meanwhile.
+                let mut attempts = 0;
+                loop {
+                    let raw = drive.get(&meta_key).await?;
+                    let mut record = match &raw {
+                        None => ObjectRecord::default(),
+                        Some(b) => ObjectRecord::decode(b.as_slice())
+                            .map_err(|e| crate::drive::DriveError::Meta(e.to_string()))?,
+                    };
+                    for v in record
+                        .versions
+                        .iter_mut()
+                        .filter(|v| quorum::same_version(v, target))
+                    {
+                        f(v);
+                    }
+                    let ops = vec![
+                        MetaOp::Expect(meta_key.clone(), raw),
+                        MetaOp::Put(meta_key.clone(), record.encode_to_vec()),
+                    ];
+                    match drive.apply(ops).await {
+                        Err(crate::drive::DriveError::Conflict) if attempts < COMMIT_RETRIES => {
+                            attempts += 1;
+                        }
+                        other => return other,
+                    }
                 }
-                drive
-                    .apply(vec![MetaOp::Put(meta_key, record.encode_to_vec())])
-                    .await
             }
         })
         .await?;
@@ -647,6 +676,9 @@ pub(crate) async fn read_record(
 
 /// Puts `v` first in the record, moving any version with the same id to `replaced`; returns the
 /// data dirs freed once the change settles.
+/// How often one drive's record update is redone after another node changed the record.
+const COMMIT_RETRIES: usize = 16;
+
 fn replace_version(record: &mut ObjectRecord, v: ObjectVersion) -> Vec<String> {
     let (same, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut record.versions)
         .into_iter()
