@@ -172,18 +172,21 @@ pub fn listed_keys(xml: &[u8]) -> Vec<String> {
 /// not versions with data and are left out).
 pub fn listed_versions(xml: &[u8]) -> Vec<(String, String)> {
     let s = String::from_utf8_lossy(xml);
-    let field = |entry: &str, name: &str| -> Option<String> {
-        let open = format!("<{name}>");
-        let close = format!("</{name}>");
-        let start = entry.find(&open)? + open.len();
-        let len = entry[start..].find(&close)?;
-        Some(entry[start..start + len].to_owned())
-    };
+    let field = xml_field;
     s.split("<Version>")
         .skip(1)
         .filter_map(|p| p.split("</Version>").next())
         .filter_map(|e| Some((field(e, "Key")?, field(e, "VersionId")?)))
         .collect()
+}
+
+/// The text of the first `<name>` element in `entry`.
+pub(crate) fn xml_field(entry: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let start = entry.find(&open)? + open.len();
+    let len = entry[start..].find(&close)?;
+    Some(entry[start..start + len].to_owned())
 }
 
 /// Whether a list reply says more entries follow.

@@ -549,18 +549,24 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
             tr.outside = now;
             tr.log("FAULTS END".into());
         }
-        match sim.step() {
-            Ok(true) => break,
-            Ok(false) => {}
-            Err(e) => {
-                sim_error = Some(e.to_string());
-                break;
-            }
+        if crate::step(&mut sim, &mut sim_error) {
+            break;
         }
     }
     let simulated = sim.elapsed();
     drop(sim);
     outcome(seed, &trace, simulated, sim_error)
+}
+
+/// Advances the simulation one step; true once it is over (finished, or failed into `error`).
+pub(crate) fn step(sim: &mut turmoil::Sim<'_>, error: &mut Option<String>) -> bool {
+    match sim.step() {
+        Ok(done) => done,
+        Err(e) => {
+            *error = Some(e.to_string());
+            true
+        }
+    }
 }
 
 /// What a finished run reports: its trace's hash and counters.

@@ -216,13 +216,7 @@ async fn run_writer(
 /// (key, version id, is a delete marker) of every entry of a ListObjectVersions reply.
 fn listed(xml: &[u8]) -> Vec<(String, String, bool)> {
     let s = String::from_utf8_lossy(xml);
-    let field = |entry: &str, name: &str| -> Option<String> {
-        let open = format!("<{name}>");
-        let close = format!("</{name}>");
-        let start = entry.find(&open)? + open.len();
-        let len = entry[start..].find(&close)?;
-        Some(entry[start..start + len].to_owned())
-    };
+    let field = crate::client::xml_field;
     let mut out = Vec::new();
     for (tag, marker) in [("Version", false), ("DeleteMarker", true)] {
         let open = format!("<{tag}>");
@@ -543,13 +537,8 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
             sim.set_max_message_latency(Duration::from_millis(50));
             trace.borrow_mut().log("FAULTS END".into());
         }
-        match sim.step() {
-            Ok(true) => break,
-            Ok(false) => {}
-            Err(e) => {
-                sim_error = Some(e.to_string());
-                break;
-            }
+        if crate::step(&mut sim, &mut sim_error) {
+            break;
         }
     }
     let simulated = sim.elapsed();

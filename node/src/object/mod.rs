@@ -393,37 +393,18 @@ impl ObjectLayer {
                     drive.rename(from, to).await?;
                 }
                 // The key's lock is this node's only: another node (a replica arriving from a
-                // peer site, a client of another node) may change the record in between, so the
-                // update applies only over what was read, and is redone over the newer record.
-                let mut attempts = 0;
-                loop {
-                    let before = drive.get(&meta_key).await?;
-                    let mut record = match &before {
-                        None => ObjectRecord::default(),
-                        Some(b) => ObjectRecord::decode(b.as_slice())
-                            .map_err(|e| crate::drive::DriveError::Meta(e.to_string()))?,
-                    };
-                    let freed = replace_version(&mut record, v.clone());
-                    let after = record.encode_to_vec();
-                    let ops = vec![
-                        MetaOp::Expect(meta_key.clone(), before.clone()),
-                        MetaOp::Put(meta_key.clone(), after.clone()),
-                    ];
-                    match drive.apply(ops).await {
-                        Err(crate::drive::DriveError::Conflict) if attempts < COMMIT_RETRIES => {
-                            attempts += 1;
-                        }
-                        Err(e) => return Err(e),
-                        Ok(()) => {
-                            return Ok(Changed {
-                                before,
-                                after: Some(after),
-                                freed,
-                                tombstone: false,
-                            })
-                        }
-                    }
-                }
+                // peer site, a client of another node) may change the record in between.
+                let (before, after, freed) =
+                    swap_record(drive.as_ref(), &meta_key, &[], |record| {
+                        replace_version(record, v.clone())
+                    })
+                    .await?;
+                Ok(Changed {
+                    before,
+                    after: Some(after),
+                    freed,
+                    tombstone: false,
+                })
             }
         }))
         .await;
@@ -497,15 +478,7 @@ impl ObjectLayer {
                 if !holds {
                     return Err(crate::drive::DriveError::NotFound);
                 }
-                // Compare-and-swap, as in `commit`: another node may change the record meanwhile.
-                let mut attempts = 0;
-                loop {
-                    let raw = drive.get(&meta_key).await?;
-                    let mut record = match &raw {
-                        None => ObjectRecord::default(),
-                        Some(b) => ObjectRecord::decode(b.as_slice())
-                            .map_err(|e| crate::drive::DriveError::Meta(e.to_string()))?,
-                    };
+                swap_record(drive.as_ref(), &meta_key, &[], |record| {
                     for v in record
                         .versions
                         .iter_mut()
@@ -513,17 +486,9 @@ impl ObjectLayer {
                     {
                         f(v);
                     }
-                    let ops = vec![
-                        MetaOp::Expect(meta_key.clone(), raw),
-                        MetaOp::Put(meta_key.clone(), record.encode_to_vec()),
-                    ];
-                    match drive.apply(ops).await {
-                        Err(crate::drive::DriveError::Conflict) if attempts < COMMIT_RETRIES => {
-                            attempts += 1;
-                        }
-                        other => return other,
-                    }
-                }
+                })
+                .await
+                .map(|_| ())
             }
         })
         .await?;
@@ -662,15 +627,36 @@ async fn settle_records(
     Ok(())
 }
 
-pub(crate) async fn read_record(
+/// Changes a drive's record of a key with `change`, applied only over the record it read (the
+/// per-key lock is per node, so another node may write in between) and redone over the newer
+/// record on a conflict; `extra` ops join the same batch. Returns the record before and after,
+/// and what `change` returned.
+async fn swap_record<T>(
     drive: &dyn Drive,
     key: &[u8],
-) -> Result<Option<ObjectRecord>, crate::drive::DriveError> {
-    match drive.get(key).await? {
-        None => Ok(None),
-        Some(b) => ObjectRecord::decode(b.as_slice())
-            .map(Some)
-            .map_err(|e| crate::drive::DriveError::Meta(e.to_string())),
+    extra: &[MetaOp],
+    mut change: impl FnMut(&mut ObjectRecord) -> T,
+) -> Result<(Option<Vec<u8>>, Vec<u8>, T), crate::drive::DriveError> {
+    let mut attempts = 0;
+    loop {
+        let before = drive.get(key).await?;
+        let mut record = match &before {
+            None => ObjectRecord::default(),
+            Some(b) => ObjectRecord::decode(b.as_slice())
+                .map_err(|e| crate::drive::DriveError::Meta(e.to_string()))?,
+        };
+        let out = change(&mut record);
+        let after = record.encode_to_vec();
+        let mut ops = vec![
+            MetaOp::Expect(key.to_vec(), before.clone()),
+            MetaOp::Put(key.to_vec(), after.clone()),
+        ];
+        ops.extend_from_slice(extra);
+        match drive.apply(ops).await {
+            Err(crate::drive::DriveError::Conflict) if attempts < COMMIT_RETRIES => attempts += 1,
+            Err(e) => return Err(e),
+            Ok(()) => return Ok((before, after, out)),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use super::error::{ObjectError, ObjectResult};
 use super::set::ErasureSet;
 use super::write::{self, ShardTargets, WriteOutcome};
 use super::{
-    cleanup, erasure_info, keys, read_record, replace_version, ObjectInfo, ObjectLayer, PutOptions,
+    cleanup, erasure_info, keys, replace_version, swap_record, ObjectInfo, ObjectLayer, PutOptions,
 };
 use crate::drive::{Drive, DriveError, MetaOp};
 
@@ -350,19 +350,15 @@ impl ObjectLayer {
                         drive.delete(&format!("{dir}/{name}")).await?;
                     }
                 }
-                let mut record = read_record(drive.as_ref(), &meta_key)
-                    .await?
-                    .unwrap_or_default();
-                let freed = replace_version(&mut record, v);
-                let mut ops = vec![
-                    MetaOp::Put(meta_key, record.encode_to_vec()),
-                    MetaOp::Delete(keys::upload(bucket, upload_id)),
-                ];
-                ops.extend(
+                let mut done = vec![MetaOp::Delete(keys::upload(bucket, upload_id))];
+                done.extend(
                     mine.keys()
                         .map(|n| MetaOp::Delete(keys::part(upload_id, *n))),
                 );
-                drive.apply(ops).await?;
+                let (_, _, freed) = swap_record(drive.as_ref(), &meta_key, &done, |record| {
+                    replace_version(record, v.clone())
+                })
+                .await?;
                 for old in freed {
                     drive.delete(&keys::data_dir(&old)).await?;
                 }
