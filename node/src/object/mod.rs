@@ -394,11 +394,14 @@ impl ObjectLayer {
                 }
                 // The key's lock is this node's only: another node (a replica arriving from a
                 // peer site, a client of another node) may change the record in between.
-                let (before, after, freed) =
-                    swap_record(drive.as_ref(), &meta_key, &[], |record| {
-                        replace_version(record, v.clone())
-                    })
-                    .await?;
+                let (before, after, freed) = swap_record(
+                    drive.as_ref(),
+                    &meta_key,
+                    !v.replication.is_empty(),
+                    &[],
+                    |record| replace_version(record, v.clone()),
+                )
+                .await?;
                 Ok(Changed {
                     before,
                     after: Some(after),
@@ -478,7 +481,8 @@ impl ObjectLayer {
                 if !holds {
                     return Err(crate::drive::DriveError::NotFound);
                 }
-                swap_record(drive.as_ref(), &meta_key, &[], |record| {
+                let cas = !target.replication.is_empty();
+                swap_record(drive.as_ref(), &meta_key, cas, &[], |record| {
                     for v in record
                         .versions
                         .iter_mut()
@@ -631,9 +635,15 @@ async fn settle_records(
 /// per-key lock is per node, so another node may write in between) and redone over the newer
 /// record on a conflict; `extra` ops join the same batch. Returns the record before and after,
 /// and what `change` returned.
+///
+/// Only versions under site replication (`cas`) are written this way for now: replicas arrive
+/// through whichever node the peer reached while local writes go through others. Turning it on
+/// for every write made simulator seed 4 (single site) end with a multipart object unreadable,
+/// a liveness failure not yet understood (see sim/README.md, open findings).
 async fn swap_record<T>(
     drive: &dyn Drive,
     key: &[u8],
+    cas: bool,
     extra: &[MetaOp],
     mut change: impl FnMut(&mut ObjectRecord) -> T,
 ) -> Result<(Option<Vec<u8>>, Vec<u8>, T), crate::drive::DriveError> {
@@ -647,10 +657,11 @@ async fn swap_record<T>(
         };
         let out = change(&mut record);
         let after = record.encode_to_vec();
-        let mut ops = vec![
-            MetaOp::Expect(key.to_vec(), before.clone()),
-            MetaOp::Put(key.to_vec(), after.clone()),
-        ];
+        let mut ops = Vec::with_capacity(2 + extra.len());
+        if cas {
+            ops.push(MetaOp::Expect(key.to_vec(), before.clone()));
+        }
+        ops.push(MetaOp::Put(key.to_vec(), after.clone()));
         ops.extend_from_slice(extra);
         match drive.apply(ops).await {
             Err(crate::drive::DriveError::Conflict) if attempts < COMMIT_RETRIES => attempts += 1,

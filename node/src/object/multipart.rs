@@ -355,9 +355,13 @@ impl ObjectLayer {
                     mine.keys()
                         .map(|n| MetaOp::Delete(keys::part(upload_id, *n))),
                 );
-                let (_, _, freed) = swap_record(drive.as_ref(), &meta_key, &done, |record| {
-                    replace_version(record, v.clone())
-                })
+                let (_, _, freed) = swap_record(
+                    drive.as_ref(),
+                    &meta_key,
+                    !v.replication.is_empty(),
+                    &done,
+                    |record| replace_version(record, v.clone()),
+                )
                 .await?;
                 for old in freed {
                     drive.delete(&keys::data_dir(&old)).await?;

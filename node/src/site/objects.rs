@@ -312,20 +312,26 @@ pub async fn replicate_forever(
 ) {
     let s3 = Arc::new(s3);
     let slots = Arc::new(Semaphore::new(PARALLEL));
-    let mut rescan = tokio::time::interval(RESCAN);
-    rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut state = node.catalog.control.subscribe();
     loop {
+        // Without peers there is nothing to rescan for: wait for a hint or a new state only.
+        let enabled = state.borrow_and_update().sites.enabled();
         let batch = tokio::select! {
             h = hints.recv() => match h {
                 Some(h) => vec![h],
                 None => return,
             },
-            _ = rescan.tick() => {
-                let leading = node.catalog.control.status().role == Role::Leader;
-                if !leading || !node.catalog.state().sites.enabled() {
+            _ = tokio::time::sleep(RESCAN), if enabled => {
+                if node.catalog.control.status().role != Role::Leader {
                     continue;
                 }
                 pending(&s3, &node).await
+            }
+            r = state.changed(), if !enabled => {
+                if r.is_err() {
+                    return;
+                }
+                continue;
             }
         };
         for r in batch {

@@ -179,8 +179,16 @@ pub async fn replicate_forever(node: Arc<Node>, region: String) {
             continue;
         }
         retry = RETRY_MIN;
-        // A leader change is no state change: look again now and then.
-        if let Ok(Err(_)) = tokio::time::timeout(RETRY_MAX, rx.changed()).await {
+        // A leader change is no state change: look again now and then, while there are peers.
+        let changed = if state.sites.enabled() {
+            match tokio::time::timeout(RETRY_MAX, rx.changed()).await {
+                Ok(r) => r,
+                Err(_) => Ok(()),
+            }
+        } else {
+            rx.changed().await
+        };
+        if changed.is_err() {
             return;
         }
     }
