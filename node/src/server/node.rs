@@ -137,10 +137,6 @@ impl Node {
             link,
         });
         tokio::spawn(heal_worker(objects.clone(), heal_rx));
-        tokio::spawn(crate::site::outbox::replicate_forever(
-            node.clone(),
-            parts.region.clone(),
-        ));
         let mut restore = parts.restore_on_start;
         if restore && !node.topology.networked {
             wait_for_leader(&node).await;
@@ -171,7 +167,7 @@ impl Node {
             sse,
             replication,
         };
-        tokio::spawn(crate::site::objects::replicate_forever(
+        tokio::spawn(crate::site::start_when_paired(
             node.clone(),
             s3.clone(),
             hints,
