@@ -46,6 +46,8 @@ pub struct Catalog {
     /// the last applied index written: a proposal and the watcher both mirror the same state, the
     /// second is skipped.
     mirror_lock: tokio::sync::Mutex<Option<u64>>,
+    /// Signalled once the applied state has site peers (`crate::site::start_when_paired`).
+    pub paired: tokio::sync::Notify,
 }
 
 impl Catalog {
@@ -54,6 +56,7 @@ impl Catalog {
             control,
             local,
             mirror_lock: tokio::sync::Mutex::new(None),
+            paired: tokio::sync::Notify::new(),
         }
     }
 
@@ -115,6 +118,9 @@ impl Catalog {
         loop {
             let state = rx.borrow_and_update().clone();
             self.mirror(&state).await;
+            if state.sites.enabled() {
+                self.paired.notify_one();
+            }
             if rx.changed().await.is_err() {
                 return;
             }

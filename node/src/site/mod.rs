@@ -8,19 +8,16 @@ pub mod outbox;
 
 use std::sync::Arc;
 
-/// Starts the replicators once the site has peers (a site that never pairs runs none of them).
+/// Starts the replicators once the site has peers (a site that never pairs runs none of them,
+/// and this task is not woken until then: idle tasks woken on every state change were seen to
+/// change how a single site's tasks interleave).
 pub async fn start_when_paired(
     node: Arc<crate::server::Node>,
     s3: crate::s3::CairnS3,
     hints: tokio::sync::mpsc::UnboundedReceiver<objects::VersionRef>,
     region: String,
 ) {
-    let mut state = node.catalog.control.subscribe();
-    while !state.borrow_and_update().sites.enabled() {
-        if state.changed().await.is_err() {
-            return;
-        }
-    }
+    node.catalog.paired.notified().await;
     tokio::spawn(outbox::replicate_forever(node.clone(), region.clone()));
     objects::replicate_forever(node, s3, hints, region).await;
 }
