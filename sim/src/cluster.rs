@@ -76,6 +76,17 @@ impl NodeState {
     pub fn host(&self) -> String {
         format!("{}{}", self.site, host_name(self.index))
     }
+
+    /// Crashes the node's host: unsynced writes of its drives and Raft storage are lost.
+    pub fn crash(&self, sim: &mut turmoil::Sim<'_>) {
+        for d in &self.disks {
+            d.crash();
+        }
+        self.raft.crash();
+        sim.crash(self.host());
+        *self.control.borrow_mut() = None;
+        *self.node.borrow_mut() = None;
+    }
 }
 
 pub fn new_site(seed: u64) -> Site {

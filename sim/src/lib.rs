@@ -280,14 +280,7 @@ fn apply(
     tr.faults += 1;
     match *action {
         Action::Crash(n) => {
-            let s = &site[n];
-            for d in &s.disks {
-                d.crash();
-            }
-            s.raft.crash();
-            sim.crash(host_name(n));
-            *s.control.borrow_mut() = None;
-            *s.node.borrow_mut() = None;
+            site[n].crash(sim);
             down.insert(n);
             tr.log(format!("FAULT crash {}", host_name(n)));
         }

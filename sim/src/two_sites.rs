@@ -448,13 +448,7 @@ fn apply(
         }
         Fault::Crash(s, n) => {
             let node = &sites[s][n];
-            for d in &node.disks {
-                d.crash();
-            }
-            node.raft.crash();
-            sim.crash(node.host());
-            *node.control.borrow_mut() = None;
-            *node.node.borrow_mut() = None;
+            node.crash(sim);
             down.insert((s, n));
             tr.log(format!("FAULT crash {}", node.host()));
         }

@@ -120,13 +120,8 @@ pub fn has_integrity(cr: &ChecksumRequest) -> bool {
 pub fn bypass<T>(s3: &CairnS3, req: &S3Request<T>, header: Option<bool>) -> Bypass {
     let header = header.unwrap_or(false);
     // The permission only matters with the header: no credential lookup on plain deletes.
-    let allowed = header
-        && (req.extensions.get::<GovernanceBypass>().is_some()
-            || req
-                .credentials
-                .as_ref()
-                .and_then(|c| s3.credentials.lookup(&c.access_key))
-                .is_some_and(|(id, _)| id.is_root));
+    let allowed =
+        header && (req.extensions.get::<GovernanceBypass>().is_some() || s3.signed_by_root(req));
     Bypass { header, allowed }
 }
 

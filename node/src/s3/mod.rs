@@ -36,6 +36,14 @@ pub struct CairnS3 {
 }
 
 impl CairnS3 {
+    /// Whether the request was signed with the root credentials.
+    fn signed_by_root<T>(&self, req: &S3Request<T>) -> bool {
+        req.credentials
+            .as_ref()
+            .and_then(|c| self.credentials.lookup(&c.access_key))
+            .is_some_and(|(id, _)| id.is_root)
+    }
+
     /// Fails with NoSuchBucket unless the bucket exists in the applied control-plane state.
     async fn require_bucket(&self, bucket: &str) -> S3Result<cairn_control_plane::BucketInfo> {
         self.catalog

@@ -27,12 +27,7 @@ pub fn of_request<T>(s3: &CairnS3, req: &S3Request<T>) -> S3Result<Replication> 
     if !h.contains_key(VERSION_ID_HEADER) {
         return Ok(local(s3));
     }
-    let root = req
-        .credentials
-        .as_ref()
-        .and_then(|c| s3.credentials.lookup(&c.access_key))
-        .is_some_and(|(id, _)| id.is_root);
-    if !root {
+    if !s3.signed_by_root(req) {
         return Err(s3_error!(
             AccessDenied,
             "only a peer site's replicator may write replicas"
