@@ -1,6 +1,6 @@
 //! One simulated site: three nodes of two in-memory drives each, whose media outlive crashes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -68,6 +68,8 @@ pub struct NodeState {
     pub control: RefCell<Option<Arc<ControlPlane>>>,
     pub node: RefCell<Option<Arc<Node>>>,
     pub rng_seed: u64,
+    /// Planted bug: half the node's connections to the peer site reach a liar (`net::SimDial`).
+    pub lying_peer: Cell<bool>,
 }
 
 pub type Site = Rc<Vec<Rc<NodeState>>>;
@@ -108,6 +110,7 @@ pub fn new_named_site(seed: u64, prefix: &str) -> Site {
                     control: RefCell::new(None),
                     node: RefCell::new(None),
                     rng_seed: seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1)),
+                    lying_peer: Cell::new(false),
                 })
             })
             .collect(),
@@ -222,7 +225,7 @@ pub async fn run_node(state: Rc<NodeState>) -> turmoil::Result {
         heal_on_start: restart,
         restore_on_start: false,
         sse: sse_config(&state, starts)?,
-        peer_dial: Arc::new(net::SimDial),
+        peer_dial: Arc::new(net::SimDial::new(state.lying_peer.get())),
         peer_ca_pem: Vec::new(),
     })
     .await?;

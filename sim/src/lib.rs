@@ -47,6 +47,9 @@ pub struct Options {
     /// Planted bug: the encryption client leaves out its SSE headers, so its objects reach the
     /// drives in plaintext. Implies the full workload.
     pub planted_plaintext_bug: bool,
+    /// Planted bug (two sites): half the connections between the sites reach a peer that
+    /// acknowledges replica writes without storing them. The convergence check must notice.
+    pub planted_replication_bug: bool,
     /// Which clients run besides the S3 workload and the lock client.
     pub workload_set: WorkloadSet,
     /// Workload clients, each with its own bucket and keys.
@@ -65,6 +68,7 @@ impl Default for Options {
             planted_lock_bug: false,
             planted_access_bug: false,
             planted_plaintext_bug: false,
+            planted_replication_bug: false,
             workload_set: WorkloadSet::Full,
             clients: 2,
             lock_client: LockClient::OddSeeds,

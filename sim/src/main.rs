@@ -29,6 +29,10 @@ struct Args {
     /// checker.
     #[arg(long)]
     planted_plaintext_bug: bool,
+    /// With --two-sites: plant a replication bug (half the links between the sites reach a
+    /// peer that acknowledges replica writes and stores nothing) to check the checker.
+    #[arg(long)]
+    planted_replication_bug: bool,
     /// Which clients run: `classic` (the S3 workload and the lock client, as the regression
     /// seeds were found) or `full` (also the control-plane, access and encryption clients).
     #[arg(long, value_enum, default_value = "full")]
@@ -58,12 +62,17 @@ fn main() -> anyhow::Result<()> {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .init();
     }
+    anyhow::ensure!(
+        args.two_sites || !args.planted_replication_bug,
+        "--planted-replication-bug plants its bug between two sites: add --two-sites"
+    );
     let opts = Options {
         faults: !args.no_faults,
         planted_bug: args.planted_bug,
         planted_lock_bug: args.planted_lock_bug,
         planted_access_bug: args.planted_access_bug,
         planted_plaintext_bug: args.planted_plaintext_bug,
+        planted_replication_bug: args.planted_replication_bug,
         workload_set: args.workload,
         lock_client: args.lock_client,
         ..Options::default()
@@ -175,6 +184,7 @@ fn replay_flags(args: &Args) -> Vec<String> {
         (args.planted_lock_bug, "--planted-lock-bug"),
         (args.planted_access_bug, "--planted-access-bug"),
         (args.planted_plaintext_bug, "--planted-plaintext-bug"),
+        (args.planted_replication_bug, "--planted-replication-bug"),
         (args.no_faults, "--no-faults"),
         (args.two_sites, "--two-sites"),
     ] {

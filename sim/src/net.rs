@@ -1,12 +1,17 @@
 //! Glue between turmoil's simulated TCP and the transports Cairn's servers and clients expect.
 
+use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use cairn_control_plane::transport::{Connect, TransportError};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::Endpoint;
@@ -78,8 +83,25 @@ pub fn connect() -> Connect {
     })
 }
 
-/// Peer-site requests over turmoil's TCP.
-pub struct SimDial;
+/// The host that stands in for a peer site under the planted replication bug.
+pub const LYING_PEER: &str = "lying-peer";
+
+/// Peer-site requests over turmoil's TCP. With `lying_peer` (a planted bug), every other
+/// connection reaches [`LYING_PEER`] instead of the peer: replica writes are acknowledged and
+/// never stored, which the two-site checker must notice.
+pub struct SimDial {
+    lying_peer: bool,
+    dials: AtomicU64,
+}
+
+impl SimDial {
+    pub fn new(lying_peer: bool) -> Self {
+        Self {
+            lying_peer,
+            dials: AtomicU64::new(0),
+        }
+    }
+}
 
 #[async_trait::async_trait]
 impl cairn_node::site::link::Dial for SimDial {
@@ -88,7 +110,26 @@ impl cairn_node::site::link::Dial for SimDial {
         host: &str,
         port: u16,
     ) -> io::Result<Box<dyn cairn_node::site::link::Stream>> {
+        let lie = self.lying_peer && self.dials.fetch_add(1, Ordering::Relaxed) % 2 == 1;
+        let host = if lie { LYING_PEER } else { host };
         let s = turmoil::net::TcpStream::connect((host, port)).await?;
         Ok(Box::new(s))
+    }
+}
+
+/// The body of [`LYING_PEER`]: reads each request whole and answers `200 OK` with nothing in it.
+pub async fn run_lying_peer(port: u16) -> turmoil::Result {
+    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(|req: hyper::Request<Incoming>| async move {
+                let _ = req.into_body().collect().await;
+                Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::new())))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
     }
 }

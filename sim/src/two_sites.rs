@@ -495,9 +495,15 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
         .build();
     for site in &sites {
         for n in site.iter() {
+            n.lying_peer.set(opts.planted_replication_bug);
             let state = n.clone();
             sim.host(n.host(), move || cluster::run_node(state.clone()));
         }
+    }
+    if opts.planted_replication_bug {
+        sim.host(crate::net::LYING_PEER, || {
+            crate::net::run_lying_peer(cluster::S3_PORT)
+        });
     }
     let model: SharedModel = Rc::default();
     sim.client("pair", run_pairing(seed, model.clone(), trace.clone()));

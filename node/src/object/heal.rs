@@ -11,7 +11,7 @@ use serde::Serialize;
 use cairn_proto::meta::{ObjectRecord, ObjectVersion, PartInfo};
 
 use super::error::{ObjectError, ObjectResult};
-use super::read::{fetch_verified, ShardReader, ShardSource};
+use super::read::{fetch_checked, ShardFault, ShardReader, ShardSource};
 use super::set::ErasureSet;
 use super::{keys, quorum, replace_version, shard_reader, ObjectLayer};
 use crate::bitrot::{self, HASH_LEN};
@@ -47,19 +47,18 @@ fn shard_lens(r: &ShardReader, part: &PartInfo) -> Vec<usize> {
         .collect()
 }
 
-/// Does shard `src` hold every block of every part intact?
-async fn shard_intact(r: &ShardReader, src: &ShardSource, parts: &[PartInfo]) -> bool {
+/// Does shard `src` hold every block of every part intact, and if not, is that for good?
+async fn shard_check(
+    r: &ShardReader,
+    src: &ShardSource,
+    parts: &[PartInfo],
+) -> Result<(), ShardFault> {
     for part in parts {
         let lens = shard_lens(r, part);
         let total = bitrot::stored_len(lens.iter().copied());
-        if fetch_verified(src, &keys::part_file(part.number), 0, total, &lens)
-            .await
-            .is_none()
-        {
-            return false;
-        }
+        fetch_checked(src, &keys::part_file(part.number), 0, total, &lens).await?;
     }
-    true
+    Ok(())
 }
 
 impl ObjectLayer {
@@ -102,14 +101,35 @@ impl ObjectLayer {
             let (r, parts) = (&reader, &stored);
             async move {
                 match src {
-                    Some(s) => shard_intact(r, &s, parts).await,
-                    None => false,
+                    Some(s) => shard_check(r, &s, parts).await,
+                    // The drive's record lacks this version (or the drive did not answer).
+                    None => Err(ShardFault::Damaged),
                 }
             }
         }))
         .await;
-        let targets: Vec<usize> = (0..n).filter(|i| !checks[*i]).collect();
+        let targets: Vec<usize> = (0..n).filter(|i| checks[*i].is_err()).collect();
         if targets.is_empty() {
+            return Ok(summary);
+        }
+        // Fewer intact shards than the code needs, with every drive answering: no later heal can
+        // rebuild this version, and left in place it makes the key unreadable for good. Like
+        // MinIO's dangling-object purge, it goes, and the key shows what it had before it.
+        let intact = n - targets.len();
+        let for_good = records.iter().all(Result::is_ok)
+            && checks.iter().all(|c| *c != Err(ShardFault::Unavailable));
+        if intact < reader.erasure.data_shards() && for_good {
+            tracing::warn!(
+                bucket,
+                key,
+                version_id = %version.version_id,
+                intact,
+                "version lost beyond its parity; removing it"
+            );
+            summary.dangling_removed = remove_seen(set, &meta_key, &records, |rec| {
+                rec.versions.retain(|v| !quorum::same_version(v, &version));
+            })
+            .await;
             return Ok(summary);
         }
         for &t in &targets {
@@ -331,34 +351,78 @@ async fn remove_dangling(
     records: &[Result<Option<ObjectRecord>, DriveError>],
     now_ns: i64,
 ) -> u64 {
+    // A record below quorum may be a PUT that another node is landing right now: only records
+    // older than the grace period are leftovers of a failed write.
+    let stale: Vec<Result<Option<ObjectRecord>, DriveError>> = records
+        .iter()
+        .map(|r| match r {
+            Ok(Some(rec))
+                if rec
+                    .versions
+                    .iter()
+                    .all(|v| now_ns.saturating_sub(v.mod_time_ns) >= DANGLING_GRACE_NS) =>
+            {
+                Ok(Some(rec.clone()))
+            }
+            _ => Ok(None),
+        })
+        .collect();
+    remove_seen(set, meta_key, &stale, |rec| {
+        rec.versions.clear();
+        rec.replaced.clear();
+    })
+    .await
+}
+
+/// Applies `change` to each drive's record as `records` saw it, only where the drive still holds
+/// exactly that record (a write since wins), deleting the record once no version is left and the
+/// data of every version the change dropped. Returns 1 if any drive changed.
+async fn remove_seen(
+    set: &ErasureSet,
+    meta_key: &[u8],
+    records: &[Result<Option<ObjectRecord>, DriveError>],
+    change: impl Fn(&mut ObjectRecord),
+) -> u64 {
     let mut removed = 0;
     for (d, r) in records.iter().enumerate() {
         let Ok(Some(rec)) = r else { continue };
-        // A record below quorum may be a PUT that another node is landing right now: only
-        // records older than the grace period are leftovers of a failed write.
-        if rec
-            .versions
-            .iter()
-            .any(|v| now_ns.saturating_sub(v.mod_time_ns) < DANGLING_GRACE_NS)
-        {
+        let mut next = rec.clone();
+        change(&mut next);
+        if &next == rec {
             continue;
         }
+        if next.versions.is_empty() {
+            next.replaced.clear();
+        }
         let drive = &set.drives[d];
-        // Conditional on the record as read: one that changed since is not dangling any more.
         let Ok(Some(raw)) = drive.get(meta_key).await else {
             continue;
         };
         if ObjectRecord::decode(raw.as_slice()).ok().as_ref() != Some(rec) {
             continue;
         }
-        let ops = vec![
-            MetaOp::Expect(meta_key.to_vec(), Some(raw)),
-            MetaOp::Delete(meta_key.to_vec()),
-        ];
+        let write = if next.versions.is_empty() {
+            MetaOp::Delete(meta_key.to_vec())
+        } else {
+            MetaOp::Put(meta_key.to_vec(), next.encode_to_vec())
+        };
+        let ops = vec![MetaOp::Expect(meta_key.to_vec(), Some(raw)), write];
         if drive.apply(ops).await.is_ok() {
-            let all = rec.versions.iter().chain(&rec.replaced);
-            for v in all.filter(|v| !v.data_dir.is_empty()) {
-                let _ = drive.delete(&keys::data_dir(&v.data_dir)).await;
+            let kept: BTreeSet<&str> = next
+                .versions
+                .iter()
+                .chain(&next.replaced)
+                .map(|v| v.data_dir.as_str())
+                .collect();
+            let dropped: BTreeSet<&str> = rec
+                .versions
+                .iter()
+                .chain(&rec.replaced)
+                .map(|v| v.data_dir.as_str())
+                .filter(|dir| !dir.is_empty() && !kept.contains(dir))
+                .collect();
+            for dir in dropped {
+                let _ = drive.delete(&keys::data_dir(dir)).await;
             }
             removed = 1;
         }

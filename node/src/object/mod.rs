@@ -394,14 +394,11 @@ impl ObjectLayer {
                 }
                 // The key's lock is this node's only: another node (a replica arriving from a
                 // peer site, a client of another node) may change the record in between.
-                let (before, after, freed) = swap_record(
-                    drive.as_ref(),
-                    &meta_key,
-                    !v.replication.is_empty(),
-                    &[],
-                    |record| replace_version(record, v.clone()),
-                )
-                .await?;
+                let (before, after, freed) =
+                    swap_record(drive.as_ref(), &meta_key, &[], |record| {
+                        replace_version(record, v.clone())
+                    })
+                    .await?;
                 Ok(Changed {
                     before,
                     after: Some(after),
@@ -481,8 +478,7 @@ impl ObjectLayer {
                 if !holds {
                     return Err(crate::drive::DriveError::NotFound);
                 }
-                let cas = !target.replication.is_empty();
-                swap_record(drive.as_ref(), &meta_key, cas, &[], |record| {
+                swap_record(drive.as_ref(), &meta_key, &[], |record| {
                     for v in record
                         .versions
                         .iter_mut()
@@ -551,8 +547,6 @@ fn shard_reader(set: &ErasureSet, r: &quorum::Resolved) -> ObjectResult<ShardRea
     ))
 }
 
-/// What one drive's first phase of a record change left: its previous record (raw) and the data
-/// dirs the change freed.
 /// What one drive's record change did: the record before and after it (`None`: absent), and the
 /// data dirs it freed.
 pub(crate) struct Changed {
@@ -632,18 +626,13 @@ async fn settle_records(
 }
 
 /// Changes a drive's record of a key with `change`, applied only over the record it read (the
-/// per-key lock is per node, so another node may write in between) and redone over the newer
+/// per-key lock is per node, so another node may write in between: a client of another node, a
+/// replica arriving from a peer site, a replication-status update) and redone over the newer
 /// record on a conflict; `extra` ops join the same batch. Returns the record before and after,
 /// and what `change` returned.
-///
-/// Only versions under site replication (`cas`) are written this way for now: replicas arrive
-/// through whichever node the peer reached while local writes go through others. Turning it on
-/// for every write made simulator seed 4 (single site) end with a multipart object unreadable,
-/// a liveness failure not yet understood (see sim/README.md, open findings).
 async fn swap_record<T>(
     drive: &dyn Drive,
     key: &[u8],
-    cas: bool,
     extra: &[MetaOp],
     mut change: impl FnMut(&mut ObjectRecord) -> T,
 ) -> Result<(Option<Vec<u8>>, Vec<u8>, T), crate::drive::DriveError> {
@@ -658,9 +647,7 @@ async fn swap_record<T>(
         let out = change(&mut record);
         let after = record.encode_to_vec();
         let mut ops = Vec::with_capacity(2 + extra.len());
-        if cas {
-            ops.push(MetaOp::Expect(key.to_vec(), before.clone()));
-        }
+        ops.push(MetaOp::Expect(key.to_vec(), before.clone()));
         ops.push(MetaOp::Put(key.to_vec(), after.clone()));
         ops.extend_from_slice(extra);
         match drive.apply(ops).await {
@@ -671,11 +658,11 @@ async fn swap_record<T>(
     }
 }
 
-/// Puts `v` first in the record, moving any version with the same id to `replaced`; returns the
-/// data dirs freed once the change settles.
 /// How often one drive's record update is redone after another node changed the record.
 const COMMIT_RETRIES: usize = 16;
 
+/// Puts `v` first in the record, moving any version with the same id to `replaced`; returns the
+/// data dirs freed once the change settles.
 fn replace_version(record: &mut ObjectRecord, v: ObjectVersion) -> Vec<String> {
     let (same, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut record.versions)
         .into_iter()

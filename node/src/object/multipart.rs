@@ -15,7 +15,8 @@ use super::error::{ObjectError, ObjectResult};
 use super::set::ErasureSet;
 use super::write::{self, ShardTargets, WriteOutcome};
 use super::{
-    cleanup, erasure_info, keys, replace_version, swap_record, ObjectInfo, ObjectLayer, PutOptions,
+    cleanup, erasure_info, keys, replace_version, settle_records, swap_record, Changed, ObjectInfo,
+    ObjectLayer, PutOptions,
 };
 use crate::drive::{Drive, DriveError, MetaOp};
 
@@ -322,7 +323,10 @@ impl ObjectLayer {
         let meta_key = keys::object(bucket, key);
         let dir = keys::data_dir(upload_id);
         let (version_ref, files_ref, uploaded_ref) = (&version, &files, &uploaded);
-        set.on_all(|d, drive| {
+        // Phase 1 on every drive; the data the new version replaces is freed only once the
+        // change reached write quorum, and below it every drive gets its old record back
+        // (`settle_records`), so a failed completion never costs the previous object.
+        let results = join_all(set.drives.iter().enumerate().map(|(d, drive)| {
             let shard = dist.iter().position(|&x| x as usize == d).unwrap_or(0);
             let mut v = version_ref.clone();
             if let Some(e) = v.erasure.as_mut() {
@@ -355,21 +359,23 @@ impl ObjectLayer {
                     mine.keys()
                         .map(|n| MetaOp::Delete(keys::part(upload_id, *n))),
                 );
-                let (_, _, freed) = swap_record(
-                    drive.as_ref(),
-                    &meta_key,
-                    !v.replication.is_empty(),
-                    &done,
-                    |record| replace_version(record, v.clone()),
-                )
-                .await?;
-                for old in freed {
-                    drive.delete(&keys::data_dir(&old)).await?;
-                }
-                Ok(())
+                let (before, after, freed) =
+                    swap_record(drive.as_ref(), &meta_key, &done, |record| {
+                        replace_version(record, v.clone())
+                    })
+                    .await?;
+                Ok(Changed {
+                    before,
+                    after: Some(after),
+                    freed,
+                    tombstone: false,
+                })
             }
-        })
-        .await?;
+        }))
+        .await;
+        // Below quorum the upload is consumed on the drives that took it, so its data goes too:
+        // the client's retry answers NoSuchUpload rather than completing from a partial set.
+        settle_records(set, &meta_key, results, std::slice::from_ref(&dir)).await?;
         Ok(ObjectInfo {
             bucket: bucket.into(),
             key: key.into(),

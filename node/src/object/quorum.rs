@@ -97,18 +97,12 @@ pub fn resolve(
                 ObjectError::NoSuchKey
             })
         }
-        Some((_, n)) => fallback(records, version_id, read_quorum, write_quorum).ok_or(
+        best => fallback(records, version_id, read_quorum, write_quorum).unwrap_or(Err(
             ObjectError::ReadQuorum {
-                have: n,
+                have: best.map_or(0, |(_, n)| n),
                 need: read_quorum,
             },
-        ),
-        None => fallback(records, version_id, read_quorum, write_quorum).ok_or(
-            ObjectError::ReadQuorum {
-                have: 0,
-                need: read_quorum,
-            },
-        ),
+        )),
     }
 }
 
@@ -118,12 +112,14 @@ pub fn resolve(
 /// but only where the change is known to have failed: so few drives answered with it, even
 /// counting every drive that did not answer, that it cannot have reached write quorum (and so
 /// cannot have been acknowledged). Each drive counts once per version, whichever list holds it.
+/// A failed change that replaced nothing (the drive held no copy before it) offers absence, as
+/// a drive without the key does. `None`: nothing is safe to answer.
 fn fallback(
     records: &[Result<Option<ObjectRecord>, DriveError>],
     version_id: Option<&str>,
     read_quorum: usize,
     write_quorum: usize,
-) -> Option<Resolved> {
+) -> Option<ObjectResult<Resolved>> {
     let current: Vec<Option<&ObjectVersion>> = records
         .iter()
         .map(|r| match r {
@@ -167,25 +163,61 @@ fn fallback(
     ) -> Option<&'a ObjectVersion> {
         o.iter().flatten().find(|c| same_version(c, v)).copied()
     }
+    // `w` superseded `v` where a drive holds `w` over `v` replaced: that drive saw the change
+    // from one to the other, an order modification times (skewed between nodes) cannot give.
+    let supersedes = |w: &ObjectVersion, v: &ObjectVersion| {
+        records.iter().any(|r| match r {
+            Ok(Some(rec)) => {
+                pick(rec, version_id).is_some_and(|h| same_version(h, w))
+                    && rec.replaced.iter().any(|x| same_version(x, v))
+            }
+            _ => false,
+        })
+    };
     let mut best: Option<(&ObjectVersion, usize)> = None;
     for v in offers.iter().flatten().flatten() {
         let n = offers.iter().filter(|o| holds(o, v).is_some()).count();
         let better = match best {
             None => true,
-            Some((b, bn)) => n > bn || (n == bn && v.mod_time_ns > b.mod_time_ns),
+            Some((b, bn)) => {
+                n > bn
+                    || (n == bn
+                        && (supersedes(v, b)
+                            || (!supersedes(b, v) && v.mod_time_ns > b.mod_time_ns)))
+            }
         };
         if better {
             best = Some((v, n));
         }
     }
-    let (v, n) = best?;
-    if n < read_quorum {
-        return None;
+    if let Some((v, _)) = best.filter(|(_, n)| *n >= read_quorum) {
+        let copies = offers.iter().map(|o| holds(o, v).cloned()).collect();
+        let mut version = v.clone();
+        version.inline_data.clear();
+        return Some(Ok(Resolved { version, copies }));
     }
-    let copies = offers.iter().map(|o| holds(o, v).cloned()).collect();
-    let mut version = v.clone();
-    version.inline_data.clear();
-    Some(Resolved { version, copies })
+    let absent = records
+        .iter()
+        .zip(&current)
+        .filter(|(r, head)| match (r, head) {
+            (Ok(None), _) | (Ok(Some(_)), None) => true,
+            (Ok(Some(rec)), Some(h)) => {
+                let replaced_nothing = match version_id {
+                    None => rec.versions.len() == 1 && rec.replaced.is_empty(),
+                    Some(id) => !rec.replaced.iter().any(|x| x.version_id == id),
+                };
+                replaced_nothing && failed(Some(h))
+            }
+            (Err(_), _) => false,
+        })
+        .count();
+    (absent >= write_quorum).then(|| {
+        Err(if version_id.is_some() {
+            ObjectError::NoSuchVersion
+        } else {
+            ObjectError::NoSuchKey
+        })
+    })
 }
 
 #[cfg(test)]
@@ -230,11 +262,14 @@ mod tests {
 
     #[test]
     fn ambiguous_is_a_quorum_error() {
+        // Every drive answered and `a` is on three of the four a write needs: it cannot have
+        // been acknowledged, so the key is absent.
         let rs = vec![rec("a"), rec("a"), rec("a"), Ok(None), Ok(None), Ok(None)];
         assert!(matches!(
             resolve(&rs, None, 4, 4),
-            Err(ObjectError::ReadQuorum { .. })
+            Err(ObjectError::NoSuchKey)
         ));
+        // Three silent drives may hold it too.
         let rs = vec![
             rec("a"),
             rec("a"),
@@ -270,10 +305,23 @@ mod tests {
         let r = resolve(&rs, None, 4, 4).unwrap();
         assert_eq!(r.version.etag, "a");
         assert_eq!(r.holders(), 4);
-        // Without the replaced copies there is no quorum to fall back to.
+        // Without the replaced copies no version can have reached write quorum: absent.
         let rs = vec![
             stuck("x"),
             stuck("x"),
+            rec("a"),
+            rec("a"),
+            rec("old"),
+            rec("old"),
+        ];
+        assert!(matches!(
+            resolve(&rs, None, 4, 4),
+            Err(ObjectError::NoSuchKey)
+        ));
+        // ... unless enough silent drives may hold one of them.
+        let rs = vec![
+            Err(DriveError::Offline),
+            Err(DriveError::Offline),
             rec("a"),
             rec("a"),
             rec("old"),
@@ -313,6 +361,83 @@ mod tests {
             resolve(&rs, None, 4, 4),
             Err(ObjectError::ReadQuorum { .. })
         ));
+    }
+
+    fn over(
+        cur: &str,
+        cur_ns: i64,
+        old: &str,
+        old_ns: i64,
+    ) -> Result<Option<ObjectRecord>, DriveError> {
+        let v = |etag: &str, ns: i64| ObjectVersion {
+            version_id: "null".into(),
+            etag: etag.into(),
+            mod_time_ns: ns,
+            ..Default::default()
+        };
+        Ok(Some(ObjectRecord {
+            versions: vec![v(cur, cur_ns)],
+            replaced: vec![v(old, old_ns)],
+        }))
+    }
+
+    /// Simulator seed 117: a PUT acknowledged long ago (`old`, on two drives that missed the
+    /// acknowledged DELETE after it) and a failed PUT that landed late on two drives the DELETE
+    /// had emptied (`new`, replacing nothing): the key is absent, not unreadable for good.
+    #[test]
+    fn failed_writes_over_an_absent_key_count_as_absent() {
+        let rs = vec![
+            rec("old"),
+            rec("old"),
+            rec("new"),
+            rec("new"),
+            Ok(None),
+            Ok(None),
+        ];
+        assert!(matches!(
+            resolve(&rs, None, 4, 4),
+            Err(ObjectError::NoSuchKey)
+        ));
+        // `new` replaced `old` where it landed: `old` is what those drives held.
+        let rs = vec![
+            rec("old"),
+            rec("old"),
+            over("new", 1, "old", 1),
+            over("new", 1, "old", 1),
+            Ok(None),
+            Ok(None),
+        ];
+        assert_eq!(resolve(&rs, None, 4, 4).unwrap().version.etag, "old");
+        // Two silent drives may hold `new`: it may have reached quorum, nothing is safe.
+        let rs = vec![
+            rec("old"),
+            rec("old"),
+            rec("new"),
+            rec("new"),
+            Err(DriveError::Offline),
+            Err(DriveError::Offline),
+        ];
+        assert!(matches!(
+            resolve(&rs, None, 4, 4),
+            Err(ObjectError::ReadQuorum { .. })
+        ));
+    }
+
+    /// Simulator seed 172: `acked` was written through a node whose clock ran 80 s behind, over
+    /// `stale` (two drives missed it); a failed PUT then landed on two of its drives. `acked` and
+    /// `stale` both reach read quorum through what the changes replaced, and the clocks would
+    /// pick `stale`; the drives that replaced `stale` by `acked` say which came last.
+    #[test]
+    fn ties_go_to_the_version_that_superseded_the_other() {
+        let rs = vec![
+            over("stale", 100, "older", 90),
+            over("stale", 100, "older", 90),
+            over("failed", 110, "acked", 20),
+            over("failed", 110, "acked", 20),
+            over("acked", 20, "stale", 100),
+            over("acked", 20, "stale", 100),
+        ];
+        assert_eq!(resolve(&rs, None, 4, 4).unwrap().version.etag, "acked");
     }
 
     #[test]

@@ -128,6 +128,13 @@ impl ShardReader {
     }
 }
 
+/// Why a shard range could not be read: gone or corrupt for good, or its drive not answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardFault {
+    Damaged,
+    Unavailable,
+}
+
 /// Reads `total` stored bytes of `file` at `offset` and splits them into verified chunks of `lens`;
 /// `None` when the shard is missing, short or damaged.
 pub async fn fetch_verified(
@@ -137,17 +144,33 @@ pub async fn fetch_verified(
     total: usize,
     lens: &[usize],
 ) -> Option<Vec<Vec<u8>>> {
+    fetch_checked(src, file, offset, total, lens).await.ok()
+}
+
+/// [`fetch_verified`], telling a missing or damaged shard from a drive that did not answer.
+pub async fn fetch_checked(
+    src: &ShardSource,
+    file: &str,
+    offset: u64,
+    total: usize,
+    lens: &[usize],
+) -> Result<Vec<Vec<u8>>, ShardFault> {
     let stored = match src {
         ShardSource::File { drive, dir } => drive
             .read_file(&format!("{dir}/{file}"), offset, total)
             .await
-            .ok()?,
+            .map_err(|e| match e {
+                crate::drive::DriveError::NotFound => ShardFault::Damaged,
+                _ => ShardFault::Unavailable,
+            })?,
         ShardSource::Inline(b) => {
-            let start = usize::try_from(offset).ok()?;
-            b.get(start..start + total).map(Bytes::copy_from_slice)?
+            let start = usize::try_from(offset).map_err(|_| ShardFault::Damaged)?;
+            b.get(start..start + total)
+                .map(Bytes::copy_from_slice)
+                .ok_or(ShardFault::Damaged)?
         }
     };
-    split_verified(&stored, lens)
+    split_verified(&stored, lens).ok_or(ShardFault::Damaged)
 }
 
 /// Splits a stored shard range into its verified chunks; `None` on any damage.
