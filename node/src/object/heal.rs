@@ -388,7 +388,7 @@ async fn remove_seen(
         let Ok(Some(rec)) = r else { continue };
         let mut next = rec.clone();
         change(&mut next);
-        if &next == rec {
+        if &next == rec && !next.versions.is_empty() {
             continue;
         }
         if next.versions.is_empty() {

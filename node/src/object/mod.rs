@@ -394,17 +394,7 @@ impl ObjectLayer {
                 }
                 // The key's lock is this node's only: another node (a replica arriving from a
                 // peer site, a client of another node) may change the record in between.
-                let (before, after, freed) =
-                    swap_record(drive.as_ref(), &meta_key, &[], |record| {
-                        replace_version(record, v.clone())
-                    })
-                    .await?;
-                Ok(Changed {
-                    before,
-                    after: Some(after),
-                    freed,
-                    tombstone: false,
-                })
+                put_version(drive.as_ref(), &meta_key, &[], v).await
             }
         }))
         .await;
@@ -656,6 +646,26 @@ async fn swap_record<T>(
             Ok(()) => return Ok((before, after, out)),
         }
     }
+}
+
+/// First phase of recording `v` on one drive (`extra` ops in the same batch): the data of what
+/// it replaces is kept until the change settles.
+async fn put_version(
+    drive: &dyn Drive,
+    meta_key: &[u8],
+    extra: &[MetaOp],
+    v: ObjectVersion,
+) -> RecordChange {
+    let (before, after, freed) = swap_record(drive, meta_key, extra, |record| {
+        replace_version(record, v.clone())
+    })
+    .await?;
+    Ok(Changed {
+        before,
+        after: Some(after),
+        freed,
+        tombstone: false,
+    })
 }
 
 /// How often one drive's record update is redone after another node changed the record.

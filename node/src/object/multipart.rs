@@ -15,8 +15,7 @@ use super::error::{ObjectError, ObjectResult};
 use super::set::ErasureSet;
 use super::write::{self, ShardTargets, WriteOutcome};
 use super::{
-    cleanup, erasure_info, keys, replace_version, settle_records, swap_record, Changed, ObjectInfo,
-    ObjectLayer, PutOptions,
+    cleanup, erasure_info, keys, put_version, settle_records, ObjectInfo, ObjectLayer, PutOptions,
 };
 use crate::drive::{Drive, DriveError, MetaOp};
 
@@ -359,17 +358,7 @@ impl ObjectLayer {
                     mine.keys()
                         .map(|n| MetaOp::Delete(keys::part(upload_id, *n))),
                 );
-                let (before, after, freed) =
-                    swap_record(drive.as_ref(), &meta_key, &done, |record| {
-                        replace_version(record, v.clone())
-                    })
-                    .await?;
-                Ok(Changed {
-                    before,
-                    after: Some(after),
-                    freed,
-                    tombstone: false,
-                })
+                put_version(drive.as_ref(), &meta_key, &done, v).await
             }
         }))
         .await;
