@@ -445,7 +445,7 @@ async fn check_full_redundancy(site: &Site, trace: &SharedTrace) {
     for _ in 0..10 {
         let s = cairn_node::admin::heal_everything(&node).await;
         trace.borrow_mut().log(format!("CHECK heal {s:?}"));
-        if s.errors == 0 {
+        if s.errors == 0 && s.shards_unwritten == 0 {
             clean = true;
             break;
         }
@@ -459,7 +459,7 @@ async fn check_full_redundancy(site: &Site, trace: &SharedTrace) {
     }
     let s = cairn_node::admin::heal_everything(&node).await;
     trace.borrow_mut().log(format!("CHECK re-heal {s:?}"));
-    if s.shards_written > 0 || s.dangling_removed > 0 || s.errors > 0 {
+    if s.shards_written > 0 || s.shards_unwritten > 0 || s.dangling_removed > 0 || s.errors > 0 {
         trace.borrow_mut().violation(format!(
             "redundancy not restored: a second full heal still repaired {s:?}"
         ));

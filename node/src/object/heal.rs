@@ -23,6 +23,8 @@ pub struct HealSummary {
     pub objects_healed: u64,
     pub shards_written: u64,
     pub dangling_removed: u64,
+    /// Shards heal rebuilt but could not write (their drive did not answer): a retry may.
+    pub shards_unwritten: u64,
     pub errors: u64,
 }
 
@@ -32,6 +34,7 @@ impl HealSummary {
         self.objects_healed += o.objects_healed;
         self.shards_written += o.shards_written;
         self.dangling_removed += o.dangling_removed;
+        self.shards_unwritten += o.shards_unwritten;
         self.errors += o.errors;
     }
 }
@@ -163,13 +166,15 @@ impl ObjectLayer {
                 .map(|&t| set.drives[dist[t] as usize].delete(&tmp)),
         )
         .await;
-        let written = result?;
+        let (written, unwritten) = result?;
         summary.shards_written = written as u64;
+        summary.shards_unwritten = unwritten as u64;
         summary.objects_healed = u64::from(written > 0);
         Ok(summary)
     }
 
-    /// Rebuilds shards `targets` of `version` block by block and commits them on their drives.
+    /// Rebuilds shards `targets` of `version` block by block and commits them on their drives;
+    /// returns how many were written and how many failed to be (a drive that did not answer).
     #[allow(clippy::too_many_arguments)]
     async fn rebuild(
         &self,
@@ -181,7 +186,7 @@ impl ObjectLayer {
         tmp: &str,
         meta_key: &[u8],
         seen: &[Option<ObjectRecord>],
-    ) -> ObjectResult<usize> {
+    ) -> ObjectResult<(usize, usize)> {
         let drive_of = |t: usize| set.drives[dist[t] as usize].clone();
         let mut inline: Vec<Vec<u8>> = vec![Vec::new(); targets.len()];
         let mut healthy = vec![true; targets.len()];
@@ -225,6 +230,7 @@ impl ObjectLayer {
         }
 
         let mut written = 0;
+        let mut unwritten = healthy.iter().filter(|h| !**h).count();
         for (j, &t) in targets.iter().enumerate().filter(|(j, _)| healthy[*j]) {
             let drive = drive_of(t);
             let mut v = version.clone();
@@ -292,10 +298,13 @@ impl ObjectLayer {
                         "record changed while healing; left alone"
                     )
                 }
-                Err(e) => tracing::warn!(drive = drive.label(), error = %e, "heal write failed"),
+                Err(e) => {
+                    unwritten += 1;
+                    tracing::warn!(drive = drive.label(), error = %e, "heal write failed")
+                }
             }
         }
-        Ok(written)
+        Ok((written, unwritten))
     }
 
     /// Heals every object of the given buckets on every set.

@@ -68,11 +68,15 @@ pub struct PutOptions {
     pub replication: replica::Replication,
 }
 
-/// An object (key in a bucket) that needs its shards checked and repaired.
+/// An object (key in a bucket) that needs its shards checked and repaired: a read found it
+/// damaged, or a write reached write quorum but missed drives (which leaves it with less
+/// redundancy than its parity until healed, MinIO's MRF).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealRequest {
     pub bucket: String,
     pub key: String,
+    /// Heals of it tried so far (retried while a drive it needs does not answer).
+    pub attempt: u32,
 }
 
 /// A version opened for reading: its description and a reader of any byte range of it.
@@ -165,6 +169,22 @@ impl ObjectLayer {
         ))
     }
 
+    /// Queues a heal of `req` for the node's heal worker.
+    pub fn request_heal(&self, req: HealRequest) {
+        let _ = self.heal_tx.send(req);
+    }
+
+    /// After a write that reached quorum: heals the key at once if any drive missed it.
+    fn heal_if_missed(&self, bucket: &str, key: &str, missed: &[bool]) {
+        if missed.iter().any(|m| *m) {
+            self.request_heal(HealRequest {
+                bucket: bucket.into(),
+                key: key.into(),
+                attempt: 0,
+            });
+        }
+    }
+
     fn key_hash(&self, bucket: &str, key: &str) -> u64 {
         let mut h = HighwayHasher::new(self.placement_key);
         h.append(bucket.as_bytes());
@@ -244,6 +264,7 @@ impl ObjectLayer {
             heal: HealRequest {
                 bucket: bucket.into(),
                 key: key.into(),
+                attempt: 0,
             },
             heal_tx: self.heal_tx.clone(),
         })
@@ -399,7 +420,10 @@ impl ObjectLayer {
         }))
         .await;
         let undo: Vec<String> = moves.iter().map(|(_, to)| to.clone()).collect();
-        settle_records(set, &meta_key, results, &undo).await
+        let missed: Vec<bool> = results.iter().map(Result::is_err).collect();
+        settle_records(set, &meta_key, results, &undo).await?;
+        self.heal_if_missed(bucket, key, &missed);
+        Ok(())
     }
 
     /// Changes metadata of the agreed version in place (tags): only drives holding it are updated.

@@ -97,12 +97,12 @@ pub fn resolve(
                 ObjectError::NoSuchKey
             })
         }
-        best => fallback(records, version_id, read_quorum, write_quorum).unwrap_or(Err(
+        best => fallback(records, version_id, read_quorum, write_quorum).ok_or(
             ObjectError::ReadQuorum {
                 have: best.map_or(0, |(_, n)| n),
                 need: read_quorum,
             },
-        )),
+        ),
     }
 }
 
@@ -112,14 +112,12 @@ pub fn resolve(
 /// but only where the change is known to have failed: so few drives answered with it, even
 /// counting every drive that did not answer, that it cannot have reached write quorum (and so
 /// cannot have been acknowledged). Each drive counts once per version, whichever list holds it.
-/// A failed change that replaced nothing (the drive held no copy before it) offers absence, as
-/// a drive without the key does. `None`: nothing is safe to answer.
 fn fallback(
     records: &[Result<Option<ObjectRecord>, DriveError>],
     version_id: Option<&str>,
     read_quorum: usize,
     write_quorum: usize,
-) -> Option<ObjectResult<Resolved>> {
+) -> Option<Resolved> {
     let current: Vec<Option<&ObjectVersion>> = records
         .iter()
         .map(|r| match r {
@@ -190,34 +188,11 @@ fn fallback(
             best = Some((v, n));
         }
     }
-    if let Some((v, _)) = best.filter(|(_, n)| *n >= read_quorum) {
-        let copies = offers.iter().map(|o| holds(o, v).cloned()).collect();
-        let mut version = v.clone();
-        version.inline_data.clear();
-        return Some(Ok(Resolved { version, copies }));
-    }
-    let absent = records
-        .iter()
-        .zip(&current)
-        .filter(|(r, head)| match (r, head) {
-            (Ok(None), _) | (Ok(Some(_)), None) => true,
-            (Ok(Some(rec)), Some(h)) => {
-                let replaced_nothing = match version_id {
-                    None => rec.versions.len() == 1 && rec.replaced.is_empty(),
-                    Some(id) => !rec.replaced.iter().any(|x| x.version_id == id),
-                };
-                replaced_nothing && failed(Some(h))
-            }
-            (Err(_), _) => false,
-        })
-        .count();
-    (absent >= write_quorum).then(|| {
-        Err(if version_id.is_some() {
-            ObjectError::NoSuchVersion
-        } else {
-            ObjectError::NoSuchKey
-        })
-    })
+    let (v, _) = best.filter(|(_, n)| *n >= read_quorum)?;
+    let copies = offers.iter().map(|o| holds(o, v).cloned()).collect();
+    let mut version = v.clone();
+    version.inline_data.clear();
+    Some(Resolved { version, copies })
 }
 
 #[cfg(test)]
@@ -262,14 +237,13 @@ mod tests {
 
     #[test]
     fn ambiguous_is_a_quorum_error() {
-        // Every drive answered and `a` is on three of the four a write needs: it cannot have
-        // been acknowledged, so the key is absent.
+        // Three copies of the four a write needs, the rest empty: three drives may have been
+        // wiped (an operator may still restore them), so unreadable, not absent.
         let rs = vec![rec("a"), rec("a"), rec("a"), Ok(None), Ok(None), Ok(None)];
         assert!(matches!(
             resolve(&rs, None, 4, 4),
-            Err(ObjectError::NoSuchKey)
+            Err(ObjectError::ReadQuorum { .. })
         ));
-        // Three silent drives may hold it too.
         let rs = vec![
             rec("a"),
             rec("a"),
@@ -305,23 +279,10 @@ mod tests {
         let r = resolve(&rs, None, 4, 4).unwrap();
         assert_eq!(r.version.etag, "a");
         assert_eq!(r.holders(), 4);
-        // Without the replaced copies no version can have reached write quorum: absent.
+        // Without the replaced copies there is no quorum to fall back to.
         let rs = vec![
             stuck("x"),
             stuck("x"),
-            rec("a"),
-            rec("a"),
-            rec("old"),
-            rec("old"),
-        ];
-        assert!(matches!(
-            resolve(&rs, None, 4, 4),
-            Err(ObjectError::NoSuchKey)
-        ));
-        // ... unless enough silent drives may hold one of them.
-        let rs = vec![
-            Err(DriveError::Offline),
-            Err(DriveError::Offline),
             rec("a"),
             rec("a"),
             rec("old"),
@@ -379,48 +340,6 @@ mod tests {
             versions: vec![v(cur, cur_ns)],
             replaced: vec![v(old, old_ns)],
         }))
-    }
-
-    /// Simulator seed 117: a PUT acknowledged long ago (`old`, on two drives that missed the
-    /// acknowledged DELETE after it) and a failed PUT that landed late on two drives the DELETE
-    /// had emptied (`new`, replacing nothing): the key is absent, not unreadable for good.
-    #[test]
-    fn failed_writes_over_an_absent_key_count_as_absent() {
-        let rs = vec![
-            rec("old"),
-            rec("old"),
-            rec("new"),
-            rec("new"),
-            Ok(None),
-            Ok(None),
-        ];
-        assert!(matches!(
-            resolve(&rs, None, 4, 4),
-            Err(ObjectError::NoSuchKey)
-        ));
-        // `new` replaced `old` where it landed: `old` is what those drives held.
-        let rs = vec![
-            rec("old"),
-            rec("old"),
-            over("new", 1, "old", 1),
-            over("new", 1, "old", 1),
-            Ok(None),
-            Ok(None),
-        ];
-        assert_eq!(resolve(&rs, None, 4, 4).unwrap().version.etag, "old");
-        // Two silent drives may hold `new`: it may have reached quorum, nothing is safe.
-        let rs = vec![
-            rec("old"),
-            rec("old"),
-            rec("new"),
-            rec("new"),
-            Err(DriveError::Offline),
-            Err(DriveError::Offline),
-        ];
-        assert!(matches!(
-            resolve(&rs, None, 4, 4),
-            Err(ObjectError::ReadQuorum { .. })
-        ));
     }
 
     /// Simulator seed 172: `acked` was written through a node whose clock ran 80 s behind, over

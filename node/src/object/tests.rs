@@ -14,6 +14,7 @@ pub(crate) struct Fixture {
     _dir: tempfile::TempDir,
     pub roots: Vec<std::path::PathBuf>,
     pub layer: ObjectLayer,
+    pub heal_rx: mpsc::UnboundedReceiver<HealRequest>,
 }
 
 pub(crate) fn fixture(n: usize, parity: usize) -> Fixture {
@@ -27,7 +28,7 @@ pub(crate) fn fixture(n: usize, parity: usize) -> Fixture {
         })
         .collect();
     let layout = Layout::plan(n, Some(parity)).unwrap();
-    let (layer, _rx) = ObjectLayer::new(
+    let (layer, heal_rx) = ObjectLayer::new(
         drives,
         layout,
         "test-deployment",
@@ -39,6 +40,7 @@ pub(crate) fn fixture(n: usize, parity: usize) -> Fixture {
         _dir: dir,
         roots,
         layer,
+        heal_rx,
     }
 }
 
@@ -509,4 +511,27 @@ async fn heal_removes_a_version_lost_beyond_parity_only_for_good() {
             "data of the lost version removed"
         );
     }
+}
+
+/// A write that reaches quorum but misses a drive asks for a heal at once (MinIO's MRF): until
+/// then the version has less redundancy than its parity. A write on every drive asks for none.
+#[tokio::test]
+async fn a_write_that_missed_a_drive_asks_for_a_heal() {
+    let mut f = fixture(6, 2);
+    put(&f.layer, "whole", &data(1_500_000, 1)).await;
+    assert!(
+        f.heal_rx.try_recv().is_err(),
+        "no heal after a complete write"
+    );
+
+    // The last drive can no longer stage shards: its temp directory is a file now.
+    let tmp = f.roots[5].join(crate::drive::format::SYS_DIR).join("tmp");
+    std::fs::remove_dir_all(&tmp).unwrap();
+    std::fs::write(&tmp, b"not a directory").unwrap();
+    put(&f.layer, "partial", &data(1_500_000, 2)).await;
+    let req = f.heal_rx.try_recv().expect("a heal request");
+    assert_eq!(
+        (req.bucket.as_str(), req.key.as_str(), req.attempt),
+        ("b", "partial", 0)
+    );
 }

@@ -208,7 +208,13 @@ pub fn internode_router(
         .add_service(DriveServer::new(DataService::new(transport.clone(), local))))
 }
 
-/// Repairs objects that reads found damaged, one at a time, skipping repeats already queued.
+/// How often a heal is retried while a drive it needs does not answer, and the first wait (it
+/// doubles each time: about a minute in all).
+const HEAL_RETRIES: u32 = 6;
+const HEAL_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Repairs objects that reads found damaged and writes that missed drives, one at a time,
+/// skipping repeats already queued; retries one later while a drive did not answer.
 async fn heal_worker(
     objects: Arc<ObjectLayer>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<HealRequest>,
@@ -216,18 +222,31 @@ async fn heal_worker(
     while let Some(req) = rx.recv().await {
         let mut batch = vec![req];
         while let Ok(r) = rx.try_recv() {
-            if !batch.contains(&r) {
+            if !batch.iter().any(|b| b.bucket == r.bucket && b.key == r.key) {
                 batch.push(r);
             }
         }
         for r in batch {
-            match objects.heal_object(&r.bucket, &r.key).await {
+            let again = match objects.heal_object(&r.bucket, &r.key).await {
                 Ok(s) => {
-                    tracing::info!(bucket = %r.bucket, key = %r.key, shards = s.shards_written, "healed")
+                    tracing::info!(bucket = %r.bucket, key = %r.key, shards = s.shards_written, "healed");
+                    s.shards_unwritten > 0
                 }
                 Err(e) => {
-                    tracing::warn!(bucket = %r.bucket, key = %r.key, error = %e, "heal failed")
+                    tracing::warn!(bucket = %r.bucket, key = %r.key, error = %e, "heal failed");
+                    true
                 }
+            };
+            if again && r.attempt < HEAL_RETRIES {
+                let objects = objects.clone();
+                let wait = HEAL_RETRY_AFTER * 2u32.pow(r.attempt);
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    objects.request_heal(HealRequest {
+                        attempt: r.attempt + 1,
+                        ..r
+                    });
+                });
             }
         }
     }
@@ -246,7 +265,7 @@ async fn heal_attempts(node: &Node, why: &str) {
         tracing::info!(why, attempt, "healing everything");
         let s = crate::admin::heal_everything(node).await;
         tracing::info!(why, attempt, ?s, "heal finished");
-        if s.errors == 0 {
+        if s.errors == 0 && s.shards_unwritten == 0 {
             return;
         }
         tokio::time::sleep(MONITOR_INTERVAL).await;
