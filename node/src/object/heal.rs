@@ -12,7 +12,7 @@ use cairn_proto::meta::{ObjectRecord, ObjectVersion, PartInfo};
 
 use super::error::{ObjectError, ObjectResult};
 use super::read::{fetch_checked, ShardFault, ShardReader, ShardSource};
-use super::set::ErasureSet;
+use super::set::{decode_record, ErasureSet};
 use super::{keys, quorum, replace_version, shard_reader, ObjectLayer};
 use crate::bitrot::{self, HASH_LEN};
 use crate::drive::{DriveError, MetaOp, ShardWriter};
@@ -242,13 +242,7 @@ impl ObjectLayer {
             }
             let res: Result<bool, DriveError> = async {
                 let raw = drive.get(meta_key).await?;
-                let current = match &raw {
-                    None => None,
-                    Some(b) => Some(
-                        ObjectRecord::decode(b.as_slice())
-                            .map_err(|e| DriveError::Meta(e.to_string()))?,
-                    ),
-                };
+                let current = raw.as_deref().map(decode_record).transpose()?;
                 if current != seen.get(dist[t] as usize).cloned().flatten() {
                     return Ok(false);
                 }
@@ -407,7 +401,7 @@ async fn remove_seen(
         let Ok(Some(raw)) = drive.get(meta_key).await else {
             continue;
         };
-        if ObjectRecord::decode(raw.as_slice()).ok().as_ref() != Some(rec) {
+        if decode_record(&raw).ok().as_ref() != Some(rec) {
             continue;
         }
         let write = if next.versions.is_empty() {

@@ -79,6 +79,16 @@ pub struct HealRequest {
     pub attempt: u32,
 }
 
+impl HealRequest {
+    pub fn new(bucket: &str, key: &str) -> Self {
+        Self {
+            bucket: bucket.into(),
+            key: key.into(),
+            attempt: 0,
+        }
+    }
+}
+
 /// A version opened for reading: its description and a reader of any byte range of it.
 pub struct GetHandle {
     pub info: ObjectInfo,
@@ -174,17 +184,6 @@ impl ObjectLayer {
         let _ = self.heal_tx.send(req);
     }
 
-    /// After a write that reached quorum: heals the key at once if any drive missed it.
-    fn heal_if_missed(&self, bucket: &str, key: &str, missed: &[bool]) {
-        if missed.iter().any(|m| *m) {
-            self.request_heal(HealRequest {
-                bucket: bucket.into(),
-                key: key.into(),
-                attempt: 0,
-            });
-        }
-    }
-
     fn key_hash(&self, bucket: &str, key: &str) -> u64 {
         let mut h = HighwayHasher::new(self.placement_key);
         h.append(bucket.as_bytes());
@@ -261,11 +260,7 @@ impl ObjectLayer {
                 version: r.version,
             },
             reader,
-            heal: HealRequest {
-                bucket: bucket.into(),
-                key: key.into(),
-                attempt: 0,
-            },
+            heal: HealRequest::new(bucket, key),
             heal_tx: self.heal_tx.clone(),
         })
     }
@@ -420,9 +415,9 @@ impl ObjectLayer {
         }))
         .await;
         let undo: Vec<String> = moves.iter().map(|(_, to)| to.clone()).collect();
-        let missed: Vec<bool> = results.iter().map(Result::is_err).collect();
-        settle_records(set, &meta_key, results, &undo).await?;
-        self.heal_if_missed(bucket, key, &missed);
+        if settle_records(set, &meta_key, results, &undo).await? {
+            self.request_heal(HealRequest::new(bucket, key));
+        }
         Ok(())
     }
 
@@ -575,13 +570,14 @@ type RecordChange = Result<Changed, crate::drive::DriveError>;
 
 /// Second phase of a change to `meta_key` on every drive of `set`. Below write quorum every drive
 /// that changed gets its previous record back and `undo_paths` (new data) are removed everywhere,
-/// so the previous version stays whole; at quorum the data the change freed is removed.
+/// so the previous version stays whole; at quorum the data the change freed is removed. Returns
+/// whether the change missed a drive.
 async fn settle_records(
     set: &ErasureSet,
     meta_key: &[u8],
     results: Vec<RecordChange>,
     undo_paths: &[String],
-) -> ObjectResult<()> {
+) -> ObjectResult<bool> {
     let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
     for (r, d) in results.iter().zip(&set.drives) {
         if let Err(e) = r {
@@ -636,7 +632,7 @@ async fn settle_records(
         }
     }))
     .await;
-    Ok(())
+    Ok(ok.contains(&false))
 }
 
 /// Changes a drive's record of a key with `change`, applied only over the record it read (the
@@ -653,11 +649,11 @@ async fn swap_record<T>(
     let mut attempts = 0;
     loop {
         let before = drive.get(key).await?;
-        let mut record = match &before {
-            None => ObjectRecord::default(),
-            Some(b) => ObjectRecord::decode(b.as_slice())
-                .map_err(|e| crate::drive::DriveError::Meta(e.to_string()))?,
-        };
+        let mut record = before
+            .as_deref()
+            .map(set::decode_record)
+            .transpose()?
+            .unwrap_or_default();
         let out = change(&mut record);
         let after = record.encode_to_vec();
         let mut ops = Vec::with_capacity(2 + extra.len());

@@ -364,9 +364,9 @@ impl ObjectLayer {
         .await;
         // Below quorum the upload is consumed on the drives that took it, so its data goes too:
         // the client's retry answers NoSuchUpload rather than completing from a partial set.
-        let missed: Vec<bool> = results.iter().map(Result::is_err).collect();
-        settle_records(set, &meta_key, results, std::slice::from_ref(&dir)).await?;
-        self.heal_if_missed(bucket, key, &missed);
+        if settle_records(set, &meta_key, results, std::slice::from_ref(&dir)).await? {
+            self.request_heal(super::HealRequest::new(bucket, key));
+        }
         Ok(ObjectInfo {
             bucket: bucket.into(),
             key: key.into(),

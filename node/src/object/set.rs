@@ -11,6 +11,11 @@ use super::error::{ObjectError, ObjectResult};
 use crate::drive::{Drive, DriveError, MetaOp};
 use crate::erasure::Erasure;
 
+/// A key's record as a drive stores it; undecodable bytes are the drive's metadata error.
+pub fn decode_record(raw: &[u8]) -> Result<ObjectRecord, DriveError> {
+    ObjectRecord::decode(raw).map_err(|e| DriveError::Meta(e.to_string()))
+}
+
 pub struct ErasureSet {
     pub drives: Vec<Arc<dyn Drive>>,
     pub erasure: Erasure,
@@ -25,14 +30,11 @@ impl ErasureSet {
 
     /// Reads `key` from every drive; `Err` marks a drive that did not answer.
     pub async fn read_records(&self, key: &[u8]) -> Vec<Result<Option<ObjectRecord>, DriveError>> {
-        join_all(self.drives.iter().map(|d| async move {
-            match d.get(key).await? {
-                None => Ok(None),
-                Some(b) => ObjectRecord::decode(b.as_slice())
-                    .map(Some)
-                    .map_err(|e| DriveError::Meta(e.to_string())),
-            }
-        }))
+        join_all(
+            self.drives.iter().map(|d| async move {
+                d.get(key).await?.as_deref().map(decode_record).transpose()
+            }),
+        )
         .await
     }
 

@@ -8,11 +8,11 @@ use futures::future::join_all;
 use prost::Message;
 
 use cairn_control_plane::Versioning;
-use cairn_proto::meta::{ObjectRecord, ObjectVersion};
+use cairn_proto::meta::ObjectVersion;
 
 use super::retention::{self, Bypass};
 use super::{keys, settle_records, Changed, ObjectError, ObjectLayer, ObjectResult, NULL_VERSION};
-use crate::drive::{DriveError, MetaOp};
+use crate::drive::MetaOp;
 
 /// What a DELETE asks for.
 #[derive(Debug, Clone, Copy)]
@@ -145,8 +145,7 @@ impl ObjectLayer {
                         tombstone: false,
                     });
                 };
-                let mut record = ObjectRecord::decode(raw.as_slice())
-                    .map_err(|e| DriveError::Meta(e.to_string()))?;
+                let mut record = super::set::decode_record(raw)?;
                 let (gone, kept): (Vec<_>, Vec<_>) = record
                     .versions
                     .into_iter()

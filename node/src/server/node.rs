@@ -208,9 +208,9 @@ pub fn internode_router(
         .add_service(DriveServer::new(DataService::new(transport.clone(), local))))
 }
 
-/// How often a heal is retried while a drive it needs does not answer, and the first wait (it
-/// doubles each time: about a minute in all).
+/// How often a heal is retried while a drive it needs does not answer.
 const HEAL_RETRIES: u32 = 6;
+/// The first wait before a retry; it doubles each time (about a minute in all).
 const HEAL_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Repairs objects that reads found damaged and writes that missed drives, one at a time,
