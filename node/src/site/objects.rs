@@ -313,6 +313,10 @@ pub async fn replicate_forever(
     let s3 = Arc::new(s3);
     let slots = Arc::new(Semaphore::new(PARALLEL));
     let mut state = node.catalog.control.subscribe();
+    // An interval, not a sleep started anew each turn: hints arriving more often than RESCAN must
+    // not put the rescan off for ever.
+    let mut rescan = tokio::time::interval_at(tokio::time::Instant::now() + RESCAN, RESCAN);
+    rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Without peers there is nothing to rescan for: wait for a hint or a new state only.
         let enabled = state.borrow_and_update().sites.enabled();
@@ -321,7 +325,7 @@ pub async fn replicate_forever(
                 Some(h) => vec![h],
                 None => return,
             },
-            _ = tokio::time::sleep(RESCAN), if enabled => {
+            _ = rescan.tick(), if enabled => {
                 if node.catalog.control.status().role != Role::Leader {
                     continue;
                 }
