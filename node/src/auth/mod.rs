@@ -1,13 +1,18 @@
 //! Who is calling: access keys resolve to identities through one interface, so the IAM issue only
 //! has to add identities. s3s verifies the signatures (SigV4 header/presigned/streaming, SigV2)
-//! against the secret this returns, in constant time.
+//! against the secret this returns; [`request`] and [`chunked`] add, in front of s3s, the checks
+//! it does not make (SigV2 freshness, sub-resources and constant-time comparison, the presigned
+//! expiry cap, `host` signed, complete aws-chunked bodies).
 
 pub mod authorize;
+pub mod chunked;
 pub mod iam;
 pub mod operation;
+pub mod request;
 pub mod root;
 pub mod sealing;
 pub mod session;
+pub mod sigv2;
 
 use std::sync::Arc;
 

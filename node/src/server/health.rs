@@ -39,6 +39,16 @@ fn slow_down() -> Response<Body> {
     r
 }
 
+/// A request the checks in front of s3s refused ([`crate::auth::request`]).
+fn rejected(r: &crate::auth::request::Rejection) -> Response<Body> {
+    let mut resp = text(r.status, &r.to_xml());
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    resp
+}
+
 /// True while every erasure set has write quorum of healthy drives.
 pub async fn write_quorum_ok(node: &Node) -> bool {
     for set in &node.objects.sets {
@@ -87,6 +97,15 @@ impl Router {
             }
             _ => {}
         }
+        if let Err(r) = crate::auth::request::check(
+            req.method(),
+            req.headers(),
+            req.uri(),
+            &*self.node.credentials,
+            self.node.objects.clock.now(),
+        ) {
+            return Ok(rejected(&r));
+        }
         let Ok(permit) = self.limit.clone().try_acquire_owned() else {
             return Ok(slow_down());
         };
@@ -99,7 +118,9 @@ impl Router {
         let handler = tokio::spawn(
             async move {
                 let _permit = permit;
-                s3.call(req.map(Body::from)).await
+                let (parts, body) = req.into_parts();
+                let body = crate::auth::chunked::guard(&parts.headers, Body::from(body));
+                s3.call(Request::from_parts(parts, body)).await
             }
             .instrument(span),
         );

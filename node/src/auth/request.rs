@@ -1,0 +1,241 @@
+//! Checks on a request's credentials that s3s 0.14 does not make, run in front of it: SigV2's
+//! freshness, unsigned sub-resources and constant-time comparison ([`super::sigv2`]), the
+//! presigned SigV4 expiry cap, and `host` among the SigV4 signed headers. s3s then verifies the
+//! signature as before; a request rejected here never reaches it.
+//!
+//! Every credential form a request carries is checked, even one s3s would ignore because another
+//! comes first in its order: checking more than s3s uses can only refuse a request no client sends.
+
+use http::{HeaderMap, Method, StatusCode, Uri};
+
+use super::CredentialStore;
+
+/// The longest validity of a presigned SigV4 URL AWS allows: one week.
+pub const MAX_PRESIGNED_EXPIRES_SECS: u64 = 604_800;
+
+/// A refused request, with the S3 error AWS answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: &'static str,
+    /// An extra element of the error document (`HeadersNotSigned`), as AWS adds.
+    pub detail: Option<(&'static str, &'static str)>,
+}
+
+impl Rejection {
+    pub const fn new(status: StatusCode, code: &'static str, message: &'static str) -> Self {
+        Rejection {
+            status,
+            code,
+            message,
+            detail: None,
+        }
+    }
+
+    /// The S3 XML error document.
+    pub fn to_xml(&self) -> String {
+        let detail = self
+            .detail
+            .map(|(tag, value)| format!("<{tag}>{value}</{tag}>"))
+            .unwrap_or_default();
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message>{detail}</Error>",
+            self.code, self.message
+        )
+    }
+}
+
+/// A query string decoded as s3s decodes it (`application/x-www-form-urlencoded`: `+` is a
+/// space, `%XX` a byte, invalid UTF-8 replaced), pairs in the order sent.
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub fn parse(uri: &Uri) -> Query {
+        let pairs = uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (form_decode(k), form_decode(v))
+            })
+            .collect();
+        Query(pairs)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_str())
+    }
+
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.get_all(name).next().is_some()
+    }
+
+    /// The value of a parameter given exactly once (s3s ignores repeated ones).
+    pub fn get_unique(&self, name: &str) -> Option<&str> {
+        let mut all = self.0.iter().filter(|(k, _)| k == name);
+        let (_, first) = all.next()?;
+        all.next().is_none().then_some(first.as_str())
+    }
+}
+
+fn form_decode(s: &str) -> String {
+    let plus = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The checks s3s does not make on the credentials of a request (see the module comment).
+pub fn check(
+    method: &Method,
+    headers: &HeaderMap,
+    uri: &Uri,
+    credentials: &dyn CredentialStore,
+    now: time::OffsetDateTime,
+) -> Result<(), Rejection> {
+    let query = Query::parse(uri);
+    let authorization = headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    for auth in authorization {
+        if let Some(v2) = super::sigv2::HeaderAuth::parse(auth) {
+            super::sigv2::check_header(&v2, method, headers, uri, &query, credentials, now)?;
+        } else if auth.starts_with("AWS4-") {
+            check_v4_header(auth)?;
+        }
+    }
+    if query.has("Signature") {
+        super::sigv2::check_presigned(method, headers, uri, &query, credentials)?;
+    }
+    if query.has("X-Amz-Signature") || query.has("X-Amz-Credential") {
+        check_v4_presigned(&query)?;
+    }
+    Ok(())
+}
+
+fn headers_not_signed() -> Rejection {
+    Rejection {
+        detail: Some(("HeadersNotSigned", "host")),
+        ..Rejection::new(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "There were headers present in the request which were not signed",
+        )
+    }
+}
+
+/// Without `host` signed, a captured request verifies against any endpoint that shares the
+/// credentials (another site, or a name a proxy rewrites).
+fn signs_host(signed_headers: &str) -> bool {
+    signed_headers.split(';').any(|h| h == "host")
+}
+
+fn check_v4_header(auth: &str) -> Result<(), Rejection> {
+    let signed = auth
+        .split(',')
+        .filter_map(|part| part.trim().split_once("SignedHeaders="))
+        .map(|(_, list)| list.trim());
+    for list in signed {
+        if !signs_host(list) {
+            return Err(headers_not_signed());
+        }
+    }
+    Ok(())
+}
+
+fn check_v4_presigned(query: &Query) -> Result<(), Rejection> {
+    for expires in query.get_all("X-Amz-Expires") {
+        match expires.parse::<i64>() {
+            Ok(n) if n < 0 => {
+                return Err(Rejection::new(
+                    StatusCode::BAD_REQUEST,
+                    "AuthorizationQueryParametersError",
+                    "X-Amz-Expires must be non-negative",
+                ))
+            }
+            Ok(n) if n.unsigned_abs() > MAX_PRESIGNED_EXPIRES_SECS => {
+                return Err(Rejection::new(
+                    StatusCode::BAD_REQUEST,
+                    "AuthorizationQueryParametersError",
+                    "X-Amz-Expires must be less than a week (in seconds) that is, the given X-Amz-Expires must be less than 604800 seconds",
+                ))
+            }
+            // Anything else s3s refuses (or accepts) itself.
+            _ => {}
+        }
+    }
+    for list in query.get_all("X-Amz-SignedHeaders") {
+        if !signs_host(list) {
+            return Err(headers_not_signed());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(s: &str) -> Query {
+        Query::parse(&format!("/b/k?{s}").parse::<Uri>().unwrap())
+    }
+
+    #[test]
+    fn query_decodes_like_forms() {
+        let query = q("a=1+2%2B3&legal-hold&&b=x&b=y&%41=z");
+        assert_eq!(query.get_unique("a"), Some("1 2+3"));
+        assert!(query.has("legal-hold"));
+        assert_eq!(query.get_unique("legal-hold"), Some(""));
+        assert_eq!(query.get_unique("b"), None);
+        assert_eq!(query.get_all("b").collect::<Vec<_>>(), ["x", "y"]);
+        assert_eq!(query.get_unique("A"), Some("z"));
+    }
+
+    #[test]
+    fn v4_header_must_sign_host() {
+        let with = "AWS4-HMAC-SHA256 Credential=a/20260101/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=00";
+        let without = "AWS4-HMAC-SHA256 Credential=a/20260101/us-east-1/s3/aws4_request, SignedHeaders=x-amz-content-sha256;x-amz-date, Signature=00";
+        let sneaky = "AWS4-HMAC-SHA256 Credential=a/20260101/us-east-1/s3/aws4_request, SignedHeaders=x-amz-date;hostx, Signature=00";
+        assert_eq!(check_v4_header(with), Ok(()));
+        assert_eq!(check_v4_header(without), Err(headers_not_signed()));
+        assert_eq!(check_v4_header(sneaky), Err(headers_not_signed()));
+    }
+
+    #[test]
+    fn presigned_v4_expiry_is_capped_at_a_week() {
+        let url = |e: &str| q(&format!("X-Amz-Expires={e}&X-Amz-SignedHeaders=host"));
+        assert_eq!(check_v4_presigned(&url("604800")), Ok(()));
+        assert_eq!(check_v4_presigned(&url("1")), Ok(()));
+        let err = check_v4_presigned(&url("604801")).unwrap_err();
+        assert_eq!(
+            (err.status, err.code),
+            (StatusCode::BAD_REQUEST, "AuthorizationQueryParametersError")
+        );
+        assert!(check_v4_presigned(&url("-1")).is_err());
+        assert_eq!(
+            check_v4_presigned(&q("X-Amz-Expires=60&X-Amz-SignedHeaders=x-amz-date")),
+            Err(headers_not_signed())
+        );
+    }
+
+    #[test]
+    fn error_document_names_code_and_detail() {
+        let xml = headers_not_signed().to_xml();
+        assert!(xml.contains("<Code>AccessDenied</Code>"), "{xml}");
+        assert!(
+            xml.contains("<HeadersNotSigned>host</HeadersNotSigned>"),
+            "{xml}"
+        );
+    }
+}
