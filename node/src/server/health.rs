@@ -101,7 +101,7 @@ impl Router {
             req.method(),
             req.headers(),
             req.uri(),
-            &*self.node.credentials,
+            self.node.credentials.as_ref(),
             self.node.objects.clock.now(),
         ) {
             return Ok(rejected(&r));
