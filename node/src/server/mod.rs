@@ -90,7 +90,10 @@ struct PeerFetch {
 
 #[async_trait::async_trait]
 impl site_secret::Fetch for PeerFetch {
-    async fn fetch(&self, node: &crate::topology::NodeEndpoint) -> Option<zeroize::Zeroizing<String>> {
+    async fn fetch(
+        &self,
+        node: &crate::topology::NodeEndpoint,
+    ) -> Option<zeroize::Zeroizing<String>> {
         #[derive(serde::Deserialize)]
         struct Answer {
             secret: String,
@@ -153,7 +156,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let fetch = PeerFetch {
         link: crate::site::link::Link::new(
             Arc::new(crate::site::link::TcpDial),
-            tls.as_ref().map(|m| m.ca_pem.as_slice()).unwrap_or_default(),
+            tls.as_ref()
+                .map(|m| m.ca_pem.as_slice())
+                .unwrap_or_default(),
         ),
         scheme: if tls.is_some() { "https" } else { "http" },
         root: crate::site::link::PeerTarget {

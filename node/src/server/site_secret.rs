@@ -209,13 +209,12 @@ mod tests {
     async fn other_nodes_never_create_it() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s");
-        let waiting = obtain(
-            &site("127.0.0.1:9003"),
-            &p,
-            false,
-            &Gives("not-hex".into()),
-            &mut rand::rngs::OsRng,
+        let (topology, fetch, mut rng) = (
+            site("127.0.0.1:9003"),
+            Gives("not-hex".into()),
+            rand::rngs::OsRng,
         );
+        let waiting = obtain(&topology, &p, false, &fetch, &mut rng);
         // Already formatted or not, a node other than the first only waits (a few rounds here).
         let r = tokio::time::timeout(RETRY * 4, waiting).await;
         assert!(r.is_err(), "a node other than the first created a secret");

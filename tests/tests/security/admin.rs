@@ -22,15 +22,14 @@ async fn admin(
     body: &str,
 ) -> (u16, String) {
     let url = format!("{}/cairn/admin/v1/{path_query}", srv.endpoint());
-    let signed = sigv4::Signer::new(ak, sk).sign(
-        method,
-        &url,
-        &[],
-        &sigv4::sha256_hex(body.as_bytes()),
-    );
+    let signed =
+        sigv4::Signer::new(ak, sk).sign(method, &url, &[], &sigv4::sha256_hex(body.as_bytes()));
     let mut req = srv
         .http()
-        .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), &url)
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            &url,
+        )
         .body(body.to_string());
     for (k, v) in &signed.headers {
         if k != "host" {
@@ -58,7 +57,14 @@ async fn user_with_policy(srv: &Server, name: &str, secret: &str, doc: &str) {
     let add = format!(r#"{{"access_key":"{name}","secret_key":"{secret}"}}"#);
     admin_ok(srv, r, "POST", "iam/user/add", &add).await;
     let policy = format!("{name}-policy");
-    admin_ok(srv, r, "POST", &format!("iam/policy/create?name={policy}"), doc).await;
+    admin_ok(
+        srv,
+        r,
+        "POST",
+        &format!("iam/policy/create?name={policy}"),
+        doc,
+    )
+    .await;
     let attach = format!(r#"{{"policies":["{policy}"],"user":"{name}"}}"#);
     admin_ok(srv, r, "POST", "iam/policy/attach", &attach).await;
 }
@@ -99,7 +105,9 @@ async fn service_account_admin_cannot_take_root_or_other_users() {
         r,
         "POST",
         "iam/svcacct/add",
-        &format!(r#"{{"parent":"{root_ak}","access_key":"rootsvc","secret_key":"rootsvc-secret-1"}}"#),
+        &format!(
+            r#"{{"parent":"{root_ak}","access_key":"rootsvc","secret_key":"rootsvc-secret-1"}}"#
+        ),
     )
     .await;
     admin_ok(
@@ -117,12 +125,16 @@ async fn service_account_admin_cannot_take_root_or_other_users() {
         ops,
         "POST",
         "iam/svcacct/add",
-        &format!(r#"{{"parent":"{root_ak}","access_key":"evilroot","secret_key":"evilroot-secret-1"}}"#),
+        &format!(
+            r#"{{"parent":"{root_ak}","access_key":"evilroot","secret_key":"evilroot-secret-1"}}"#
+        ),
     )
     .await;
     if status == 200 {
         let used = can_create_bucket(&srv, "evilroot", "evilroot-secret-1", "stolen-1").await;
-        panic!("ops created a service account of root (root-equivalent use worked: {used}): {text}");
+        panic!(
+            "ops created a service account of root (root-equivalent use worked: {used}): {text}"
+        );
     }
     assert_eq!(status, 403, "{text}");
 
@@ -226,7 +238,14 @@ async fn service_account_admin_cannot_take_root_or_other_users() {
         r#"{"access_key":"opssvc","secret_key":"opssvc-secret-2","status":"off"}"#,
     )
     .await;
-    admin_ok(&srv, ops, "POST", "iam/svcacct/remove?access_key=opssvc2", "").await;
+    admin_ok(
+        &srv,
+        ops,
+        "POST",
+        "iam/svcacct/remove?access_key=opssvc2",
+        "",
+    )
+    .await;
 
     // With the permissions that already reach bob, ops may manage bob's accounts; never root's.
     admin_ok(
@@ -306,9 +325,7 @@ async fn grpc_status_with_token(port: u16, token: &str) -> String {
     let mut client = client.ready().await.expect("h2 ready");
     let req = http::Request::builder()
         .method("POST")
-        .uri(format!(
-            "http://127.0.0.1:{port}/cairn.raft.v1.Raft/Status"
-        ))
+        .uri(format!("http://127.0.0.1:{port}/cairn.raft.v1.Raft/Status"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .header("x-cairn-internode", token)
@@ -419,9 +436,15 @@ async fn config_update_cannot_add_learners_and_token_is_not_from_the_password() 
         })
         .collect();
     assert_eq!(secrets[0].len(), 64, "a 32-byte secret");
-    assert_eq!(secrets[0], secrets[1], "every node holds the same site secret");
+    assert_eq!(
+        secrets[0], secrets[1],
+        "every node holds the same site secret"
+    );
     assert_eq!(grpc_status_with_token(internode, &secrets[0]).await, "0");
 
     // The site runs without mutual TLS, and says so.
-    assert!(n0.stderr().contains("WITHOUT mutual TLS"), "no start-up warning");
+    assert!(
+        n0.stderr().contains("WITHOUT mutual TLS"),
+        "no start-up warning"
+    );
 }
