@@ -2,8 +2,9 @@
 //!
 //! Production dials TCP; the simulator hands in a connector over its simulated network. Either way
 //! a caller only asks for a [`Channel`] to `HOST:PORT`, so the Raft network and the data-service
-//! client never open sockets themselves (DESIGN.md §9). Every internode request carries a token
-//! derived from the site's root secret: a node that does not share the secret is refused.
+//! client never open sockets themselves (DESIGN.md §9). Every internode request carries the site's
+//! internode secret (random per site, not derived from the root password): a node that does not
+//! share it is refused.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,7 @@
 //! The `admin:*` action each admin API call needs (MinIO's names, so MinIO admin policies load
-//! unchanged). A call missing here is refused for everyone but root.
+//! unchanged). A call missing here is refused for everyone but root: Raft membership changes
+//! (they decide which addresses receive the site's internode credentials) and the internode
+//! secret itself are root's alone.
 
 /// The action for `method` on `op` (the path after `/cairn/admin/v1/`); `Some(None)` for calls
 /// any authenticated caller may make (`whoami`).
@@ -8,9 +10,6 @@ pub fn admin_action(method: &str, op: &str) -> Option<Option<&'static str>> {
         ("GET", "whoami") => return Some(None),
         ("POST", "heal") => "admin:Heal",
         ("GET", "info") | ("GET", "raft/status") => "admin:ServerInfo",
-        ("POST", "raft/add-voter" | "raft/add-learner" | "raft/remove-voter") => {
-            "admin:ConfigUpdate"
-        }
         ("POST", "iam/user/add") => "admin:CreateUser",
         ("POST", "iam/user/remove") => "admin:DeleteUser",
         ("POST", "iam/user/enable") => "admin:EnableUser",
@@ -48,7 +47,6 @@ mod tests {
         for (m, op) in [
             ("POST", "heal"),
             ("GET", "info"),
-            ("POST", "raft/add-voter"),
             ("POST", "iam/user/add"),
             ("GET", "iam/group/info"),
             ("POST", "iam/policy/detach"),
@@ -59,5 +57,10 @@ mod tests {
         }
         assert_eq!(admin_action("GET", "whoami"), Some(None));
         assert_eq!(admin_action("DELETE", "iam/user/add"), None);
+        // Root only: no policy can grant membership changes or the internode secret.
+        for op in ["raft/add-voter", "raft/add-learner", "raft/remove-voter"] {
+            assert_eq!(admin_action("POST", op), None, "{op}");
+        }
+        assert_eq!(admin_action("GET", "internode/secret"), None);
     }
 }

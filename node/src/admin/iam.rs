@@ -120,7 +120,8 @@ struct Attach {
 
 #[derive(Deserialize)]
 struct AddServiceAccount {
-    parent: String,
+    /// The user whose permissions the account inherits; the caller's own identity by default.
+    parent: Option<String>,
     access_key: Option<String>,
     secret_key: Option<String>,
     policy: Option<String>,
@@ -261,6 +262,115 @@ fn expiry_ns(auth: &Authorizer, text: &str) -> S3Result<i64> {
     Ok(ns)
 }
 
+/// What a service-account call does to the accounts of a parent.
+#[derive(Clone, Copy)]
+enum Manage {
+    Read,
+    Change,
+}
+
+/// The caller of a signed admin request.
+fn caller_of(auth: &Authorizer, iam: &IamState, req: &S3Request<Body>) -> S3Result<Caller> {
+    let Some(c) = &req.credentials else {
+        return Err(s3_error!(AccessDenied, "Access Denied."));
+    };
+    let token = super::signer_token(req);
+    auth.iam
+        .caller(iam, &c.access_key, token.as_deref())
+        .map_err(|e| Denied::from(e).to_s3())
+}
+
+/// The identity whose service accounts a caller manages as its own: a user's are its own, a
+/// service account's or STS session's are its parent's.
+fn own_parent(caller: &Caller) -> Parent {
+    match caller {
+        Caller::Root => Parent::Root,
+        Caller::User(u) => Parent::User(u.clone()),
+        Caller::ServiceAccount { parent, .. } => parent.clone(),
+        Caller::Session { claims, .. } => claims.parent.clone(),
+    }
+}
+
+fn parent_of(auth: &Authorizer, name: String) -> Parent {
+    if auth.iam.is_root(&name) {
+        Parent::Root
+    } else {
+        Parent::User(name)
+    }
+}
+
+/// Whether `caller` may read or change the service accounts of `target`, beyond the route's own
+/// `admin:*ServiceAccount(s)` action (checked before the handler runs). As in MinIO, a caller
+/// manages its own identity's accounts with that action alone. Root's accounts are root's alone
+/// (a root service account is root-equivalent, so nothing less may create, re-key or read
+/// one). Another user's accounts also need the permission that already reaches that user:
+/// `admin:CreateUser` (which can reset the user's secret) to change them, `admin:GetUser` to
+/// read them, so managing them grants nothing the caller could not already get.
+fn may_manage(
+    auth: &Authorizer,
+    req: &S3Request<Body>,
+    caller: &Caller,
+    target: &Parent,
+    how: Manage,
+) -> S3Result<()> {
+    if *caller == Caller::Root {
+        return Ok(());
+    }
+    let Some(c) = &req.credentials else {
+        return Err(s3_error!(AccessDenied, "Access Denied."));
+    };
+    if *target == Parent::Root {
+        tracing::info!(access_key = %c.access_key, "service accounts of root refused to a non-root caller");
+        return Err(s3_error!(
+            AccessDenied,
+            "only root manages root's service accounts"
+        ));
+    }
+    if *target == own_parent(caller) {
+        return Ok(());
+    }
+    let extra = match how {
+        Manage::Read => "admin:GetUser",
+        Manage::Change => "admin:CreateUser",
+    };
+    let token = super::signer_token(req);
+    let signer = crate::auth::authorize::Signer {
+        access_key: &c.access_key,
+        session_token: token.as_deref(),
+    };
+    auth.authorize(
+        Some(signer),
+        &[(extra, None)],
+        None,
+        &super::request_keys(auth, req),
+    )
+    .map_err(|e| {
+        tracing::info!(access_key = %c.access_key, reason = %e, "another user's service accounts refused");
+        s3_error!(
+            AccessDenied,
+            "managing another user's service accounts also needs {extra}"
+        )
+    })
+}
+
+/// Refuses a change to service account `access_key` unless it exists and the caller may change
+/// its parent's accounts.
+async fn check_account_owner(
+    node: &Node,
+    auth: &Authorizer,
+    req: &S3Request<Body>,
+    access_key: &str,
+) -> S3Result<()> {
+    let state = linearizable(node).await?;
+    let caller = caller_of(auth, &state.iam, req)?;
+    match state.iam.service_accounts.get(access_key) {
+        Some(s) => may_manage(auth, req, &caller, &s.parent, Manage::Change),
+        None => Err(iam_error(IamError::NoSuchServiceAccount(
+            access_key.to_owned(),
+        ))),
+    }
+}
+
 /// Serves the IAM admin calls; `None` when `op` is not one of them.
 pub async fn handle(
     node: &Node,
@@ -271,7 +381,7 @@ pub async fn handle(
     let method = req.method.clone();
     let r = match (&method, op) {
         (&Method::GET, "whoami") => whoami(node, auth, req).await,
-        (&Method::GET, _) if op.starts_with("iam/") => read(node, auth, &req.uri, op).await?,
+        (&Method::GET, _) if op.starts_with("iam/") => read(node, auth, req, op).await?,
         (&Method::POST, _) if op.starts_with("iam/") => write(node, auth, req, op).await?,
         _ => return None,
     };
@@ -295,11 +405,7 @@ async fn whoami(
     };
     let state = node.catalog.state();
     let iam = &state.iam;
-    let token = super::signer_token(req);
-    let caller = auth
-        .iam
-        .caller(iam, &c.access_key, token.as_deref())
-        .map_err(|e| Denied::from(e).to_s3())?;
+    let caller = caller_of(auth, iam, req)?;
     let root = &auth.iam.root.access_key;
     let inherited = |kind, parent: &Parent| {
         let user = match parent {
@@ -334,9 +440,10 @@ async fn whoami(
 async fn read(
     node: &Node,
     auth: &Authorizer,
-    uri: &Uri,
+    req: &S3Request<Body>,
     op: &str,
 ) -> Option<S3Result<S3Response<Body>>> {
+    let uri = &req.uri;
     let state = match linearizable(node).await {
         Ok(s) => s,
         Err(e) => return Some(Err(e)),
@@ -378,25 +485,33 @@ async fn read(
                 })
                 .and_then(|v| json(&v))
         }),
-        "iam/svcacct/list" => {
-            let parent = query_param(uri, "parent").filter(|p| !p.is_empty());
+        "iam/svcacct/list" => (|| {
+            let caller = caller_of(auth, iam, req)?;
+            let parent = match query_param(uri, "parent").filter(|p| !p.is_empty()) {
+                Some(p) => {
+                    let p = parent_of(auth, p);
+                    may_manage(auth, req, &caller, &p, Manage::Read)?;
+                    Some(p)
+                }
+                None if caller == Caller::Root => None,
+                None => Some(own_parent(&caller)),
+            };
             let list: Vec<_> = iam
                 .service_accounts
                 .iter()
-                .filter(|(_, s)| {
-                    parent
-                        .as_deref()
-                        .is_none_or(|p| parent_name(&s.parent, root) == p)
-                })
+                .filter(|(_, s)| parent.as_ref().is_none_or(|p| s.parent == *p))
                 .map(|(k, s)| svc_info(k, s, root))
                 .collect();
             json(&list)
-        }
+        })(),
         "iam/svcacct/info" => param(uri, "access_key").and_then(|k| {
-            iam.service_accounts
+            let (k, s) = iam
+                .service_accounts
                 .get_key_value(&k)
-                .ok_or_else(|| iam_error(IamError::NoSuchServiceAccount(k.clone())))
-                .and_then(|(k, s)| json(&svc_info(k, s, root)))
+                .ok_or_else(|| iam_error(IamError::NoSuchServiceAccount(k.clone())))?;
+            let caller = caller_of(auth, iam, req)?;
+            may_manage(auth, req, &caller, &s.parent, Manage::Read)?;
+            json(&svc_info(k, s, root))
         }),
         _ => return None,
     };
@@ -506,6 +621,7 @@ async fn write(
             "iam/svcacct/add" => return add_service_account(node, auth, req).await,
             "iam/svcacct/edit" => {
                 let b: EditServiceAccount = body_json(req).await?;
+                check_account_owner(node, auth, req, &b.access_key).await?;
                 if let Some(s) = &b.secret_key {
                     check_secret(s)?;
                 }
@@ -538,9 +654,11 @@ async fn write(
                     access_key: b.access_key,
                 }
             }
-            "iam/svcacct/remove" => IamCommand::RemoveServiceAccount {
-                access_key: param(&uri, "access_key")?,
-            },
+            "iam/svcacct/remove" => {
+                let access_key = param(&uri, "access_key")?;
+                check_account_owner(node, auth, req, &access_key).await?;
+                IamCommand::RemoveServiceAccount { access_key }
+            }
             _ => return Err(s3_error!(NotImplemented, "unknown admin operation {op}")),
         };
         propose(node, auth, cmd).await?;
@@ -566,11 +684,13 @@ async fn add_service_account(
     if let Some(p) = &b.policy {
         check_policy(p).map_err(iam_error)?;
     }
-    let parent = if auth.iam.is_root(&b.parent) {
-        Parent::Root
-    } else {
-        Parent::User(b.parent)
+    let state = linearizable(node).await?;
+    let caller = caller_of(auth, &state.iam, req)?;
+    let parent = match b.parent.filter(|p| !p.is_empty()) {
+        Some(p) => parent_of(auth, p),
+        None => own_parent(&caller),
     };
+    may_manage(auth, req, &caller, &parent, Manage::Change)?;
     let expires_ns = match &b.expiry {
         Some(e) => Some(expiry_ns(auth, e)?),
         None => None,

@@ -101,6 +101,24 @@ fn addr_param(uri: &Uri) -> S3Result<String> {
         })
 }
 
+/// Only nodes of the endpoint list the site was started with may join its Raft group: a new
+/// member receives the site's internode secret, so an address outside the topology is refused.
+fn topology_member(node: &Node, uri: &Uri) -> S3Result<(u64, String)> {
+    let (id, addr) = (node_id_param(uri)?, addr_param(uri)?);
+    if node.topology.members().get(&id) != Some(&addr) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "node {id} at {addr} is not a node of this site's endpoint list"
+        ));
+    }
+    Ok((id, addr))
+}
+
+#[derive(Serialize)]
+struct InternodeSecret<'a> {
+    secret: &'a str,
+}
+
 /// A membership change failed: without a leader or quorum that is 503, like any other write.
 fn membership_error(e: ProposeError) -> s3s::S3Error {
     match e {
@@ -117,6 +135,20 @@ pub struct AdminRoute {
 /// The STS session token a signed admin request carries.
 pub(crate) fn signer_token(req: &S3Request<Body>) -> Option<String> {
     session_token(&req.headers, &query_pairs(&req.uri))
+}
+
+/// The condition keys of a signed admin request.
+pub(crate) fn request_keys(
+    auth: &crate::auth::authorize::Authorizer,
+    req: &S3Request<Body>,
+) -> Vec<(String, Vec<String>)> {
+    crate::auth::authorize::request_keys(
+        &req.headers,
+        &req.uri,
+        req.extensions.get().copied(),
+        req.uri.path().trim_start_matches(PREFIX),
+        auth.clock.now(),
+    )
 }
 
 pub(crate) fn json<T: Serialize>(v: &T) -> S3Result<S3Response<Body>> {
@@ -158,13 +190,7 @@ impl S3Route for AdminRoute {
             (Some(auth), Some(action)) => {
                 let needed: Vec<(&str, Option<String>)> =
                     action.map(|a| (a, None)).into_iter().collect();
-                let keys = crate::auth::authorize::request_keys(
-                    &req.headers,
-                    &req.uri,
-                    req.extensions.get().copied(),
-                    op,
-                    auth.clock.now(),
-                );
+                let keys = request_keys(auth, req);
                 let signer = Signer {
                     access_key: &c.access_key,
                     session_token: token.as_deref(),
@@ -229,14 +255,17 @@ impl S3Route for AdminRoute {
             }
             (_, op) if op.starts_with("bucket/") => bucket::handle(&self.node, &req, op).await,
             (&Method::GET, "raft/status") => json(&self.node.catalog.control.status()),
+            (&Method::GET, "internode/secret") => json(&InternodeSecret {
+                secret: &self.node.site_secret,
+            }),
             (&Method::POST, "raft/add-voter") => {
-                let (id, addr) = (node_id_param(&req.uri)?, addr_param(&req.uri)?);
+                let (id, addr) = topology_member(&self.node, &req.uri)?;
                 let cp = &self.node.catalog.control;
                 cp.add_voter(id, addr).await.map_err(membership_error)?;
                 json(&cp.status())
             }
             (&Method::POST, "raft/add-learner") => {
-                let (id, addr) = (node_id_param(&req.uri)?, addr_param(&req.uri)?);
+                let (id, addr) = topology_member(&self.node, &req.uri)?;
                 let cp = &self.node.catalog.control;
                 cp.add_learner(id, addr).await.map_err(membership_error)?;
                 json(&cp.status())

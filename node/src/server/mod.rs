@@ -3,6 +3,7 @@
 pub mod health;
 pub mod node;
 mod sigv2;
+pub mod site_secret;
 pub mod startup;
 pub mod tls;
 
@@ -19,7 +20,7 @@ use cairn_control_plane::raft::{ControlPlane, ControlPlaneConfig};
 use cairn_control_plane::transport::Transport;
 
 use crate::auth::root::{self, Origin};
-use crate::auth::{ConnInfo, RootCredentials};
+use crate::auth::ConnInfo;
 use crate::clock::SystemClock;
 use crate::topology::{Topology, DEFAULT_INTERNODE_OFFSET};
 pub use node::{Node, NodeParts};
@@ -80,15 +81,44 @@ pub fn parse_address(a: &str) -> anyhow::Result<SocketAddr> {
     Ok(SocketAddr::from(([0, 0, 0, 0], port)))
 }
 
-/// The secret every node of a site presents on internode calls: derived from the root secret, so
-/// only processes given the site's root credentials can join it or read its shards.
-fn internode_token(root: &RootCredentials, deployment_id: &str) -> String {
-    use hmac::Mac;
-    let mut m = <hmac::Hmac<sha2::Sha256>>::new_from_slice(root.secret_key.as_bytes())
-        .expect("HMAC accepts any key length");
-    m.update(b"cairn-internode-v1\n");
-    m.update(deployment_id.as_bytes());
-    hex::encode(m.finalize().into_bytes())
+/// Fetches the site secret from another node's S3 port, signed with the root credentials.
+struct PeerFetch {
+    link: crate::site::link::Link,
+    scheme: &'static str,
+    root: crate::site::link::PeerTarget,
+}
+
+#[async_trait::async_trait]
+impl site_secret::Fetch for PeerFetch {
+    async fn fetch(
+        &self,
+        node: &crate::topology::NodeEndpoint,
+    ) -> Option<zeroize::Zeroizing<String>> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            secret: String,
+        }
+        let peer = crate::site::link::PeerTarget {
+            endpoint: format!("{}://{}", self.scheme, node.s3),
+            ..self.root.clone()
+        };
+        let req = crate::site::link::PeerRequest {
+            method: "GET",
+            path: "/cairn/admin/v1/internode/secret",
+            query: &[],
+            headers: &[],
+            body: crate::site::link::empty(),
+        };
+        match self.link.call(&peer, req).await {
+            Ok(body) => serde_json::from_slice::<Answer>(&body)
+                .ok()
+                .map(|a| zeroize::Zeroizing::new(a.secret)),
+            Err(e) => {
+                tracing::debug!(peer = %node.s3, error = %e, "no internode secret from this node yet");
+                None
+            }
+        }
+    }
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -116,8 +146,38 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let drives = startup::open_drives(&topology, args.parity)?;
     let mut rng = rand::rngs::OsRng;
     let (root, origin) = root::load_or_create(user, password, &drives.paths, &mut rng)?;
+    if topology.nodes.len() > 1 && tls.is_none() {
+        tracing::warn!(
+            certs = %certs_dir.display(),
+            "SECURITY: this site of {} nodes runs WITHOUT mutual TLS: internode traffic (Raft, shards, the internode secret) crosses the network in clear and unauthenticated by certificates; put public.crt, private.key and CAs/ in the certificates directory of every node",
+            topology.nodes.len()
+        );
+    }
+    let fetch = PeerFetch {
+        link: crate::site::link::Link::new(
+            Arc::new(crate::site::link::TcpDial),
+            tls.as_ref()
+                .map(|m| m.ca_pem.as_slice())
+                .unwrap_or_default(),
+        ),
+        scheme: if tls.is_some() { "https" } else { "http" },
+        root: crate::site::link::PeerTarget {
+            endpoint: String::new(),
+            access_key: root.access_key.clone(),
+            secret_key: zeroize::Zeroizing::new(root.secret_key.clone()),
+            region: args.region.clone(),
+        },
+    };
+    let site_secret = site_secret::obtain(
+        &topology,
+        &site_secret::path(&drives.paths[0]),
+        drives.formatted_before,
+        &fetch,
+        &mut rng,
+    )
+    .await?;
     let transport = Transport::tcp_tls(
-        &internode_token(&root, &drives.deployment_id),
+        &site_secret,
         tls.as_ref().map(tls::TlsMaterial::internode_client),
     )?;
     let site_drives = drives.site_drives(&topology, &transport);
@@ -189,6 +249,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         )?,
         peer_dial: Arc::new(crate::site::link::TcpDial),
         peer_ca_pem: tls.as_ref().map(|m| m.ca_pem.clone()).unwrap_or_default(),
+        site_secret,
     })
     .await?;
 

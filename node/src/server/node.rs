@@ -59,6 +59,9 @@ pub struct NodeParts {
     /// How this node reaches peer sites, and the authorities trusted for `https` peers.
     pub peer_dial: Arc<dyn crate::site::link::Dial>,
     pub peer_ca_pem: Vec<u8>,
+    /// The site's internode secret (see [`super::site_secret`]): handed to joining nodes of the
+    /// site that prove they hold the root credentials.
+    pub site_secret: zeroize::Zeroizing<String>,
 }
 
 /// Everything a running node holds.
@@ -76,6 +79,8 @@ pub struct Node {
     pub sse: Arc<crate::sse::object::Keyring>,
     /// Requests to peer sites (site replication).
     pub link: crate::site::link::Link,
+    /// The site's internode secret (root-only admin call `internode/secret`).
+    pub site_secret: zeroize::Zeroizing<String>,
 }
 
 impl Node {
@@ -135,6 +140,7 @@ impl Node {
             healing: AtomicUsize::new(0),
             sse: sse.clone(),
             link,
+            site_secret: parts.site_secret,
         });
         tokio::spawn(heal_worker(objects.clone(), heal_rx));
         let mut restore = parts.restore_on_start;

@@ -57,6 +57,8 @@ pub struct Drives {
     pub deployment_id: String,
     /// Drives that were blank in an existing deployment: they need healing.
     pub fresh: usize,
+    /// Some drive of this node was formatted before this start.
+    pub formatted_before: bool,
 }
 
 impl Drives {
@@ -179,5 +181,6 @@ pub fn open_drives(topology: &Topology, parity: Option<usize>) -> Result<Drives,
         layout,
         deployment_id,
         fresh,
+        formatted_before: existing,
     })
 }

@@ -3,4 +3,5 @@
 //! request) and checks that the hole an audit found stays closed.
 //!
 //! One test binary for all of them, so the suite links once.
+mod admin;
 mod sig;
