@@ -76,16 +76,19 @@ fn read_response(s: &mut std::net::TcpStream) -> (u16, String) {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    (status, String::from_utf8_lossy(&buf[head_end..]).to_string())
+    (
+        status,
+        String::from_utf8_lossy(&buf[head_end..]).to_string(),
+    )
 }
 
 /// Sends an anonymous POST Object form whose file is `file_len` bytes, generated while it is
 /// written (the test never holds it), declared with `Content-Length` or sent chunked; returns
 /// the server's answer, which may come before the body is through.
-fn post_huge_form(port: u16, bucket: &str, file_len: u64, chunked: bool) -> (u16, String) {
+fn post_form(port: u16, bucket: &str, key: &str, file_len: u64, chunked: bool) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
-    let (prefix, suffix) = (form_prefix("big.bin"), form_suffix());
+    let (prefix, suffix) = (form_prefix(key), form_suffix());
     let framing = if chunked {
         "Transfer-Encoding: chunked".to_string()
     } else {
@@ -156,7 +159,12 @@ async fn anonymous_huge_form_post_is_refused_without_buffering() {
     };
     let port = srv.port();
     let answers = tokio::task::spawn_blocking(move || {
-        [false, true].map(|chunked| (chunked, post_huge_form(port, "forms", 512 * MIB, chunked)))
+        [false, true].map(|chunked| {
+            (
+                chunked,
+                post_form(port, "forms", "big.bin", 512 * MIB, chunked),
+            )
+        })
     })
     .await
     .unwrap();
@@ -183,14 +191,42 @@ async fn anonymous_huge_form_post_is_refused_without_buffering() {
     assert_eq!(err_status(&r.unwrap_err()), Some(404));
 }
 
-/// One attacker: an anonymous form POST whose head and then body go out one byte at a time,
-/// until `stop` or `until`. Counts itself in `trickling` once some body bytes are out.
-async fn trickle(
-    port: u16,
-    stop: Arc<AtomicBool>,
-    trickling: Arc<AtomicUsize>,
-    until: Instant,
-) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn form_uploads_within_the_cap_still_work() {
+    let srv = Server::start(1).await;
+    let c = srv.client();
+    create_bucket(&c, "drop").await;
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:PutObject","Resource":["arn:aws:s3:::drop","arn:aws:s3:::drop/*"]}]}"#;
+    ok(
+        c.put_bucket_policy()
+            .bucket("drop")
+            .policy(policy)
+            .send()
+            .await,
+        "put bucket policy",
+    );
+    let port = srv.port();
+    for (chunked, len) in [(false, 3 * MIB), (true, 5 * MIB + 7)] {
+        let key = format!("form-{chunked}");
+        let k = key.clone();
+        let (status, body) =
+            tokio::task::spawn_blocking(move || post_form(port, "drop", &k, len, chunked))
+                .await
+                .unwrap();
+        assert!(
+            (200..300).contains(&status),
+            "form upload of {len} bytes (chunked: {chunked}): {status} {body}"
+        );
+        let got = get(&c, "drop", &key).await;
+        assert_eq!(got.len() as u64, len);
+        assert!(got.iter().all(|&b| b == 0x5a));
+    }
+}
+
+/// One attacker: an anonymous form POST whose head goes out one byte at a time, then the form
+/// fields at once (s3s refuses a form whose first boundary comes in pieces), then the file one
+/// byte at a time, until `stop` or `until`. Counts itself in `trickling` once file bytes flow.
+async fn trickle(port: u16, stop: Arc<AtomicBool>, trickling: Arc<AtomicUsize>, until: Instant) {
     let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
         return;
     };
@@ -200,22 +236,27 @@ async fn trickle(
          Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n",
         prefix.len() + (1 << 20) + form_suffix().len()
     );
-    let body = prefix.into_bytes().into_iter().chain(std::iter::repeat(b'x'));
-    let mut counted = false;
     let mut interval = tokio::time::interval(Duration::from_millis(2));
-    for (i, b) in head.into_bytes().into_iter().chain(body).enumerate() {
-        if stop.load(Ordering::SeqCst) || Instant::now() > until {
-            return;
-        }
+    for b in head.into_bytes() {
         interval.tick().await;
-        if s.write_all(&[b]).await.is_err() {
+        if stop.load(Ordering::SeqCst) || Instant::now() > until || s.write_all(&[b]).await.is_err()
+        {
             return;
         }
-        if !counted && i > 400 {
-            counted = true;
+    }
+    if s.write_all(prefix.as_bytes()).await.is_err() {
+        return;
+    }
+    // Slower once the file flows: the attack needs no more than a byte now and then.
+    let mut interval = tokio::time::interval(Duration::from_millis(50));
+    for i in 0.. {
+        interval.tick().await;
+        if stop.load(Ordering::SeqCst) || Instant::now() > until || s.write_all(b"x").await.is_err()
+        {
+            return;
+        }
+        if i == 3 {
             trickling.fetch_add(1, Ordering::SeqCst);
-            // Slower once the body flows: the attack needs no more than a byte now and then.
-            interval = tokio::time::interval(Duration::from_millis(50));
         }
     }
 }
@@ -232,16 +273,30 @@ async fn slow_clients_do_not_starve_signed_requests() {
     put(&c, "forms", "k", b"still served").await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let trickling = Arc::new(AtomicUsize::new(0));
+    let (trickling, ended) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let until = Instant::now() + Duration::from_secs(30);
     let attackers: Vec<_> = (0..2 * MAX_REQUESTS)
-        .map(|_| tokio::spawn(trickle(srv.port(), stop.clone(), trickling.clone(), until)))
+        .map(|_| {
+            let (stop, trickling, ended) = (stop.clone(), trickling.clone(), ended.clone());
+            let port = srv.port();
+            tokio::spawn(async move {
+                trickle(port, stop, trickling, until).await;
+                ended.fetch_add(1, Ordering::SeqCst);
+            })
+        })
         .collect();
+    // Every attacker is either trickling its file or was turned away.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while trickling.load(Ordering::SeqCst) < 2 * MAX_REQUESTS && Instant::now() < deadline {
-        tokio::task::yield_now().await;
+    while trickling.load(Ordering::SeqCst) + ended.load(Ordering::SeqCst) < 2 * MAX_REQUESTS
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let still = trickling.load(Ordering::SeqCst);
+    assert!(
+        still >= MAX_REQUESTS,
+        "only {still} attackers got their file going"
+    );
     let started = Instant::now();
     let got = tokio::time::timeout(
         Duration::from_secs(1),
@@ -249,12 +304,10 @@ async fn slow_clients_do_not_starve_signed_requests() {
     )
     .await;
     let elapsed = started.elapsed();
-    let still = trickling.load(Ordering::SeqCst);
     stop.store(true, Ordering::SeqCst);
     for a in attackers {
         a.await.unwrap();
     }
-    assert_eq!(still, 2 * MAX_REQUESTS, "not every attacker got its body going");
     let out = match got {
         Ok(Ok(out)) => out,
         Ok(Err(e)) => panic!(
@@ -316,7 +369,10 @@ async fn hold(from: Ipv4Addr, port: u16, n: usize) -> Vec<tokio::net::TcpStream>
 async fn refused(from: Ipv4Addr, port: u16, what: &str) {
     let started = Instant::now();
     let got = served(from, port).await;
-    assert!(got.is_none(), "{what}: the connection from {from} was served");
+    assert!(
+        got.is_none(),
+        "{what}: the connection from {from} was served"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{what}: refusal took {:?}",
