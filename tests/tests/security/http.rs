@@ -66,8 +66,11 @@ fn read_response(s: &mut std::net::TcpStream) -> (u16, String) {
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
+            if k.eq_ignore_ascii_case("content-length") {
+                v.trim().parse().ok()
+            } else {
+                None
+            }
         })
         .unwrap_or(0);
     while buf.len() < head_end + len {
