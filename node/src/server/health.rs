@@ -1,4 +1,5 @@
-//! The front router: health probes for load balancers, the concurrency cap, then S3.
+//! The front router: health probes for load balancers, bodies s3s reads before authenticating
+//! (read first, outside the slots), the concurrency cap, then S3.
 
 use std::sync::Arc;
 
