@@ -222,6 +222,7 @@ pub async fn run_node(state: Rc<NodeState>) -> turmoil::Result {
         )),
         region: REGION.into(),
         max_requests: 64,
+        max_post_object_size: 32 << 20,
         heal_on_start: restart,
         restore_on_start: false,
         sse: sse_config(&state, starts)?,

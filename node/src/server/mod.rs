@@ -1,7 +1,9 @@
 //! `cairn server`: start-up, the HTTP listener, health endpoints and graceful shutdown.
 
 pub mod health;
+pub mod listener;
 pub mod node;
+mod preauth;
 mod sigv2;
 pub mod site_secret;
 pub mod startup;
@@ -12,15 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use cairn_control_plane::raft::{ControlPlane, ControlPlaneConfig};
 use cairn_control_plane::transport::Transport;
 
 use crate::auth::root::{self, Origin};
-use crate::auth::ConnInfo;
+use crate::bench::units::{parse_duration, parse_size};
 use crate::clock::SystemClock;
 use crate::topology::{Topology, DEFAULT_INTERNODE_OFFSET};
 pub use node::{Node, NodeParts};
@@ -39,6 +39,22 @@ pub struct ServerArgs {
     /// Requests served at once; beyond it clients get 503 SlowDown.
     #[arg(long, env = "CAIRN_MAX_REQUESTS", default_value_t = 1024)]
     pub max_requests: usize,
+    /// Connections open at once; more are closed as soon as they are accepted (0: no cap).
+    #[arg(long, env = "CAIRN_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Connections open at once from one client address (an IPv6 client: its /64); more are
+    /// closed as soon as they are accepted (0: no cap, e.g. behind a proxy).
+    #[arg(long, env = "CAIRN_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
+    pub max_connections_per_address: usize,
+    /// A client silent this long is dropped: a request head not complete, a request body with
+    /// no new data (400 RequestTimeout), a connection with nothing in flight.
+    #[arg(long, env = "CAIRN_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// The largest file of a browser-form upload (POST Object), at most 5GiB: the form is read
+    /// into memory before its signature and policy can be checked. Larger forms get 400
+    /// EntityTooLarge.
+    #[arg(long, env = "CAIRN_MAX_POST_OBJECT_SIZE", default_value = "32MiB", value_parser = parse_size)]
+    pub max_post_object_size: u64,
     /// Internode gRPC (Raft, data service) listens on the S3 port plus this offset; the same on
     /// every node of a site.
     #[arg(long, env = "CAIRN_INTERNODE_OFFSET", default_value_t = DEFAULT_INTERNODE_OFFSET)]
@@ -66,8 +82,8 @@ fn default_certs_dir() -> std::path::PathBuf {
         .join("certs")
 }
 
-/// TLS handshakes that take longer are dropped, so a silent client cannot pin a connection.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// AWS's largest single upload, and so the largest browser-form upload.
+const MAX_POST_OBJECT_SIZE: u64 = 5 << 30;
 
 /// The socket to bind for `HOST:PORT` or `:PORT`; a host name binds every interface (a node is
 /// named by its host in the endpoint list but must accept on whatever interface that resolves to).
@@ -131,6 +147,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let addr = parse_address(&args.address)?;
+    if args.max_post_object_size == 0 || args.max_post_object_size > MAX_POST_OBJECT_SIZE {
+        anyhow::bail!("--max-post-object-size must be between 1 byte and 5GiB");
+    }
     let topology = Topology::parse(&args.drives, &args.address, args.internode_offset)?;
     let user = std::env::var("CAIRN_ROOT_USER").ok();
     let password = std::env::var("CAIRN_ROOT_PASSWORD").ok();
@@ -240,6 +259,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         rng: Box::new(<rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_entropy()),
         region: args.region.clone(),
         max_requests: args.max_requests,
+        max_post_object_size: args.max_post_object_size,
         heal_on_start,
         restore_on_start: !rejoining,
         sse: crate::sse::object::SseConfig::from_env(
@@ -296,74 +316,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         drives.layout
     );
 
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    http.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let info = ConnInfo { peer, secure: acceptor.is_some() };
-                let svc = router.clone();
-                let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                    let svc = svc.clone();
-                    req.extensions_mut().insert(info);
-                    async move { svc.handle(req).await }
-                });
-                match &acceptor {
-                    None => {
-                        let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                        let conn = graceful.watch(conn);
-                        tokio::spawn(async move {
-                            if let Err(e) = conn.await {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
-                        });
-                    }
-                    Some(acceptor) => {
-                        let (acceptor, http, watcher) = (acceptor.clone(), http.clone(), graceful.watcher());
-                        tokio::spawn(async move {
-                            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%peer, "TLS handshake timed out");
-                                    return;
-                                }
-                            };
-                            let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
-                        });
-                    }
-                }
-            }
-            _ = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    tracing::info!("shutting down: waiting for requests in flight");
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("requests still in flight after 30 s; stopping anyway");
-    }
+    let limits = listener::ListenerLimits {
+        max_connections: args.max_connections,
+        max_connections_per_address: args.max_connections_per_address,
+        idle_timeout: args.idle_timeout,
+    };
+    listener::serve(listener, acceptor, router, limits, shutdown_signal()).await;
     control.shutdown().await;
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
+use s3s::config::{S3Config, StaticConfigProvider};
 use s3s::service::S3ServiceBuilder;
 use tokio::sync::Semaphore;
 
@@ -15,6 +16,7 @@ use cairn_control_plane::raft::ControlPlane;
 use cairn_control_plane::transport::Transport;
 
 use super::health::Router;
+use super::preauth::PreAuthBodies;
 use crate::admin::AdminRoute;
 use crate::auth::authorize::{Authorizer, S3Authorizer};
 use crate::auth::iam::IamCredentials;
@@ -49,6 +51,9 @@ pub struct NodeParts {
     pub region: String,
     /// Requests served at once; beyond it clients get 503 SlowDown.
     pub max_requests: usize,
+    /// The largest file of a browser-form upload (POST Object): s3s holds it in memory before
+    /// the form's signature and policy are checked.
+    pub max_post_object_size: u64,
     /// Heal everything once the control plane has a leader: blank drives joined, or the node was
     /// down and may have missed writes and deletes.
     pub heal_on_start: bool,
@@ -180,6 +185,10 @@ impl Node {
             parts.region,
         ));
         let mut b = S3ServiceBuilder::new(s3);
+        let mut config = S3Config::default();
+        config.post_object_max_file_size = parts.max_post_object_size;
+        config.form_max_fields_size = super::preauth::FORM_FIELDS_MAX;
+        b.set_config(Arc::new(StaticConfigProvider::new(Arc::new(config))));
         b.set_auth(Authenticator(credentials));
         if let Some(a) = iam {
             b.set_access(S3Authorizer {
@@ -192,6 +201,7 @@ impl Node {
             s3: b.build(),
             node: node.clone(),
             limit: Arc::new(Semaphore::new(parts.max_requests.max(1))),
+            preauth: Arc::new(PreAuthBodies::new(parts.max_post_object_size)),
         };
         Ok((node, router))
     }

@@ -4,4 +4,5 @@
 //!
 //! One test binary for all of them, so the suite links once.
 mod admin;
+mod http;
 mod sig;
