@@ -178,7 +178,7 @@ impl Statement {
 }
 
 /// A parsed, validated policy document.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     document: Value,
     pub id: Option<String>,
@@ -186,6 +186,16 @@ pub struct Policy {
     /// The bucket of a bucket policy: it never applies to a resource outside it, whatever its
     /// statements say.
     bucket: Option<String>,
+}
+
+/// Two policies are equal when their documents are: the bucket a bucket policy is attached to is
+/// where it lives, not part of the document (serde round trips lose it).
+impl PartialEq for Policy {
+    fn eq(&self, other: &Self) -> bool {
+        self.document == other.document
+            && self.id == other.id
+            && self.statements == other.statements
+    }
 }
 
 /// The result of evaluating one policy: the first matching Deny, else the first matching Allow.
@@ -406,6 +416,8 @@ impl Serialize for Policy {
     }
 }
 
+/// Deserializing knows no bucket: a bucket policy is loaded with [`Policy::load_bucket`], which
+/// confines it.
 impl<'de> Deserialize<'de> for Policy {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
