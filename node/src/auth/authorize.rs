@@ -558,6 +558,8 @@ const EXISTING_TAG_OPS: [&str; 12] = [
 
 const EXISTING_TAG: &str = "s3:existingobjecttag/";
 
+const COPY_SOURCE_KEY: &str = "s3:x-amz-copy-source";
+
 /// Operations whose permissions depend on what s3s parses from the request (the copy source, the
 /// key and fields of a POST form): `check` decides what the headers say and leaves a
 /// [`Pending`]; the operation's hook decides the rest on the parsed input, the one the handler
@@ -625,6 +627,8 @@ impl S3Access for S3Authorizer {
                         Ok((Vec::new(), grants))
                     }
                     None => Err(Denied::Unmapped(op.to_owned())),
+                    // Decided in the operation's hook, with what s3s parsed.
+                    Some(n) if PARSED_OPS.contains(&op) => Ok((as_pairs(n), grants)),
                     Some(n) => {
                         let n = as_pairs(n);
                         self.authorizer
@@ -642,12 +646,15 @@ impl S3Access for S3Authorizer {
             .iter()
             .any(|(a, _)| *a == "s3:BypassGovernanceRetention");
         let (parsed_op, per_key) = (PARSED_OPS.contains(&op), op == "DeleteObjects");
+        // Permissions of a parsed operation are not decided yet: no bypass granted here.
+        let bypass_granted = bypass_granted && !parsed_op;
         if bypass_granted {
             cx.extensions_mut().insert(GovernanceBypass);
         }
         if parsed_op {
             cx.extensions_mut().insert(Pending(Arc::new(PendingCheck {
                 authorizer: self.authorizer.clone(),
+                needed: granted,
                 grants,
                 access_key,
                 keys,
@@ -756,6 +763,8 @@ struct Pending(Arc<PendingCheck>);
 
 struct PendingCheck {
     authorizer: Arc<Authorizer>,
+    /// What the request's path and headers need (the destination of a copy).
+    needed: Vec<(&'static str, Option<String>)>,
     grants: Grants,
     access_key: Option<String>,
     keys: Vec<(String, Vec<String>)>,
@@ -776,8 +785,10 @@ impl PendingCheck {
             })
     }
 
-    /// The read of a copy's source, as s3s parsed it (what the handler reads), decided with
-    /// the source bucket's policy.
+    /// A copy: its destination, and the read of its source as s3s parsed it (what the handler
+    /// reads), decided with the source bucket's policy; `s3:x-amz-copy-source` is the parsed
+    /// source too (`bucket/key[?versionId=...]`, decoded), so no encoding of the header evades
+    /// a condition on it.
     fn copy_source(&self, src: &CopySource) -> S3Result<()> {
         let CopySource::Bucket {
             bucket,
@@ -788,8 +799,24 @@ impl PendingCheck {
             tracing::info!(op = "copy", "access point copy source: denied");
             return Err(s3_error!(AccessDenied, "Access Denied."));
         };
-        let n = as_pairs(vec![copy_source_read(bucket, key, version_id.is_some())]);
-        self.decide("copy source", &n, &self.keys)
+        let mut n = self.needed.clone();
+        n.extend(as_pairs(vec![copy_source_read(
+            bucket,
+            key,
+            version_id.is_some(),
+        )]));
+        let mut source = format!("{bucket}/{key}");
+        if let Some(v) = version_id {
+            source = format!("{source}?versionId={v}");
+        }
+        let mut keys: Vec<_> = self
+            .keys
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case(COPY_SOURCE_KEY))
+            .cloned()
+            .collect();
+        keys_push(&mut keys, COPY_SOURCE_KEY, &source);
+        self.decide("copy", &n, &keys)
     }
 }
 

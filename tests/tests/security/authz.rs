@@ -468,3 +468,57 @@ print(json.dumps(out))
         assert!(!site.exists("posts", key).await, "{case}: stored");
     }
 }
+
+/// Item 10, condition keys: `s3:x-amz-copy-source` is the source s3s parsed, so percent-encoding
+/// the header's slashes does not evade a Deny on a source prefix.
+#[tokio::test]
+async fn copy_source_condition_sees_the_parsed_source() {
+    let site = Site::start().await;
+    for b in ["fay", "victim"] {
+        create_bucket(&site.root, b).await;
+    }
+    put(&site.root, "victim", "private/x", b"private").await;
+    put(&site.root, "victim", "open/x", b"open").await;
+    site.user(
+        "fay",
+        doc(vec![
+            statement(
+                "Allow",
+                &["s3:GetObject", "s3:PutObject"],
+                &["arn:aws:s3:::*"],
+            ),
+            serde_json::json!({
+                "Effect": "Deny", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::fay/*",
+                "Condition": {"StringLike": {"s3:x-amz-copy-source": "victim/private/*"}}
+            }),
+        ]),
+    )
+    .await;
+    let copy = |source: &'static str, key: &'static str| {
+        let url = format!("{}/fay/{key}", site.srv.endpoint());
+        let signed = sigv4::Signer::new("fay", "fay-secret-1").sign(
+            "PUT",
+            &url,
+            &[("x-amz-copy-source", source)],
+            sigv4::EMPTY_SHA256,
+        );
+        let mut req = site.srv.http().put(&url);
+        for (k, v) in &signed.headers {
+            if k != "host" {
+                req = req.header(k, v);
+            }
+        }
+        async move {
+            let resp = req.send().await.expect("send copy");
+            resp.status().as_u16()
+        }
+    };
+    assert_eq!(copy("victim/open/x", "open").await, 200, "an allowed copy");
+    assert_eq!(copy("victim/private/x", "p1").await, 403, "plain source");
+    assert_eq!(
+        copy("victim%2Fprivate%2Fx", "p2").await,
+        403,
+        "encoded source"
+    );
+    assert!(!site.exists("fay", "p2").await, "nothing was copied");
+}
