@@ -561,9 +561,9 @@ const EXISTING_TAG: &str = "s3:existingobjecttag/";
 const COPY_SOURCE_KEY: &str = "s3:x-amz-copy-source";
 
 /// Operations whose permissions depend on what s3s parses from the request (the copy source, the
-/// key and fields of a POST form): `check` decides what the headers say and leaves a
-/// [`Pending`]; the operation's hook decides the rest on the parsed input, the one the handler
-/// then acts on.
+/// key and fields of a POST form): `check` resolves the caller and leaves a [`Pending`]; the
+/// operation's hook decides every permission on the parsed input, the one the handler then acts
+/// on.
 const PARSED_OPS: [&str; 3] = ["CopyObject", "UploadPartCopy", "PostObject"];
 
 #[async_trait::async_trait]
@@ -642,12 +642,12 @@ impl S3Access for S3Authorizer {
             tracing::info!(op, access_key = access_key.as_deref().unwrap_or("anonymous"), reason = %e, "access denied");
             e.to_s3()
         })?;
-        let bypass_granted = granted
-            .iter()
-            .any(|(a, _)| *a == "s3:BypassGovernanceRetention");
         let (parsed_op, per_key) = (PARSED_OPS.contains(&op), op == "DeleteObjects");
-        // Permissions of a parsed operation are not decided yet: no bypass granted here.
-        let bypass_granted = bypass_granted && !parsed_op;
+        // The permissions of a parsed operation are not decided yet: nothing is granted here.
+        let bypass_granted = !parsed_op
+            && granted
+                .iter()
+                .any(|(a, _)| *a == "s3:BypassGovernanceRetention");
         if bypass_granted {
             cx.extensions_mut().insert(GovernanceBypass);
         }
