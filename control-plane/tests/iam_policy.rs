@@ -1397,6 +1397,18 @@ const MALFORMED: &[(&str, Kind, &str, &str)] = &[
         "outside bucket",
     ),
     (
+        "bucket policy allowing by NotResource",
+        Kind::Bucket,
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","NotResource":"arn:aws:s3:::b/none"}]}"#,
+        "Policy has invalid resource",
+    ),
+    (
+        "bucket policy denying by NotResource outside",
+        Kind::Bucket,
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:GetObject","NotResource":"arn:aws:s3:::other/*"}]}"#,
+        "Policy has invalid resource",
+    ),
+    (
         "Principal and NotPrincipal",
         Kind::Bucket,
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","NotPrincipal":{"AWS":"123456789012"},"Action":"s3:*","Resource":"arn:aws:s3:::b/*"}]}"#,
@@ -1718,4 +1730,42 @@ fn policies_report_the_condition_keys_they_read() {
     assert!(tagged.mentions_key("s3:existingobjecttag/"));
     assert!(!plain.mentions_key("s3:existingobjecttag/"));
     assert!(plain.mentions_key("s3:prefix"));
+}
+
+/// A bucket policy governs its bucket only: a stored `NotResource` Allow (accepted before such
+/// documents were refused) still loads, and neither it nor any other statement matches a resource
+/// of another bucket.
+#[test]
+fn bucket_policies_never_reach_outside_their_bucket() {
+    let legacy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","NotResource":"arn:aws:s3:::b/none"},{"Effect":"Deny","Principal":"*","Action":"s3:GetObject","NotResource":"arn:aws:s3:::b/*"}]}"#;
+    assert!(Policy::parse_bucket(legacy, "b").is_err());
+    let p = Policy::load_bucket(legacy, "b").expect("a stored document loads");
+    let deny_in_b = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:GetObject","NotResource":"arn:aws:s3:::b/open/*"}]}"#;
+    let d = Policy::parse_bucket(deny_in_b, "b").expect("a Deny by NotResource within b is valid");
+    let decide = |policy: &Policy, resource: &str| {
+        let ctx = RequestContext::new(
+            "s3:GetObject",
+            Some(resource.to_owned()),
+            principal(Who::Anonymous),
+        );
+        evaluate(&ctx, &PolicySet::default().bucket(policy)).allowed
+    };
+    let denied_by = |policy: &Policy, resource: &str| {
+        let ctx = RequestContext::new(
+            "s3:GetObject",
+            Some(resource.to_owned()),
+            principal(Who::Alice),
+        );
+        matches!(
+            evaluate(&ctx, &PolicySet::default().bucket(policy)).reason,
+            Reason::ExplicitDeny(_)
+        )
+    };
+    assert!(decide(&p, "arn:aws:s3:::b/x"));
+    assert!(!decide(&p, "arn:aws:s3:::b/none"));
+    assert!(!decide(&p, "arn:aws:s3:::victim/x"));
+    assert!(!decide(&p, "arn:aws:s3:::bb/x"));
+    assert!(denied_by(&d, "arn:aws:s3:::b/secret"));
+    assert!(!denied_by(&d, "arn:aws:s3:::b/open/x"));
+    assert!(!denied_by(&d, "arn:aws:s3:::other/x"));
 }

@@ -76,8 +76,14 @@ pub enum StatementError {
     ResourceAndNotResource,
     #[error("invalid resource {0:?}: expected \"*\" or an ARN")]
     BadResource(String),
-    #[error("resource {resource:?} is outside bucket {bucket:?}")]
+    #[error("Policy has invalid resource: {resource:?} is outside bucket {bucket:?}")]
     ResourceOutsideBucket { resource: String, bucket: String },
+    /// An Allow with `NotResource` grants everything but the listed resources, so on any
+    /// bucket: a bucket policy may only grant within its bucket.
+    #[error(
+        "Policy has invalid resource: an Allow with NotResource reaches outside bucket {bucket:?}"
+    )]
+    NotResourceOutsideBucket { bucket: String },
     #[error("both Principal and NotPrincipal")]
     PrincipalAndNotPrincipal,
     #[error("missing Principal (required in a bucket policy)")]
@@ -172,11 +178,24 @@ impl Statement {
 }
 
 /// A parsed, validated policy document.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     document: Value,
     pub id: Option<String>,
     pub statements: Vec<Statement>,
+    /// The bucket of a bucket policy: it never applies to a resource outside it, whatever its
+    /// statements say.
+    bucket: Option<String>,
+}
+
+/// Two policies are equal when their documents are: the bucket a bucket policy is attached to is
+/// where it lives, not part of the document (serde round trips lose it).
+impl PartialEq for Policy {
+    fn eq(&self, other: &Self) -> bool {
+        self.document == other.document
+            && self.id == other.id
+            && self.statements == other.statements
+    }
 }
 
 /// The result of evaluating one policy: the first matching Deny, else the first matching Allow.
@@ -190,13 +209,24 @@ pub enum Match<'a> {
 impl Policy {
     /// Parses and validates a document of the given kind.
     pub fn parse(text: &str, kind: PolicyKind<'_>) -> Result<Self, PolicyError> {
+        Self::parse_checked(text, kind, true)
+    }
+
+    fn parse_checked(
+        text: &str,
+        kind: PolicyKind<'_>,
+        new_document: bool,
+    ) -> Result<Self, PolicyError> {
         if text.len() > MAX_POLICY_BYTES {
             return Err(PolicyError::TooLarge);
         }
         let value: Value =
             serde_json::from_str(text).map_err(|e| PolicyError::Json(e.to_string()))?;
-        let policy = Self::from_value(value)?;
-        policy.check_kind(kind)?;
+        let mut policy = Self::from_value(value)?;
+        policy.check_kind(kind, new_document)?;
+        if let PolicyKind::Bucket(b) = kind {
+            policy.bucket = Some(b.to_owned());
+        }
         Ok(policy)
     }
 
@@ -208,6 +238,25 @@ impl Policy {
     /// A bucket policy for `bucket`.
     pub fn parse_bucket(text: &str, bucket: &str) -> Result<Self, PolicyError> {
         Self::parse(text, PolicyKind::Bucket(bucket))
+    }
+
+    /// A bucket policy `PutBucketPolicy` stored earlier: an Allow with `NotResource`, accepted
+    /// before, still loads (its Deny statements keep applying); confined to `bucket` like any
+    /// bucket policy, it grants nothing outside it.
+    pub fn load_bucket(text: &str, bucket: &str) -> Result<Self, PolicyError> {
+        Self::parse_checked(text, PolicyKind::Bucket(bucket), false)
+    }
+
+    /// Whether `resource` (an ARN) may be governed by this policy: a bucket policy only governs
+    /// its bucket and the objects in it.
+    fn governs(&self, resource: Option<&str>) -> bool {
+        let Some(bucket) = &self.bucket else {
+            return true;
+        };
+        resource
+            .and_then(|r| r.strip_prefix("arn:aws:s3:::"))
+            .and_then(|r| r.strip_prefix(bucket.as_str()))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 
     /// Whether AWS would call this bucket policy public (`GetBucketPolicyStatus`): some Allow
@@ -291,10 +340,12 @@ impl Policy {
             document,
             id,
             statements,
+            bucket: None,
         })
     }
 
-    fn check_kind(&self, kind: PolicyKind<'_>) -> Result<(), PolicyError> {
+    /// `new_document`: also the checks added after documents could already be stored.
+    fn check_kind(&self, kind: PolicyKind<'_>, new_document: bool) -> Result<(), PolicyError> {
         for (index, st) in self.statements.iter().enumerate() {
             let fail = |problem| Err(PolicyError::Statement { index, problem });
             match kind {
@@ -310,6 +361,11 @@ impl Policy {
                     let Some(res) = &st.resource else {
                         return fail(StatementError::MissingResource);
                     };
+                    if new_document && res.negated && st.effect == Effect::Allow {
+                        return fail(StatementError::NotResourceOutsideBucket {
+                            bucket: bucket.to_owned(),
+                        });
+                    }
                     let base = format!("arn:aws:s3:::{bucket}");
                     for p in &res.patterns {
                         let text = p.source();
@@ -331,6 +387,9 @@ impl Policy {
 
     /// Evaluates every statement: a matching Deny wins at once, else the first matching Allow.
     pub fn evaluate(&self, ctx: &RequestContext) -> Match<'_> {
+        if !self.governs(ctx.resource.as_deref()) {
+            return Match::None;
+        }
         let mut allow = None;
         for (i, st) in self.statements.iter().enumerate() {
             // An Allow is already found: only a Deny can change the answer.
@@ -357,6 +416,8 @@ impl Serialize for Policy {
     }
 }
 
+/// Deserializing knows no bucket: a bucket policy is loaded with [`Policy::load_bucket`], which
+/// confines it.
 impl<'de> Deserialize<'de> for Policy {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;

@@ -195,7 +195,7 @@ impl S3Route for AdminRoute {
                     access_key: &c.access_key,
                     session_token: token.as_deref(),
                 };
-                auth.authorize(Some(signer), &needed, None, &keys)
+                auth.authorize(Some(signer), &needed, &keys)
                     .map_err(|e| {
                         tracing::info!(op, access_key = %c.access_key, reason = %e, "admin access denied");
                         e.to_s3()

@@ -21,7 +21,7 @@ pub struct OpRequest<'a> {
     pub op: &'a str,
     pub bucket: Option<&'a str>,
     pub key: Option<&'a str>,
-    /// The request names a version (`versionId` query parameter).
+    /// The request names a version (`versionId` query parameter, `null` included).
     pub versioned: bool,
     pub headers: &'a HeaderMap,
 }
@@ -33,22 +33,17 @@ fn header_is(headers: &HeaderMap, name: &str, value: &str) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case(value))
 }
 
-/// The bucket, key and whether a version is named, of an `x-amz-copy-source` header
-/// (`[/]bucket/key[?versionId=...]`, percent-encoded).
-pub fn copy_source(headers: &HeaderMap) -> Option<(String, String, bool)> {
-    let raw = headers.get("x-amz-copy-source")?.to_str().ok()?;
-    let (path, query) = raw.split_once('?').unwrap_or((raw, ""));
-    let path = percent_encoding::percent_decode_str(path.trim_start_matches('/'))
-        .decode_utf8()
-        .ok()?;
-    let (bucket, key) = path.split_once('/')?;
-    if bucket.is_empty() || key.is_empty() {
-        return None;
+/// What reading a copy's source needs: s3s's parsed copy source (bucket, key, whether a
+/// version id, `null` included, is named), the one the handler reads.
+pub fn copy_source_read(bucket: &str, key: &str, versioned: bool) -> Needed {
+    Needed {
+        action: if versioned {
+            "s3:GetObjectVersion"
+        } else {
+            "s3:GetObject"
+        },
+        resource: object_arn(bucket, key),
     }
-    let versioned = query
-        .split('&')
-        .any(|kv| kv.starts_with("versionId=") && kv.len() > "versionId=".len());
-    Some((bucket.to_owned(), key.to_owned(), versioned))
 }
 
 /// What deleting one key (or one version of it) needs; with the bypass header, also
@@ -203,12 +198,17 @@ pub fn needed(req: &OpRequest<'_>) -> Option<Vec<Needed>> {
             "s3:GetObjectAttributes",
             "s3:GetObjectVersionAttributes",
         ))),
+        // The key and fields of a POST form are parsed after this check: its `post_object` hook
+        // decides them as the equivalent PutObject.
+        "PostObject" => Some(Vec::new()),
+        // The source read is decided on s3s's parsed copy source, in the operation's hook.
+        "UploadPartCopy" => one(on_object("s3:PutObject")),
         "PutObject"
         | "CreateMultipartUpload"
         | "UploadPart"
         | "CompleteMultipartUpload"
-        | "PostObject" => {
-            let mut n = vec![on_object("s3:PutObject").or_else(|| on_bucket("s3:PutObject"))?];
+        | "CopyObject" => {
+            let mut n = vec![on_object("s3:PutObject")?];
             if req.headers.contains_key("x-amz-object-lock-mode")
                 || req
                     .headers
@@ -221,20 +221,6 @@ pub fn needed(req: &OpRequest<'_>) -> Option<Vec<Needed>> {
             }
             if req.headers.contains_key("x-amz-tagging") {
                 n.push(on_object("s3:PutObjectTagging")?);
-            }
-            Some(n)
-        }
-        "CopyObject" | "UploadPartCopy" => {
-            let mut n = vec![on_object("s3:PutObject")?];
-            if let Some((b, k, versioned)) = copy_source(req.headers) {
-                n.push(Needed {
-                    action: if versioned {
-                        "s3:GetObjectVersion"
-                    } else {
-                        "s3:GetObject"
-                    },
-                    resource: object_arn(&b, &k),
-                });
             }
             Some(n)
         }

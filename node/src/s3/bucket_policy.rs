@@ -31,7 +31,7 @@ async fn set(s3: &CairnS3, bucket: &str, policy: Option<String>) -> S3Result<()>
 async fn stored(s3: &CairnS3, bucket: &str) -> S3Result<(String, Policy)> {
     let info = s3.require_bucket(bucket).await?;
     let text = info.policy.ok_or_else(no_policy)?;
-    let parsed = Policy::parse_bucket(&text, bucket)
+    let parsed = Policy::load_bucket(&text, bucket)
         .map_err(|e| S3Error::with_message(S3ErrorCode::InternalError, e.to_string()))?;
     Ok((text, parsed))
 }

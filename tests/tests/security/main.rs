@@ -4,5 +4,6 @@
 //!
 //! One test binary for all of them, so the suite links once.
 mod admin;
+mod authz;
 mod http;
 mod sig;

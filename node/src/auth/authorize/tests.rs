@@ -88,9 +88,8 @@ fn put(bucket: &str, key: &str) -> Vec<(&'static str, Option<String>)> {
     vec![("s3:PutObject", Some(format!("arn:aws:s3:::{bucket}/{key}")))]
 }
 
-fn allowed(a: &Authorizer, who: Option<&str>, n: &[(&str, Option<String>)], bucket: &str) -> bool {
-    a.authorize(who.map(Into::into), n, Some(bucket), &[])
-        .is_ok()
+fn allowed(a: &Authorizer, who: Option<&str>, n: &[(&str, Option<String>)]) -> bool {
+    a.authorize(who.map(Into::into), n, &[]).is_ok()
 }
 
 const GET_B: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::b","arn:aws:s3:::b/*"]}]}"#;
@@ -99,12 +98,12 @@ const DENY_B: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","A
 #[test]
 fn root_is_allowed_and_unknown_keys_are_not() {
     let a = authorizer(SiteState::default());
-    assert!(allowed(&a, Some("rootkey"), &put("b", "k"), "b"));
+    assert!(allowed(&a, Some("rootkey"), &put("b", "k")));
     assert_eq!(
-        a.authorize(Some("nobody".into()), &put("b", "k"), Some("b"), &[]),
+        a.authorize(Some("nobody".into()), &put("b", "k"), &[]),
         Err(Denied::Caller(CallerError::Unknown))
     );
-    assert!(!allowed(&a, None, &get("b", "k"), "b"));
+    assert!(!allowed(&a, None, &get("b", "k")));
 }
 
 #[test]
@@ -114,10 +113,10 @@ fn user_policies_allow_only_what_they_grant() {
     user(&mut s, "alice", &["getb"]);
     user(&mut s, "bob", &[]);
     let a = authorizer(s);
-    assert!(allowed(&a, Some("alice"), &get("b", "x"), "b"));
-    assert!(!allowed(&a, Some("alice"), &put("b", "x"), "b"));
-    assert!(!allowed(&a, Some("alice"), &get("other", "x"), "other"));
-    assert!(!allowed(&a, Some("bob"), &get("b", "x"), "b"));
+    assert!(allowed(&a, Some("alice"), &get("b", "x")));
+    assert!(!allowed(&a, Some("alice"), &put("b", "x")));
+    assert!(!allowed(&a, Some("alice"), &get("other", "x")));
+    assert!(!allowed(&a, Some("bob"), &get("b", "x")));
 }
 
 #[test]
@@ -146,7 +145,6 @@ fn disabled_user_and_group_rules() {
         &authorizer(s.clone()),
         Some("alice"),
         &get("b", "x"),
-        "b"
     ));
     // A disabled group's policies do not apply.
     iam(
@@ -160,7 +158,6 @@ fn disabled_user_and_group_rules() {
         &authorizer(s.clone()),
         Some("alice"),
         &get("b", "x"),
-        "b"
     ));
     iam(
         &mut s,
@@ -170,7 +167,7 @@ fn disabled_user_and_group_rules() {
         },
     );
     assert_eq!(
-        authorizer(s).authorize(Some("carol".into()), &get("b", "x"), Some("b"), &[]),
+        authorizer(s).authorize(Some("carol".into()), &get("b", "x"), &[]),
         Err(Denied::Caller(CallerError::Unknown))
     );
 }
@@ -212,14 +209,14 @@ fn service_accounts_inherit_and_narrow() {
         );
     }
     let a = authorizer(s.clone());
-    assert!(allowed(&a, Some("svc-full"), &put("b", "x"), "b"));
-    assert!(allowed(&a, Some("svc-get"), &get("b", "x"), "b"));
-    assert!(!allowed(&a, Some("svc-get"), &put("b", "x"), "b"));
-    assert!(!allowed(&a, Some("svc-get"), &get("c", "x"), "c"));
-    assert!(allowed(&a, Some("svc-root"), &get("b", "x"), "b"));
-    assert!(!allowed(&a, Some("svc-root"), &put("b", "x"), "b"));
+    assert!(allowed(&a, Some("svc-full"), &put("b", "x")));
+    assert!(allowed(&a, Some("svc-get"), &get("b", "x")));
+    assert!(!allowed(&a, Some("svc-get"), &put("b", "x")));
+    assert!(!allowed(&a, Some("svc-get"), &get("c", "x")));
+    assert!(allowed(&a, Some("svc-root"), &get("b", "x")));
+    assert!(!allowed(&a, Some("svc-root"), &put("b", "x")));
     assert_eq!(
-        a.authorize(Some("svc-old".into()), &get("b", "x"), Some("b"), &[]),
+        a.authorize(Some("svc-old".into()), &get("b", "x"), &[]),
         Err(Denied::Caller(CallerError::Unknown))
     );
     // A disabled parent disables its service accounts.
@@ -230,12 +227,59 @@ fn service_accounts_inherit_and_narrow() {
             enabled: false,
         },
     );
-    assert!(!allowed(
-        &authorizer(s),
-        Some("svc-full"),
-        &get("b", "x"),
-        "b"
-    ));
+    assert!(!allowed(&authorizer(s), Some("svc-full"), &get("b", "x"),));
+}
+
+fn bucket(s: &mut SiteState, name: &str, policy: &str) {
+    s.buckets.insert(
+        name.into(),
+        BucketInfo {
+            name: name.into(),
+            created_ns: 0,
+            versioning: Versioning::Unversioned,
+            object_lock: false,
+            policy: None,
+            default_retention: None,
+            encryption: None,
+        },
+    );
+    s.apply(&Command::SetBucketPolicy {
+        bucket: name.into(),
+        policy: Some(policy.into()),
+    })
+    .unwrap();
+}
+
+/// A copy needs two decisions, each with the policy of its own bucket: one bucket's policy
+/// grants nothing in another (not even a `NotResource` Allow stored before such documents were
+/// refused), and the source bucket's Deny is consulted.
+#[test]
+fn each_resource_is_decided_with_its_own_bucket_policy() {
+    let mut s = SiteState::default();
+    bucket(
+        &mut s,
+        "mine",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","NotResource":"arn:aws:s3:::mine/none"}]}"#,
+    );
+    bucket(
+        &mut s,
+        "victim",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::victim/secret/*"}]}"#,
+    );
+    policy(
+        &mut s,
+        "getall",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::*"}]}"#,
+    );
+    user(&mut s, "bob", &["getall"]);
+    let a = authorizer(s);
+    assert!(allowed(&a, None, &get("mine", "x")));
+    assert!(!allowed(&a, None, &get("victim", "x")));
+    assert!(!allowed(&a, None, &get("minex", "x")));
+    let copy = [put("mine", "x"), get("victim", "secret/x")].concat();
+    assert!(!allowed(&a, Some("bob"), &copy));
+    let copy = [put("mine", "x"), get("victim", "open/x")].concat();
+    assert!(allowed(&a, Some("bob"), &copy));
 }
 
 #[test]
@@ -260,10 +304,10 @@ fn bucket_policy_grants_anonymous_and_users() {
     .unwrap();
     user(&mut s, "bob", &[]);
     let a = authorizer(s);
-    assert!(allowed(&a, None, &get("pub", "public/x"), "pub"));
-    assert!(!allowed(&a, None, &get("pub", "private/x"), "pub"));
-    assert!(!allowed(&a, None, &put("pub", "public/x"), "pub"));
-    assert!(allowed(&a, Some("bob"), &get("pub", "public/x"), "pub"));
+    assert!(allowed(&a, None, &get("pub", "public/x")));
+    assert!(!allowed(&a, None, &get("pub", "private/x")));
+    assert!(!allowed(&a, None, &put("pub", "public/x")));
+    assert!(allowed(&a, Some("bob"), &get("pub", "public/x")));
 }
 
 #[test]
@@ -282,8 +326,8 @@ fn variables_and_conditions_use_the_request() {
     user(&mut s, "alice", &["home"]);
     user(&mut s, "dave", &["lan"]);
     let a = authorizer(s);
-    assert!(allowed(&a, Some("alice"), &put("home", "alice/f"), "home"));
-    assert!(!allowed(&a, Some("alice"), &put("home", "bob/f"), "home"));
+    assert!(allowed(&a, Some("alice"), &put("home", "alice/f")));
+    assert!(!allowed(&a, Some("alice"), &put("home", "bob/f")));
     let uri: Uri = "/b/x".parse().unwrap();
     let from = |ip: [u8; 4]| {
         let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), 5000);
@@ -299,20 +343,10 @@ fn variables_and_conditions_use_the_request() {
         )
     };
     assert!(a
-        .authorize(
-            Some("dave".into()),
-            &get("b", "x"),
-            Some("b"),
-            &from([10, 1, 2, 3])
-        )
+        .authorize(Some("dave".into()), &get("b", "x"), &from([10, 1, 2, 3]))
         .is_ok());
     assert!(a
-        .authorize(
-            Some("dave".into()),
-            &get("b", "x"),
-            Some("b"),
-            &from([192, 168, 1, 1])
-        )
+        .authorize(Some("dave".into()), &get("b", "x"), &from([192, 168, 1, 1]))
         .is_err());
 }
 
@@ -321,7 +355,10 @@ fn request_keys_come_from_headers_and_query() {
     let mut h = HeaderMap::new();
     h.insert("authorization", "AWS admin:sig".parse().unwrap());
     h.insert("user-agent", "boto".parse().unwrap());
-    h.insert("x-amz-tagging", "team=red&x=1".parse().unwrap());
+    h.insert(
+        "x-amz-tagging",
+        "team=red&x=1&class=top+secret&c%20d=e%2Bf".parse().unwrap(),
+    );
     let uri: Uri = "/b?list-type=2&prefix=home%2Fa&max-keys=10"
         .parse()
         .unwrap();
@@ -343,6 +380,9 @@ fn request_keys_come_from_headers_and_query() {
     assert_eq!(get("s3:authType"), Some("REST-HEADER"));
     assert_eq!(get("aws:UserAgent"), Some("boto"));
     assert_eq!(get("s3:RequestObjectTag/team"), Some("red"));
+    // Decoded as the stored tags are: `+` is a space, `%2B` a plus.
+    assert_eq!(get("s3:RequestObjectTag/class"), Some("top secret"));
+    assert_eq!(get("s3:RequestObjectTag/c d"), Some("e+f"));
     assert_eq!(get("aws:SecureTransport"), Some("false"));
     assert_eq!(get("aws:SourceIp"), None);
 }
@@ -384,7 +424,7 @@ fn sessions_inherit_narrow_and_expire() {
             access_key: &i.access_key,
             session_token: token,
         };
-        a.authorize(Some(signer), n, Some("b"), &[])
+        a.authorize(Some(signer), n, &[])
     }
     let full = issue(&a, None, NOW_NS + 1);
     let narrow = issue(&a, Some(GET_B), NOW_NS + 1);
