@@ -341,7 +341,6 @@ fn may_manage(
     auth.authorize(
         Some(signer),
         &[(extra, None)],
-        None,
         &super::request_keys(auth, req),
     )
     .map_err(|e| {
