@@ -547,6 +547,17 @@ impl S3Access for S3Authorizer {
             .iter()
             .any(|(k, v)| k == "versionId" && !v.is_empty() && v != "null");
         let access_key = cx.credentials().map(|c| c.access_key.clone());
+        // A peer site's replication identity is no IAM principal: replica writes only.
+        if let Some(peer) = access_key
+            .as_deref()
+            .and_then(|k| self.authorizer.iam.site_peer(k))
+        {
+            if crate::s3::replica::peer_may(op, cx.headers()) {
+                return Ok(());
+            }
+            tracing::info!(op, peer = %peer, "access denied: a site's replication identity writes replicas only");
+            return Err(s3_error!(AccessDenied, "Access Denied."));
+        }
         let token = session_token(cx.headers(), &query);
         let signer = access_key.as_deref().map(|k| Signer {
             access_key: k,
