@@ -3,10 +3,8 @@
 //! without the mark that makes it replicate, and a crash loses no replication task.
 //!
 //! A replica (only a paired peer's replication identity sends one, `s3::replica`) is stored under
-//! the version id it names, so it could replace the version with that id: [`ObjectLayer::
-//! admit_replica`] lets it only add a version, or repeat one already here.
-//!
-//! [`ObjectLayer::admit_replica`]: super::ObjectLayer::admit_replica
+//! the version id it names, so it could replace the version with that id: `admit_replica` lets
+//! it only add a version, or repeat one already here.
 
 use cairn_proto::meta::{ObjectRecord, ObjectVersion};
 
