@@ -26,7 +26,10 @@ const MAX_NAME: usize = 63;
 pub struct SitePeer {
     /// The peer's S3 endpoint (`http(s)://host:port`), where its admin API listens.
     pub endpoint: String,
-    /// Root credentials of the peer, the secret sealed for this site.
+    /// The pair's replication identity (never a root credential: neither site holds the
+    /// other's), the secret sealed for this site. Both sites of the pair hold it: each signs
+    /// its replica writes and outbox entries to the other with it, and takes requests signed
+    /// with it as the other's, and only those may carry replicas.
     pub access_key: String,
     pub secret: SealedSecret,
     /// Every outbox entry up to this sequence is applied on the peer.
@@ -107,6 +110,14 @@ fn check_site_name(name: &str) -> Result<(), CommandError> {
 impl Sites {
     pub fn enabled(&self) -> bool {
         !self.peers.is_empty()
+    }
+
+    /// The peer whose replication identity `access_key` is.
+    pub fn peer_by_key(&self, access_key: &str) -> Option<(&str, &SitePeer)> {
+        self.peers
+            .iter()
+            .find(|(_, p)| p.access_key == access_key)
+            .map(|(n, p)| (n.as_str(), p))
     }
 
     /// Appends a command applied here to the outbox, if any peer is to receive it.
@@ -262,11 +273,21 @@ impl crate::state::SiteState {
         match cmd {
             SiteCommand::Configure { local, peers } => {
                 check_site_name(local)?;
-                for name in peers.keys() {
+                let mut keys = std::collections::BTreeSet::new();
+                for (name, cfg) in peers {
                     check_site_name(name)?;
                     if name == local {
                         return Err(CommandError::InvalidRequest(format!(
                             "site {name:?} cannot be its own peer"
+                        )));
+                    }
+                    // The identity tells which peer a replica comes from, and is no one else.
+                    if !keys.insert(cfg.access_key.as_str())
+                        || self.iam.users.contains_key(&cfg.access_key)
+                        || self.iam.service_accounts.contains_key(&cfg.access_key)
+                    {
+                        return Err(CommandError::InvalidRequest(format!(
+                            "the replication identity of peer {name:?} must be its own access key"
                         )));
                     }
                 }
@@ -357,7 +378,7 @@ mod tests {
                         p.to_string(),
                         PeerConfig {
                             endpoint: format!("http://{p}:9000"),
-                            access_key: "root".into(),
+                            access_key: format!("link-{local}-{p}"),
                             secret: secret(),
                         },
                     )

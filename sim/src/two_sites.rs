@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::client::{until_acked_at, Reply, Step, S3};
-use crate::cluster::{self, host_name, Site, ACCESS_KEY, NODES, S3_PORT, SECRET_KEY};
+use crate::cluster::{self, host_name, Site, NODES, S3_PORT};
 use crate::workload::{acked, digest, summary, Digest32};
 use crate::{Options, Outcome, SharedTrace, Trace};
 
@@ -57,6 +57,11 @@ struct Model {
 
 type SharedModel = Rc<RefCell<Model>>;
 
+/// The pair's replication identity, as `cairn admin site add` would generate it (the sites'
+/// root credentials are not it: neither site holds the other's).
+const LINK_KEY: &str = "site-replicator-ab";
+const LINK_SECRET: &str = "sim-site-link-secret-0123456789";
+
 fn configure_body(site: usize) -> Bytes {
     let peer = 1 - site;
     let body = serde_json::json!({
@@ -64,8 +69,8 @@ fn configure_body(site: usize) -> Bytes {
         "peers": [{
             "name": site_name(peer),
             "endpoint": format!("http://{}:{S3_PORT}", host(peer, 0)),
-            "access_key": ACCESS_KEY,
-            "secret_key": SECRET_KEY,
+            "access_key": LINK_KEY,
+            "secret_key": LINK_SECRET,
         }],
     });
     Bytes::from(body.to_string())

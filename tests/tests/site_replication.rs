@@ -2,7 +2,7 @@
 //! `cairn admin site add a b` (mc's `admin replicate add`): buckets, their configs and IAM made
 //! on either site appear on the other, a user's secret works on both, objects and delete markers
 //! replicate both ways under the same version ids, nothing loops back, a peer that was down
-//! catches up, and only a peer's root may write replicas.
+//! catches up, and only a paired site's replication identity (never root) may write replicas.
 
 use std::time::Duration;
 
@@ -143,7 +143,8 @@ async fn buckets_iam_and_objects_replicate_both_ways() {
         "replicated buckets are versioned"
     );
 
-    // Alice's secret was sealed under a's root; b opens it with its own.
+    // Alice's secret was sealed under a's key, travelled sealed for the pair, and b sealed it
+    // under its own.
     let alice_b = s.b.client_with("alice", "alice-secret-0123456789");
     put(&ca, "early", "hello", b"hello").await;
     wait("alice reads on b", || async {
@@ -324,9 +325,10 @@ async fn a_peer_that_was_down_catches_up() {
     .await;
 }
 
-/// Replica headers fix a version's id and time: only root (a peer's replicator) may send them.
+/// Replica headers fix a version's id and time: only a paired peer's replication identity may
+/// send them; neither a user nor root may, least of all on a site without peers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_root_may_write_replicas() {
+async fn only_a_peers_replication_identity_may_write_replicas() {
     let s = Sites::start().await;
     let ca = s.a.client();
     create_bucket(&ca, "guarded").await;
@@ -371,9 +373,15 @@ async fn only_root_may_write_replicas() {
         "a refused replica stores nothing"
     );
     let (status, body) = send(ROOT_USER, ROOT_PASSWORD).await;
-    assert_eq!(status, 200, "{body}");
-    let (_, got, _) = version_of(&ca, "guarded", "forged").await.expect("replica");
-    assert_eq!(got, id, "root's replica keeps the given version id");
+    assert_eq!(
+        status, 403,
+        "root is no peer's replication identity: {body}"
+    );
+    assert_eq!(xml_error_code(&body).as_deref(), Some("AccessDenied"));
+    assert!(
+        version_of(&ca, "guarded", "forged").await.is_none(),
+        "root's replica stores nothing"
+    );
     let (status, body) = {
         let url = format!("{}/guarded/bad", s.a.endpoint());
         let headers = [("x-cairn-replica-version-id", "not-a-version")];
@@ -392,5 +400,5 @@ async fn only_root_may_write_replicas() {
         let r = req.send().await.expect("send");
         (r.status().as_u16(), r.text().await.unwrap_or_default())
     };
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 403, "{body}");
 }

@@ -61,6 +61,9 @@ struct Info {
     buckets: usize,
     /// A background full heal (after start-up or a node's return) is running on this node.
     healing: bool,
+    /// Versions heal removed on this node since start-up because they were lost beyond their
+    /// parity (the removal no object lock stops: see `object::retention`).
+    lost_versions_removed: u64,
     control_plane: ControlPlaneStatus,
 }
 
@@ -182,6 +185,9 @@ impl S3Route for AdminRoute {
             return Ok(());
         }
         let op = req.uri.path().trim_start_matches(PREFIX);
+        if let Some(decided) = site::peer_access(&self.node, &req.method, op, &c.access_key) {
+            return decided;
+        }
         let token = signer_token(req);
         let denied = match (
             &self.node.iam,
@@ -247,6 +253,11 @@ impl S3Route for AdminRoute {
                     drives,
                     buckets,
                     healing: self.node.healing.load(std::sync::atomic::Ordering::SeqCst) > 0,
+                    lost_versions_removed: self
+                        .node
+                        .objects
+                        .lost_versions_removed
+                        .load(std::sync::atomic::Ordering::Relaxed),
                     control_plane: self.node.catalog.control.status(),
                 })
             }

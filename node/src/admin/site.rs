@@ -1,6 +1,7 @@
-//! Admin API for site replication: `site/configure` names this site and its peers, `site/status`
-//! shows how far each peer got, and `site/apply` is what a peer's replicator calls with outbox
-//! entries (root only, like the rest of the admin API).
+//! Admin API for site replication: `site/configure` names this site and its peers (root only),
+//! `site/status` shows how far each peer got, and `site/apply` is what a peer's replicator calls
+//! with outbox entries, signed with the pair's replication identity (that identity alone may
+//! call it, and it may call nothing else).
 
 use std::collections::BTreeMap;
 
@@ -15,8 +16,12 @@ use super::iam::{body_json, catalog_error};
 use super::json;
 use crate::catalog::CatalogError;
 use crate::server::Node;
-use crate::site::outbox::{ApplyRequest, ApplyResponse, APPLY_OP};
+use crate::site::outbox::{
+    link_sealer, reseal, target, ApplyRequest, ApplyResponse, Entry, APPLY_OP,
+};
 
+/// One peer of a `site/configure`: where it is, and the pair's replication identity (the same
+/// on both sites of the pair; `cairn admin site add` generates one per pair).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PeerSpec {
     pub name: String,
@@ -24,6 +29,9 @@ pub struct PeerSpec {
     pub access_key: String,
     pub secret_key: String,
 }
+
+/// Shortest secret a replication identity may have.
+const MIN_LINK_SECRET: usize = 16;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Configure {
@@ -47,6 +55,30 @@ pub struct Status {
     pub peers: Vec<PeerStatus>,
     /// Per peer: the last of its sequences applied here.
     pub received: BTreeMap<String, u64>,
+}
+
+/// The admin access decision for a peer's replication identity, or for `site/apply` (which only
+/// such an identity may call); `None` for everything else, which the usual checks decide.
+pub fn peer_access(
+    node: &Node,
+    method: &Method,
+    op: &str,
+    access_key: &str,
+) -> Option<S3Result<()>> {
+    let apply = *method == Method::POST && op == APPLY_OP;
+    let peer = node.iam.as_ref().and_then(|a| a.iam.site_peer(access_key));
+    if !apply && peer.is_none() {
+        return None;
+    }
+    if apply && peer.is_some() {
+        return Some(Ok(()));
+    }
+    tracing::info!(
+        op,
+        access_key,
+        "admin access denied: site/apply is for peer sites only"
+    );
+    Some(Err(s3_error!(AccessDenied, "Access Denied.")))
 }
 
 pub async fn handle(
@@ -91,6 +123,17 @@ async fn configure(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Respons
     let c: Configure = body_json(req).await?;
     let mut peers = BTreeMap::new();
     for p in c.peers {
+        // A peer gets a replication identity of its own, never this site's root.
+        if auth.iam.is_root(&p.access_key)
+            || p.access_key.is_empty()
+            || p.secret_key.len() < MIN_LINK_SECRET
+        {
+            return Err(s3_error!(
+                InvalidArgument,
+                "peer {:?} needs a replication identity: an access key that is not root's and a secret of at least {MIN_LINK_SECRET} characters",
+                p.name
+            ));
+        }
         let uri: hyper::Uri = p
             .endpoint
             .parse()
@@ -125,8 +168,31 @@ async fn configure(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Respons
 /// Applies a peer's entries in order. A bucket deletion waits (the answer stops short of it)
 /// while the bucket still holds objects here: their deletions are still on their way.
 async fn apply(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<Body>> {
+    let denied = || s3_error!(AccessDenied, "Access Denied.");
+    let (Some(auth), Some(c)) = (&node.iam, &req.credentials) else {
+        return Err(denied());
+    };
+    let access_key = c.access_key.clone();
+    let state = node.catalog.state();
+    let Some((peer, site_peer)) = state.sites.peer_by_key(&access_key) else {
+        return Err(denied());
+    };
+    let link = target(auth, site_peer, "").ok_or_else(denied)?;
     let r: ApplyRequest = body_json(req).await?;
+    // Entries come from the peer the identity belongs to, whatever the body says.
+    if r.origin != peer {
+        return Err(s3_error!(
+            InvalidArgument,
+            "entries from {:?} signed by peer {peer:?}",
+            r.origin
+        ));
+    }
+    let theirs = link_sealer(&link);
     for e in r.entries {
+        let e = Entry {
+            seq: e.seq,
+            command: reseal(auth, &theirs, &auth.iam.sealer, e.command),
+        };
         if let Command::DeleteBucket { name } = &e.command {
             let known = node.catalog.state().bucket(name).is_some();
             let empty = node

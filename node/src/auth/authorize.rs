@@ -580,6 +580,17 @@ impl S3Access for S3Authorizer {
         // Any version id, `null` included, names a version: the `...Version` actions apply.
         let versioned = query.iter().any(|(k, _)| k == "versionId");
         let access_key = cx.credentials().map(|c| c.access_key.clone());
+        // A peer site's replication identity is no IAM principal: replica writes only.
+        if let Some(peer) = access_key
+            .as_deref()
+            .and_then(|k| self.authorizer.iam.site_peer(k))
+        {
+            if crate::s3::replica::peer_may(op, cx.headers()) {
+                return Ok(());
+            }
+            tracing::info!(op, peer = %peer, "access denied: a site's replication identity writes replicas only");
+            return Err(s3_error!(AccessDenied, "Access Denied."));
+        }
         let token = session_token(cx.headers(), &query);
         let signer = access_key.as_deref().map(|k| Signer {
             access_key: k,

@@ -84,6 +84,18 @@ impl IamCredentials {
         bool::from(access_key.as_bytes().ct_eq(self.root.access_key.as_bytes()))
     }
 
+    /// The peer site whose replication identity `access_key` is. Such a key is no IAM caller:
+    /// it may only write replicas and apply outbox entries (`s3::replica`, `admin::site`).
+    pub fn site_peer(&self, access_key: &str) -> Option<String> {
+        if self.is_root(access_key) {
+            return None;
+        }
+        self.state()
+            .sites
+            .peer_by_key(access_key)
+            .map(|(name, _)| name.to_owned())
+    }
+
     /// The caller behind an access key, if it may sign requests now: known, enabled, not expired,
     /// and (for a service account or a session) with an enabled parent. `session_token` is the
     /// request's `x-amz-security-token`, which session credentials must carry.
@@ -95,6 +107,9 @@ impl IamCredentials {
     ) -> Result<Caller, CallerError> {
         if self.is_root(access_key) {
             return Ok(Caller::Root);
+        }
+        if self.site_peer(access_key).is_some() {
+            return Err(CallerError::Unknown);
         }
         if let Some(u) = iam.users.get(access_key) {
             return u
@@ -145,6 +160,14 @@ impl CredentialStore for IamCredentials {
             return self.root.lookup(access_key);
         }
         let state = self.state();
+        if let Some((_, peer)) = state.sites.peer_by_key(access_key) {
+            let secret = self.sealer.open(access_key, &peer.secret)?;
+            let identity = Identity {
+                access_key: access_key.to_owned(),
+                is_root: false,
+            };
+            return Some((identity, secret.to_string()));
+        }
         let iam = &state.iam;
         let sealed = match self.caller(iam, access_key, None) {
             Ok(Caller::User(_)) => &iam.users.get(access_key)?.secret,
@@ -171,5 +194,9 @@ impl CredentialStore for IamCredentials {
 
     fn root(&self) -> Option<RootCredentials> {
         Some(self.root.clone())
+    }
+
+    fn site_peer(&self, access_key: &str) -> Option<String> {
+        IamCredentials::site_peer(self, access_key)
     }
 }

@@ -45,6 +45,11 @@ pub trait CredentialStore: Send + Sync + 'static {
     fn root(&self) -> Option<RootCredentials> {
         None
     }
+
+    /// The peer site whose replication identity `access_key` is (only those may write replicas).
+    fn site_peer(&self, _access_key: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The deployment's root credentials: the only identity until IAM lands.

@@ -44,6 +44,10 @@ pub enum ObjectError {
     IncompleteBody(String),
     #[error("{0}")]
     InvalidArgument(String),
+    /// A replica names a version id this site holds with other content: an id names one content
+    /// for good.
+    #[error("version {0} exists here with other content; a replica cannot change it")]
+    ReplicaConflict(String),
     #[error("drive: {0}")]
     Drive(#[from] DriveError),
     #[error("erasure: {0}")]

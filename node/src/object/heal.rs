@@ -22,6 +22,8 @@ pub struct HealSummary {
     pub objects_scanned: u64,
     pub objects_healed: u64,
     pub shards_written: u64,
+    /// Records removed: failed writes' leftovers, and versions lost beyond their parity (those
+    /// are also counted apart, in `ObjectLayer::lost_versions_removed`).
     pub dangling_removed: u64,
     /// Shards heal rebuilt but could not write (their drive did not answer): a retry may.
     pub shards_unwritten: u64,
@@ -121,18 +123,28 @@ impl ObjectLayer {
         let intact = n - targets.len();
         let for_good = records.iter().all(Result::is_ok)
             && checks.iter().all(|c| *c != Err(ShardFault::Unavailable));
+        // The one removal that does not ask `retention` (the data is gone whatever its lock
+        // says): logged and counted (`admin info`) so that it is never silent.
         if intact < reader.erasure.data_shards() && for_good {
             tracing::warn!(
                 bucket,
                 key,
                 version_id = %version.version_id,
                 intact,
+                lock_mode = %version.lock_mode,
+                legal_hold = version.legal_hold,
                 "version lost beyond its parity; removing it"
             );
-            summary.dangling_removed = remove_seen(set, &meta_key, &records, |rec| {
+            let removed = remove_seen(set, &meta_key, &records, |rec| {
                 rec.versions.retain(|v| !quorum::same_version(v, &version));
             })
             .await;
+            if removed > 0 {
+                tracing::warn!(bucket, key, version_id = %version.version_id, "lost version removed");
+                self.lost_versions_removed
+                    .fetch_add(removed, std::sync::atomic::Ordering::Relaxed);
+            }
+            summary.dangling_removed = removed;
             return Ok(summary);
         }
         for &t in &targets {

@@ -137,6 +137,8 @@ pub struct ObjectLayer {
     rng: std::sync::Mutex<Box<dyn rand::RngCore + Send>>,
     locks: NsLocks,
     heal_tx: mpsc::UnboundedSender<HealRequest>,
+    /// Versions heal removed since start-up because they were lost beyond their parity.
+    pub lost_versions_removed: std::sync::atomic::AtomicU64,
 }
 
 impl ObjectLayer {
@@ -174,6 +176,7 @@ impl ObjectLayer {
                 rng: std::sync::Mutex::new(rng),
                 locks: NsLocks::new(),
                 heal_tx,
+                lost_versions_removed: Default::default(),
             },
             heal_rx,
         ))
@@ -361,10 +364,12 @@ impl ObjectLayer {
                 &moves,
             )
             .await;
-        if res.is_err() {
+        if !matches!(res, Ok(None)) {
             cleanup(set, &tmp).await;
         }
-        res?;
+        if let Some(existing) = res? {
+            version = existing;
+        }
         Ok(ObjectInfo {
             bucket: bucket.into(),
             key: key.into(),
@@ -373,7 +378,9 @@ impl ObjectLayer {
     }
 
     /// Records `version` on every drive whose shard was written: moves the shard files into place,
-    /// then replaces the key's null version in the drive's metadata.
+    /// then replaces any version with the same id in the drive's metadata. A replica asks
+    /// [`replica`] first: `Some` is the version already stored under its id, and nothing was
+    /// written.
     #[allow(clippy::too_many_arguments)]
     async fn commit(
         &self,
@@ -385,8 +392,13 @@ impl ObjectLayer {
         shard_ok: &[bool],
         inline: Option<&[Vec<u8>]>,
         moves: &[(String, String)],
-    ) -> ObjectResult<()> {
+    ) -> ObjectResult<Option<ObjectVersion>> {
         let _guard = self.locks.lock(self.key_hash(bucket, key)).await;
+        if version.replication == replica::REPLICA {
+            if let Some(existing) = self.admit_replica(set, bucket, key, version).await? {
+                return Ok(Some(existing));
+            }
+        }
         let meta_key = keys::object(bucket, key);
         // Phase 1: every drive records the new version but keeps the data of the versions it
         // replaces, so a write that misses quorum can be rolled back without losing the old object.
@@ -418,7 +430,7 @@ impl ObjectLayer {
         if settle_records(set, &meta_key, results, &undo).await? {
             self.request_heal(HealRequest::new(bucket, key));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Changes metadata of the agreed version in place (tags): only drives holding it are updated.

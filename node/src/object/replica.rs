@@ -1,8 +1,15 @@
 //! A version's place in site replication (DESIGN.md §7). The status lives in the version's own
 //! record, written in the same synced batch as the version: a version is never acknowledged
 //! without the mark that makes it replicate, and a crash loses no replication task.
+//!
+//! A replica (only a paired peer's replication identity sends one, `s3::replica`) is stored under
+//! the version id it names, so it could replace the version with that id: `admit_replica` lets
+//! it only add a version, or repeat one already here.
 
 use cairn_proto::meta::{ObjectRecord, ObjectVersion};
+
+use super::retention::{self, Bypass, LockState};
+use super::{keys, quorum, ErasureSet, ObjectError, NULL_VERSION};
 
 pub const PENDING: &str = "PENDING";
 pub const COMPLETED: &str = "COMPLETED";
@@ -62,7 +69,55 @@ pub fn position(record: &ObjectRecord, v: &ObjectVersion) -> usize {
         .unwrap_or(record.versions.len())
 }
 
+/// Whether two versions under one id are the same version: a resent replica (the source fixes
+/// the time and ETag, so a resend matches exactly).
+fn same_content(a: &ObjectVersion, b: &ObjectVersion) -> bool {
+    a.delete_marker == b.delete_marker
+        && a.etag == b.etag
+        && a.size == b.size
+        && a.mod_time_ns == b.mod_time_ns
+}
+
 impl super::ObjectLayer {
+    /// What replica `v` finds under its version id, under the key's lock, before it is written:
+    /// nothing (`None`: write it), or the same version (`Some`: a resend, nothing to write).
+    /// Another version under that id is refused: an id names one content for good, and a
+    /// replica never removes what another path could not. Only the null version is replaced
+    /// (as a PUT to a suspended bucket replaces it), and only if its lock lets it go now
+    /// ([`retention::check_removal`], without bypass).
+    pub(super) async fn admit_replica(
+        &self,
+        set: &ErasureSet,
+        bucket: &str,
+        key: &str,
+        v: &ObjectVersion,
+    ) -> super::ObjectResult<Option<ObjectVersion>> {
+        let records = set.read_records(&keys::object(bucket, key)).await;
+        let existing = match quorum::resolve(
+            &records,
+            Some(&v.version_id),
+            set.read_quorum,
+            set.write_quorum,
+        ) {
+            Ok(r) => r.version,
+            Err(ObjectError::NoSuchKey | ObjectError::NoSuchVersion) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if same_content(&existing, v) {
+            return Ok(Some(existing));
+        }
+        if v.version_id != NULL_VERSION {
+            tracing::warn!(bucket, key, version_id = %v.version_id, "replica refused: the version exists here with other content");
+            return Err(ObjectError::ReplicaConflict(v.version_id.clone()));
+        }
+        retention::check_removal(
+            &LockState::of(&existing),
+            Bypass::default(),
+            self.clock.now_ns(),
+        )?;
+        Ok(None)
+    }
+
     /// Version `id` as a read quorum agrees on it, delete markers included.
     pub async fn head_version(
         &self,

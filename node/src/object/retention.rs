@@ -1,7 +1,14 @@
 //! S3 Object Lock enforcement: the one decision every path that removes a version, or weakens its
 //! retention, asks before it acts (DeleteObject with a version id, DeleteObjects, PutObjectRetention,
-//! and later lifecycle, replication and admin). Pure: the caller hands in the time (from the node's
-//! clock) and whether the caller may bypass governance (from IAM; root only until IAM lands).
+//! a site replica that would replace the null version (`object::replica`), and later lifecycle and
+//! admin). Pure: the caller hands in the time (from the node's clock) and whether the caller may
+//! bypass governance (from IAM; root only until IAM lands).
+//!
+//! The second removal path, which does not ask: heal (`object::heal`) removes a version lost
+//! beyond its parity (fewer intact shards than the code needs, with every drive answering), locked
+//! or not, since its data is gone and left in place it makes the key unreadable. Each such removal
+//! is logged (warn, with bucket, key and version) and counted: `lost_versions_removed` in
+//! `cairn admin info` (and among `dangling_removed` in the heal result).
 
 use cairn_control_plane::LockMode;
 use cairn_proto::meta::ObjectVersion;

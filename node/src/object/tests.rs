@@ -501,6 +501,13 @@ async fn heal_removes_a_version_lost_beyond_parity_only_for_good() {
     assert!(get(&f.layer, "o", 0, body.len() as u64).await.is_err());
     let s = f.layer.heal_object("b", "o").await.unwrap();
     assert_eq!(s.dangling_removed, 1);
+    assert_eq!(
+        f.layer
+            .lost_versions_removed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "counted for admin info"
+    );
     assert!(matches!(
         f.layer.head_object("b", "o", None).await,
         Err(ObjectError::NoSuchKey)
@@ -534,4 +541,50 @@ async fn a_write_that_missed_a_drive_asks_for_a_heal() {
         (req.bucket.as_str(), req.key.as_str(), req.attempt),
         ("b", "partial", 0)
     );
+}
+
+/// A replica adds a version or repeats one: the same version again is a no-op, other content
+/// under an existing id is refused, and the null version goes only if its lock lets it.
+#[tokio::test]
+async fn a_replica_never_changes_an_existing_version() {
+    use super::replica::{ReplicaOf, Replication};
+    let f = fixture(4, 1);
+    let replica = |id: &str, body: &[u8], lock: retention::LockState| {
+        let chunks = vec![Ok::<_, std::io::Error>(Bytes::copy_from_slice(body))];
+        let opts = PutOptions {
+            versioning: Versioning::Enabled,
+            lock,
+            replication: Replication::Replica(ReplicaOf {
+                version_id: id.into(),
+                mod_time_ns: 1_000,
+                etag: None,
+            }),
+            ..Default::default()
+        };
+        f.layer.put_object(
+            "b",
+            "r",
+            futures::stream::iter(chunks),
+            Default::default(),
+            opts,
+            |_| Ok(vec![]),
+        )
+    };
+    let id = "0b8e3a6c-4a0b-4f8e-9b1e-3d2f6a7c8e93";
+    let none = retention::LockState::default();
+    replica(id, b"one", none).await.unwrap();
+    replica(id, b"one", none).await.unwrap();
+    let err = replica(id, b"two", none).await.unwrap_err();
+    assert!(matches!(err, ObjectError::ReplicaConflict(_)), "{err}");
+    let h = f.layer.get_object("b", "r", Some(id)).await.unwrap();
+    let mut s = Box::pin(h.stream(0, 3));
+    assert_eq!(&s.next().await.unwrap().unwrap()[..], b"one");
+
+    let held = retention::LockState {
+        legal_hold: true,
+        ..Default::default()
+    };
+    replica(NULL_VERSION, b"null one", held).await.unwrap();
+    let err = replica(NULL_VERSION, b"null two", none).await.unwrap_err();
+    assert!(matches!(err, ObjectError::Locked(_)), "{err}");
 }

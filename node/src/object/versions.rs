@@ -94,6 +94,7 @@ impl ObjectLayer {
                 let (set, _) = self.place(bucket, key);
                 let all: Vec<u32> = (0..set.size() as u32).collect();
                 let ok = vec![true; all.len()];
+                // A replica of a marker already here is a resend: nothing changes.
                 self.commit(set, bucket, key, &all, &marker, &ok, None, &[])
                     .await?;
                 Ok(DeleteOutcome {

@@ -63,6 +63,7 @@ impl From<ObjectError> for S3Error {
             E::ChunkSignature => err(S3ErrorCode::SignatureDoesNotMatch, msg),
             E::IncompleteBody(_) => err(S3ErrorCode::IncompleteBody, msg),
             E::InvalidArgument(_) => err(S3ErrorCode::InvalidArgument, msg),
+            E::ReplicaConflict(_) => err(S3ErrorCode::InvalidRequest, msg),
             E::Encryption(e) => super::sse::error(e),
             E::Drive(_) | E::Erasure(_) | E::CorruptMeta(_) => {
                 tracing::error!(error = %msg, "internal storage error");

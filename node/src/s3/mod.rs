@@ -10,7 +10,7 @@ mod list;
 mod lock;
 mod multipart;
 mod object;
-mod replica;
+pub mod replica;
 pub mod sse;
 mod versioning;
 

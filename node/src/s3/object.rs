@@ -401,6 +401,13 @@ pub async fn delete(
     let bypass = lock::bypass(s3, &req, req.input.bypass_governance_retention);
     let replication = super::replica::of_request(s3, &req)?;
     let input = req.input;
+    if replication.replica().is_some() && input.version_id.is_some() {
+        // A replica DELETE writes a delete marker; removing a version is no replica's to do.
+        return Err(s3_error!(
+            InvalidRequest,
+            "a replica DELETE names no versionId"
+        ));
+    }
     let bucket = s3.require_bucket(&input.bucket).await?;
     let out = s3
         .objects

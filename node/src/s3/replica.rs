@@ -1,7 +1,12 @@
 //! What a write is for site replication: a replica a peer site's replicator sends (its headers
-//! fix the version id, time and ETag; only root may send them), or a local write to replicate
-//! while the site has peers.
+//! fix the version id, time and ETag), or a local write to replicate while the site has peers.
+//!
+//! Replica headers name the version a write replaces, so only a paired peer's replication
+//! identity may send them: not root (a site without peers takes none at all), and that identity
+//! sends nothing but replicas. What a replica may then do to an existing version (never change
+//! its bytes, never remove a locked one) is the object layer's (`object::replica`).
 
+use hyper::HeaderMap;
 use s3s::{s3_error, S3Request, S3Result};
 
 use super::CairnS3;
@@ -21,17 +26,35 @@ pub fn local(s3: &CairnS3) -> Replication {
     }
 }
 
+/// Whether a peer site's replication identity may make this S3 request: a PutObject or
+/// DeleteObject carrying the replica headers, nothing else (the authorizer asks this before any
+/// policy; the handlers check the headers' signer again through [`of_request`]).
+pub fn peer_may(op: &str, headers: &HeaderMap) -> bool {
+    matches!(op, "PutObject" | "DeleteObject") && headers.contains_key(VERSION_ID_HEADER)
+}
+
 /// A PUT or DELETE: a replica when it carries the replica headers, else [`local`].
 pub fn of_request<T>(s3: &CairnS3, req: &S3Request<T>) -> S3Result<Replication> {
     let h = &req.headers;
-    if !h.contains_key(VERSION_ID_HEADER) {
-        return Ok(local(s3));
-    }
-    if !s3.signed_by_root(req) {
-        return Err(s3_error!(
-            AccessDenied,
-            "only a peer site's replicator may write replicas"
-        ));
+    let peer = req
+        .credentials
+        .as_ref()
+        .and_then(|c| s3.credentials.site_peer(&c.access_key));
+    match (h.contains_key(VERSION_ID_HEADER), peer) {
+        (false, None) => return Ok(local(s3)),
+        (true, Some(_)) => {}
+        (false, Some(_)) => {
+            return Err(s3_error!(
+                AccessDenied,
+                "a peer site's replication identity writes only replicas"
+            ))
+        }
+        (true, None) => {
+            return Err(s3_error!(
+                AccessDenied,
+                "only a paired site's replication identity may write replicas"
+            ))
+        }
     }
     let text = |name: &str| {
         h.get(name)

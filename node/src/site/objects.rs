@@ -1,7 +1,8 @@
 //! Object replication between sites: every version written here while the site has peers is
 //! marked PENDING in its own record (`object::replica`) and sent to each peer as a replica write
 //! (the S3 PUT or DELETE it would take, plus headers fixing the version id, time and ETag, which
-//! only a peer's root may send). Once every peer has it, the version becomes COMPLETED.
+//! only the pair's replication identity may send, signed with it). Once every peer has it, the
+//! version becomes COMPLETED.
 //!
 //! Two paths find the work: the node that took a write replicates it at once (a hint), and the
 //! Raft leader rescans every bucket now and then for versions still PENDING (a peer was down,

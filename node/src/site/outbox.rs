@@ -2,9 +2,10 @@
 //!
 //! Only the Raft leader sends, so one node per site does the work; a new leader picks up from
 //! the acknowledgements in the replicated state, and a resent entry is harmless (the peer applies
-//! each sequence once). IAM secrets are sealed under each site's own root credentials, so on the
-//! way out they are opened here and sealed again for the peer: a secret never crosses in clear,
-//! and a peer's root credentials are all a site needs to know about it.
+//! each sequence once). Entries are signed with the pair's replication identity, never a root
+//! credential. IAM secrets are sealed under each site's own key, so on the way out they are
+//! opened here and sealed again under a key derived from the pair's identity, which the peer
+//! opens and seals under its own key in turn: a secret never crosses in clear.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,7 +49,7 @@ pub struct ApplyResponse {
     pub received: u64,
 }
 
-/// The peer as a request target, its root secret opened from the site state.
+/// The peer as a request target, the pair's replication secret opened from the site state.
 pub fn target(auth: &Authorizer, peer: &SitePeer, region: &str) -> Option<PeerTarget> {
     let secret = auth.iam.sealer.open(&peer.access_key, &peer.secret)?;
     Some(PeerTarget {
@@ -59,15 +60,26 @@ pub fn target(auth: &Authorizer, peer: &SitePeer, region: &str) -> Option<PeerTa
     })
 }
 
-/// `cmd` with every secret sealed for the peer instead of this site.
-fn reseal(auth: &Authorizer, peer: &PeerTarget, mut cmd: Command) -> Command {
-    let theirs = SecretSealer::new(&RootCredentials {
-        access_key: peer.access_key.clone(),
-        secret_key: peer.secret_key.to_string(),
-    });
+/// What seals IAM secrets on their way between the two sites of a pair: a key derived from the
+/// pair's replication identity, which both sites hold (and nothing else does).
+pub fn link_sealer(link: &PeerTarget) -> SecretSealer {
+    SecretSealer::new(&RootCredentials {
+        access_key: link.access_key.clone(),
+        secret_key: link.secret_key.to_string(),
+    })
+}
+
+/// `cmd` with every secret sealed under `to` instead of `from` (a secret that does not open stays
+/// as it is, and opens nowhere).
+pub fn reseal(
+    auth: &Authorizer,
+    from: &SecretSealer,
+    to: &SecretSealer,
+    mut cmd: Command,
+) -> Command {
     let convert = |key: &str, s: &mut SealedSecret| {
-        if let Some(plain) = auth.iam.sealer.open(key, s) {
-            *s = auth.with_rng(|rng| theirs.seal(key, &plain, rng));
+        if let Some(plain) = from.open(key, s) {
+            *s = auth.with_rng(|rng| to.seal(key, &plain, rng));
         }
     };
     if let Command::Iam(c) = &mut cmd {
@@ -98,8 +110,9 @@ async fn push(
 ) -> Result<u64, LinkError> {
     let mut entries = Vec::new();
     let mut bytes = 0;
+    let theirs = link_sealer(peer);
     for (seq, command) in state.sites.pending_for(name, 256) {
-        let command = reseal(auth, peer, command);
+        let command = reseal(auth, &auth.iam.sealer, &theirs, command);
         bytes += serde_json::to_vec(&command).map(|v| v.len()).unwrap_or(0);
         if bytes > BATCH_BYTES && !entries.is_empty() {
             break;
@@ -148,7 +161,7 @@ pub async fn replicate_forever(node: Arc<Node>, region: String) {
                     continue;
                 }
                 let Some(target) = target(&auth, peer, &region) else {
-                    tracing::warn!(peer = %name, "site peer's credentials do not open: re-add the peer");
+                    tracing::warn!(peer = %name, "the pair's replication identity does not open: pair the sites again");
                     continue;
                 };
                 match push(&auth, &node.link, &state, name, &target).await {

@@ -6,4 +6,5 @@
 mod admin;
 mod authz;
 mod http;
+mod replica;
 mod sig;
