@@ -61,10 +61,14 @@ pub fn target(auth: &Authorizer, peer: &SitePeer, region: &str) -> Option<PeerTa
 
 /// `cmd` with every secret sealed for the peer instead of this site.
 fn reseal(auth: &Authorizer, peer: &PeerTarget, mut cmd: Command) -> Command {
-    let theirs = SecretSealer::new(&RootCredentials {
-        access_key: peer.access_key.clone(),
-        secret_key: peer.secret_key.to_string(),
-    });
+    // Sealed under the peer's root-derived key, which the peer opens whatever its master key.
+    let theirs = SecretSealer::new(
+        &RootCredentials {
+            access_key: peer.access_key.clone(),
+            secret_key: peer.secret_key.to_string(),
+        },
+        None,
+    );
     let convert = |key: &str, s: &mut SealedSecret| {
         if let Some(plain) = auth.iam.sealer.open(key, s) {
             *s = auth.with_rng(|rng| theirs.seal(key, &plain, rng));

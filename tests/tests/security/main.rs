@@ -3,3 +3,4 @@
 //! request) and checks that the hole an audit found stays closed.
 //!
 //! One test binary for all of them, so the suite links once.
+mod kms;
