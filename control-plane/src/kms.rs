@@ -185,7 +185,11 @@ mod tests {
         r.apply(&rewrap(&[1, 2, 3], &[4])).unwrap();
         assert_eq!(r.keys["k"].wrapped, vec![4]);
         r.apply(&rewrap(&[1, 2, 3], &[5])).unwrap();
-        assert_eq!(r.keys["k"].wrapped, vec![4], "a second, racing re-wrap is a no-op");
+        assert_eq!(
+            r.keys["k"].wrapped,
+            vec![4],
+            "a second, racing re-wrap is a no-op"
+        );
         r.apply(&set("k", KeyState::Deleted)).unwrap();
         r.apply(&rewrap(&[], &[6])).unwrap();
         assert!(r.keys["k"].wrapped.is_empty(), "a deleted key stays wiped");

@@ -67,7 +67,10 @@ pub fn kes_identity(dir: &Path) -> String {
     let pem = std::fs::read_to_string(dir.join("private.key")).unwrap();
     // `public_key_pem` is the SubjectPublicKeyInfo (`BEGIN PUBLIC KEY`).
     let spki_pem = KeyPair::from_pem(&pem).unwrap().public_key_pem();
-    let b64: String = spki_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let b64: String = spki_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
     let spki = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .unwrap();

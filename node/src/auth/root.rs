@@ -111,10 +111,10 @@ fn write_private(dir: &std::path::Path, name: &str, body: &[u8]) -> std::io::Res
     use std::io::Write;
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{name}.tmp"));
-    match std::fs::remove_file(&tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
+    std::fs::remove_file(&tmp).or_else(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Ok(()),
+        _ => Err(e),
+    })?;
     let mut open = std::fs::OpenOptions::new();
     open.write(true).create_new(true);
     #[cfg(unix)]
@@ -137,9 +137,7 @@ fn tighten(path: &std::path::Path) {
         };
         if meta.permissions().mode() & 0o077 != 0 {
             tracing::warn!(path = %path.display(), "root credentials were readable by others: mode set to 0600");
-            if let Err(e) =
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            {
+            if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot narrow the mode of the root credentials");
             }
         }
@@ -175,12 +173,18 @@ mod tests {
         std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o644)).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
         load_or_create(None, None, &[d.path().to_path_buf()], &mut rng).unwrap();
-        let mode = std::fs::metadata(sys.join(FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(sys.join(FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         // A wider stored file is narrowed when loaded.
         std::fs::set_permissions(sys.join(FILE), std::fs::Permissions::from_mode(0o644)).unwrap();
         load_or_create(None, None, &[d.path().to_path_buf()], &mut rng).unwrap();
-        let mode = std::fs::metadata(sys.join(FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(sys.join(FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 

@@ -22,7 +22,11 @@ pub async fn create(
     check_key(&input.key)?;
     let user_metadata = convert::user_metadata(input.metadata);
     convert::check_metadata_size(&user_metadata)?;
-    let mode = sse::effective(s3, &bucket, sse::requested(sse::write_headers!(input), ssec_ok)?);
+    let mode = sse::effective(
+        s3,
+        &bucket,
+        sse::requested(sse::write_headers!(input), ssec_ok)?,
+    );
     let plan = sse::plan(s3, &input.bucket, &input.key, mode, true).await?;
     let echo = plan.as_ref().map(sse::Plan::echo).unwrap_or_default();
     let opts = PutOptions {

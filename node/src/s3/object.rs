@@ -178,7 +178,11 @@ pub async fn put(
         lock::has_integrity(&cr) || replication.replica().is_some(),
         s3.objects.clock.now_ns(),
     )?;
-    let mode = sse::effective(s3, &bucket, sse::requested(sse::write_headers!(input), ssec_ok)?);
+    let mode = sse::effective(
+        s3,
+        &bucket,
+        sse::requested(sse::write_headers!(input), ssec_ok)?,
+    );
     let plan = sse::plan(s3, &input.bucket, &input.key, mode, false).await?;
     let opts = PutOptions {
         headers: convert::content_headers!(input).to_kv(),

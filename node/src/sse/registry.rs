@@ -65,7 +65,9 @@ impl MasterKey {
         let raw = Zeroizing::new(
             base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
-                .map_err(|_| bad("expected NAME:BASE64 of 32 bytes; the key is not valid base64"))?,
+                .map_err(|_| {
+                    bad("expected NAME:BASE64 of 32 bytes; the key is not valid base64")
+                })?,
         );
         let key: [u8; KEY_LEN] = raw.as_slice().try_into().map_err(|_| {
             bad(&format!(
@@ -233,10 +235,13 @@ impl RegistryKms {
     /// The material of an enabled key, re-wrapping a legacy key first.
     async fn material_migrating(&self, name: &str) -> SseResult<Secret> {
         match self.material(name) {
-            Err(SseError::KmsConfig(m)) => match self.migrate(name).await? {
-                true => self.material(name),
-                false => Err(SseError::KmsConfig(m)),
-            },
+            Err(SseError::KmsConfig(m)) => {
+                if self.migrate(name).await? {
+                    self.material(name)
+                } else {
+                    Err(SseError::KmsConfig(m))
+                }
+            }
             other => other,
         }
     }

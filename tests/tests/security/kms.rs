@@ -101,8 +101,14 @@ async fn without_a_master_key_the_registry_refuses_and_names_the_setting() {
     // Creating a registry key: refused, naming the setting (the old code created it, wrapped by
     // a key derived from the password in root.json).
     let (done, out, err) = admin(&srv, &["kms", "key", "create", "site", "cairn-default"]).await;
-    assert!(!done, "a registry key was created without {MASTER_ENV}: {out}");
-    assert!(err.contains(MASTER_ENV), "the error names the setting: {err}");
+    assert!(
+        !done,
+        "a registry key was created without {MASTER_ENV}: {out}"
+    );
+    assert!(
+        err.contains(MASTER_ENV),
+        "the error names the setting: {err}"
+    );
 
     // SSE-S3 (which uses the registry's default key here): refused, naming the setting.
     let r = c
@@ -117,7 +123,10 @@ async fn without_a_master_key_the_registry_refuses_and_names_the_setting() {
     let text = DisplayErrorContext(&e).to_string();
     assert_eq!(err_status(&e), Some(501), "{text}");
     assert_eq!(err_code(&e).as_deref(), Some("NotImplemented"), "{text}");
-    assert!(text.contains(MASTER_ENV), "the error names the setting: {text}");
+    assert!(
+        text.contains(MASTER_ENV),
+        "the error names the setting: {text}"
+    );
     assert!(
         srv.stderr().contains(&format!("{MASTER_ENV} is not set")),
         "start-up says the registry is off:\n{}",
@@ -307,7 +316,10 @@ async fn sse_c_over_plain_http_is_refused() {
     let text = DisplayErrorContext(&e).to_string();
     assert_eq!(err_status(&e), Some(400), "{text}");
     assert_eq!(err_code(&e).as_deref(), Some("InvalidRequest"), "{text}");
-    assert!(text.contains("must be made over a secure connection"), "{text}");
+    assert!(
+        text.contains("must be made over a secure connection"),
+        "{text}"
+    );
     c.put_object()
         .bucket("clear")
         .key("plain")
@@ -435,10 +447,7 @@ async fn kes_lets_in_only_listed_identities() {
     assert_eq!(r.status().as_u16(), 200, "create k: {:?}", r.text().await);
 
     let generate = |srv: &Server, certs: &Path| {
-        let url = format!(
-            "https://127.0.0.1:{}/v1/key/generate/k",
-            kes_port(srv)
-        );
+        let url = format!("https://127.0.0.1:{}/v1/key/generate/k", kes_port(srv));
         let client = kes_http(&ca.pem, certs);
         async move { client.post(url).body("{}").send().await.unwrap() }
     };

@@ -770,10 +770,7 @@ pub(crate) mod tests {
         assert!(Allowed::parse("xyz").is_err());
         assert!(Allowed::parse(" , ").is_err());
         assert!(matches!(Allowed::parse(" * "), Ok(Allowed::AnyTrusted)));
-        let nobody = KesServer::new(
-            Arc::new(MemKeys::new()),
-            Allowed::Only(BTreeSet::new()),
-        );
+        let nobody = KesServer::new(Arc::new(MemKeys::new()), Allowed::Only(BTreeSet::new()));
         assert_eq!(
             call(&nobody, Some(&id('b')), Method::GET, "/v1/status", "")
                 .await
