@@ -52,6 +52,14 @@ pub enum KmsCommand {
         name: String,
         state: KeyState,
     },
+    /// Replaces the wrapped material of `name` if it is still `from` (a compare-and-swap: nodes
+    /// re-wrapping the same key at once leave one result). The upgrade from keys wrapped by a
+    /// password-derived key to the master key.
+    Rewrap {
+        name: String,
+        from: Vec<u8>,
+        wrapped: Vec<u8>,
+    },
 }
 
 impl std::fmt::Debug for KmsCommand {
@@ -59,6 +67,7 @@ impl std::fmt::Debug for KmsCommand {
         match self {
             KmsCommand::Create { name, .. } => write!(f, "Create({name})"),
             KmsCommand::SetState { name, state } => write!(f, "SetState({name}, {state:?})"),
+            KmsCommand::Rewrap { name, .. } => write!(f, "Rewrap({name})"),
         }
     }
 }
@@ -95,6 +104,21 @@ impl KmsRegistry {
                 key.state = *state;
                 if *state == KeyState::Deleted {
                     key.wrapped.clear();
+                }
+                Ok(())
+            }
+            KmsCommand::Rewrap {
+                name,
+                from,
+                wrapped,
+            } => {
+                let key = self
+                    .keys
+                    .get_mut(name)
+                    .ok_or_else(|| CommandError::NoSuchKmsKey(name.clone()))?;
+                // Deleted (wiped) or already re-wrapped: nothing to do.
+                if key.state != KeyState::Deleted && key.wrapped == *from {
+                    key.wrapped = wrapped.clone();
                 }
                 Ok(())
             }
@@ -145,6 +169,36 @@ mod tests {
         );
         assert_eq!(
             r.apply(&set("nope", KeyState::Disabled)),
+            Err(CommandError::NoSuchKmsKey("nope".into()))
+        );
+    }
+
+    #[test]
+    fn rewrap_swaps_only_the_material_it_was_made_from() {
+        let mut r = KmsRegistry::default();
+        r.apply(&create("k")).unwrap();
+        let rewrap = |from: &[u8], to: &[u8]| KmsCommand::Rewrap {
+            name: "k".into(),
+            from: from.to_vec(),
+            wrapped: to.to_vec(),
+        };
+        r.apply(&rewrap(&[1, 2, 3], &[4])).unwrap();
+        assert_eq!(r.keys["k"].wrapped, vec![4]);
+        r.apply(&rewrap(&[1, 2, 3], &[5])).unwrap();
+        assert_eq!(
+            r.keys["k"].wrapped,
+            vec![4],
+            "a second, racing re-wrap is a no-op"
+        );
+        r.apply(&set("k", KeyState::Deleted)).unwrap();
+        r.apply(&rewrap(&[], &[6])).unwrap();
+        assert!(r.keys["k"].wrapped.is_empty(), "a deleted key stays wiped");
+        assert_eq!(
+            r.apply(&KmsCommand::Rewrap {
+                name: "nope".into(),
+                from: vec![],
+                wrapped: vec![]
+            }),
             Err(CommandError::NoSuchKmsKey("nope".into()))
         );
     }

@@ -261,7 +261,10 @@ fn sse_config(
     Ok(cairn_node::sse::object::SseConfig {
         kms: Some(Arc::new(kms)),
         auto_encryption: false,
-        registry_root: None,
+        master_key: None,
+        legacy_root_secret: None,
+        // The simulated S3 port is plain HTTP and the at-rest workload uses SSE-C.
+        insecure_sse_c: true,
     })
 }
 

@@ -59,6 +59,24 @@ pub fn write_pair(dir: &Path, cert: &str, key: &str) {
     }
 }
 
+/// The KES identity of the certificate in `dir` (hex SHA-256 of its public key, as `kes identity
+/// of` prints and `CAIRN_KES_IDENTITIES` lists).
+pub fn kes_identity(dir: &Path) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let pem = std::fs::read_to_string(dir.join("private.key")).unwrap();
+    // `public_key_pem` is the SubjectPublicKeyInfo (`BEGIN PUBLIC KEY`).
+    let spki_pem = KeyPair::from_pem(&pem).unwrap().public_key_pem();
+    let b64: String = spki_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let spki = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    hex::encode(sha2::Sha256::digest(spki))
+}
+
 /// The CA that `dir` trusts (`CAs/*.crt`), else its own certificate: what a client must trust.
 pub fn trusted_pem(dir: &Path) -> Vec<u8> {
     let ca = dir.join("CAs").join("ca.crt");

@@ -34,6 +34,8 @@ use rand::{RngCore, SeedableRng};
 pub const REGION: &str = "us-east-1";
 pub const ROOT_USER: &str = "cairntestroot";
 pub const ROOT_PASSWORD: &str = "cairn-test-secret-0123456789";
+/// `CAIRN_KMS_MASTER_KEY` of every test server unless a test drops or replaces it.
+pub const TEST_MASTER_KEY: &str = "cairn-test-master:ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CBgoM=";
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const KIB: usize = 1024;
 pub const MIB: usize = 1024 * 1024;
@@ -115,11 +117,20 @@ impl ServerOptions {
             ellipsis: false,
             site: None,
             certs_dir: None,
-            env: Vec::new(),
+            // Every test server has a KMS master key (the key registry needs one).
+            env: vec![(
+                "CAIRN_KMS_MASTER_KEY".to_string(),
+                TEST_MASTER_KEY.to_string(),
+            )],
         }
     }
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+    /// Drops `key` from the server's environment (e.g. the default `CAIRN_KMS_MASTER_KEY`).
+    pub fn without_env(mut self, key: &str) -> Self {
+        self.env.retain(|(k, _)| k != key);
         self
     }
     pub fn parity(mut self, parity: usize) -> Self {
@@ -408,6 +419,13 @@ impl Server {
     }
     pub fn secret_key(&self) -> &str {
         &self.secret_key
+    }
+    /// Sets (or with `None` removes) `key` in the environment of the next start.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.opts.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.opts.env.push((key.to_string(), v.to_string()));
+        }
     }
     /// Use these credentials for [`Server::client`] (e.g. after reading generated ones).
     pub fn set_credentials(&mut self, access_key: &str, secret_key: &str) {

@@ -97,11 +97,15 @@ async fn second_cairn_uses_the_first_ones_kes_endpoint_over_mtls() {
     let certs_a = ca.write_node_dir(&work.path().join("certs-a"), "site-a");
     let certs_b = ca.write_node_dir(&work.path().join("certs-b"), "site-b");
 
-    // Site A: the key registry, served over KES.
+    // Site A: the key registry, served over KES to B's identity only.
     let a = Server::start_with(
         ServerOptions::new(1)
             .certs_dir(certs_a.clone())
-            .env("CAIRN_KES_ADDRESS", "127.0.0.1:0"),
+            .env("CAIRN_KES_ADDRESS", "127.0.0.1:0")
+            .env(
+                "CAIRN_KES_IDENTITIES",
+                &cairn_tests::certs::kes_identity(&certs_b),
+            ),
     )
     .await;
     let kes = format!("https://127.0.0.1:{}", kes_port(&a));

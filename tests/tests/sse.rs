@@ -23,7 +23,10 @@ fn kms_env() -> String {
 }
 
 async fn start(auto_encryption: bool) -> Server {
-    let mut opts = ServerOptions::new(4).env("CAIRN_KMS_SECRET_KEY", &kms_env());
+    // Plain HTTP: SSE-C needs the test-rig opt-out.
+    let mut opts = ServerOptions::new(4)
+        .env("CAIRN_KMS_SECRET_KEY", &kms_env())
+        .env("CAIRN_INSECURE_SSE_C", "on");
     if auto_encryption {
         opts = opts.env("CAIRN_KMS_AUTO_ENCRYPTION", "on");
     }

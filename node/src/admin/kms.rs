@@ -53,9 +53,10 @@ pub async fn handle(
     let cmd = match (method, op) {
         (&Method::GET, "status") => None,
         (&Method::POST, "create") => {
-            let registry = node.sse.registry.as_ref().ok_or_else(|| {
-                s3_error!(NotImplemented, "the KMS key registry is not configured")
-            })?;
+            let registry =
+                node.sse.registry.as_ref().ok_or_else(|| {
+                    crate::s3::sse::error(crate::sse::registry::master_key_missing())
+                })?;
             let wrapped = registry
                 .wrap_new_key(&name)
                 .map_err(crate::s3::sse::error)?;

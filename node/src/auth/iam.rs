@@ -67,12 +67,18 @@ pub struct IamCredentials {
 impl IamCredentials {
     pub fn new(root: RootCredentials, control: Arc<dyn StateSource>, clock: SharedClock) -> Self {
         Self {
-            sealer: SecretSealer::new(&root),
+            sealer: SecretSealer::new(&root, None),
             sessions: SessionKeys::new(&root),
             root,
             control,
             clock,
         }
+    }
+
+    /// Seals IAM secrets under a key derived from the KMS master key (see `auth::sealing`).
+    pub fn with_master_key(mut self, master: Option<&crate::sse::registry::MasterKey>) -> Self {
+        self.sealer = SecretSealer::new(&self.root, master);
+        self
     }
 
     pub fn state(&self) -> Arc<SiteState> {

@@ -336,6 +336,7 @@ impl ObjectLayer {
                 etag,
                 mod_time_ns: now,
                 checksums,
+                sse_salt: Vec::new(),
             }],
             erasure: Some(erasure_info(set, &dist)),
             data_dir,

@@ -166,6 +166,7 @@ impl ObjectLayer {
             etag: hex::encode(out.md5),
             mod_time_ns: self.clock.now_ns(),
             checksums,
+            sse_salt: Vec::new(),
         };
         if let Some(s) = sse {
             s.apply_part(&mut info);

@@ -16,12 +16,17 @@ pub async fn create(
     s3: &CairnS3,
     req: S3Request<CreateMultipartUploadInput>,
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+    let ssec_ok = sse::ssec_allowed(s3, &req.extensions);
     let input = req.input;
     let bucket = s3.require_bucket(&input.bucket).await?;
     check_key(&input.key)?;
     let user_metadata = convert::user_metadata(input.metadata);
     convert::check_metadata_size(&user_metadata)?;
-    let mode = sse::effective(s3, &bucket, sse::requested(sse::write_headers!(input))?);
+    let mode = sse::effective(
+        s3,
+        &bucket,
+        sse::requested(sse::write_headers!(input), ssec_ok)?,
+    );
     let plan = sse::plan(s3, &input.bucket, &input.key, mode, true).await?;
     let echo = plan.as_ref().map(sse::Plan::echo).unwrap_or_default();
     let opts = PutOptions {
@@ -76,6 +81,7 @@ pub async fn upload_part(
     s3: &CairnS3,
     req: S3Request<UploadPartInput>,
 ) -> S3Result<S3Response<UploadPartOutput>> {
+    let ssec_ok = sse::ssec_allowed(s3, &req.extensions);
     let input = req.input;
     s3.require_bucket(&input.bucket).await?;
     let number = check_part_number(input.part_number)?;
@@ -93,7 +99,7 @@ pub async fn upload_part(
     let body = input.body.unwrap_or_else(|| {
         StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
     });
-    let customer = sse::customer_key(sse::customer_headers!(input))?;
+    let customer = sse::customer_key(sse::customer_headers!(input), ssec_ok)?;
     let plan = sse::plan_part(s3, &input.bucket, &input.key, &input.upload_id, customer).await?;
     let (body, hasher) = sse::body(plan.as_ref(), body, number, cr.hasher()?)?;
     let part = s3
@@ -155,6 +161,7 @@ pub async fn upload_part_copy(
     s3: &CairnS3,
     req: S3Request<UploadPartCopyInput>,
 ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    let ssec_ok = sse::ssec_allowed(s3, &req.extensions);
     let input = req.input;
     let (sb, sk, svid) = copy_source(&input.copy_source)?;
     s3.require_bucket(&sb).await?;
@@ -171,10 +178,10 @@ pub async fn upload_part_copy(
         true,
     )?;
     let (start, end) = copy_range(input.copy_source_range.as_deref(), v.size)?;
-    let src_customer = sse::customer_key(sse::copy_source_customer_headers!(input))?;
+    let src_customer = sse::customer_key(sse::copy_source_customer_headers!(input), ssec_ok)?;
     let src_key = sse::open(s3, &sb, &sk, &v, src_customer.as_ref()).await?;
     let stream = sse::read(src, src_key.as_ref(), start, end)?;
-    let customer = sse::customer_key(sse::customer_headers!(input))?;
+    let customer = sse::customer_key(sse::customer_headers!(input), ssec_ok)?;
     let plan = sse::plan_part(s3, &input.bucket, &input.key, &input.upload_id, customer).await?;
     let cr = ChecksumRequest::default();
     let (stream, hasher) = sse::body(plan.as_ref(), stream, number, cr.hasher()?)?;

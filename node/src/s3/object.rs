@@ -123,6 +123,7 @@ pub async fn put(
     req: S3Request<PutObjectInput>,
 ) -> S3Result<S3Response<PutObjectOutput>> {
     let replication = super::replica::of_request(s3, &req)?;
+    let ssec_ok = sse::ssec_allowed(s3, &req.extensions);
     let input = req.input;
     let bucket = s3.require_bucket(&input.bucket).await?;
     check_key(&input.key)?;
@@ -177,7 +178,11 @@ pub async fn put(
         lock::has_integrity(&cr) || replication.replica().is_some(),
         s3.objects.clock.now_ns(),
     )?;
-    let mode = sse::effective(s3, &bucket, sse::requested(sse::write_headers!(input))?);
+    let mode = sse::effective(
+        s3,
+        &bucket,
+        sse::requested(sse::write_headers!(input), ssec_ok)?,
+    );
     let plan = sse::plan(s3, &input.bucket, &input.key, mode, false).await?;
     let opts = PutOptions {
         headers: convert::content_headers!(input).to_kv(),
@@ -224,6 +229,7 @@ pub async fn get(
     s3: &CairnS3,
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
+    let ssec_ok = sse::ssec_allowed(s3, &req.extensions);
     let input = req.input;
     let bucket = s3.require_bucket(&input.bucket).await?;
     let handle = s3
@@ -239,7 +245,7 @@ pub async fn get(
         input.if_unmodified_since.as_ref(),
         false,
     )?;
-    let customer = sse::customer_key(sse::customer_headers!(input))?;
+    let customer = sse::customer_key(sse::customer_headers!(input), ssec_ok)?;
     let key = sse::open(s3, &input.bucket, &input.key, &v, customer.as_ref()).await?;
     let (start, end, partial) = if let Some(n) = input.part_number {
         let (s, e) = part_range(&v, n)?;
@@ -309,6 +315,7 @@ pub async fn head(
     s3: &CairnS3,
     req: S3Request<HeadObjectInput>,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
+    let ssec_ok = sse::ssec_allowed(s3, &req.extensions);
     let input = req.input;
     let bucket = s3.require_bucket(&input.bucket).await?;
     let info = s3
@@ -324,7 +331,7 @@ pub async fn head(
         input.if_unmodified_since.as_ref(),
         false,
     )?;
-    let customer = sse::customer_key(sse::customer_headers!(input))?;
+    let customer = sse::customer_key(sse::customer_headers!(input), ssec_ok)?;
     sse::check_head(&input.bucket, &input.key, &v, customer.as_ref())?;
     let echo = sse::echo(v.sse.as_ref(), customer.map(|c| c.key_md5_b64()));
     let (len, content_range) = match input.part_number {
@@ -551,6 +558,7 @@ pub async fn copy(
     s3: &CairnS3,
     req: S3Request<CopyObjectInput>,
 ) -> S3Result<S3Response<CopyObjectOutput>> {
+    let ssec_ok = sse::ssec_allowed(s3, &req.extensions);
     let input = req.input;
     let (sb, sk, svid) = copy_source(&input.copy_source)?;
     let src_bucket = s3.require_bucket(&sb).await?;
@@ -566,9 +574,9 @@ pub async fn copy(
         input.copy_source_if_unmodified_since.as_ref(),
         true,
     )?;
-    let src_customer = sse::customer_key(sse::copy_source_customer_headers!(input))?;
+    let src_customer = sse::customer_key(sse::copy_source_customer_headers!(input), ssec_ok)?;
     let src_key = sse::open(s3, &sb, &sk, &v, src_customer.as_ref()).await?;
-    let asked = sse::requested(sse::write_headers!(input))?;
+    let asked = sse::requested(sse::write_headers!(input), ssec_ok)?;
     let new_encryption = asked.is_some();
     let replace_meta = input
         .metadata_directive

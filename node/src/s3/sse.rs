@@ -13,6 +13,7 @@ use cairn_control_plane::BucketInfo;
 use cairn_proto::meta::{ObjectVersion, SseInfo};
 
 use super::CairnS3;
+use crate::auth::ConnInfo;
 use crate::object::write::WriteOutcome;
 use crate::object::{GetHandle, ObjectResult};
 use crate::sse::object::{self as sse_object, Body, Mode, SealedWrite};
@@ -72,8 +73,23 @@ macro_rules! write_headers {
 }
 pub(crate) use write_headers;
 
-/// The SSE-C key of a request; `None` when it sends no SSE-C header.
-pub fn customer_key(h: CustomerHeaders<'_>) -> S3Result<Option<CustomerKey>> {
+/// Whether a request may carry an SSE-C key: it came over TLS, or the node was told
+/// (`CAIRN_INSECURE_SSE_C=on`) that a TLS-terminating proxy stands in front of it. A request without
+/// connection facts counts as plain HTTP.
+pub fn ssec_allowed(s3: &CairnS3, extensions: &http::Extensions) -> bool {
+    s3.sse.insecure_sse_c || extensions.get::<ConnInfo>().is_some_and(|c| c.secure)
+}
+
+/// The SSE-C key of a request; `None` when it sends no SSE-C header. `transport_ok` is
+/// [`ssec_allowed`]: a key sent in the clear is refused, as AWS and MinIO do, before it is used.
+pub fn customer_key(h: CustomerHeaders<'_>, transport_ok: bool) -> S3Result<Option<CustomerKey>> {
+    let any = h.algorithm.is_some() || h.key.is_some() || h.key_md5.is_some();
+    if any && !transport_ok {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure connection."
+        ));
+    }
     match (h.algorithm, h.key, h.key_md5) {
         (None, None, None) => Ok(None),
         (Some(a), Some(k), Some(m)) => CustomerKey::parse(a, k, m).map(Some).map_err(error),
@@ -106,9 +122,10 @@ fn parse_context(b64: &str) -> S3Result<Context> {
     serde_json::from_slice::<Context>(&raw).map_err(|_| bad())
 }
 
-/// The encryption a write request asks for by its headers alone.
-pub fn requested(h: WriteHeaders<'_>) -> S3Result<Option<Mode>> {
-    let customer = customer_key(h.customer)?;
+/// The encryption a write request asks for by its headers alone (`transport_ok`: see
+/// [`customer_key`]).
+pub fn requested(h: WriteHeaders<'_>, transport_ok: bool) -> S3Result<Option<Mode>> {
+    let customer = customer_key(h.customer, transport_ok)?;
     let sse = h.sse.map(ServerSideEncryption::as_str);
     if customer.is_some() && sse.is_some() {
         return Err(s3_error!(
@@ -215,7 +232,7 @@ pub async fn plan_part(
         .await
         .map_err(error)?;
     Ok(Some(Plan {
-        write: SealedWrite::new(info),
+        write: SealedWrite::part(info, s3.sse.part_salt()),
         key: object_key,
         customer_md5: customer.map(|c| c.key_md5_b64()),
     }))
@@ -373,6 +390,11 @@ pub fn error(e: SseError) -> S3Error {
             "NotImplemented",
             C::NOT_IMPLEMENTED,
             "Server side encryption specified but KMS is not configured".into(),
+        ),
+        E::KmsNotConfigured(_) => coded(
+            "NotImplemented",
+            C::NOT_IMPLEMENTED,
+            format!("Server side encryption specified but {msg}"),
         ),
         E::KmsUnavailable(_) => coded("KMS.KMSInternalException", C::SERVICE_UNAVAILABLE, msg),
         E::InvalidRange { .. } => S3Error::with_message(

@@ -104,7 +104,8 @@ impl Node {
         let mut rng = parts.rng;
         let sse_seeds = [seed_from(&mut *rng), seed_from(&mut *rng)];
         let iam = parts.credentials.root().map(|root| {
-            let creds = IamCredentials::new(root, parts.control.clone(), parts.clock.clone());
+            let creds = IamCredentials::new(root, parts.control.clone(), parts.clock.clone())
+                .with_master_key(parts.sse.master_key.as_deref());
             Arc::new(Authorizer::new(
                 Arc::new(creds),
                 parts.clock.clone(),

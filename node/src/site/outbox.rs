@@ -63,10 +63,13 @@ pub fn target(auth: &Authorizer, peer: &SitePeer, region: &str) -> Option<PeerTa
 /// What seals IAM secrets on their way between the two sites of a pair: a key derived from the
 /// pair's replication identity, which both sites hold (and nothing else does).
 pub fn link_sealer(link: &PeerTarget) -> SecretSealer {
-    SecretSealer::new(&RootCredentials {
-        access_key: link.access_key.clone(),
-        secret_key: link.secret_key.to_string(),
-    })
+    SecretSealer::new(
+        &RootCredentials {
+            access_key: link.access_key.clone(),
+            secret_key: link.secret_key.to_string(),
+        },
+        None,
+    )
 }
 
 /// `cmd` with every secret sealed under `to` instead of `from` (a secret that does not open stays

@@ -126,6 +126,10 @@ pub enum SseError {
     KmsDecrypt,
     #[error("KMS configuration: {0}")]
     KmsConfig(String),
+    /// No KMS can serve the request: the message names the setting to give (S3: 501
+    /// NotImplemented with that message).
+    #[error("KMS is not configured: {0}")]
+    KmsNotConfigured(String),
     /// The KMS backend is unreachable or failed (network, Raft).
     #[error("KMS unavailable: {0}")]
     KmsUnavailable(String),

@@ -29,6 +29,9 @@ use super::{
 use crate::object::write::WriteOutcome;
 use crate::object::{GetHandle, ObjectError, ObjectResult};
 
+/// Bytes of a multipart part's stream-key salt.
+const PART_SALT_LEN: usize = 16;
+
 /// Context entry naming the object a data key belongs to, so the KMS binds it to that object too.
 const OBJECT_CONTEXT_KEY: &str = "cairn:object";
 
@@ -39,18 +42,38 @@ pub struct SseConfig {
     pub kms: Option<Arc<dyn Kms>>,
     /// `CAIRN_KMS_AUTO_ENCRYPTION=on`: SSE-S3 for every write that asks for no encryption.
     pub auto_encryption: bool,
-    /// Root key wrapping the control plane's KMS key registry; `None` leaves the registry off.
-    pub registry_root: Option<super::Secret>,
+    /// Master key (`CAIRN_KMS_MASTER_KEY`) wrapping the control plane's KMS key registry;
+    /// `None` leaves the registry off (creating or using a registry key names the setting).
+    pub master_key: Option<Arc<registry::MasterKey>>,
+    /// The root secret key, whose derived key wrapped registry keys in earlier versions: such
+    /// keys are re-wrapped under `master_key` when first used (never served by it).
+    pub legacy_root_secret: Option<zeroize::Zeroizing<String>>,
+    /// `CAIRN_INSECURE_SSE_C=on`: accept SSE-C keys over plain HTTP (a test rig or a node behind
+    /// a TLS-terminating proxy). Off, SSE-C needs TLS, as on AWS and MinIO.
+    pub insecure_sse_c: bool,
 }
 
 /// `on` encrypts every object written without SSE headers with SSE-S3.
 pub const AUTO_ENCRYPTION_ENV: &str = "CAIRN_KMS_AUTO_ENCRYPTION";
+/// `on` serves SSE-C requests that arrive over plain HTTP.
+pub const INSECURE_SSE_C_ENV: &str = "CAIRN_INSECURE_SSE_C";
+
+/// An `on`/`off` switch from the environment (unset or empty: off).
+fn switch(name: &str) -> SseResult<bool> {
+    match std::env::var(name) {
+        Ok(v) if v.eq_ignore_ascii_case("on") => Ok(true),
+        Ok(v) if v.eq_ignore_ascii_case("off") || v.is_empty() => Ok(false),
+        Ok(_) => Err(SseError::KmsConfig(format!("{name} must be 'on' or 'off'"))),
+        Err(_) => Ok(false),
+    }
+}
 
 impl SseConfig {
     /// The server's settings from `CAIRN_KMS_KES_*` (a KES server) or else `CAIRN_KMS_SECRET_KEY`,
-    /// `CAIRN_KMS_AUTO_ENCRYPTION` and `CAIRN_KMS_MASTER_KEY` (else a root key derived from
-    /// `root_secret`); `rng` draws the static KMS's data keys. `certs_ca` is the PEM the certs
-    /// directory trusts (`CAs/`), with which the KES client verifies its server unless
+    /// `CAIRN_KMS_AUTO_ENCRYPTION`, `CAIRN_KMS_MASTER_KEY` (no master key: no registry) and
+    /// `CAIRN_INSECURE_SSE_C`; `rng` draws the static KMS's data keys. `root_secret` only lets
+    /// registry keys of earlier versions be re-wrapped. `certs_ca` is the PEM the certs directory
+    /// trusts (`CAs/`), with which the KES client verifies its server unless
     /// `CAIRN_KMS_KES_CAPATH` names another CA.
     pub fn from_env(
         rng: Box<dyn RngCore + Send>,
@@ -71,16 +94,7 @@ impl SseConfig {
             }
             None => StaticKms::from_env(rng)?.map(|k| Arc::new(k) as Arc<dyn Kms>),
         };
-        let auto_encryption = match std::env::var(AUTO_ENCRYPTION_ENV) {
-            Ok(v) if v.eq_ignore_ascii_case("on") => true,
-            Ok(v) if v.eq_ignore_ascii_case("off") || v.is_empty() => false,
-            Ok(_) => {
-                return Err(SseError::KmsConfig(format!(
-                    "{AUTO_ENCRYPTION_ENV} must be 'on' or 'off'"
-                )))
-            }
-            Err(_) => false,
-        };
+        let auto_encryption = switch(AUTO_ENCRYPTION_ENV)?;
         if auto_encryption && kms.is_none() {
             return Err(SseError::KmsConfig(format!(
                 "{AUTO_ENCRYPTION_ENV}=on needs a KMS ({} or {})",
@@ -88,27 +102,29 @@ impl SseConfig {
                 super::kes::client::ENDPOINT_ENV
             )));
         }
-        let registry_root = match std::env::var(registry::MASTER_KEY_ENV) {
-            Ok(v) => {
-                let bad = || {
-                    SseError::KmsConfig(format!(
-                        "{} must be base64 of 32 bytes",
-                        registry::MASTER_KEY_ENV
-                    ))
-                };
-                let raw = zeroize::Zeroizing::new(
-                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v.trim())
-                        .map_err(|_| bad())?,
-                );
-                let key: [u8; super::KEY_LEN] = raw.as_slice().try_into().map_err(|_| bad())?;
-                zeroize::Zeroizing::new(key)
-            }
-            Err(_) => registry::derive_root_key(root_secret),
-        };
+        let master_key = registry::MasterKey::from_env()?;
+        match &master_key {
+            Some(m) => tracing::info!(master_key = %m.name, "KMS key registry on"),
+            None => tracing::warn!(
+                "{} is not set: the KMS key registry is off (creating registry keys, and SSE-S3 or \
+                 SSE-KMS without {} or {}, are refused)",
+                registry::MASTER_KEY_ENV,
+                super::kms::STATIC_KEY_ENV,
+                super::kes::client::ENDPOINT_ENV
+            ),
+        }
+        let insecure_sse_c = switch(INSECURE_SSE_C_ENV)?;
+        if insecure_sse_c {
+            tracing::warn!(
+                "{INSECURE_SSE_C_ENV}=on: SSE-C customer keys are accepted over plain HTTP"
+            );
+        }
         Ok(Self {
             kms,
             auto_encryption,
-            registry_root: Some(registry_root),
+            master_key: master_key.map(Arc::new),
+            legacy_root_secret: Some(zeroize::Zeroizing::new(root_secret.to_string())),
+            insecure_sse_c,
         })
     }
 }
@@ -142,6 +158,8 @@ pub struct Keyring {
     /// The control plane's key registry (also part of `kms`), for `kms key create`.
     pub registry: Option<Arc<registry::RegistryKms>>,
     pub auto_encryption: bool,
+    /// See [`SseConfig::insecure_sse_c`].
+    pub insecure_sse_c: bool,
     rng: Mutex<Box<dyn RngCore + Send>>,
 }
 
@@ -153,9 +171,15 @@ impl Keyring {
         registry_rng: Box<dyn RngCore + Send>,
         rng: Box<dyn RngCore + Send>,
     ) -> Self {
-        let registry = config
-            .registry_root
-            .map(|root| Arc::new(registry::RegistryKms::new(catalog, root, registry_rng)));
+        let legacy = config.legacy_root_secret.as_deref().map(String::as_str);
+        let registry = config.master_key.map(|m| {
+            Arc::new(registry::RegistryKms::new(
+                catalog,
+                m.key.clone(),
+                legacy,
+                registry_rng,
+            ))
+        });
         let kms: Option<Arc<dyn Kms>> = (config.kms.is_some() || registry.is_some()).then(|| {
             Arc::new(registry::SiteKms {
                 external: config.kms,
@@ -166,6 +190,7 @@ impl Keyring {
             kms,
             registry,
             auto_encryption: config.auto_encryption,
+            insecure_sse_c: config.insecure_sse_c,
             rng: Mutex::new(rng),
         }
     }
@@ -176,14 +201,19 @@ impl Keyring {
     }
 
     fn kms(&self) -> SseResult<&Arc<dyn Kms>> {
-        self.kms
-            .as_ref()
-            .ok_or_else(|| SseError::KmsConfig("no KMS is configured".into()))
+        self.kms.as_ref().ok_or_else(registry::master_key_missing)
     }
 
     fn with_rng<T>(&self, f: impl FnOnce(&mut dyn RngCore) -> T) -> T {
         let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
         f(&mut **rng)
+    }
+
+    /// A fresh salt for one upload of a multipart part ([`SealedWrite::part`]).
+    pub fn part_salt(&self) -> Vec<u8> {
+        let mut salt = vec![0u8; PART_SALT_LEN];
+        self.with_rng(|r| r.fill_bytes(&mut salt));
+        salt
     }
 
     /// A fresh object key for `bucket/object` and the record that reopens it.
@@ -365,6 +395,8 @@ struct Digest {
 #[derive(Clone)]
 pub struct SealedWrite {
     pub info: SseInfo,
+    /// The stream key's salt (a multipart part's; empty for a single-part write).
+    salt: Vec<u8>,
     digest: Arc<Mutex<Digest>>,
 }
 
@@ -381,7 +413,16 @@ impl SealedWrite {
     pub fn new(info: SseInfo) -> Self {
         Self {
             info,
+            salt: Vec::new(),
             digest: Arc::default(),
+        }
+    }
+
+    /// A write of one multipart part, its stream key salted with `salt` ([`Keyring::part_salt`]).
+    pub fn part(info: SseInfo, salt: Vec<u8>) -> Self {
+        Self {
+            salt,
+            ..Self::new(info)
         }
     }
 
@@ -399,7 +440,7 @@ impl SealedWrite {
         E: Send + 'static,
     {
         let enc = Encryptor::new(
-            StreamKey::derive(key, stream_of(&self.info, part)),
+            StreamKey::derive_salted(key, stream_of(&self.info, part), &self.salt),
             Backend::default(),
         )?;
         let digest = self.digest.clone();
@@ -478,6 +519,7 @@ impl SealedWrite {
     /// Turns a just-written part into the client's view.
     pub fn apply_part(&self, p: &mut PartInfo) {
         p.etag = self.etag(&p.etag);
+        p.sse_salt = self.salt.clone();
         p.size = self
             .digest
             .lock()
@@ -521,7 +563,12 @@ pub fn open_range(
     let cipher_end = last.stream_offset + last.range.cipher.end;
     let mut opened = VecDeque::with_capacity(ranges.len());
     for r in &ranges {
-        let dec = Decryptor::new(StreamKey::derive(key, r.part), Backend::default(), &r.range)?;
+        let salt = v.parts.get(r.index).map_or(&[][..], |p| &p.sse_salt[..]);
+        let dec = Decryptor::new(
+            StreamKey::derive_salted(key, r.part, salt),
+            Backend::default(),
+            &r.range,
+        )?;
         opened.push_back((dec, r.range.cipher.end - r.range.cipher.start));
     }
     let inner = Box::pin(handle.stream(cipher_start, cipher_end));

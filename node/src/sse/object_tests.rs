@@ -24,6 +24,7 @@ fn keyring(seed: u64) -> Keyring {
         kms: Some(Arc::new(kms)),
         registry: None,
         auto_encryption: false,
+        insecure_sse_c: false,
         rng: Mutex::new(Box::new(rand_chacha::ChaCha8Rng::seed_from_u64(9))),
     }
 }

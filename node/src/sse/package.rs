@@ -72,10 +72,18 @@ impl StreamKey {
     /// key differs, so parts are sealed and opened independently (parallel uploads, `partNumber`
     /// GETs) and a package cannot move between parts.
     pub fn derive(object_key: &ObjectKey, part: u32) -> Self {
+        Self::derive_salted(object_key, part, &[])
+    }
+
+    /// Like [`StreamKey::derive`], with the part's random `salt` in the derivation: a multipart
+    /// part can be uploaded again under the same number (same object key), and each upload must
+    /// get its own key and nonces. An empty salt is the unsalted key of parts written before salts.
+    pub fn derive_salted(object_key: &ObjectKey, part: u32, salt: &[u8]) -> Self {
         let hk = Hkdf::<Sha256>::new(Some(STREAM_SALT), object_key.as_bytes());
-        let mut info = [0u8; 10];
-        info[..6].copy_from_slice(b"stream");
-        info[6..].copy_from_slice(&part.to_be_bytes());
+        let mut info = Vec::with_capacity(10 + salt.len());
+        info.extend_from_slice(b"stream");
+        info.extend_from_slice(&part.to_be_bytes());
+        info.extend_from_slice(salt);
         let mut okm = Zeroizing::new([0u8; KEY_LEN + PREFIX_LEN]);
         // 40 bytes is far below HKDF-SHA256's 8160-byte limit, so expand cannot fail.
         let _ = hk.expand(&info, &mut okm[..]);

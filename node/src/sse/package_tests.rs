@@ -464,3 +464,33 @@ fn whole_packages_open_in_place() {
     dec.finish().expect("complete");
     assert_eq!(out.concat(), plain);
 }
+
+#[test]
+fn part_salts_give_each_upload_of_a_part_its_own_key_and_nonces() {
+    let key = object_key(10);
+    let plain = data(P + 5, 31);
+    let unsalted = StreamKey::derive(&key, 1);
+    let a = StreamKey::derive_salted(&key, 1, &[1; 16]);
+    let b = StreamKey::derive_salted(&key, 1, &[2; 16]);
+    assert_ne!(*a.key, *b.key);
+    assert_ne!(a.prefix, b.prefix);
+    assert_ne!(*a.key, *unsalted.key);
+    // An empty salt is the unsalted key of parts written before salts.
+    assert_eq!(*StreamKey::derive_salted(&key, 1, &[]).key, *unsalted.key);
+    let sa = seal_all(a, Backend::default(), &plain).expect("seal a");
+    let sb = seal_all(b, Backend::default(), &plain).expect("seal b");
+    assert_ne!(sa, sb, "same plaintext, same part number, other salt");
+    let range = package_range(plain.len() as u64, 0, plain.len() as u64).unwrap();
+    let mut dec = Decryptor::new(
+        StreamKey::derive_salted(&key, 1, &[1; 16]),
+        Backend::default(),
+        &range,
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    for chunk in dec.update(BytesMut::from(&sa[..])).unwrap() {
+        out.extend_from_slice(&chunk);
+    }
+    dec.finish().unwrap();
+    assert_eq!(out, plain);
+}

@@ -6,5 +6,6 @@
 mod admin;
 mod authz;
 mod http;
+mod kms;
 mod replica;
 mod sig;

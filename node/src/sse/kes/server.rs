@@ -2,8 +2,10 @@
 //! is configured), so that other sites, or anything speaking KES, can use this site's keys.
 //!
 //! Only clients with a certificate that chains to the certs directory's `CAs/` get past the TLS
-//! handshake (the listener *requires* one, unlike the S3 port); `CAIRN_KES_IDENTITIES` narrows that
-//! to a list of KES identities. Every key operation a KES client may do here it could also do
+//! handshake (the listener *requires* one, unlike the S3 port), and of those only the KES
+//! identities listed in `CAIRN_KES_IDENTITIES` are let in: unset, nobody is. A CA that signs node
+//! certificates usually signs more than the KES clients, so "signed by the CA" alone is opt-in
+//! (`CAIRN_KES_IDENTITIES=*`). Every key operation a KES client may do here it could also do
 //! through the admin API with root credentials, so being let in means being trusted with the keys.
 //!
 //! Routes, as in KES: `POST /v1/key/create/<name>`, `POST /v1/key/generate/<name>`,
@@ -44,7 +46,8 @@ use crate::sse::{Context, DataKey, Kms, Secret, SseError, SseResult};
 
 /// Address of the KES listener (`HOST:PORT` or `:PORT`); unset: no KES API.
 pub const ADDRESS_ENV: &str = "CAIRN_KES_ADDRESS";
-/// Comma-separated KES identities allowed in; unset: every client the CA vouches for.
+/// Comma-separated KES identities allowed in, or `*` for every client the CA vouches for; unset:
+/// no client.
 pub const IDENTITIES_ENV: &str = "CAIRN_KES_IDENTITIES";
 
 /// KES' per-request timeout; also the TLS handshake and header read limit, so a silent client
@@ -80,10 +83,12 @@ impl NodeKeys {
 #[async_trait]
 impl KeyService for NodeKeys {
     async fn create(&self, name: &str) -> Result<(), KesError> {
-        let registry =
-            self.node.sse.registry.as_ref().ok_or_else(|| {
-                SseError::KmsConfig("the KMS key registry is not configured".into())
-            })?;
+        let registry = self
+            .node
+            .sse
+            .registry
+            .as_ref()
+            .ok_or_else(crate::sse::registry::master_key_missing)?;
         let wrapped = registry.wrap_new_key(name)?;
         let cmd = KmsCommand::Create {
             name: name.to_string(),
@@ -126,14 +131,18 @@ impl KeyService for NodeKeys {
 /// Which verified clients may use the API.
 #[derive(Clone, Debug)]
 pub enum Allowed {
-    /// Any certificate the CA vouches for.
+    /// Any certificate the CA vouches for (`CAIRN_KES_IDENTITIES=*`, explicitly).
     AnyTrusted,
+    /// These identities; empty (the default) lets no client in.
     Only(BTreeSet<Identity>),
 }
 
 impl Allowed {
-    /// Parses `CAIRN_KES_IDENTITIES` (comma-separated hex identities).
+    /// Parses `CAIRN_KES_IDENTITIES`: comma-separated hex identities, or `*`.
     pub fn parse(list: &str) -> Result<Self, KesError> {
+        if list.trim() == "*" {
+            return Ok(Allowed::AnyTrusted);
+        }
         let mut ids = BTreeSet::new();
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let id = Identity::parse(item).ok_or_else(|| {
@@ -145,16 +154,24 @@ impl Allowed {
         }
         if ids.is_empty() {
             return Err(KesError::Listener(format!(
-                "{IDENTITIES_ENV} is set but names no identity"
+                "{IDENTITIES_ENV} is set but names no identity (list identities, or `*` for every \
+                 certificate the CA signs)"
             )));
         }
         Ok(Allowed::Only(ids))
     }
 
+    /// [`IDENTITIES_ENV`]; unset: nobody, logged so that the operator sees why clients get 403.
     pub fn from_env() -> Result<Self, KesError> {
         match std::env::var(IDENTITIES_ENV) {
             Ok(v) => Self::parse(&v),
-            Err(_) => Ok(Allowed::AnyTrusted),
+            Err(_) => {
+                tracing::warn!(
+                    "{IDENTITIES_ENV} is not set: the KES API lets no client in; list the KES \
+                     identities of its clients (or `*` for every certificate the CA signs)"
+                );
+                Ok(Allowed::Only(BTreeSet::new()))
+            }
         }
     }
 
@@ -526,7 +543,7 @@ pub async fn spawn(
 }
 
 /// Serves `node`'s KMS over KES on `addr` (see [`tls_config`] for `ca_pem` and `cert`), letting in
-/// the identities of `CAIRN_KES_IDENTITIES` if set.
+/// the identities of `CAIRN_KES_IDENTITIES` (none when unset).
 pub async fn start_for_node(
     addr: SocketAddr,
     ca_pem: &[u8],
@@ -752,5 +769,14 @@ pub(crate) mod tests {
         );
         assert!(Allowed::parse("xyz").is_err());
         assert!(Allowed::parse(" , ").is_err());
+        assert!(matches!(Allowed::parse(" * "), Ok(Allowed::AnyTrusted)));
+        let nobody = KesServer::new(Arc::new(MemKeys::new()), Allowed::Only(BTreeSet::new()));
+        assert_eq!(
+            call(&nobody, Some(&id('b')), Method::GET, "/v1/status", "")
+                .await
+                .0,
+            403,
+            "an empty list lets nobody in"
+        );
     }
 }
