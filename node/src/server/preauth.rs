@@ -132,7 +132,9 @@ impl PreAuthBodies {
         cap: u64,
         declared: Option<u64>,
     ) -> Result<(Bytes, OwnedSemaphorePermit), Response<Body>> {
-        let mut permit = self.reserve(declared.unwrap_or(0).div_ceil(UNIT).max(1))?;
+        let mut permit = self
+            .reserve(declared.unwrap_or(0).div_ceil(UNIT).max(1))
+            .ok_or_else(super::health::slow_down)?;
         let mut held = u64::try_from(permit.num_permits()).unwrap_or(u64::MAX) * UNIT;
         // One buffer, not the frames as they came: s3s's form parser refuses a first boundary
         // split across frames. Allocated once at its largest (pages are only taken as written),
@@ -161,7 +163,7 @@ impl PreAuthBodies {
             }
             if total > held {
                 let more = (total - held).div_ceil(UNIT);
-                permit.merge(self.reserve(more)?);
+                permit.merge(self.reserve(more).ok_or_else(super::health::slow_down)?);
                 held += more * UNIT;
             }
             all.extend_from_slice(&data);
@@ -169,11 +171,11 @@ impl PreAuthBodies {
         Ok((all.freeze(), permit))
     }
 
-    fn reserve(&self, units: u64) -> Result<OwnedSemaphorePermit, Response<Body>> {
+    /// `units` of the shared budget, or `None` when it is spent (the caller answers SlowDown).
+    fn reserve(&self, units: u64) -> Option<OwnedSemaphorePermit> {
         u32::try_from(units)
             .ok()
             .and_then(|n| self.budget.clone().try_acquire_many_owned(n).ok())
-            .ok_or_else(super::health::slow_down)
     }
 }
 
@@ -259,7 +261,7 @@ mod tests {
     async fn the_budget_is_shared() {
         let p = PreAuthBodies::new(1 << 20);
         let held: Vec<_> = (0..MAX_LARGEST_FORMS_AT_ONCE)
-            .map(|_| p.reserve(p.max_form.div_ceil(UNIT)).unwrap())
+            .map(|_| p.reserve(p.max_form.div_ceil(UNIT)).expect("budget left"))
             .collect();
         let r = p.read(form(b"abc", true), false).await.unwrap_err();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
