@@ -2,7 +2,7 @@
 
 pub mod health;
 pub mod node;
-mod sigv2;
+pub mod sigv2;
 pub mod startup;
 pub mod tls;
 
