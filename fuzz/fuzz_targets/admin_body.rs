@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 
-use cairn_control_plane::iam::identity::{check_policy, IamCommand, IamState, SealedSecret};
+use cairn_control_plane::iam::identity::{check_policy, IamCommand, SealedSecret};
 use cairn_control_plane::site::{PeerConfig, SiteCommand};
 use cairn_control_plane::{Command, SiteState};
 use cairn_node::admin::iam::{AddServiceAccount, AddUser, Attach, EditServiceAccount, Members};
@@ -63,12 +63,17 @@ fn apply_checked(cmd: &Command) {
     let back = SiteState::from_bytes(&s.to_bytes()).expect("state reads back");
     assert_eq!(back, s, "state changed through a serialization round trip");
     for (name, doc) in &s.iam.policies {
-        assert!(check_policy(doc).is_ok(), "stored policy {name} no longer parses");
+        assert!(
+            check_policy(doc).is_ok(),
+            "stored policy {name} no longer parses"
+        );
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&which, json)) = data.split_first() else { return };
+    let Some((&which, json)) = data.split_first() else {
+        return;
+    };
     match which % 8 {
         0 => drop(serde_json::from_slice::<AddUser>(json)),
         1 => drop(serde_json::from_slice::<Members>(json)),
@@ -76,7 +81,9 @@ fuzz_target!(|data: &[u8]| {
         3 => drop(serde_json::from_slice::<AddServiceAccount>(json)),
         4 => drop(serde_json::from_slice::<EditServiceAccount>(json)),
         5 => {
-            let Ok(c) = serde_json::from_slice::<Configure>(json) else { return };
+            let Ok(c) = serde_json::from_slice::<Configure>(json) else {
+                return;
+            };
             let peers: BTreeMap<String, PeerConfig> = c
                 .peers
                 .into_iter()
@@ -95,14 +102,21 @@ fuzz_target!(|data: &[u8]| {
             }));
         }
         6 => {
-            let Ok(cmd) = serde_json::from_slice::<IamCommand>(json) else { return };
+            let Ok(cmd) = serde_json::from_slice::<IamCommand>(json) else {
+                return;
+            };
             apply_checked(&Command::Iam(cmd));
         }
         _ => {
-            let Ok(doc) = std::str::from_utf8(json) else { return };
+            let Ok(doc) = std::str::from_utf8(json) else {
+                return;
+            };
             if let Ok(p) = check_policy(doc) {
                 let again = serde_json::to_string(&p).expect("serializes");
-                assert!(check_policy(&again).is_ok(), "policy stops parsing after a round trip");
+                assert!(
+                    check_policy(&again).is_ok(),
+                    "policy stops parsing after a round trip"
+                );
             }
         }
     }

@@ -106,7 +106,14 @@ fn split(data: &[u8]) -> Option<Input<'_>> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k, v.trim()))
         .collect();
-    Some(Input { mode, method, path, query, headers, body })
+    Some(Input {
+        mode,
+        method,
+        path,
+        query,
+        headers,
+        body,
+    })
 }
 
 fn decode(s: &str) -> String {
@@ -135,9 +142,14 @@ fn build(input: &Input<'_>) -> Option<http::Request<Body>> {
             };
             let date = amz_date(time::OffsetDateTime::now_utc());
             headers.retain(|(k, _)| {
-                !["authorization", "x-amz-date", "x-amz-content-sha256", "host"]
-                    .iter()
-                    .any(|n| k.eq_ignore_ascii_case(n))
+                ![
+                    "authorization",
+                    "x-amz-date",
+                    "x-amz-content-sha256",
+                    "host",
+                ]
+                .iter()
+                .any(|n| k.eq_ignore_ascii_case(n))
             });
             headers.push(("host".into(), "localhost:9000".into()));
             headers.push(("x-amz-date".into(), date.clone()));
@@ -153,8 +165,14 @@ fn build(input: &Input<'_>) -> Option<http::Request<Body>> {
                     (decode(k), decode(v))
                 })
                 .collect();
-            let q: Vec<(&str, &str)> = query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let q: Vec<(&str, &str)> = query
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let h: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             let auth = Signer::new(ACCESS_KEY, SECRET_KEY, "us-east-1", "s3").authorization(
                 &SignRequest {
                     method: input.method,

@@ -42,7 +42,10 @@ fn context(lines: &str) -> (String, RequestContext) {
 }
 
 /// The document the control plane keeps parses again as the same kind.
-fn reparses(p: &Policy, again: impl Fn(&str) -> Result<Policy, cairn_control_plane::iam::PolicyError>) {
+fn reparses(
+    p: &Policy,
+    again: impl Fn(&str) -> Result<Policy, cairn_control_plane::iam::PolicyError>,
+) {
     let text = serde_json::to_string(p).expect("a parsed policy serializes");
     if let Err(e) = again(&text) {
         panic!("policy stops parsing after a round trip: {e}\n{text}");
@@ -54,7 +57,9 @@ fuzz_target!(|data: &[u8]| {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &[][..]),
     };
-    let Ok(doc) = std::str::from_utf8(doc) else { return };
+    let Ok(doc) = std::str::from_utf8(doc) else {
+        return;
+    };
     let (bucket, ctx) = context(&String::from_utf8_lossy(rest));
 
     let identity = Policy::parse_identity(doc).ok();

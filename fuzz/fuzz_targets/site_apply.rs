@@ -38,7 +38,9 @@ fn base() -> &'static SiteState {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(r) = serde_json::from_slice::<ApplyRequest>(data) else { return };
+    let Ok(r) = serde_json::from_slice::<ApplyRequest>(data) else {
+        return;
+    };
     let mut s = base().clone();
     for e in r.entries {
         let before = s.clone();
