@@ -99,27 +99,27 @@ struct Done {
 const OK: Done = Done { status: "success" };
 
 #[derive(Deserialize)]
-struct AddUser {
+pub struct AddUser {
     access_key: String,
     secret_key: String,
 }
 
 #[derive(Deserialize)]
-struct Members {
+pub struct Members {
     group: String,
     #[serde(default)]
     members: Vec<String>,
 }
 
 #[derive(Deserialize)]
-struct Attach {
+pub struct Attach {
     policies: Vec<String>,
     user: Option<String>,
     group: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct AddServiceAccount {
+pub struct AddServiceAccount {
     /// The user whose permissions the account inherits; the caller's own identity by default.
     parent: Option<String>,
     access_key: Option<String>,
@@ -132,7 +132,7 @@ struct AddServiceAccount {
 }
 
 #[derive(Deserialize)]
-struct EditServiceAccount {
+pub struct EditServiceAccount {
     access_key: String,
     secret_key: Option<String>,
     policy: Option<String>,

@@ -8,7 +8,7 @@ pub mod convert;
 pub mod error;
 mod list;
 mod lock;
-mod multipart;
+pub mod multipart;
 mod object;
 pub mod replica;
 pub mod sse;

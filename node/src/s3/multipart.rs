@@ -136,7 +136,7 @@ pub async fn upload_part(
 }
 
 /// `bytes=first-last` of a copy source, checked against the source size.
-fn copy_range(r: Option<&str>, size: u64) -> S3Result<(u64, u64)> {
+pub fn copy_range(r: Option<&str>, size: u64) -> S3Result<(u64, u64)> {
     let Some(r) = r else { return Ok((0, size)) };
     let bad = || {
         s3_error!(

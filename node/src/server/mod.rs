@@ -4,7 +4,7 @@ pub mod health;
 pub mod listener;
 pub mod node;
 mod preauth;
-mod sigv2;
+pub mod sigv2;
 pub mod site_secret;
 pub mod startup;
 pub mod tls;
