@@ -434,13 +434,18 @@ async fn abandoned_upload_leaves_no_file() {
     let (node, r, dir) = one_node().await;
     let on_disk = dir.path().join("d1/.cairn/tmp/up");
 
-    // Dropped after some chunks.
-    let mut w = r.create_file("tmp/up/part.1").await.unwrap();
-    w.write(Bytes::from(data(3 << 20, 1))).await.unwrap();
-    drop(w);
-    // Dropped before any data.
-    let w = r.create_file("tmp/up/part.2").await.unwrap();
-    drop(w);
+    // The client sends asynchronously: both files must exist on the server before the writers
+    // are dropped, or the emptiness awaited below could be seen before the server creates them.
+    let mut w1 = r.create_file("tmp/up/part.1").await.unwrap();
+    w1.write(Bytes::from(data(3 << 20, 1))).await.unwrap();
+    let w2 = r.create_file("tmp/up/part.2").await.unwrap();
+    eventually("uploads started on the server", || async {
+        r.list_dir("tmp/up").await.unwrap().len() == 2
+    })
+    .await;
+    // Dropped after some chunks, and before any data.
+    drop(w1);
+    drop(w2);
     eventually("abandoned files removed", || async {
         r.list_dir("tmp/up").await.unwrap().is_empty()
     })
