@@ -114,6 +114,19 @@ pub fn check(
         } else if auth.starts_with("AWS4-") {
             check_v4_header(auth)?;
             check_v4_header_date(headers)?;
+            let credentials = auth
+                .split(',')
+                .filter_map(|part| part.trim().split_once("Credential="))
+                .map(|(_, c)| c.trim());
+            for credential in credentials {
+                if !scope_date_is_digits(credential) {
+                    return Err(Rejection::new(
+                        StatusCode::BAD_REQUEST,
+                        "AuthorizationHeaderMalformed",
+                        "The authorization header is malformed; the Credential is mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\".",
+                    ));
+                }
+            }
         }
     }
     if query.has("Signature") {
@@ -167,6 +180,15 @@ fn is_amz_date(v: &str) -> bool {
         })
 }
 
+/// The date of a credential scope (`AKID/YYYYMMDD/...`: the second field, as s3s splits it) is
+/// eight digits; s3s's parser of it has the same flaw as its `X-Amz-Date` parser.
+fn scope_date_is_digits(credential: &str) -> bool {
+    credential
+        .split('/')
+        .nth(1)
+        .is_some_and(|d| d.len() == 8 && d.bytes().all(|c| c.is_ascii_digit()))
+}
+
 fn check_v4_header_date(headers: &HeaderMap) -> Result<(), Rejection> {
     let valid = headers
         .get_all("x-amz-date")
@@ -183,6 +205,13 @@ fn check_v4_header_date(headers: &HeaderMap) -> Result<(), Rejection> {
 }
 
 fn check_v4_presigned(query: &Query) -> Result<(), Rejection> {
+    if !query.get_all("X-Amz-Credential").all(scope_date_is_digits) {
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "AuthorizationQueryParametersError",
+            "Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\".",
+        ));
+    }
     if !query.get_all("X-Amz-Date").all(is_amz_date) {
         return Err(Rejection::new(
             StatusCode::BAD_REQUEST,
@@ -252,6 +281,19 @@ mod tests {
             let mut h = HeaderMap::new();
             h.insert("x-amz-date", bad.parse().unwrap());
             assert!(check_v4_header_date(&h).is_err());
+        }
+    }
+
+    #[test]
+    fn credential_scope_dates_are_checked_before_s3s_parses_them() {
+        assert!(scope_date_is_digits(
+            "AK/20261207/us-east-1/s3/aws4_request"
+        ));
+        // The fuzzer's second input: `(` in the scope date panicked s3s's parser in debug builds.
+        for bad in ["AK/2026128(7/us-east-1/s3/aws4_request", "AK", "AK/2026/x"] {
+            assert!(!scope_date_is_digits(bad), "{bad}");
+            let query = q(&format!("X-Amz-Credential={}", bad.replace('/', "%2F")));
+            assert!(check_v4_presigned(&query).is_err());
         }
     }
 
