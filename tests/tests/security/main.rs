@@ -5,6 +5,7 @@
 //! One test binary for all of them, so the suite links once.
 mod admin;
 mod authz;
+mod heal;
 mod http;
 mod kms;
 mod replica;
