@@ -27,7 +27,7 @@ fn base() -> &'static SiteState {
             r#"{"CreateBucket":{"name":"locked","created_ns":0,"object_lock":true}}"#,
             r#"{"Iam":{"AddUser":{"access_key":"alice","secret":{"nonce":[0],"ciphertext":[1]}}}}"#,
             r#"{"Iam":{"AddGroupMembers":{"group":"devs","members":["alice"]}}}"#,
-            r#"{"Site":{"Configure":{"local":"here","peers":{"east":{"endpoint":"http://east:9000","access_key":"root","secret":{"nonce":[0],"ciphertext":[1]}},"west":{"endpoint":"http://west:9000","access_key":"root","secret":{"nonce":[0],"ciphertext":[1]}}}}}}"#,
+            r#"{"Site":{"Configure":{"local":"here","peers":{"east":{"endpoint":"http://east:9000","access_key":"replicator-east","secret":{"nonce":[0],"ciphertext":[1]}},"west":{"endpoint":"http://west:9000","access_key":"replicator-west","secret":{"nonce":[0],"ciphertext":[1]}}}}}}"#,
         ];
         for c in cmds {
             let cmd: Command = serde_json::from_str(c).expect("seed command");

@@ -111,8 +111,11 @@ pub fn check(
     for auth in authorization {
         if let Some(v2) = super::sigv2::HeaderAuth::parse(auth) {
             super::sigv2::check_header(&v2, method, headers, uri, &query, credentials, now)?;
-        } else if auth.starts_with("AWS4-") {
-            check_v4_header(auth)?;
+        } else {
+            // s3s parses every header that is not SigV2 as SigV4, whatever its algorithm says.
+            if auth.starts_with("AWS4-") {
+                check_v4_header(auth)?;
+            }
             check_v4_header_date(headers)?;
             let credentials = auth
                 .split(',')

@@ -675,11 +675,11 @@ async fn malformed_sigv4_dates_are_refused_before_s3s_parses_them() {
         let got = send(&http, "GET", &u, &[], None).await;
         assert_code(&got, 400, "AuthorizationQueryParametersError", what);
     }
-    let header = |credential_date: &str, amz_date: &str| {
+    let header = |algorithm: &str, credential_date: &str, amz_date: &str| {
         vec![
             (
                 "authorization".to_string(),
-                format!("AWS4-HMAC-SHA256 Credential={ak}/{credential_date}/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature={zeros}"),
+                format!("{algorithm} Credential={ak}/{credential_date}/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature={zeros}"),
             ),
             ("x-amz-date".to_string(), amz_date.to_string()),
             ("x-amz-content-sha256".to_string(), "UNSIGNED-PAYLOAD".to_string()),
@@ -690,7 +690,7 @@ async fn malformed_sigv4_dates_are_refused_before_s3s_parses_them() {
         &http,
         "GET",
         &object,
-        &header("20261207", "20261207T02000'Z"),
+        &header("AWS4-HMAC-SHA256", "20261207", "20261207T02000'Z"),
         None,
     )
     .await;
@@ -699,7 +699,7 @@ async fn malformed_sigv4_dates_are_refused_before_s3s_parses_them() {
         &http,
         "GET",
         &object,
-        &header("2026128(7", "20261207T020000Z"),
+        &header("AWS4-HMAC-SHA256", "2026128(7", "20261207T020000Z"),
         None,
     )
     .await;
@@ -708,6 +708,16 @@ async fn malformed_sigv4_dates_are_refused_before_s3s_parses_them() {
         400,
         "AuthorizationHeaderMalformed",
         "credential date in the header",
+    );
+    // s3s parses any header that is not SigV2 as SigV4, whatever its algorithm (the fuzzer's
+    // third input).
+    let weird = header("XWS4-HMAC-SHA256", "20)61207", "20261207T020000Z");
+    let got = send(&http, "GET", &object, &weird, None).await;
+    assert_code(
+        &got,
+        400,
+        "AuthorizationHeaderMalformed",
+        "another algorithm name",
     );
     // The server is unharmed.
     put(&c, B, "k", b"still serving").await;
