@@ -156,14 +156,20 @@ impl RegistryKms {
     /// `kms key create`; applying it is then pure).
     pub fn wrap_new_key(&self, name: &str) -> SseResult<Vec<u8>> {
         validate_key_name(name)?;
+        let material =
+            random_secret(&mut **self.rng.lock().unwrap_or_else(PoisonError::into_inner));
+        self.wrap(name, &material)
+    }
+
+    /// `material` of key `name` wrapped under the master key, as the registry stores it.
+    fn wrap(&self, name: &str, material: &Secret) -> SseResult<Vec<u8>> {
         let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
-        let material = random_secret(&mut **rng);
         seal_blob(
             &self.root,
             WRAP_LABEL,
             name,
             &Context::new(),
-            &material,
+            material,
             &mut **rng,
         )
     }
@@ -205,17 +211,7 @@ impl RegistryKms {
         let Ok(material) = open_blob(legacy, WRAP_LABEL, name, &Context::new(), &from) else {
             return Ok(false);
         };
-        let wrapped = {
-            let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
-            seal_blob(
-                &self.root,
-                WRAP_LABEL,
-                name,
-                &Context::new(),
-                &material,
-                &mut **rng,
-            )?
-        };
+        let wrapped = self.wrap(name, &material)?;
         self.catalog
             .propose(Command::Kms(KmsCommand::Rewrap {
                 name: name.to_string(),
