@@ -104,11 +104,7 @@ pub fn check(
     now: time::OffsetDateTime,
 ) -> Result<(), Rejection> {
     let query = Query::parse(uri);
-    let authorization = headers
-        .get_all(http::header::AUTHORIZATION)
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    for auth in authorization {
+    for auth in super::sigv2::values(headers, http::header::AUTHORIZATION.as_str()) {
         if let Some(v2) = super::sigv2::HeaderAuth::parse(auth) {
             super::sigv2::check_header(&v2, method, headers, uri, &query, credentials, now)?;
         } else {
@@ -207,6 +203,66 @@ fn check_v4_header_date(headers: &HeaderMap) -> Result<(), Rejection> {
     ))
 }
 
+/// Whether s3s reads the request as a browser-form upload (POST Object): the test s3s makes
+/// (`multipart/form-data` on a POST), made on every `Content-Type` value, so no spelling reaches
+/// s3s unchecked.
+pub fn is_form_upload(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::POST
+        && headers.get_all(http::header::CONTENT_TYPE).iter().any(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        })
+}
+
+/// The fields of a browser-form upload that s3s reads with the same digit parser as the
+/// headers: `x-amz-date` and the scope date of `x-amz-credential`. s3s names a field by the
+/// exact text `form-data; name="NAME"` of its part (the name compared case-insensitively), so
+/// every such text in the body is looked at, wherever it is: a value must be one well-formed
+/// line ended by a boundary (`\r\n--`). A value s3s reads as longer than that line then starts
+/// with the checked one, so its length, not its digits, fails s3s's parse. Only a file that
+/// itself holds a malformed form of this shape is refused by mistake.
+pub fn check_post_form(body: &[u8]) -> Result<(), Rejection> {
+    const PREFIX: &[u8] = b"form-data; name=\"";
+    for at in memchr::memmem::find_iter(body, PREFIX) {
+        let rest = &body[at + PREFIX.len()..];
+        let Some(name_end) = memchr::memchr(b'"', rest) else {
+            continue;
+        };
+        let name = &rest[..name_end];
+        let (valid, message): (fn(&str) -> bool, &'static str) = if name
+            .eq_ignore_ascii_case(b"x-amz-date")
+        {
+            (
+                    is_amz_date,
+                    "The form field x-amz-date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"",
+                )
+        } else if name.eq_ignore_ascii_case(b"x-amz-credential") {
+            (
+                    scope_date_is_digits,
+                    "The form field x-amz-credential is mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\"",
+                )
+        } else {
+            continue;
+        };
+        let Some(headers_end) = memchr::memmem::find(rest, b"\r\n\r\n") else {
+            continue;
+        };
+        let value = &rest[headers_end + 4..];
+        let line_end = memchr::memmem::find(value, b"\r\n").unwrap_or(value.len());
+        let line = std::str::from_utf8(&value[..line_end]).unwrap_or_default();
+        if !(valid(line) && value[line_end..].starts_with(b"\r\n--")) {
+            return Err(Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidArgument",
+                message,
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_v4_presigned(query: &Query) -> Result<(), Rejection> {
     if !query.get_all("X-Amz-Credential").all(scope_date_is_digits) {
         return Err(Rejection::new(
@@ -298,6 +354,81 @@ mod tests {
             let query = q(&format!("X-Amz-Credential={}", bad.replace('/', "%2F")));
             assert!(check_v4_presigned(&query).is_err());
         }
+    }
+
+    #[test]
+    fn non_ascii_authorization_headers_are_checked_as_s3s_reads_them() {
+        // The fuzzer's fourth input: a non-ASCII (but UTF-8) byte made `HeaderValue::to_str`
+        // skip the value, which s3s still parsed, bad scope date and all.
+        let root = crate::auth::RootCredentials {
+            access_key: "root".into(),
+            secret_key: "secret-secret".into(),
+        };
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_bytes(
+                "AWS4-HMAC-SHA256 Credential=root/20(61208/us\u{4de}east-1/s3/aws4_request, SignedHeaders=host, Signature=00".as_bytes(),
+            )
+            .unwrap(),
+        );
+        h.insert("x-amz-date", "20261208T000000Z".parse().unwrap());
+        let uri: Uri = "/b/k".parse().unwrap();
+        let err = check(
+            &Method::GET,
+            &h,
+            &uri,
+            &root,
+            time::OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, "AuthorizationHeaderMalformed");
+    }
+
+    fn form(fields: &[(&str, &str)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (name, value) in fields {
+            body.extend_from_slice(
+                format!(
+                    "--B\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        body.extend_from_slice(b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\ndata\r\n--B--\r\n");
+        body
+    }
+
+    #[test]
+    fn post_form_dates_are_checked_before_s3s_parses_them() {
+        let good = [
+            ("x-amz-date", "20261207T020000Z"),
+            ("X-Amz-Credential", "AK/20261207/us-east-1/s3/aws4_request"),
+            ("key", "k"),
+        ];
+        assert_eq!(check_post_form(&form(&good)), Ok(()));
+        // The fuzzer's third input: a byte below '0' among a form date's digits.
+        for bad in [
+            [("x-amz-date", "2026120'T020000Z")],
+            [("X-AMZ-DATE", "20261207T02000\"Z")],
+            [("x-amz-credential", "AK/2026120 /us-east-1/s3/aws4_request")],
+            // A value split across lines, so no line of it is the whole value.
+            [("x-amz-date", "20261207T020000Z\r\nx")],
+        ] {
+            let err = check_post_form(&form(&bad)).unwrap_err();
+            assert_eq!(
+                (err.status, err.code),
+                (StatusCode::BAD_REQUEST, "InvalidArgument")
+            );
+        }
+        // Other fields, and other spellings s3s does not take as a field name, are left to s3s.
+        assert_eq!(check_post_form(&form(&[("x-amz-date-2", "(")])), Ok(()));
+        assert_eq!(
+            check_post_form(
+                b"--B\r\nContent-Disposition: Form-Data; name=\"x-amz-date\"\r\n\r\n(\r\n--B--"
+            ),
+            Ok(())
+        );
     }
 
     #[test]

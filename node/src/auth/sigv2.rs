@@ -136,12 +136,14 @@ fn check_parameters(query: &Query) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// The request's UTF-8 values of a header (s3s ignores the others).
-fn values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+/// The request's UTF-8 values of a header, read as s3s reads them (`from_utf8`, not
+/// `HeaderValue::to_str`, which drops any non-ASCII value s3s would still parse); s3s ignores
+/// the others.
+pub(super) fn values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
     headers
         .get_all(name)
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
         .collect()
 }
 

@@ -56,7 +56,7 @@ pub(super) fn slow_down() -> Response<Body> {
 }
 
 /// A request the checks in front of s3s refused ([`crate::auth::request`]).
-fn rejected(r: &crate::auth::request::Rejection) -> Response<Body> {
+pub(super) fn rejected(r: &crate::auth::request::Rejection) -> Response<Body> {
     let mut resp = text(r.status, &r.to_xml());
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Frame;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use s3s::Body;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -65,19 +65,7 @@ impl PreAuthBodies {
         if sts {
             return Some(Kind::Sts);
         }
-        // The test s3s makes (`multipart/form-data` on a POST), made on every Content-Type
-        // value, so no spelling reaches s3s unread.
-        let form = req.method() == Method::POST
-            && req
-                .headers()
-                .get_all(hyper::header::CONTENT_TYPE)
-                .iter()
-                .any(|v| {
-                    String::from_utf8_lossy(v.as_bytes())
-                        .trim_start()
-                        .to_ascii_lowercase()
-                        .starts_with("multipart/form-data")
-                });
+        let form = crate::auth::request::is_form_upload(req.method(), req.headers());
         form.then_some(Kind::PostObject)
     }
 
@@ -114,6 +102,10 @@ impl PreAuthBodies {
             Ok(r) => r?,
             Err(_) => return Err(request_timeout()),
         };
+        if kind == Kind::PostObject {
+            crate::auth::request::check_post_form(&body)
+                .map_err(|r| super::health::rejected(&r))?;
+        }
         // Handed on in slices of the one buffer: s3s gathers the form fields a frame at a time
         // under its fields cap, so the fields must not come in one frame with the whole file.
         let frames = (0..body.len()).step_by(FRAME).map(move |at| {
@@ -202,6 +194,7 @@ fn request_timeout() -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::Method;
 
     fn form(body: &'static [u8], content_length: bool) -> Request<Body> {
         let mut b = Request::builder()

@@ -719,6 +719,87 @@ async fn malformed_sigv4_dates_are_refused_before_s3s_parses_them() {
         "AuthorizationHeaderMalformed",
         "another algorithm name",
     );
+    // A non-ASCII character in the header (the fuzzer's fourth input): s3s still parses it.
+    let mut non_ascii = header("\u{a8}S4-HMAC-SHA256", "20)61207", "20261207T020000Z");
+    non_ascii[0].1 = non_ascii[0].1.replace("us-east-1", "us\u{4de}east-1");
+    let got = send(&http, "GET", &object, &non_ascii, None).await;
+    assert_code(
+        &got,
+        400,
+        "AuthorizationHeaderMalformed",
+        "a non-ASCII Authorization header",
+    );
     // The server is unharmed.
+    put(&c, B, "k", b"still serving").await;
+}
+
+/// The same parser flaw reached through a browser-form upload (the auth fuzz target's last
+/// crash): s3s reads `x-amz-date` and `x-amz-credential` from the form's fields, so Cairn checks
+/// them when it reads the form, before s3s sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_dates_in_a_post_form_are_refused_before_s3s_parses_them() {
+    let (srv, c) = setup().await;
+    let http = srv.http();
+    let ak = srv.access_key().to_string();
+    let form = |credential_date: &str, amz_date: &str| {
+        let policy = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            r#"{"expiration":"2099-01-01T00:00:00Z","conditions":[]}"#,
+        );
+        let fields = [
+            ("key", "k".to_string()),
+            ("policy", policy),
+            ("x-amz-algorithm", "AWS4-HMAC-SHA256".to_string()),
+            (
+                "x-amz-credential",
+                format!("{ak}/{credential_date}/us-east-1/s3/aws4_request"),
+            ),
+            ("x-amz-date", amz_date.to_string()),
+            ("x-amz-signature", "0".repeat(64)),
+        ];
+        let mut body = String::new();
+        for (name, value) in fields {
+            body += &format!(
+                "--xx\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            );
+        }
+        body += "--xx\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\nbody\r\n--xx--\r\n";
+        body.into_bytes()
+    };
+    let headers = [(
+        "content-type".to_string(),
+        "multipart/form-data; boundary=xx".to_string(),
+    )];
+    let url = format!("{}/{B}", srv.endpoint());
+    for (credential_date, amz_date, what) in [
+        ("20261207", "20261207T02000'Z", "x-amz-date field"),
+        ("2026120(", "20261207T020000Z", "credential date field"),
+    ] {
+        let got = send(
+            &http,
+            "POST",
+            &url,
+            &headers,
+            Some(form(credential_date, amz_date)),
+        )
+        .await;
+        assert_code(&got, 400, "InvalidArgument", what);
+    }
+    // A well-formed form with a wrong signature still reaches s3s, which refuses the signature.
+    let got = send(
+        &http,
+        "POST",
+        &url,
+        &headers,
+        Some(form("20261207", "20261207T020000Z")),
+    )
+    .await;
+    assert_ne!(
+        xml_error_code(&got.1).as_deref(),
+        Some("InvalidArgument"),
+        "{}",
+        got.1
+    );
+    assert!(got.0 == 400 || got.0 == 403, "{} {}", got.0, got.1);
     put(&c, B, "k", b"still serving").await;
 }
