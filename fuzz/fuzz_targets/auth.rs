@@ -16,7 +16,7 @@ use s3s::{Body, S3Request, S3Response, S3Result, S3};
 use sha2::Digest;
 
 use cairn_node::auth::{Authenticator, RootCredentials};
-use cairn_node::bench::sign::{amz_date, uri_encode, SignRequest, Signer};
+use cairn_node::sign::{amz_date, uri_encode, SignRequest, Signer};
 
 const ACCESS_KEY: &str = "fuzzroot";
 const SECRET_KEY: &str = "fuzzsecret123";

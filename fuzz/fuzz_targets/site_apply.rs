@@ -15,7 +15,7 @@ use libfuzzer_sys::fuzz_target;
 
 use cairn_control_plane::site::SiteCommand;
 use cairn_control_plane::{Command, SiteState};
-use cairn_node::site::outbox::ApplyRequest;
+use cairn_node::replication::outbox::ApplyRequest;
 
 /// A site paired with `east` and `west`, holding a bucket, a user and a group.
 fn base() -> &'static SiteState {

@@ -46,7 +46,7 @@ pub struct Catalog {
     /// the last applied index written: a proposal and the watcher both mirror the same state, the
     /// second is skipped.
     mirror_lock: tokio::sync::Mutex<Option<u64>>,
-    /// Signalled once the applied state has site peers (`crate::site::start_when_paired`).
+    /// Signalled once the applied state has site peers (the replicators wait for it).
     pub paired: tokio::sync::Notify,
 }
 

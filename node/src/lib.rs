@@ -1,20 +1,22 @@
-//! Cairn data node: the S3 front, authentication, erasure coding and shard storage.
+//! Cairn data node: the S3 front, authentication, encryption, replication and the server. The
+//! storage layers below it are the `cairn-storage` crate, re-exported here under their old paths.
 //!
-//! Layering (each module only uses the ones above it):
-//! `clock` -> `bitrot`, `erasure` -> `drive` -> `object` -> `auth`, `s3` -> `server`, `admin`.
+//! Layering (each module only uses the ones before it; `ARCHITECTURE.md` has the whole graph):
+//! storage -> `catalog` -> `sse` -> `auth` -> `node` -> `s3`, `sts` -> `replication` -> `admin`
+//! -> `server`; `link`, `sign` and `tagging` are leaves the upper modules share.
+
+pub use cairn_storage::{bitrot, clock, drive, endpoints, erasure, object, topology};
 
 pub mod admin;
 pub mod auth;
 pub mod bench;
-pub mod bitrot;
 pub mod catalog;
-pub mod clock;
-pub mod drive;
-pub mod endpoints;
-pub mod erasure;
-pub mod object;
+pub mod link;
+pub mod node;
+pub mod replication;
 pub mod s3;
 pub mod server;
-pub mod site;
+pub mod sign;
 pub mod sse;
-pub mod topology;
+pub mod sts;
+pub mod tagging;

@@ -632,6 +632,7 @@ impl Cluster {
             "test-deployment",
             Arc::new(SystemClock),
             Box::new(<rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(7)),
+            Arc::new(cairn_node::object::stage::AsSent),
         )
         .unwrap()
         .0
@@ -647,7 +648,7 @@ async fn put(l: &ObjectLayer, key: &str, body: &[u8]) {
         "b",
         key,
         futures::stream::iter(chunks),
-        Default::default(),
+        (),
         PutOptions::default(),
         |_| Ok(vec![]),
     )

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_node::bench::sign::{amz_date, uri_encode, SignRequest, Signer, UNSIGNED_PAYLOAD};
 use cairn_node::clock::Clock;
+use cairn_node::sign::{amz_date, uri_encode, SignRequest, Signer, UNSIGNED_PAYLOAD};
 use http::HeaderMap;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;

@@ -13,13 +13,13 @@ use cairn_control_plane::raft::{
 use cairn_control_plane::transport::Transport;
 use cairn_node::auth::RootCredentials;
 use cairn_node::clock::Clock;
-use cairn_node::drive::memory::{MemoryDisk, MemoryDrive};
 use cairn_node::drive::remote::RemoteDrive;
 use cairn_node::drive::Drive;
 use cairn_node::erasure::layout::Layout;
 use cairn_node::server::node::internode_router;
 use cairn_node::server::{Node, NodeParts};
 use cairn_node::topology::Topology;
+use cairn_storage::drive::memory::{MemoryDisk, MemoryDrive};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rand::SeedableRng;
 

@@ -104,12 +104,8 @@ impl SimDial {
 }
 
 #[async_trait::async_trait]
-impl cairn_node::site::link::Dial for SimDial {
-    async fn dial(
-        &self,
-        host: &str,
-        port: u16,
-    ) -> io::Result<Box<dyn cairn_node::site::link::Stream>> {
+impl cairn_node::link::Dial for SimDial {
+    async fn dial(&self, host: &str, port: u16) -> io::Result<Box<dyn cairn_node::link::Stream>> {
         let lie = self.lying_peer && self.dials.fetch_add(1, Ordering::Relaxed) % 2 == 1;
         let host = if lie { LYING_PEER } else { host };
         let s = turmoil::net::TcpStream::connect((host, port)).await?;

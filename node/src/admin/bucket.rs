@@ -10,7 +10,7 @@ use cairn_control_plane::{
 };
 
 use super::{json, query_param};
-use crate::server::Node;
+use crate::node::Node;
 
 #[derive(Serialize)]
 struct VersioningInfo {

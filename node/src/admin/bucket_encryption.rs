@@ -8,7 +8,7 @@ use serde::Serialize;
 use cairn_control_plane::BucketEncryption;
 
 use super::{json, query_param};
-use crate::server::Node;
+use crate::node::Node;
 
 /// What `info` prints.
 #[derive(Serialize)]

@@ -9,7 +9,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::alias::{self, Aliases, Target};
-use crate::bench::sign::{amz_date, SignRequest, Signer, UNSIGNED_PAYLOAD};
+use crate::sign::{amz_date, SignRequest, Signer, UNSIGNED_PAYLOAD};
 
 #[derive(clap::Args, Debug)]
 pub struct AdminArgs {

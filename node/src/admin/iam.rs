@@ -4,23 +4,22 @@
 
 use std::collections::BTreeSet;
 
-use http::StatusCode;
 use hyper::{Method, Uri};
-use s3s::{s3_error, Body, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+use s3s::{s3_error, Body, S3Error, S3Request, S3Response, S3Result};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 
 use cairn_control_plane::iam::identity::{
     check_policy, IamCommand, IamError, IamState, Parent, PolicyTarget, ServiceAccount,
 };
-use cairn_control_plane::{Command, CommandError, SiteState};
+use cairn_control_plane::{Command, SiteState};
 
 use super::{json, query_param};
 use crate::auth::authorize::{Authorizer, Denied};
 use crate::auth::iam::Caller;
 use crate::auth::root::random_string;
-use crate::catalog::CatalogError;
-use crate::server::Node;
+use crate::node::Node;
+use crate::s3::error::iam_error;
 
 /// Largest JSON body accepted (policies are at most 64 KiB).
 const MAX_BODY: usize = 256 * 1024;
@@ -28,46 +27,6 @@ const MIN_SECRET: usize = 8;
 const MAX_SECRET: usize = 40;
 const KEY_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn with_status(code: &'static str, status: StatusCode, msg: String) -> S3Error {
-    let mut e = S3Error::with_message(S3ErrorCode::Custom(code.into()), msg);
-    e.set_status_code(status);
-    e
-}
-
-/// Maps a refused IAM command to MinIO's admin error codes.
-pub fn iam_error(e: IamError) -> S3Error {
-    let msg = e.to_string();
-    match e {
-        IamError::NoSuchUser(_) => with_status("XMinioAdminNoSuchUser", StatusCode::NOT_FOUND, msg),
-        IamError::NoSuchGroup(_) => {
-            with_status("XMinioAdminNoSuchGroup", StatusCode::NOT_FOUND, msg)
-        }
-        IamError::NoSuchPolicy(_) => {
-            with_status("XMinioAdminNoSuchPolicy", StatusCode::NOT_FOUND, msg)
-        }
-        IamError::NoSuchServiceAccount(_) => with_status(
-            "XMinioAdminNoSuchServiceAccount",
-            StatusCode::NOT_FOUND,
-            msg,
-        ),
-        IamError::MalformedPolicy(m) => S3Error::with_message(S3ErrorCode::MalformedPolicy, m),
-        IamError::AccessKeyInUse(_) | IamError::PolicyInUse(_) | IamError::GroupNotEmpty(_) => {
-            with_status("XMinioAdminConflict", StatusCode::CONFLICT, msg)
-        }
-        IamError::InvalidAccessKey(_) | IamError::InvalidName(_) | IamError::CannedPolicy(_) => {
-            S3Error::with_message(S3ErrorCode::InvalidArgument, msg)
-        }
-    }
-}
-
-pub(crate) fn catalog_error(e: CatalogError) -> S3Error {
-    match e {
-        CatalogError::Command(CommandError::Iam(e)) => iam_error(e),
-        CatalogError::Command(c) => s3_error!(InvalidRequest, "{c}"),
-        CatalogError::Unavailable(m) => s3_error!(ServiceUnavailable, "{m}"),
-    }
-}
 
 pub(crate) fn param(uri: &Uri, name: &str) -> S3Result<String> {
     query_param(uri, name)
@@ -391,7 +350,7 @@ async fn linearizable(node: &Node) -> S3Result<std::sync::Arc<SiteState>> {
     node.catalog
         .state_linearizable()
         .await
-        .map_err(catalog_error)
+        .map_err(S3Error::from)
 }
 
 async fn whoami(
@@ -528,7 +487,7 @@ async fn propose(node: &Node, auth: &Authorizer, cmd: IamCommand) -> S3Result<()
     node.catalog
         .propose(Command::Iam(cmd))
         .await
-        .map_err(catalog_error)
+        .map_err(S3Error::from)
 }
 
 fn seal(

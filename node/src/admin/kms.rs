@@ -10,7 +10,7 @@ use cairn_control_plane::kms::{KeyState, KmsCommand, KmsKey};
 use cairn_control_plane::Command;
 
 use super::{json, query_param};
-use crate::server::Node;
+use crate::node::Node;
 
 #[derive(Serialize)]
 struct KeyStatus {

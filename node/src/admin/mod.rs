@@ -13,7 +13,6 @@ pub mod kms;
 pub mod kms_cli;
 pub mod site;
 pub mod site_cli;
-pub mod sts;
 
 use std::sync::Arc;
 
@@ -24,11 +23,13 @@ use serde::Serialize;
 
 use cairn_control_plane::raft::{ControlPlaneStatus, ProposeError};
 
-use crate::auth::authorize::{query_pairs, session_token, Signer};
+use crate::auth::authorize::condition_keys::{query_pairs, session_token};
+use crate::auth::authorize::Signer;
+use crate::node::Node;
 use crate::object::heal::HealSummary;
-use crate::server::Node;
 
-pub const PREFIX: &str = "/cairn/admin/v1/";
+/// The admin API's paths (peer sites call `site/apply` under it, through [`crate::link`]).
+pub use crate::link::ADMIN_PREFIX as PREFIX;
 
 pub fn init_tracing() {
     let filter =
@@ -145,7 +146,7 @@ pub(crate) fn request_keys(
     auth: &crate::auth::authorize::Authorizer,
     req: &S3Request<Body>,
 ) -> Vec<(String, Vec<String>)> {
-    crate::auth::authorize::request_keys(
+    crate::auth::authorize::condition_keys::request_keys(
         &req.headers,
         &req.uri,
         req.extensions.get().copied(),
@@ -173,17 +174,13 @@ impl S3Route for AdminRoute {
         _h: &HeaderMap,
         _e: &mut hyper::http::Extensions,
     ) -> bool {
-        uri.path().starts_with(PREFIX) || sts::is_sts_request(_m, uri, _h)
+        uri.path().starts_with(PREFIX)
     }
 
     async fn check_access(&self, req: &mut S3Request<Body>) -> S3Result<()> {
         let Some(c) = &req.credentials else {
             return Err(s3_error!(AccessDenied, "Signature is required"));
         };
-        if sts::is_sts_request(&req.method, &req.uri, &req.headers) {
-            // Any signed caller may ask; the handler decides who gets credentials.
-            return Ok(());
-        }
         let op = req.uri.path().trim_start_matches(PREFIX);
         if let Some(decided) = site::peer_access(&self.node, &req.method, op, &c.access_key) {
             return decided;
@@ -216,9 +213,6 @@ impl S3Route for AdminRoute {
 
     #[tracing::instrument(skip_all, fields(path = %req.uri.path()))]
     async fn call(&self, mut req: S3Request<Body>) -> S3Result<S3Response<Body>> {
-        if sts::is_sts_request(&req.method, &req.uri, &req.headers) {
-            return sts::handle(&self.node, &mut req).await;
-        }
         let path = req.uri.path().to_owned();
         let op = path.trim_start_matches(PREFIX);
         if let Some(auth) = &self.node.iam {

@@ -6,17 +6,17 @@
 use std::collections::BTreeMap;
 
 use hyper::Method;
-use s3s::{s3_error, Body, S3Request, S3Response, S3Result};
+use s3s::{s3_error, Body, S3Error, S3Request, S3Response, S3Result};
 use serde::{Deserialize, Serialize};
 
 use cairn_control_plane::site::{PeerConfig, SiteCommand};
 use cairn_control_plane::Command;
 
-use super::iam::{body_json, catalog_error};
+use super::iam::body_json;
 use super::json;
 use crate::catalog::CatalogError;
-use crate::server::Node;
-use crate::site::outbox::{
+use crate::node::Node;
+use crate::replication::outbox::{
     link_sealer, reseal, target, ApplyRequest, ApplyResponse, Entry, APPLY_OP,
 };
 
@@ -161,7 +161,7 @@ async fn configure(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Respons
             peers,
         }))
         .await
-        .map_err(catalog_error)?;
+        .map_err(S3Error::from)?;
     json(&status(node))
 }
 
@@ -215,7 +215,7 @@ async fn apply(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<Bo
             Err(CatalogError::Command(c)) => {
                 tracing::debug!(origin = %r.origin, seq = e.seq, error = %c, "replicated command had no effect here");
             }
-            Err(e) => return Err(catalog_error(e)),
+            Err(e) => return Err(S3Error::from(e)),
         }
     }
     let received = node

@@ -13,7 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::body::{GenBody, ReqBody};
-use super::sign::{amz_date, uri_encode, SignRequest, Signer, UNSIGNED_PAYLOAD};
+use crate::sign::{amz_date, uri_encode, SignRequest, Signer, UNSIGNED_PAYLOAD};
 
 /// The most of an error response body read to find its S3 error code.
 const MAX_ERROR_BODY: usize = 64 << 10;

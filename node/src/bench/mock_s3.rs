@@ -17,9 +17,9 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
-use super::sign::{SignRequest, Signer, UNSIGNED_PAYLOAD};
 use super::workload::Workload;
 use super::BenchArgs;
+use crate::sign::{SignRequest, Signer, UNSIGNED_PAYLOAD};
 
 const ACCESS_KEY: &str = "mockkey";
 const SECRET_KEY: &str = "mocksecret";

@@ -8,13 +8,12 @@
 //! cairn bench --access-key KEY --secret-key SECRET --op put --size 1MiB --concurrency 16 --duration 30s
 //! ```
 //!
-//! Modules: [`units`] (option parsing), [`sign`] (SigV4), [`body`] (generated bodies), [`client`] (HTTP/S3),
+//! Modules: [`units`] (option parsing), [`body`] (generated bodies), [`client`] (HTTP/S3),
 //! [`stats`] (histograms and the report), [`workload`] (workers, prepare and cleanup); `mock_s3` holds the
 //! end-to-end tests against an in-memory S3 server.
 
 pub mod body;
 pub mod client;
-pub mod sign;
 pub mod stats;
 pub mod units;
 pub mod workload;
@@ -30,9 +29,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use self::client::S3Client;
-use self::sign::Signer;
 use self::stats::{ReportHeader, Stats};
 use self::workload::{Plan, Shared, Worker, Workload};
+use crate::sign::Signer;
 
 /// Generate S3 load against a deployment and report throughput and latency (warp-like).
 #[derive(Debug, Clone, clap::Args)]

@@ -458,7 +458,7 @@ pub async fn cleanup(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::sign::Signer;
+    use crate::sign::Signer;
 
     fn plan(workload: Workload, objects: usize, concurrency: usize) -> Arc<Plan> {
         Arc::new(Plan {

@@ -6,6 +6,7 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use cairn_control_plane::Command;
 
 use super::convert::timestamp;
+use super::error::object_error;
 use super::CairnS3;
 
 pub async fn create(
@@ -49,7 +50,12 @@ pub async fn delete(
 ) -> S3Result<S3Response<DeleteBucketOutput>> {
     let bucket = req.input.bucket;
     s3.require_bucket(&bucket).await?;
-    if !s3.objects.bucket_is_empty(&bucket).await? {
+    if !s3
+        .objects
+        .bucket_is_empty(&bucket)
+        .await
+        .map_err(object_error)?
+    {
         return Err(s3_error!(
             BucketNotEmpty,
             "The bucket you tried to delete is not empty"

@@ -7,6 +7,7 @@ use s3s::{s3_error, S3Result};
 use cairn_proto::meta::{KeyValue, ObjectVersion};
 
 use crate::clock::to_datetime;
+use crate::object::stage::{BodyError, Checksummer};
 use crate::object::write::WriteOutcome;
 use crate::object::{ObjectError, ObjectResult};
 
@@ -143,67 +144,6 @@ impl ContentHeaders {
     }
 }
 
-/// Tags from a `x-amz-tagging` header (URL query form).
-pub fn parse_tagging_header(h: Option<&str>) -> S3Result<Vec<KeyValue>> {
-    let Some(h) = h.filter(|h| !h.is_empty()) else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for pair in h.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let dec = |s: &str| {
-            percent_decode(s)
-                .ok_or_else(|| s3_error!(InvalidArgument, "invalid x-amz-tagging header"))
-        };
-        out.push(kv(&dec(k)?, dec(v)?));
-    }
-    check_tags(&out)?;
-    Ok(out)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let s = s.replace('+', " ");
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// AWS: at most 10 tags per object, keys up to 128 and values up to 256 characters, keys unique.
-pub fn check_tags(tags: &[KeyValue]) -> S3Result<()> {
-    if tags.len() > 10 {
-        return Err(s3_error!(
-            InvalidTag,
-            "Object tags cannot be greater than 10"
-        ));
-    }
-    for (i, t) in tags.iter().enumerate() {
-        if t.key.is_empty() || t.key.chars().count() > 128 || t.value.chars().count() > 256 {
-            return Err(s3_error!(
-                InvalidTag,
-                "The TagKey or TagValue you have provided is invalid"
-            ));
-        }
-        if tags[..i].iter().any(|o| o.key == t.key) {
-            return Err(s3_error!(
-                InvalidTag,
-                "Cannot provide multiple Tags with the same key"
-            ));
-        }
-    }
-    Ok(())
-}
-
 pub fn tag_set(tags: &[KeyValue]) -> Vec<dto::Tag> {
     tags.iter()
         .map(|t| dto::Tag {
@@ -211,6 +151,39 @@ pub fn tag_set(tags: &[KeyValue]) -> Vec<dto::Tag> {
             value: Some(t.value.clone()),
         })
         .collect()
+}
+
+/// The client's checksums, computed by s3s's hasher as the object layer reads the body.
+#[derive(Default)]
+pub struct ClientChecksums(pub s3s::checksum::ChecksumHasher);
+
+impl Checksummer for ClientChecksums {
+    type Sums = dto::Checksum;
+
+    fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    fn finalize(self) -> dto::Checksum {
+        self.0.finalize()
+    }
+}
+
+/// A request body as the object layer reads it. s3s reports a tampered aws-chunked body only
+/// through its error's text, so that text is read here, at the edge, once.
+pub fn request_body(
+    body: dto::StreamingBlob,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, BodyError>> + Unpin + Send + 'static {
+    futures::StreamExt::map(body, |r| {
+        r.map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("SignatureMismatch") {
+                BodyError::ChunkSignature
+            } else {
+                BodyError::Incomplete(msg)
+            }
+        })
+    })
 }
 
 /// The checksums a request declares (headers, or the algorithm whose value arrives in a trailer).
@@ -222,7 +195,7 @@ pub struct ChecksumRequest {
 }
 
 impl ChecksumRequest {
-    pub fn hasher(&self) -> S3Result<s3s::checksum::ChecksumHasher> {
+    pub fn hasher(&self) -> S3Result<ClientChecksums> {
         let mut h = s3s::checksum::ChecksumHasher::default();
         let d = &self.declared;
         if d.checksum_crc32.is_some() {
@@ -255,14 +228,14 @@ impl ChecksumRequest {
                 }
             }
         }
-        Ok(h)
+        Ok(ClientChecksums(h))
     }
 
     /// Compares what was computed with what the client declared (headers, then trailers) and
     /// returns the checksums to store.
     pub fn verify(
         mut self,
-        out: &WriteOutcome,
+        out: &WriteOutcome<dto::Checksum>,
         trailers: Option<&http::HeaderMap>,
     ) -> ObjectResult<Vec<KeyValue>> {
         if let Some(md5) = &self.content_md5 {
@@ -319,6 +292,19 @@ impl ChecksumRequest {
         Ok(stored)
     }
 }
+
+/// Sets the checksum fields of an s3s output (every output that has them names them alike).
+macro_rules! set_checksums {
+    ($out:expr, $sums:expr) => {{
+        let sums: s3s::dto::Checksum = $sums;
+        $out.checksum_crc32 = sums.checksum_crc32;
+        $out.checksum_crc32c = sums.checksum_crc32c;
+        $out.checksum_sha1 = sums.checksum_sha1;
+        $out.checksum_sha256 = sums.checksum_sha256;
+        $out.checksum_crc64nvme = sums.checksum_crc64nvme;
+    }};
+}
+pub(crate) use set_checksums;
 
 /// The stored checksums in the response shape.
 pub fn checksum_fields(list: &[KeyValue]) -> dto::Checksum {

@@ -1,9 +1,11 @@
 //! The one place where internal errors become S3 errors (code, status, message).
 
+use http::StatusCode;
 use s3s::{S3Error, S3ErrorCode};
 
 use crate::catalog::CatalogError;
 use crate::object::ObjectError;
+use cairn_control_plane::iam::identity::IamError;
 use cairn_control_plane::CommandError;
 
 fn err(code: S3ErrorCode, msg: impl Into<String>) -> S3Error {
@@ -38,40 +40,48 @@ fn delete_marker_error(version_id: &str, requested: bool) -> S3Error {
     e
 }
 
-impl From<ObjectError> for S3Error {
-    fn from(e: ObjectError) -> Self {
-        use ObjectError as E;
-        let msg = e.to_string();
-        match e {
-            E::NoSuchBucket => err(S3ErrorCode::NoSuchBucket, msg),
-            E::NoSuchKey => err(S3ErrorCode::NoSuchKey, msg),
-            E::NoSuchVersion => err(S3ErrorCode::NoSuchVersion, msg),
-            E::NoSuchUpload => err(S3ErrorCode::NoSuchUpload, msg),
-            E::DeleteMarker {
-                version_id,
-                requested,
-            } => delete_marker_error(&version_id, requested),
-            E::Locked(_) => err(S3ErrorCode::AccessDenied, msg),
-            E::ReadQuorum { .. } | E::WriteQuorum { .. } | E::Unrecoverable => {
-                err(S3ErrorCode::ServiceUnavailable, msg)
-            }
-            E::BadDigest(_) => err(S3ErrorCode::BadDigest, msg),
-            E::EntityTooLarge => err(S3ErrorCode::EntityTooLarge, msg),
-            E::EntityTooSmall => err(S3ErrorCode::EntityTooSmall, msg),
-            E::InvalidPart => err(S3ErrorCode::InvalidPart, msg),
-            E::InvalidPartOrder => err(S3ErrorCode::InvalidPartOrder, msg),
-            E::ChunkSignature => err(S3ErrorCode::SignatureDoesNotMatch, msg),
-            E::IncompleteBody(_) => err(S3ErrorCode::IncompleteBody, msg),
-            E::InvalidArgument(_) => err(S3ErrorCode::InvalidArgument, msg),
-            E::ReplicaConflict(_) => err(S3ErrorCode::InvalidRequest, msg),
-            E::Encryption(e) => super::sse::error(e),
-            E::Drive(_) | E::Erasure(_) | E::CorruptMeta(_) => {
-                tracing::error!(error = %msg, "internal storage error");
+/// The S3 error for an object-layer error (a function, not `From`: both types are other crates').
+pub fn object_error(e: ObjectError) -> S3Error {
+    use ObjectError as E;
+    let msg = e.to_string();
+    match e {
+        E::NoSuchBucket => err(S3ErrorCode::NoSuchBucket, msg),
+        E::NoSuchKey => err(S3ErrorCode::NoSuchKey, msg),
+        E::NoSuchVersion => err(S3ErrorCode::NoSuchVersion, msg),
+        E::NoSuchUpload => err(S3ErrorCode::NoSuchUpload, msg),
+        E::DeleteMarker {
+            version_id,
+            requested,
+        } => delete_marker_error(&version_id, requested),
+        E::Locked(_) => err(S3ErrorCode::AccessDenied, msg),
+        E::ReadQuorum { .. } | E::WriteQuorum { .. } | E::Unrecoverable => {
+            err(S3ErrorCode::ServiceUnavailable, msg)
+        }
+        E::BadDigest(_) => err(S3ErrorCode::BadDigest, msg),
+        E::EntityTooLarge => err(S3ErrorCode::EntityTooLarge, msg),
+        E::EntityTooSmall => err(S3ErrorCode::EntityTooSmall, msg),
+        E::InvalidPart => err(S3ErrorCode::InvalidPart, msg),
+        E::InvalidPartOrder => err(S3ErrorCode::InvalidPartOrder, msg),
+        E::ChunkSignature => err(S3ErrorCode::SignatureDoesNotMatch, msg),
+        E::IncompleteBody(_) => err(S3ErrorCode::IncompleteBody, msg),
+        E::InvalidArgument(_) => err(S3ErrorCode::InvalidArgument, msg),
+        E::ReplicaConflict(_) => err(S3ErrorCode::InvalidRequest, msg),
+        E::Stage(e) => match e.downcast::<crate::sse::SseError>() {
+            Ok(e) => super::sse::error(*e),
+            Err(e) => {
+                tracing::error!(error = %e, "storage stage error");
                 err(
                     S3ErrorCode::InternalError,
                     "We encountered an internal error. Please try again.",
                 )
             }
+        },
+        E::Drive(_) | E::Erasure(_) | E::CorruptMeta(_) => {
+            tracing::error!(error = %msg, "internal storage error");
+            err(
+                S3ErrorCode::InternalError,
+                "We encountered an internal error. Please try again.",
+            )
         }
     }
 }
@@ -92,8 +102,40 @@ impl From<CatalogError> for S3Error {
                 | CommandError::KmsKeyDeleted(_),
             ) => err(S3ErrorCode::InvalidRequest, e.to_string()),
             CatalogError::Command(CommandError::NotEmpty) => err(S3ErrorCode::InternalError, e.to_string()),
-            CatalogError::Command(CommandError::Iam(i)) => crate::admin::iam::iam_error(i),
+            CatalogError::Command(CommandError::Iam(i)) => iam_error(i),
             CatalogError::Unavailable(_) => err(S3ErrorCode::ServiceUnavailable, e.to_string()),
+        }
+    }
+}
+
+fn with_status(code: &'static str, status: StatusCode, msg: String) -> S3Error {
+    let mut e = S3Error::with_message(S3ErrorCode::Custom(code.into()), msg);
+    e.set_status_code(status);
+    e
+}
+
+/// Maps a refused IAM command to MinIO's admin error codes.
+pub fn iam_error(e: IamError) -> S3Error {
+    let msg = e.to_string();
+    match e {
+        IamError::NoSuchUser(_) => with_status("XMinioAdminNoSuchUser", StatusCode::NOT_FOUND, msg),
+        IamError::NoSuchGroup(_) => {
+            with_status("XMinioAdminNoSuchGroup", StatusCode::NOT_FOUND, msg)
+        }
+        IamError::NoSuchPolicy(_) => {
+            with_status("XMinioAdminNoSuchPolicy", StatusCode::NOT_FOUND, msg)
+        }
+        IamError::NoSuchServiceAccount(_) => with_status(
+            "XMinioAdminNoSuchServiceAccount",
+            StatusCode::NOT_FOUND,
+            msg,
+        ),
+        IamError::MalformedPolicy(m) => S3Error::with_message(S3ErrorCode::MalformedPolicy, m),
+        IamError::AccessKeyInUse(_) | IamError::PolicyInUse(_) | IamError::GroupNotEmpty(_) => {
+            with_status("XMinioAdminConflict", StatusCode::CONFLICT, msg)
+        }
+        IamError::InvalidAccessKey(_) | IamError::InvalidName(_) | IamError::CannedPolicy(_) => {
+            S3Error::with_message(S3ErrorCode::InvalidArgument, msg)
         }
     }
 }

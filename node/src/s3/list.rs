@@ -5,6 +5,7 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::convert::{self, url_encode};
+use super::error::object_error;
 use super::CairnS3;
 use crate::object::list::{Entry, ListPage};
 
@@ -78,7 +79,8 @@ pub async fn v1(
             &marker,
             max,
         )
-        .await?;
+        .await
+        .map_err(object_error)?;
     let url = is_url(&input.encoding_type);
     let (objects, prefixes) = render(&page, url, true);
     // AWS returns NextMarker only when a delimiter is given; clients use the last key otherwise.
@@ -139,7 +141,8 @@ pub async fn v2(
             &marker,
             max,
         )
-        .await?;
+        .await
+        .map_err(object_error)?;
     let url = is_url(&input.encoding_type);
     let (objects, prefixes) = render(&page, url, input.fetch_owner.unwrap_or(false));
     let count = page.entries.len() as i32;

@@ -10,8 +10,9 @@ use cairn_control_plane::{BucketInfo, Command, DefaultRetention, LockMode, Reten
 use cairn_proto::meta::ObjectVersion;
 
 use super::convert::{self, ChecksumRequest};
+use super::error::object_error;
 use super::CairnS3;
-use crate::auth::authorize::GovernanceBypass;
+use crate::auth::authorize::s3_access::GovernanceBypass;
 use crate::object::retention::{self, Bypass, LockState};
 use crate::object::ObjectError;
 
@@ -158,7 +159,10 @@ async fn locked_version(
     version_id: Option<&str>,
 ) -> S3Result<crate::object::ObjectInfo> {
     lock_bucket(s3, bucket).await?;
-    Ok(s3.objects.head_object(bucket, key, version_id).await?)
+    s3.objects
+        .head_object(bucket, key, version_id)
+        .await
+        .map_err(object_error)
 }
 
 fn malformed() -> s3s::S3Error {
@@ -278,7 +282,8 @@ pub async fn put_retention(
                 l.write_to(v);
             },
         )
-        .await?;
+        .await
+        .map_err(object_error)?;
     Ok(S3Response::new(PutObjectRetentionOutput::default()))
 }
 
@@ -321,7 +326,8 @@ pub async fn put_legal_hold(
             input.version_id.as_deref(),
             |v| v.legal_hold = on,
         )
-        .await?;
+        .await
+        .map_err(object_error)?;
     Ok(S3Response::new(PutObjectLegalHoldOutput::default()))
 }
 

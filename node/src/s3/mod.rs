@@ -32,7 +32,7 @@ pub struct CairnS3 {
     pub credentials: Arc<dyn crate::auth::CredentialStore>,
     pub sse: Arc<crate::sse::object::Keyring>,
     /// Versions written here that peer sites must receive.
-    pub replication: crate::site::objects::Hints,
+    pub replication: crate::object::replica::Hints,
 }
 
 impl CairnS3 {

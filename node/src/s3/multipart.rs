@@ -1,15 +1,19 @@
 //! Multipart upload operations.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::convert::{self, ChecksumRequest};
+use super::error::object_error;
 use super::list::owner;
 use super::object::{check_key, copy_source};
 use super::sse;
 use super::CairnS3;
 use crate::object::multipart::{MAX_PART_NUMBER, MAX_PART_SIZE};
+use crate::object::stage::StoredForm;
 use crate::object::PutOptions;
 
 pub async fn create(
@@ -32,7 +36,7 @@ pub async fn create(
     let opts = PutOptions {
         headers: convert::content_headers!(input).to_kv(),
         user_metadata,
-        tags: convert::parse_tagging_header(input.tagging.as_deref())?,
+        tags: crate::tagging::parse_tagging_header(input.tagging.as_deref())?,
         versioning: bucket.versioning,
         lock: super::lock::lock_for_write(
             &bucket,
@@ -40,7 +44,7 @@ pub async fn create(
             true,
             s3.objects.clock.now_ns(),
         )?,
-        sse: plan.map(|p| p.write),
+        stored_form: plan.map(|p| Arc::new(p.write) as Arc<dyn StoredForm>),
         replication: Default::default(),
     };
     let alg = input
@@ -51,18 +55,17 @@ pub async fn create(
     let upload_id = s3
         .objects
         .create_multipart(&input.bucket, &input.key, opts, alg)
-        .await?;
-    Ok(S3Response::new(CreateMultipartUploadOutput {
+        .await
+        .map_err(object_error)?;
+    let mut out = CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload_id),
         checksum_algorithm: input.checksum_algorithm,
-        server_side_encryption: echo.sse,
-        ssekms_key_id: echo.kms_key_id,
-        sse_customer_algorithm: echo.customer_algorithm,
-        sse_customer_key_md5: echo.customer_key_md5,
         ..Default::default()
-    }))
+    };
+    sse::set_echo!(out, echo);
+    Ok(S3Response::new(out))
 }
 
 fn check_part_number(n: i32) -> S3Result<u32> {
@@ -96,9 +99,9 @@ pub async fn upload_part(
     }
     let cr = convert::checksum_request!(input);
     let trailers = req.trailing_headers;
-    let body = input.body.unwrap_or_else(|| {
+    let body = convert::request_body(input.body.unwrap_or_else(|| {
         StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
-    });
+    }));
     let customer = sse::customer_key(sse::customer_headers!(input), ssec_ok)?;
     let plan = sse::plan_part(s3, &input.bucket, &input.key, &input.upload_id, customer).await?;
     let (body, hasher) = sse::body(plan.as_ref(), body, number, cr.hasher()?)?;
@@ -115,24 +118,19 @@ pub async fn upload_part(
                 let t = trailers.as_ref().and_then(|t| t.take());
                 sse::verify_with(plan.as_ref(), out, |o| cr.verify(o, t.as_ref()))
             },
-            plan.as_ref().map(|p| &p.write),
+            plan.as_ref().map(|p| &p.write as &dyn StoredForm),
         )
-        .await?;
+        .await
+        .map_err(object_error)?;
     let sums = convert::checksum_fields(&part.checksums);
     let echo = plan.as_ref().map(sse::Plan::echo).unwrap_or_default();
-    Ok(S3Response::new(UploadPartOutput {
-        server_side_encryption: echo.sse,
-        ssekms_key_id: echo.kms_key_id,
-        sse_customer_algorithm: echo.customer_algorithm,
-        sse_customer_key_md5: echo.customer_key_md5,
+    let mut out = UploadPartOutput {
         e_tag: Some(ETag::Strong(part.etag)),
-        checksum_crc32: sums.checksum_crc32,
-        checksum_crc32c: sums.checksum_crc32c,
-        checksum_sha1: sums.checksum_sha1,
-        checksum_sha256: sums.checksum_sha256,
-        checksum_crc64nvme: sums.checksum_crc64nvme,
         ..Default::default()
-    }))
+    };
+    sse::set_echo!(out, echo);
+    convert::set_checksums!(out, sums);
+    Ok(S3Response::new(out))
 }
 
 /// `bytes=first-last` of a copy source, checked against the source size.
@@ -167,7 +165,11 @@ pub async fn upload_part_copy(
     s3.require_bucket(&sb).await?;
     s3.require_bucket(&input.bucket).await?;
     let number = check_part_number(input.part_number)?;
-    let src = s3.objects.get_object(&sb, &sk, svid.as_deref()).await?;
+    let src = s3
+        .objects
+        .get_object(&sb, &sk, svid.as_deref())
+        .await
+        .map_err(object_error)?;
     let v = src.info.version.clone();
     super::object::check_conditions(
         &v,
@@ -195,9 +197,10 @@ pub async fn upload_part_copy(
             stream,
             hasher,
             |out| sse::verify_with(plan.as_ref(), out, |o| cr.verify(o, None)),
-            plan.as_ref().map(|p| &p.write),
+            plan.as_ref().map(|p| &p.write as &dyn StoredForm),
         )
-        .await?;
+        .await
+        .map_err(object_error)?;
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(ETag::Strong(part.etag)),
@@ -238,7 +241,8 @@ pub async fn complete(
             bucket.versioning,
             s3.catalog.state().sites.enabled(),
         )
-        .await?;
+        .await
+        .map_err(object_error)?;
     s3.replication
         .send(&input.bucket, &input.key, &info.version);
     let echo = sse::echo(info.version.sse.as_ref(), None);
@@ -262,7 +266,8 @@ pub async fn abort(
     s3.require_bucket(&input.bucket).await?;
     s3.objects
         .abort_multipart(&input.bucket, &input.key, &input.upload_id)
-        .await?;
+        .await
+        .map_err(object_error)?;
     Ok(S3Response::new(AbortMultipartUploadOutput::default()))
 }
 
@@ -275,7 +280,8 @@ pub async fn list_parts(
     let (upload, parts) = s3
         .objects
         .list_parts(&input.bucket, &input.key, &input.upload_id)
-        .await?;
+        .await
+        .map_err(object_error)?;
     let marker = input
         .part_number_marker
         .and_then(|m| u32::try_from(m).ok())
@@ -327,7 +333,11 @@ pub async fn list_uploads(
         .max_uploads
         .map_or(1000, |m| m.clamp(0, 1000) as usize);
     let key_marker = input.key_marker.clone().unwrap_or_default();
-    let all = s3.objects.list_uploads(&input.bucket, &prefix).await?;
+    let all = s3
+        .objects
+        .list_uploads(&input.bucket, &prefix)
+        .await
+        .map_err(object_error)?;
     let after: Vec<_> = all
         .into_iter()
         .filter(|u| key_marker.is_empty() || u.key > key_marker)

@@ -10,10 +10,12 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use cairn_proto::meta::ObjectVersion;
 
 use super::convert::{self, ChecksumRequest, ContentHeaders};
+use super::error::object_error;
 use super::versioning::version_header;
 use super::{lock, sse, CairnS3};
-use crate::auth::authorize::KeyCheck;
+use crate::auth::authorize::s3_access::KeyCheck;
 use crate::object::retention::Bypass;
+use crate::object::stage::StoredForm;
 use crate::object::versions::{DeleteOutcome, DeleteRequest};
 use crate::object::{ObjectError, PutOptions, MAX_OBJECT_SIZE};
 
@@ -149,7 +151,7 @@ pub async fn put(
                 ))
             }
             Ok(_) | Err(ObjectError::NoSuchKey | ObjectError::DeleteMarker { .. }) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(object_error(e)),
         }
     }
     if let Some(cond) = &input.if_match {
@@ -159,7 +161,7 @@ pub async fn put(
             .await
             .map_err(|e| match e {
                 ObjectError::NoSuchKey | ObjectError::DeleteMarker { .. } => s3_error!(NoSuchKey),
-                e => e.into(),
+                e => object_error(e),
             })?;
         if !etag_matches(cond, &info.version) {
             return Err(s3_error!(
@@ -187,16 +189,18 @@ pub async fn put(
     let opts = PutOptions {
         headers: convert::content_headers!(input).to_kv(),
         user_metadata,
-        tags: convert::parse_tagging_header(input.tagging.as_deref())?,
+        tags: crate::tagging::parse_tagging_header(input.tagging.as_deref())?,
         versioning: bucket.versioning,
         lock,
-        sse: plan.as_ref().map(|p| p.write.clone()),
+        stored_form: plan
+            .as_ref()
+            .map(|p| Arc::new(p.write.clone()) as Arc<dyn StoredForm>),
         replication,
     };
     let trailers = req.trailing_headers;
-    let body = input.body.unwrap_or_else(|| {
+    let body = convert::request_body(input.body.unwrap_or_else(|| {
         StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
-    });
+    }));
     let (body, hasher) = sse::body(plan.as_ref(), body, 1, cr.hasher()?)?;
     let info = s3
         .objects
@@ -204,25 +208,68 @@ pub async fn put(
             let t = trailers.as_ref().and_then(|t| t.take());
             sse::verify_with(plan.as_ref(), out, |o| cr.verify(o, t.as_ref()))
         })
-        .await?;
+        .await
+        .map_err(object_error)?;
     s3.replication
         .send(&input.bucket, &input.key, &info.version);
     let sums = convert::checksum_fields(&info.version.checksums);
     let echo = plan.as_ref().map(sse::Plan::echo).unwrap_or_default();
-    Ok(S3Response::new(PutObjectOutput {
+    let mut out = PutObjectOutput {
         e_tag: Some(convert::etag(&info.version)),
         version_id: version_header(bucket.versioning, &info.version.version_id),
-        server_side_encryption: echo.sse,
-        ssekms_key_id: echo.kms_key_id,
-        sse_customer_algorithm: echo.customer_algorithm,
-        sse_customer_key_md5: echo.customer_key_md5,
-        checksum_crc32: sums.checksum_crc32,
-        checksum_crc32c: sums.checksum_crc32c,
-        checksum_sha1: sums.checksum_sha1,
-        checksum_sha256: sums.checksum_sha256,
-        checksum_crc64nvme: sums.checksum_crc64nvme,
         ..Default::default()
-    }))
+    };
+    sse::set_echo!(out, echo);
+    convert::set_checksums!(out, sums);
+    Ok(S3Response::new(out))
+}
+
+/// The bytes a GET or HEAD answers with: `(start, end, partial)` for a part number, a range, or
+/// the whole object.
+fn read_range(
+    v: &ObjectVersion,
+    part_number: Option<i32>,
+    range: Option<&Range>,
+) -> S3Result<(u64, u64, bool)> {
+    if let Some(n) = part_number {
+        let (s, e) = part_range(v, n)?;
+        Ok((s, e, v.parts.len() > 1))
+    } else if let Some(r) = range {
+        let r = r.check(v.size)?;
+        Ok((r.start, r.end, true))
+    } else {
+        Ok((0, v.size, false))
+    }
+}
+
+fn checksum_mode(mode: Option<&ChecksumMode>) -> bool {
+    mode.is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+}
+
+/// The fields GET and HEAD share (s3s's two outputs name them alike): version, lock, SSE,
+/// length and range, ETag, time, metadata, part count and, when asked, the checksums.
+macro_rules! set_object_fields {
+    ($out:expr, $v:expr, $versioning:expr, $range:expr, $part_number:expr, $echo:expr, $checksums:expr) => {{
+        let v: &ObjectVersion = $v;
+        let (start, end, partial): (u64, u64, bool) = $range;
+        let (lock_mode, retain_until, legal_hold) = lock::response_lock(v);
+        $out.version_id = version_header($versioning, &v.version_id);
+        $out.object_lock_mode = lock_mode;
+        $out.object_lock_retain_until_date = retain_until;
+        $out.object_lock_legal_hold_status = legal_hold;
+        sse::set_echo!($out, $echo);
+        $out.content_length = Some(i64::try_from(end - start).unwrap_or(i64::MAX));
+        $out.content_range =
+            partial.then(|| format!("bytes {}-{}/{}", start, end.saturating_sub(1), v.size));
+        $out.accept_ranges = Some("bytes".into());
+        $out.e_tag = Some(convert::etag(v));
+        $out.last_modified = Some(convert::timestamp(v.mod_time_ns));
+        $out.metadata = convert::metadata_map(&v.user_metadata);
+        $out.parts_count = $part_number.map(|_| v.parts.len() as i32);
+        if $checksums {
+            convert::set_checksums!($out, convert::checksum_fields(&v.checksums));
+        }
+    }};
 }
 
 pub async fn get(
@@ -235,7 +282,8 @@ pub async fn get(
     let handle = s3
         .objects
         .get_object(&input.bucket, &input.key, input.version_id.as_deref())
-        .await?;
+        .await
+        .map_err(object_error)?;
     let v = handle.info.version.clone();
     check_conditions(
         &v,
@@ -247,51 +295,15 @@ pub async fn get(
     )?;
     let customer = sse::customer_key(sse::customer_headers!(input), ssec_ok)?;
     let key = sse::open(s3, &input.bucket, &input.key, &v, customer.as_ref()).await?;
-    let (start, end, partial) = if let Some(n) = input.part_number {
-        let (s, e) = part_range(&v, n)?;
-        (s, e, v.parts.len() > 1)
-    } else if let Some(r) = &input.range {
-        let r = r.check(v.size)?;
-        (r.start, r.end, true)
-    } else {
-        (0, v.size, false)
-    };
-    let content_range =
-        partial.then(|| format!("bytes {}-{}/{}", start, end.saturating_sub(1), v.size));
+    let (start, end, partial) = read_range(&v, input.part_number, input.range.as_ref())?;
     let headers = ContentHeaders::from_kv(&v.headers);
-    let full = !partial
-        && input
-            .checksum_mode
-            .as_ref()
-            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
-    let sums = if full {
-        convert::checksum_fields(&v.checksums)
-    } else {
-        Checksum::default()
-    };
     // Read the first batch before answering: a read that cannot be served fails with a clean S3
     // error instead of a 200 whose body breaks off.
     let mut stream = sse::read(handle, key.as_ref(), start, end)?;
-    let first = stream.next().await.transpose()?;
+    let first = stream.next().await.transpose().map_err(object_error)?;
     let body = body_of(futures::stream::iter(first.map(Ok)).chain(stream));
-    let (lock_mode, retain_until, legal_hold) = lock::response_lock(&v);
-    let echo = sse::echo(v.sse.as_ref(), customer.map(|c| c.key_md5_b64()));
-    Ok(S3Response::new(GetObjectOutput {
-        version_id: version_header(bucket.versioning, &v.version_id),
-        object_lock_mode: lock_mode,
-        object_lock_retain_until_date: retain_until,
-        object_lock_legal_hold_status: legal_hold,
-        server_side_encryption: echo.sse,
-        ssekms_key_id: echo.kms_key_id,
-        sse_customer_algorithm: echo.customer_algorithm,
-        sse_customer_key_md5: echo.customer_key_md5,
+    let mut out = GetObjectOutput {
         body: Some(body),
-        content_length: Some(i64::try_from(end - start).unwrap_or(i64::MAX)),
-        content_range,
-        accept_ranges: Some("bytes".into()),
-        e_tag: Some(convert::etag(&v)),
-        last_modified: Some(convert::timestamp(v.mod_time_ns)),
-        metadata: convert::metadata_map(&v.user_metadata),
         content_type: input.response_content_type.or(headers.content_type),
         content_encoding: input.response_content_encoding.or(headers.content_encoding),
         content_disposition: input
@@ -301,14 +313,21 @@ pub async fn get(
         cache_control: input.response_cache_control.or(headers.cache_control),
         expires: input.response_expires.or(headers.expires),
         tag_count: (!v.tags.is_empty()).then_some(v.tags.len() as i32),
-        parts_count: input.part_number.map(|_| v.parts.len() as i32),
-        checksum_crc32: sums.checksum_crc32,
-        checksum_crc32c: sums.checksum_crc32c,
-        checksum_sha1: sums.checksum_sha1,
-        checksum_sha256: sums.checksum_sha256,
-        checksum_crc64nvme: sums.checksum_crc64nvme,
         ..Default::default()
-    }))
+    };
+    let echo = sse::echo(v.sse.as_ref(), customer.map(|c| c.key_md5_b64()));
+    // A part or range is not what the whole-object checksums cover.
+    let checksums = !partial && checksum_mode(input.checksum_mode.as_ref());
+    set_object_fields!(
+        out,
+        &v,
+        bucket.versioning,
+        (start, end, partial),
+        input.part_number,
+        echo,
+        checksums
+    );
+    Ok(S3Response::new(out))
 }
 
 pub async fn head(
@@ -321,7 +340,8 @@ pub async fn head(
     let info = s3
         .objects
         .head_object(&input.bucket, &input.key, input.version_id.as_deref())
-        .await?;
+        .await
+        .map_err(object_error)?;
     let v = info.version;
     check_conditions(
         &v,
@@ -333,72 +353,29 @@ pub async fn head(
     )?;
     let customer = sse::customer_key(sse::customer_headers!(input), ssec_ok)?;
     sse::check_head(&input.bucket, &input.key, &v, customer.as_ref())?;
-    let echo = sse::echo(v.sse.as_ref(), customer.map(|c| c.key_md5_b64()));
-    let (len, content_range) = match input.part_number {
-        Some(n) => {
-            let (s, e) = part_range(&v, n)?;
-            (
-                e - s,
-                (v.parts.len() > 1)
-                    .then(|| format!("bytes {}-{}/{}", s, e.saturating_sub(1), v.size)),
-            )
-        }
-        None => match &input.range {
-            Some(r) => {
-                let r = r.check(v.size)?;
-                (
-                    r.end - r.start,
-                    Some(format!(
-                        "bytes {}-{}/{}",
-                        r.start,
-                        r.end.saturating_sub(1),
-                        v.size
-                    )),
-                )
-            }
-            None => (v.size, None),
-        },
-    };
+    let range = read_range(&v, input.part_number, input.range.as_ref())?;
     let headers = ContentHeaders::from_kv(&v.headers);
-    let sums = if input
-        .checksum_mode
-        .as_ref()
-        .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
-    {
-        convert::checksum_fields(&v.checksums)
-    } else {
-        Checksum::default()
-    };
-    let (lock_mode, retain_until, legal_hold) = lock::response_lock(&v);
-    Ok(S3Response::new(HeadObjectOutput {
-        version_id: version_header(bucket.versioning, &v.version_id),
-        object_lock_mode: lock_mode,
-        object_lock_retain_until_date: retain_until,
-        object_lock_legal_hold_status: legal_hold,
-        server_side_encryption: echo.sse,
-        ssekms_key_id: echo.kms_key_id,
-        sse_customer_algorithm: echo.customer_algorithm,
-        sse_customer_key_md5: echo.customer_key_md5,
-        content_length: Some(i64::try_from(len).unwrap_or(i64::MAX)),
-        content_range,
-        accept_ranges: Some("bytes".into()),
-        e_tag: Some(convert::etag(&v)),
-        last_modified: Some(convert::timestamp(v.mod_time_ns)),
-        metadata: convert::metadata_map(&v.user_metadata),
+    let mut out = HeadObjectOutput {
         content_type: headers.content_type,
         content_encoding: headers.content_encoding,
         content_disposition: headers.content_disposition,
         content_language: headers.content_language,
         cache_control: headers.cache_control,
         expires: headers.expires,
-        parts_count: input.part_number.map(|_| v.parts.len() as i32),
-        checksum_crc32: sums.checksum_crc32,
-        checksum_crc32c: sums.checksum_crc32c,
-        checksum_sha1: sums.checksum_sha1,
-        checksum_sha256: sums.checksum_sha256,
-        checksum_crc64nvme: sums.checksum_crc64nvme,
         ..Default::default()
-    }))
+    };
+    let echo = sse::echo(v.sse.as_ref(), customer.map(|c| c.key_md5_b64()));
+    let checksums = checksum_mode(input.checksum_mode.as_ref());
+    set_object_fields!(
+        out,
+        &v,
+        bucket.versioning,
+        range,
+        input.part_number,
+        echo,
+        checksums
+    );
+    Ok(S3Response::new(out))
 }
 
 pub async fn delete(
@@ -428,7 +405,8 @@ pub async fn delete(
                 replication: &replication,
             },
         )
-        .await?;
+        .await
+        .map_err(object_error)?;
     hint_marker(s3, &replication, &input.bucket, &input.key, &out);
     Ok(S3Response::new(DeleteObjectOutput {
         delete_marker: out.delete_marker.then_some(true),
@@ -493,7 +471,7 @@ pub async fn delete_many(
                     .objects
                     .delete_object(&input.bucket, &obj.key, req)
                     .await
-                    .map_err(s3s::S3Error::from);
+                    .map_err(object_error);
                 if let Ok(out) = &out {
                     hint_marker(s3, &replication, &input.bucket, &obj.key, out);
                 }
@@ -564,7 +542,11 @@ pub async fn copy(
     let src_bucket = s3.require_bucket(&sb).await?;
     let bucket = s3.require_bucket(&input.bucket).await?;
     check_key(&input.key)?;
-    let src = s3.objects.get_object(&sb, &sk, svid.as_deref()).await?;
+    let src = s3
+        .objects
+        .get_object(&sb, &sk, svid.as_deref())
+        .await
+        .map_err(object_error)?;
     let v = src.info.version.clone();
     check_conditions(
         &v,
@@ -601,7 +583,9 @@ pub async fn copy(
     )
     .await?;
     let opts = PutOptions {
-        sse: plan.as_ref().map(|p| p.write.clone()),
+        stored_form: plan
+            .as_ref()
+            .map(|p| Arc::new(p.write.clone()) as Arc<dyn StoredForm>),
         headers: if replace_meta {
             convert::content_headers!(input).to_kv()
         } else {
@@ -613,7 +597,7 @@ pub async fn copy(
             v.user_metadata.clone()
         },
         tags: if replace_tags {
-            convert::parse_tagging_header(input.tagging.as_deref())?
+            crate::tagging::parse_tagging_header(input.tagging.as_deref())?
         } else {
             v.tags.clone()
         },
@@ -638,24 +622,23 @@ pub async fn copy(
         .put_object(&input.bucket, &input.key, stream, hasher, opts, |out| {
             sse::verify_with(plan.as_ref(), out, |o| checks.verify(o, None))
         })
-        .await?;
+        .await
+        .map_err(object_error)?;
     s3.replication
         .send(&input.bucket, &input.key, &info.version);
     let echo = plan.as_ref().map(sse::Plan::echo).unwrap_or_default();
-    Ok(S3Response::new(CopyObjectOutput {
+    let mut out = CopyObjectOutput {
         version_id: version_header(bucket.versioning, &info.version.version_id),
         copy_source_version_id: version_header(src_bucket.versioning, &v.version_id),
-        server_side_encryption: echo.sse,
-        ssekms_key_id: echo.kms_key_id,
-        sse_customer_algorithm: echo.customer_algorithm,
-        sse_customer_key_md5: echo.customer_key_md5,
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(convert::etag(&info.version)),
             last_modified: Some(convert::timestamp(info.version.mod_time_ns)),
             ..Default::default()
         }),
         ..Default::default()
-    }))
+    };
+    sse::set_echo!(out, echo);
+    Ok(S3Response::new(out))
 }
 
 pub async fn get_tagging(
@@ -667,7 +650,8 @@ pub async fn get_tagging(
     let info = s3
         .objects
         .head_object(&input.bucket, &input.key, input.version_id.as_deref())
-        .await?;
+        .await
+        .map_err(object_error)?;
     Ok(S3Response::new(GetObjectTaggingOutput {
         tag_set: convert::tag_set(&info.version.tags),
         version_id: None,
@@ -686,7 +670,7 @@ pub async fn put_tagging(
         .into_iter()
         .map(|t| convert::kv(&t.key.unwrap_or_default(), t.value.unwrap_or_default()))
         .collect();
-    convert::check_tags(&tags)?;
+    crate::tagging::check_tags(&tags)?;
     s3.objects
         .update_version(
             &input.bucket,
@@ -694,7 +678,8 @@ pub async fn put_tagging(
             input.version_id.as_deref(),
             |v| v.tags = tags.clone(),
         )
-        .await?;
+        .await
+        .map_err(object_error)?;
     Ok(S3Response::new(PutObjectTaggingOutput { version_id: None }))
 }
 
@@ -711,7 +696,8 @@ pub async fn delete_tagging(
             input.version_id.as_deref(),
             |v| v.tags.clear(),
         )
-        .await?;
+        .await
+        .map_err(object_error)?;
     Ok(S3Response::new(DeleteObjectTaggingOutput {
         version_id: None,
     }))

@@ -6,13 +6,14 @@
 //! sends nothing but replicas. What a replica may then do to an existing version (never change
 //! its bytes, never remove a locked one) is the object layer's (`object::replica`).
 
-use hyper::HeaderMap;
 use s3s::{s3_error, S3Request, S3Result};
 
+use super::error::object_error;
 use super::CairnS3;
-use crate::object::replica::{ReplicaOf, Replication};
+use crate::object::replica::{
+    ReplicaOf, Replication, ETAG_HEADER, MTIME_HEADER, VERSION_ID_HEADER,
+};
 use crate::object::versions::check_version_id;
-use crate::site::objects::{ETAG_HEADER, MTIME_HEADER, VERSION_ID_HEADER};
 
 /// Longest ETag a replica may carry (an MD5 in hex plus `-` and a part count).
 const MAX_ETAG: usize = 48;
@@ -24,13 +25,6 @@ pub fn local(s3: &CairnS3) -> Replication {
     } else {
         Replication::None
     }
-}
-
-/// Whether a peer site's replication identity may make this S3 request: a PutObject or
-/// DeleteObject carrying the replica headers, nothing else (the authorizer asks this before any
-/// policy; the handlers check the headers' signer again through [`of_request`]).
-pub fn peer_may(op: &str, headers: &HeaderMap) -> bool {
-    matches!(op, "PutObject" | "DeleteObject") && headers.contains_key(VERSION_ID_HEADER)
 }
 
 /// A PUT or DELETE: a replica when it carries the replica headers, else [`local`].
@@ -63,7 +57,7 @@ pub fn of_request<T>(s3: &CairnS3, req: &S3Request<T>) -> S3Result<Replication> 
     };
     let version_id = text(VERSION_ID_HEADER)
         .ok_or_else(|| s3_error!(InvalidArgument, "invalid {VERSION_ID_HEADER}"))?;
-    check_version_id(&version_id)?;
+    check_version_id(&version_id).map_err(object_error)?;
     let mod_time_ns = text(MTIME_HEADER)
         .and_then(|t| t.parse::<i64>().ok())
         .ok_or_else(|| s3_error!(InvalidArgument, "invalid or missing {MTIME_HEADER}"))?;

@@ -12,6 +12,8 @@ use s3s::{s3_error, S3Error, S3ErrorCode, S3Result};
 use cairn_control_plane::BucketInfo;
 use cairn_proto::meta::{ObjectVersion, SseInfo};
 
+use super::convert::ClientChecksums;
+use super::error::object_error;
 use super::CairnS3;
 use crate::auth::ConnInfo;
 use crate::object::write::WriteOutcome;
@@ -219,7 +221,11 @@ pub async fn plan_part(
     upload_id: &str,
     customer: Option<CustomerKey>,
 ) -> S3Result<Option<Plan>> {
-    let (_, upload) = s3.objects.read_upload(bucket, key, upload_id).await?;
+    let (_, upload) = s3
+        .objects
+        .read_upload(bucket, key, upload_id)
+        .await
+        .map_err(object_error)?;
     let Some(info) = upload.sse else {
         return match customer {
             Some(_) => Err(error(SseError::CustomerKeyNotApplicable)),
@@ -244,8 +250,8 @@ pub fn body<S, E>(
     plan: Option<&Plan>,
     body: S,
     part: u32,
-    hasher: s3s::checksum::ChecksumHasher,
-) -> S3Result<(Body<E>, s3s::checksum::ChecksumHasher)>
+    hasher: ClientChecksums,
+) -> S3Result<(Body<E>, ClientChecksums)>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin + Send + 'static,
     E: Send + 'static,
@@ -253,8 +259,8 @@ where
     match plan {
         None => Ok((Box::pin(body.map(|r| r.map_err(StreamError::Body))), hasher)),
         Some(p) => Ok((
-            p.write.seal(body, &p.key, part, hasher).map_err(error)?,
-            Default::default(),
+            p.write.seal(body, &p.key, part, hasher.0).map_err(error)?,
+            ClientChecksums::default(),
         )),
     }
 }
@@ -262,8 +268,8 @@ where
 /// Runs the client's digest checks on what it sent: the plaintext of an encrypted write.
 pub fn verify_with<R>(
     plan: Option<&Plan>,
-    out: &WriteOutcome,
-    check: impl FnOnce(&WriteOutcome) -> R,
+    out: &WriteOutcome<s3s::dto::Checksum>,
+    check: impl FnOnce(&WriteOutcome<s3s::dto::Checksum>) -> R,
 ) -> R {
     match plan {
         Some(p) => check(&p.write.plain_outcome(out)),
@@ -321,6 +327,18 @@ pub fn read(
             .boxed()),
     }
 }
+
+/// Sets the SSE response fields of an s3s output (every output that has them names them alike).
+macro_rules! set_echo {
+    ($out:expr, $echo:expr) => {{
+        let echo: $crate::s3::sse::Echo = $echo;
+        $out.server_side_encryption = echo.sse;
+        $out.ssekms_key_id = echo.kms_key_id;
+        $out.sse_customer_algorithm = echo.customer_algorithm;
+        $out.sse_customer_key_md5 = echo.customer_key_md5;
+    }};
+}
+pub(crate) use set_echo;
 
 /// The SSE response headers of an object.
 #[derive(Default)]

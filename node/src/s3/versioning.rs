@@ -7,6 +7,7 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use cairn_control_plane::{Command, Versioning};
 
 use super::convert::{self, url_encode};
+use super::error::object_error;
 use super::list::{echo, is_url, max_keys, owner};
 use super::CairnS3;
 use crate::object::list::Entry;
@@ -76,7 +77,8 @@ pub async fn list(
             input.version_id_marker.as_deref(),
             max,
         )
-        .await?;
+        .await
+        .map_err(object_error)?;
     let url = is_url(&input.encoding_type);
     let enc = |s: &str| if url { url_encode(s) } else { s.to_string() };
     let (mut versions, mut markers, mut prefixes) = (Vec::new(), Vec::new(), Vec::new());

@@ -123,7 +123,7 @@ impl Router {
         ) {
             return Ok(rejected(&r));
         }
-        let sts = crate::admin::sts::is_sts_request(req.method(), req.uri(), req.headers());
+        let sts = crate::sts::is_sts_request(req.method(), req.uri(), req.headers());
         let http1 = req.version() < hyper::Version::HTTP_2;
         let (req, read_first) = match self.preauth.read(req.map(Body::http_body), sts).await {
             Ok(r) => r,
@@ -136,7 +136,7 @@ impl Router {
                     );
                 }
                 return Ok(if sts {
-                    crate::admin::sts::as_sts_error(refused).await
+                    crate::sts::as_sts_error(refused).await
                 } else {
                     refused
                 });
@@ -167,7 +167,7 @@ impl Router {
             }
         };
         if sts && (resp.status().is_client_error() || resp.status().is_server_error()) {
-            return Ok(crate::admin::sts::as_sts_error(resp).await);
+            return Ok(crate::sts::as_sts_error(resp).await);
         }
         Ok(resp)
     }

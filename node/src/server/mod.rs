@@ -1,9 +1,11 @@
 //! `cairn server`: start-up, the HTTP listener, health endpoints and graceful shutdown.
 
 pub mod health;
+pub mod kes;
 pub mod listener;
 pub mod node;
 mod preauth;
+mod route;
 pub mod sigv2;
 pub mod site_secret;
 pub mod startup;
@@ -22,8 +24,9 @@ use cairn_control_plane::transport::Transport;
 use crate::auth::root::{self, Origin};
 use crate::bench::units::{parse_duration, parse_size};
 use crate::clock::SystemClock;
+pub use crate::node::Node;
 use crate::topology::{Topology, DEFAULT_INTERNODE_OFFSET};
-pub use node::{Node, NodeParts};
+pub use node::NodeParts;
 
 #[derive(clap::Args, Debug)]
 pub struct ServerArgs {
@@ -70,7 +73,7 @@ pub struct ServerArgs {
     /// Also serve this site's KMS keys over the KES API at `HOST:PORT` (HTTPS with the certs
     /// directory's certificate; clients need a certificate from its `CAs/`), so other sites can
     /// use them with `CAIRN_KMS_KES_*`.
-    #[arg(long, env = crate::sse::kes::server::ADDRESS_ENV)]
+    #[arg(long, env = kes::ADDRESS_ENV)]
     pub kes_address: Option<String>,
 }
 
@@ -99,9 +102,9 @@ pub fn parse_address(a: &str) -> anyhow::Result<SocketAddr> {
 
 /// Fetches the site secret from another node's S3 port, signed with the root credentials.
 struct PeerFetch {
-    link: crate::site::link::Link,
+    link: crate::link::Link,
     scheme: &'static str,
-    root: crate::site::link::PeerTarget,
+    root: crate::link::PeerTarget,
 }
 
 #[async_trait::async_trait]
@@ -114,16 +117,16 @@ impl site_secret::Fetch for PeerFetch {
         struct Answer {
             secret: String,
         }
-        let peer = crate::site::link::PeerTarget {
+        let peer = crate::link::PeerTarget {
             endpoint: format!("{}://{}", self.scheme, node.s3),
             ..self.root.clone()
         };
-        let req = crate::site::link::PeerRequest {
+        let req = crate::link::PeerRequest {
             method: "GET",
             path: "/cairn/admin/v1/internode/secret",
             query: &[],
             headers: &[],
-            body: crate::site::link::empty(),
+            body: crate::link::empty(),
         };
         match self.link.call(&peer, req).await {
             Ok(body) => serde_json::from_slice::<Answer>(&body)
@@ -173,14 +176,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         );
     }
     let fetch = PeerFetch {
-        link: crate::site::link::Link::new(
-            Arc::new(crate::site::link::TcpDial),
+        link: crate::link::Link::new(
+            Arc::new(crate::link::TcpDial),
             tls.as_ref()
                 .map(|m| m.ca_pem.as_slice())
                 .unwrap_or_default(),
         ),
         scheme: if tls.is_some() { "https" } else { "http" },
-        root: crate::site::link::PeerTarget {
+        root: crate::link::PeerTarget {
             endpoint: String::new(),
             access_key: root.access_key.clone(),
             secret_key: zeroize::Zeroizing::new(root.secret_key.clone()),
@@ -267,7 +270,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             &root_secret,
             tls.as_ref().map(|m| m.ca_pem.as_slice()),
         )?,
-        peer_dial: Arc::new(crate::site::link::TcpDial),
+        peer_dial: Arc::new(crate::link::TcpDial),
         peer_ca_pem: tls.as_ref().map(|m| m.ca_pem.clone()).unwrap_or_default(),
         site_secret,
     })
@@ -296,13 +299,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
                 certs_dir.display()
             );
         };
-        let bound = crate::sse::kes::server::start_for_node(
-            parse_address(kes)?,
-            &m.ca_pem,
-            cert,
-            node.clone(),
-        )
-        .await?;
+        let bound = kes::start_for_node(parse_address(kes)?, &m.ca_pem, cert, node.clone()).await?;
         println!("Cairn serving KES on https://{bound} (client certificates required)");
     }
     tracing::info!(%addr, layout = ?drives.layout, deployment = %drives.deployment_id, "cairn is serving");

@@ -17,8 +17,10 @@ use cairn_control_plane::transport::Transport;
 
 use super::health::Router;
 use super::preauth::PreAuthBodies;
+use super::route::Routes;
 use crate::admin::AdminRoute;
-use crate::auth::authorize::{Authorizer, S3Authorizer};
+use crate::auth::authorize::s3_access::S3Authorizer;
+use crate::auth::authorize::Authorizer;
 use crate::auth::iam::IamCredentials;
 use crate::auth::{Authenticator, CredentialStore};
 use crate::catalog::Catalog;
@@ -26,6 +28,7 @@ use crate::clock::SharedClock;
 use crate::drive::service::{DataService, DriveServer};
 use crate::drive::Drive;
 use crate::erasure::layout::Layout;
+use crate::node::Node;
 use crate::object::{HealRequest, ObjectError, ObjectLayer};
 use crate::s3::CairnS3;
 use crate::topology::Topology;
@@ -62,29 +65,10 @@ pub struct NodeParts {
     /// KMS and auto-encryption for server-side encryption.
     pub sse: crate::sse::object::SseConfig,
     /// How this node reaches peer sites, and the authorities trusted for `https` peers.
-    pub peer_dial: Arc<dyn crate::site::link::Dial>,
+    pub peer_dial: Arc<dyn crate::link::Dial>,
     pub peer_ca_pem: Vec<u8>,
     /// The site's internode secret (see [`super::site_secret`]): handed to joining nodes of the
     /// site that prove they hold the root credentials.
-    pub site_secret: zeroize::Zeroizing<String>,
-}
-
-/// Everything a running node holds.
-pub struct Node {
-    pub objects: Arc<ObjectLayer>,
-    pub catalog: Arc<Catalog>,
-    pub credentials: Arc<dyn CredentialStore>,
-    /// IAM: who may do what (`None` only for a store without root credentials: root-only).
-    pub iam: Option<Arc<Authorizer>>,
-    pub topology: Topology,
-    /// Background full heals running now (shown by the admin API, so operators and tests can
-    /// tell a finished heal from one still under way).
-    pub healing: AtomicUsize,
-    /// Server-side encryption keys (the admin API creates registry keys through it).
-    pub sse: Arc<crate::sse::object::Keyring>,
-    /// Requests to peer sites (site replication).
-    pub link: crate::site::link::Link,
-    /// The site's internode secret (root-only admin call `internode/secret`).
     pub site_secret: zeroize::Zeroizing<String>,
 }
 
@@ -116,13 +100,14 @@ impl Node {
             Some(a) => a.iam.clone(),
             None => parts.credentials,
         };
-        let link = crate::site::link::Link::new(parts.peer_dial, &parts.peer_ca_pem);
+        let link = crate::link::Link::new(parts.peer_dial, &parts.peer_ca_pem);
         let (objects, heal_rx) = ObjectLayer::new(
             parts.drives,
             parts.layout,
             &parts.deployment_id,
             parts.clock,
             rng,
+            Arc::new(crate::sse::object::SealedLayout),
         )?;
         let objects = Arc::new(objects);
         let catalog = Arc::new(Catalog::new(parts.control, local));
@@ -170,7 +155,7 @@ impl Node {
         if node.topology.networked {
             tokio::spawn(rejoin_monitor(node.clone()));
         }
-        let (replication, hints) = crate::site::objects::Hints::new();
+        let (replication, hints) = crate::object::replica::Hints::new();
         let s3 = CairnS3 {
             objects: objects.clone(),
             catalog,
@@ -179,7 +164,7 @@ impl Node {
             sse,
             replication,
         };
-        tokio::spawn(crate::site::start_when_paired(
+        tokio::spawn(crate::replication::start_when_paired(
             node.clone(),
             s3.clone(),
             hints,
@@ -197,7 +182,10 @@ impl Node {
                 objects,
             });
         }
-        b.set_route(AdminRoute { node: node.clone() });
+        b.set_route(Routes {
+            admin: AdminRoute { node: node.clone() },
+            sts: crate::sts::StsRoute { node: node.clone() },
+        });
         let router = Router {
             s3: b.build(),
             node: node.clone(),

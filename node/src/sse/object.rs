@@ -3,7 +3,7 @@
 //!
 //! An encrypted version keeps the client's view in `ObjectVersion` (`size`, `etag`, each part's
 //! plaintext `size`) and its [`SseInfo`] in field `sse`; what the drives hold per part is the sealed
-//! package stream of that part ([`stored_parts`]). Single-part objects use stream
+//! package stream of that part ([`SealedLayout`], which the object layer is built with). Single-part objects use stream
 //! [`SINGLE_PART`]; each part of a multipart object uses its part number, so every part has its own
 //! derived key.
 
@@ -26,6 +26,7 @@ use super::{
     multipart_ranges, package_range, sealed_size, Backend, Context, CustomerKey, KeyBinding, Kms,
     ObjectKey, PartRange, SealedKey, SseError, SseKind, SseResult, StaticKms, StreamKey,
 };
+use crate::object::stage::{StoredForm, StoredLayout};
 use crate::object::write::WriteOutcome;
 use crate::object::{GetHandle, ObjectError, ObjectResult};
 
@@ -366,20 +367,24 @@ fn stream_of(info: &SseInfo, part: u32) -> u32 {
     }
 }
 
-/// The parts as the drives hold them: for an encrypted version, each part's sealed size.
-pub fn stored_parts(v: &ObjectVersion) -> Cow<'_, [PartInfo]> {
-    if v.sse.is_none() {
-        return Cow::Borrowed(&v.parts);
+/// Where the parts of any version lie: an encrypted version's parts hold their sealed size.
+pub struct SealedLayout;
+
+impl StoredLayout for SealedLayout {
+    fn stored_parts<'a>(&self, v: &'a ObjectVersion) -> Cow<'a, [PartInfo]> {
+        if v.sse.is_none() {
+            return Cow::Borrowed(&v.parts);
+        }
+        Cow::Owned(
+            v.parts
+                .iter()
+                .map(|p| PartInfo {
+                    size: sealed_size(p.size),
+                    ..p.clone()
+                })
+                .collect(),
+        )
     }
-    Cow::Owned(
-        v.parts
-            .iter()
-            .map(|p| PartInfo {
-                size: sealed_size(p.size),
-                ..p.clone()
-            })
-            .collect(),
-    )
 }
 
 /// Plaintext facts an encrypted write learns once its body has been read.
@@ -472,7 +477,7 @@ impl SealedWrite {
     }
 
     /// What the write looks like to the client's checks: the plaintext's size, MD5 and checksums.
-    pub fn plain_outcome(&self, stored: &WriteOutcome) -> WriteOutcome {
+    pub fn plain_outcome<C>(&self, stored: &WriteOutcome<C>) -> WriteOutcome<s3s::dto::Checksum> {
         let d = self.digest.lock().unwrap_or_else(PoisonError::into_inner);
         WriteOutcome {
             size: d.size,
@@ -493,15 +498,17 @@ impl SealedWrite {
             hex::encode(d.md5)
         }
     }
+}
 
+impl StoredForm for SealedWrite {
     /// Whether the MD5 of the stored (sealed) bytes is needed: only SSE-C's opaque ETag is made of
     /// it; the others show the plaintext's.
-    pub fn needs_stored_md5(&self) -> bool {
+    fn needs_stored_md5(&self) -> bool {
         self.info.kind == code(SseKind::C)
     }
 
     /// Turns a just-written single-part version into the client's view and records the key.
-    pub fn apply_version(&self, v: &mut ObjectVersion) {
+    fn apply_version(&self, v: &mut ObjectVersion) {
         let size = self
             .digest
             .lock()
@@ -517,7 +524,7 @@ impl SealedWrite {
     }
 
     /// Turns a just-written part into the client's view.
-    pub fn apply_part(&self, p: &mut PartInfo) {
+    fn apply_part(&self, p: &mut PartInfo) {
         p.etag = self.etag(&p.etag);
         p.sse_salt = self.salt.clone();
         p.size = self
@@ -525,6 +532,10 @@ impl SealedWrite {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .size;
+    }
+
+    fn upload_record(&self) -> SseInfo {
+        self.info.clone()
     }
 }
 
@@ -621,12 +632,14 @@ impl PartsDecryptor {
                 match inner.next().await {
                     Some(Ok(chunk)) => {
                         if let Err(e) = me.feed(chunk) {
-                            return Some((Err(ObjectError::Encryption(e)), None));
+                            return Some((Err(ObjectError::Stage(Box::new(e))), None));
                         }
                     }
                     Some(Err(e)) => return Some((Err(e), None)),
                     None if me.opened.is_empty() => return None,
-                    None => return Some((Err(ObjectError::Encryption(SseError::Truncated)), None)),
+                    None => {
+                        return Some((Err(ObjectError::Stage(Box::new(SseError::Truncated))), None))
+                    }
                 }
             }
         })

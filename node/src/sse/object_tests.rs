@@ -9,7 +9,7 @@ use futures::StreamExt;
 use rand::SeedableRng;
 
 use super::*;
-use crate::object::tests::{fixture, shard_files};
+use crate::object::testing::{fixture_with, shard_files};
 use crate::object::PutOptions;
 use crate::sse::StaticKms;
 
@@ -50,8 +50,9 @@ async fn read(
 ) -> ObjectResult<Vec<u8>> {
     let h = layer.get_object("b", key, None).await?;
     let info = h.info.version.sse.clone().expect("encrypted");
-    let k = keys.open("b", key, &info, None).await?;
-    let mut s = Box::pin(open_range(h, &k, start, end)?);
+    let stage = |e: SseError| ObjectError::Stage(Box::new(e));
+    let k = keys.open("b", key, &info, None).await.map_err(stage)?;
+    let mut s = Box::pin(open_range(h, &k, start, end).map_err(stage)?);
     let mut out = Vec::new();
     while let Some(c) = s.next().await {
         out.extend_from_slice(&c?);
@@ -61,7 +62,7 @@ async fn read(
 
 #[tokio::test]
 async fn single_part_ranges_heal_and_binding() {
-    let f = fixture(4, 2);
+    let f = fixture_with(4, 2, Arc::new(SealedLayout));
     let keys = keyring(1);
     for n in [0usize, 1, 65_535, 65_536, 65_537, 300_001] {
         let key = format!("o{n}");
@@ -70,12 +71,12 @@ async fn single_part_ranges_heal_and_binding() {
         let w = SealedWrite::new(info);
         let sealed = w.seal(chunks(&body), &k, 1, Default::default()).unwrap();
         let opts = PutOptions {
-            sse: Some(w.clone()),
+            stored_form: Some(Arc::new(w.clone())),
             ..Default::default()
         };
         let put = f
             .layer
-            .put_object("b", &key, sealed, Default::default(), opts, |_| Ok(vec![]))
+            .put_object("b", &key, sealed, (), opts, |_| Ok(vec![]))
             .await
             .unwrap();
         assert_eq!(put.version.size, n as u64, "plaintext size recorded");
@@ -119,7 +120,7 @@ async fn single_part_ranges_heal_and_binding() {
 
 #[tokio::test]
 async fn multipart_parts_have_their_own_keys_and_ranges_span_them() {
-    let f = fixture(4, 2);
+    let f = fixture_with(4, 2, Arc::new(SealedLayout));
     let keys = keyring(2);
     let (info, k) = keys.create("b", "mp", &Mode::S3, true).await.unwrap();
     let w = SealedWrite::new(info);
@@ -129,7 +130,7 @@ async fn multipart_parts_have_their_own_keys_and_ranges_span_them() {
             "b",
             "mp",
             PutOptions {
-                sse: Some(w.clone()),
+                stored_form: Some(Arc::new(w.clone())),
                 ..Default::default()
             },
             String::new(),
@@ -154,9 +155,9 @@ async fn multipart_parts_have_their_own_keys_and_ranges_span_them() {
                 &id,
                 number,
                 sealed,
-                Default::default(),
+                (),
                 |_| Ok(vec![]),
-                Some(&part),
+                Some(&part as &dyn StoredForm),
             )
             .await
             .unwrap();

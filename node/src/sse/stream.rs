@@ -9,6 +9,7 @@ use futures::{Stream, StreamExt};
 
 use super::package::{Decryptor, Encryptor};
 use super::SseError;
+use crate::object::stage::BodyError;
 
 /// A failure of the wrapped stream or of the cipher.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +18,17 @@ pub enum StreamError<E> {
     Body(E),
     #[error(transparent)]
     Sse(#[from] SseError),
+}
+
+/// A sealed body as the object layer reads it: the wrapped body's own errors as they were, the
+/// cipher's (a body too long to seal) as a body that cannot be stored.
+impl<E: Into<BodyError>> From<StreamError<E>> for BodyError {
+    fn from(e: StreamError<E>) -> Self {
+        match e {
+            StreamError::Body(b) => b.into(),
+            StreamError::Sse(s) => BodyError::Incomplete(s.to_string()),
+        }
+    }
 }
 
 enum Cipher {

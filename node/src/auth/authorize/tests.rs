@@ -2,9 +2,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use cairn_control_plane::iam::identity::{IamCommand, PolicyTarget, SealedSecret, ServiceAccount};
 use cairn_control_plane::{BucketInfo, Command, Versioning};
+use hyper::{HeaderMap, Uri};
 
+use super::condition_keys::request_keys;
 use super::*;
 use crate::auth::iam::StateSource;
+use crate::auth::ConnInfo;
 use crate::auth::RootCredentials;
 use crate::clock::Clock;
 
@@ -348,43 +351,6 @@ fn variables_and_conditions_use_the_request() {
     assert!(a
         .authorize(Some("dave".into()), &get("b", "x"), &from([192, 168, 1, 1]))
         .is_err());
-}
-
-#[test]
-fn request_keys_come_from_headers_and_query() {
-    let mut h = HeaderMap::new();
-    h.insert("authorization", "AWS admin:sig".parse().unwrap());
-    h.insert("user-agent", "boto".parse().unwrap());
-    h.insert(
-        "x-amz-tagging",
-        "team=red&x=1&class=top+secret&c%20d=e%2Bf".parse().unwrap(),
-    );
-    let uri: Uri = "/b?list-type=2&prefix=home%2Fa&max-keys=10"
-        .parse()
-        .unwrap();
-    let keys = request_keys(
-        &h,
-        &uri,
-        None,
-        "ListObjectsV2",
-        time::OffsetDateTime::UNIX_EPOCH,
-    );
-    let get = |k: &str| {
-        keys.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v[0].as_str())
-    };
-    assert_eq!(get("s3:prefix"), Some("home/a"));
-    assert_eq!(get("s3:max-keys"), Some("10"));
-    assert_eq!(get("s3:signatureversion"), Some("AWS"));
-    assert_eq!(get("s3:authType"), Some("REST-HEADER"));
-    assert_eq!(get("aws:UserAgent"), Some("boto"));
-    assert_eq!(get("s3:RequestObjectTag/team"), Some("red"));
-    // Decoded as the stored tags are: `+` is a space, `%2B` a plus.
-    assert_eq!(get("s3:RequestObjectTag/class"), Some("top secret"));
-    assert_eq!(get("s3:RequestObjectTag/c d"), Some("e+f"));
-    assert_eq!(get("aws:SecureTransport"), Some("false"));
-    assert_eq!(get("aws:SourceIp"), None);
 }
 
 /// STS sessions act as their parent narrowed by the session policy, until they expire; a session

@@ -532,9 +532,9 @@ impl Kms for KesClient {
 
 #[cfg(test)]
 mod tests {
-    use super::super::server::tests::MemKeys;
-    use super::super::server::{self, Allowed, KesServer};
     use super::*;
+    use crate::server::kes::tests::MemKeys;
+    use crate::server::kes::{self as server, Allowed, KesServer};
     use cairn_control_plane::kms::KeyState;
 
     fn ca(name: &str) -> (rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, String) {

@@ -6,7 +6,7 @@
 //! does with `MINIO_KMS_KES_*`. Both halves speak the same wire format (this file), so the client is
 //! tested against the server.
 //!
-//! * [`server`]: HTTPS with *required* client certificates (mutual TLS) on `CAIRN_KES_ADDRESS`,
+//! * `server::kes` (a listener, so beside the other listeners): HTTPS with *required* client certificates (mutual TLS) on `CAIRN_KES_ADDRESS`,
 //!   `POST /v1/key/create/<name>`, `POST /v1/key/generate/<name>`, `POST /v1/key/decrypt/<name>`,
 //!   `GET /v1/status` and `GET /version`;
 //! * [`client`]: `CAIRN_KMS_KES_ENDPOINT`, `_KEY_FILE`, `_CERT_FILE`, `_KEY_NAME`, `_CAPATH`.
@@ -16,7 +16,6 @@
 //! identity, and an identity can be listed before the certificate exists (`kes identity of`).
 
 pub mod client;
-pub mod server;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};

@@ -15,6 +15,9 @@ pub mod read;
 pub mod replica;
 pub mod retention;
 pub mod set;
+pub mod stage;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod versions;
 pub mod write;
 
@@ -63,8 +66,9 @@ pub struct PutOptions {
     pub versioning: cairn_control_plane::Versioning,
     /// Object lock of the new version (request headers or the bucket default).
     pub lock: retention::LockState,
-    /// Set when the body is sealed: the version records the key and shows the plaintext.
-    pub sse: Option<crate::sse::object::SealedWrite>,
+    /// Set when a stage above stores other bytes than the client sent (a sealed body): the
+    /// version then shows what that stage says.
+    pub stored_form: Option<Arc<dyn stage::StoredForm>>,
     pub replication: replica::Replication,
 }
 
@@ -92,6 +96,8 @@ impl HealRequest {
 /// A version opened for reading: its description and a reader of any byte range of it.
 pub struct GetHandle {
     pub info: ObjectInfo,
+    /// The version's parts as the drives hold them.
+    stored_parts: Vec<PartInfo>,
     reader: ShardReader,
     heal: HealRequest,
     heal_tx: mpsc::UnboundedSender<HealRequest>,
@@ -105,14 +111,7 @@ impl GetHandle {
         let on_damage = Box::new(move || {
             let _ = tx.send(req);
         });
-        ObjectReader::new(
-            self.reader,
-            crate::sse::object::stored_parts(&self.info.version).into_owned(),
-            start,
-            end,
-            on_damage,
-        )
-        .into_stream()
+        ObjectReader::new(self.reader, self.stored_parts, start, end, on_damage).into_stream()
     }
 }
 
@@ -139,16 +138,20 @@ pub struct ObjectLayer {
     heal_tx: mpsc::UnboundedSender<HealRequest>,
     /// Versions heal removed since start-up because they were lost beyond their parity.
     pub lost_versions_removed: std::sync::atomic::AtomicU64,
+    /// How versions' parts lie on the drives (encrypted parts are larger than they look).
+    stored: Arc<dyn stage::StoredLayout>,
 }
 
 impl ObjectLayer {
     /// Builds the layer over `drives` (in endpoint order); the receiver yields objects found damaged.
+    /// `stored` tells where the parts of any version lie (see [`stage::StoredLayout`]).
     pub fn new(
         drives: Vec<Arc<dyn Drive>>,
         layout: Layout,
         deployment_id: &str,
         clock: SharedClock,
         rng: Box<dyn rand::RngCore + Send>,
+        stored: Arc<dyn stage::StoredLayout>,
     ) -> Result<(Self, mpsc::UnboundedReceiver<HealRequest>), ObjectError> {
         let erasure = Erasure::new(layout.data(), layout.parity)?;
         let sets = drives
@@ -177,6 +180,7 @@ impl ObjectLayer {
                 locks: NsLocks::new(),
                 heal_tx,
                 lost_versions_removed: Default::default(),
+                stored,
             },
             heal_rx,
         ))
@@ -257,6 +261,7 @@ impl ObjectLayer {
         }
         let reader = shard_reader(set, &r)?;
         Ok(GetHandle {
+            stored_parts: self.stored.stored_parts(&r.version).into_owned(),
             info: ObjectInfo {
                 bucket: bucket.into(),
                 key: key.into(),
@@ -270,19 +275,20 @@ impl ObjectLayer {
 
     /// Stores a new object from `body`. `verify` sees the digests before anything becomes visible
     /// and returns the checksums to record.
-    pub async fn put_object<S, E, V>(
+    pub async fn put_object<S, E, H, V>(
         &self,
         bucket: &str,
         key: &str,
         body: S,
-        hasher: s3s::checksum::ChecksumHasher,
+        hasher: H,
         opts: PutOptions,
         verify: V,
     ) -> ObjectResult<ObjectInfo>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
-        E: std::fmt::Display,
-        V: FnOnce(&WriteOutcome) -> ObjectResult<Vec<KeyValue>>,
+        E: Into<stage::BodyError>,
+        H: stage::Checksummer,
+        V: FnOnce(&WriteOutcome<H::Sums>) -> ObjectResult<Vec<KeyValue>>,
     {
         let (set, dist) = self.place(bucket, key);
         let tmp = keys::tmp_dir(&self.new_id());
@@ -293,7 +299,10 @@ impl ObjectLayer {
                 .collect(),
             path: format!("{tmp}/{}", keys::part_file(1)),
         };
-        let want_md5 = opts.sse.as_ref().is_none_or(|s| s.needs_stored_md5());
+        let want_md5 = opts
+            .stored_form
+            .as_ref()
+            .is_none_or(|s| s.needs_stored_md5());
         let outcome =
             write::write_stream(set, &targets, body, hasher, MAX_OBJECT_SIZE, true, want_md5).await;
         let outcome = match outcome.and_then(|o| verify(&o).map(|c| (o, c))) {
@@ -345,7 +354,7 @@ impl ObjectLayer {
             ..Default::default()
         };
         opts.lock.write_to(&mut version);
-        if let Some(s) = &opts.sse {
+        if let Some(s) = &opts.stored_form {
             s.apply_version(&mut version);
         }
         let moves = if out.inline.is_some() {

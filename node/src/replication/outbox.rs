@@ -17,11 +17,11 @@ use cairn_control_plane::raft::Role;
 use cairn_control_plane::site::{SiteCommand, SitePeer};
 use cairn_control_plane::{Command, SiteState};
 
-use super::link::{full, Link, LinkError, PeerRequest, PeerTarget};
 use crate::auth::authorize::Authorizer;
 use crate::auth::sealing::SecretSealer;
 use crate::auth::RootCredentials;
-use crate::server::Node;
+use crate::link::{full, Link, LinkError, PeerRequest, PeerTarget};
+use crate::node::Node;
 
 /// Serialized size one request carries at most (the admin API takes 256 KiB bodies).
 const BATCH_BYTES: usize = 192 * 1024;
@@ -127,7 +127,7 @@ async fn push(
         entries,
     })
     .unwrap_or_default();
-    let path = format!("{}{APPLY_OP}", crate::admin::PREFIX);
+    let path = format!("{}{APPLY_OP}", crate::link::ADMIN_PREFIX);
     let answer = link
         .call(
             peer,

@@ -7,6 +7,7 @@
 //! it only add a version, or repeat one already here.
 
 use cairn_proto::meta::{ObjectRecord, ObjectVersion};
+use tokio::sync::mpsc;
 
 use super::retention::{self, Bypass, LockState};
 use super::{keys, quorum, ErasureSet, ObjectError, NULL_VERSION};
@@ -16,6 +17,45 @@ pub const COMPLETED: &str = "COMPLETED";
 pub const REPLICA: &str = "REPLICA";
 /// A version no peer can be given (SSE-C: the site never holds the customer's key).
 pub const FAILED: &str = "FAILED";
+
+/// Headers of a replica write: the version id, time and ETag it keeps from its origin.
+pub const VERSION_ID_HEADER: &str = "x-cairn-replica-version-id";
+pub const MTIME_HEADER: &str = "x-cairn-replica-mtime";
+pub const ETAG_HEADER: &str = "x-cairn-replica-etag";
+
+/// One version to replicate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRef {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: String,
+}
+
+/// Where writes report versions to replicate now.
+#[derive(Debug, Clone)]
+pub struct Hints(mpsc::UnboundedSender<VersionRef>);
+
+impl Hints {
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<VersionRef>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self(tx), rx)
+    }
+
+    /// Replicates `version` now if it is a local write peers must receive.
+    pub fn send(&self, bucket: &str, key: &str, version: &ObjectVersion) {
+        if version.replication == PENDING {
+            self.send_id(bucket, key, &version.version_id);
+        }
+    }
+
+    pub fn send_id(&self, bucket: &str, key: &str, version_id: &str) {
+        let _ = self.0.send(VersionRef {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version_id: version_id.to_string(),
+        });
+    }
+}
 
 /// What a write is, for replication.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

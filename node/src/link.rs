@@ -20,7 +20,10 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::bench::sign::{amz_date, SignRequest, Signer, UNSIGNED_PAYLOAD};
+use crate::sign::{amz_date, SignRequest, Signer, UNSIGNED_PAYLOAD};
+
+/// The path prefix of Cairn's admin API, where a peer site takes replicated commands.
+pub const ADMIN_PREFIX: &str = "/cairn/admin/v1/";
 
 /// Connecting plus the TLS and HTTP handshakes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -174,7 +177,7 @@ impl Link {
         let query_string = req
             .query
             .iter()
-            .map(|(k, v)| format!("{k}={}", crate::bench::sign::uri_encode(v, true)))
+            .map(|(k, v)| format!("{k}={}", crate::sign::uri_encode(v, true)))
             .collect::<Vec<_>>()
             .join("&");
         let target = if query_string.is_empty() {

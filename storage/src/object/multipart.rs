@@ -13,6 +13,7 @@ use cairn_proto::meta::{KeyValue, MultipartUpload, ObjectVersion, PartInfo, Uplo
 
 use super::error::{ObjectError, ObjectResult};
 use super::set::ErasureSet;
+use super::stage::{BodyError, Checksummer, StoredForm};
 use super::write::{self, ShardTargets, WriteOutcome};
 use super::{
     cleanup, erasure_info, keys, put_version, settle_records, ObjectInfo, ObjectLayer, PutOptions,
@@ -77,7 +78,7 @@ impl ObjectLayer {
                 .unwrap_or_default(),
             retain_until_ns: opts.lock.retain_until_ns,
             legal_hold: opts.lock.legal_hold,
-            sse: opts.sse.map(|s| s.info),
+            sse: opts.stored_form.map(|s| s.upload_record()),
         };
         set.apply_all(vec![MetaOp::Put(
             keys::upload(bucket, &upload_id),
@@ -110,21 +111,22 @@ impl ObjectLayer {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub async fn put_part<S, E, V>(
+    pub async fn put_part<S, E, H, V>(
         &self,
         bucket: &str,
         key: &str,
         upload_id: &str,
         number: u32,
         body: S,
-        hasher: s3s::checksum::ChecksumHasher,
+        hasher: H,
         verify: V,
-        sse: Option<&crate::sse::object::SealedWrite>,
+        stored_form: Option<&dyn StoredForm>,
     ) -> ObjectResult<PartInfo>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
-        E: std::fmt::Display,
-        V: FnOnce(&WriteOutcome) -> ObjectResult<Vec<KeyValue>>,
+        E: Into<BodyError>,
+        H: Checksummer,
+        V: FnOnce(&WriteOutcome<H::Sums>) -> ObjectResult<Vec<KeyValue>>,
     {
         if !(1..=MAX_PART_NUMBER).contains(&number) {
             return Err(ObjectError::InvalidArgument(format!(
@@ -149,7 +151,7 @@ impl ObjectLayer {
                 .collect(),
             path: format!("{tmp}/part"),
         };
-        let want_md5 = sse.is_none_or(|s| s.needs_stored_md5());
+        let want_md5 = stored_form.is_none_or(|s| s.needs_stored_md5());
         let res = write::write_stream(set, &targets, body, hasher, MAX_PART_SIZE, false, want_md5)
             .await
             .and_then(|o| verify(&o).map(|c| (o, c)));
@@ -168,7 +170,7 @@ impl ObjectLayer {
             checksums,
             sse_salt: Vec::new(),
         };
-        if let Some(s) = sse {
+        if let Some(s) = stored_form {
             s.apply_part(&mut info);
         }
         let file = format!("{}.{id}", keys::part_file(number));

@@ -19,19 +19,16 @@ use tokio::sync::{mpsc, Semaphore};
 use cairn_control_plane::raft::Role;
 use cairn_proto::meta::ObjectVersion;
 
-use super::link::{empty, LinkError, PeerRequest, PeerTarget};
 use super::outbox::target;
-use crate::bench::sign::uri_encode;
+use crate::link::{empty, LinkError, PeerRequest, PeerTarget};
+use crate::node::Node;
 use crate::object::list::Entry;
-use crate::object::replica::{COMPLETED, FAILED, PENDING};
+use crate::object::replica::{
+    VersionRef, COMPLETED, ETAG_HEADER, FAILED, MTIME_HEADER, PENDING, VERSION_ID_HEADER,
+};
 use crate::object::ObjectError;
 use crate::s3::CairnS3;
-use crate::server::Node;
-
-/// Headers of a replica write.
-pub const VERSION_ID_HEADER: &str = "x-cairn-replica-version-id";
-pub const MTIME_HEADER: &str = "x-cairn-replica-mtime";
-pub const ETAG_HEADER: &str = "x-cairn-replica-etag";
+use crate::sign::uri_encode;
 
 /// Versions sent at once by one node.
 const PARALLEL: usize = 4;
@@ -40,40 +37,6 @@ const RESCAN: Duration = Duration::from_secs(30);
 const SCAN_PAGE: usize = 1000;
 /// SSE-C keys live only with the client: such versions cannot be read, let alone sent.
 const SSE_C: u32 = 3;
-
-/// One version to replicate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionRef {
-    pub bucket: String,
-    pub key: String,
-    pub version_id: String,
-}
-
-/// Where writes report versions to replicate now.
-#[derive(Debug, Clone)]
-pub struct Hints(mpsc::UnboundedSender<VersionRef>);
-
-impl Hints {
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<VersionRef>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Self(tx), rx)
-    }
-
-    /// Replicates `version` now if it is a local write peers must receive.
-    pub fn send(&self, bucket: &str, key: &str, version: &ObjectVersion) {
-        if version.replication == PENDING {
-            self.send_id(bucket, key, &version.version_id);
-        }
-    }
-
-    pub fn send_id(&self, bucket: &str, key: &str, version_id: &str) {
-        let _ = self.0.send(VersionRef {
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            version_id: version_id.to_string(),
-        });
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 enum ReplicateError {

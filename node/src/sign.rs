@@ -1,6 +1,7 @@
-//! AWS Signature Version 4 for the load generator's requests (header-based, path-style).
-//!
-//! The generator signs with `x-amz-content-sha256: UNSIGNED-PAYLOAD` so it never hashes bodies.
+//! The one AWS Signature Version 4 client signer (header-based, path-style): `cairn bench`, the
+//! site replicator's requests to peer sites, the simulator's clients and the fuzz harness sign
+//! with it. The load generator signs with `x-amz-content-sha256: UNSIGNED-PAYLOAD`, so it never
+//! hashes bodies.
 
 use std::fmt::Write as _;
 

@@ -1044,6 +1044,7 @@ mod tests {
             "test-deployment",
             Arc::new(FixedClock),
             Box::new(<rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(7)),
+            Arc::new(crate::object::stage::AsSent),
         )
         .unwrap();
         layer
@@ -1062,7 +1063,7 @@ mod tests {
             "b",
             key,
             futures::stream::iter(chunks),
-            Default::default(),
+            (),
             PutOptions::default(),
             |_| Ok(vec![]),
         )

@@ -54,8 +54,26 @@ pub enum ObjectError {
     Erasure(#[from] ErasureError),
     #[error("corrupt metadata: {0}")]
     CorruptMeta(String),
-    #[error("encryption: {0}")]
-    Encryption(#[from] crate::sse::SseError),
+    /// A stage above the object layer failed on bytes it read (encryption: a package that does
+    /// not open); `s3::error` maps it by its type.
+    #[error("{0}")]
+    Stage(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<super::stage::BodyError> for ObjectError {
+    fn from(e: super::stage::BodyError) -> Self {
+        match e {
+            super::stage::BodyError::ChunkSignature => ObjectError::ChunkSignature,
+            super::stage::BodyError::Incomplete(m) => ObjectError::IncompleteBody(m),
+        }
+    }
+}
+
+/// A stored object read as another's body (a copy): its read errors end that body.
+impl From<ObjectError> for super::stage::BodyError {
+    fn from(e: ObjectError) -> Self {
+        super::stage::BodyError::Incomplete(e.to_string())
+    }
 }
 
 pub type ObjectResult<T> = Result<T, ObjectError>;

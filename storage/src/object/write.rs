@@ -13,6 +13,7 @@ use md5::{Digest, Md5};
 
 use super::error::{ObjectError, ObjectResult};
 use super::set::ErasureSet;
+use super::stage::{BodyError, Checksummer};
 use crate::bitrot;
 use crate::drive::{Drive, ShardWriter};
 use crate::erasure::{Erasure, BLOCK_SIZE};
@@ -20,10 +21,11 @@ use crate::erasure::{Erasure, BLOCK_SIZE};
 /// Objects up to this size live inside their metadata records.
 pub const INLINE_MAX: u64 = 128 * 1024;
 
-pub struct WriteOutcome {
+pub struct WriteOutcome<C> {
     pub size: u64,
     pub md5: [u8; 16],
-    pub checksums: s3s::dto::Checksum,
+    /// The client's checksums (see [`Checksummer`]).
+    pub checksums: C,
     /// Per shard index: did its drive take every block.
     pub ok: Vec<bool>,
     /// Per shard index, for inlined objects: the stored shard (`hash || chunk`).
@@ -77,18 +79,19 @@ fn live(writers: &Writers) -> Vec<bool> {
 
 /// Reads `body` to the end and stores it erasure-coded at `targets`. Fails early once fewer than
 /// write quorum drives are left. Temp files of a failed write are the caller's to remove.
-pub async fn write_stream<S, E>(
+pub async fn write_stream<S, E, H>(
     set: &ErasureSet,
     targets: &ShardTargets,
     mut body: S,
-    mut checksums: s3s::checksum::ChecksumHasher,
+    mut checksums: H,
     max_size: u64,
     allow_inline: bool,
     want_md5: bool,
-) -> ObjectResult<WriteOutcome>
+) -> ObjectResult<WriteOutcome<H::Sums>>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
-    E: std::fmt::Display,
+    E: Into<BodyError>,
+    H: Checksummer,
 {
     let erasure = set.erasure;
     // MD5 is the costliest pass over the data; a sealed body's ETag comes from its plaintext.
@@ -99,7 +102,7 @@ where
     let mut pending: Option<tokio::task::JoinHandle<ObjectResult<Writers>>> = None;
 
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| body_error(&e))?;
+        let chunk = chunk.map_err(|e| ObjectError::from(e.into()))?;
         size += chunk.len() as u64;
         if size > max_size {
             return Err(ObjectError::EntityTooLarge);
@@ -181,16 +184,6 @@ where
         ok: finished,
         inline: None,
     })
-}
-
-/// s3s reports a tampered aws-chunked body only through the stream error's text.
-fn body_error(e: &dyn std::fmt::Display) -> ObjectError {
-    let msg = e.to_string();
-    if msg.contains("SignatureMismatch") {
-        ObjectError::ChunkSignature
-    } else {
-        ObjectError::IncompleteBody(msg)
-    }
 }
 
 async fn join(h: tokio::task::JoinHandle<ObjectResult<Writers>>) -> ObjectResult<Writers> {

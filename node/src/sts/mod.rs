@@ -1,18 +1,17 @@
-//! STS `AssumeRole`, served as AWS and MinIO serve it: the query API, a signed `POST /` with a
-//! form body. An enabled user (or root) gets temporary credentials that act with its permissions,
-//! narrowed by an optional session policy, until `DurationSeconds` pass.
+//! STS, served on the S3 port as AWS and MinIO serve it: the query API, a signed `POST /` with a
+//! form body. It is an S3-port API, not an admin one, so it has its own route here, and each
+//! identity flow its own module: `AssumeRole` ([`assume_role`]) today.
+
+pub mod assume_role;
 
 use hyper::{HeaderMap, Method, Uri};
+use s3s::route::S3Route;
 use s3s::{s3_error, Body, S3Request, S3Response, S3Result};
 use time::format_description::well_known::Rfc3339;
 
-use cairn_control_plane::iam::identity::Parent;
-use cairn_control_plane::iam::Policy;
-
-use crate::auth::authorize::{form_pairs, Denied, ACCOUNT};
-use crate::auth::iam::Caller;
-use crate::auth::session::{Claims, DEFAULT_DURATION_SECS, MAX_DURATION_SECS, MIN_DURATION_SECS};
-use crate::server::Node;
+use crate::auth::authorize::condition_keys::{form_pairs, query_pairs, session_token};
+use crate::auth::authorize::{Denied, ACCOUNT};
+use crate::node::Node;
 
 /// Largest form body read (a session policy is at most 64 KiB, URL-encoded up to 3x).
 const MAX_BODY: usize = 256 * 1024;
@@ -33,14 +32,18 @@ pub fn is_sts_request(method: &Method, uri: &Uri, headers: &HeaderMap) -> bool {
 
 /// An STS error: AWS's query-API error document (not S3's), which STS clients parse.
 #[derive(Debug)]
-struct StsError {
-    status: http::StatusCode,
-    code: &'static str,
-    message: String,
+pub(crate) struct StsError {
+    pub(crate) status: http::StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
 }
 
 impl StsError {
-    fn new(status: http::StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        status: http::StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             code,
@@ -48,7 +51,7 @@ impl StsError {
         }
     }
 
-    fn bad(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(http::StatusCode::BAD_REQUEST, code, message)
     }
 }
@@ -69,8 +72,38 @@ fn xml(status: http::StatusCode, body: String) -> S3Response<Body> {
     r
 }
 
+/// The STS API on the S3 port: `POST /` with a form body (see [`is_sts_request`]).
+pub struct StsRoute {
+    pub node: std::sync::Arc<Node>,
+}
+
+#[async_trait::async_trait]
+impl S3Route for StsRoute {
+    fn is_match(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        _e: &mut hyper::http::Extensions,
+    ) -> bool {
+        is_sts_request(method, uri, headers)
+    }
+
+    async fn check_access(&self, req: &mut S3Request<Body>) -> S3Result<()> {
+        // Any signed caller may ask; the handler decides who gets credentials.
+        match req.credentials {
+            Some(_) => Ok(()),
+            None => Err(s3_error!(AccessDenied, "Signature is required")),
+        }
+    }
+
+    async fn call(&self, mut req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        handle(&self.node, &mut req).await
+    }
+}
+
 #[tracing::instrument(skip_all)]
-pub async fn handle(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<Body>> {
+async fn handle(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<Body>> {
     let Some(auth) = &node.iam else {
         return Err(s3_error!(NotImplemented, "STS needs IAM"));
     };
@@ -89,16 +122,17 @@ pub async fn handle(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Respon
             .map(|(_, v)| v.as_str())
     };
     let state = node.catalog.state();
-    let token = super::signer_token(req);
+    let token = session_token(&req.headers, &query_pairs(&req.uri));
     let caller = auth
         .iam
         .caller(&state.iam, &c.access_key, token.as_deref())
         .map_err(|e| Denied::from(e).to_s3())?;
     let request_id = auth.with_rng(|r| format!("{:016X}", r.next_u64()));
-    let result = assume_role(&caller, &param, auth.clock.now_ns()).map(|(claims, user)| {
-        let issued = auth.with_rng(|r| auth.iam.sessions.issue(&claims, r));
-        (claims, user, issued)
-    });
+    let result =
+        assume_role::validate(&caller, &param, auth.clock.now_ns()).map(|(claims, user)| {
+            let issued = auth.with_rng(|r| auth.iam.sessions.issue(&claims, r));
+            (claims, user, issued)
+        });
     match result {
         Ok((claims, user, issued)) => {
             let session = param("RoleSessionName").unwrap_or(&user);
@@ -189,77 +223,9 @@ pub async fn as_sts_error(resp: http::Response<Body>) -> http::Response<Body> {
     http::Response::from_parts(parts, Body::from(rewritten))
 }
 
-/// Validates an `AssumeRole` call by `caller`; the session's claims and the parent's name.
-fn assume_role<'a>(
-    caller: &Caller,
-    param: &impl Fn(&str) -> Option<&'a str>,
-    now_ns: i64,
-) -> Result<(Claims, String), StsError> {
-    match param("Action") {
-        Some("AssumeRole") => {}
-        Some(other) => {
-            return Err(StsError::bad(
-                "InvalidAction",
-                format!("Could not find operation {other} for version 2011-06-15"),
-            ))
-        }
-        None => return Err(StsError::bad("MissingAction", "Action is required")),
-    }
-    let (parent, user) = match caller {
-        Caller::Root => (Parent::Root, "root".to_owned()),
-        Caller::User(u) => (Parent::User(u.clone()), u.clone()),
-        Caller::ServiceAccount { .. } | Caller::Session { .. } => {
-            return Err(StsError::new(
-                http::StatusCode::FORBIDDEN,
-                "AccessDenied",
-                "only users and root can assume a role, not service accounts or sessions",
-            ))
-        }
-    };
-    let duration = match param("DurationSeconds") {
-        None => DEFAULT_DURATION_SECS,
-        Some(v) => v
-            .parse::<u64>()
-            .ok()
-            .filter(|d| (MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(d))
-            .ok_or_else(|| {
-                StsError::bad(
-                    "ValidationError",
-                    format!(
-                        "DurationSeconds {v:?} must be an integer from {MIN_DURATION_SECS} to {MAX_DURATION_SECS}"
-                    ),
-                )
-            })?,
-    };
-    let policy = match param("Policy").filter(|p| !p.is_empty()) {
-        None => None,
-        Some(p) => {
-            Policy::parse_identity(p).map_err(|e| {
-                StsError::bad("MalformedPolicyDocument", format!("session policy: {e}"))
-            })?;
-            Some(p.to_owned())
-        }
-    };
-    let expires_ns = now_ns.saturating_add((duration as i64).saturating_mul(1_000_000_000));
-    Ok((
-        Claims {
-            parent,
-            expires_ns,
-            policy,
-        },
-        user,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn call(caller: &Caller, form: &str) -> Result<(Claims, String), StsError> {
-        let pairs = form_pairs(form);
-        let param = |n: &str| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-        assume_role(caller, &param, 1_000)
-    }
 
     #[tokio::test]
     async fn s3_errors_become_sts_error_documents() {
@@ -294,52 +260,5 @@ mod tests {
             .to_bytes();
         assert_eq!(String::from_utf8_lossy(&body), sts);
         assert!(sts.contains("x &lt; y"));
-    }
-
-    fn code(r: Result<(Claims, String), StsError>) -> &'static str {
-        match r {
-            Ok(_) => "ok",
-            Err(e) => e.code,
-        }
-    }
-
-    #[test]
-    fn assume_role_validates_its_parameters() {
-        let alice = Caller::User("alice".into());
-        let (claims, user) = call(&alice, "Action=AssumeRole&Version=2011-06-15").unwrap();
-        assert_eq!(user, "alice");
-        assert_eq!(claims.parent, Parent::User("alice".into()));
-        assert_eq!(claims.expires_ns, 1_000 + 3_600 * 1_000_000_000);
-        assert_eq!(claims.policy, None);
-        let (claims, _) = call(&alice, "Action=AssumeRole&DurationSeconds=900").unwrap();
-        assert_eq!(claims.expires_ns, 1_000 + 900 * 1_000_000_000);
-        for bad in ["899", "43201", "-1", "ten", ""] {
-            let form = format!("Action=AssumeRole&DurationSeconds={bad}");
-            assert_eq!(code(call(&alice, &form)), "ValidationError", "{bad}");
-        }
-        assert_eq!(
-            code(call(&alice, "Action=AssumeRole&DurationSeconds=43200")),
-            "ok"
-        );
-        let policy = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22s3%3AGetObject%22%2C%22Resource%22%3A%22*%22%7D%5D%7D";
-        let (claims, _) = call(&alice, &format!("Action=AssumeRole&Policy={policy}")).unwrap();
-        assert!(claims.policy.unwrap().contains("s3:GetObject"));
-        assert_eq!(
-            code(call(&alice, "Action=AssumeRole&Policy=%7Bnot-json")),
-            "MalformedPolicyDocument"
-        );
-        assert_eq!(
-            code(call(&alice, "Action=GetCallerIdentity")),
-            "InvalidAction"
-        );
-        assert_eq!(code(call(&alice, "Version=2011-06-15")), "MissingAction");
-        let svc = Caller::ServiceAccount {
-            access_key: "svc".into(),
-            parent: Parent::User("alice".into()),
-            policy: None,
-        };
-        assert_eq!(code(call(&svc, "Action=AssumeRole")), "AccessDenied");
-        let (claims, user) = call(&Caller::Root, "Action=AssumeRole").unwrap();
-        assert_eq!((claims.parent, user.as_str()), (Parent::Root, "root"));
     }
 }

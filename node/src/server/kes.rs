@@ -1,4 +1,4 @@
-//! The KES API on top of a node's KMS (the control plane's key registry, plus the static key if one
+//! The KES API listener on top of a node's KMS (the control plane's key registry, plus the static key if one
 //! is configured), so that other sites, or anything speaking KES, can use this site's keys.
 //!
 //! Only clients with a certificate that chains to the certs directory's `CAs/` get past the TLS
@@ -11,7 +11,7 @@
 //! Routes, as in KES: `POST /v1/key/create/<name>`, `POST /v1/key/generate/<name>`,
 //! `POST /v1/key/decrypt/<name>`, `GET /v1/status`, `GET /version`. Error bodies are KES'
 //! `{"message": ...}` with KES' statuses (404 missing key, 400 bad request or key exists, 403 not
-//! allowed) and, for the key states KES does not have, `cairn_key_state` (see [`super::ErrorBody`]).
+//! allowed) and, for the key states KES does not have, `cairn_key_state` (see [`crate::sse::kes::ErrorBody`]).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -35,12 +35,12 @@ use zeroize::Zeroizing;
 use cairn_control_plane::kms::KmsCommand;
 use cairn_control_plane::{Command, CommandError};
 
-use super::{
+use crate::catalog::CatalogError;
+use crate::node::Node;
+use crate::sse::kes::{
     context_from_bytes, identity_of, messages, DecryptRequest, DecryptResponse, ErrorBody,
     GenerateRequest, GenerateResponse, Identity, KesError, Status, MAX_BODY,
 };
-use crate::catalog::CatalogError;
-use crate::server::Node;
 use crate::sse::kms::validate_key_name;
 use crate::sse::{Context, DataKey, Kms, Secret, SseError, SseResult};
 

@@ -1,8 +1,8 @@
-//! Multi-site (DESIGN.md §7): sites reach each other over their S3 endpoints (`link`); the
-//! control plane's outbox carries buckets, their configs and IAM to every peer (`outbox`), and
-//! every version written here follows (`objects`).
+//! Site replication (DESIGN.md §7): sites reach each other over their S3 endpoints
+//! ([`crate::link`]); the control plane's outbox carries buckets, their configs and IAM to every
+//! peer (`outbox`), and every version written here follows (`objects`). The version's replication
+//! status lives in its record (`object::replica`), so writes mark it without knowing this module.
 
-pub mod link;
 pub mod objects;
 pub mod outbox;
 
@@ -12,9 +12,9 @@ use std::sync::Arc;
 /// and this task is not woken until then: idle tasks woken on every state change were seen to
 /// change how a single site's tasks interleave).
 pub async fn start_when_paired(
-    node: Arc<crate::server::Node>,
+    node: Arc<crate::node::Node>,
     s3: crate::s3::CairnS3,
-    hints: tokio::sync::mpsc::UnboundedReceiver<objects::VersionRef>,
+    hints: tokio::sync::mpsc::UnboundedReceiver<crate::object::replica::VersionRef>,
     region: String,
 ) {
     node.catalog.paired.notified().await;

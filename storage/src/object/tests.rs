@@ -1,48 +1,11 @@
 //! Object layer on real local drives: round trips, lost and corrupted shards, healing, listing.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use futures::StreamExt;
 
+use super::testing::{fixture, shard_files};
 use super::*;
-use crate::clock::SystemClock;
-use crate::drive::local::LocalDrive;
 use cairn_control_plane::Versioning;
-
-pub(crate) struct Fixture {
-    _dir: tempfile::TempDir,
-    pub roots: Vec<std::path::PathBuf>,
-    pub layer: ObjectLayer,
-    pub heal_rx: mpsc::UnboundedReceiver<HealRequest>,
-}
-
-pub(crate) fn fixture(n: usize, parity: usize) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let roots: Vec<_> = (0..n).map(|i| dir.path().join(format!("d{i}"))).collect();
-    let drives: Vec<Arc<dyn Drive>> = roots
-        .iter()
-        .map(|r| {
-            std::fs::create_dir_all(r).unwrap();
-            Arc::new(LocalDrive::open(r).unwrap()) as Arc<dyn Drive>
-        })
-        .collect();
-    let layout = Layout::plan(n, Some(parity)).unwrap();
-    let (layer, heal_rx) = ObjectLayer::new(
-        drives,
-        layout,
-        "test-deployment",
-        Arc::new(SystemClock),
-        Box::new(<rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(7)),
-    )
-    .unwrap();
-    Fixture {
-        _dir: dir,
-        roots,
-        layer,
-        heal_rx,
-    }
-}
 
 fn data(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
@@ -59,7 +22,7 @@ async fn put(l: &ObjectLayer, key: &str, body: &[u8]) -> ObjectInfo {
         "b",
         key,
         futures::stream::iter(chunks),
-        Default::default(),
+        (),
         PutOptions::default(),
         |_| Ok(vec![]),
     )
@@ -75,25 +38,6 @@ async fn get(l: &ObjectLayer, key: &str, start: u64, end: u64) -> ObjectResult<V
         out.extend_from_slice(&c?);
     }
     Ok(out)
-}
-
-pub(crate) fn shard_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("part."))
-            {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test]
@@ -303,30 +247,12 @@ async fn multipart_complete_and_errors() {
     };
     let i1 = f
         .layer
-        .put_part(
-            "b",
-            "mp",
-            &id,
-            1,
-            body(&p1),
-            Default::default(),
-            |_| Ok(vec![]),
-            None,
-        )
+        .put_part("b", "mp", &id, 1, body(&p1), (), |_| Ok(vec![]), None)
         .await
         .unwrap();
     let i2 = f
         .layer
-        .put_part(
-            "b",
-            "mp",
-            &id,
-            2,
-            body(&p2),
-            Default::default(),
-            |_| Ok(vec![]),
-            None,
-        )
+        .put_part("b", "mp", &id, 2, body(&p2), (), |_| Ok(vec![]), None)
         .await
         .unwrap();
     assert!(matches!(
@@ -444,7 +370,7 @@ async fn a_completion_below_quorum_keeps_the_previous_object() {
             &id,
             1,
             futures::stream::iter(part),
-            Default::default(),
+            (),
             |_| Ok(vec![]),
             None,
         )
@@ -561,14 +487,10 @@ async fn a_replica_never_changes_an_existing_version() {
             }),
             ..Default::default()
         };
-        f.layer.put_object(
-            "b",
-            "r",
-            futures::stream::iter(chunks),
-            Default::default(),
-            opts,
-            |_| Ok(vec![]),
-        )
+        f.layer
+            .put_object("b", "r", futures::stream::iter(chunks), (), opts, |_| {
+                Ok(vec![])
+            })
     };
     let id = "0b8e3a6c-4a0b-4f8e-9b1e-3d2f6a7c8e93";
     let none = retention::LockState::default();

@@ -38,6 +38,7 @@ fn layer(disks: &[MemoryDisk]) -> (ObjectLayer, Arc<TestClock>) {
         "test-deployment",
         clock.clone(),
         Box::new(<rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3)),
+        Arc::new(crate::object::stage::AsSent),
     )
     .unwrap();
     (l, clock)
@@ -50,7 +51,7 @@ async fn put(l: &ObjectLayer, key: &str, lock: LockState) -> String {
         lock,
         ..Default::default()
     };
-    l.put_object("b", key, body, Default::default(), opts, |_| Ok(vec![]))
+    l.put_object("b", key, body, (), opts, |_| Ok(vec![]))
         .await
         .unwrap()
         .version

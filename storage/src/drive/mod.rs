@@ -18,6 +18,7 @@
 
 pub mod format;
 pub mod local;
+#[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod remote;
 pub mod service;

@@ -96,7 +96,7 @@ impl ObjectLayer {
             .as_ref()
             .map(|e| e.distribution.clone())
             .unwrap_or(dist);
-        let stored = crate::sse::object::stored_parts(&version);
+        let stored = self.stored.stored_parts(&version);
         let mut reader = shard_reader(set, &resolved)?;
         let n = reader.erasure.total_shards();
 
@@ -202,7 +202,7 @@ impl ObjectLayer {
         let drive_of = |t: usize| set.drives[dist[t] as usize].clone();
         let mut inline: Vec<Vec<u8>> = vec![Vec::new(); targets.len()];
         let mut healthy = vec![true; targets.len()];
-        for part in crate::sse::object::stored_parts(version).iter() {
+        for part in self.stored.stored_parts(version).iter() {
             let mut writers: Vec<Option<Box<dyn ShardWriter>>> = Vec::new();
             if !version.inlined {
                 for &t in targets {
