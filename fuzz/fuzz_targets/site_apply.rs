@@ -1,5 +1,5 @@
 //! The site-replication apply payload: the JSON body a peer POSTs to `site/apply`
-//! (`node/src/site/outbox.rs` `ApplyRequest`), decoded as `admin::site::apply` decodes it, each
+//! (`node/src/replication/outbox.rs` `ApplyRequest`), decoded as `admin::site::apply` decodes it, each
 //! entry then applied as the `SiteCommand::FromPeer` that handler proposes, on a paired site's
 //! state (`control-plane/src/site.rs`, `state.rs`): the Raft state machine, where a panic would
 //! stop every node of the site on each replay of the entry.
