@@ -12,6 +12,7 @@ pub mod auth;
 pub mod bench;
 pub mod catalog;
 pub mod link;
+pub mod net;
 pub mod node;
 pub mod replication;
 pub mod s3;

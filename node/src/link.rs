@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
@@ -18,8 +17,8 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::net::{Dial, Stream};
 use crate::sign::{amz_date, SignRequest, Signer, UNSIGNED_PAYLOAD};
 
 /// The path prefix of Cairn's admin API, where a peer site takes replicated commands.
@@ -42,28 +41,6 @@ pub enum LinkError {
         status: u16,
         message: String,
     },
-}
-
-pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
-
-/// Opens byte streams to `HOST:PORT` (TCP in production).
-#[async_trait]
-pub trait Dial: Send + Sync + 'static {
-    async fn dial(&self, host: &str, port: u16) -> std::io::Result<Box<dyn Stream>>;
-}
-
-/// The operating system's TCP.
-#[derive(Debug, Default)]
-pub struct TcpDial;
-
-#[async_trait]
-impl Dial for TcpDial {
-    async fn dial(&self, host: &str, port: u16) -> std::io::Result<Box<dyn Stream>> {
-        let s = tokio::net::TcpStream::connect((host, port)).await?;
-        let _ = s.set_nodelay(true);
-        Ok(Box::new(s))
-    }
 }
 
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;

@@ -20,7 +20,6 @@ use cairn_node::server::node::internode_router;
 use cairn_node::server::{Node, NodeParts};
 use cairn_node::topology::Topology;
 use cairn_storage::drive::memory::{MemoryDisk, MemoryDrive};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rand::SeedableRng;
 
 use crate::net;
@@ -234,20 +233,22 @@ pub async fn run_node(state: Rc<NodeState>) -> turmoil::Result {
     *state.node.borrow_mut() = Some(node);
 
     let listener = turmoil::net::TcpListener::bind(format!("0.0.0.0:{S3_PORT}")).await?;
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let svc = router.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let svc = svc.clone();
-                async move { svc.handle(req).await }
-            });
-            let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = http.serve_connection(TokioIo::new(stream), svc).await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
+    // The production S3 listener with its production limits (no connection caps, the default
+    // idle timeout, `--idle-timeout`), so its caps and timeouts run in every seed.
+    let limits = cairn_node::server::listener::ListenerLimits {
+        max_connections: 0,
+        max_connections_per_address: 0,
+        idle_timeout: Duration::from_secs(30),
+    };
+    cairn_node::server::listener::serve(
+        net::SimListener(listener),
+        None,
+        router,
+        limits,
+        std::future::pending(),
+    )
+    .await;
+    Ok(())
 }
 
 /// A static KMS (as `CAIRN_KMS_SECRET_KEY` configures one), the same key on every node, drawing

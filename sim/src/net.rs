@@ -60,6 +60,18 @@ pub fn incoming(
     })
 }
 
+/// A turmoil listener as the S3 listener takes its connections, so the simulator runs the
+/// production accept loop (`cairn_node::server::listener::serve`).
+pub struct SimListener(pub turmoil::net::TcpListener);
+
+impl cairn_node::net::Listen for SimListener {
+    type Conn = turmoil::net::TcpStream;
+
+    async fn accept(&mut self) -> io::Result<(Self::Conn, std::net::SocketAddr)> {
+        self.0.accept().await
+    }
+}
+
 /// Internode channels that dial over the simulated network.
 pub fn connect() -> Connect {
     Arc::new(|addr: &str| {
@@ -104,8 +116,8 @@ impl SimDial {
 }
 
 #[async_trait::async_trait]
-impl cairn_node::link::Dial for SimDial {
-    async fn dial(&self, host: &str, port: u16) -> io::Result<Box<dyn cairn_node::link::Stream>> {
+impl cairn_node::net::Dial for SimDial {
+    async fn dial(&self, host: &str, port: u16) -> io::Result<Box<dyn cairn_node::net::Stream>> {
         let lie = self.lying_peer && self.dials.fetch_add(1, Ordering::Relaxed) % 2 == 1;
         let host = if lie { LYING_PEER } else { host };
         let s = turmoil::net::TcpStream::connect((host, port)).await?;

@@ -36,6 +36,7 @@ use cairn_control_plane::kms::KmsCommand;
 use cairn_control_plane::{Command, CommandError};
 
 use crate::catalog::CatalogError;
+use crate::net::Listen;
 use crate::node::Node;
 use crate::sse::kes::{
     context_from_bytes, identity_of, messages, DecryptRequest, DecryptResponse, ErrorBody,
@@ -454,8 +455,8 @@ impl KesServer {
 }
 
 /// Accepts KES connections on `listener` until the process ends.
-pub async fn serve(
-    listener: TcpListener,
+pub async fn serve<L: Listen>(
+    mut listener: L,
     acceptor: tokio_rustls::TlsAcceptor,
     server: Arc<KesServer>,
 ) {
@@ -467,18 +468,19 @@ pub async fn serve(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         let (acceptor, server) = (acceptor.clone(), server.clone());
         tokio::spawn(async move { serve_connection(stream, peer, acceptor, server).await });
     }
 }
 
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
+async fn serve_connection<S>(
+    stream: S,
     peer: SocketAddr,
     acceptor: tokio_rustls::TlsAcceptor,
     server: Arc<KesServer>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let tls = match tokio::time::timeout(REQUEST_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {

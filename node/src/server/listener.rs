@@ -15,12 +15,12 @@ use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::time::{Instant, Sleep};
 
 use super::health::Router;
 use crate::auth::ConnInfo;
+use crate::net::Listen;
 
 /// TLS handshakes that take longer are dropped, so a silent client cannot pin a connection.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,8 +48,8 @@ pub struct ListenerLimits {
 
 /// Serves S3 on `listener` until `shutdown` resolves, then waits (a bounded time) for the
 /// requests in flight.
-pub async fn serve(
-    listener: TcpListener,
+pub async fn serve<L: Listen>(
+    mut listener: L,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
     limits: ListenerLimits,
@@ -87,7 +87,6 @@ pub async fn serve(
                     drop(stream);
                     continue;
                 };
-                let _ = stream.set_nodelay(true);
                 let info = ConnInfo { peer, secure: acceptor.is_some() };
                 let (acceptor, http, router, stopping) =
                     (acceptor.clone(), http.clone(), router.clone(), stopping.clone());

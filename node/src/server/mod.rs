@@ -177,7 +177,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     }
     let fetch = PeerFetch {
         link: crate::link::Link::new(
-            Arc::new(crate::link::TcpDial),
+            Arc::new(crate::net::TcpDial),
             tls.as_ref()
                 .map(|m| m.ca_pem.as_slice())
                 .unwrap_or_default(),
@@ -270,7 +270,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             &root_secret,
             tls.as_ref().map(|m| m.ca_pem.as_slice()),
         )?,
-        peer_dial: Arc::new(crate::link::TcpDial),
+        peer_dial: Arc::new(crate::net::TcpDial),
         peer_ca_pem: tls.as_ref().map(|m| m.ca_pem.clone()).unwrap_or_default(),
         site_secret,
     })

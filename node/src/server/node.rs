@@ -65,7 +65,7 @@ pub struct NodeParts {
     /// KMS and auto-encryption for server-side encryption.
     pub sse: crate::sse::object::SseConfig,
     /// How this node reaches peer sites, and the authorities trusted for `https` peers.
-    pub peer_dial: Arc<dyn crate::link::Dial>,
+    pub peer_dial: Arc<dyn crate::net::Dial>,
     pub peer_ca_pem: Vec<u8>,
     /// The site's internode secret (see [`super::site_secret`]): handed to joining nodes of the
     /// site that prove they hold the root credentials.
