@@ -1,5 +1,6 @@
-//! Errors of the RocksDB-backed Raft stores (and their mapping onto openraft's [`StorageError`]),
-//! and of the control plane built on them.
+//! Errors of the Raft stores (RocksDB and encoding; the in-memory medium adds its own in
+//! `memory.rs`), their mapping onto openraft's [`StorageError`], and errors of the control plane
+//! built on them.
 
 use openraft::{ErrorSubject, ErrorVerb};
 use thiserror::Error;

@@ -1,123 +1,55 @@
-//! The Raft log, the vote and the committed log id, in RocksDB ([`RaftLogStorage`] +
-//! [`RaftLogReader`]).
+//! The Raft log, the vote and the committed log id ([`RaftLogStorage`] + [`RaftLogReader`]), over
+//! any [`Medium`].
 //!
-//! Writes are synchronous and synced: [`RaftLogStorage::append`] fires its callback only after the
-//! batch holding the entries is on disk, and every other write has reached the disk when the
-//! method returns. Because all writes happen inside the (serialised) calls, write IO is never
-//! reordered, as openraft requires.
+//! A write is acknowledged only once the medium has made it durable: [`RaftLogStorage::append`]
+//! fires its callback after the medium's `append` completes, and every other write has reached
+//! the medium's disk when the method returns. Because all writes happen inside the (serialised)
+//! calls, write IO is never reordered, as openraft requires.
 
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader};
-use rocksdb::{Direction, IteratorMode, WriteBatch};
 
-use super::db::{index_key, key_index, put_json, RaftDb, CF_LOGS, CF_LOG_META};
+use super::db::RocksMedium;
 use super::error::StoreError;
+use super::medium::{storage_error, Medium};
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
-const KEY_VOTE: &str = "vote";
-const KEY_COMMITTED: &str = "committed";
-const KEY_LAST_PURGED: &str = "last_purged";
-
-/// Handle on the log store. Cloning is cheap; clones share the database and also serve as the
+/// Handle on the log store: RocksDB by default, [`MemLogStore`](super::MemLogStore) in memory.
+/// Cloning is cheap; clones share the medium and also serve as the
 /// [`RaftLogStorage::LogReader`] used by replication tasks.
-#[derive(Clone)]
-pub struct LogStore {
-    db: Arc<RaftDb>,
+#[derive(Debug, Clone)]
+pub struct LogStore<M = RocksMedium> {
+    medium: M,
 }
 
-impl LogStore {
-    pub(crate) fn new(db: Arc<RaftDb>) -> Self {
-        Self { db }
+impl<M: Medium> LogStore<M> {
+    pub(crate) fn new(medium: M) -> Self {
+        Self { medium }
     }
 
-    fn last_purged(&self) -> Result<Option<LogId>, StoreError> {
-        self.db.get_json(CF_LOG_META, KEY_LAST_PURGED)
-    }
-
-    fn last_entry_log_id(&self) -> Result<Option<LogId>, StoreError> {
-        let db = self.db.db();
-        match db
-            .iterator_cf(self.db.cf(CF_LOGS)?, IteratorMode::End)
-            .next()
-        {
-            Some(item) => {
-                let (_, value) = item?;
-                Ok(Some(decode_entry(&value)?.log_id))
-            }
-            None => Ok(None),
-        }
-    }
-
-    fn log_state(&self) -> Result<LogState<TypeConfig>, StoreError> {
-        let last_purged_log_id = self.last_purged()?;
-        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+    fn log_state(&self) -> Result<LogState<TypeConfig>, M::Error> {
+        let last_purged_log_id = self.medium.last_purged()?;
+        let last_entry_log_id = match self.medium.last_entry()? {
+            Some(bytes) => Some(decode_entry(&bytes)?.log_id),
+            None => None,
+        };
         Ok(LogState {
             last_purged_log_id,
-            last_log_id,
+            last_log_id: last_entry_log_id.or(last_purged_log_id),
         })
     }
 
     /// Entries whose index lies in `[start, end)` (`end = None`: no upper bound), in index order.
-    fn entries(&self, start: u64, end: Option<u64>) -> Result<Vec<Entry>, StoreError> {
-        let db = self.db.db();
-        let from = index_key(start);
-        let mut out = Vec::new();
-        for item in db.iterator_cf(
-            self.db.cf(CF_LOGS)?,
-            IteratorMode::From(&from, Direction::Forward),
-        ) {
-            let (key, value) = item?;
-            let index = key_index(&key)?;
-            if end.is_some_and(|end| index >= end) {
-                break;
-            }
-            out.push(decode_entry(&value)?);
-        }
-        Ok(out)
-    }
-
-    fn put_meta<T: serde::Serialize>(
-        &self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        put_json(&mut batch, self.db.cf(CF_LOG_META)?, key, value)?;
-        self.db.write_synced(batch)
-    }
-
-    fn append_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), StoreError> {
-        let cf = self.db.cf(CF_LOGS)?;
-        let mut batch = WriteBatch::default();
-        for entry in entries {
-            batch.put_cf(cf, index_key(entry.log_id.index), encode_entry(&entry)?);
-        }
-        self.db.write_synced(batch)
-    }
-
-    /// Deletes every entry with index >= `index`.
-    fn truncate_from(&self, index: u64) -> Result<(), StoreError> {
-        let cf = self.db.cf(CF_LOGS)?;
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(cf, index_key(index), index_key(u64::MAX));
-        batch.delete_cf(cf, index_key(u64::MAX));
-        self.db.write_synced(batch)
-    }
-
-    /// Records `upto` as purged and deletes every entry with index <= `upto.index`, atomically (so a
-    /// crash never leaves a hole between the purged id and the first present entry).
-    fn purge_upto(&self, upto: &LogId) -> Result<(), StoreError> {
-        let cf = self.db.cf(CF_LOGS)?;
-        let mut batch = WriteBatch::default();
-        put_json(&mut batch, self.db.cf(CF_LOG_META)?, KEY_LAST_PURGED, upto)?;
-        batch.delete_range_cf(cf, index_key(0), index_key(upto.index));
-        batch.delete_cf(cf, index_key(upto.index));
-        self.db.write_synced(batch)
+    fn entries(&self, start: u64, end: Option<u64>) -> Result<Vec<Entry>, M::Error> {
+        self.medium
+            .entries(start, end)?
+            .iter()
+            .map(|bytes| decode_entry(bytes).map_err(M::Error::from))
+            .collect()
     }
 }
 
@@ -127,6 +59,16 @@ pub(crate) fn encode_entry(entry: &Entry) -> Result<Vec<u8>, StoreError> {
 
 pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, StoreError> {
     serde_json::from_slice(bytes).map_err(StoreError::codec("log entry"))
+}
+
+/// The entries as the medium stores them: `(index, encoded entry)`.
+fn encode_entries(
+    entries: impl IntoIterator<Item = Entry>,
+) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    entries
+        .into_iter()
+        .map(|e| Ok((e.log_id.index, encode_entry(&e)?)))
+        .collect()
 }
 
 /// `[start, end)` of a range of log indexes; `None` when the range is empty, `end = None` when it
@@ -148,7 +90,7 @@ pub(crate) fn index_range(range: &impl RangeBounds<u64>) -> Option<(u64, Option<
     }
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
+impl<M: Medium> RaftLogReader<TypeConfig> for LogStore<M> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
@@ -157,16 +99,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
             return Ok(Vec::new());
         };
         self.entries(start, end)
-            .map_err(|e| e.into_storage(ErrorSubject::Logs, ErrorVerb::Read))
+            .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Read))
     }
 }
 
-impl RaftLogStorage<TypeConfig> for LogStore {
-    type LogReader = LogStore;
+impl<M: Medium> RaftLogStorage<TypeConfig> for LogStore<M> {
+    type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         self.log_state()
-            .map_err(|e| e.into_storage(ErrorSubject::Logs, ErrorVerb::Read))
+            .map_err(storage_error(ErrorSubject::Logs, ErrorVerb::Read))
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -174,26 +116,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.put_meta(KEY_VOTE, vote)
-            .map_err(|e| e.into_storage(ErrorSubject::Vote, ErrorVerb::Write))
+        self.medium
+            .save_vote(vote)
+            .map_err(storage_error(ErrorSubject::Vote, ErrorVerb::Write))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.db
-            .get_json(CF_LOG_META, KEY_VOTE)
-            .map_err(|e| e.into_storage(ErrorSubject::Vote, ErrorVerb::Read))
+        self.medium
+            .vote()
+            .map_err(storage_error(ErrorSubject::Vote, ErrorVerb::Read))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.put_meta(KEY_COMMITTED, &committed)
-            .map_err(|e| e.into_storage(ErrorSubject::Store, ErrorVerb::Write))
+        self.medium
+            .save_committed(committed)
+            .map_err(storage_error(ErrorSubject::Store, ErrorVerb::Write))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        self.db
-            .get_json::<Option<LogId>>(CF_LOG_META, KEY_COMMITTED)
-            .map(Option::flatten)
-            .map_err(|e| e.into_storage(ErrorSubject::Store, ErrorVerb::Read))
+        self.medium
+            .committed()
+            .map_err(storage_error(ErrorSubject::Store, ErrorVerb::Read))
     }
 
     async fn append<I>(
@@ -205,26 +148,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        match self.append_entries(entries) {
+        let written = match encode_entries(entries) {
+            Ok(encoded) => self.medium.append(encoded).await,
+            Err(e) => Err(e.into()),
+        };
+        match written {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
             Err(e) => {
                 callback.log_io_completed(Err(io::Error::other(e.to_string())));
-                Err(e.into_storage(ErrorSubject::Logs, ErrorVerb::Write))
+                Err(storage_error(ErrorSubject::Logs, ErrorVerb::Write)(e))
             }
         }
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.truncate_from(log_id.index)
-            .map_err(|e| e.into_storage(ErrorSubject::Log(log_id), ErrorVerb::Delete))
+        self.medium
+            .truncate_from(log_id.index)
+            .map_err(storage_error(ErrorSubject::Log(log_id), ErrorVerb::Delete))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.purge_upto(&log_id)
-            .map_err(|e| e.into_storage(ErrorSubject::Log(log_id), ErrorVerb::Delete))
+        self.medium
+            .purge_upto(&log_id)
+            .map_err(storage_error(ErrorSubject::Log(log_id), ErrorVerb::Delete))
     }
 }
 
@@ -244,17 +193,11 @@ mod tests {
             None
         );
     }
-
-    #[test]
-    fn index_keys_sort_like_indexes() {
-        assert!(index_key(255) < index_key(256));
-        assert_eq!(key_index(&index_key(42)).unwrap(), 42);
-        assert!(key_index(b"short").is_err());
-    }
 }
 
 #[cfg(test)]
 mod durability_tests {
+    use openraft::storage::RaftLogStorageExt;
     use openraft::testing::{blank_ent, log_id};
     use openraft::RaftLogReader;
 
@@ -266,7 +209,8 @@ mod durability_tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (mut log, _sm) = open_stores(dir.path()).unwrap();
-            log.append_entries((0..=10).map(|i| blank_ent::<TypeConfig>(1, 1, i)))
+            log.blocking_append((0..=10).map(|i| blank_ent::<TypeConfig>(1, 1, i)))
+                .await
                 .unwrap();
             log.save_vote(&Vote::new(1, 1)).await.unwrap();
             log.save_committed(Some(log_id(1, 1, 8))).await.unwrap();

@@ -1,41 +1,42 @@
-//! In-memory Raft stores with crash semantics, for the deterministic simulator: the same openraft
-//! storage traits as the RocksDB stores ([`LogStore`](super::LogStore),
-//! [`StateMachineStore`](super::StateMachineStore)), the same encodings and the same apply and
-//! snapshot code, but no RocksDB threads and no real IO.
+//! The in-memory medium with crash semantics, for the deterministic simulator: the same stores as
+//! RocksDB ([`LogStore`], [`StateMachineStore`], [`SnapshotBuilder`], over [`MemoryMedium`]
+//! instead of [`RocksMedium`](super::RocksMedium)), so the same openraft glue, encodings, apply
+//! and snapshot code, but no RocksDB threads and no real IO.
 //!
-//! [`MemoryRaftDisk`] is the medium and outlives a simulated process crash: keep it, and call
-//! [`open_memory_stores`] again after a restart. It holds entries, state and snapshot *encoded*,
-//! as RocksDB does, so a restart goes through the same decoding a real restart does.
+//! [`MemoryRaftDisk`] is the medium's content and outlives a simulated process crash: keep it, and
+//! call [`open_memory_stores`] again after a restart. It holds entries, state and snapshot
+//! *encoded*, as RocksDB does, so a restart goes through the same decoding a real restart does.
 //!
 //! # Crash model
 //!
-//! Whatever the RocksDB stores sync is durable when the method returns, with one exception that
+//! Whatever the RocksDB medium syncs is durable when the method returns, with one exception that
 //! models the fsync's duration: `append` writes its entries, yields to the scheduler, and only
-//! then makes them durable and fires the callback. A [`MemoryRaftDisk::crash`] meanwhile loses
-//! them (their callback reports an error if the task still runs). The planted bug
-//! [`MemoryRaftDisk::skip_sync`] makes appends and votes never durable, although they are
-//! acknowledged; the simulator's self-test uses it to show that its checker can fail.
+//! then makes them durable and returns (so the store fires the callback). A
+//! [`MemoryRaftDisk::crash`] meanwhile loses them (their callback reports an error if the task
+//! still runs). The planted bug [`MemoryRaftDisk::skip_sync`] makes appends and votes never
+//! durable, although they are acknowledged; the simulator's self-test uses it to show that its
+//! checker can fail.
 
 use std::collections::BTreeMap;
-use std::fmt::Debug;
-use std::io::{self, Cursor};
-use std::ops::RangeBounds;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine};
-use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, RaftSnapshotBuilder};
+use openraft::{ErrorSubject, ErrorVerb};
 use thiserror::Error;
-use tokio::sync::watch;
 
 use super::error::StoreError;
-use super::log_store::{decode_entry, encode_entry, index_range};
-use super::snapshot::{decode_state, encode_state, may_replace, snapshot_of, StoredSnapshot};
-use super::state_machine::{apply_batch, installed_state, Applied, StateReader};
-use super::types::{
-    CommandResponse, Entry, LogId, NodeId, Snapshot, SnapshotMeta, StorageError, StorageIOError,
-    StoredMembership, TypeConfig, Vote,
-};
+use super::log_store::LogStore;
+use super::medium::Medium;
+use super::snapshot::{decode_state, may_replace, SnapshotBuilder, StoredSnapshot};
+use super::state_machine::{Applied, StateMachineStore};
+use super::types::{LogId, NodeId, StorageError, StorageIOError, Vote};
 use crate::state::SiteState;
+
+/// The Raft log, vote and committed log id in memory.
+pub type MemLogStore = LogStore<MemoryMedium>;
+/// The replicated state machine in memory.
+pub type MemStateMachine = StateMachineStore<MemoryMedium>;
+/// Builds a snapshot from a frozen view of a [`MemStateMachine`].
+pub type MemSnapshotBuilder = SnapshotBuilder<MemoryMedium>;
 
 /// Why a call on an in-memory store failed.
 #[derive(Debug, Error)]
@@ -86,13 +87,6 @@ struct RaftMedium {
 }
 
 impl RaftMedium {
-    fn check(&self, generation: u64) -> Result<(), MemStoreError> {
-        if generation != self.generation {
-            return Err(MemStoreError::Stale);
-        }
-        Ok(())
-    }
-
     /// Applies `f` to both log images (a synced write).
     fn both(&mut self, f: impl Fn(&mut LogImage)) {
         f(&mut self.volatile);
@@ -148,354 +142,124 @@ pub fn open_memory_stores(
         };
         (m.generation, state, m.sm.applied.clone())
     };
-    let state = Arc::new(state);
-    let (published, _) = watch::channel(Arc::clone(&state));
-    let log_store = MemLogStore {
+    let medium = MemoryMedium {
         disk: disk.clone(),
         generation,
     };
-    let state_machine = MemStateMachine {
-        disk: disk.clone(),
-        generation,
-        applied,
-        state,
-        published,
-    };
+    let log_store = LogStore::new(medium.clone());
+    let state_machine = StateMachineStore::new(medium, applied, state);
     Ok((log_store, state_machine))
 }
 
-/// The Raft log, vote and committed log id in memory. Cloning is cheap; clones share the disk and
-/// serve as the [`RaftLogStorage::LogReader`].
+/// One opening of a [`MemoryRaftDisk`]: what the stores of one (simulated) process use. Once the
+/// disk crashes or is opened again, every call fails with [`MemStoreError::Stale`].
 #[derive(Debug, Clone)]
-pub struct MemLogStore {
+pub struct MemoryMedium {
     disk: MemoryRaftDisk,
     generation: u64,
 }
 
-impl MemLogStore {
-    /// Runs `f` on the medium if this store may still use it.
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut RaftMedium) -> Result<T, MemStoreError>,
-    ) -> Result<T, MemStoreError> {
+impl MemoryMedium {
+    /// Runs `f` on the medium if this opening may still use it.
+    fn with<T>(&self, f: impl FnOnce(&mut RaftMedium) -> T) -> Result<T, MemStoreError> {
         let mut m = self.disk.lock();
-        m.check(self.generation)?;
-        f(&mut m)
-    }
-
-    fn log_state(&self) -> Result<LogState<TypeConfig>, MemStoreError> {
-        self.with(|m| {
-            let last_purged_log_id = m.volatile.last_purged;
-            let last = match m.volatile.logs.last_key_value() {
-                Some((_, bytes)) => Some(decode_entry(bytes)?.log_id),
-                None => None,
-            };
-            Ok(LogState {
-                last_purged_log_id,
-                last_log_id: last.or(last_purged_log_id),
-            })
-        })
-    }
-
-    /// Writes the entries to the volatile log; returns them encoded, for making them durable.
-    fn write_volatile(
-        &self,
-        entries: impl IntoIterator<Item = Entry>,
-    ) -> Result<Vec<(u64, Vec<u8>)>, MemStoreError> {
-        let encoded = entries
-            .into_iter()
-            .map(|e| Ok((e.log_id.index, encode_entry(&e)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        self.with(|m| {
-            m.volatile.logs.extend(encoded.iter().cloned());
-            Ok(encoded)
-        })
-    }
-
-    /// The end of the fsync of an append.
-    fn make_durable(&self, encoded: Vec<(u64, Vec<u8>)>) -> Result<(), MemStoreError> {
-        self.with(|m| {
-            if !m.skip_sync {
-                m.durable.logs.extend(encoded);
-            }
-            Ok(())
-        })
-    }
-
-    async fn append_synced(
-        &self,
-        entries: impl IntoIterator<Item = Entry>,
-    ) -> Result<(), MemStoreError> {
-        let encoded = self.write_volatile(entries)?;
-        // The fsync is not instantaneous: a crash scheduled meanwhile loses the entries.
-        tokio::task::yield_now().await;
-        self.make_durable(encoded)
+        if m.generation != self.generation {
+            return Err(MemStoreError::Stale);
+        }
+        Ok(f(&mut m))
     }
 }
 
-impl RaftLogReader<TypeConfig> for MemLogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
-        let Some((start, end)) = index_range(&range) else {
-            return Ok(Vec::new());
-        };
+impl Medium for MemoryMedium {
+    type Error = MemStoreError;
+
+    fn last_entry(&self) -> Result<Option<Vec<u8>>, MemStoreError> {
+        self.with(|m| m.volatile.logs.last_key_value().map(|(_, e)| e.clone()))
+    }
+
+    fn entries(&self, start: u64, end: Option<u64>) -> Result<Vec<Vec<u8>>, MemStoreError> {
         self.with(|m| {
             let entries = match end {
                 Some(end) => m.volatile.logs.range(start..end),
                 None => m.volatile.logs.range(start..),
             };
-            entries
-                .map(|(_, bytes)| decode_entry(bytes).map_err(MemStoreError::from))
-                .collect()
+            entries.map(|(_, e)| e.clone()).collect()
         })
-        .map_err(|e| e.into_storage(ErrorSubject::Logs, ErrorVerb::Read))
-    }
-}
-
-impl RaftLogStorage<TypeConfig> for MemLogStore {
-    type LogReader = MemLogStore;
-
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        self.log_state()
-            .map_err(|e| e.into_storage(ErrorSubject::Logs, ErrorVerb::Read))
     }
 
-    async fn get_log_reader(&mut self) -> Self::LogReader {
-        self.clone()
-    }
-
-    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let vote = *vote;
+    async fn append(&self, entries: Vec<(u64, Vec<u8>)>) -> Result<(), MemStoreError> {
+        self.with(|m| m.volatile.logs.extend(entries.iter().cloned()))?;
+        // The fsync is not instantaneous: a crash scheduled meanwhile loses the entries.
+        tokio::task::yield_now().await;
         self.with(|m| {
-            m.volatile.vote = Some(vote);
             if !m.skip_sync {
-                m.durable.vote = Some(vote);
+                m.durable.logs.extend(entries);
             }
-            Ok(())
         })
-        .map_err(|e| e.into_storage(ErrorSubject::Vote, ErrorVerb::Write))
     }
 
-    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.with(|m| Ok(m.volatile.vote))
-            .map_err(|e| e.into_storage(ErrorSubject::Vote, ErrorVerb::Read))
+    fn truncate_from(&self, index: u64) -> Result<(), MemStoreError> {
+        self.with(|m| m.both(|img| img.logs.retain(|&i, _| i < index)))
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.with(|m| {
-            m.both(|img| img.committed = committed);
-            Ok(())
-        })
-        .map_err(|e| e.into_storage(ErrorSubject::Store, ErrorVerb::Write))
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        self.with(|m| Ok(m.volatile.committed))
-            .map_err(|e| e.into_storage(ErrorSubject::Store, ErrorVerb::Read))
-    }
-
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
-    where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        match self.append_synced(entries).await {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(io::Error::other(e.to_string())));
-                Err(e.into_storage(ErrorSubject::Logs, ErrorVerb::Write))
-            }
-        }
-    }
-
-    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.with(|m| {
-            m.both(|img| img.logs.retain(|&index, _| index < log_id.index));
-            Ok(())
-        })
-        .map_err(|e| e.into_storage(ErrorSubject::Log(log_id), ErrorVerb::Delete))
-    }
-
-    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+    fn purge_upto(&self, upto: &LogId) -> Result<(), MemStoreError> {
         self.with(|m| {
             m.both(|img| {
-                img.last_purged = Some(log_id);
-                img.logs.retain(|&index, _| index > log_id.index);
-            });
-            Ok(())
+                img.last_purged = Some(*upto);
+                img.logs.retain(|&i, _| i > upto.index);
+            })
         })
-        .map_err(|e| e.into_storage(ErrorSubject::Log(log_id), ErrorVerb::Delete))
-    }
-}
-
-/// The replicated state machine in memory: [`Command`](crate::Command)s applied to [`SiteState`]
-/// by the same code as [`StateMachineStore`](super::StateMachineStore).
-pub struct MemStateMachine {
-    disk: MemoryRaftDisk,
-    generation: u64,
-    applied: Applied,
-    state: Arc<SiteState>,
-    published: watch::Sender<Arc<SiteState>>,
-}
-
-impl MemStateMachine {
-    /// The applied state, as of the last `apply` or snapshot install.
-    pub fn state(&self) -> Arc<SiteState> {
-        Arc::clone(&self.state)
     }
 
-    /// The log id of the last applied entry.
-    pub fn last_applied(&self) -> Option<LogId> {
-        self.applied.last_applied
+    fn last_purged(&self) -> Result<Option<LogId>, MemStoreError> {
+        self.with(|m| m.volatile.last_purged)
     }
 
-    /// A handle that keeps reading the applied state after the store is handed to openraft.
-    pub fn reader(&self) -> StateReader {
-        StateReader::new(self.published.subscribe())
+    fn vote(&self) -> Result<Option<Vote>, MemStoreError> {
+        self.with(|m| m.volatile.vote)
     }
 
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut RaftMedium) -> Result<T, MemStoreError>,
-    ) -> Result<T, MemStoreError> {
-        let mut m = self.disk.lock();
-        m.check(self.generation)?;
-        f(&mut m)
+    fn save_vote(&self, vote: &Vote) -> Result<(), MemStoreError> {
+        self.with(|m| {
+            m.volatile.vote = Some(*vote);
+            if !m.skip_sync {
+                m.durable.vote = Some(*vote);
+            }
+        })
     }
 
-    /// Stores state and position (plus, when installing, the snapshot) at once, as the RocksDB
-    /// store's single synced batch does.
-    fn persist(
+    fn committed(&self) -> Result<Option<LogId>, MemStoreError> {
+        self.with(|m| m.volatile.committed)
+    }
+
+    fn save_committed(&self, committed: Option<LogId>) -> Result<(), MemStoreError> {
+        self.with(|m| m.both(|img| img.committed = committed))
+    }
+
+    fn save_state(
         &self,
         applied: &Applied,
-        state: &SiteState,
+        state: Vec<u8>,
         snapshot: Option<StoredSnapshot>,
     ) -> Result<(), MemStoreError> {
-        let encoded = encode_state(state)?;
         self.with(|m| {
-            m.sm.state = Some(encoded);
+            m.sm.state = Some(state);
             m.sm.applied = applied.clone();
             if let Some(snapshot) = snapshot {
                 m.sm.snapshot = Some(snapshot);
             }
-            Ok(())
         })
     }
 
-    fn publish(&mut self, applied: Applied, state: SiteState) {
-        self.applied = applied;
-        self.state = Arc::new(state);
-        self.published.send_replace(Arc::clone(&self.state));
+    fn snapshot(&self) -> Result<Option<StoredSnapshot>, MemStoreError> {
+        self.with(|m| m.sm.snapshot.clone())
     }
 
-    fn install(&mut self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<(), MemStoreError> {
-        let (applied, state) = installed_state(meta, &data)?;
-        let snapshot = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
-        self.persist(&applied, &state, Some(snapshot))?;
-        self.publish(applied, state);
-        Ok(())
-    }
-}
-
-impl RaftStateMachine<TypeConfig> for MemStateMachine {
-    type SnapshotBuilder = MemSnapshotBuilder;
-
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        Ok((self.applied.last_applied, self.applied.membership.clone()))
-    }
-
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError>
-    where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        let (state, applied, responses) = apply_batch(&self.state, &self.applied, entries);
-        if responses.is_empty() {
-            return Ok(responses);
-        }
-        self.persist(&applied, &state, None).map_err(|e| {
-            let subject = match applied.last_applied {
-                Some(id) => ErrorSubject::Apply(id),
-                None => ErrorSubject::StateMachine,
-            };
-            e.into_storage(subject, ErrorVerb::Write)
-        })?;
-        self.publish(applied, state);
-        Ok(responses)
-    }
-
-    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        MemSnapshotBuilder {
-            disk: self.disk.clone(),
-            generation: self.generation,
-            state: Arc::clone(&self.state),
-            last_applied: self.applied.last_applied,
-            membership: self.applied.membership.clone(),
-        }
-    }
-
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
-        self.install(meta, snapshot.into_inner()).map_err(|e| {
-            e.into_storage(
-                ErrorSubject::Snapshot(Some(meta.signature())),
-                ErrorVerb::Write,
-            )
+    fn offer_snapshot(&self, snapshot: &StoredSnapshot) -> Result<(), MemStoreError> {
+        self.with(|m| {
+            if may_replace(m.sm.snapshot.as_ref(), snapshot) {
+                m.sm.snapshot = Some(snapshot.clone());
+            }
         })
-    }
-
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        self.with(|m| Ok(m.sm.snapshot.clone()))
-            .map(|s| s.map(StoredSnapshot::into_snapshot))
-            .map_err(|e| e.into_storage(ErrorSubject::Snapshot(None), ErrorVerb::Read))
-    }
-}
-
-/// Builds a snapshot from a frozen view of a [`MemStateMachine`], like
-/// [`SnapshotBuilder`](super::SnapshotBuilder).
-pub struct MemSnapshotBuilder {
-    disk: MemoryRaftDisk,
-    generation: u64,
-    state: Arc<SiteState>,
-    last_applied: Option<LogId>,
-    membership: StoredMembership,
-}
-
-impl MemSnapshotBuilder {
-    fn build(&self) -> Result<StoredSnapshot, MemStoreError> {
-        let snapshot = snapshot_of(&self.state, self.last_applied, &self.membership)?;
-        let mut m = self.disk.lock();
-        m.check(self.generation)?;
-        if may_replace(m.sm.snapshot.as_ref(), &snapshot) {
-            m.sm.snapshot = Some(snapshot.clone());
-        }
-        Ok(snapshot)
-    }
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for MemSnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        self.build()
-            .map(StoredSnapshot::into_snapshot)
-            .map_err(|e| e.into_storage(ErrorSubject::Snapshot(None), ErrorVerb::Write))
     }
 }

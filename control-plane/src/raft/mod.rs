@@ -1,16 +1,18 @@
 //! The site control plane's Raft group: storage, network and the [`ControlPlane`] handle.
 //!
-//! Storage (no network):
+//! Storage (no network). The openraft storage traits are implemented once, over a [`Medium`]:
 //! * [`types`]: the openraft type configuration (`Command` in, [`CommandResponse`] out, `u64` node
 //!   ids, the seeded [`CairnRuntime`]).
-//! * [`db`]: the RocksDB instance both stores share (column families, key encoding, synced writes).
+//! * [`medium`]: the storage primitives a medium provides ([`Medium`]) and its durability contract.
 //! * [`log_store`]: the Raft log, vote and committed log id ([`LogStore`]).
 //! * [`state_machine`]: applies committed commands to [`SiteState`](crate::SiteState)
 //!   ([`StateMachineStore`]) and lets the node read the applied state without a Raft round trip
 //!   ([`StateReader`]).
 //! * [`snapshot`]: snapshot format and builder ([`SnapshotBuilder`]).
-//! * [`memory`]: the same stores in memory, with crash semantics, for the simulator
-//!   ([`MemoryRaftDisk`], [`open_memory_stores`]).
+//! * [`db`]: the RocksDB medium ([`RocksMedium`]: column families, key encoding, synced writes)
+//!   and [`open_stores`]; the stores' default medium.
+//! * [`memory`]: the in-memory medium with crash semantics, for the simulator ([`MemoryMedium`],
+//!   [`MemoryRaftDisk`], [`open_memory_stores`]).
 //!
 //! Running it:
 //! * [`runtime`]: openraft's async runtime: tokio, with election timeouts drawn from a seeded RNG
@@ -29,6 +31,7 @@
 pub mod db;
 pub mod error;
 pub mod log_store;
+pub mod medium;
 pub mod memory;
 pub mod network;
 pub mod node;
@@ -40,12 +43,13 @@ pub mod state_machine;
 pub mod types;
 mod wire;
 
-pub use db::open_stores;
+pub use db::{open_stores, RocksMedium};
 pub use error::{ControlPlaneError, ProposeError, StoreError};
 pub use log_store::LogStore;
+pub use medium::Medium;
 pub use memory::{
     open_memory_stores, MemLogStore, MemSnapshotBuilder, MemStateMachine, MemStoreError,
-    MemoryRaftDisk,
+    MemoryMedium, MemoryRaftDisk,
 };
 pub use network::NetworkFactory;
 pub use node::{ControlPlane, ControlPlaneConfig};

@@ -1,22 +1,21 @@
-//! Snapshots of the state machine: the serialized [`SiteState`] plus openraft's [`SnapshotMeta`].
+//! Snapshots of the state machine: the serialized [`SiteState`] plus openraft's [`SnapshotMeta`],
+//! and their builder ([`RaftSnapshotBuilder`]) over any [`Medium`].
 //!
 //! The snapshot data sent to followers is the JSON encoding of [`SiteState`] (a `Cursor<Vec<u8>>`);
-//! the meta travels beside it. The last built or installed snapshot is kept in the `sm` column
-//! family (`snapshot_meta` as JSON, `snapshot_data` as raw bytes) so it survives a restart.
+//! the meta travels beside it. The medium keeps the last built or installed snapshot so it
+//! survives a restart (RocksDB: `snapshot_meta` as JSON and `snapshot_data` as raw bytes in the
+//! `sm` column family).
 
 use std::io::Cursor;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use openraft::{ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
-use rocksdb::WriteBatch;
 
-use super::db::{put_json, RaftDb, CF_SM};
+use super::db::RocksMedium;
 use super::error::StoreError;
+use super::medium::{storage_error, Medium};
 use super::types::{LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::state::SiteState;
-
-const KEY_SNAPSHOT_META: &str = "snapshot_meta";
-const KEY_SNAPSHOT_DATA: &str = "snapshot_data";
 
 /// A snapshot as stored: meta and the encoded [`SiteState`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,43 +50,19 @@ fn snapshot_id(last_log_id: Option<&LogId>) -> String {
     }
 }
 
-/// Adds the snapshot to `batch` (replacing the stored one).
-pub(crate) fn put_snapshot(
-    db: &RaftDb,
-    batch: &mut WriteBatch,
-    snapshot: &StoredSnapshot,
-) -> Result<(), StoreError> {
-    let cf = db.cf(CF_SM)?;
-    put_json(batch, cf, KEY_SNAPSHOT_META, &snapshot.meta)?;
-    batch.put_cf(cf, KEY_SNAPSHOT_DATA, &snapshot.data);
-    Ok(())
-}
-
-pub(crate) fn read_snapshot(db: &RaftDb) -> Result<Option<StoredSnapshot>, StoreError> {
-    let Some(meta) = db.get_json::<SnapshotMeta>(CF_SM, KEY_SNAPSHOT_META)? else {
-        return Ok(None);
-    };
-    let data = db
-        .db()
-        .get_cf(db.cf(CF_SM)?, KEY_SNAPSHOT_DATA)?
-        .unwrap_or_default();
-    Ok(Some(StoredSnapshot { meta, data }))
-}
-
 /// Builds a snapshot from a frozen view of the state machine (taken by
 /// [`RaftStateMachine::get_snapshot_builder`](openraft::storage::RaftStateMachine::get_snapshot_builder)),
-/// so applying further entries meanwhile does not change it.
-pub struct SnapshotBuilder {
-    pub(crate) db: Arc<RaftDb>,
+/// so applying further entries meanwhile does not change it. RocksDB by default,
+/// [`MemSnapshotBuilder`](super::MemSnapshotBuilder) in memory.
+pub struct SnapshotBuilder<M = RocksMedium> {
+    pub(crate) medium: M,
     pub(crate) state: Arc<SiteState>,
     pub(crate) last_applied: Option<LogId>,
     pub(crate) membership: StoredMembership,
-    /// Serialises writers of the stored snapshot (builders and `install_snapshot`).
-    pub(crate) snapshot_lock: Arc<Mutex<()>>,
 }
 
 /// The snapshot of `state` as of `last_applied` (pure: no IO).
-pub(crate) fn snapshot_of(
+fn snapshot_of(
     state: &SiteState,
     last_applied: Option<LogId>,
     membership: &StoredMembership,
@@ -108,27 +83,21 @@ pub(crate) fn may_replace(stored: Option<&StoredSnapshot>, new: &StoredSnapshot)
     stored.is_none_or(|s| s.meta.last_log_id <= new.meta.last_log_id)
 }
 
-impl SnapshotBuilder {
-    fn build(&self) -> Result<StoredSnapshot, StoreError> {
+impl<M: Medium> SnapshotBuilder<M> {
+    fn build(&self) -> Result<StoredSnapshot, M::Error> {
         let snapshot = snapshot_of(&self.state, self.last_applied, &self.membership)?;
-        // A poisoned lock only means another writer panicked; the database is still consistent.
-        let _guard = self
-            .snapshot_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if may_replace(read_snapshot(&self.db)?.as_ref(), &snapshot) {
-            let mut batch = WriteBatch::default();
-            put_snapshot(&self.db, &mut batch, &snapshot)?;
-            self.db.write_synced(batch)?;
-        }
+        self.medium.offer_snapshot(&snapshot)?;
         Ok(snapshot)
     }
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+impl<M: Medium> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<M> {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         self.build()
             .map(StoredSnapshot::into_snapshot)
-            .map_err(|e| e.into_storage(ErrorSubject::Snapshot(None), ErrorVerb::Write))
+            .map_err(storage_error(
+                ErrorSubject::Snapshot(None),
+                ErrorVerb::Write,
+            ))
     }
 }

@@ -1,61 +1,57 @@
-//! The replicated state machine: committed [`Command`](crate::Command)s applied to [`SiteState`],
-//! persisted in RocksDB ([`RaftStateMachine`]).
+//! The replicated state machine: committed [`Command`](crate::Command)s applied to [`SiteState`]
+//! ([`RaftStateMachine`]), over any [`Medium`].
 //!
-//! Each `apply` call (a batch of committed entries) ends with one synced `WriteBatch` holding the
-//! new state, the last applied log id and the last membership, so the three never disagree on
-//! disk and a restart resumes exactly where the last batch ended. Only then is the new state
-//! published to [`StateReader`]s: readers never see a state that a crash could take back.
+//! Each `apply` call (a batch of committed entries) ends with one medium write holding the new
+//! state, the last applied log id and the last membership, so the three never disagree on disk and
+//! a restart resumes exactly where the last batch ended. Only then is the new state published to
+//! [`StateReader`]s: readers never see a state that a crash could take back.
 
 use std::io::Cursor;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend};
-use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::watch;
 
-use super::db::{put_json, RaftDb, CF_SM};
+use super::db::RocksMedium;
 use super::error::StoreError;
-use super::snapshot::{decode_state, encode_state, put_snapshot, read_snapshot};
-use super::snapshot::{SnapshotBuilder, StoredSnapshot};
+use super::medium::{storage_error, Medium};
+use super::snapshot::{decode_state, encode_state, SnapshotBuilder, StoredSnapshot};
 use super::types::{
     CommandResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
 };
 use crate::state::SiteState;
 
-const KEY_STATE: &str = "state";
-const KEY_APPLIED: &str = "applied";
-
-/// Where the state machine stands in the log: stored next to the state, in the same batch.
+/// Where the state machine stands in the log: stored next to the state, in the same write.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Applied {
+pub struct Applied {
     pub(crate) last_applied: Option<LogId>,
     pub(crate) membership: StoredMembership,
 }
 
-pub struct StateMachineStore {
-    db: Arc<RaftDb>,
+/// The state machine: RocksDB by default, [`MemStateMachine`](super::MemStateMachine) in memory.
+pub struct StateMachineStore<M = RocksMedium> {
+    medium: M,
     applied: Applied,
     state: Arc<SiteState>,
     published: watch::Sender<Arc<SiteState>>,
-    snapshot_lock: Arc<Mutex<()>>,
 }
 
-impl StateMachineStore {
-    pub(crate) fn load(db: Arc<RaftDb>) -> Result<Self, StoreError> {
-        let applied = db.get_json(CF_SM, KEY_APPLIED)?.unwrap_or_default();
-        let state = Arc::new(db.get_json(CF_SM, KEY_STATE)?.unwrap_or_default());
+impl<M: Medium> StateMachineStore<M> {
+    /// The state machine over `medium`, resuming from the `applied` position and `state` stored
+    /// there.
+    pub(crate) fn new(medium: M, applied: Applied, state: SiteState) -> Self {
+        let state = Arc::new(state);
         let (published, _) = watch::channel(Arc::clone(&state));
-        Ok(Self {
-            db,
+        Self {
+            medium,
             applied,
             state,
             published,
-            snapshot_lock: Arc::new(Mutex::new(())),
-        })
+        }
     }
 
     /// The applied state, as of the last `apply` or snapshot install.
@@ -73,21 +69,15 @@ impl StateMachineStore {
         StateReader::new(self.published.subscribe())
     }
 
-    /// Writes state and position (plus, when installing, the snapshot) in one synced batch.
+    /// Writes state and position (plus, when installing, the snapshot) in one durable write.
     fn persist(
         &self,
         applied: &Applied,
         state: &SiteState,
-        snapshot: Option<&StoredSnapshot>,
-    ) -> Result<(), StoreError> {
-        let cf = self.db.cf(CF_SM)?;
-        let mut batch = WriteBatch::default();
-        batch.put_cf(cf, KEY_STATE, encode_state(state)?);
-        put_json(&mut batch, cf, KEY_APPLIED, applied)?;
-        if let Some(snapshot) = snapshot {
-            put_snapshot(&self.db, &mut batch, snapshot)?;
-        }
-        self.db.write_synced(batch)
+        snapshot: Option<StoredSnapshot>,
+    ) -> Result<(), M::Error> {
+        let encoded = encode_state(state)?;
+        self.medium.save_state(applied, encoded, snapshot)
     }
 
     fn publish(&mut self, applied: Applied, state: SiteState) {
@@ -96,29 +86,20 @@ impl StateMachineStore {
         self.published.send_replace(Arc::clone(&self.state));
     }
 
-    fn install(&mut self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<(), StoreError> {
+    fn install(&mut self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<(), M::Error> {
         let (applied, state) = installed_state(meta, &data)?;
         let snapshot = StoredSnapshot {
             meta: meta.clone(),
             data,
         };
-        {
-            let _guard = self
-                .snapshot_lock
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            self.persist(&applied, &state, Some(&snapshot))?;
-        }
+        self.persist(&applied, &state, Some(snapshot))?;
         self.publish(applied, state);
         Ok(())
     }
 }
 
 /// The position and state a snapshot installs (pure: no IO).
-pub(crate) fn installed_state(
-    meta: &SnapshotMeta,
-    data: &[u8],
-) -> Result<(Applied, SiteState), StoreError> {
+fn installed_state(meta: &SnapshotMeta, data: &[u8]) -> Result<(Applied, SiteState), StoreError> {
     let mut state = decode_state(data)?;
     if let Some(last) = meta.last_log_id {
         state.applied = last.index;
@@ -132,7 +113,7 @@ pub(crate) fn installed_state(
 
 /// Applies a batch of entries to copies of `state` / `applied` (pure: no IO) and returns the new
 /// state and position with one response per entry.
-pub(crate) fn apply_batch(
+fn apply_batch(
     state: &SiteState,
     applied: &Applied,
     entries: impl IntoIterator<Item = Entry>,
@@ -163,8 +144,8 @@ fn apply_entry(state: &mut SiteState, applied: &mut Applied, entry: Entry) -> Co
     response
 }
 
-impl RaftStateMachine<TypeConfig> for StateMachineStore {
-    type SnapshotBuilder = SnapshotBuilder;
+impl<M: Medium> RaftStateMachine<TypeConfig> for StateMachineStore<M> {
+    type SnapshotBuilder = SnapshotBuilder<M>;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
         Ok((self.applied.last_applied, self.applied.membership.clone()))
@@ -179,24 +160,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         if responses.is_empty() {
             return Ok(responses);
         }
-        self.persist(&applied, &state, None).map_err(|e| {
-            let subject = match applied.last_applied {
-                Some(id) => ErrorSubject::Apply(id),
-                None => ErrorSubject::StateMachine,
-            };
-            e.into_storage(subject, ErrorVerb::Write)
-        })?;
+        let subject = match applied.last_applied {
+            Some(id) => ErrorSubject::Apply(id),
+            None => ErrorSubject::StateMachine,
+        };
+        self.persist(&applied, &state, None)
+            .map_err(storage_error(subject, ErrorVerb::Write))?;
         self.publish(applied, state);
         Ok(responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
-            db: Arc::clone(&self.db),
+            medium: self.medium.clone(),
             state: Arc::clone(&self.state),
             last_applied: self.applied.last_applied,
             membership: self.applied.membership.clone(),
-            snapshot_lock: Arc::clone(&self.snapshot_lock),
         }
     }
 
@@ -209,18 +188,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        self.install(meta, snapshot.into_inner()).map_err(|e| {
-            e.into_storage(
+        self.install(meta, snapshot.into_inner())
+            .map_err(storage_error(
                 ErrorSubject::Snapshot(Some(meta.signature())),
                 ErrorVerb::Write,
-            )
-        })
+            ))
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        read_snapshot(&self.db)
+        self.medium
+            .snapshot()
             .map(|s| s.map(StoredSnapshot::into_snapshot))
-            .map_err(|e| e.into_storage(ErrorSubject::Snapshot(None), ErrorVerb::Read))
+            .map_err(storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read))
     }
 }
 
