@@ -5,6 +5,7 @@
 //! storage -> `catalog` -> `sse` -> `auth` -> `node` -> `s3`, `sts` -> `replication` -> `admin`
 //! -> `server`; `link`, `sign` and `tagging` are leaves the upper modules share.
 
+pub use cairn_sign as sign;
 pub use cairn_storage::{bitrot, clock, drive, endpoints, erasure, object, topology};
 
 pub mod admin;
@@ -17,7 +18,6 @@ pub mod node;
 pub mod replication;
 pub mod s3;
 pub mod server;
-pub mod sign;
 pub mod sse;
 pub mod sts;
 pub mod tagging;

@@ -1191,41 +1191,22 @@ pub fn percent_decode(s: &str, plus_as_space: bool) -> String {
 // SigV4
 // ---------------------------------------------------------------------------------------
 
-/// A minimal, independent AWS Signature V4 signer (header auth and signed `aws-chunked`
-/// payloads), for requests the SDK cannot be made to send.
+/// SigV4 for requests the SDK cannot be made to send (header auth and signed `aws-chunked`
+/// payloads), on top of Cairn's one client signer (`cairn-sign`), whose AWS test vectors the
+/// tests below check again through this interface.
 pub mod sigv4 {
-    use hmac::{Hmac, Mac};
     use sha2::{Digest, Sha256};
     use std::time::SystemTime;
 
-    pub const EMPTY_SHA256: &str =
-        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-    pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
-    pub const STREAMING_PAYLOAD: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
+    pub use cairn_sign::{EMPTY_SHA256, STREAMING_PAYLOAD, UNSIGNED_PAYLOAD};
 
     pub fn sha256_hex(data: &[u8]) -> String {
         hex::encode(Sha256::digest(data))
     }
 
-    fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-        let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
-        m.update(data);
-        m.finalize().into_bytes().to_vec()
-    }
-
     /// AWS URI encoding (RFC 3986 unreserved characters kept; `/` kept if `keep_slash`).
     pub fn uri_encode(s: &str, keep_slash: bool) -> String {
-        let mut out = String::new();
-        for b in s.bytes() {
-            match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    out.push(b as char)
-                }
-                b'/' if keep_slash => out.push('/'),
-                _ => out.push_str(&format!("%{b:02X}")),
-            }
-        }
-        out
+        cairn_sign::uri_encode(s, !keep_slash)
     }
 
     pub struct Signer {
@@ -1259,22 +1240,8 @@ pub mod sigv4 {
             self
         }
 
-        fn amz_date(&self) -> String {
-            let t = time::OffsetDateTime::from(self.time);
-            t.format(time::macros::format_description!(
-                "[year][month][day]T[hour][minute][second]Z"
-            ))
-            .unwrap()
-        }
-
-        fn signing_key(&self, date: &str) -> Vec<u8> {
-            let k = hmac(
-                format!("AWS4{}", self.secret_key).as_bytes(),
-                date.as_bytes(),
-            );
-            let k = hmac(&k, self.region.as_bytes());
-            let k = hmac(&k, b"s3");
-            hmac(&k, b"aws4_request")
+        fn signer(&self) -> cairn_sign::Signer {
+            cairn_sign::Signer::new(&self.access_key, &self.secret_key, &self.region, "s3")
         }
 
         /// Sign `method url` with the given extra headers and payload hash (hex sha256,
@@ -1292,8 +1259,7 @@ pub mod sigv4 {
                 Some(p) => format!("{}:{p}", u.host_str().unwrap()),
                 None => u.host_str().unwrap().to_string(),
             };
-            let amz_date = self.amz_date();
-            let date = &amz_date[..8];
+            let amz_date = cairn_sign::amz_date(time::OffsetDateTime::from(self.time));
             let mut headers: Vec<(String, String)> = vec![
                 ("host".into(), host),
                 ("x-amz-date".into(), amz_date.clone()),
@@ -1302,65 +1268,45 @@ pub mod sigv4 {
             for (k, v) in extra_headers {
                 headers.push((k.to_lowercase(), v.trim().to_string()));
             }
-            headers.sort();
-            let canonical_headers: String =
-                headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-            let signed_headers = headers
-                .iter()
-                .map(|(k, _)| k.as_str())
-                .collect::<Vec<_>>()
-                .join(";");
-            let mut q: Vec<(String, String)> = u
+            let query: Vec<(String, String)> = u
                 .query_pairs()
-                .map(|(k, v)| (uri_encode(&k, false), uri_encode(&v, false)))
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect();
-            q.sort();
-            let canonical_query = q
+            let query: Vec<(&str, &str)> = query
                 .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("&");
-            let creq = format!(
-                "{method}\n{}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{payload_hash}",
-                u.path()
-            );
-            let scope = format!("{date}/{}/s3/aws4_request", self.region);
-            let sts = format!(
-                "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-                sha256_hex(creq.as_bytes())
-            );
-            let signature = hex::encode(hmac(&self.signing_key(date), sts.as_bytes()));
-            headers.push((
-                "authorization".into(),
-                format!(
-                    "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
-                    self.access_key
-                ),
-            ));
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let signed_headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let sig = self.signer().sign(&cairn_sign::SignRequest {
+                method,
+                path: u.path(),
+                query: &query,
+                headers: &signed_headers,
+                payload_hash,
+                amz_date: &amz_date,
+            });
+            headers.push(("authorization".into(), sig.authorization));
             Signed {
                 headers,
-                signature,
+                signature: sig.signature,
                 amz_date,
-                scope,
+                scope: sig.scope,
             }
         }
 
         /// Encode `data` as a signed `aws-chunked` body (STREAMING-AWS4-HMAC-SHA256-PAYLOAD)
         /// continuing from the seed signature of `signed`.
         pub fn chunked_body(&self, signed: &Signed, data: &[u8], chunk_size: usize) -> Vec<u8> {
-            let key = self.signing_key(&signed.amz_date[..8]);
+            let mut signer = self.signer();
             let mut prev = signed.signature.clone();
             let mut out = Vec::new();
             let mut chunks: Vec<&[u8]> = data.chunks(chunk_size).collect();
             chunks.push(&[]);
             for c in chunks {
-                let sts = format!(
-                    "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{prev}\n{EMPTY_SHA256}\n{}",
-                    signed.amz_date,
-                    signed.scope,
-                    sha256_hex(c)
-                );
-                let sig = hex::encode(hmac(&key, sts.as_bytes()));
+                let sig = signer.chunk_signature(&signed.amz_date, &signed.scope, &prev, c);
                 out.extend_from_slice(
                     format!("{:x};chunk-signature={sig}\r\n", c.len()).as_bytes(),
                 );

@@ -1,7 +1,8 @@
-//! The one AWS Signature Version 4 client signer (header-based, path-style): `cairn bench`, the
-//! site replicator's requests to peer sites, the simulator's clients and the fuzz harness sign
-//! with it. The load generator signs with `x-amz-content-sha256: UNSIGNED-PAYLOAD`, so it never
-//! hashes bodies.
+//! The one AWS Signature Version 4 client signer (header-based, path-style, and signed
+//! `aws-chunked` bodies): `cairn bench`, the site replicator's requests to peer sites, the
+//! simulator's clients, the fuzz harness and the black-box tests sign with it. A crate of its own,
+//! so the tests use it without linking the server. The load generator signs with
+//! `x-amz-content-sha256: UNSIGNED-PAYLOAD`, so it never hashes bodies.
 
 use std::fmt::Write as _;
 
@@ -10,6 +11,10 @@ use sha2::{Digest, Sha256};
 
 /// The payload hash value that tells the server the body is not covered by the signature.
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+/// The payload hash of a body sent as signed `aws-chunked` chunks ([`Signer::chunk_signature`]).
+pub const STREAMING_PAYLOAD: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
+/// SHA-256 of the empty string, in hex.
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
@@ -32,6 +37,15 @@ impl std::fmt::Debug for Signer {
             .field("service", &self.service)
             .finish_non_exhaustive()
     }
+}
+
+/// A signed request: its `Authorization` header, and the signature and credential scope a
+/// signed `aws-chunked` body continues from.
+#[derive(Debug, Clone)]
+pub struct Signature {
+    pub authorization: String,
+    pub signature: String,
+    pub scope: String,
 }
 
 /// What is signed: everything but the credentials and the clock.
@@ -63,16 +77,43 @@ impl Signer {
 
     /// The value of the `Authorization` header for `req`.
     pub fn authorization(&mut self, req: &SignRequest<'_>) -> String {
+        self.sign(req).authorization
+    }
+
+    /// The `Authorization` header for `req`, with the signature and scope a signed `aws-chunked`
+    /// body continues from.
+    pub fn sign(&mut self, req: &SignRequest<'_>) -> Signature {
         let (canonical, signed_headers) = canonical_request(req);
         let date = req.amz_date.get(..8).unwrap_or(req.amz_date);
         let scope = format!("{date}/{}/{}/aws4_request", self.region, self.service);
         let to_sign = string_to_sign(req.amz_date, &scope, &canonical);
         let key = self.signing_key(date);
         let signature = hex::encode(hmac_sha256(&key, to_sign.as_bytes()));
-        format!(
-            "{ALGORITHM} Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
-            self.access_key
-        )
+        Signature {
+            authorization: format!(
+                "{ALGORITHM} Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
+                self.access_key
+            ),
+            signature,
+            scope,
+        }
+    }
+
+    /// The signature of one `aws-chunked` chunk: `previous` is the request's signature for the
+    /// first chunk, then the chunk before; the last chunk is empty.
+    pub fn chunk_signature(
+        &mut self,
+        amz_date: &str,
+        scope: &str,
+        previous: &str,
+        chunk: &[u8],
+    ) -> String {
+        let to_sign = format!(
+            "{ALGORITHM}-PAYLOAD\n{amz_date}\n{scope}\n{previous}\n{EMPTY_SHA256}\n{}",
+            hex::encode(Sha256::digest(chunk))
+        );
+        let key = self.signing_key(amz_date.get(..8).unwrap_or(amz_date));
+        hex::encode(hmac_sha256(&key, to_sign.as_bytes()))
     }
 
     fn signing_key(&mut self, date: &str) -> [u8; 32] {
@@ -195,8 +236,6 @@ pub fn amz_date(t: time::OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     fn suite_signer() -> Signer {
         Signer::new(
