@@ -395,3 +395,71 @@ async fn drives_vanishing_while_running_lose_write_quorum() {
     );
     assert_eq!(srv.health("live").await, 200, "process is still alive");
 }
+
+/// The probes load balancers and DNS check: with 4 drives and parity 2 (write quorum 3, read
+/// quorum 2), two lost drives stop writes but not reads, and each probe says so; the quorums
+/// and the node's state are in headers; a single node may never be taken down for maintenance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_probes_tell_read_from_write_quorum() {
+    let srv = Server::start_with(ServerOptions::new(4).parity(2)).await;
+    let c = srv.client();
+    create_bucket(&c, B).await;
+    let body = random_bytes(MIB, 11);
+    put(&c, B, "kept", &body).await;
+    let probe = |path: &'static str| {
+        let (http, url) = (srv.http(), format!("{}{path}", srv.endpoint()));
+        async move {
+            let r = http.get(url).send().await.expect("probe answers");
+            let h = |n: &str| {
+                r.headers()
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            (
+                r.status().as_u16(),
+                h("x-cairn-read-quorum"),
+                h("x-cairn-write-quorum"),
+                h("x-cairn-control-plane"),
+            )
+        }
+    };
+    let all = probe("/cairn/health/cluster").await;
+    assert_eq!(
+        all,
+        (200, "2".into(), "3".into(), "available".into()),
+        "cluster probe with every drive"
+    );
+    assert_eq!(probe("/cairn/health/cluster/read").await.0, 200);
+    // The only node of the site: taking it down loses every set.
+    assert_eq!(
+        probe("/cairn/health/cluster?maintenance=true").await.0,
+        412,
+        "maintenance probe on a single node"
+    );
+
+    for i in [1, 3] {
+        let d = srv.drive(i).to_path_buf();
+        std::fs::remove_dir_all(&d).unwrap();
+        std::fs::write(&d, b"not a drive").unwrap();
+    }
+    let lost = poll_until(Duration::from_secs(30), || async {
+        srv.health("cluster").await == 503
+    })
+    .await;
+    assert!(
+        lost,
+        "/cairn/health/cluster still 200 with 2 of 4 drives gone"
+    );
+    assert_eq!(
+        probe("/cairn/health/cluster/read").await.0,
+        200,
+        "read probe with read quorum left"
+    );
+    assert_bytes_eq(
+        &get(&c, B, "kept").await,
+        &body,
+        "GET with 2 of 4 drives gone",
+    );
+}

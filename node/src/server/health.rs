@@ -65,25 +65,129 @@ pub(super) fn rejected(r: &crate::auth::request::Rejection) -> Response<Body> {
     resp
 }
 
+/// One erasure set as a health probe sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SetHealth {
+    healthy: usize,
+    /// Healthy drives of this set on this node (what taking the node down removes).
+    healthy_here: usize,
+    read_quorum: usize,
+    write_quorum: usize,
+}
+
+/// The site's erasure sets, each drive asked once.
+struct SiteHealth(Vec<SetHealth>);
+
+impl SiteHealth {
+    async fn probe(node: &Node) -> SiteHealth {
+        let local: std::collections::BTreeSet<usize> =
+            node.topology.local_drives().map(|(i, _)| i).collect();
+        let size = node.objects.layout.set_size;
+        let mut sets = Vec::with_capacity(node.objects.sets.len());
+        for (s, set) in node.objects.sets.iter().enumerate() {
+            let answers = join_all(set.drives.iter().map(|d| d.health())).await;
+            let healthy: Vec<usize> = answers
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.is_ok())
+                .map(|(i, _)| s * size + i)
+                .collect();
+            sets.push(SetHealth {
+                healthy: healthy.len(),
+                healthy_here: healthy.iter().filter(|i| local.contains(i)).count(),
+                read_quorum: set.read_quorum,
+                write_quorum: set.write_quorum,
+            });
+        }
+        SiteHealth(sets)
+    }
+
+    fn write_ok(&self) -> bool {
+        self.0.iter().all(|s| s.healthy >= s.write_quorum)
+    }
+
+    fn read_ok(&self) -> bool {
+        self.0.iter().all(|s| s.healthy >= s.read_quorum)
+    }
+
+    /// Whether every set keeps write quorum without this node's drives (MinIO's
+    /// `?maintenance=true`: may this node be taken down now).
+    fn write_ok_without_here(&self) -> bool {
+        self.0
+            .iter()
+            .all(|s| s.healthy - s.healthy_here >= s.write_quorum)
+    }
+
+    /// The quorums a probe states in its headers (the largest over the sets).
+    fn quorums(&self) -> (usize, usize) {
+        let read = self.0.iter().map(|s| s.read_quorum).max().unwrap_or(0);
+        let write = self.0.iter().map(|s| s.write_quorum).max().unwrap_or(0);
+        (read, write)
+    }
+}
+
 /// True while every erasure set has write quorum of healthy drives.
 pub async fn write_quorum_ok(node: &Node) -> bool {
-    for set in &node.objects.sets {
-        let ok = join_all(set.drives.iter().map(|d| d.health()))
-            .await
-            .iter()
-            .filter(|r| r.is_ok())
-            .count();
-        if ok < set.write_quorum {
-            return false;
-        }
-    }
-    true
+    SiteHealth::probe(node).await.write_ok()
 }
 
 impl Router {
     /// Ready means this node can take writes: its control plane knows a leader.
     fn has_leader(&self) -> bool {
         self.node.catalog.control.status().leader.is_some()
+    }
+
+    /// `/cairn/health/cluster` (the site can take writes: a control-plane leader and write
+    /// quorum in every set) and `/cairn/health/cluster/read` (read quorum in every set), for
+    /// load balancers and DNS failover. Headers state the quorums, whether this node is healing
+    /// and whether the control plane is available. With `?maintenance=true` the cluster probe
+    /// answers 412 when taking this node down would leave a set below write quorum.
+    async fn cluster_health(&self, uri: &hyper::Uri) -> Response<Body> {
+        let read_only = uri.path().ends_with("/read");
+        let maintenance = uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .any(|kv| kv.eq_ignore_ascii_case("maintenance=true"));
+        let site = SiteHealth::probe(&self.node).await;
+        let leader = self.has_leader();
+        let (status, why) = if read_only {
+            if site.read_ok() {
+                (StatusCode::OK, "OK")
+            } else {
+                (StatusCode::SERVICE_UNAVAILABLE, "read quorum lost")
+            }
+        } else if !leader {
+            (StatusCode::SERVICE_UNAVAILABLE, "no control-plane leader")
+        } else if !site.write_ok() {
+            (StatusCode::SERVICE_UNAVAILABLE, "write quorum lost")
+        } else if maintenance && !site.write_ok_without_here() {
+            (
+                StatusCode::PRECONDITION_FAILED,
+                "taking this node down would lose write quorum",
+            )
+        } else {
+            (StatusCode::OK, "OK")
+        };
+        let mut r = text(status, why);
+        let (read, write) = site.quorums();
+        let healing = self.node.healing.load(std::sync::atomic::Ordering::SeqCst) > 0;
+        let h = r.headers_mut();
+        h.insert("x-cairn-read-quorum", read.into());
+        h.insert("x-cairn-write-quorum", write.into());
+        h.insert(
+            "x-cairn-healing",
+            hyper::header::HeaderValue::from_static(if healing { "true" } else { "false" }),
+        );
+        h.insert(
+            "x-cairn-control-plane",
+            hyper::header::HeaderValue::from_static(if leader {
+                "available"
+            } else {
+                "unavailable"
+            }),
+        );
+        r
     }
 
     pub async fn handle<B>(&self, mut req: Request<B>) -> Result<Response<Body>, s3s::HttpError>
@@ -103,14 +207,8 @@ impl Router {
                     text(StatusCode::SERVICE_UNAVAILABLE, "no control-plane leader")
                 })
             }
-            "/cairn/health/cluster" => {
-                return Ok(if !self.has_leader() {
-                    text(StatusCode::SERVICE_UNAVAILABLE, "no control-plane leader")
-                } else if write_quorum_ok(&self.node).await {
-                    text(StatusCode::OK, "OK")
-                } else {
-                    text(StatusCode::SERVICE_UNAVAILABLE, "write quorum lost")
-                })
+            "/cairn/health/cluster" | "/cairn/health/cluster/read" => {
+                return Ok(self.cluster_health(req.uri()).await);
             }
             _ => {}
         }
@@ -170,5 +268,36 @@ impl Router {
             return Ok(crate::sts::as_sts_error(resp).await);
         }
         Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(healthy: usize, healthy_here: usize) -> SetHealth {
+        // 3 nodes x 2 drives, parity 2: read quorum 4, write quorum 4.
+        SetHealth {
+            healthy,
+            healthy_here,
+            read_quorum: 4,
+            write_quorum: 4,
+        }
+    }
+
+    #[test]
+    fn quorums_and_maintenance() {
+        let all = SiteHealth(vec![set(6, 2)]);
+        assert!(all.write_ok() && all.read_ok() && all.write_ok_without_here());
+        // Another node is down: this one must not go too.
+        let one_down = SiteHealth(vec![set(4, 2)]);
+        assert!(one_down.write_ok() && !one_down.write_ok_without_here());
+        // This node's own drives are the ones missing: taking it down loses nothing more.
+        let mine_down = SiteHealth(vec![set(4, 0)]);
+        assert!(mine_down.write_ok_without_here());
+        // Every set counts.
+        let two = SiteHealth(vec![set(6, 2), set(3, 1)]);
+        assert!(!two.write_ok() && !two.read_ok());
+        assert_eq!(two.quorums(), (4, 4));
     }
 }
