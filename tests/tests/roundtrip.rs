@@ -360,6 +360,18 @@ async fn conditional_requests(_srv: &Server, c: &Client) {
         None,
         "If-None-Match: current etag",
     );
+    // The 304 carries the validators, as AWS (and RFC 7232) send them.
+    match g().if_none_match(&etag).send().await {
+        Err(aws_sdk_s3::error::SdkError::ServiceError(e)) => {
+            let headers = e.raw().headers();
+            assert_eq!(headers.get("etag"), Some(etag.as_str()), "ETag on 304");
+            assert!(
+                headers.get("last-modified").is_some(),
+                "Last-Modified on 304"
+            );
+        }
+        other => panic!("If-None-Match: current etag: expected 304, got {other:?}"),
+    }
     ok(
         g().if_none_match(other).send().await,
         "If-None-Match: other",

@@ -97,10 +97,31 @@ pub fn check_conditions(
                 "At least one of the pre-conditions you specified did not hold"
             )
         } else {
-            s3_error!(NotModified)
+            not_modified_error(v)
         });
     }
     Ok(())
+}
+
+/// 304 Not Modified with the validators a cache revalidates with (RFC 7232 §4.1, as AWS sends
+/// them): the ETag and Last-Modified of the version.
+fn not_modified_error(v: &ObjectVersion) -> s3s::S3Error {
+    let mut e = s3_error!(NotModified);
+    let mut h = http::HeaderMap::new();
+    if let Ok(etag) = http::HeaderValue::from_str(&format!("\"{}\"", v.etag)) {
+        h.insert(http::header::ETAG, etag);
+    }
+    let mut date = Vec::new();
+    if convert::timestamp(v.mod_time_ns)
+        .format(TimestampFormat::HttpDate, &mut date)
+        .is_ok()
+    {
+        if let Ok(date) = http::HeaderValue::from_bytes(&date) {
+            h.insert(http::header::LAST_MODIFIED, date);
+        }
+    }
+    e.set_headers(h);
+    e
 }
 
 /// Byte range `start..end` of a part (1-based) and the part count.
