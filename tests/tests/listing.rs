@@ -671,3 +671,56 @@ async fn fetch_owner() {
         "owner returned with fetch-owner=false"
     );
 }
+
+/// AWS's answers at the edges of a listing: `max-keys=0` is an empty page that is not
+/// truncated; an empty delimiter is no delimiter and is not echoed; v1 always echoes the marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_edges_answer_as_aws() {
+    let srv = Server::start(1).await;
+    let c = srv.client();
+    create_bucket(&c, B).await;
+    for k in ["a", "d/e", "z"] {
+        put(&c, B, k, b"x").await;
+    }
+    let v2 = c
+        .list_objects_v2()
+        .bucket(B)
+        .max_keys(0)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (v2.is_truncated(), v2.key_count(), v2.contents().len()),
+        (Some(false), Some(0), 0),
+        "v2 with max-keys=0"
+    );
+    assert!(v2.next_continuation_token().is_none());
+    let v1 = c.list_objects().bucket(B).max_keys(0).send().await.unwrap();
+    assert_eq!(v1.is_truncated(), Some(false), "v1 with max-keys=0");
+
+    let v1 = c
+        .list_objects()
+        .bucket(B)
+        .delimiter("")
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = v1.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["a", "d/e", "z"], "an empty delimiter folds nothing");
+    assert!(v1.common_prefixes().is_empty());
+    assert_eq!(v1.delimiter(), None, "an empty delimiter is not echoed");
+    assert_eq!(v1.marker(), Some(""), "v1 echoes an empty marker");
+    let v2 = c
+        .list_objects_v2()
+        .bucket(B)
+        .delimiter("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        v2.key_count(),
+        Some(3),
+        "v2: an empty delimiter folds nothing"
+    );
+    assert_eq!(v2.delimiter(), None);
+}

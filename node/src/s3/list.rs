@@ -57,6 +57,11 @@ pub(super) fn echo(url: bool, v: Option<String>) -> Option<String> {
     v.map(|v| if url { url_encode(&v) } else { v })
 }
 
+/// An empty delimiter is no delimiter, as on AWS (which does not echo it either).
+fn delimiter(d: Option<String>) -> Option<String> {
+    d.filter(|d| !d.is_empty())
+}
+
 pub(super) fn is_url(e: &Option<EncodingType>) -> bool {
     e.as_ref().is_some_and(|e| e.as_str() == EncodingType::URL)
 }
@@ -65,8 +70,9 @@ pub async fn v1(
     s3: &CairnS3,
     req: S3Request<ListObjectsInput>,
 ) -> S3Result<S3Response<ListObjectsOutput>> {
-    let input = req.input;
+    let mut input = req.input;
     s3.require_bucket(&input.bucket).await?;
+    input.delimiter = delimiter(input.delimiter);
     let prefix = input.prefix.clone().unwrap_or_default();
     let max = max_keys(input.max_keys)?;
     let marker = input.marker.clone().unwrap_or_default();
@@ -83,17 +89,20 @@ pub async fn v1(
         .map_err(object_error)?;
     let url = is_url(&input.encoding_type);
     let (objects, prefixes) = render(&page, url, true);
+    // A page of at most 0 keys is complete: AWS does not call it truncated.
+    let truncated = page.truncated && max > 0;
     // AWS returns NextMarker only when a delimiter is given; clients use the last key otherwise.
-    let next_marker = (page.truncated && input.delimiter.is_some())
+    let next_marker = (truncated && input.delimiter.is_some())
         .then(|| page.last().map(str::to_string))
         .flatten();
     Ok(S3Response::new(ListObjectsOutput {
         name: Some(input.bucket),
         prefix: echo(url, input.prefix),
-        marker: echo(url, input.marker),
+        // v1 always echoes the marker, empty when none was given.
+        marker: Some(echo(url, input.marker).unwrap_or_default()),
         delimiter: echo(url, input.delimiter),
         max_keys: Some(max as i32),
-        is_truncated: Some(page.truncated),
+        is_truncated: Some(truncated),
         next_marker: echo(url, next_marker),
         contents: (!objects.is_empty()).then_some(objects),
         common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
@@ -123,8 +132,9 @@ pub async fn v2(
     s3: &CairnS3,
     req: S3Request<ListObjectsV2Input>,
 ) -> S3Result<S3Response<ListObjectsV2Output>> {
-    let input = req.input;
+    let mut input = req.input;
     s3.require_bucket(&input.bucket).await?;
+    input.delimiter = delimiter(input.delimiter);
     let prefix = input.prefix.clone().unwrap_or_default();
     let max = max_keys(input.max_keys)?;
     let marker = match (&input.continuation_token, &input.start_after) {
@@ -146,17 +156,15 @@ pub async fn v2(
     let url = is_url(&input.encoding_type);
     let (objects, prefixes) = render(&page, url, input.fetch_owner.unwrap_or(false));
     let count = page.entries.len() as i32;
-    let next = page
-        .truncated
-        .then(|| page.last().map(encode_token))
-        .flatten();
+    let truncated = page.truncated && max > 0;
+    let next = truncated.then(|| page.last().map(encode_token)).flatten();
     Ok(S3Response::new(ListObjectsV2Output {
         name: Some(input.bucket),
         prefix: echo(url, input.prefix),
         delimiter: echo(url, input.delimiter),
         max_keys: Some(max as i32),
         key_count: Some(count),
-        is_truncated: Some(page.truncated),
+        is_truncated: Some(truncated),
         continuation_token: input.continuation_token,
         next_continuation_token: next,
         start_after: echo(url, input.start_after),
