@@ -586,6 +586,21 @@ impl Server {
             .map(|r| r.status().as_u16())
     }
 
+    /// The KES port this server printed on its last start.
+    pub fn kes_port(&self) -> u16 {
+        let out = self.stdout();
+        let line = out
+            .lines()
+            .rfind(|l| l.contains("serving KES on https://"))
+            .unwrap_or_else(|| panic!("no KES listener announced:\n{out}"));
+        let addr = line
+            .split("https://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .expect("address");
+        addr.rsplit(':').next().unwrap().parse().expect("port")
+    }
+
     /// `GET /cairn/admin/v1/info` as root; `None` when the server does not answer 200.
     pub async fn admin_info(&self) -> Option<serde_json::Value> {
         let url = format!("{}/cairn/admin/v1/info", self.endpoint());
@@ -1185,6 +1200,46 @@ pub fn percent_decode(s: &str, plus_as_space: bool) -> String {
         }
     }
     String::from_utf8(out).unwrap_or_else(|e| panic!("percent-decoded {s:?} is not UTF-8: {e}"))
+}
+
+/// Sends a request exactly as given (a signed or presigned request built by hand); returns
+/// (status, body). reqwest sets Host and Content-Length itself: those given are skipped (they
+/// must be the values signed).
+pub async fn send_raw(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+) -> (u16, Vec<u8>) {
+    let mut req = http.request(method, url);
+    for (k, v) in headers {
+        if k.eq_ignore_ascii_case("host") || k.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        req = req.header(k, v);
+    }
+    if let Some(b) = body {
+        req = req.body(b);
+    }
+    let resp = req.send().await.expect("send request");
+    let status = resp.status().as_u16();
+    (status, resp.bytes().await.unwrap().to_vec())
+}
+
+/// A reqwest client for a KES listener: trusting `ca_pem`, presenting the certificate and key
+/// in `certs` (`public.crt`, `private.key`) if given.
+pub fn kes_http(ca_pem: &str, certs: Option<&std::path::Path>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(Duration::from_secs(20))
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap());
+    if let Some(dir) = certs {
+        let mut pem = std::fs::read(dir.join("public.crt")).unwrap();
+        pem.extend(std::fs::read(dir.join("private.key")).unwrap());
+        b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
+    }
+    b.build().unwrap()
 }
 
 // ---------------------------------------------------------------------------------------

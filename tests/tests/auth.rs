@@ -40,29 +40,6 @@ async fn send_presigned(
     .await
 }
 
-async fn send_raw(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    headers: Vec<(String, String)>,
-    body: Option<Vec<u8>>,
-) -> (u16, Vec<u8>) {
-    let mut req = http.request(method, url);
-    for (k, v) in headers {
-        // reqwest derives Host and Content-Length itself (same values as signed).
-        if k.eq_ignore_ascii_case("host") || k.eq_ignore_ascii_case("content-length") {
-            continue;
-        }
-        req = req.header(k, v);
-    }
-    if let Some(b) = body {
-        req = req.body(b);
-    }
-    let resp = req.send().await.expect("send request");
-    let status = resp.status().as_u16();
-    (status, resp.bytes().await.unwrap().to_vec())
-}
-
 #[track_caller]
 fn assert_xml_error(status: u16, body: &[u8], want_status: u16, want_code: &str, what: &str) {
     let text = String::from_utf8_lossy(body);

@@ -35,35 +35,6 @@ async fn get_object(srv: &Server, ca: &Path, key: &str, to: &Path) -> Result<Vec
     }
 }
 
-/// The KES port `cairn` printed on start.
-fn kes_port(srv: &Server) -> u16 {
-    let out = srv.stdout();
-    let line = out
-        .lines()
-        .find(|l| l.contains("serving KES on https://"))
-        .unwrap_or_else(|| panic!("no KES listener announced:\n{out}"));
-    let addr = line
-        .split("https://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("address");
-    addr.rsplit(':').next().unwrap().parse().expect("port")
-}
-
-/// A reqwest client trusting `ca_pem`, presenting the certificate and key in `certs` if given.
-fn kes_http(ca_pem: &str, certs: Option<&Path>) -> reqwest::Client {
-    let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
-        .timeout(Duration::from_secs(20))
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap());
-    if let Some(dir) = certs {
-        let mut pem = std::fs::read(dir.join("public.crt")).unwrap();
-        pem.extend(std::fs::read(dir.join("private.key")).unwrap());
-        b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
-    }
-    b.build().unwrap()
-}
-
 /// A signed admin API call on `srv` (HTTPS, trusting its CA); returns (status, body).
 async fn admin(srv: &Server, op: &str, key: &str) -> (u16, String) {
     let url = format!("{}/cairn/admin/v1/kms/key/{op}?key={key}", srv.endpoint());
@@ -108,7 +79,7 @@ async fn second_cairn_uses_the_first_ones_kes_endpoint_over_mtls() {
             ),
     )
     .await;
-    let kes = format!("https://127.0.0.1:{}", kes_port(&a));
+    let kes = format!("https://127.0.0.1:{}", a.kes_port());
     let client_b = kes_http(&ca.pem, Some(&certs_b));
     let status = client_b
         .get(format!("{kes}/v1/status"))

@@ -393,34 +393,6 @@ async fn sse_c_over_plain_http_is_refused() {
     assert_eq!(std::fs::read(&back).unwrap(), b"customer-sealed");
 }
 
-/// The KES port `cairn` printed on its last start.
-fn kes_port(srv: &Server) -> u16 {
-    let out = srv.stdout();
-    let line = out
-        .lines()
-        .find(|l| l.contains("serving KES on https://"))
-        .unwrap_or_else(|| panic!("no KES listener announced:\n{out}"));
-    let addr = line
-        .split("https://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("address");
-    addr.rsplit(':').next().unwrap().parse().expect("port")
-}
-
-/// A reqwest client trusting `ca_pem` and presenting the certificate in `certs`.
-fn kes_http(ca_pem: &str, certs: &Path) -> reqwest::Client {
-    let mut pem = std::fs::read(certs.join("public.crt")).unwrap();
-    pem.extend(std::fs::read(certs.join("private.key")).unwrap());
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .timeout(Duration::from_secs(20))
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
-        .identity(reqwest::Identity::from_pem(&pem).unwrap())
-        .build()
-        .unwrap()
-}
-
 /// Item 14c: a client whose certificate the site CA signed, but whose identity nobody listed,
 /// gets no data key; unset, the list lets nobody in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -447,8 +419,8 @@ async fn kes_lets_in_only_listed_identities() {
     assert_eq!(r.status().as_u16(), 200, "create k: {:?}", r.text().await);
 
     let generate = |srv: &Server, certs: &Path| {
-        let url = format!("https://127.0.0.1:{}/v1/key/generate/k", kes_port(srv));
-        let client = kes_http(&ca.pem, certs);
+        let url = format!("https://127.0.0.1:{}/v1/key/generate/k", srv.kes_port());
+        let client = kes_http(&ca.pem, Some(certs));
         async move { client.post(url).body("{}").send().await.unwrap() }
     };
     // No CAIRN_KES_IDENTITIES: a CA-signed certificate alone gets nothing.

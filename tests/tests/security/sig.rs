@@ -25,20 +25,9 @@ async fn send(
     headers: &[(String, String)],
     body: Option<Vec<u8>>,
 ) -> (u16, String) {
-    let mut req = http.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
-    for (k, v) in headers {
-        // reqwest sets Host and Content-Length itself (the values signed).
-        if k.eq_ignore_ascii_case("host") || k.eq_ignore_ascii_case("content-length") {
-            continue;
-        }
-        req = req.header(k, v);
-    }
-    if let Some(b) = body {
-        req = req.body(b);
-    }
-    let resp = req.send().await.expect("send request");
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap_or_default())
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let (status, body) = send_raw(http, method, url, headers.to_vec(), body).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[track_caller]
