@@ -21,6 +21,63 @@ pub struct Router {
     pub limit: Arc<Semaphore>,
     /// Bodies s3s reads before authenticating: read first, outside the request slots.
     pub preauth: Arc<PreAuthBodies>,
+    pub request_ids: Arc<RequestIds>,
+}
+
+/// Request ids unique within a site without drawing randomness (the simulator replays them):
+/// this node's place in the endpoint list, then a counter.
+pub struct RequestIds {
+    node: u64,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl RequestIds {
+    pub fn new(node: u64) -> Self {
+        RequestIds {
+            node,
+            next: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{:04X}{:012X}", self.node & 0xFFFF, n & 0xFFFF_FFFF_FFFF)
+    }
+}
+
+/// Error documents longer than this are passed on as they are (s3s's are a few hundred bytes).
+const MAX_ERROR_DOCUMENT: usize = 64 << 10;
+
+/// Adds the request id header, and to an S3 `<Error>` document without one, its `RequestId`.
+async fn stamp(resp: Response<Body>, id: &str) -> Response<Body> {
+    use http_body_util::BodyExt;
+    let (mut parts, body) = resp.into_parts();
+    if let Ok(v) = hyper::header::HeaderValue::from_str(id) {
+        parts.headers.insert("x-amz-request-id", v);
+    }
+    let xml = parts
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/xml"));
+    if parts.status.as_u16() < 400 || !xml {
+        return Response::from_parts(parts, body);
+    }
+    let bytes = match http_body_util::Limited::new(body, MAX_ERROR_DOCUMENT)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Response::from_parts(parts, Body::empty()),
+    };
+    let doc = String::from_utf8_lossy(&bytes);
+    let body = match doc.rfind("</Error>") {
+        Some(end) if !doc.contains("<RequestId>") => {
+            parts.headers.remove(hyper::header::CONTENT_LENGTH);
+            format!("{}<RequestId>{id}</RequestId>{}", &doc[..end], &doc[end..]).into()
+        }
+        _ => bytes,
+    };
+    Response::from_parts(parts, Body::from(body))
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Body> {
@@ -190,7 +247,21 @@ impl Router {
         r
     }
 
-    pub async fn handle<B>(&self, mut req: Request<B>) -> Result<Response<Body>, s3s::HttpError>
+    /// Serves one request and stamps its answer with a request id (`x-amz-request-id`, and the
+    /// `RequestId` of an S3 error document), as AWS does, so a client's report names the request
+    /// in the server's log.
+    pub async fn handle<B>(&self, req: Request<B>) -> Result<Response<Body>, s3s::HttpError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+        s3s::StdError: From<B::Error>,
+    {
+        let id = self.request_ids.next();
+        let span = tracing::debug_span!("request_id", id = %id);
+        let resp = self.serve(req).instrument(span).await?;
+        Ok(stamp(resp, &id).await)
+    }
+
+    async fn serve<B>(&self, mut req: Request<B>) -> Result<Response<Body>, s3s::HttpError>
     where
         B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
         s3s::StdError: From<B::Error>,

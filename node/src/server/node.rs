@@ -191,6 +191,7 @@ impl Node {
             node: node.clone(),
             limit: Arc::new(Semaphore::new(parts.max_requests.max(1))),
             preauth: Arc::new(PreAuthBodies::new(parts.max_post_object_size)),
+            request_ids: Arc::new(super::health::RequestIds::new(node.topology.local as u64)),
         };
         Ok((node, router))
     }

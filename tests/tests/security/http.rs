@@ -406,3 +406,39 @@ async fn connections_are_capped_per_address_and_in_all() {
     let again = hold(a, port, 1).await;
     assert_eq!(from_a.len() + from_b.len() + again.len(), 6);
 }
+
+/// Every answer names its request, in the header and in an error document, as AWS does: the
+/// id a client reports is the one the server logged. Ids differ between requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_carry_their_request_id() {
+    let srv = Server::start(1).await;
+    let http = srv.http();
+    let mut seen = std::collections::BTreeSet::new();
+    for path in ["/no-such-bucket/key", "/no-such-bucket/other"] {
+        let r = http
+            .get(format!("{}{path}", srv.endpoint()))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let header = r
+            .headers()
+            .get("x-amz-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .expect("x-amz-request-id header");
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body.contains(&format!("<RequestId>{header}</RequestId>")),
+            "error document names request {header}: {body}"
+        );
+        assert!(seen.insert(header), "request ids repeat");
+    }
+    let ok = http
+        .get(format!("{}/cairn/health/live", srv.endpoint()))
+        .send()
+        .await
+        .unwrap();
+    assert!(ok.headers().contains_key("x-amz-request-id"));
+}
