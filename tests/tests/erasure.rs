@@ -344,6 +344,22 @@ async fn three_wiped_drives_are_unreadable_not_wrong() {
     let _ = get_correct_or_503(&c, "small", &small).await;
 }
 
+/// Drive `i` vanishes while the server runs: a plain file takes its place, so it cannot come
+/// back by itself.
+fn vanish(srv: &Server, i: usize) {
+    let d = srv.drive(i).to_path_buf();
+    std::fs::remove_dir_all(&d).unwrap();
+    std::fs::write(&d, b"not a drive").unwrap();
+}
+
+/// Whether the cluster probe reports lost write quorum within 30 s.
+async fn lost_write_quorum(srv: &Server) -> bool {
+    poll_until(Duration::from_secs(30), || async {
+        srv.health("cluster").await == 503
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drives_vanishing_while_running_lose_write_quorum() {
     let srv = Server::start_with(ServerOptions::new(6).parity(2)).await;
@@ -359,22 +375,14 @@ async fn drives_vanishing_while_running_lose_write_quorum() {
 
     // Two drives vanish: still within parity.
     for i in [1, 3] {
-        let d = srv.drive(i).to_path_buf();
-        std::fs::remove_dir_all(&d).unwrap();
-        // A plain file where the drive was, so it cannot come back by itself.
-        std::fs::write(&d, b"not a drive").unwrap();
+        vanish(&srv, i);
     }
     assert_bytes_eq(&get(&c, B, "large").await, &large, "GET with 2 drives gone");
     assert_eq!(srv.health("live").await, 200);
 
     // A third drive vanishes: write quorum is lost.
-    let d = srv.drive(5).to_path_buf();
-    std::fs::remove_dir_all(&d).unwrap();
-    std::fs::write(&d, b"not a drive").unwrap();
-    let lost = poll_until(Duration::from_secs(30), || async {
-        srv.health("cluster").await == 503
-    })
-    .await;
+    vanish(&srv, 5);
+    let lost = lost_write_quorum(&srv).await;
     assert!(
         lost,
         "/cairn/health/cluster still not 503 30 s after 3 of 6 drives vanished"
@@ -440,14 +448,9 @@ async fn cluster_probes_tell_read_from_write_quorum() {
     );
 
     for i in [1, 3] {
-        let d = srv.drive(i).to_path_buf();
-        std::fs::remove_dir_all(&d).unwrap();
-        std::fs::write(&d, b"not a drive").unwrap();
+        vanish(&srv, i);
     }
-    let lost = poll_until(Duration::from_secs(30), || async {
-        srv.health("cluster").await == 503
-    })
-    .await;
+    let lost = lost_write_quorum(&srv).await;
     assert!(
         lost,
         "/cairn/health/cluster still 200 with 2 of 4 drives gone"
