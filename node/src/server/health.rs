@@ -183,11 +183,6 @@ impl SiteHealth {
     }
 }
 
-/// True while every erasure set has write quorum of healthy drives.
-pub async fn write_quorum_ok(node: &Node) -> bool {
-    SiteHealth::probe(node).await.write_ok()
-}
-
 impl Router {
     /// Ready means this node can take writes: its control plane knows a leader.
     fn has_leader(&self) -> bool {
