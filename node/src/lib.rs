@@ -2,7 +2,7 @@
 //! storage layers below it are the `cairn-storage` crate, re-exported here under their old paths.
 //!
 //! Layering (each module only uses the ones before it; `ARCHITECTURE.md` has the whole graph):
-//! storage -> `catalog` -> `sse` -> `auth` -> `node` -> `s3`, `sts` -> `replication` -> `admin`
+//! storage -> `catalog` -> `sse` -> `idp` -> `auth` -> `node` -> `s3`, `sts` -> `replication` -> `admin`
 //! -> `server`; `link`, `sign` and `tagging` are leaves the upper modules share.
 
 pub use cairn_sign as sign;
@@ -12,6 +12,7 @@ pub mod admin;
 pub mod auth;
 pub mod bench;
 pub mod catalog;
+pub mod idp;
 pub mod link;
 pub mod net;
 pub mod node;
@@ -21,3 +22,4 @@ pub mod server;
 pub mod sse;
 pub mod sts;
 pub mod tagging;
+pub mod units;

@@ -29,4 +29,6 @@ pub struct Node {
     pub link: crate::link::Link,
     /// The site's internode secret (root-only admin call `internode/secret`).
     pub site_secret: zeroize::Zeroizing<String>,
+    /// External identity providers (LDAP, OpenID Connect), for the STS flows.
+    pub idp: crate::idp::Providers,
 }

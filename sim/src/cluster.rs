@@ -227,6 +227,7 @@ pub async fn run_node(state: Rc<NodeState>) -> turmoil::Result {
         sse: sse_config(&state, starts)?,
         peer_dial: Arc::new(net::SimDial::new(state.lying_peer.get())),
         peer_ca_pem: Vec::new(),
+        idp: Default::default(),
         site_secret: zeroize::Zeroizing::new(TOKEN.to_owned()),
     })
     .await?;

@@ -11,8 +11,10 @@
 //! * data helpers: deterministic random bytes, md5/etag, drive walking, bit flipping.
 //! * [`cluster`]: a site of several `cairn` processes on loopback.
 
+pub mod admin;
 pub mod certs;
 pub mod cluster;
+pub mod ldap;
 
 use std::fmt::Debug;
 use std::fs;
@@ -312,7 +314,10 @@ impl Server {
 
     /// Whether the server speaks HTTPS.
     pub fn tls(&self) -> bool {
-        self.opts.certs_dir.is_some()
+        self.opts
+            .certs_dir
+            .as_ref()
+            .is_some_and(|d| d.join("public.crt").exists())
     }
 
     /// A reqwest client trusting the server's CA when it speaks HTTPS.
@@ -511,13 +516,23 @@ impl Server {
     /// SDK config for this server: path style, us-east-1, static credentials, up to 3
     /// attempts, no stalled-stream protection (2-core CI boxes are slow).
     pub fn s3_config(&self, access_key: &str, secret_key: &str) -> aws_sdk_s3::config::Builder {
+        self.s3_config_with_token(access_key, secret_key, None)
+    }
+
+    /// [`Server::s3_config`] for STS session credentials (`x-amz-security-token`).
+    pub fn s3_config_with_token(
+        &self,
+        access_key: &str,
+        secret_key: &str,
+        session_token: Option<&str>,
+    ) -> aws_sdk_s3::config::Builder {
         aws_sdk_s3::config::Builder::new()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .credentials_provider(Credentials::new(
                 access_key,
                 secret_key,
-                None,
+                session_token.map(str::to_owned),
                 None,
                 "cairn-tests",
             ))

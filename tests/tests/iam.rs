@@ -4,74 +4,37 @@
 //! home prefixes, `aws:SourceIp` conditions, `MalformedPolicy`, root's immunity, STS
 //! `AssumeRole` sessions, bucket policies with anonymous access, and SigV2 clients (boto3).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use cairn_tests::admin::AdminCli;
 use cairn_tests::cluster::Cluster;
 use cairn_tests::*;
 
 /// How long a change may take to reach a node (the bound).
 const PROPAGATION: Duration = Duration::from_secs(1);
-/// How long a CLI call may take.
-const CLI: Duration = Duration::from_secs(60);
 
-struct Admin {
-    dir: tempfile::TempDir,
+/// The CLI with aliases n0, n1, n2 for root on each node of a site.
+struct Admin(AdminCli);
+
+impl std::ops::Deref for Admin {
+    type Target = AdminCli;
+    fn deref(&self) -> &AdminCli {
+        &self.0
+    }
 }
 
 impl Admin {
-    /// A config dir with aliases n0, n1, n2 for root on each node.
     async fn new(site: &Cluster) -> Admin {
-        let a = Admin {
-            dir: tempfile::tempdir().expect("config dir"),
-        };
+        let a = AdminCli::new();
         for i in 0..3 {
-            let n = site.node(i);
-            a.ok(&[
-                "alias",
-                "set",
-                &format!("n{i}"),
-                &n.endpoint(),
-                n.access_key(),
-                n.secret_key(),
-            ])
-            .await;
+            a.alias(&format!("n{i}"), site.node(i)).await;
         }
-        a
-    }
-
-    async fn run(&self, args: &[&str]) -> (bool, String) {
-        let mut all: Vec<String> = vec!["admin".into()];
-        all.extend(args.iter().map(|a| a.to_string()));
-        let dir = self.dir.path().to_string_lossy().to_string();
-        let (status, out, err) = run_cairn(&all, &[("CAIRN_CONFIG_DIR", &dir)], CLI).await;
-        (status.success(), format!("{out}{err}"))
-    }
-
-    /// Runs `cairn admin ARGS`, asserting success; returns stdout + stderr.
-    async fn ok(&self, args: &[&str]) -> String {
-        let (ok, out) = self.run(args).await;
-        assert!(ok, "cairn admin {args:?} failed: {out}");
-        out
-    }
-
-    /// Runs `cairn admin ARGS`, asserting failure; returns the output.
-    async fn fails(&self, args: &[&str]) -> String {
-        let (ok, out) = self.run(args).await;
-        assert!(!ok, "cairn admin {args:?} should fail: {out}");
-        out
-    }
-
-    fn file(&self, name: &str, body: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, body).expect("write policy file");
-        p
+        Admin(a)
     }
 
     async fn policy(&self, name: &str, body: &str) {
-        let p = self.file(&format!("{name}.json"), body);
-        self.ok(&["policy", "create", "n0", name, &p.to_string_lossy()])
-            .await;
+        self.0.policy("n0", name, body).await;
     }
 }
 
@@ -472,7 +435,7 @@ async fn malformed_policies_and_root_are_refused(site: &Cluster, admin: &Admin) 
     assert!(can_put(&site.node(1).client(), "data", "root-still-works").await);
     let who = admin.ok(&["whoami", "n0"]).await;
     assert!(who.contains("\"root\""), "{who}");
-    let path: &Path = admin.dir.path();
+    let path: &Path = admin.dir();
     assert!(path.join("config.json").exists());
 }
 

@@ -6,17 +6,17 @@
 
 use std::time::Duration;
 
+use cairn_tests::admin::AdminCli;
 use cairn_tests::*;
 
 /// How long replication may take: a failed send is retried by a rescan every 30 s.
 const REACT: Duration = Duration::from_secs(120);
-const CLI: Duration = Duration::from_secs(60);
 const B_ROOT: (&str, &str) = ("siteb-root", "siteb-secret-abcdefghijklmnop");
 
 struct Sites {
     a: Server,
     b: Server,
-    config: tempfile::TempDir,
+    cli: AdminCli,
 }
 
 impl Sites {
@@ -28,34 +28,15 @@ impl Sites {
         let s = Sites {
             a,
             b,
-            config: tempfile::tempdir().expect("config dir"),
+            cli: AdminCli::new(),
         };
-        for (name, srv) in [("a", &s.a), ("b", &s.b)] {
-            s.admin(&[
-                "alias",
-                "set",
-                name,
-                &srv.endpoint(),
-                srv.access_key(),
-                srv.secret_key(),
-            ])
-            .await;
-        }
+        s.cli.alias("a", &s.a).await;
+        s.cli.alias("b", &s.b).await;
         s
     }
 
-    async fn run(&self, args: &[&str]) -> (bool, String) {
-        let mut all: Vec<String> = vec!["admin".into()];
-        all.extend(args.iter().map(|a| a.to_string()));
-        let dir = self.config.path().to_string_lossy().to_string();
-        let (status, out, err) = run_cairn(&all, &[("CAIRN_CONFIG_DIR", &dir)], CLI).await;
-        (status.success(), format!("{out}{err}"))
-    }
-
     async fn admin(&self, args: &[&str]) -> String {
-        let (ok, out) = self.run(args).await;
-        assert!(ok, "cairn admin {args:?} failed: {out}");
-        out
+        self.cli.ok(args).await
     }
 
     async fn backlog(&self, alias: &str) -> u64 {

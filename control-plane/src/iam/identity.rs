@@ -50,13 +50,89 @@ pub struct Group {
     pub policies: BTreeSet<String>,
 }
 
-/// Whose permissions a service account inherits.
+/// Whose permissions a service account or a session inherits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Parent {
     /// The site's root credentials (the proposer recognises root's access key).
     Root,
     /// A user, by access key.
     User(String),
+    /// A directory (AD/LDAP) user, by normalized DN. Its policies are those mapped to the DN and
+    /// to the group DNs in [`Asserted::groups`] (see [`LdapMappings`]), looked up per request,
+    /// so a detached policy stops working at once.
+    Ldap(String),
+    /// An OpenID Connect subject: the provider's configuration name and the token's `sub`. Its
+    /// policies are the names in [`Asserted::policies`], which the provider's token named.
+    OpenId { provider: String, subject: String },
+}
+
+/// What an external identity provider asserted about an identity when it logged in: LDAP group
+/// DNs, or the policy names of an OpenID Connect token. Empty for internal identities.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Asserted {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
+}
+
+impl Asserted {
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty() && self.policies.is_empty()
+    }
+}
+
+/// Policies mapped to directory DNs (`cairn admin idp ldap policy attach`): the internal IDP's
+/// attachments, for identities the directory owns. Keys are normalized DNs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LdapMappings {
+    #[serde(default)]
+    pub users: BTreeMap<String, BTreeSet<String>>,
+    #[serde(default)]
+    pub groups: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl LdapMappings {
+    /// The policies of a user DN and its group DNs, each with the group that grants it.
+    pub fn policies_of<'a>(
+        &'a self,
+        dn: &'a str,
+        groups: &'a [String],
+    ) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + 'a {
+        let own = self
+            .users
+            .get(dn)
+            .into_iter()
+            .flatten()
+            .map(|p| (p.as_str(), None));
+        let grouped = groups.iter().flat_map(move |g| {
+            self.groups
+                .get(g)
+                .into_iter()
+                .flatten()
+                .map(move |p| (p.as_str(), Some(g.as_str())))
+        });
+        own.chain(grouped)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.groups.is_empty()
+    }
+
+    fn has(&self, target: &PolicyTarget) -> bool {
+        match target {
+            PolicyTarget::LdapUser(dn) => self.users.contains_key(dn),
+            PolicyTarget::LdapGroup(dn) => self.groups.contains_key(dn),
+            _ => false,
+        }
+    }
+
+    fn uses(&self, policy: &str) -> bool {
+        self.users
+            .values()
+            .chain(self.groups.values())
+            .any(|s| s.contains(policy))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +148,9 @@ pub struct ServiceAccount {
     pub name: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// For the account of an external identity: what its provider asserted at creation.
+    #[serde(default, skip_serializing_if = "Asserted::is_empty")]
+    pub asserted: Asserted,
 }
 
 /// Who a policy is attached to or detached from.
@@ -79,6 +158,10 @@ pub struct ServiceAccount {
 pub enum PolicyTarget {
     User(String),
     Group(String),
+    /// A directory user's DN (normalized by the proposer).
+    LdapUser(String),
+    /// A directory group's DN (normalized by the proposer).
+    LdapGroup(String),
 }
 
 /// Changes to the identities.
@@ -192,6 +275,8 @@ pub enum IamError {
     GroupNotEmpty(String),
     #[error("MalformedPolicy: {0}")]
     MalformedPolicy(String),
+    #[error("invalid distinguished name {0:?}")]
+    InvalidDn(String),
 }
 
 /// Everything IAM keeps in the site state.
@@ -208,6 +293,10 @@ pub struct IamState {
     /// Service accounts by access key.
     #[serde(default)]
     pub service_accounts: BTreeMap<String, ServiceAccount>,
+    /// Policies mapped to directory users and groups (left out while empty, so a site without
+    /// a directory writes the state it always wrote).
+    #[serde(default, skip_serializing_if = "LdapMappings::is_empty")]
+    pub ldap: LdapMappings,
 }
 
 fn check_access_key(k: &str) -> Result<(), IamError> {
@@ -231,6 +320,17 @@ fn check_name(n: &str) -> Result<(), IamError> {
     } else {
         Err(IamError::InvalidName(n.to_owned()))
     }
+}
+
+/// Longest DN a mapping takes (AD allows 255-character RDN values; a DN of many is rare).
+pub const MAX_DN: usize = 1024;
+
+/// A DN as a mapping key: the proposer normalizes it; the state only bounds it.
+fn check_dn(dn: &str) -> Result<String, IamError> {
+    if dn.is_empty() || dn.len() > MAX_DN || !dn.contains('=') || dn.chars().any(char::is_control) {
+        return Err(IamError::InvalidDn(dn.to_owned()));
+    }
+    Ok(dn.to_owned())
 }
 
 /// Validates an identity policy document (named, inline or session).
@@ -263,6 +363,7 @@ impl IamState {
     fn policy_in_use(&self, name: &str) -> bool {
         self.users.values().any(|u| u.policies.contains(name))
             || self.groups.values().any(|g| g.policies.contains(name))
+            || self.ldap.uses(name)
     }
 
     /// Applies one command; a refused command leaves the state untouched.
@@ -376,17 +477,38 @@ impl IamState {
                 if let Some(p) = policies.iter().find(|p| self.policy_document(p).is_none()) {
                     return Err(IamError::NoSuchPolicy(p.clone()));
                 }
+                if policies.is_empty() {
+                    // Checks the target, and creates no empty DN mapping.
+                    return match target {
+                        PolicyTarget::LdapUser(dn) | PolicyTarget::LdapGroup(dn) => {
+                            check_dn(dn).map(drop)
+                        }
+                        _ => self.attached_mut(target).map(drop),
+                    };
+                }
                 self.attached_mut(target)?.extend(policies.iter().cloned());
                 Ok(())
             }
             IamCommand::DetachPolicy { policies, target } => {
-                let attached = self.attached_mut(target)?;
+                let attached = match target {
+                    PolicyTarget::LdapUser(dn) | PolicyTarget::LdapGroup(dn)
+                        if !self.ldap.has(target) =>
+                    {
+                        return Err(IamError::NoSuchPolicy(
+                            policies.first().cloned().unwrap_or_else(|| dn.clone()),
+                        ));
+                    }
+                    _ => self.attached_mut(target)?,
+                };
                 if let Some(p) = policies.iter().find(|p| !attached.contains(*p)) {
                     return Err(IamError::NoSuchPolicy(p.clone()));
                 }
                 for p in policies {
                     attached.remove(p);
                 }
+                // A DN without policies is no mapping: `entities` lists only live ones.
+                self.ldap.users.retain(|_, s| !s.is_empty());
+                self.ldap.groups.retain(|_, s| !s.is_empty());
                 Ok(())
             }
             IamCommand::AddServiceAccount {
@@ -457,6 +579,8 @@ impl IamState {
                 .get_mut(g)
                 .map(|g| &mut g.policies)
                 .ok_or_else(|| IamError::NoSuchGroup(g.clone())),
+            PolicyTarget::LdapUser(dn) => Ok(self.ldap.users.entry(check_dn(dn)?).or_default()),
+            PolicyTarget::LdapGroup(dn) => Ok(self.ldap.groups.entry(check_dn(dn)?).or_default()),
         }
     }
 }

@@ -293,7 +293,7 @@ impl ControlPlane {
         let deadline = Instant::now() + self.shared.timing.propose_timeout;
         let written = match self
             .shared
-            .on_leader(&LeaderOp::Write(cmd), deadline)
+            .on_leader(&LeaderOp::Write(Box::new(cmd)), deadline)
             .await?
         {
             LeaderReply::Written(w) => w,

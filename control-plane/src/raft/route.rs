@@ -247,8 +247,11 @@ impl Shared {
         }
         match op {
             LeaderOp::Write(cmd) => {
-                let res =
-                    tokio::time::timeout_at(deadline, self.raft.client_write(cmd.clone())).await;
+                let res = tokio::time::timeout_at(
+                    deadline,
+                    self.raft.client_write(crate::Command::clone(cmd)),
+                )
+                .await;
                 match res {
                     Err(_) => Attempt::Unavailable(
                         "the write did not commit in time (it may still be applied)".into(),

@@ -158,7 +158,7 @@ impl RaftRpc for RaftService {
         let cmd: Command = decode_json("command", &req.command)?;
         let attempt = self
             .shared
-            .run_local(&LeaderOp::Write(cmd), self.propose_deadline())
+            .run_local(&LeaderOp::Write(Box::new(cmd)), self.propose_deadline())
             .instrument(self.span("forward"))
             .await
             .and_then(|reply| match reply {

@@ -21,7 +21,7 @@ use crate::command::Command;
 /// A request only the leader can serve.
 #[derive(Debug, Clone)]
 pub(crate) enum LeaderOp {
-    Write(Command),
+    Write(Box<Command>),
     ReadIndex,
     AddLearner {
         id: NodeId,

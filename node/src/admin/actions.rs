@@ -27,6 +27,10 @@ pub fn admin_action(method: &str, op: &str) -> Option<Option<&'static str>> {
         ("GET", "iam/policy/list") => "admin:ListUserPolicies",
         ("GET", "iam/policy/info") => "admin:GetPolicy",
         ("POST", "iam/policy/attach" | "iam/policy/detach") => "admin:AttachUserOrGroupPolicy",
+        ("POST", "idp/ldap/policy/attach" | "idp/ldap/policy/detach") => {
+            "admin:AttachUserOrGroupPolicy"
+        }
+        ("GET", "idp/ldap/policy/entities") => "admin:ListUserPolicies",
         ("POST", "iam/svcacct/add") => "admin:CreateServiceAccount",
         ("GET", "iam/svcacct/list" | "iam/svcacct/info") => "admin:ListServiceAccounts",
         ("POST", "iam/svcacct/edit") => "admin:UpdateServiceAccount",
@@ -51,6 +55,8 @@ mod tests {
             ("GET", "iam/group/info"),
             ("POST", "iam/policy/detach"),
             ("POST", "iam/svcacct/edit"),
+            ("POST", "idp/ldap/policy/attach"),
+            ("GET", "idp/ldap/policy/entities"),
         ] {
             let a = admin_action(m, op).flatten().unwrap();
             assert_eq!(check_action(a), Ok(()), "{a}");

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 
 use cairn_control_plane::iam::identity::{
-    check_policy, IamCommand, IamError, IamState, Parent, PolicyTarget, ServiceAccount,
+    check_policy, Asserted, IamCommand, IamError, IamState, Parent, PolicyTarget, ServiceAccount,
 };
 use cairn_control_plane::{Command, SiteState};
 
@@ -177,7 +177,8 @@ fn group_info<'a>(
 fn parent_name(p: &Parent, root: &str) -> String {
     match p {
         Parent::Root => root.to_owned(),
-        Parent::User(u) => u.clone(),
+        Parent::User(u) | Parent::Ldap(u) => u.clone(),
+        Parent::OpenId { provider, subject } => format!("openid:{provider}:{subject}"),
     }
 }
 
@@ -250,11 +251,23 @@ fn own_parent(caller: &Caller) -> Parent {
     }
 }
 
-fn parent_of(auth: &Authorizer, name: String) -> Parent {
+fn own_asserted(caller: &Caller) -> Asserted {
+    match caller {
+        Caller::Root | Caller::User(_) => Asserted::default(),
+        Caller::ServiceAccount { asserted, .. } => asserted.clone(),
+        Caller::Session { claims, .. } => claims.asserted.clone(),
+    }
+}
+
+/// The identity a `parent` argument names: root's access key, a directory user's DN (with a
+/// directory configured, where internal users cannot be made), else a user.
+fn parent_of(node: &Node, auth: &Authorizer, name: String) -> Parent {
     if auth.iam.is_root(&name) {
-        Parent::Root
-    } else {
-        Parent::User(name)
+        return Parent::Root;
+    }
+    match node.idp.ldap.as_ref().and(crate::idp::dn::normalize(&name)) {
+        Some(dn) if !auth.iam.state().iam.users.contains_key(&name) => Parent::Ldap(dn),
+        _ => Parent::User(name),
     }
 }
 
@@ -339,8 +352,12 @@ pub async fn handle(
     let method = req.method.clone();
     let r = match (&method, op) {
         (&Method::GET, "whoami") => whoami(node, auth, req).await,
-        (&Method::GET, _) if op.starts_with("iam/") => read(node, auth, req, op).await?,
-        (&Method::POST, _) if op.starts_with("iam/") => write(node, auth, req, op).await?,
+        (&Method::GET, _) if op.starts_with("iam/") || op.starts_with("idp/") => {
+            read(node, auth, req, op).await?
+        }
+        (&Method::POST, _) if op.starts_with("iam/") || op.starts_with("idp/") => {
+            write(node, auth, req, op).await?
+        }
         _ => return None,
     };
     Some(r)
@@ -367,7 +384,8 @@ async fn whoami(
     let root = &auth.iam.root.access_key;
     let inherited = |kind, parent: &Parent| {
         let user = match parent {
-            Parent::User(u) => Some(u.clone()),
+            Parent::User(u) | Parent::Ldap(u) => Some(u.clone()),
+            Parent::OpenId { subject, .. } => Some(subject.clone()),
             Parent::Root => None,
         };
         (kind, Some(parent_name(parent, root)), user)
@@ -447,7 +465,7 @@ async fn read(
             let caller = caller_of(auth, iam, req)?;
             let parent = match query_param(uri, "parent").filter(|p| !p.is_empty()) {
                 Some(p) => {
-                    let p = parent_of(auth, p);
+                    let p = parent_of(node, auth, p);
                     may_manage(auth, req, &caller, &p, Manage::Read)?;
                     Some(p)
                 }
@@ -462,6 +480,7 @@ async fn read(
                 .collect();
             json(&list)
         })(),
+        "idp/ldap/policy/entities" => ldap_entities(iam, uri).and_then(|e| json(&e)),
         "iam/svcacct/info" => param(uri, "access_key").and_then(|k| {
             let (k, s) = iam
                 .service_accounts
@@ -498,6 +517,77 @@ fn seal(
     auth.with_rng(|rng| auth.iam.sealer.seal(access_key, secret, rng))
 }
 
+/// The DN-keyed target of an `idp/ldap/policy/*` call, normalized (see `idp::dn`).
+fn ldap_target(node: &Node, a: &Attach) -> S3Result<PolicyTarget> {
+    if node.idp.ldap.is_none() {
+        return Err(not_allowed("no LDAP directory is configured"));
+    }
+    let normal = |dn: &str| {
+        crate::idp::dn::normalize(dn).ok_or_else(|| iam_error(IamError::InvalidDn(dn.to_owned())))
+    };
+    match (&a.user, &a.group) {
+        (Some(u), None) => Ok(PolicyTarget::LdapUser(normal(u)?)),
+        (None, Some(g)) => Ok(PolicyTarget::LdapGroup(normal(g)?)),
+        _ => Err(s3_error!(
+            InvalidArgument,
+            "name exactly one of user or group (a DN)"
+        )),
+    }
+}
+
+/// MinIO's answer to an IAM call the configured identity providers rule out.
+fn not_allowed(why: &str) -> S3Error {
+    let mut e = S3Error::with_message(
+        s3s::S3ErrorCode::Custom("XMinioIAMActionNotAllowed".into()),
+        format!("Specified IAM action is not allowed under the current configuration: {why}"),
+    );
+    e.set_status_code(http::StatusCode::BAD_REQUEST);
+    e
+}
+
+#[derive(Serialize)]
+struct LdapEntity<'a> {
+    dn: &'a str,
+    policies: &'a std::collections::BTreeSet<String>,
+}
+
+#[derive(Serialize)]
+struct LdapEntities<'a> {
+    users: Vec<LdapEntity<'a>>,
+    groups: Vec<LdapEntity<'a>>,
+}
+
+/// The DN mappings, optionally only those of the given user and group DNs or naming one of the
+/// given policies (`mc idp ldap policy entities`' filters).
+fn ldap_entities<'a>(iam: &'a IamState, uri: &Uri) -> S3Result<LdapEntities<'a>> {
+    let values = |name: &str| -> S3Result<Vec<String>> {
+        super::query_values(uri, name)
+            .into_iter()
+            .map(|v| {
+                if name == "policy" {
+                    return Ok(v);
+                }
+                crate::idp::dn::normalize(&v).ok_or_else(|| iam_error(IamError::InvalidDn(v)))
+            })
+            .collect()
+    };
+    let (users, groups, policies) = (values("user")?, values("group")?, values("policy")?);
+    let any_filter = !users.is_empty() || !groups.is_empty() || !policies.is_empty();
+    let pick = |map: &'a std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+                dns: &[String]| {
+        map.iter()
+            .filter(|(dn, set)| {
+                !any_filter || dns.contains(dn) || set.iter().any(|p| policies.contains(p))
+            })
+            .map(|(dn, policies)| LdapEntity { dn, policies })
+            .collect()
+    };
+    Ok(LdapEntities {
+        users: pick(&iam.ldap.users, &users),
+        groups: pick(&iam.ldap.groups, &groups),
+    })
+}
+
 fn policy_target(a: &Attach) -> S3Result<PolicyTarget> {
     match (&a.user, &a.group) {
         (Some(u), None) => Ok(PolicyTarget::User(u.clone())),
@@ -519,6 +609,11 @@ async fn write(
         let uri = req.uri.clone();
         let cmd = match op {
             "iam/user/add" => {
+                if node.idp.external() {
+                    return Err(not_allowed(
+                        "users come from the external identity provider; service accounts still work",
+                    ));
+                }
                 let b: AddUser = body_json(req).await?;
                 check_secret(&b.secret_key)?;
                 IamCommand::AddUser {
@@ -561,10 +656,17 @@ async fn write(
             "iam/policy/delete" => IamCommand::DeletePolicy {
                 name: param(&uri, "name")?,
             },
-            "iam/policy/attach" | "iam/policy/detach" => {
+            "iam/policy/attach"
+            | "iam/policy/detach"
+            | "idp/ldap/policy/attach"
+            | "idp/ldap/policy/detach" => {
                 let b: Attach = body_json(req).await?;
-                let target = policy_target(&b)?;
-                if op.ends_with("attach") {
+                let target = if op.starts_with("idp/ldap/") {
+                    ldap_target(node, &b)?
+                } else {
+                    policy_target(&b)?
+                };
+                if op.ends_with("/attach") {
                     IamCommand::AttachPolicy {
                         policies: b.policies,
                         target,
@@ -644,9 +746,11 @@ async fn add_service_account(
     }
     let state = linearizable(node).await?;
     let caller = caller_of(auth, &state.iam, req)?;
-    let parent = match b.parent.filter(|p| !p.is_empty()) {
-        Some(p) => parent_of(auth, p),
-        None => own_parent(&caller),
+    // An external identity's own account keeps what its provider asserted (LDAP groups, OIDC
+    // policies), as its sessions do.
+    let (parent, asserted) = match b.parent.filter(|p| !p.is_empty()) {
+        Some(p) => (parent_of(node, auth, p), Asserted::default()),
+        None => (own_parent(&caller), own_asserted(&caller)),
     };
     may_manage(auth, req, &caller, &parent, Manage::Change)?;
     let expires_ns = match &b.expiry {
@@ -662,6 +766,7 @@ async fn add_service_account(
             enabled: true,
             name: b.name,
             description: b.description,
+            asserted,
         },
         access_key: access_key.clone(),
     };

@@ -22,6 +22,39 @@ pub enum IamCli {
     Svcacct(SvcacctCli),
     /// Who the alias's credentials are: kind, parent, policies, groups.
     Whoami { alias: String },
+    /// External identity providers: `idp ldap policy attach ALIAS POLICY... --user DN`.
+    #[command(subcommand)]
+    Idp(IdpCli),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum IdpCli {
+    /// AD/LDAP: policies mapped to directory users and groups, by DN.
+    #[command(subcommand)]
+    Ldap(LdapCli),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum LdapCli {
+    #[command(subcommand)]
+    Policy(LdapPolicyCli),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum LdapPolicyCli {
+    /// Map policies to a directory user's DN or a group's DN.
+    Attach(Mapping),
+    Detach(Mapping),
+    /// List the mappings, optionally of some user DNs, group DNs or policies only (JSON).
+    Entities {
+        alias: String,
+        #[arg(long)]
+        user: Vec<String>,
+        #[arg(long)]
+        group: Vec<String>,
+        #[arg(long)]
+        policy: Vec<String>,
+    },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -111,24 +144,21 @@ pub enum PolicyCli {
         name: String,
     },
     /// Attach policies to a user or a group.
-    Attach {
-        alias: String,
-        #[arg(required = true)]
-        policies: Vec<String>,
-        #[arg(long, conflicts_with = "group", required_unless_present = "group")]
-        user: Option<String>,
-        #[arg(long)]
-        group: Option<String>,
-    },
-    Detach {
-        alias: String,
-        #[arg(required = true)]
-        policies: Vec<String>,
-        #[arg(long, conflicts_with = "group", required_unless_present = "group")]
-        user: Option<String>,
-        #[arg(long)]
-        group: Option<String>,
-    },
+    Attach(Mapping),
+    Detach(Mapping),
+}
+
+/// Policies and the user or group they are attached to or detached from (a name, or for
+/// `idp ldap` a DN).
+#[derive(clap::Args, Debug)]
+pub struct Mapping {
+    alias: String,
+    #[arg(required = true)]
+    policies: Vec<String>,
+    #[arg(long, conflicts_with = "group", required_unless_present = "group")]
+    user: Option<String>,
+    #[arg(long)]
+    group: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -224,12 +254,19 @@ fn read_policy(path: &std::path::Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-fn attach_body(
-    policies: &[String],
-    user: &Option<String>,
-    group: &Option<String>,
-) -> serde_json::Value {
-    serde_json::json!({ "policies": policies, "user": user, "group": group })
+/// An attach or detach call (`op` ends in `/attach` or `/detach`) and what it prints.
+fn mapping<'a>(op: &'static str, m: &'a Mapping) -> (&'a str, Call, Option<String>) {
+    let body = serde_json::json!({ "policies": m.policies, "user": m.user, "group": m.group });
+    let done = if op.ends_with("/attach") {
+        "Attached"
+    } else {
+        "Detached"
+    };
+    (
+        &m.alias,
+        post(op, vec![], body),
+        Some(format!("{done} policies {:?} successfully.", m.policies)),
+    )
 }
 
 /// Runs an IAM command. `access_key`/`secret_key` are the command line's `--access-key` and
@@ -238,6 +275,22 @@ pub fn run(cmd: &IamCli, access_key: Option<&str>, secret_key: Option<&str>) -> 
     use serde_json::json;
     let (alias, call_, done): (&str, Call, Option<String>) = match cmd {
         IamCli::Whoami { alias } => (alias, get("whoami", vec![]), None),
+        IamCli::Idp(IdpCli::Ldap(LdapCli::Policy(p))) => match p {
+            LdapPolicyCli::Attach(m) => mapping("idp/ldap/policy/attach", m),
+            LdapPolicyCli::Detach(m) => mapping("idp/ldap/policy/detach", m),
+            LdapPolicyCli::Entities {
+                alias,
+                user,
+                group,
+                policy,
+            } => {
+                let query = (user.iter().map(|u| ("user", u.clone())))
+                    .chain(group.iter().map(|g| ("group", g.clone())))
+                    .chain(policy.iter().map(|p| ("policy", p.clone())))
+                    .collect();
+                (alias, get("idp/ldap/policy/entities", query), None)
+            }
+        },
         IamCli::User(u) => match u {
             UserCli::Add {
                 alias,
@@ -354,34 +407,8 @@ pub fn run(cmd: &IamCli, access_key: Option<&str>, secret_key: Option<&str>) -> 
                 get("iam/policy/info", vec![("name", name.clone())]),
                 None,
             ),
-            PolicyCli::Attach {
-                alias,
-                policies,
-                user,
-                group,
-            } => (
-                alias,
-                post(
-                    "iam/policy/attach",
-                    vec![],
-                    attach_body(policies, user, group),
-                ),
-                Some(format!("Attached policies {policies:?} successfully.")),
-            ),
-            PolicyCli::Detach {
-                alias,
-                policies,
-                user,
-                group,
-            } => (
-                alias,
-                post(
-                    "iam/policy/detach",
-                    vec![],
-                    attach_body(policies, user, group),
-                ),
-                Some(format!("Detached policies {policies:?} successfully.")),
-            ),
+            PolicyCli::Attach(m) => mapping("iam/policy/attach", m),
+            PolicyCli::Detach(m) => mapping("iam/policy/detach", m),
         },
         IamCli::Svcacct(s) => match s {
             SvcacctCli::Add {

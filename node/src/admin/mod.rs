@@ -80,6 +80,15 @@ pub(crate) fn query_param(uri: &Uri, name: &str) -> Option<String> {
     })
 }
 
+/// Every value of a repeated query parameter.
+pub(crate) fn query_values(uri: &Uri, name: &str) -> Vec<String> {
+    query_pairs(uri)
+        .into_iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .collect()
+}
+
 fn node_id_param(uri: &Uri) -> S3Result<u64> {
     query_param(uri, "id")
         .and_then(|v| v.parse().ok())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
-use cairn_control_plane::iam::identity::{IamState, Parent};
+use cairn_control_plane::iam::identity::{Asserted, IamState, Parent};
 use cairn_control_plane::raft::ControlPlane;
 use cairn_control_plane::SiteState;
 
@@ -21,11 +21,13 @@ pub enum Caller {
     Root,
     /// An IAM user, by access key.
     User(String),
-    /// A service account: its access key, its parent and its inline policy.
+    /// A service account: its access key, its parent, its inline policy and, for an external
+    /// identity's account, what the provider asserted.
     ServiceAccount {
         access_key: String,
         parent: Parent,
         policy: Option<String>,
+        asserted: Asserted,
     },
     /// STS temporary credentials: their access key and the claims of their session token.
     Session {
@@ -124,8 +126,10 @@ impl IamCredentials {
                 .ok_or(CallerError::Unknown);
         }
         let now = self.clock.now_ns();
+        // An external identity's standing is its provider's: a session lasts until it expires,
+        // an account until the directory check (`idp::ldap`) disables it.
         let parent_ok = |p: &Parent| match p {
-            Parent::Root => true,
+            Parent::Root | Parent::Ldap(_) | Parent::OpenId { .. } => true,
             Parent::User(p) => iam.users.get(p).is_some_and(|u| u.enabled),
         };
         if let Some(s) = iam.service_accounts.get(access_key) {
@@ -135,6 +139,7 @@ impl IamCredentials {
                     access_key: access_key.to_owned(),
                     parent: s.parent.clone(),
                     policy: s.policy.clone(),
+                    asserted: s.asserted.clone(),
                 })
                 .ok_or(CallerError::Unknown);
         }

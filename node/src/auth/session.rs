@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use cairn_control_plane::iam::identity::Parent;
+use cairn_control_plane::iam::identity::{Asserted, Parent};
 
 use super::RootCredentials;
 use crate::sse::package::{Backend, TAG_LEN};
@@ -44,6 +44,9 @@ pub struct Claims {
     pub expires_ns: i64,
     /// The inline session policy, which can only narrow the parent's permissions.
     pub policy: Option<String>,
+    /// What an external identity provider asserted at login (group DNs, policy names).
+    #[serde(default, skip_serializing_if = "Asserted::is_empty")]
+    pub asserted: Asserted,
 }
 
 /// A freshly issued set of temporary credentials.
@@ -181,6 +184,7 @@ mod tests {
             parent: Parent::User("alice".into()),
             expires_ns: 42,
             policy: Some(r#"{"Statement":[]}"#.into()),
+            asserted: Asserted::default(),
         }
     }
 

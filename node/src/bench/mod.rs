@@ -15,7 +15,7 @@
 pub mod body;
 pub mod client;
 pub mod stats;
-pub mod units;
+pub use crate::units;
 pub mod workload;
 
 #[cfg(test)]

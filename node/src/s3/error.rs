@@ -134,8 +134,9 @@ pub fn iam_error(e: IamError) -> S3Error {
         IamError::AccessKeyInUse(_) | IamError::PolicyInUse(_) | IamError::GroupNotEmpty(_) => {
             with_status("XMinioAdminConflict", StatusCode::CONFLICT, msg)
         }
-        IamError::InvalidAccessKey(_) | IamError::InvalidName(_) | IamError::CannedPolicy(_) => {
-            S3Error::with_message(S3ErrorCode::InvalidArgument, msg)
-        }
+        IamError::InvalidAccessKey(_)
+        | IamError::InvalidName(_)
+        | IamError::CannedPolicy(_)
+        | IamError::InvalidDn(_) => S3Error::with_message(S3ErrorCode::InvalidArgument, msg),
     }
 }

@@ -22,10 +22,10 @@ use cairn_control_plane::raft::{ControlPlane, ControlPlaneConfig};
 use cairn_control_plane::transport::Transport;
 
 use crate::auth::root::{self, Origin};
-use crate::bench::units::{parse_duration, parse_size};
 use crate::clock::SystemClock;
 pub use crate::node::Node;
 use crate::topology::{Topology, DEFAULT_INTERNODE_OFFSET};
+use crate::units::{parse_duration, parse_size};
 pub use node::NodeParts;
 
 #[derive(clap::Args, Debug)]
@@ -250,6 +250,20 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         tracing::info!(%internode, mtls = tls.is_some(), "internode gRPC listening");
     }
     let heal_on_start = drives.fresh > 0 || (topology.networked && rejoining);
+    let ca_pem = match &tls {
+        Some(m) => m.ca_pem.clone(),
+        None => tls::trusted_cas(&certs_dir)?,
+    };
+    let idp = crate::idp::Providers::from_env(
+        &|k| std::env::var(k).ok(),
+        Arc::new(crate::net::TcpDial),
+        &ca_pem,
+    )?;
+    tracing::info!(
+        ldap = idp.ldap.is_some(),
+        openid = idp.openid.len(),
+        "external identity providers"
+    );
     let root_secret = root.secret_key.clone();
     let (node, router) = Node::start(NodeParts {
         topology: topology.clone(),
@@ -271,7 +285,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             tls.as_ref().map(|m| m.ca_pem.as_slice()),
         )?,
         peer_dial: Arc::new(crate::net::TcpDial),
-        peer_ca_pem: tls.as_ref().map(|m| m.ca_pem.clone()).unwrap_or_default(),
+        peer_ca_pem: ca_pem.clone(),
+        idp,
         site_secret,
     })
     .await?;

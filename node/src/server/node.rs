@@ -70,6 +70,8 @@ pub struct NodeParts {
     /// The site's internode secret (see [`super::site_secret`]): handed to joining nodes of the
     /// site that prove they hold the root credentials.
     pub site_secret: zeroize::Zeroizing<String>,
+    /// External identity providers (LDAP, OpenID Connect).
+    pub idp: crate::idp::Providers,
 }
 
 impl Node {
@@ -132,6 +134,7 @@ impl Node {
             sse: sse.clone(),
             link,
             site_secret: parts.site_secret,
+            idp: parts.idp,
         });
         tokio::spawn(heal_worker(objects.clone(), heal_rx));
         let mut restore = parts.restore_on_start;
@@ -154,6 +157,9 @@ impl Node {
         });
         if node.topology.networked {
             tokio::spawn(rejoin_monitor(node.clone()));
+        }
+        if let Some(ldap) = node.idp.ldap.clone() {
+            tokio::spawn(ldap_account_check(node.clone(), ldap));
         }
         let (replication, hints) = crate::object::replica::Hints::new();
         let s3 = CairnS3 {
@@ -324,4 +330,23 @@ fn seed_from(rng: &mut dyn rand::RngCore) -> [u8; 32] {
     let mut seed = [0u8; 32];
     rng.fill_bytes(&mut seed);
     seed
+}
+
+/// Checks directory users' service accounts every `check_interval`, on the control plane's
+/// leader only (one directory round trip per user and site, not per node).
+async fn ldap_account_check(node: Arc<Node>, ldap: Arc<crate::idp::ldap::Ldap>) {
+    loop {
+        tokio::time::sleep(ldap.check_interval).await;
+        let status = node.catalog.control.status();
+        if status.leader != Some(status.node_id) {
+            continue;
+        }
+        match ldap.check_accounts(&node.catalog).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(disabled = n, "LDAP service-account check"),
+            Err(e) => {
+                tracing::warn!(error = %e, "LDAP service-account check failed; nothing changed")
+            }
+        }
+    }
 }

@@ -70,6 +70,22 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// The authorities in `dir/CAs/` (PEM, concatenated), trusted for outbound TLS: peer sites,
+/// the LDAP directory, OpenID providers. Read even without a server certificate, so a node that
+/// serves plain HTTP still verifies the servers it calls.
+pub fn trusted_cas(dir: &Path) -> Result<Vec<u8>, TlsError> {
+    let mut ca_pem = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir.join(CA_DIR)) {
+        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for p in paths.iter().filter(|p| p.is_file()) {
+            ca_pem.extend(read(p)?);
+            ca_pem.push(b'\n');
+        }
+    }
+    Ok(ca_pem)
+}
+
 impl TlsMaterial {
     /// The material in `dir`, `None` when it holds neither file (plain HTTP).
     pub fn load(dir: &Path) -> Result<Option<Self>, TlsError> {
@@ -85,15 +101,7 @@ impl TlsMaterial {
         }
         let cert_pem = read(&cert)?;
         let key_pem = read(&key)?;
-        let mut ca_pem = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(dir.join(CA_DIR)) {
-            let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-            paths.sort();
-            for p in paths.iter().filter(|p| p.is_file()) {
-                ca_pem.extend(read(p)?);
-                ca_pem.push(b'\n');
-            }
-        }
+        let mut ca_pem = trusted_cas(dir)?;
         if ca_pem.is_empty() {
             ca_pem = cert_pem.clone();
         }

@@ -2,83 +2,72 @@
 //! permissions, narrowed by an optional session policy, until `DurationSeconds` pass.
 
 use cairn_control_plane::iam::identity::Parent;
-use cairn_control_plane::iam::Policy;
+use s3s::{Body, S3Request};
 
-use super::StsError;
-use crate::auth::iam::Caller;
-use crate::auth::session::{Claims, DEFAULT_DURATION_SECS, MAX_DURATION_SECS, MIN_DURATION_SECS};
+use super::{duration_secs, expiry_after, session_policy, Form, Login, StsError};
+use crate::auth::authorize::condition_keys::{query_pairs, session_token};
+use crate::auth::authorize::{Authorizer, Denied};
+use crate::auth::iam::{Caller, CallerError};
+use crate::auth::session::{Claims, MAX_DURATION_SECS};
 
-/// Validates an `AssumeRole` call by `caller`; the session's claims and the parent's name.
-pub(super) fn validate<'a>(
-    caller: &Caller,
-    param: &impl Fn(&str) -> Option<&'a str>,
+/// Validates a signed `AssumeRole` call.
+pub(super) fn validate(
+    auth: &Authorizer,
+    req: &S3Request<Body>,
+    form: &Form,
     now_ns: i64,
-) -> Result<(Claims, String), StsError> {
-    match param("Action") {
-        Some("AssumeRole") => {}
-        Some(other) => {
-            return Err(StsError::bad(
-                "InvalidAction",
-                format!("Could not find operation {other} for version 2011-06-15"),
-            ))
-        }
-        None => return Err(StsError::bad("MissingAction", "Action is required")),
-    }
+) -> Result<Login, StsError> {
+    let Some(c) = &req.credentials else {
+        return Err(StsError::denied("AssumeRole must be signed"));
+    };
+    let state = auth.iam.state();
+    let token = session_token(&req.headers, &query_pairs(&req.uri));
+    let caller = auth
+        .iam
+        .caller(&state.iam, &c.access_key, token.as_deref())
+        .map_err(|e| {
+            let code = match e {
+                CallerError::ExpiredToken => "ExpiredToken",
+                CallerError::InvalidToken => "InvalidToken",
+                CallerError::Unknown => "AccessDenied",
+            };
+            let s3 = Denied::from(e).to_s3();
+            let status = s3.status_code().unwrap_or(http::StatusCode::FORBIDDEN);
+            StsError::new(status, code, s3.message().unwrap_or_default())
+        })?;
+    for_caller(&caller, form, now_ns)
+}
+
+/// The session `caller` gets.
+fn for_caller(caller: &Caller, form: &Form, now_ns: i64) -> Result<Login, StsError> {
     let (parent, user) = match caller {
         Caller::Root => (Parent::Root, "root".to_owned()),
         Caller::User(u) => (Parent::User(u.clone()), u.clone()),
         Caller::ServiceAccount { .. } | Caller::Session { .. } => {
-            return Err(StsError::new(
-                http::StatusCode::FORBIDDEN,
-                "AccessDenied",
+            return Err(StsError::denied(
                 "only users and root can assume a role, not service accounts or sessions",
             ))
         }
     };
-    let duration = match param("DurationSeconds") {
-        None => DEFAULT_DURATION_SECS,
-        Some(v) => v
-            .parse::<u64>()
-            .ok()
-            .filter(|d| (MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(d))
-            .ok_or_else(|| {
-                StsError::bad(
-                    "ValidationError",
-                    format!(
-                        "DurationSeconds {v:?} must be an integer from {MIN_DURATION_SECS} to {MAX_DURATION_SECS}"
-                    ),
-                )
-            })?,
-    };
-    let policy = match param("Policy").filter(|p| !p.is_empty()) {
-        None => None,
-        Some(p) => {
-            Policy::parse_identity(p).map_err(|e| {
-                StsError::bad("MalformedPolicyDocument", format!("session policy: {e}"))
-            })?;
-            Some(p.to_owned())
-        }
-    };
-    let expires_ns = now_ns.saturating_add((duration as i64).saturating_mul(1_000_000_000));
-    Ok((
-        Claims {
+    let duration = duration_secs(form, MAX_DURATION_SECS)?;
+    Ok(Login {
+        claims: Claims {
             parent,
-            expires_ns,
-            policy,
+            expires_ns: expiry_after(now_ns, duration),
+            policy: session_policy(form)?,
+            asserted: Default::default(),
         },
         user,
-    ))
+        extra: Vec::new(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::authorize::condition_keys::form_pairs;
 
     fn call(caller: &Caller, form: &str) -> Result<(Claims, String), StsError> {
-        let pairs = form_pairs(form);
-        let param = |n: &str| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-        validate(caller, &param, 1_000)
+        for_caller(caller, &Form::parse(form), 1_000).map(|l| (l.claims, l.user))
     }
 
     fn code(r: Result<(Claims, String), StsError>) -> &'static str {
@@ -113,15 +102,11 @@ mod tests {
             code(call(&alice, "Action=AssumeRole&Policy=%7Bnot-json")),
             "MalformedPolicyDocument"
         );
-        assert_eq!(
-            code(call(&alice, "Action=GetCallerIdentity")),
-            "InvalidAction"
-        );
-        assert_eq!(code(call(&alice, "Version=2011-06-15")), "MissingAction");
         let svc = Caller::ServiceAccount {
             access_key: "svc".into(),
             parent: Parent::User("alice".into()),
             policy: None,
+            asserted: Default::default(),
         };
         assert_eq!(code(call(&svc, "Action=AssumeRole")), "AccessDenied");
         let (claims, user) = call(&Caller::Root, "Action=AssumeRole").unwrap();

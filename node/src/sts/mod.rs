@@ -1,16 +1,23 @@
-//! STS, served on the S3 port as AWS and MinIO serve it: the query API, a signed `POST /` with a
-//! form body. It is an S3-port API, not an admin one, so it has its own route here, and each
-//! identity flow its own module: `AssumeRole` ([`assume_role`]) today.
+//! STS, served on the S3 port as AWS and MinIO serve it: the query API, a `POST /` with a form
+//! body. It is an S3-port API, not an admin one, so it has its own route here, and each identity
+//! flow its own module: `AssumeRole` ([`assume_role`], signed by a user), and the external
+//! identities, whose calls are unsigned because the form carries the proof: AD/LDAP ([`ldap`]:
+//! a user name and password) and OpenID Connect ([`web_identity`]: a provider's token).
 
 pub mod assume_role;
+pub mod ldap;
+pub mod web_identity;
 
 use hyper::{HeaderMap, Method, Uri};
 use s3s::route::S3Route;
 use s3s::{s3_error, Body, S3Request, S3Response, S3Result};
 use time::format_description::well_known::Rfc3339;
 
-use crate::auth::authorize::condition_keys::{form_pairs, query_pairs, session_token};
-use crate::auth::authorize::{Denied, ACCOUNT};
+use cairn_control_plane::iam::Policy;
+
+use crate::auth::authorize::condition_keys::form_pairs;
+use crate::auth::authorize::ACCOUNT;
+use crate::auth::session::{Claims, DEFAULT_DURATION_SECS, MAX_DURATION_SECS, MIN_DURATION_SECS};
 use crate::node::Node;
 
 /// Largest form body read (a session policy is at most 64 KiB, URL-encoded up to 3x).
@@ -54,6 +61,73 @@ impl StsError {
     pub(crate) fn bad(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(http::StatusCode::BAD_REQUEST, code, message)
     }
+
+    pub(crate) fn denied(message: impl Into<String>) -> Self {
+        Self::new(http::StatusCode::FORBIDDEN, "AccessDenied", message)
+    }
+}
+
+/// The decoded form of an STS call.
+pub(crate) struct Form(Vec<(String, String)>);
+
+impl Form {
+    pub(crate) fn parse(body: &str) -> Self {
+        Self(form_pairs(body))
+    }
+
+    /// The first value of `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What an identity flow established: the session's claims, the user its response names, and
+/// result elements particular to the flow (after `<Credentials>`).
+pub(crate) struct Login {
+    pub(crate) claims: Claims,
+    pub(crate) user: String,
+    pub(crate) extra: Vec<(&'static str, String)>,
+}
+
+/// `DurationSeconds`: 900 s to `max_secs` (at most 12 hours), 1 hour by default.
+pub(crate) fn duration_secs(form: &Form, max_secs: u64) -> Result<u64, StsError> {
+    let max_secs = max_secs.min(MAX_DURATION_SECS);
+    match form.get("DurationSeconds") {
+        None => Ok(DEFAULT_DURATION_SECS.min(max_secs)),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|d| (MIN_DURATION_SECS..=max_secs).contains(d))
+            .ok_or_else(|| {
+                StsError::bad(
+                    "ValidationError",
+                    format!(
+                        "DurationSeconds {v:?} must be an integer from {MIN_DURATION_SECS} to {max_secs}"
+                    ),
+                )
+            }),
+    }
+}
+
+/// The optional inline session policy (`Policy`), which can only narrow the session.
+pub(crate) fn session_policy(form: &Form) -> Result<Option<String>, StsError> {
+    match form.get("Policy").filter(|p| !p.is_empty()) {
+        None => Ok(None),
+        Some(p) => {
+            Policy::parse_identity(p).map_err(|e| {
+                StsError::bad("MalformedPolicyDocument", format!("session policy: {e}"))
+            })?;
+            Ok(Some(p.to_owned()))
+        }
+    }
+}
+
+/// Nanoseconds since the epoch `secs` seconds after `now_ns`.
+pub(crate) fn expiry_after(now_ns: i64, secs: u64) -> i64 {
+    now_ns.saturating_add((secs as i64).saturating_mul(1_000_000_000))
 }
 
 fn escape(s: &str) -> String {
@@ -89,12 +163,10 @@ impl S3Route for StsRoute {
         is_sts_request(method, uri, headers)
     }
 
-    async fn check_access(&self, req: &mut S3Request<Body>) -> S3Result<()> {
-        // Any signed caller may ask; the handler decides who gets credentials.
-        match req.credentials {
-            Some(_) => Ok(()),
-            None => Err(s3_error!(AccessDenied, "Signature is required")),
-        }
+    async fn check_access(&self, _req: &mut S3Request<Body>) -> S3Result<()> {
+        // Anyone may ask: `AssumeRole` needs a signature, the external identities' calls carry
+        // their proof in the form. The handler decides who gets credentials.
+        Ok(())
     }
 
     async fn call(&self, mut req: S3Request<Body>) -> S3Result<S3Response<Body>> {
@@ -102,60 +174,78 @@ impl S3Route for StsRoute {
     }
 }
 
-#[tracing::instrument(skip_all)]
+/// The flows, by `Action`.
+const ACTIONS: [&str; 4] = [
+    "AssumeRole",
+    "AssumeRoleWithLDAPIdentity",
+    "AssumeRoleWithWebIdentity",
+    "AssumeRoleWithClientGrants",
+];
+
+#[tracing::instrument(skip_all, fields(action))]
 async fn handle(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<Body>> {
     let Some(auth) = &node.iam else {
         return Err(s3_error!(NotImplemented, "STS needs IAM"));
-    };
-    let Some(c) = req.credentials.clone() else {
-        return Err(s3_error!(AccessDenied, "Signature is required"));
     };
     let body = req
         .input
         .store_all_limited(MAX_BODY)
         .await
         .map_err(|_| s3_error!(InvalidRequest, "STS request body is too large"))?;
-    let form = form_pairs(&String::from_utf8_lossy(&body));
-    let param = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let state = node.catalog.state();
-    let token = session_token(&req.headers, &query_pairs(&req.uri));
-    let caller = auth
-        .iam
-        .caller(&state.iam, &c.access_key, token.as_deref())
-        .map_err(|e| Denied::from(e).to_s3())?;
+    let form = Form::parse(&String::from_utf8_lossy(&body));
     let request_id = auth.with_rng(|r| format!("{:016X}", r.next_u64()));
-    let result =
-        assume_role::validate(&caller, &param, auth.clock.now_ns()).map(|(claims, user)| {
-            let issued = auth.with_rng(|r| auth.iam.sessions.issue(&claims, r));
-            (claims, user, issued)
-        });
-    match result {
-        Ok((claims, user, issued)) => {
-            let session = param("RoleSessionName").unwrap_or(&user);
+    let now_ns = auth.clock.now_ns();
+    let action = match form.get("Action") {
+        Some(a) => ACTIONS.iter().copied().find(|x| *x == a).ok_or_else(|| {
+            StsError::bad(
+                "InvalidAction",
+                format!("Could not find operation {a} for version 2011-06-15"),
+            )
+        }),
+        None => Err(StsError::bad("MissingAction", "Action is required")),
+    };
+    let login = match action {
+        Err(e) => Err(e),
+        Ok(action) => {
+            tracing::Span::current().record("action", action);
+            match action {
+                "AssumeRole" => assume_role::validate(auth, req, &form, now_ns),
+                "AssumeRoleWithLDAPIdentity" => ldap::validate(node, &form, now_ns).await,
+                _ => web_identity::validate(node, action, &form, now_ns).await,
+            }
+            .map(|login| (action, login))
+        }
+    };
+    match login {
+        Ok((action, login)) => {
+            let issued = auth.with_rng(|r| auth.iam.sessions.issue(&login.claims, r));
+            let user = &login.user;
+            let session = form.get("RoleSessionName").unwrap_or(user);
             let expiration = time::OffsetDateTime::from_unix_timestamp(
-                claims.expires_ns.div_euclid(1_000_000_000),
+                login.claims.expires_ns.div_euclid(1_000_000_000),
             )
             .ok()
             .and_then(|t| t.format(&Rfc3339).ok())
             .unwrap_or_default();
-            tracing::info!(parent = %user, access_key = %issued.access_key, "AssumeRole issued credentials");
+            let extra: String = login
+                .extra
+                .iter()
+                .map(|(tag, value)| format!("<{tag}>{}</{tag}>", escape(value)))
+                .collect();
+            tracing::info!(parent = %user, access_key = %issued.access_key, "STS issued credentials");
             Ok(xml(
                 http::StatusCode::OK,
                 format!(
-                    "<AssumeRoleResponse xmlns=\"{XMLNS}\"><AssumeRoleResult>\
+                    "<{action}Response xmlns=\"{XMLNS}\"><{action}Result>\
                      <AssumedRoleUser><Arn>arn:aws:sts::{ACCOUNT}:assumed-role/{user}/{session}</Arn>\
                      <AssumedRoleId>{ak}:{session}</AssumedRoleId></AssumedRoleUser>\
                      <Credentials><AccessKeyId>{ak}</AccessKeyId>\
                      <SecretAccessKey>{secret}</SecretAccessKey>\
                      <SessionToken>{token}</SessionToken>\
-                     <Expiration>{expiration}</Expiration></Credentials>\
-                     </AssumeRoleResult><ResponseMetadata><RequestId>{request_id}</RequestId>\
-                     </ResponseMetadata></AssumeRoleResponse>",
-                    user = escape(&user),
+                     <Expiration>{expiration}</Expiration></Credentials>{extra}\
+                     </{action}Result><ResponseMetadata><RequestId>{request_id}</RequestId>\
+                     </ResponseMetadata></{action}Response>",
+                    user = escape(user),
                     session = escape(session),
                     ak = issued.access_key,
                     secret = escape(&issued.secret_key),
@@ -164,7 +254,8 @@ async fn handle(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<B
             ))
         }
         Err(e) => {
-            tracing::info!(access_key = %c.access_key, code = e.code, "AssumeRole refused");
+            let who = req.credentials.as_ref().map(|c| c.access_key.as_str());
+            tracing::info!(access_key = ?who, code = e.code, "STS refused");
             Ok(xml(
                 e.status,
                 error_document(e.code, &e.message, &request_id),

@@ -25,6 +25,7 @@ fn svc(parent: Parent, policy: Option<&str>) -> ServiceAccount {
         enabled: true,
         name: None,
         description: None,
+        asserted: Asserted::default(),
     }
 }
 
@@ -267,4 +268,73 @@ fn secrets_stay_out_of_debug_output() {
     let text = format!("{s:?}");
     assert!(text.contains("SealedSecret(..)"));
     assert!(!text.contains("[1, 1, 1"));
+}
+
+#[test]
+fn policies_map_to_directory_dns() {
+    let mut s = IamState::default();
+    let (alice, staff, ops) = (
+        "uid=alice,ou=people,dc=x",
+        "cn=staff,ou=groups,dc=x",
+        "cn=ops,ou=groups,dc=x",
+    );
+    let attach = |policies: &[&str], target: PolicyTarget| IamCommand::AttachPolicy {
+        policies: policies.iter().map(|p| p.to_string()).collect(),
+        target,
+    };
+    let detach = |policies: &[&str], target: PolicyTarget| IamCommand::DetachPolicy {
+        policies: policies.iter().map(|p| p.to_string()).collect(),
+        target,
+    };
+    s.apply(&attach(&["readonly"], PolicyTarget::LdapUser(alice.into())))
+        .unwrap();
+    s.apply(&attach(
+        &["readwrite"],
+        PolicyTarget::LdapGroup(staff.into()),
+    ))
+    .unwrap();
+    let groups = [staff.to_owned(), ops.to_owned()];
+    let got: Vec<_> = s.ldap.policies_of(alice, &groups).collect();
+    assert_eq!(got, [("readonly", None), ("readwrite", Some(staff))]);
+    assert_eq!(s.ldap.policies_of("uid=bob,dc=x", &[]).count(), 0);
+    // Refused without a trace: unknown policy, no DN, detaching what is not attached.
+    let before = s.clone();
+    for bad in [
+        attach(&["nope"], PolicyTarget::LdapUser(alice.into())),
+        attach(&["readonly"], PolicyTarget::LdapUser("alice".into())),
+        attach(&["readonly"], PolicyTarget::LdapGroup(String::new())),
+        attach(&[], PolicyTarget::LdapGroup("x".repeat(MAX_DN + 1))),
+        detach(&["readonly"], PolicyTarget::LdapGroup(ops.into())),
+        detach(&["writeonly"], PolicyTarget::LdapUser(alice.into())),
+    ] {
+        assert!(s.apply(&bad).is_err(), "{bad:?}");
+        assert_eq!(s, before, "{bad:?} changed the state");
+    }
+    assert_eq!(
+        s.apply(&attach(&[], PolicyTarget::LdapGroup(ops.into()))),
+        Ok(())
+    );
+    assert_eq!(s, before, "an empty attach creates no mapping");
+    // A mapped policy cannot be deleted.
+    s.apply(&IamCommand::PutPolicy {
+        name: "mine".into(),
+        document: DOC.into(),
+    })
+    .unwrap();
+    s.apply(&attach(&["mine"], PolicyTarget::LdapGroup(ops.into())))
+        .unwrap();
+    assert_eq!(
+        s.apply(&IamCommand::DeletePolicy {
+            name: "mine".into()
+        }),
+        Err(IamError::PolicyInUse("mine".into()))
+    );
+    // Detaching the last policy removes the mapping.
+    s.apply(&detach(&["mine"], PolicyTarget::LdapGroup(ops.into())))
+        .unwrap();
+    assert!(!s.ldap.groups.contains_key(ops));
+    s.apply(&IamCommand::DeletePolicy {
+        name: "mine".into(),
+    })
+    .unwrap();
 }

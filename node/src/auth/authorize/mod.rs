@@ -18,7 +18,7 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use s3s::s3_error;
 
-use cairn_control_plane::iam::identity::Parent;
+use cairn_control_plane::iam::identity::{Asserted, Parent};
 use cairn_control_plane::iam::{
     evaluate, Policy, PolicySet, Principal, PrincipalType, RequestContext,
 };
@@ -194,21 +194,45 @@ impl Authorizer {
 
     /// The principal and policies of credentials that act for `parent` (a service account or a
     /// session), narrowed by their inline `policy`.
+    #[allow(clippy::too_many_arguments)]
     fn inherited(
         &self,
         state: &SiteState,
         access_key: &str,
         parent: &Parent,
+        asserted: &Asserted,
         policy: Option<&str>,
         identity: &mut Vec<(String, Option<String>, Arc<Policy>)>,
         groups: &mut Vec<String>,
     ) -> (Principal, Option<Arc<Policy>>) {
         let session = policy.and_then(|d| self.cache.get(None, d));
+        let iam = &state.iam;
+        let mut named = |name: &str, group: Option<&str>| {
+            if let Some(p) = iam
+                .policy_document(name)
+                .and_then(|d| self.cache.get(None, d))
+            {
+                identity.push((name.to_owned(), group.map(str::to_owned), p));
+            }
+        };
         let principal = match parent {
             Parent::Root => Principal::root(ACCOUNT),
             Parent::User(u) => {
                 self.user_policies(state, u, identity, groups);
                 Principal::user(ACCOUNT, u, access_key)
+            }
+            Parent::Ldap(dn) => {
+                for (name, group) in iam.ldap.policies_of(dn, &asserted.groups) {
+                    named(name, group);
+                }
+                groups.extend(asserted.groups.iter().cloned());
+                Principal::user(ACCOUNT, dn, access_key)
+            }
+            Parent::OpenId { subject, .. } => {
+                for name in &asserted.policies {
+                    named(name, None);
+                }
+                Principal::user(ACCOUNT, subject, access_key)
             }
         };
         (principal, session)
@@ -228,10 +252,12 @@ impl Authorizer {
                 access_key,
                 parent,
                 policy,
+                asserted,
             }) => self.inherited(
                 state,
                 access_key,
                 parent,
+                asserted,
                 policy.as_deref(),
                 &mut identity,
                 &mut groups,
@@ -241,6 +267,7 @@ impl Authorizer {
                     state,
                     access_key,
                     &claims.parent,
+                    &claims.asserted,
                     claims.policy.as_deref(),
                     &mut identity,
                     &mut groups,

@@ -187,6 +187,7 @@ fn service_accounts_inherit_and_narrow() {
         enabled: true,
         name: None,
         description: None,
+        asserted: Default::default(),
     };
     for (k, a) in [
         (
@@ -377,6 +378,7 @@ fn sessions_inherit_narrow_and_expire() {
             parent: Parent::User("alice".into()),
             expires_ns,
             policy: policy.map(str::to_owned),
+            asserted: Default::default(),
         };
         a.with_rng(|r| a.iam.sessions.issue(&claims, r))
     };
@@ -437,4 +439,89 @@ fn sessions_inherit_narrow_and_expire() {
         check(&a, &full, t(&full).as_deref(), &get("b", "x")),
         Err(Denied::Caller(CallerError::Unknown))
     );
+}
+
+#[test]
+fn external_identities_get_mapped_or_asserted_policies() {
+    use crate::auth::session::Claims;
+    use cairn_control_plane::iam::identity::{Asserted, Parent};
+    let mut s = SiteState::default();
+    policy(&mut s, "get-b", GET_B);
+    policy(&mut s, "deny-b", DENY_B);
+    let attach = |s: &mut SiteState, p: &str, target| {
+        iam(
+            s,
+            IamCommand::AttachPolicy {
+                policies: vec![p.into()],
+                target,
+            },
+        )
+    };
+    attach(
+        &mut s,
+        "readwrite",
+        PolicyTarget::LdapGroup("cn=staff,dc=x".into()),
+    );
+    attach(
+        &mut s,
+        "get-b",
+        PolicyTarget::LdapUser("uid=alice,dc=x".into()),
+    );
+    attach(
+        &mut s,
+        "deny-b",
+        PolicyTarget::LdapGroup("cn=banned,dc=x".into()),
+    );
+    let a = &authorizer(s);
+    let session = |parent: Parent, groups: &[&str], policies: &[&str]| {
+        let claims = Claims {
+            parent,
+            expires_ns: NOW_NS + 1,
+            policy: None,
+            asserted: Asserted {
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                policies: policies.iter().map(|p| p.to_string()).collect(),
+            },
+        };
+        let i = a.with_rng(|r| a.iam.sessions.issue(&claims, r));
+        move |n: &[(&str, Option<String>)]| {
+            let signer = Signer {
+                access_key: &i.access_key,
+                session_token: Some(&i.session_token),
+            };
+            a.authorize(Some(signer), n, &[]).is_ok()
+        }
+    };
+    let ldap = |dn: &str| Parent::Ldap(dn.into());
+    // The DN's own mapping, and a group's.
+    let alice = session(ldap("uid=alice,dc=x"), &[], &[]);
+    assert!(alice(&get("b", "k")) && !alice(&put("b", "k")));
+    let staff = session(ldap("uid=alice,dc=x"), &["cn=staff,dc=x"], &[]);
+    assert!(staff(&put("c", "k")));
+    // A group's Deny beats the other group's Allow; an unmapped DN has nothing.
+    let banned = session(
+        ldap("uid=bob,dc=x"),
+        &["cn=staff,dc=x", "cn=banned,dc=x"],
+        &[],
+    );
+    assert!(banned(&put("c", "k")) && !banned(&put("b", "k")));
+    let nobody = session(ldap("uid=carol,dc=x"), &["cn=other,dc=x"], &[]);
+    assert!(!nobody(&get("b", "k")));
+    // An LDAP session's asserted policy names count for nothing: only the mappings do.
+    let forged = session(ldap("uid=carol,dc=x"), &[], &["readwrite"]);
+    assert!(!forged(&get("b", "k")));
+    // OpenID Connect: the policies its token named, where they exist.
+    let oidc = |policies: &[&str]| {
+        session(
+            Parent::OpenId {
+                provider: String::new(),
+                subject: "sub-1".into(),
+            },
+            &[],
+            policies,
+        )
+    };
+    let reader = oidc(&["get-b", "no-such-policy"]);
+    assert!(reader(&get("b", "k")) && !reader(&put("b", "k")));
+    assert!(!oidc(&[])(&get("b", "k")));
 }
