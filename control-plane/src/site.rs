@@ -264,6 +264,21 @@ fn export(buckets: &BTreeMap<String, BucketInfo>, iam: &IamState) -> Vec<Command
             account: account.clone(),
         });
     }
+    let ldap = [
+        (
+            &iam.ldap.users,
+            PolicyTarget::LdapUser as fn(String) -> PolicyTarget,
+        ),
+        (&iam.ldap.groups, PolicyTarget::LdapGroup),
+    ];
+    for (mappings, target) in ldap {
+        for (dn, policies) in mappings {
+            iam_cmds.push(IamCommand::AttachPolicy {
+                policies: policies.iter().cloned().collect(),
+                target: target(dn.clone()),
+            });
+        }
+    }
     out.extend(iam_cmds.into_iter().map(Command::Iam));
     out
 }
@@ -418,12 +433,23 @@ mod tests {
     fn existing_state_reaches_a_new_peer_and_new_changes_follow() {
         let mut a = SiteState::default();
         a.apply(&create("old")).unwrap();
+        for target in [
+            PolicyTarget::LdapUser("uid=a,dc=x".into()),
+            PolicyTarget::LdapGroup("cn=g,dc=x".into()),
+        ] {
+            a.apply(&Command::Iam(IamCommand::AttachPolicy {
+                policies: vec!["readonly".into()],
+                target,
+            }))
+            .unwrap();
+        }
         let mut b = SiteState::default();
         a.apply(&configure("a", &["b"])).unwrap();
         b.apply(&configure("b", &["a"])).unwrap();
         assert_eq!(a.bucket("old").unwrap().versioning, Versioning::Enabled);
         deliver(&mut a, &mut b);
         assert_eq!(b.buckets, a.buckets);
+        assert_eq!(b.iam.ldap, a.iam.ldap, "DN mappings reach the new peer");
         assert!(
             a.sites.outbox.is_empty(),
             "acknowledged entries are dropped"
