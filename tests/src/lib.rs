@@ -577,6 +577,35 @@ impl Server {
             .unwrap()
     }
 
+    /// A SigV4-signed request to `path` (already encoded, with its query) with `access_key`,
+    /// `secret_key` and, for STS credentials, `session_token`: (status, body).
+    pub async fn signed(
+        &self,
+        method: &str,
+        path: &str,
+        (access_key, secret_key, session_token): (&str, &str, Option<&str>),
+        body: &[u8],
+    ) -> (u16, String) {
+        let url = format!("{}{path}", self.endpoint());
+        let token: Vec<(&str, &str)> = session_token
+            .map(|t| ("x-amz-security-token", t))
+            .into_iter()
+            .collect();
+        let signed = sigv4::Signer::new(access_key, secret_key).sign(
+            method,
+            &url,
+            &token,
+            &sigv4::sha256_hex(body),
+        );
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http().request(method, &url).body(body.to_vec());
+        for (k, v) in signed.headers.iter().filter(|(k, _)| k != "host") {
+            req = req.header(k, v);
+        }
+        let r = req.send().await.expect("signed request");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
     /// Status code of `GET /cairn/health/<what>`.
     pub async fn health(&self, what: &str) -> u16 {
         self.http()

@@ -57,14 +57,6 @@ async fn ldap_policy(
     }
 }
 
-/// The text of the first `<tag>` element.
-fn tag<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
-    let open = format!("<{tag}>");
-    let start = xml.find(&open)? + open.len();
-    let len = xml[start..].find(&format!("</{tag}>"))?;
-    Some(&xml[start..start + len])
-}
-
 /// An unsigned STS call (as MinIO's clients send `AssumeRoleWithLDAPIdentity`).
 async fn sts(srv: &Server, form: &[(&str, &str)]) -> (u16, String) {
     let mut all = vec![("Version", "2011-06-15")];
@@ -102,16 +94,16 @@ async fn login(srv: &Server, user: &str, password: &str) -> Result<Session, Stri
             body.contains("<ErrorResponse") && body.contains("<Type>Sender</Type>"),
             "{status}: {body}"
         );
-        return Err(tag(&body, "Code").unwrap_or("no code").to_owned());
+        return Err(xml_tag(&body, "Code").unwrap_or_else(|| "no code".into()));
     }
     assert!(
         body.contains("<AssumeRoleWithLDAPIdentityResult>"),
         "{body}"
     );
     Ok(Session {
-        access_key: tag(&body, "AccessKeyId").expect("key").to_owned(),
-        secret_key: tag(&body, "SecretAccessKey").expect("secret").to_owned(),
-        token: tag(&body, "SessionToken").expect("token").to_owned(),
+        access_key: xml_tag(&body, "AccessKeyId").expect("key"),
+        secret_key: xml_tag(&body, "SecretAccessKey").expect("secret"),
+        token: xml_tag(&body, "SessionToken").expect("token"),
     })
 }
 
@@ -146,21 +138,18 @@ async fn get(c: &Client, key: &str) -> String {
 
 /// A signed admin call made with session credentials (the CLI's aliases hold no token).
 async fn admin_as(srv: &Server, s: &Session, op: &str, body: &str) -> (u16, String) {
-    let url = format!("{}/cairn/admin/v1/{op}", srv.endpoint());
-    let signed = sigv4::Signer::new(&s.access_key, &s.secret_key).sign(
-        "POST",
-        &url,
-        &[("x-amz-security-token", &s.token)],
-        &sigv4::sha256_hex(body.as_bytes()),
+    let creds = (
+        s.access_key.as_str(),
+        s.secret_key.as_str(),
+        Some(s.token.as_str()),
     );
-    let mut req = srv.http().post(&url).body(body.to_owned());
-    for (k, v) in &signed.headers {
-        if k != "host" {
-            req = req.header(k, v);
-        }
-    }
-    let r = req.send().await.expect("admin call");
-    (r.status().as_u16(), r.text().await.unwrap_or_default())
+    srv.signed(
+        "POST",
+        &format!("/cairn/admin/v1/{op}"),
+        creds,
+        body.as_bytes(),
+    )
+    .await
 }
 
 /// What a user needs to manage its own service accounts (as in MinIO).
@@ -360,7 +349,7 @@ async fn ldap_logins_get_the_policies_of_their_dn_and_groups() {
     ] {
         let (status, body) = sts(&srv, &form).await;
         assert_eq!(
-            (status, tag(&body, "Code")),
+            (status, xml_tag(&body, "Code").as_deref()),
             (want.0, Some(want.1)),
             "{body}"
         );

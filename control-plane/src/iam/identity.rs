@@ -64,6 +64,9 @@ pub enum Parent {
     /// An OpenID Connect subject: the provider's configuration name and the token's `sub`. Its
     /// policies are the names in [`Asserted::policies`], which the provider's token named.
     OpenId { provider: String, subject: String },
+    /// The holder of a client certificate (STS `AssumeRoleWithCertificate`), by the subject's
+    /// common name; its policy is the one the name names ([`Asserted::policies`]).
+    Certificate(String),
 }
 
 /// What an external identity provider asserted about an identity when it logged in: LDAP group

@@ -179,6 +179,7 @@ fn parent_name(p: &Parent, root: &str) -> String {
         Parent::Root => root.to_owned(),
         Parent::User(u) | Parent::Ldap(u) => u.clone(),
         Parent::OpenId { provider, subject } => format!("openid:{provider}:{subject}"),
+        Parent::Certificate(cn) => format!("certificate:{cn}"),
     }
 }
 
@@ -385,7 +386,7 @@ async fn whoami(
     let inherited = |kind, parent: &Parent| {
         let user = match parent {
             Parent::User(u) | Parent::Ldap(u) => Some(u.clone()),
-            Parent::OpenId { subject, .. } => Some(subject.clone()),
+            Parent::OpenId { subject, .. } | Parent::Certificate(subject) => Some(subject.clone()),
             Parent::Root => None,
         };
         (kind, Some(parent_name(parent, root)), user)

@@ -129,7 +129,7 @@ impl IamCredentials {
         // An external identity's standing is its provider's: a session lasts until it expires,
         // an account until the directory check (`idp::ldap`) disables it.
         let parent_ok = |p: &Parent| match p {
-            Parent::Root | Parent::Ldap(_) | Parent::OpenId { .. } => true,
+            Parent::Root | Parent::Ldap(_) | Parent::OpenId { .. } | Parent::Certificate(_) => true,
             Parent::User(p) => iam.users.get(p).is_some_and(|u| u.enabled),
         };
         if let Some(s) = iam.service_accounts.get(access_key) {

@@ -28,6 +28,34 @@ pub struct ConnInfo {
     pub secure: bool,
 }
 
+/// The verified client certificate of a mutual-TLS connection (request extension), for STS
+/// `AssumeRoleWithCertificate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// The subject's common name: the policy the certificate's sessions get.
+    pub common_name: String,
+    /// The end of its validity, nanoseconds since the epoch: no session outlives it.
+    pub not_after_ns: i64,
+}
+
+impl ClientCertificate {
+    /// The subject and expiry of a DER certificate (the TLS layer has verified it already);
+    /// `None` without exactly one common name or if it does not parse.
+    pub fn from_der(der: &[u8]) -> Option<Self> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let mut names = cert.subject().iter_common_name();
+        let cn = names.next()?.as_str().ok()?.to_owned();
+        if names.next().is_some() || cn.is_empty() {
+            return None;
+        }
+        let not_after = cert.validity().not_after.timestamp();
+        Some(Self {
+            common_name: cn,
+            not_after_ns: not_after.saturating_mul(1_000_000_000),
+        })
+    }
+}
+
 /// A principal that can sign requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -129,5 +157,25 @@ mod tests {
             secret_key: "topsecret".into(),
         };
         assert!(!format!("{root:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn client_certificates_give_one_common_name_and_their_expiry() {
+        let cert = |names: &[&str]| {
+            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name = rcgen::DistinguishedName::new();
+            for n in names {
+                p.distinguished_name
+                    .push(rcgen::DnType::CommonName, n.to_string());
+            }
+            p.not_after = rcgen::date_time_ymd(2031, 1, 2);
+            let key = rcgen::KeyPair::generate().unwrap();
+            p.self_signed(&key).unwrap().der().to_vec()
+        };
+        let c = ClientCertificate::from_der(&cert(&["cert-reader"])).unwrap();
+        assert_eq!(c.common_name, "cert-reader");
+        assert_eq!(c.not_after_ns, 1_925_078_400 * 1_000_000_000);
+        assert_eq!(ClientCertificate::from_der(&cert(&[])), None);
+        assert_eq!(ClientCertificate::from_der(b"not a certificate"), None);
     }
 }

@@ -68,12 +68,7 @@ impl std::fmt::Debug for Config {
 }
 
 fn flag(vars: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<bool, ConfigError> {
-    let var = format!("{PREFIX}{name}");
-    match vars(&var).as_deref().map(str::trim) {
-        None | Some("") | Some("off") | Some("false") => Ok(false),
-        Some("on") | Some("true") => Ok(true),
-        Some(_) => Err(ConfigError::invalid(&var, "expected on or off")),
-    }
+    super::flag(vars, &format!("{PREFIX}{name}"))
 }
 
 impl Config {

@@ -30,11 +30,26 @@ impl ConfigError {
     }
 }
 
+/// Turns on STS `AssumeRoleWithCertificate` (MinIO's `MINIO_IDENTITY_TLS_ENABLE`).
+pub const TLS_ENABLE_ENV: &str = "CAIRN_IDENTITY_TLS_ENABLE";
+
 /// The external identity providers a node was configured with.
 #[derive(Default, Clone)]
 pub struct Providers {
     pub ldap: Option<Arc<ldap::Ldap>>,
     pub openid: Vec<Arc<openid::Provider>>,
+    /// Client certificates issued by the certificates directory's `CAs/` identify their
+    /// holders (the subject's common name names their policy).
+    pub certificates: bool,
+}
+
+/// An on/off setting: `on`/`true`, `off`/`false` or unset (off).
+pub(crate) fn flag(vars: &dyn Fn(&str) -> Option<String>, var: &str) -> Result<bool, ConfigError> {
+    match vars(var).as_deref().map(str::trim) {
+        None | Some("") | Some("off") | Some("false") => Ok(false),
+        Some("on") | Some("true") => Ok(true),
+        Some(_) => Err(ConfigError::invalid(var, "expected on or off")),
+    }
 }
 
 impl std::fmt::Debug for Providers {
@@ -42,6 +57,7 @@ impl std::fmt::Debug for Providers {
         f.debug_struct("Providers")
             .field("ldap", &self.ldap.is_some())
             .field("openid", &self.openid.len())
+            .field("certificates", &self.certificates)
             .finish()
     }
 }
@@ -63,6 +79,7 @@ impl Providers {
         Ok(Self {
             ldap,
             openid: openid::from_env(vars, dial, ca_pem)?,
+            certificates: flag(vars, TLS_ENABLE_ENV)?,
         })
     }
 

@@ -19,7 +19,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::{Instant, Sleep};
 
 use super::health::Router;
-use crate::auth::ConnInfo;
+use crate::auth::{ClientCertificate, ConnInfo};
 use crate::net::Listen;
 
 /// TLS handshakes that take longer are dropped, so a silent client cannot pin a connection.
@@ -93,7 +93,7 @@ pub async fn serve<L: Listen>(
                 tokio::spawn(async move {
                     let _guard = guard;
                     match acceptor {
-                        None => serve_connection(&http, stream, info, router, limits, stopping).await,
+                        None => serve_connection(&http, stream, info, None, router, limits, stopping).await,
                         Some(acceptor) => {
                             let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                                 Ok(Ok(s)) => s,
@@ -106,7 +106,15 @@ pub async fn serve<L: Listen>(
                                     return;
                                 }
                             };
-                            serve_connection(&http, stream, info, router, limits, stopping).await;
+                            // Verified by the acceptor against CAs/ when it asks for one.
+                            let cert = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(|c| ClientCertificate::from_der(c))
+                                .map(Arc::new);
+                            serve_connection(&http, stream, info, cert, router, limits, stopping).await;
                         }
                     }
                 });
@@ -140,6 +148,7 @@ async fn serve_connection<S>(
     http: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
     stream: S,
     info: ConnInfo,
+    cert: Option<Arc<ClientCertificate>>,
     router: Router,
     limits: ListenerLimits,
     mut stopping: watch::Receiver<bool>,
@@ -155,6 +164,9 @@ async fn serve_connection<S>(
             let busy = activity.begin();
             let mut req = req.map(|body| IdleBody::new(body, idle));
             req.extensions_mut().insert(info);
+            if let Some(cert) = &cert {
+                req.extensions_mut().insert(cert.clone());
+            }
             async move {
                 let _busy = busy;
                 router.handle(req).await

@@ -262,8 +262,17 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(
         ldap = idp.ldap.is_some(),
         openid = idp.openid.len(),
+        certificates = idp.certificates,
         "external identity providers"
     );
+    let client_certificates = idp.certificates;
+    if client_certificates && tls.is_none() {
+        anyhow::bail!(
+            "{}=on needs TLS on the S3 port: put public.crt, private.key and CAs/ in {}",
+            crate::idp::TLS_ENABLE_ENV,
+            certs_dir.display()
+        );
+    }
     let root_secret = root.secret_key.clone();
     let (node, router) = Node::start(NodeParts {
         topology: topology.clone(),
@@ -297,7 +306,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let mut served_cert = None;
     let acceptor = match &tls {
         Some(m) => {
-            let (acceptor, cert) = tls::s3_acceptor(m)?;
+            let (acceptor, cert) = tls::s3_acceptor(m, client_certificates)?;
             served_cert = Some(cert.clone());
             tokio::spawn(tls::reload_forever(m.dir.clone(), cert));
             Some(acceptor)

@@ -192,19 +192,38 @@ impl ReloadingCert {
 }
 
 /// The S3 port's TLS acceptor (TLS 1.2+, HTTP/2 and HTTP/1.1) and the certificate it serves.
+/// With `client_certificates` it asks clients for a certificate issued by one of `CAs/`
+/// (optional: clients without one are served as before; one that does not verify fails the
+/// handshake), for STS `AssumeRoleWithCertificate`.
 pub fn s3_acceptor(
     material: &TlsMaterial,
+    client_certificates: bool,
 ) -> Result<(tokio_rustls::TlsAcceptor, Arc<ReloadingCert>), TlsError> {
     let cert = Arc::new(ReloadingCert {
         current: RwLock::new(material.certified.clone()),
     });
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-    .map_err(|e| TlsError::Identity(e.to_string()))?
-    .with_no_client_auth()
-    .with_cert_resolver(cert.clone());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Identity(e.to_string()))?;
+    let builder = if client_certificates {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(&material.ca_pem) {
+            let c = c.map_err(|e| TlsError::Identity(format!("CAs/: {e}")))?;
+            roots
+                .add(c)
+                .map_err(|e| TlsError::Identity(format!("CAs/: {e}")))?;
+        }
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| TlsError::Identity(format!("client certificates: {e}")))?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config = builder.with_cert_resolver(cert.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), cert))
 }
@@ -270,7 +289,8 @@ mod tests {
         assert_eq!(m.ca_pem, m.cert_pem);
         assert!(!format!("{m:?}").contains("PRIVATE"));
         install_crypto_provider();
-        assert!(s3_acceptor(&m).is_ok());
+        assert!(s3_acceptor(&m, false).is_ok());
+        assert!(s3_acceptor(&m, true).is_ok());
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! STS, served on the S3 port as AWS and MinIO serve it: the query API, a `POST /` with a form
 //! body. It is an S3-port API, not an admin one, so it has its own route here, and each identity
 //! flow its own module: `AssumeRole` ([`assume_role`], signed by a user), and the external
-//! identities, whose calls are unsigned because the form carries the proof: AD/LDAP ([`ldap`]:
-//! a user name and password) and OpenID Connect ([`web_identity`]: a provider's token).
+//! identities, whose calls are unsigned because the call carries the proof: AD/LDAP ([`ldap`]:
+//! a user name and password), OpenID Connect ([`web_identity`]: a provider's token) and client
+//! certificates ([`certificate`]: the mutual-TLS connection's).
 
 pub mod assume_role;
+pub mod certificate;
 pub mod ldap;
 pub mod web_identity;
 
@@ -15,7 +17,7 @@ use time::format_description::well_known::Rfc3339;
 
 use cairn_control_plane::iam::Policy;
 
-use crate::auth::authorize::condition_keys::form_pairs;
+use crate::auth::authorize::condition_keys::{form_pairs, query_pairs};
 use crate::auth::authorize::ACCOUNT;
 use crate::auth::session::{Claims, DEFAULT_DURATION_SECS, MAX_DURATION_SECS, MIN_DURATION_SECS};
 use crate::node::Node;
@@ -24,17 +26,20 @@ use crate::node::Node;
 const MAX_BODY: usize = 256 * 1024;
 const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
-/// STS calls are `POST /` with a form body; no S3 operation has that shape.
+/// STS calls are `POST /` with a form body, or with the `Action` in the query (as MinIO's
+/// `AssumeRoleWithCertificate` examples send it); no S3 operation has either shape.
 pub fn is_sts_request(method: &Method, uri: &Uri, headers: &HeaderMap) -> bool {
-    method == Method::POST
-        && uri.path() == "/"
-        && headers
-            .get(hyper::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.to_ascii_lowercase()
-                    .starts_with("application/x-www-form-urlencoded")
-            })
+    let form = headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    let action_in_query = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("Action=")));
+    method == Method::POST && uri.path() == "/" && (form || action_in_query)
 }
 
 /// An STS error: AWS's query-API error document (not S3's), which STS clients parse.
@@ -73,6 +78,12 @@ pub(crate) struct Form(Vec<(String, String)>);
 impl Form {
     pub(crate) fn parse(body: &str) -> Self {
         Self(form_pairs(body))
+    }
+
+    /// The body's pairs, then the query's (a body value wins).
+    fn with_query(mut self, uri: &Uri) -> Self {
+        self.0.extend(query_pairs(uri));
+        self
     }
 
     /// The first value of `name`.
@@ -175,11 +186,12 @@ impl S3Route for StsRoute {
 }
 
 /// The flows, by `Action`.
-const ACTIONS: [&str; 4] = [
+const ACTIONS: [&str; 5] = [
     "AssumeRole",
     "AssumeRoleWithLDAPIdentity",
     "AssumeRoleWithWebIdentity",
     "AssumeRoleWithClientGrants",
+    "AssumeRoleWithCertificate",
 ];
 
 #[tracing::instrument(skip_all, fields(action))]
@@ -192,7 +204,7 @@ async fn handle(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<B
         .store_all_limited(MAX_BODY)
         .await
         .map_err(|_| s3_error!(InvalidRequest, "STS request body is too large"))?;
-    let form = Form::parse(&String::from_utf8_lossy(&body));
+    let form = Form::parse(&String::from_utf8_lossy(&body)).with_query(&req.uri);
     let request_id = auth.with_rng(|r| format!("{:016X}", r.next_u64()));
     let now_ns = auth.clock.now_ns();
     let action = match form.get("Action") {
@@ -211,6 +223,7 @@ async fn handle(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<B
             match action {
                 "AssumeRole" => assume_role::validate(auth, req, &form, now_ns),
                 "AssumeRoleWithLDAPIdentity" => ldap::validate(node, &form, now_ns).await,
+                "AssumeRoleWithCertificate" => certificate::validate(node, req, &form, now_ns),
                 _ => web_identity::validate(node, action, &form, now_ns).await,
             }
             .map(|login| (action, login))

@@ -228,7 +228,7 @@ impl Authorizer {
                 groups.extend(asserted.groups.iter().cloned());
                 Principal::user(ACCOUNT, dn, access_key)
             }
-            Parent::OpenId { subject, .. } => {
+            Parent::OpenId { subject, .. } | Parent::Certificate(subject) => {
                 for name in &asserted.policies {
                     named(name, None);
                 }
