@@ -39,6 +39,13 @@ impl Sites {
         self.cli.ok(args).await
     }
 
+    /// What `alias`'s answering node saw of its one peer (`site status`).
+    async fn contact(&self, alias: &str) -> serde_json::Value {
+        let out = self.admin(&["site", "status", alias]).await;
+        let v: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+        v["peers"][0]["contact"].clone()
+    }
+
     async fn backlog(&self, alias: &str) -> u64 {
         let out = self.admin(&["site", "status", alias]).await;
         let v: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
@@ -287,6 +294,19 @@ async fn a_peer_that_was_down_catches_up() {
     s.admin(&["user", "add", "a", "carol", "carol-secret-0123456789"])
         .await;
     assert!(s.backlog("a").await > 0, "b cannot have taken anything");
+    // The status says b is down, why, and what did not reach it.
+    wait("b shown offline with the failed object", || async {
+        let c = s.contact("a").await;
+        c["online"] == false
+            && c["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("unreachable"))
+            && c["failed"].as_array().is_some_and(|f| {
+                f.iter()
+                    .any(|i| i[1].as_str().unwrap_or("").contains("while-down/obj"))
+            })
+    })
+    .await;
     s.b.restart_on_same_port().await;
     let cb = s.b.client();
     wait("object on b after its return", || async {
@@ -295,6 +315,14 @@ async fn a_peer_that_was_down_catches_up() {
     .await;
     let (body, _, _) = version_of(&cb, "while-down", "obj").await.expect("object");
     assert_bytes_eq(&body, &data, "caught-up object");
+    wait("b shown online with the version and its lag", || async {
+        let c = s.contact("a").await;
+        c["online"] == true
+            && c["versions_replicated"].as_u64() >= Some(1)
+            && c["bytes_replicated"].as_u64() >= Some(200 * KIB as u64)
+            && c["lag_p99_ms"].as_u64().is_some()
+    })
+    .await;
     let carol = s.b.client_with("carol", "carol-secret-0123456789");
     // Carol has no policy: b knowing her shows as AccessDenied instead of InvalidAccessKeyId.
     wait("carol on b", || async {

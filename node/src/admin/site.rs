@@ -47,6 +47,9 @@ pub struct PeerStatus {
     pub acked: u64,
     /// Outbox entries the peer still lacks.
     pub backlog: u64,
+    /// What the answering node saw of the peer: online, last contact and error, versions
+    /// replicated, lag percentiles, recent failures.
+    pub contact: crate::link::contacts::Contact,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -107,6 +110,7 @@ fn status(node: &Node) -> Status {
                 endpoint: p.endpoint.clone(),
                 acked: p.acked,
                 backlog: s.sites.backlog(name),
+                contact: node.link.contacts.report(&p.endpoint),
             })
             .collect(),
         received: s.sites.received.clone(),

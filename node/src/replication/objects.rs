@@ -205,9 +205,17 @@ async fn replicate(s3: &CairnS3, node: &Node, region: &str, r: &VersionRef) {
             all = false;
             continue;
         };
-        if let Err(e) = send(s3, node, &t, &r.bucket, &r.key, &v).await {
-            tracing::warn!(peer = %name, bucket = %r.bucket, key = %r.key, error = %e, "object replication");
-            all = false;
+        match send(s3, node, &t, &r.bucket, &r.key, &v).await {
+            Ok(()) => node
+                .link
+                .contacts
+                .replicated(&t.endpoint, v.mod_time_ns, v.size),
+            Err(e) => {
+                tracing::warn!(peer = %name, bucket = %r.bucket, key = %r.key, error = %e, "object replication");
+                let what = format!("{}/{} version {}: {e}", r.bucket, r.key, r.version_id);
+                node.link.contacts.failed(&t.endpoint, what);
+                all = false;
+            }
         }
     }
     if all {

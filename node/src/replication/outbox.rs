@@ -184,6 +184,8 @@ pub async fn replicate_forever(node: Arc<Node>, region: String) {
                     }
                     Err(e) => {
                         tracing::warn!(peer = %name, error = %e, "site replication");
+                        let what = format!("control-plane changes after {}: {e}", peer.acked);
+                        node.link.contacts.failed(&target.endpoint, what);
                         behind = true;
                     }
                 }

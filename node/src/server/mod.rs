@@ -181,6 +181,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             tls.as_ref()
                 .map(|m| m.ca_pem.as_slice())
                 .unwrap_or_default(),
+            Arc::new(SystemClock),
         ),
         scheme: if tls.is_some() { "https" } else { "http" },
         root: crate::link::PeerTarget {

@@ -102,7 +102,7 @@ impl Node {
             Some(a) => a.iam.clone(),
             None => parts.credentials,
         };
-        let link = crate::link::Link::new(parts.peer_dial, &parts.peer_ca_pem);
+        let link = crate::link::Link::new(parts.peer_dial, &parts.peer_ca_pem, parts.clock.clone());
         let (objects, heal_rx) = ObjectLayer::new(
             parts.drives,
             parts.layout,

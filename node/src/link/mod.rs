@@ -18,8 +18,12 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use thiserror::Error;
 
+pub mod contacts;
+
+use crate::clock::SharedClock;
 use crate::net::{Dial, Stream};
 use crate::sign::{amz_date, SignRequest, Signer, UNSIGNED_PAYLOAD};
+use contacts::Contacts;
 
 /// The path prefix of Cairn's admin API, where a peer site takes replicated commands.
 pub const ADMIN_PREFIX: &str = "/cairn/admin/v1/";
@@ -88,11 +92,13 @@ pub struct PeerRequest<'a> {
 pub struct Link {
     dial: Arc<dyn Dial>,
     tls: tokio_rustls::TlsConnector,
+    /// What every call saw of its peer (`cairn admin site status`).
+    pub contacts: Arc<Contacts>,
 }
 
 impl Link {
-    /// `ca_pem`: the authorities trusted for `https` peers.
-    pub fn new(dial: Arc<dyn Dial>, ca_pem: &[u8]) -> Self {
+    /// `ca_pem`: the authorities trusted for `https` peers; `clock` times the contacts.
+    pub fn new(dial: Arc<dyn Dial>, ca_pem: &[u8], clock: SharedClock) -> Self {
         let mut roots = rustls::RootCertStore::empty();
         for c in CertificateDer::pem_slice_iter(ca_pem).flatten() {
             let _ = roots.add(c);
@@ -111,12 +117,30 @@ impl Link {
         Self {
             dial,
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            contacts: Arc::new(Contacts::new(clock)),
         }
     }
 
     /// Sends `req` to `peer`, signed with its credentials (`UNSIGNED-PAYLOAD`: bodies stream).
-    /// A non-2xx answer is [`LinkError::Status`] with the start of the peer's message.
+    /// A non-2xx answer is [`LinkError::Status`] with the start of the peer's message. The
+    /// outcome is noted in [`Link::contacts`].
     pub async fn send(
+        &self,
+        peer: &PeerTarget,
+        req: PeerRequest<'_>,
+    ) -> Result<hyper::Response<Incoming>, LinkError> {
+        let r = self.send_once(peer, req).await;
+        match &r {
+            Ok(_) => self.contacts.answered(&peer.endpoint, None),
+            Err(e @ LinkError::Status { .. }) => {
+                self.contacts.answered(&peer.endpoint, Some(e.to_string()))
+            }
+            Err(e) => self.contacts.unreachable(&peer.endpoint, e.to_string()),
+        }
+        r
+    }
+
+    async fn send_once(
         &self,
         peer: &PeerTarget,
         req: PeerRequest<'_>,
