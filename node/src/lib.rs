@@ -22,4 +22,5 @@ pub mod server;
 pub mod sse;
 pub mod sts;
 pub mod tagging;
+pub mod telemetry;
 pub mod units;

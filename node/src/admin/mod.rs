@@ -31,15 +31,6 @@ use crate::object::heal::HealSummary;
 /// The admin API's paths (peer sites call `site/apply` under it, through [`crate::link`]).
 pub use crate::link::ADMIN_PREFIX as PREFIX;
 
-pub fn init_tracing() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// Heals every object of every bucket (Raft keeps the control-plane state itself).
 pub async fn heal_everything(node: &Node) -> HealSummary {
     let buckets: Vec<String> = node.catalog.state().buckets.keys().cloned().collect();

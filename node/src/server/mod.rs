@@ -141,11 +141,16 @@ impl site_secret::Fetch for PeerFetch {
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
-    crate::admin::init_tracing();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(args))
+    // Inside the runtime: the trace exporter's gRPC channel belongs to it.
+    let telemetry =
+        rt.block_on(async { crate::telemetry::init(&|k| std::env::var(k).ok(), &args.address) })?;
+    let served = rt.block_on(serve(args));
+    // Off the runtime's workers, which still run the exporter's last batch.
+    telemetry.shutdown();
+    served
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {

@@ -1,0 +1,152 @@
+//! Traces: a node with `CAIRN_OTEL_ENDPOINT` sends its spans over OTLP/gRPC to a real receiver
+//! (the OpenTelemetry collector's `TraceService`, from `opentelemetry-proto`), which decodes them.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_tests::aws_sdk_s3::primitives::ByteStream;
+use cairn_tests::*;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
+
+#[derive(Clone, Default)]
+struct Receiver(Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.lock().unwrap().push(req.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// Starts the receiver on a loopback port: its endpoint and what it received.
+async fn receiver() -> (String, Receiver) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let r = Receiver::default();
+    let service = TraceServiceServer::new(r.clone());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    (format!("http://{addr}"), r)
+}
+
+fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.as_str()),
+            _ => None,
+        }
+    })
+}
+
+/// Every span received so far, with its resource's `service.instance.id`.
+fn spans(r: &Receiver) -> Vec<(Option<String>, Span)> {
+    let mut out = Vec::new();
+    for req in r.0.lock().unwrap().iter() {
+        for rs in &req.resource_spans {
+            let instance = rs
+                .resource
+                .as_ref()
+                .and_then(|res| attr(&res.attributes, "service.instance.id"))
+                .map(str::to_owned);
+            let service = rs
+                .resource
+                .as_ref()
+                .and_then(|res| attr(&res.attributes, "service.name"));
+            assert_eq!(service, Some("cairn"));
+            for ss in &rs.scope_spans {
+                out.extend(ss.spans.iter().map(|s| (instance.clone(), s.clone())));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn requests_are_traced_to_an_otlp_collector() {
+    let (endpoint, received) = receiver().await;
+    let srv = Server::start_with(
+        ServerOptions::new(1)
+            .env("CAIRN_OTEL_ENDPOINT", &endpoint)
+            // The SDK's batch delay, so the test waits a fraction of a second, not five.
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    )
+    .await;
+    let c = srv.client();
+    c.create_bucket().bucket("traced").send().await.unwrap();
+    c.put_object()
+        .bucket("traced")
+        .key("a/b.txt")
+        .body(ByteStream::from_static(b"hello"))
+        .send()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (request, op) = loop {
+        let all = spans(&received);
+        let request = all.iter().find(|(_, s)| {
+            s.name == "request"
+                && attr(&s.attributes, "method") == Some("PUT")
+                && attr(&s.attributes, "path") == Some("/traced/a/b.txt")
+        });
+        let op = request.and_then(|(_, r)| {
+            all.iter()
+                .find(|(_, s)| s.name == "put_object" && s.trace_id == r.trace_id)
+        });
+        if let (Some(r), Some(o)) = (request, op) {
+            break (r.clone(), o.clone());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no PUT trace within 30 s: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The operation's span lies inside the request's, in one trace, named after this node.
+    assert_eq!(op.1.parent_span_id, request.1.span_id);
+    assert_eq!(attr(&op.1.attributes, "key"), Some("a/b.txt"));
+    assert_eq!(
+        request.0.as_deref(),
+        Some(format!("127.0.0.1:{}", srv.port()).as_str())
+    );
+    // No secret in any span.
+    let dump = format!("{:?}", spans(&received));
+    assert!(!dump.contains(srv.secret_key()));
+}
+
+#[tokio::test]
+async fn bad_trace_settings_stop_the_server_with_the_variable_named() {
+    for (var, value) in [
+        ("CAIRN_OTEL_ENDPOINT", "collector:4317"),
+        ("CAIRN_OTEL_SAMPLE_RATIO", "2"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (status, out, err) = run_cairn(
+            &[
+                "server".into(),
+                "--address".into(),
+                format!("127.0.0.1:{}", free_port()),
+                dir.path().join("d").to_string_lossy().into(),
+            ],
+            &[("CAIRN_OTEL_ENDPOINT", "http://127.0.0.1:1"), (var, value)],
+            Duration::from_secs(60),
+        )
+        .await;
+        assert!(!status.success(), "{var}={value}");
+        assert!(format!("{out}{err}").contains(var), "{out}{err}");
+    }
+}
