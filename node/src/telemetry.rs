@@ -2,7 +2,8 @@
 //! collector (`http://HOST:4317`), the same spans as OpenTelemetry traces through
 //! `tracing-opentelemetry`: one span per S3 request with its operation's spans inside, sampled at
 //! `CAIRN_OTEL_SAMPLE_RATIO` (default 1.0). Without an endpoint no OpenTelemetry layer exists at
-//! all, so it costs nothing. Not yet: `traceparent` propagation (from clients, between nodes).
+//! all, so it costs nothing. A client's W3C `traceparent` makes its request part of the client's
+//! trace ([`follow_caller`]). Not yet: propagation between nodes and sites.
 
 use std::time::Duration;
 
@@ -19,6 +20,33 @@ pub const ENDPOINT_ENV: &str = "CAIRN_OTEL_ENDPOINT";
 pub const SAMPLE_RATIO_ENV: &str = "CAIRN_OTEL_SAMPLE_RATIO";
 /// One export to the collector, connection included.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `http` headers as the W3C propagator reads them.
+struct Headers<'a>(&'a http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// Makes `span` (a request's) a child of the trace the caller's `traceparent` names; nothing
+/// without the header or without traces.
+pub fn follow_caller(span: &tracing::Span, headers: &http::HeaderMap) {
+    use opentelemetry::propagation::TextMapPropagator;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if !headers.contains_key("traceparent") {
+        return;
+    }
+    let cx =
+        opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&Headers(headers));
+    // Without the OpenTelemetry layer the span has no trace to join: nothing to do.
+    let _ = span.set_parent(cx);
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {

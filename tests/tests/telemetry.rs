@@ -123,6 +123,28 @@ async fn requests_are_traced_to_an_otlp_collector() {
         request.0.as_deref(),
         Some(format!("127.0.0.1:{}", srv.port()).as_str())
     );
+    // A client's traceparent makes its request part of the client's trace.
+    let (trace, parent) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    srv.http()
+        .get(format!("{}/traced", srv.endpoint()))
+        .header("traceparent", format!("00-{trace}-{parent}-01"))
+        .send()
+        .await
+        .unwrap();
+    let joined = loop {
+        let found = spans(&received)
+            .into_iter()
+            .find(|(_, s)| s.name == "request" && hex::encode(&s.trace_id) == trace);
+        if let Some((_, s)) = found {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no span joined the caller's trace"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(hex::encode(&joined.parent_span_id), parent);
     // No secret in any span.
     let dump = format!("{:?}", spans(&received));
     assert!(!dump.contains(srv.secret_key()));

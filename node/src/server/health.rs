@@ -310,6 +310,7 @@ impl Router {
             return Ok(slow_down());
         };
         let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
+        crate::telemetry::follow_caller(&span, req.headers());
         // The handler runs as its own task, so a client that disconnects (or times out) cannot
         // cancel it halfway: a write that changed some drives' records must get to settle them
         // (commit at quorum or roll back below it), or it leaves the key with no quorum at all.
