@@ -1,0 +1,445 @@
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde_json::json;
+
+use super::jwt::tests::Signer;
+use super::*;
+
+const ISSUER: &str = "https://idp.test";
+const CONFIG_URL: &str = "https://idp.test/.well-known/openid-configuration";
+const JWKS_URL: &str = "https://idp.test/jwks";
+const NOW: i64 = 1_800_000_000;
+const NOW_NS: i64 = NOW * 1_000_000_000;
+
+/// A provider's two documents, served from memory; counts the key set's fetches.
+#[derive(Default)]
+struct FakeIdp {
+    jwks: Mutex<Option<Value>>,
+    jwks_fetches: AtomicUsize,
+}
+
+impl FakeIdp {
+    fn publish(&self, keys: Vec<Value>) {
+        *self.jwks.lock().unwrap() = Some(json!({ "keys": keys }));
+    }
+    fn fetches(&self) -> usize {
+        self.jwks_fetches.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Fetch for FakeIdp {
+    async fn get(&self, url: &str, max: usize) -> Result<Bytes, String> {
+        assert_eq!(max, MAX_DOCUMENT);
+        match url {
+            CONFIG_URL => Ok(Bytes::from(
+                json!({"issuer": ISSUER, "jwks_uri": JWKS_URL}).to_string(),
+            )),
+            JWKS_URL => {
+                self.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+                match &*self.jwks.lock().unwrap() {
+                    Some(doc) => Ok(Bytes::from(doc.to_string())),
+                    None => Err("connection refused".into()),
+                }
+            }
+            other => Err(format!("no such URL {other}")),
+        }
+    }
+}
+
+fn env(pairs: &[(&str, &str)]) -> (Vec<String>, BTreeMap<String, String>) {
+    let map: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (format!("{PREFIX}{k}"), v.to_string()))
+        .collect();
+    (map.keys().cloned().collect(), map)
+}
+
+fn configure(pairs: &[(&str, &str)], idp: Arc<FakeIdp>) -> Result<Vec<Arc<Provider>>, ConfigError> {
+    let (names, map) = env(pairs);
+    from_vars(&names, &|k| map.get(k).cloned(), idp)
+}
+
+fn provider(extra: &[(&str, &str)]) -> (Arc<Provider>, Arc<FakeIdp>) {
+    let idp = Arc::new(FakeIdp::default());
+    let mut pairs = vec![("CONFIG_URL", CONFIG_URL), ("CLIENT_ID", "cairn")];
+    pairs.extend_from_slice(extra);
+    let mut ps = configure(&pairs, idp.clone()).unwrap();
+    assert_eq!(ps.len(), 1);
+    (ps.remove(0), idp)
+}
+
+fn claims(extra: Value) -> Value {
+    let mut c =
+        json!({"iss": ISSUER, "aud": "cairn", "sub": "alice", "exp": NOW + 600, "iat": NOW});
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+fn err(pairs: &[(&str, &str)]) -> String {
+    configure(pairs, Arc::new(FakeIdp::default()))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| "ok".into())
+}
+
+#[test]
+fn settings_are_read_as_minio_names_them() {
+    let idp = Arc::new(FakeIdp::default());
+    let ps = configure(
+        &[
+            ("CONFIG_URL", CONFIG_URL),
+            ("CLIENT_ID", "cairn"),
+            ("CLIENT_SECRET", "hunter2-secret"),
+            ("CLAIM_PREFIX", "https://cairn.test/"),
+            ("CLAIM_NAME", "groups"),
+            ("SCOPES", "openid, email"),
+            ("REDIRECT_URI", "https://console.test/cb"),
+            ("REDIRECT_URI_DYNAMIC", "off"),
+            (
+                "CONFIG_URL_APP2",
+                "http://other.test/.well-known/openid-configuration",
+            ),
+            ("CLIENT_ID_APP2", "app2"),
+            ("ROLE_POLICY_APP2", "readonly, diagnostics"),
+            ("CONFIG_URL_OLD", "http://old.test/x"),
+            ("CLIENT_ID_OLD", "old"),
+            ("ENABLE_OLD", "off"),
+        ],
+        idp,
+    )
+    .unwrap();
+    let names: Vec<&str> = ps.iter().map(|p| p.name()).collect();
+    assert_eq!(names, ["", "APP2"]);
+    assert_eq!(ps[0].claim(), "https://cairn.test/groups");
+    assert_eq!(ps[0].role(), None);
+    assert_eq!(ps[0].scopes, ["openid", "email"]);
+    assert_eq!(
+        ps[1].role(),
+        Some(&Role {
+            arn: "arn:cairn:iam:::role/APP2".into(),
+            policies: vec!["readonly".into(), "diagnostics".into()],
+        })
+    );
+    // The secret is kept, never shown.
+    assert_eq!(
+        ps[0].client_secret.as_deref().map(String::as_str),
+        Some("hunter2-secret")
+    );
+    let shown = format!("{:?}", ps);
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("<set>"), "{shown}");
+    // A role-policy provider without a suffix is the `default` role.
+    let (p, _) = provider(&[("ROLE_POLICY", "readwrite")]);
+    assert_eq!(p.role().unwrap().arn, "arn:cairn:iam:::role/default");
+    assert_eq!(p.claim(), "policy");
+    assert!(configure(&[], Arc::new(FakeIdp::default()))
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn bad_settings_name_their_variable() {
+    let base = [
+        ("CONFIG_URL", CONFIG_URL),
+        ("CLIENT_ID", "cairn"),
+        ("CLIENT_SECRET", "s3cr3t-value"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut v = base.to_vec();
+        v.extend_from_slice(extra);
+        err(&v)
+    };
+    let table: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("CLIENTID", "x")],
+            "CAIRN_IDENTITY_OPENID_CLIENTID: not a setting",
+        ),
+        (
+            &[("ROLE_POLICY", "readonly"), ("CLAIM_NAME", "groups")],
+            "CAIRN_IDENTITY_OPENID_CLAIM_NAME: a provider maps",
+        ),
+        (
+            &[("ROLE_POLICY", "readonly"), ("CLAIM_PREFIX", "x/")],
+            "CAIRN_IDENTITY_OPENID_CLAIM_PREFIX: a provider maps",
+        ),
+        (
+            &[("ROLE_POLICY", "a,,b")],
+            "CAIRN_IDENTITY_OPENID_ROLE_POLICY: empty item",
+        ),
+        (
+            &[("SCOPES", "openid,")],
+            "CAIRN_IDENTITY_OPENID_SCOPES: empty item",
+        ),
+        (
+            &[("CLAIM_USERINFO", "on")],
+            "CAIRN_IDENTITY_OPENID_CLAIM_USERINFO: claims from the userinfo",
+        ),
+        (
+            &[("ENABLE", "maybe")],
+            "CAIRN_IDENTITY_OPENID_ENABLE: expected on or off",
+        ),
+        (
+            &[("CLIENT_ID_APP2", "app2"), ("ROLE_POLICY_APP2", "readonly")],
+            "CAIRN_IDENTITY_OPENID_CONFIG_URL_APP2: required",
+        ),
+        (
+            &[
+                ("CONFIG_URL_APP2", CONFIG_URL),
+                ("ROLE_POLICY_APP2", "readonly"),
+            ],
+            "CAIRN_IDENTITY_OPENID_CLIENT_ID_APP2: required",
+        ),
+        (
+            &[("CONFIG_URL_APP2", CONFIG_URL), ("CLIENT_ID_APP2", "app2")],
+            "CAIRN_IDENTITY_OPENID_ROLE_POLICY_APP2: only one provider",
+        ),
+        (
+            &[
+                ("CONFIG_URL_APP2", CONFIG_URL),
+                ("CLIENT_ID_APP2", "cairn"),
+                ("ROLE_POLICY_APP2", "readonly"),
+            ],
+            "CAIRN_IDENTITY_OPENID_CLIENT_ID_APP2: client id \"cairn\"",
+        ),
+        (
+            &[
+                ("CONFIG_URL_DEFAULT", CONFIG_URL),
+                ("CLIENT_ID_DEFAULT", "d"),
+                ("ROLE_POLICY_DEFAULT", "readonly"),
+            ],
+            "CAIRN_IDENTITY_OPENID_CONFIG_URL_DEFAULT: \"default\"",
+        ),
+    ];
+    for (extra, want) in table {
+        let got = with(extra);
+        assert!(got.starts_with(want), "{extra:?}: {got}");
+        assert!(!got.contains("s3cr3t"), "{got}");
+    }
+    for url in ["idp.test/config", "ftp://idp.test/x", "https://", "::"] {
+        let got = err(&[("CONFIG_URL", url), ("CLIENT_ID", "c")]);
+        assert!(
+            got.starts_with("CAIRN_IDENTITY_OPENID_CONFIG_URL: "),
+            "{url}: {got}"
+        );
+    }
+    assert!(
+        err(&[("CONFIG_URL", CONFIG_URL)]).starts_with("CAIRN_IDENTITY_OPENID_CLIENT_ID: required")
+    );
+}
+
+/// The claim to policy-name mapping, as MinIO reads the claim.
+#[test]
+fn policy_claim_mapping_table() {
+    let table: &[(Value, &[&str])] = &[
+        (json!("readwrite"), &["readwrite"]),
+        (json!("readonly,diagnostics"), &["readonly", "diagnostics"]),
+        (
+            json!(" readonly , , writeonly "),
+            &["readonly", "writeonly"],
+        ),
+        (json!(["readonly", "writeonly"]), &["readonly", "writeonly"]),
+        (
+            json!(["readonly,diagnostics", "readonly"]),
+            &["readonly", "diagnostics"],
+        ),
+        (json!(["a", 7, null, {"x": 1}, ["b"]]), &["a"]),
+        (json!(""), &[]),
+        (json!([]), &[]),
+        (json!(42), &[]),
+        (json!({"policy": "readwrite"}), &[]),
+        (json!(true), &[]),
+    ];
+    for (claim, want) in table {
+        assert_eq!(claim_policies(Some(claim)), *want, "{claim}");
+    }
+    assert!(claim_policies(None).is_empty());
+    let many: Vec<String> = (0..500).map(|i| format!("p{i}")).collect();
+    assert_eq!(
+        claim_policies(Some(&json!(many.join(",")))).len(),
+        MAX_POLICIES
+    );
+
+    // Which claim: the prefix and name; a role-policy provider ignores the claim.
+    let token =
+        json!({"policy": "readonly", "https://cairn.test/policy": ["readwrite"], "groups": "g"});
+    let token = token.as_object().unwrap();
+    let (p, _) = provider(&[]);
+    assert_eq!(p.policies(token), ["readonly"]);
+    let (p, _) = provider(&[("CLAIM_PREFIX", "https://cairn.test/")]);
+    assert_eq!(p.policies(token), ["readwrite"]);
+    let (p, _) = provider(&[("CLAIM_NAME", "groups")]);
+    assert_eq!(p.policies(token), ["g"]);
+    let (p, _) = provider(&[("ROLE_POLICY", "consoleAdmin,readonly")]);
+    assert_eq!(p.policies(token), ["consoleAdmin", "readonly"]);
+}
+
+#[tokio::test]
+async fn tokens_are_checked_for_signature_issuer_audience_and_time() {
+    let (p, idp) = provider(&[]);
+    let key = Signer::rsa();
+    idp.publish(vec![key.jwk(Some("k1"))]);
+    let ok = p
+        .verify(&key.token(Some("k1"), &claims(json!({}))), NOW_NS)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            ok.subject.as_str(),
+            ok.issuer.as_str(),
+            ok.audience.as_str()
+        ),
+        ("alice", ISSUER, "cairn")
+    );
+    assert_eq!(ok.expires_ns, (NOW + 600) * 1_000_000_000);
+    let check = |c: Value| {
+        let t = key.token(Some("k1"), &claims(c));
+        let p = p.clone();
+        async move { p.verify(&t, NOW_NS).await.err() }
+    };
+    assert_eq!(check(json!({})).await, None);
+    assert_eq!(
+        check(json!({"iss": "https://evil.test"})).await,
+        Some(VerifyError::Issuer {
+            got: "https://evil.test".into(),
+            want: ISSUER.into()
+        })
+    );
+    assert_eq!(
+        check(json!({"aud": "other"})).await,
+        Some(VerifyError::Audience("cairn".into()))
+    );
+    assert_eq!(check(json!({"aud": ["a", "cairn"]})).await, None);
+    assert_eq!(check(json!({"aud": "other", "azp": "cairn"})).await, None);
+    assert_eq!(
+        check(json!({"aud": null})).await,
+        Some(VerifyError::Audience("cairn".into()))
+    );
+    assert_eq!(
+        check(json!({"exp": NOW})).await,
+        Some(VerifyError::Expired { exp: NOW })
+    );
+    assert_eq!(
+        check(json!({"exp": NOW - 3600})).await,
+        Some(VerifyError::Expired { exp: NOW - 3600 })
+    );
+    assert_eq!(
+        check(json!({"exp": null})).await,
+        Some(VerifyError::Claim("exp"))
+    );
+    assert_eq!(
+        check(json!({"exp": "soon"})).await,
+        Some(VerifyError::Claim("exp"))
+    );
+    assert_eq!(check(json!({"exp": (NOW + 1) as f64 + 0.5})).await, None);
+    assert_eq!(
+        check(json!({"nbf": NOW + 60})).await,
+        None,
+        "within the leeway"
+    );
+    assert_eq!(
+        check(json!({"nbf": NOW + 61})).await,
+        Some(VerifyError::NotYetValid { nbf: NOW + 61 })
+    );
+    assert_eq!(
+        check(json!({"sub": ""})).await,
+        Some(VerifyError::Claim("sub"))
+    );
+    assert_eq!(
+        check(json!({"sub": 7})).await,
+        Some(VerifyError::Claim("sub"))
+    );
+    assert_eq!(
+        check(json!({"iss": null})).await,
+        Some(VerifyError::Claim("iss"))
+    );
+    // Discovery and keys were fetched once for all of these.
+    assert_eq!(idp.fetches(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rotated_keys_are_fetched_and_forgeries_cannot_hammer_the_provider() {
+    let (p, idp) = provider(&[]);
+    let (old, new, forger) = (Signer::ec(), Signer::rsa(), Signer::rsa());
+    idp.publish(vec![old.jwk(None)]);
+    let c = claims(json!({}));
+    p.verify(&old.token(None, &c), NOW_NS).await.unwrap();
+    assert_eq!(idp.fetches(), 1);
+    // The provider rotates: the first token of the new key makes the set fetched again.
+    idp.publish(vec![new.jwk(Some("new"))]);
+    p.verify(&new.token(Some("new"), &c), NOW_NS).await.unwrap();
+    assert_eq!(idp.fetches(), 2);
+    // The old key is gone from the set: its tokens stop working (a kid-less token is not
+    // known to be the old key's, so it may cause one fetch, but the interval since the last
+    // one caused by a miss is too short).
+    assert_eq!(
+        p.verify(&old.token(None, &c), NOW_NS).await.err(),
+        Some(VerifyError::Signature)
+    );
+    // A forged token naming a cached key is refused without asking the provider.
+    assert_eq!(
+        p.verify(&forger.token(Some("new"), &c), NOW_NS).await.err(),
+        Some(VerifyError::Signature)
+    );
+    // A flood of forged tokens with unknown keys: at most one fetch per interval.
+    tokio::time::advance(MIN_REFRESH_INTERVAL).await;
+    let before = idp.fetches();
+    for i in 0..50 {
+        let t = forger.token(Some(&format!("k{i}")), &c);
+        assert_eq!(
+            p.verify(&t, NOW_NS).await.err(),
+            Some(VerifyError::Signature)
+        );
+    }
+    assert_eq!(idp.fetches(), before + 1);
+    tokio::time::advance(MIN_REFRESH_INTERVAL).await;
+    assert_eq!(
+        p.verify(&forger.token(None, &c), NOW_NS).await.err(),
+        Some(VerifyError::Signature)
+    );
+    assert_eq!(idp.fetches(), before + 2);
+    // Old keys are fetched again after an hour even without a miss.
+    tokio::time::advance(KEYS_MAX_AGE).await;
+    p.verify(&new.token(Some("new"), &c), NOW_NS).await.unwrap();
+    assert_eq!(idp.fetches(), before + 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_provider_is_retried_but_not_hammered() {
+    let (p, idp) = provider(&[]);
+    let key = Signer::ed();
+    let t = key.token(None, &claims(json!({})));
+    let unreachable = |e: Option<VerifyError>| matches!(e, Some(VerifyError::Unreachable(_)));
+    assert!(unreachable(p.verify(&t, NOW_NS).await.err()));
+    assert!(unreachable(p.verify(&t, NOW_NS).await.err()));
+    assert_eq!(
+        idp.fetches(),
+        1,
+        "the second call did not ask again so soon"
+    );
+    idp.publish(vec![key.jwk(None)]);
+    tokio::time::advance(MIN_REFRESH_INTERVAL).await;
+    p.verify(&t, NOW_NS).await.unwrap();
+    assert_eq!(idp.fetches(), 2);
+    // Once keys are known, an unreachable provider leaves them in use.
+    *idp.jwks.lock().unwrap() = None;
+    tokio::time::advance(KEYS_MAX_AGE).await;
+    p.verify(&t, NOW_NS).await.unwrap();
+    assert_eq!(idp.fetches(), 3);
+    // Malformed tokens never reach the provider.
+    let before = idp.fetches();
+    for bad in ["", "x.y.z", "eyJhbGciOiJub25lIn0.e30.AA"] {
+        assert!(
+            matches!(
+                p.verify(bad, NOW_NS).await.err(),
+                Some(VerifyError::Malformed(_))
+            ),
+            "{bad}"
+        );
+    }
+    assert_eq!(idp.fetches(), before);
+}
