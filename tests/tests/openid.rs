@@ -326,6 +326,12 @@ out = {
     "get": code(lambda: s3.get_object(Bucket="oidc", Key="k")["Body"].read()),
     "put": code(lambda: s3.put_object(Bucket="oidc", Key="new", Body=b"x")),
 }
+# A session policy narrows the session: reads of another key only.
+narrow = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::oidc/other"}]})
+c = assume(os.environ["ALICE"], Policy=narrow)["Credentials"]
+narrowed = client("s3", EP, c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
+out["narrowed_get"] = code(lambda: narrowed.get_object(Bucket="oidc", Key="k"))
 # The session is bounded by the token: this one expires 20 minutes from now.
 r = assume(os.environ["SOON"], DurationSeconds=3600)
 out["soon_ttl"] = (r["Credentials"]["Expiration"] - datetime.now(timezone.utc)).total_seconds()
@@ -413,6 +419,10 @@ async fn web_identity_sessions_follow_the_policy_claim() {
     );
     assert_eq!(v["get"], "ok", "readonly allows reads: {v}");
     assert_eq!(v["put"], "AccessDenied", "readonly refuses writes: {v}");
+    assert_eq!(
+        v["narrowed_get"], "AccessDenied",
+        "the session policy narrows: {v}"
+    );
     for (case, want) in [
         ("bob", "AccessDenied"),
         ("carol", "AccessDenied"),
@@ -612,9 +622,37 @@ async fn rotated_provider_keys_work_without_a_restart() {
         (400, "InvalidIdentityToken"),
         "the withdrawn key's tokens stop working"
     );
+    // What the refresh itself cost, as the server logged it.
+    let logs = format!("{}{}", srv.stdout(), srv.stderr());
+    let fetches: Vec<String> = logs
+        .lines()
+        .filter(|l| l.contains("OpenID Connect keys fetched"))
+        .filter_map(|l| l.split("elapsed_ms").nth(1))
+        .map(|rest| {
+            // The number after `=`, past the log's colour codes.
+            let mut plain = String::new();
+            let mut escape = false;
+            for c in rest.chars() {
+                match (escape, c) {
+                    (false, '\u{1b}') => escape = true,
+                    (true, 'm') => escape = false,
+                    (false, c) if c.is_ascii_digit() || c == '.' => plain.push(c),
+                    (false, '=') => {}
+                    (false, _) if !plain.is_empty() => break,
+                    _ => {}
+                }
+            }
+            plain
+        })
+        .collect();
+    assert!(
+        fetches.len() >= 2,
+        "a start-up fetch and the refresh: {logs}"
+    );
     eprintln!(
         "STS latency: first call {first:?} (keys fetched at start), cached keys p50 {:?}, \
-         call that refreshed the rotated keys {refreshed:?}",
+         call that refreshed the rotated keys {refreshed:?}; key fetches (discovery + JWKS, \
+         then JWKS) took {fetches:?} ms",
         p50(cached)
     );
 }

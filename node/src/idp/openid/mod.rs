@@ -1,9 +1,11 @@
 //! OpenID Connect providers (`CAIRN_IDENTITY_OPENID_*`, MinIO's settings with Cairn's prefix).
 //!
 //! A provider is known by its discovery document (`CONFIG_URL`): it names the issuer every token
-//! must carry and where the signing keys are published (`jwks_uri`). Both are fetched on first
-//! use, not at start, so a provider that is down does not keep the server from starting; the
-//! STS call then fails with `IDPCommunicationError` and the next one tries again.
+//! must carry and where the signing keys are published (`jwks_uri`). Both are fetched in the
+//! background at start and again on use until they arrive, so a provider that is down does not
+//! keep the server from starting: STS calls fail with `IDPCommunicationError` meanwhile. Only
+//! these two public documents are ever fetched, never a URL a token names (`jku`, `x5u`), and
+//! redirects are not followed.
 //!
 //! Keys rotate: a token signed by a key the cached set does not hold (an unknown `kid`, or no
 //! cached key verifying a token without `kid`) makes the provider's key set fetched again, at
@@ -572,7 +574,7 @@ impl Provider {
                     keys = set.keys.len(),
                     skipped = set.skipped,
                     miss,
-                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    elapsed_ms = (started.elapsed().as_secs_f64() * 1e4).round() / 10.0,
                     "OpenID Connect keys fetched"
                 );
                 let keys = Arc::new(Keys {
