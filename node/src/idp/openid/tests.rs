@@ -39,6 +39,8 @@ impl Fetch for FakeIdp {
             )),
             JWKS_URL => {
                 self.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+                // Let concurrent callers run while the fetch is under way.
+                tokio::task::yield_now().await;
                 match &*self.jwks.lock().unwrap() {
                     Some(doc) => Ok(Bytes::from(doc.to_string())),
                     None => Err("connection refused".into()),
@@ -442,4 +444,29 @@ async fn an_unreachable_provider_is_retried_but_not_hammered() {
         );
     }
     assert_eq!(idp.fetches(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_logins_after_a_rotation_share_one_fetch() {
+    let (p, idp) = provider(&[]);
+    let (old, new) = (Signer::ed(), Signer::ed());
+    idp.publish(vec![old.jwk(Some("old"))]);
+    let c = claims(json!({}));
+    p.verify(&old.token(Some("old"), &c), NOW_NS).await.unwrap();
+    idp.publish(vec![new.jwk(Some("new"))]);
+    let token = new.token(Some("new"), &c);
+    let logins: Vec<_> = (0..32)
+        .map(|_| {
+            let (p, t) = (p.clone(), token.clone());
+            tokio::spawn(async move { p.verify(&t, NOW_NS).await })
+        })
+        .collect();
+    for login in logins {
+        assert_eq!(login.await.unwrap().unwrap().subject, "alice");
+    }
+    assert_eq!(
+        idp.fetches(),
+        2,
+        "one fetch at first use, one for the rotation"
+    );
 }
