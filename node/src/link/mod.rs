@@ -1,4 +1,5 @@
-//! Signed HTTP(S) requests to a peer site's S3 endpoint.
+//! Signed HTTP(S) requests to a peer site's S3 endpoint (and [`Link::get`], the unsigned fetches
+//! of an identity provider's public documents, over the same handed-in network and roots).
 //!
 //! Sites talk over their public S3 port, as an operator's `aws` or `cairn admin` would: a peer is
 //! a URL plus credentials, and nothing about its nodes or internode token is shared. The network
