@@ -470,3 +470,118 @@ async fn concurrent_logins_after_a_rotation_share_one_fetch() {
         "one fetch at first use, one for the rotation"
     );
 }
+
+/// A network whose every connection is answered by `response` (after the request's head), or
+/// never answered; the request heads are kept.
+struct Canned {
+    response: Option<Vec<u8>>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait]
+impl crate::net::Dial for Canned {
+    async fn dial(&self, _host: &str, _port: u16) -> std::io::Result<Box<dyn crate::net::Stream>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (client, mut server) = tokio::io::duplex(1 << 16);
+        let response = self.response.clone();
+        let requests = self.requests.clone();
+        tokio::spawn(async move {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match server.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            requests
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&head).into_owned());
+            match response {
+                Some(r) => {
+                    let _ = server.write_all(&r).await;
+                    let _ = server.shutdown().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        });
+        Ok(Box::new(client))
+    }
+}
+
+fn canned(response: Option<&str>) -> (Link, Arc<Mutex<Vec<String>>>) {
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let dial = Canned {
+        response: response.map(|r| r.as_bytes().to_vec()),
+        requests: requests.clone(),
+    };
+    let clock: crate::clock::SharedClock = Arc::new(crate::clock::SystemClock);
+    (Link::new(Arc::new(dial), b"", clock), requests)
+}
+
+/// The production fetcher ([`Link::get`] over a handed-in network): what it asks, and that a
+/// provider's error status, oversized answer or silence is an error, not a hang.
+#[tokio::test(start_paused = true)]
+async fn provider_fetches_are_bounded_in_size_status_and_time() {
+    let (link, requests) = canned(Some(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+    ));
+    let body = Fetch::get(
+        &link,
+        "http://idp.test:8080/.well-known/openid-configuration?x=1",
+        64,
+    )
+    .await
+    .unwrap();
+    assert_eq!(&body[..], b"{}");
+    let head = requests.lock().unwrap()[0].to_lowercase();
+    assert!(
+        head.starts_with("get /.well-known/openid-configuration?x=1 http/1.1\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("host: idp.test:8080\r\n"), "{head}");
+    assert!(!head.contains("authorization"), "{head}");
+
+    let (link, _) = canned(Some("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"));
+    let e = Fetch::get(&link, "http://idp.test/jwks", 64)
+        .await
+        .unwrap_err();
+    assert!(e.contains("404"), "{e}");
+
+    let big = format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{}",
+        "x".repeat(100)
+    );
+    let (link, _) = canned(Some(&big));
+    let e = Fetch::get(&link, "http://idp.test/jwks", 64)
+        .await
+        .unwrap_err();
+    assert!(e.contains("at most 64 bytes"), "{e}");
+
+    for url in ["ftp://idp.test/x", "idp.test/x", "http:///x"] {
+        let (link, requests) = canned(Some("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"));
+        assert!(Fetch::get(&link, url, 64).await.is_err(), "{url}");
+        assert!(requests.lock().unwrap().is_empty(), "{url}");
+    }
+
+    // A provider that takes the request and never answers: the provider's own deadline ends it.
+    let (link, _) = canned(None);
+    let names = vec![format!("{PREFIX}CONFIG_URL"), format!("{PREFIX}CLIENT_ID")];
+    let vars = |k: &str| match k.strip_prefix(PREFIX) {
+        Some("CONFIG_URL") => Some("http://idp.test/.well-known/openid-configuration".to_owned()),
+        Some("CLIENT_ID") => Some("cairn".to_owned()),
+        _ => None,
+    };
+    let p = from_vars(&names, &vars, Arc::new(link)).unwrap().remove(0);
+    let started = Instant::now();
+    let e = p
+        .verify(&Signer::ed().token(None, &claims(json!({}))), NOW_NS)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, VerifyError::Unreachable(ref m) if m.contains("no answer within")),
+        "{e}"
+    );
+    assert_eq!(started.elapsed(), FETCH_TIMEOUT);
+}
