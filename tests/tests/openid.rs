@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use cairn_tests::admin::AdminCli;
 use cairn_tests::*;
 use serde_json::{json, Value};
 
@@ -584,6 +585,57 @@ print(json.dumps({
     assert_eq!(v["wrong_role"], "InvalidIdentityToken", "{v}");
     assert_eq!(v["unknown_role"], "InvalidParameterValue", "{v}");
     assert_eq!(v["no_policy"], "AccessDenied", "{v}");
+}
+
+/// What a user needs to manage its own service accounts (as in MinIO).
+const SELF_SERVICE: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["admin:CreateServiceAccount"],"Resource":["arn:aws:s3:::*"]}]}"#;
+
+/// With an OpenID provider the internal IDP takes no new users, but an OIDC user makes service
+/// accounts for itself (issue 19 item 3), acting with the policies its token named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openid_users_make_their_own_service_accounts() {
+    let idp = Idp::start().await;
+    let srv = Server::start_with(provider_env(ServerOptions::new(1), "", &idp, CLIENT)).await;
+    root_bucket(&srv).await;
+    let admin = AdminCli::for_server("root", &srv).await;
+    admin.policy("root", "self-service", SELF_SERVICE).await;
+    let out = admin
+        .fails(&["user", "add", "root", "mallory", "mallory-secret"])
+        .await;
+    assert!(out.contains("XMinioIAMActionNotAllowed"), "{out}");
+
+    idp.set_user("alice", json!({"policy": ["readwrite", "self-service"]}))
+        .await;
+    let (status, body) = web_identity(&srv, &idp.token("alice").await, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let tag = |t: &str| xml_tag(&body, t).unwrap_or_else(|| panic!("no {t}: {body}"));
+    let (ak, sk, token) = (
+        tag("AccessKeyId"),
+        tag("SecretAccessKey"),
+        tag("SessionToken"),
+    );
+    let session = (ak.as_str(), sk.as_str(), Some(token.as_str()));
+    let (status, body) = srv
+        .signed("POST", "/cairn/admin/v1/iam/svcacct/add", session, b"{}")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let svc = srv.client_with(
+        v["access_key"].as_str().unwrap(),
+        v["secret_key"].as_str().unwrap(),
+    );
+    let r = svc
+        .put_object()
+        .bucket("oidc")
+        .key("by-alice-svc")
+        .body(b"x".to_vec().into())
+        .send()
+        .await;
+    assert!(
+        r.is_ok(),
+        "the service account writes with readwrite: {r:?}"
+    );
+    assert_eq!(get(&svc, "oidc", "k").await, b"hello");
 }
 
 /// The provider rotates its signing key (a restart of the mock makes a new one): Cairn fetches
