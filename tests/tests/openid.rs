@@ -548,6 +548,14 @@ async fn role_arn_selects_a_role_policy_provider() {
         .env("CAIRN_IDENTITY_OPENID_ROLE_POLICY_APP3", "no-such-policy");
     let srv = Server::start_with(opts).await;
     root_bucket(&srv).await;
+    // The start-up log names each provider's role ARN, where operators find it.
+    let logs = format!("{}{}", srv.stdout(), srv.stderr());
+    let configured: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("OpenID Connect provider configured"))
+        .collect();
+    assert_eq!(configured.len(), 3, "{logs}");
+    assert!(logs.contains("arn:cairn:iam:::role/APP2"), "{logs}");
     // Alice's claim grants nothing; the role does.
     idp.set_user("alice", json!({"policy": "no-such-policy"}))
         .await;

@@ -305,6 +305,18 @@ pub fn from_env(
     let clock: crate::clock::SharedClock = Arc::new(crate::clock::SystemClock);
     let fetch: Arc<dyn Fetch> = Arc::new(Link::new(dial, &roots, clock));
     let providers = from_vars(&names, vars, fetch)?;
+    for p in &providers {
+        // The role ARN is what callers of a role-policy provider must send: the log is where an
+        // operator finds it.
+        tracing::info!(
+            provider = p.display_name(),
+            config_url = %p.config_url,
+            client_id = %p.client_id,
+            role_arn = p.role.as_ref().map(|r| r.arn.as_str()),
+            claim = (p.role.is_none()).then_some(p.claim.as_str()),
+            "OpenID Connect provider configured"
+        );
+    }
     // Fetch the keys now, so a wrong URL shows in the start-up log and the first login does not
     // wait for them; failing is no reason not to start (the first use tries again).
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
