@@ -86,6 +86,8 @@ fn refusal(e: &VerifyError) -> StsError {
     }
 }
 
+/// The session a web-identity (or client-grants) call buys: its token verified by the provider
+/// the call selects, its policies those the token grants that the site has.
 pub(super) async fn validate(
     node: &Node,
     action: &str,
