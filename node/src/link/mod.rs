@@ -1,4 +1,5 @@
-//! Signed HTTP(S) requests to a peer site's S3 endpoint.
+//! Signed HTTP(S) requests to a peer site's S3 endpoint (and [`Link::get`], the unsigned fetches
+//! of an identity provider's public documents, over the same handed-in network and roots).
 //!
 //! Sites talk over their public S3 port, as an operator's `aws` or `cairn admin` would: a peer is
 //! a URL plus credentials, and nothing about its nodes or internode token is shared. The network
@@ -194,40 +195,11 @@ impl Link {
             builder = builder.header(*k, *v);
         }
         let request = builder.body(req.body).map_err(|_| bad())?;
+        let mut sender = self.connect(&endpoint, &host, port, tls).await?;
         let unreachable = |reason: String| LinkError::Unreachable {
             endpoint: endpoint.clone(),
             reason,
         };
-        let connect = async {
-            let stream = self
-                .dial
-                .dial(&host, port)
-                .await
-                .map_err(|e| unreachable(format!("connect: {e}")))?;
-            let stream: Box<dyn Stream> = if tls {
-                let name = ServerName::try_from(host.clone()).map_err(|_| bad())?;
-                Box::new(
-                    self.tls
-                        .connect(name, stream)
-                        .await
-                        .map_err(|e| unreachable(format!("TLS: {e}")))?,
-                )
-            } else {
-                stream
-            };
-            hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| unreachable(format!("HTTP: {e}")))
-        };
-        let (mut sender, conn) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-            .await
-            .map_err(|_| unreachable("connect timed out".into()))??;
-        let label = endpoint.clone();
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(endpoint = %label, error = %e, "peer connection ended with an error");
-            }
-        });
         let resp = tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request))
             .await
             .map_err(|_| unreachable("no answer in time".into()))?
@@ -248,6 +220,98 @@ impl Link {
             status,
             message,
         })
+    }
+
+    /// An HTTP/1.1 connection to `host:port` (TLS when `tls`), handshakes done within
+    /// [`CONNECT_TIMEOUT`]; `endpoint` names the peer in errors.
+    async fn connect(
+        &self,
+        endpoint: &str,
+        host: &str,
+        port: u16,
+        tls: bool,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Body>, LinkError> {
+        let unreachable = |reason: String| LinkError::Unreachable {
+            endpoint: endpoint.to_owned(),
+            reason,
+        };
+        let connect = async {
+            let stream = self
+                .dial
+                .dial(host, port)
+                .await
+                .map_err(|e| unreachable(format!("connect: {e}")))?;
+            let stream: Box<dyn Stream> = if tls {
+                let name = ServerName::try_from(host.to_owned())
+                    .map_err(|_| LinkError::Endpoint(endpoint.to_owned()))?;
+                Box::new(
+                    self.tls
+                        .connect(name, stream)
+                        .await
+                        .map_err(|e| unreachable(format!("TLS: {e}")))?,
+                )
+            } else {
+                stream
+            };
+            hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| unreachable(format!("HTTP: {e}")))
+        };
+        let (sender, conn) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| unreachable("connect timed out".into()))??;
+        let label = endpoint.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(endpoint = %label, error = %e, "peer connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// An unsigned `GET` of `url` (an identity provider's discovery document or keys, which are
+    /// public): the body of a 2xx answer, refused past `max` bytes.
+    pub async fn get(&self, url: &str, max: usize) -> Result<Bytes, LinkError> {
+        let bad = || LinkError::Endpoint(url.to_owned());
+        let uri: hyper::Uri = url.parse().map_err(|_| bad())?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(bad()),
+        };
+        let host = uri.host().ok_or_else(bad)?.to_string();
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let authority = uri.authority().ok_or_else(bad)?.to_string();
+        let target = uri.path_and_query().map_or("/", |p| p.as_str());
+        let request = hyper::Request::get(target)
+            .header("host", authority)
+            .header("accept", "application/json")
+            .body(empty())
+            .map_err(|_| bad())?;
+        let unreachable = |reason: String| LinkError::Unreachable {
+            endpoint: url.to_owned(),
+            reason,
+        };
+        let mut sender = self.connect(url, &host, port, tls).await?;
+        let resp = tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request))
+            .await
+            .map_err(|_| unreachable("no answer in time".into()))?
+            .map_err(|e| unreachable(format!("request: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(LinkError::Status {
+                endpoint: url.to_owned(),
+                status: resp.status().as_u16(),
+                message: String::new(),
+            });
+        }
+        tokio::time::timeout(
+            RESPONSE_TIMEOUT,
+            http_body_util::Limited::new(resp.into_body(), max).collect(),
+        )
+        .await
+        .map_err(|_| unreachable("answer timed out".into()))?
+        .map(|b| b.to_bytes())
+        .map_err(|e| unreachable(format!("reading the answer (at most {max} bytes): {e}")))
     }
 
     /// Sends `req` and reads the whole (small) answer.
