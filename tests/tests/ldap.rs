@@ -68,7 +68,15 @@ async fn sts(srv: &Server, form: &[(&str, &str)]) -> (u16, String) {
         .send()
         .await
         .expect("STS call");
-    (r.status().as_u16(), r.text().await.unwrap_or_default())
+    let id = r
+        .headers()
+        .get("x-amz-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (status, body) = (r.status().as_u16(), r.text().await.unwrap_or_default());
+    // The document names the request as its header does.
+    assert_eq!(xml_tag(&body, "RequestId"), id, "{body}");
+    (status, body)
 }
 
 #[derive(Debug, Clone)]

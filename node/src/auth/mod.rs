@@ -28,6 +28,11 @@ pub struct ConnInfo {
     pub secure: bool,
 }
 
+/// The id a request's answer carries (`x-amz-request-id`), as a request extension, so that
+/// documents naming it (STS's `RequestId`) name the same one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
 /// The verified client certificate of a mutual-TLS connection (request extension), for STS
 /// `AssumeRoleWithCertificate`.
 #[derive(Debug, Clone, PartialEq, Eq)]

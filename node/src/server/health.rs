@@ -252,6 +252,9 @@ impl Router {
     {
         let id = self.request_ids.next();
         let span = tracing::debug_span!("request_id", id = %id);
+        let mut req = req;
+        req.extensions_mut()
+            .insert(crate::auth::RequestId(id.clone()));
         let resp = self.serve(req).instrument(span).await?;
         Ok(stamp(resp, &id).await)
     }

@@ -205,7 +205,10 @@ async fn handle(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<B
         .await
         .map_err(|_| s3_error!(InvalidRequest, "STS request body is too large"))?;
     let form = Form::parse(&String::from_utf8_lossy(&body)).with_query(&req.uri);
-    let request_id = auth.with_rng(|r| format!("{:016X}", r.next_u64()));
+    let request_id = match req.extensions.get::<crate::auth::RequestId>() {
+        Some(id) => id.0.clone(),
+        None => auth.with_rng(|r| format!("{:016X}", r.next_u64())),
+    };
     let now_ns = auth.clock.now_ns();
     let action = match form.get("Action") {
         Some(a) => ACTIONS.iter().copied().find(|x| *x == a).ok_or_else(|| {
