@@ -88,6 +88,37 @@ pub struct PeerRequest<'a> {
     pub body: Body,
 }
 
+/// An `http(s)://` URL taken apart for dialing.
+struct Url {
+    tls: bool,
+    host: String,
+    port: u16,
+    authority: String,
+    uri: hyper::Uri,
+}
+
+impl Url {
+    fn parse(url: &str) -> Result<Self, LinkError> {
+        let bad = || LinkError::Endpoint(url.to_owned());
+        let uri: hyper::Uri = url.parse().map_err(|_| bad())?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(bad()),
+        };
+        let host = uri.host().ok_or_else(bad)?.to_string();
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let authority = uri.authority().ok_or_else(bad)?.to_string();
+        Ok(Self {
+            tls,
+            host,
+            port,
+            authority,
+            uri,
+        })
+    }
+}
+
 /// Sends signed requests to peer sites.
 #[derive(Clone)]
 pub struct Link {
@@ -148,15 +179,13 @@ impl Link {
     ) -> Result<hyper::Response<Incoming>, LinkError> {
         let endpoint = peer.endpoint.clone();
         let bad = || LinkError::Endpoint(endpoint.clone());
-        let uri: hyper::Uri = peer.endpoint.parse().map_err(|_| bad())?;
-        let tls = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err(bad()),
-        };
-        let host = uri.host().ok_or_else(bad)?.to_string();
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let authority = uri.authority().ok_or_else(bad)?.to_string();
+        let Url {
+            tls,
+            host,
+            port,
+            authority,
+            ..
+        } = Url::parse(&peer.endpoint)?;
         // The peer's s3s checks the signature date against its operating system's clock, not
         // a handed-in one, so the date must be OS time (it reaches nothing else).
         let date = amz_date(time::OffsetDateTime::now_utc());
@@ -273,15 +302,13 @@ impl Link {
     /// public): the body of a 2xx answer, refused past `max` bytes.
     pub async fn get(&self, url: &str, max: usize) -> Result<Bytes, LinkError> {
         let bad = || LinkError::Endpoint(url.to_owned());
-        let uri: hyper::Uri = url.parse().map_err(|_| bad())?;
-        let tls = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err(bad()),
-        };
-        let host = uri.host().ok_or_else(bad)?.to_string();
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let authority = uri.authority().ok_or_else(bad)?.to_string();
+        let Url {
+            tls,
+            host,
+            port,
+            authority,
+            uri,
+        } = Url::parse(url)?;
         let target = uri.path_and_query().map_or("/", |p| p.as_str());
         let request = hyper::Request::get(target)
             .header("host", authority)
