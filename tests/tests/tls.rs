@@ -244,3 +244,27 @@ async fn site_nodes_talk_over_mutual_tls() {
         "a certificate from another CA reached the internode port: {out}"
     );
 }
+
+/// `cairn admin` against a site that speaks HTTPS: trusted through `certs/CAs/` beside the alias
+/// file, refused clearly without the site's authority or with another one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_cli_talks_https_to_a_site_it_trusts() {
+    let work = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("cairn test CA");
+    let certs = ca.write_node_dir(&work.path().join("certs"), "node1");
+    let srv = Server::start_with(ServerOptions::new(1).certs_dir(certs)).await;
+    let cli = cairn_tests::admin::AdminCli::for_server("tls", &srv).await;
+    let cas = cli.dir().join("certs").join("CAs");
+    let out = cli.fails(&["user", "list", "tls"]).await;
+    assert!(out.contains("TLS") && out.contains("certs/CAs"), "{out}");
+    std::fs::create_dir_all(&cas).unwrap();
+    std::fs::write(cas.join("other.crt"), &TestCa::new("someone else").pem).unwrap();
+    let out = cli.fails(&["user", "list", "tls"]).await;
+    assert!(out.contains("TLS"), "{out}");
+    std::fs::write(cas.join("site.crt"), &ca.pem).unwrap();
+    cli.ok(&["user", "add", "tls", "bob", "bob-secret-1"]).await;
+    assert!(cli.ok(&["user", "list", "tls"]).await.contains("bob"));
+    // A refusal from the server is reported as the server's.
+    let out = cli.fails(&["user", "info", "tls", "nobody"]).await;
+    assert!(out.contains("XMinioAdminNoSuchUser"), "{out}");
+}

@@ -4,12 +4,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use super::alias::{self, Aliases, Target};
-use crate::sign::{amz_date, SignRequest, Signer, UNSIGNED_PAYLOAD};
 
 #[derive(clap::Args, Debug)]
 pub struct AdminArgs {
@@ -200,8 +196,25 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Set to a PEM file of authorities to trust for `https://` endpoints instead of
+/// `CAs/` beside the alias file (`~/.cairn/certs/CAs/`).
+pub const CA_FILE_ENV: &str = "CAIRN_CA_FILE";
+
+/// The authorities the CLI trusts for `https://` endpoints.
+fn trusted_cas() -> anyhow::Result<Vec<u8>> {
+    if let Some(file) = std::env::var_os(CA_FILE_ENV) {
+        let file = std::path::PathBuf::from(file);
+        return std::fs::read(&file)
+            .with_context(|| format!("{CA_FILE_ENV}: cannot read {}", file.display()));
+    }
+    let config = alias::config_path()?;
+    let certs = config.parent().map(|d| d.join("certs")).unwrap_or_default();
+    crate::link::trusted_cas(&certs).with_context(|| format!("cannot read {}", certs.display()))
+}
+
 /// Sends one signed admin request (`op` relative to `/cairn/admin/v1/`, a JSON `body` or none)
 /// and returns the response text; a non-2xx answer is an error carrying the server's message.
+/// `https://` endpoints are verified against [`trusted_cas`].
 pub async fn call(
     target: &Target,
     method: &str,
@@ -209,59 +222,41 @@ pub async fn call(
     query: &[(&str, String)],
     body: Vec<u8>,
 ) -> anyhow::Result<String> {
-    let (ak, sk) = (&target.access_key, &target.secret_key);
-    let base: hyper::Uri = target
-        .url
-        .parse()
-        .with_context(|| format!("invalid endpoint {:?}", target.url))?;
-    let host = base
-        .authority()
-        .context("endpoint has no host")?
-        .to_string();
+    let https = target.url.starts_with("https://");
+    let cas = if https { trusted_cas()? } else { Vec::new() };
+    // Healing a large deployment takes a while; only connection problems should fail fast.
+    let link = crate::link::Link::new(
+        std::sync::Arc::new(crate::net::TcpDial),
+        &cas,
+        std::sync::Arc::new(crate::clock::SystemClock),
+    )
+    .with_response_timeout(Duration::from_secs(24 * 3600));
+    let peer = crate::link::PeerTarget {
+        endpoint: target.url.trim_end_matches('/').to_owned(),
+        access_key: target.access_key.clone(),
+        secret_key: zeroize::Zeroizing::new(target.secret_key.clone()),
+        region: target.region.clone(),
+    };
     let path = format!("{}{op}", super::PREFIX);
-    let query_refs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let query_string = query
-        .iter()
-        .map(|(k, v)| format!("{k}={}", crate::s3::convert::url_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
-    let date = amz_date(time::OffsetDateTime::now_utc());
-    let mut signer = Signer::new(ak, sk, &target.region, "s3");
-    let auth = signer.authorization(&SignRequest {
+    let req = crate::link::PeerRequest {
         method,
         path: &path,
-        query: &query_refs,
-        headers: &[
-            ("host", &host),
-            ("x-amz-date", &date),
-            ("x-amz-content-sha256", UNSIGNED_PAYLOAD),
-        ],
-        payload_hash: UNSIGNED_PAYLOAD,
-        amz_date: &date,
-    });
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(format!(
-            "{}://{host}{path}{}{query_string}",
-            base.scheme_str().unwrap_or("http"),
-            if query_string.is_empty() { "" } else { "?" }
-        ))
-        .header("host", &host)
-        .header("x-amz-date", &date)
-        .header("x-amz-content-sha256", UNSIGNED_PAYLOAD)
-        .header("authorization", auth)
-        .body(Full::new(Bytes::from(body)))?;
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    // Healing a large deployment takes a while; only connection problems should fail fast.
-    let resp = tokio::time::timeout(Duration::from_secs(24 * 3600), client.request(req))
-        .await
-        .context("admin request timed out")?
-        .with_context(|| format!("cannot reach {}", target.url))?;
-    let status = resp.status();
-    let body = resp.into_body().collect().await?.to_bytes();
-    let text = String::from_utf8_lossy(&body).into_owned();
-    if !status.is_success() {
-        anyhow::bail!("{op} failed: HTTP {status}: {text}");
+        query,
+        headers: &[],
+        body: crate::link::full(Bytes::from(body)),
+    };
+    match link.call(&peer, req).await {
+        Ok(body) => Ok(String::from_utf8_lossy(&body).into_owned()),
+        Err(crate::link::LinkError::Status {
+            status, message, ..
+        }) => anyhow::bail!("{op} failed: HTTP {status}: {message}"),
+        Err(e) if https && e.to_string().contains("TLS") => anyhow::bail!(
+            "{e}: is the server's certificate issued by an authority in {}? ({CA_FILE_ENV} names another file)",
+            alias::config_path()?
+                .parent()
+                .map(|d| d.join("certs").join("CAs").display().to_string())
+                .unwrap_or_default()
+        ),
+        Err(e) => anyhow::bail!("cannot reach {}: {e}", target.url),
     }
-    Ok(text)
 }

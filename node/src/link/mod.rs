@@ -88,6 +88,22 @@ pub struct PeerRequest<'a> {
     pub body: Body,
 }
 
+/// The authorities in `dir/CAs/` (PEM, concatenated, in file name order), trusted for outbound
+/// TLS: peer sites, the LDAP directory, OpenID providers, and the admin CLI's servers. Nothing
+/// when the directory does not exist.
+pub fn trusted_cas(dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let mut ca_pem = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir.join("CAs")) {
+        let mut paths: Vec<std::path::PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for p in paths.iter().filter(|p| p.is_file()) {
+            ca_pem.extend(std::fs::read(p)?);
+            ca_pem.push(b'\n');
+        }
+    }
+    Ok(ca_pem)
+}
+
 /// An `http(s)://` URL taken apart for dialing.
 struct Url {
     tls: bool,
@@ -126,6 +142,8 @@ pub struct Link {
     tls: tokio_rustls::TlsConnector,
     /// What every call saw of its peer (`cairn admin site status`).
     pub contacts: Arc<Contacts>,
+    /// From a request's start to its answer's headers, and again for its body.
+    response_timeout: Duration,
 }
 
 impl Link {
@@ -150,7 +168,14 @@ impl Link {
             dial,
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             contacts: Arc::new(Contacts::new(clock)),
+            response_timeout: RESPONSE_TIMEOUT,
         }
+    }
+
+    /// The same link with another response timeout (the admin CLI waits for a long heal).
+    pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
     }
 
     /// Sends `req` to `peer`, signed with its credentials (`UNSIGNED-PAYLOAD`: bodies stream).
@@ -229,7 +254,7 @@ impl Link {
             endpoint: endpoint.clone(),
             reason,
         };
-        let resp = tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request))
+        let resp = tokio::time::timeout(self.response_timeout, sender.send_request(request))
             .await
             .map_err(|_| unreachable("no answer in time".into()))?
             .map_err(|e| unreachable(format!("request: {e}")))?;
@@ -237,7 +262,7 @@ impl Link {
             return Ok(resp);
         }
         let status = resp.status().as_u16();
-        let body = tokio::time::timeout(RESPONSE_TIMEOUT, resp.into_body().collect())
+        let body = tokio::time::timeout(self.response_timeout, resp.into_body().collect())
             .await
             .ok()
             .and_then(Result::ok)
@@ -320,7 +345,7 @@ impl Link {
             reason,
         };
         let mut sender = self.connect(url, &host, port, tls).await?;
-        let resp = tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request))
+        let resp = tokio::time::timeout(self.response_timeout, sender.send_request(request))
             .await
             .map_err(|_| unreachable("no answer in time".into()))?
             .map_err(|e| unreachable(format!("request: {e}")))?;
@@ -332,7 +357,7 @@ impl Link {
             });
         }
         tokio::time::timeout(
-            RESPONSE_TIMEOUT,
+            self.response_timeout,
             http_body_util::Limited::new(resp.into_body(), max).collect(),
         )
         .await
@@ -345,7 +370,7 @@ impl Link {
     pub async fn call(&self, peer: &PeerTarget, req: PeerRequest<'_>) -> Result<Bytes, LinkError> {
         let endpoint = peer.endpoint.clone();
         let resp = self.send(peer, req).await?;
-        tokio::time::timeout(RESPONSE_TIMEOUT, resp.into_body().collect())
+        tokio::time::timeout(self.response_timeout, resp.into_body().collect())
             .await
             .map_err(|_| LinkError::Unreachable {
                 endpoint: endpoint.clone(),

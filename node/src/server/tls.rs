@@ -70,20 +70,13 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// The authorities in `dir/CAs/` (PEM, concatenated), trusted for outbound TLS: peer sites,
-/// the LDAP directory, OpenID providers. Read even without a server certificate, so a node that
-/// serves plain HTTP still verifies the servers it calls.
+/// The authorities in `dir/CAs/` (see [`crate::link::trusted_cas`]). Read even without a server
+/// certificate, so a node that serves plain HTTP still verifies the servers it calls.
 pub fn trusted_cas(dir: &Path) -> Result<Vec<u8>, TlsError> {
-    let mut ca_pem = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir.join(CA_DIR)) {
-        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-        paths.sort();
-        for p in paths.iter().filter(|p| p.is_file()) {
-            ca_pem.extend(read(p)?);
-            ca_pem.push(b'\n');
-        }
-    }
-    Ok(ca_pem)
+    crate::link::trusted_cas(dir).map_err(|source| TlsError::Read {
+        path: dir.join(CA_DIR),
+        source,
+    })
 }
 
 impl TlsMaterial {
