@@ -177,6 +177,13 @@ impl Slapd {
             .unwrap_or_else(|e| panic!("ldapdelete {dn}: {e}"));
     }
 
+    /// Applies an LDIF change (`ldapmodify`).
+    pub async fn modify(&self, ldif: &str) {
+        self.tool("ldapmodify", &[], Some(ldif))
+            .await
+            .unwrap_or_else(|e| panic!("ldapmodify: {e}"));
+    }
+
     /// Adds a user.
     pub async fn add_user(&self, uid: &str, password: &str) {
         self.tool("ldapadd", &[], Some(&user_ldif(uid, password)))

@@ -420,15 +420,22 @@ async fn ldap_logins_get_the_policies_of_their_dn_and_groups() {
     }
 }
 
+/// The users' filter leaves out accounts marked disabled, as AD filters do with
+/// `userAccountControl`.
+const ENABLED_USERS: &str = "(&(uid=%s)(!(description=disabled)))";
+
 #[tokio::test]
-async fn a_user_gone_from_the_directory_loses_its_service_account() {
-    let slapd = Slapd::start(
-        &[("frank", "frank-pw"), ("grace", "grace-pw")],
-        &[("staff", &["frank", "grace"])],
-    )
-    .await;
+async fn users_gone_from_or_disabled_in_the_directory_lose_their_service_accounts() {
+    let users = [
+        ("frank", "frank-pw"),
+        ("grace", "grace-pw"),
+        ("henry", "henry-pw"),
+    ];
+    let slapd = Slapd::start(&users, &[("staff", &["frank", "grace", "henry"])]).await;
     let srv = Server::start_with(
-        ldap_env(&slapd, &[]).env("CAIRN_IDENTITY_LDAP_CHECK_INTERVAL", "300ms"),
+        ldap_env(&slapd, &[])
+            .env("CAIRN_IDENTITY_LDAP_USER_DN_SEARCH_FILTER", ENABLED_USERS)
+            .env("CAIRN_IDENTITY_LDAP_CHECK_INTERVAL", "300ms"),
     )
     .await;
     let admin = AdminCli::for_server("root", &srv).await;
@@ -439,20 +446,12 @@ async fn a_user_gone_from_the_directory_loses_its_service_account() {
         .await
         .unwrap();
     admin.policy("root", "self-service", SELF_SERVICE).await;
-    ldap_policy(
-        &admin,
-        "attach",
-        &["readwrite", "self-service"],
-        "--group",
-        &group_dn("staff"),
-        true,
-    )
-    .await;
+    let staff = group_dn("staff");
+    let both = ["readwrite", "self-service"];
+    ldap_policy(&admin, "attach", &both, "--group", &staff, true).await;
     let mut accounts = Vec::new();
-    for user in ["frank", "grace"] {
-        let s = login(&srv, user, &format!("{user}-pw"))
-            .await
-            .expect("login");
+    for (user, password) in users {
+        let s = login(&srv, user, password).await.expect("login");
         let (status, body) = admin_as(&srv, &s, "iam/svcacct/add", "{}").await;
         assert_eq!(status, 200, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -463,19 +462,28 @@ async fn a_user_gone_from_the_directory_loses_its_service_account() {
         assert_eq!(put(&c, user).await, "ok");
         accounts.push(c);
     }
+    // Frank leaves the directory; Henry's account is disabled there.
     slapd.delete(&user_dn("frank")).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while put(&accounts[0], "frank-again").await == "ok" {
-        assert!(
-            Instant::now() < deadline,
-            "frank's account still works 30 s after he left"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        login(&srv, "frank", "frank-pw").await.unwrap_err(),
-        "AccessDenied"
+    let disable = format!(
+        "dn: {}\nchangetype: modify\nadd: description\ndescription: disabled\n",
+        user_dn("henry")
     );
+    slapd.modify(&disable).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (i, who) in [(0, "frank"), (2, "henry")] {
+        while put(&accounts[i], "again").await == "ok" {
+            assert!(
+                Instant::now() < deadline,
+                "{who}'s account still works 30 s after the directory dropped him"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let password = format!("{who}-pw");
+        assert_eq!(
+            login(&srv, who, &password).await.unwrap_err(),
+            "AccessDenied"
+        );
+    }
     // The other user of the same group keeps hers.
     assert_eq!(put(&accounts[1], "grace-again").await, "ok");
     // A user who comes back logs in again, but the disabled account stays disabled.

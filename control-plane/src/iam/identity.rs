@@ -77,11 +77,15 @@ pub struct Asserted {
     pub groups: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<String>,
+    /// The name an LDAP user logged in with: the directory check of its service accounts runs
+    /// the user search with it again, so a user the filter no longer finds (disabled) stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
 }
 
 impl Asserted {
     pub fn is_empty(&self) -> bool {
-        self.groups.is_empty() && self.policies.is_empty()
+        self.groups.is_empty() && self.policies.is_empty() && self.username.is_none()
     }
 }
 

@@ -181,9 +181,11 @@ pub enum LdapError {
 pub trait Directory: Send + Sync + 'static {
     /// Binds as `username` with `password` and finds its groups.
     async fn login(&self, username: &str, password: &str) -> Result<Login, LdapError>;
-    /// Whether the user entry `dn` (normalized) still exists: the periodic check of an LDAP
-    /// user's service accounts.
-    async fn user_exists(&self, dn: &str) -> Result<bool, LdapError>;
+    /// Whether the user `dn` (normalized) is still one: with the `username` it logged in with,
+    /// the user search must still find exactly that entry (a filter that leaves disabled
+    /// accounts out then stops them); without, the entry must exist. The periodic check of an
+    /// LDAP user's service accounts.
+    async fn user_valid(&self, dn: &str, username: Option<&str>) -> Result<bool, LdapError>;
 }
 
 /// How often the leader checks that LDAP users with service accounts still exist (MinIO
@@ -235,31 +237,32 @@ impl Ldap {
         Ok(login)
     }
 
-    pub async fn user_exists(&self, dn: &str) -> Result<bool, LdapError> {
-        tokio::time::timeout(LOGIN_TIMEOUT, self.directory.user_exists(dn))
+    pub async fn user_valid(&self, dn: &str, username: Option<&str>) -> Result<bool, LdapError> {
+        tokio::time::timeout(LOGIN_TIMEOUT, self.directory.user_valid(dn, username))
             .await
             .map_err(|_| LdapError::Directory("timed out".into()))?
     }
 
     /// One pass of the check of directory users' service accounts: the enabled accounts of a
-    /// user whose entry is gone are disabled through the control plane (so every node and peer
-    /// site stops them). A directory error changes nothing: an outage must not lock out every
-    /// account. Returns how many accounts it disabled.
+    /// user who is gone or disabled (see [`Directory::user_valid`]) are disabled through the
+    /// control plane (so every node and peer site stops them). A directory error changes
+    /// nothing: an outage must not lock out every account. Returns how many it disabled.
     pub async fn check_accounts(&self, catalog: &Catalog) -> Result<usize, CheckError> {
         let state = catalog.state();
-        let mut by_dn: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut by_user: BTreeMap<(&str, Option<&str>), Vec<&str>> = BTreeMap::new();
         for (key, account) in &state.iam.service_accounts {
             if let (Parent::Ldap(dn), true) = (&account.parent, account.enabled) {
-                by_dn.entry(dn).or_default().push(key);
+                let username = account.asserted.username.as_deref();
+                by_user.entry((dn, username)).or_default().push(key);
             }
         }
         let mut disabled = 0;
-        for (dn, keys) in by_dn {
-            if self.user_exists(dn).await? {
+        for ((dn, username), keys) in by_user {
+            if self.user_valid(dn, username).await? {
                 continue;
             }
             for key in keys {
-                tracing::info!(%dn, access_key = %key, "LDAP user is gone from the directory: disabling its service account");
+                tracing::info!(%dn, access_key = %key, "LDAP user is gone from the directory or disabled: disabling its service account");
                 catalog
                     .propose(Command::Iam(IamCommand::UpdateServiceAccount {
                         access_key: key.to_owned(),
@@ -407,8 +410,21 @@ impl Directory for Ldap3 {
         })
     }
 
-    async fn user_exists(&self, user_dn: &str) -> Result<bool, LdapError> {
+    async fn user_valid(&self, user_dn: &str, username: Option<&str>) -> Result<bool, LdapError> {
         let mut ldap = self.lookup_connection().await?;
+        if let Some(username) = username {
+            let filter = self
+                .config
+                .user_dn_search_filter
+                .replace("%s", &ldap3::ldap_escape(username));
+            let found =
+                Self::search(&mut ldap, &self.config.user_dn_search_base_dn, &filter, 2).await?;
+            let _ = ldap.unbind().await;
+            return Ok(match found.as_slice() {
+                [one] => dn::normalize(one).as_deref() == Some(user_dn),
+                _ => false,
+            });
+        }
         let found = ldap
             .search(user_dn, ldap3::Scope::Base, "(objectClass=*)", vec!["1.1"])
             .await
@@ -445,7 +461,7 @@ mod tests {
                 groups: vec!["cn=b,dc=x".into(), "cn=a,dc=x".into(), "cn=b,dc=x".into()],
             })
         }
-        async fn user_exists(&self, _dn: &str) -> Result<bool, LdapError> {
+        async fn user_valid(&self, _dn: &str, _u: Option<&str>) -> Result<bool, LdapError> {
             Ok(true)
         }
     }

@@ -57,6 +57,7 @@ pub(super) fn validate(
             asserted: Asserted {
                 groups: Vec::new(),
                 policies: vec![cn.clone()],
+                ..Default::default()
             },
         },
         user: cn.clone(),

@@ -61,6 +61,7 @@ pub(super) async fn validate(node: &Node, form: &Form, now_ns: i64) -> Result<Lo
             asserted: Asserted {
                 groups: login.groups,
                 policies: Vec::new(),
+                username: Some(username.to_owned()),
             },
         },
         user: username.to_owned(),

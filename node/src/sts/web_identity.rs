@@ -149,6 +149,7 @@ pub(super) async fn validate(
             asserted: Asserted {
                 groups: Vec::new(),
                 policies,
+                ..Default::default()
             },
         },
         user: identity.subject.clone(),

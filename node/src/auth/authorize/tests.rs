@@ -481,6 +481,7 @@ fn external_identities_get_mapped_or_asserted_policies() {
             asserted: Asserted {
                 groups: groups.iter().map(|g| g.to_string()).collect(),
                 policies: policies.iter().map(|p| p.to_string()).collect(),
+                ..Default::default()
             },
         };
         let i = a.with_rng(|r| a.iam.sessions.issue(&claims, r));
