@@ -261,7 +261,7 @@ fn export(buckets: &BTreeMap<String, BucketInfo>, iam: &IamState) -> Vec<Command
     for (key, account) in &iam.service_accounts {
         iam_cmds.push(IamCommand::AddServiceAccount {
             access_key: key.clone(),
-            account: account.clone(),
+            account: Box::new(account.clone()),
         });
     }
     let ldap = [

@@ -219,7 +219,7 @@ pub enum IamCommand {
     },
     AddServiceAccount {
         access_key: String,
-        account: ServiceAccount,
+        account: Box<ServiceAccount>,
     },
     /// Changes the given fields of a service account.
     UpdateServiceAccount {
@@ -535,7 +535,7 @@ impl IamState {
                     check_policy(doc)?;
                 }
                 self.service_accounts
-                    .insert(access_key.clone(), account.clone());
+                    .insert(access_key.clone(), ServiceAccount::clone(account));
                 Ok(())
             }
             IamCommand::UpdateServiceAccount {

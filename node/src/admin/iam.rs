@@ -759,7 +759,7 @@ async fn add_service_account(
         None => None,
     };
     let cmd = IamCommand::AddServiceAccount {
-        account: ServiceAccount {
+        account: Box::new(ServiceAccount {
             parent,
             secret: seal(auth, &access_key, &secret_key),
             policy: b.policy,
@@ -768,7 +768,7 @@ async fn add_service_account(
             name: b.name,
             description: b.description,
             asserted,
-        },
+        }),
         access_key: access_key.clone(),
     };
     propose(node, auth, cmd).await?;

@@ -125,7 +125,7 @@ fn removing_a_user_removes_memberships_and_service_accounts() {
     .unwrap();
     s.apply(&IamCommand::AddServiceAccount {
         access_key: "alice-svc".into(),
-        account: svc(Parent::User("alice".into()), None),
+        account: Box::new(svc(Parent::User("alice".into()), None)),
     })
     .unwrap();
     s.apply(&IamCommand::RemoveUser {
@@ -202,7 +202,7 @@ fn service_accounts_need_a_parent_and_a_free_key() {
     let mut s = state_with_alice();
     let add = |k: &str, a: ServiceAccount| IamCommand::AddServiceAccount {
         access_key: k.into(),
-        account: a,
+        account: Box::new(a),
     };
     assert_eq!(
         s.apply(&add("svc1", svc(Parent::User("bob".into()), None))),

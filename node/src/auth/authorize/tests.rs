@@ -208,7 +208,7 @@ fn service_accounts_inherit_and_narrow() {
             &mut s,
             IamCommand::AddServiceAccount {
                 access_key: k.into(),
-                account: a,
+                account: Box::new(a),
             },
         );
     }
