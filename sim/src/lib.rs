@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod control;
 pub mod linearizability;
 pub mod lock;
+pub mod monotonic;
 pub mod multipart;
 pub mod net;
 pub mod two_sites;
@@ -373,6 +374,8 @@ pub fn run_seed(seed: u64, opts: &Options, verbose: bool) -> Outcome {
 
 /// Runs `f`, turning a panic into a failed outcome of `seed`.
 pub(crate) fn guarded(seed: u64, f: impl FnOnce() -> Outcome) -> Outcome {
+    align_task_ids();
+    let _clock = monotonic::enter();
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(o) => o,
         Err(p) => {
@@ -393,6 +396,35 @@ pub(crate) fn guarded(seed: u64, f: impl FnOnce() -> Outcome) -> Outcome {
         }
     }
 }
+
+/// tokio numbers every task from one process-wide counter, and a host's runtime files its tasks
+/// in shards by task id modulo the shard count (4 for a current-thread runtime in tokio 1.54). A
+/// crash drops the host's runtime, which cancels its tasks shard by shard, so the order in which
+/// a crashed node's connections close (and the simulated network draws their messages' latency)
+/// depends on the counter's value modulo 4 when the run began, that is on how many tasks earlier
+/// runs in the process spawned. Every run therefore starts with the counter where a fresh
+/// process has it (the next id is 1 modulo [`TASK_ID_PERIOD`]), by spawning empty tasks on a
+/// throwaway runtime. The counter is process-wide: runs on other threads at the same time (tests
+/// in parallel) still move it, so in-process runs go one at a time.
+fn align_task_ids() {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else {
+        return;
+    };
+    rt.block_on(async {
+        loop {
+            let id = tokio::spawn(async {}).id();
+            let Ok(id) = id.to_string().parse::<u64>() else {
+                return;
+            };
+            if (id + 1) % TASK_ID_PERIOD == 1 {
+                return;
+            }
+        }
+    });
+}
+
+/// A multiple of any shard count tokio's current-thread runtime uses (a power of two).
+const TASK_ID_PERIOD: u64 = 64;
 
 fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
     cairn_control_plane::raft::set_seed(seed);
@@ -557,7 +589,9 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
 
 /// Advances the simulation one step; true once it is over (finished, or failed into `error`).
 pub(crate) fn step(sim: &mut turmoil::Sim<'_>, error: &mut Option<String>) -> bool {
-    match sim.step() {
+    let step = sim.step();
+    monotonic::advance(sim.elapsed());
+    match step {
         Ok(done) => done,
         Err(e) => {
             *error = Some(e.to_string());
