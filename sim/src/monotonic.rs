@@ -1,11 +1,11 @@
 //! `std::time::Instant` on simulated time, on the thread that runs a simulation.
 //!
 //! turmoil moves tokio's clock, but some dependencies read the operating system's monotonic
-//! clock themselves: h2 forgets a stream it reset one second of `Instant::now()` after the reset,
-//! and answers a late frame for it with a `RST_STREAM` of its own after that, but not before. A
-//! run of a few wall seconds covering a minute of simulated time then depends on how fast the
-//! machine runs it (a slower run sends more resets, the network draws more latencies, and the
-//! trace changes), so a seed replayed in a fresh process gave one of several traces.
+//! clock themselves. h2 is one: it forgets a stream it reset one second of `Instant::now()` after
+//! the reset, and answers a late frame for it with a `RST_STREAM` of its own after that, but not
+//! before. A run of a few wall seconds covering a minute of simulated time then depends on how
+//! fast the machine runs it (a slower run sends more messages, the network draws more latencies,
+//! and the trace changes), so a seed replayed in a fresh process gave one of several traces.
 //!
 //! While a run is active on a thread ([`enter`]), that thread's monotonic clock reads a fixed
 //! origin plus the simulation's elapsed time ([`advance`] after every step). The `cairn-sim`

@@ -199,7 +199,7 @@ fn two_sites_converge() {
 
 /// Two-site runs replay exactly too: seed 2 (cut links, crashes, a latency fault while replicas
 /// are in flight) gave one of several traces in fresh processes, by how fast the machine ran it
-/// (h2 timed its reset streams on the real monotonic clock; `cairn_sim::monotonic`). It gives
+/// (h2 times reset streams on the monotonic clock, now simulated: `cairn_sim::monotonic`). It gives
 /// its pinned trace first in a process and after seed 1.
 #[test]
 fn two_site_replay_is_exact() {
