@@ -1,7 +1,8 @@
 //! Deterministic simulation of a Cairn site (DESIGN.md §9).
 //!
 //! One seed drives everything: turmoil's network and scheduler, openraft's election timeouts
-//! (through `set_seed`), the nodes' RNGs, the workload and the fault schedule. Running the same
+//! (through `set_seed`), the nodes' RNGs, the workload and the fault schedule, each from its own
+//! named stream (`stream`, `cairn_node::rng`). Running the same
 //! seed twice therefore yields the same trace, whose hash [`run_seed`] reports, so any failure is
 //! replayed with `cargo run -p cairn-sim -- --seed N`.
 
@@ -24,8 +25,9 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use cairn_node::rng::RngStreams;
+use rand::Rng;
+use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha256};
 
 use cluster::{host_name, Site, NODES};
@@ -191,7 +193,7 @@ enum Action {
 /// Draws the fault schedule: (time, action) in time order. At most one node is down at a time
 /// and at most one shard is corrupted per run, so every acknowledged object stays recoverable
 /// (parity 2) and a violation means a bug rather than an impossible demand.
-fn schedule(rng: &mut ChaCha8Rng, until: Duration) -> Vec<(Duration, Action)> {
+fn schedule(rng: &mut ChaCha20Rng, until: Duration) -> Vec<(Duration, Action)> {
     let mut out = Vec::new();
     let mut t = Duration::from_secs(3);
     let mut down_until = Duration::ZERO;
@@ -243,9 +245,9 @@ fn schedule(rng: &mut ChaCha8Rng, until: Duration) -> Vec<(Duration, Action)> {
     out
 }
 
-/// Node pauses, from their own random stream so that the rest of the schedule (and the
-/// `classic` runs the regression seeds replay) stays as it was: one or two, of 1 to 4 s.
-fn pauses(rng: &mut ChaCha8Rng, until: Duration) -> Vec<(Duration, Action)> {
+/// Node pauses, from their own random stream (`pauses`) so that the rest of the schedule stays as
+/// it was without them: one or two, of 1 to 4 s.
+fn pauses(rng: &mut ChaCha20Rng, until: Duration) -> Vec<(Duration, Action)> {
     let mut out = Vec::new();
     for _ in 0..rng.gen_range(1..=2) {
         let t = Duration::from_millis(rng.gen_range(3000..until.as_millis().max(3001) as u64));
@@ -274,7 +276,7 @@ fn repair_all(sim: &turmoil::Sim<'_>) {
 fn apply(
     sim: &mut turmoil::Sim<'_>,
     site: &Site,
-    rng: &mut ChaCha8Rng,
+    rng: &mut ChaCha20Rng,
     action: &Action,
     down: &mut BTreeSet<usize>,
     clients: &[String],
@@ -366,6 +368,13 @@ fn apply(
     }
 }
 
+/// The random stream `name` of the run of `seed`: every consumer of a run (each client, the fault
+/// schedule, the network, each node) draws from its own stream, so adding one, or a draw to one,
+/// leaves every other's numbers as they were (`cairn_node::rng`).
+pub(crate) fn stream(seed: u64, name: &str) -> ChaCha20Rng {
+    RngStreams::from_u64(seed).stream(name)
+}
+
 /// Runs one seed to the end and checks its invariants. A panic anywhere in the site (openraft
 /// asserts its storage invariants) is reported as a failure of the seed, not of the process.
 pub fn run_seed(seed: u64, opts: &Options, verbose: bool) -> Outcome {
@@ -427,12 +436,13 @@ fn align_task_ids() {
 const TASK_ID_PERIOD: u64 = 64;
 
 fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
-    cairn_control_plane::raft::set_seed(seed);
+    let streams = RngStreams::from_u64(seed);
+    cairn_control_plane::raft::set_seed(streams.u64("raft"));
     let trace: SharedTrace = Rc::new(RefCell::new(Trace {
         verbose,
         ..Trace::default()
     }));
-    let site = cluster::new_site(seed);
+    let site = cluster::new_site(&streams);
     if opts.planted_bug {
         for n in site.iter() {
             for d in &n.disks {
@@ -441,7 +451,9 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
             n.raft.skip_sync(true);
         }
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xfa17);
+    let mut rng = streams.stream("faults");
+    // Which file a corruption hits and where: its own stream, drawn when the fault applies.
+    let mut corrupt_rng = streams.stream("corrupt");
     let full = opts.workload_set == WorkloadSet::Full
         || opts.planted_access_bug
         || opts.planted_plaintext_bug;
@@ -451,7 +463,7 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
         Vec::new()
     };
     if opts.faults && full {
-        let mut pause_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9a05e);
+        let mut pause_rng = streams.stream("pauses");
         faults.extend(pauses(&mut pause_rng, opts.workload));
         faults.sort_by_key(|(t, _)| *t);
     }
@@ -460,7 +472,7 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
         .collect();
     let verify_at = opts.workload + Duration::from_secs(15);
     let mut sim = turmoil::Builder::new()
-        .rng_seed(seed)
+        .rng_seed(streams.u64("network"))
         .simulation_duration(verify_at + Duration::from_secs(300))
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(Duration::from_millis(50))
@@ -550,7 +562,7 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
             apply(
                 &mut sim,
                 &site,
-                &mut rng,
+                &mut corrupt_rng,
                 &faults[next].1,
                 &mut down,
                 &clients,

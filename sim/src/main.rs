@@ -56,6 +56,10 @@ struct Args {
     /// that aborts the process takes the rest of the range down with it.
     #[arg(long)]
     in_process: bool,
+    /// Run every seed this many times in this process, one after another, and fail a seed
+    /// whose traces differ: a check that nothing of one run leaks into the next.
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
     /// Print every trace line.
     #[arg(long, short)]
     verbose: bool,
@@ -113,12 +117,23 @@ fn main() -> anyhow::Result<()> {
     let (mut ops, mut runs) = (0u64, 0u64);
     let mut failed = Vec::new();
     let flags = replay_flags(&args);
-    let single = range.end - range.start == 1;
+    let here = range.end - range.start == 1 || args.in_process || args.repeat > 1;
     for seed in range {
-        runs += 1;
-        let ok = if single || args.in_process {
-            run_here(seed, &opts, args.two_sites, args.verbose, &mut ops)
+        let ok = if here {
+            let mut first = None;
+            let mut ok = true;
+            for _ in 0..args.repeat.max(1) {
+                runs += 1;
+                let (passed, hash) = run_here(seed, &opts, args.two_sites, args.verbose, &mut ops);
+                let first = first.get_or_insert_with(|| hash.clone());
+                if *first != hash {
+                    println!("  replay differs: trace {first} first, {hash} now");
+                }
+                ok &= passed && *first == hash;
+            }
+            ok
         } else {
+            runs += 1;
             run_child(seed, &flags, &mut ops)?
         };
         if !ok {
@@ -143,8 +158,15 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one seed in this process and prints its line (and violations); true when it passed.
-fn run_here(seed: u64, opts: &Options, two_sites: bool, verbose: bool, ops: &mut u64) -> bool {
+/// Runs one seed in this process and prints its line (and violations); whether it passed, and
+/// its trace hash.
+fn run_here(
+    seed: u64,
+    opts: &Options,
+    two_sites: bool,
+    verbose: bool,
+    ops: &mut u64,
+) -> (bool, String) {
     let t = Instant::now();
     let o = if two_sites {
         cairn_sim::two_sites::run(seed, opts, verbose)
@@ -167,7 +189,7 @@ fn run_here(seed: u64, opts: &Options, two_sites: bool, verbose: bool, ops: &mut
     if let Some(e) = &o.sim_error {
         println!("  simulation error: {e}");
     }
-    o.ok()
+    (o.ok(), o.trace_hash)
 }
 
 /// Runs one seed of a range in a child process, which prints what `--seed N` prints; a seed
