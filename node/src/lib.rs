@@ -17,6 +17,7 @@ pub mod link;
 pub mod net;
 pub mod node;
 pub mod replication;
+pub mod rng;
 pub mod s3;
 pub mod server;
 pub mod sse;

@@ -14,8 +14,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
+use rand_chacha::ChaCha20Rng;
 
 use crate::client::{until_acked, Reply, Step, S3};
 use crate::cluster::{control_states, host_name, Site, NODES};
@@ -56,7 +56,7 @@ fn deny_secret_doc() -> String {
 /// Root's setup; false (with a violation) when the site never accepted it.
 async fn setup(
     s3: &mut S3,
-    rng: &mut ChaCha8Rng,
+    rng: &mut ChaCha20Rng,
     seed: u64,
     planted_bug: bool,
     model: &Rc<RefCell<AccessModel>>,
@@ -153,7 +153,7 @@ pub async fn run_access_client(
     model: Rc<RefCell<AccessModel>>,
     trace: SharedTrace,
 ) -> turmoil::Result {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xacce_55ed);
+    let mut rng = crate::stream(seed, "access");
     let mut root = S3::new();
     if !setup(&mut root, &mut rng, seed, planted_bug, &model, &trace).await {
         return Ok(());

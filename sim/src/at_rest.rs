@@ -16,8 +16,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use md5::Digest as _;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 
 use crate::client::{until_acked, Reply, Step, S3};
 use crate::cluster::{host_name, Site, NODES};
@@ -87,7 +86,7 @@ pub async fn run_client(
     model: Rc<RefCell<AtRestModel>>,
     trace: SharedTrace,
 ) -> turmoil::Result {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5ea1_ed00);
+    let mut rng = crate::stream(seed, "sealer");
     let mut s3 = S3::new();
     let mut customer_key = [0u8; 32];
     rng.fill(&mut customer_key);

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
 use rand::Rng;
-use rand_chacha::ChaCha8Rng;
+use rand_chacha::ChaCha20Rng;
 
 use crate::cluster::{host_name, SimClock, ACCESS_KEY, NODES, REGION, S3_PORT, SECRET_KEY};
 use crate::workload::{acked, summary};
@@ -206,7 +206,7 @@ pub(crate) struct Step {
 /// Sends one setup request until it is acknowledged; false if it never was.
 pub(crate) async fn until_acked(
     s3: &mut S3,
-    rng: &mut ChaCha8Rng,
+    rng: &mut ChaCha20Rng,
     trace: &SharedTrace,
     step: &Step,
 ) -> bool {
@@ -216,7 +216,7 @@ pub(crate) async fn until_acked(
 /// Like [`until_acked`], on the nodes of the site whose host names start with `site`.
 pub(crate) async fn until_acked_at(
     s3: &mut S3,
-    rng: &mut ChaCha8Rng,
+    rng: &mut ChaCha20Rng,
     trace: &SharedTrace,
     site: &str,
     step: &Step,

@@ -16,11 +16,11 @@ use cairn_node::clock::Clock;
 use cairn_node::drive::remote::RemoteDrive;
 use cairn_node::drive::Drive;
 use cairn_node::erasure::layout::Layout;
+use cairn_node::rng::RngStreams;
 use cairn_node::server::node::internode_router;
 use cairn_node::server::{Node, NodeParts};
 use cairn_node::topology::Topology;
 use cairn_storage::drive::memory::{MemoryDisk, MemoryDrive};
-use rand::SeedableRng;
 
 use crate::net;
 
@@ -66,7 +66,8 @@ pub struct NodeState {
     pub starts: RefCell<u64>,
     pub control: RefCell<Option<Arc<ControlPlane>>>,
     pub node: RefCell<Option<Arc<Node>>>,
-    pub rng_seed: u64,
+    /// The node's random streams (one set per start: `start/N`), under the run's root seed.
+    pub streams: RngStreams,
     /// Planted bug: half the node's connections to the peer site reach a liar (`net::SimDial`).
     pub lying_peer: Cell<bool>,
 }
@@ -90,12 +91,13 @@ impl NodeState {
     }
 }
 
-pub fn new_site(seed: u64) -> Site {
-    new_named_site(seed, "")
+pub fn new_site(streams: &RngStreams) -> Site {
+    new_named_site(streams, "")
 }
 
-/// A site whose hosts are `{prefix}node1`...
-pub fn new_named_site(seed: u64, prefix: &str) -> Site {
+/// A site whose hosts are `{prefix}node1`...; each node's streams are the run's under its host
+/// name.
+pub fn new_named_site(streams: &RngStreams, prefix: &str) -> Site {
     Rc::new(
         (0..NODES)
             .map(|i| {
@@ -108,7 +110,7 @@ pub fn new_named_site(seed: u64, prefix: &str) -> Site {
                     starts: RefCell::new(0),
                     control: RefCell::new(None),
                     node: RefCell::new(None),
-                    rng_seed: seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1)),
+                    streams: streams.sub(&format!("{prefix}{}", host_name(i))),
                     lying_peer: Cell::new(false),
                 })
             })
@@ -216,9 +218,7 @@ pub async fn run_node(state: Rc<NodeState>) -> turmoil::Result {
         clock: Arc::new(SimClock {
             skew_ns: state.skew_ns.clone(),
         }),
-        rng: Box::new(rand_chacha::ChaCha8Rng::seed_from_u64(
-            state.rng_seed.wrapping_add(starts),
-        )),
+        rng: Box::new(state.streams.sub(&format!("start/{starts}")).stream("node")),
         region: REGION.into(),
         max_requests: 64,
         max_post_object_size: 32 << 20,
@@ -258,7 +258,7 @@ fn sse_config(
     state: &NodeState,
     starts: u64,
 ) -> anyhow::Result<cairn_node::sse::object::SseConfig> {
-    let rng = rand_chacha::ChaCha8Rng::seed_from_u64(state.rng_seed ^ 0x006b_6d73 ^ starts);
+    let rng = state.streams.sub(&format!("start/{starts}")).stream("kms");
     let kms = cairn_node::sse::kms::StaticKms::new("sim-key", [0x5c; 32], Box::new(rng))?;
     Ok(cairn_node::sse::object::SseConfig {
         kms: Some(Arc::new(kms)),

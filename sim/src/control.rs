@@ -15,8 +15,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 
 use crate::client::{Reply, S3};
 use crate::cluster::{control_states, host_name, Site, NODES};
@@ -63,7 +62,7 @@ pub async fn run_client(
     history: History,
     trace: SharedTrace,
 ) -> turmoil::Result {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(97).wrapping_add(client as u64));
+    let mut rng = crate::stream(seed, &format!("ctl{}", client + 1));
     let mut s3 = S3::new();
     let name = format!("ctl{}", client + 1);
     while now() < until {

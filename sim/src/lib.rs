@@ -1,7 +1,8 @@
 //! Deterministic simulation of a Cairn site (DESIGN.md §9).
 //!
 //! One seed drives everything: turmoil's network and scheduler, openraft's election timeouts
-//! (through `set_seed`), the nodes' RNGs, the workload and the fault schedule. Running the same
+//! (through `set_seed`), the nodes' RNGs, the workload and the fault schedule, each from its own
+//! named stream (`stream`, `cairn_node::rng`). Running the same
 //! seed twice therefore yields the same trace, whose hash [`run_seed`] reports, so any failure is
 //! replayed with `cargo run -p cairn-sim -- --seed N`.
 
@@ -12,6 +13,7 @@ pub mod cluster;
 pub mod control;
 pub mod linearizability;
 pub mod lock;
+pub mod monotonic;
 pub mod multipart;
 pub mod net;
 pub mod two_sites;
@@ -23,8 +25,9 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use cairn_node::rng::RngStreams;
+use rand::Rng;
+use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha256};
 
 use cluster::{host_name, Site, NODES};
@@ -190,7 +193,7 @@ enum Action {
 /// Draws the fault schedule: (time, action) in time order. At most one node is down at a time
 /// and at most one shard is corrupted per run, so every acknowledged object stays recoverable
 /// (parity 2) and a violation means a bug rather than an impossible demand.
-fn schedule(rng: &mut ChaCha8Rng, until: Duration) -> Vec<(Duration, Action)> {
+fn schedule(rng: &mut ChaCha20Rng, until: Duration) -> Vec<(Duration, Action)> {
     let mut out = Vec::new();
     let mut t = Duration::from_secs(3);
     let mut down_until = Duration::ZERO;
@@ -242,9 +245,9 @@ fn schedule(rng: &mut ChaCha8Rng, until: Duration) -> Vec<(Duration, Action)> {
     out
 }
 
-/// Node pauses, from their own random stream so that the rest of the schedule (and the
-/// `classic` runs the regression seeds replay) stays as it was: one or two, of 1 to 4 s.
-fn pauses(rng: &mut ChaCha8Rng, until: Duration) -> Vec<(Duration, Action)> {
+/// Node pauses, from their own random stream (`pauses`) so that the rest of the schedule stays as
+/// it was without them: one or two, of 1 to 4 s.
+fn pauses(rng: &mut ChaCha20Rng, until: Duration) -> Vec<(Duration, Action)> {
     let mut out = Vec::new();
     for _ in 0..rng.gen_range(1..=2) {
         let t = Duration::from_millis(rng.gen_range(3000..until.as_millis().max(3001) as u64));
@@ -273,7 +276,7 @@ fn repair_all(sim: &turmoil::Sim<'_>) {
 fn apply(
     sim: &mut turmoil::Sim<'_>,
     site: &Site,
-    rng: &mut ChaCha8Rng,
+    rng: &mut ChaCha20Rng,
     action: &Action,
     down: &mut BTreeSet<usize>,
     clients: &[String],
@@ -365,6 +368,13 @@ fn apply(
     }
 }
 
+/// The random stream `name` of the run of `seed`: every consumer of a run (each client, the fault
+/// schedule, the network, each node) draws from its own stream, so adding one, or a draw to one,
+/// leaves every other's numbers as they were (`cairn_node::rng`).
+pub(crate) fn stream(seed: u64, name: &str) -> ChaCha20Rng {
+    RngStreams::from_u64(seed).stream(name)
+}
+
 /// Runs one seed to the end and checks its invariants. A panic anywhere in the site (openraft
 /// asserts its storage invariants) is reported as a failure of the seed, not of the process.
 pub fn run_seed(seed: u64, opts: &Options, verbose: bool) -> Outcome {
@@ -373,6 +383,8 @@ pub fn run_seed(seed: u64, opts: &Options, verbose: bool) -> Outcome {
 
 /// Runs `f`, turning a panic into a failed outcome of `seed`.
 pub(crate) fn guarded(seed: u64, f: impl FnOnce() -> Outcome) -> Outcome {
+    align_task_ids();
+    let _clock = monotonic::enter();
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(o) => o,
         Err(p) => {
@@ -394,13 +406,43 @@ pub(crate) fn guarded(seed: u64, f: impl FnOnce() -> Outcome) -> Outcome {
     }
 }
 
+/// tokio numbers every task from one process-wide counter, and a host's runtime files its tasks
+/// in shards by task id modulo the shard count (4 for a current-thread runtime in tokio 1.54). A
+/// crash drops the host's runtime, which cancels its tasks shard by shard, so the order in which
+/// a crashed node's connections close (and the simulated network draws their messages' latency)
+/// depends on the counter's value modulo 4 when the run began, that is on how many tasks earlier
+/// runs in the process spawned. Every run therefore starts with the counter where a fresh
+/// process has it (the next id is 1 modulo [`TASK_ID_PERIOD`]), by spawning empty tasks on a
+/// throwaway runtime. The counter is process-wide: runs on other threads at the same time (tests
+/// in parallel) still move it, so in-process runs go one at a time.
+fn align_task_ids() {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else {
+        return;
+    };
+    rt.block_on(async {
+        loop {
+            let id = tokio::spawn(async {}).id();
+            let Ok(id) = id.to_string().parse::<u64>() else {
+                return;
+            };
+            if (id + 1) % TASK_ID_PERIOD == 1 {
+                return;
+            }
+        }
+    });
+}
+
+/// A multiple of any shard count tokio's current-thread runtime uses (a power of two).
+const TASK_ID_PERIOD: u64 = 64;
+
 fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
-    cairn_control_plane::raft::set_seed(seed);
+    let streams = RngStreams::from_u64(seed);
+    cairn_control_plane::raft::set_seed(streams.u64("raft"));
     let trace: SharedTrace = Rc::new(RefCell::new(Trace {
         verbose,
         ..Trace::default()
     }));
-    let site = cluster::new_site(seed);
+    let site = cluster::new_site(&streams);
     if opts.planted_bug {
         for n in site.iter() {
             for d in &n.disks {
@@ -409,7 +451,9 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
             n.raft.skip_sync(true);
         }
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xfa17);
+    let mut rng = streams.stream("faults");
+    // Which file a corruption hits and where: its own stream, drawn when the fault applies.
+    let mut corrupt_rng = streams.stream("corrupt");
     let full = opts.workload_set == WorkloadSet::Full
         || opts.planted_access_bug
         || opts.planted_plaintext_bug;
@@ -419,7 +463,7 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
         Vec::new()
     };
     if opts.faults && full {
-        let mut pause_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9a05e);
+        let mut pause_rng = streams.stream("pauses");
         faults.extend(pauses(&mut pause_rng, opts.workload));
         faults.sort_by_key(|(t, _)| *t);
     }
@@ -428,7 +472,7 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
         .collect();
     let verify_at = opts.workload + Duration::from_secs(15);
     let mut sim = turmoil::Builder::new()
-        .rng_seed(seed)
+        .rng_seed(streams.u64("network"))
         .simulation_duration(verify_at + Duration::from_secs(300))
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(Duration::from_millis(50))
@@ -518,7 +562,7 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
             apply(
                 &mut sim,
                 &site,
-                &mut rng,
+                &mut corrupt_rng,
                 &faults[next].1,
                 &mut down,
                 &clients,
@@ -557,7 +601,9 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
 
 /// Advances the simulation one step; true once it is over (finished, or failed into `error`).
 pub(crate) fn step(sim: &mut turmoil::Sim<'_>, error: &mut Option<String>) -> bool {
-    match sim.step() {
+    let step = sim.step();
+    monotonic::advance(sim.elapsed());
+    match step {
         Ok(done) => done,
         Err(e) => {
             *error = Some(e.to_string());

@@ -14,8 +14,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use md5::Digest as _;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
+use rand_chacha::ChaCha20Rng;
 
 use cairn_control_plane::Versioning;
 use cairn_node::object::retention::Bypass;
@@ -66,7 +66,7 @@ fn version_header(headers: &http::HeaderMap) -> Option<String> {
 }
 
 /// Creates the lock bucket, retrying through faults; true once it exists.
-async fn create_lock_bucket(s3: &mut S3, rng: &mut ChaCha8Rng, trace: &SharedTrace) -> bool {
+async fn create_lock_bucket(s3: &mut S3, rng: &mut ChaCha20Rng, trace: &SharedTrace) -> bool {
     for _ in 0..120 {
         let host = host_name(rng.gen_range(0..NODES));
         let (r, _) = s3
@@ -102,7 +102,7 @@ pub async fn run_lock_client(
     site: Site,
     trace: SharedTrace,
 ) -> turmoil::Result {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x10c4_0b1e_c7c1_1e47);
+    let mut rng = crate::stream(seed, "locker");
     let mut s3 = S3::new();
     if !create_lock_bucket(&mut s3, &mut rng, &trace).await {
         trace
@@ -291,7 +291,7 @@ pub async fn run_lock_client(
 
 /// The planted bug: removes a locked version through a running node's object layer, stripping
 /// its retention first, so nothing in Cairn gets to refuse.
-async fn rogue_remove(site: &Site, rng: &mut ChaCha8Rng, l: &Locked, trace: &SharedTrace) {
+async fn rogue_remove(site: &Site, rng: &mut ChaCha20Rng, l: &Locked, trace: &SharedTrace) {
     let running: Vec<_> = site
         .iter()
         .filter_map(|n| n.node.borrow().clone().map(|node| (n.index, node)))

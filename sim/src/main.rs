@@ -12,7 +12,8 @@ struct Args {
     /// Run this one seed and print its trace hash.
     #[arg(long)]
     seed: Option<u64>,
-    /// Run a range of seeds, `A..B` (B excluded), and stop at the first failure.
+    /// Run a range of seeds, `A..B` (B excluded), each in a child process (`--seed N`), and stop
+    /// at the first failure.
     #[arg(long)]
     seeds: Option<String>,
     /// Plant a durability bug (unsynced writes acknowledged) to check the checker.
@@ -50,9 +51,34 @@ struct Args {
     /// With --seeds: run every seed and list the failures instead of stopping at the first.
     #[arg(long)]
     keep_going: bool,
+    /// With --seeds: run the seeds one after another in this process instead of a child each.
+    /// The traces are the same (replay is exact in one process too) and so is the speed; a seed
+    /// that aborts the process takes the rest of the range down with it.
+    #[arg(long)]
+    in_process: bool,
+    /// Run every seed this many times in this process, one after another, and fail a seed
+    /// whose traces differ: a check that nothing of one run leaks into the next.
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
     /// Print every trace line.
     #[arg(long, short)]
     verbose: bool,
+}
+
+/// The C library's `clock_gettime`, replaced in this process (the executable's definition wins
+/// over the shared library's): the thread running a simulation reads simulated monotonic time, so
+/// dependencies timing things with `std::time::Instant` replay exactly
+/// (`cairn_sim::monotonic`).
+///
+/// # Safety
+/// The C function's contract: `tp` is valid for writing a `timespec`.
+#[no_mangle]
+pub unsafe extern "C" fn clock_gettime(
+    clock: libc::clockid_t,
+    tp: *mut libc::timespec,
+) -> libc::c_int {
+    // SAFETY: the caller's contract is the C function's.
+    unsafe { cairn_sim::monotonic::clock_gettime(clock, tp) }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -91,12 +117,23 @@ fn main() -> anyhow::Result<()> {
     let (mut ops, mut runs) = (0u64, 0u64);
     let mut failed = Vec::new();
     let flags = replay_flags(&args);
-    let single = range.end - range.start == 1;
+    let here = range.end - range.start == 1 || args.in_process || args.repeat > 1;
     for seed in range {
-        runs += 1;
-        let ok = if single {
-            run_here(seed, &opts, args.two_sites, args.verbose, &mut ops)
+        let ok = if here {
+            let mut first = None;
+            let mut ok = true;
+            for _ in 0..args.repeat.max(1) {
+                runs += 1;
+                let (passed, hash) = run_here(seed, &opts, args.two_sites, args.verbose, &mut ops);
+                let first = first.get_or_insert_with(|| hash.clone());
+                if *first != hash {
+                    println!("  replay differs: trace {first} first, {hash} now");
+                }
+                ok &= passed && *first == hash;
+            }
+            ok
         } else {
+            runs += 1;
             run_child(seed, &flags, &mut ops)?
         };
         if !ok {
@@ -121,8 +158,15 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one seed in this process and prints its line (and violations); true when it passed.
-fn run_here(seed: u64, opts: &Options, two_sites: bool, verbose: bool, ops: &mut u64) -> bool {
+/// Runs one seed in this process and prints its line (and violations); whether it passed, and
+/// its trace hash.
+fn run_here(
+    seed: u64,
+    opts: &Options,
+    two_sites: bool,
+    verbose: bool,
+    ops: &mut u64,
+) -> (bool, String) {
     let t = Instant::now();
     let o = if two_sites {
         cairn_sim::two_sites::run(seed, opts, verbose)
@@ -145,12 +189,11 @@ fn run_here(seed: u64, opts: &Options, two_sites: bool, verbose: bool, ops: &mut
     if let Some(e) = &o.sim_error {
         println!("  simulation error: {e}");
     }
-    o.ok()
+    (o.ok(), o.trace_hash)
 }
 
-/// Runs one seed of a range in a child process. Some process-wide state still leaks from one run
-/// into the next (a run's trace depends on how many ran before it in the process), so only a
-/// fresh process replays exactly what `--seed N` gives.
+/// Runs one seed of a range in a child process, which prints what `--seed N` prints; a seed
+/// that aborts (a panic while panicking, a stack overflow) fails alone.
 fn run_child(seed: u64, flags: &[String], ops: &mut u64) -> anyhow::Result<bool> {
     let out = std::process::Command::new(std::env::current_exe()?)
         .arg("--seed")

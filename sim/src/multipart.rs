@@ -9,8 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rand::{Rng, RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::{Rng, RngCore};
 
 use crate::client::{Reply, S3};
 use crate::cluster::{host_name, NODES};
@@ -33,7 +32,7 @@ pub async fn run_client(
     model: Rc<RefCell<Model>>,
     trace: SharedTrace,
 ) -> turmoil::Result {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0b1d_9a27);
+    let mut rng = crate::stream(seed, "mpu");
     let mut s3 = S3::new();
     let keys = (0..KEYS).map(|k| format!("mp{k}"));
     if !open_bucket(&mut s3, &mut rng, BUCKET, keys, &model, &trace).await {

@@ -13,8 +13,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use cairn_node::rng::RngStreams;
 use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand_chacha::ChaCha20Rng;
 
 use crate::client::{until_acked_at, Reply, Step, S3};
 use crate::cluster::{self, host_name, Site, NODES, S3_PORT};
@@ -78,7 +79,7 @@ fn configure_body(site: usize) -> Bytes {
 
 /// Pairs the sites once both have a control plane, then creates one bucket per site.
 async fn run_pairing(seed: u64, model: SharedModel, trace: SharedTrace) -> turmoil::Result {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5175);
+    let mut rng = crate::stream(seed, "pair");
     let mut s3 = S3::new();
     for (site, prefix) in SITES.iter().enumerate() {
         let step = Step {
@@ -130,7 +131,7 @@ async fn run_writer(
     model: SharedModel,
     trace: SharedTrace,
 ) -> turmoil::Result {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (0x3a11 + site as u64));
+    let mut rng = crate::stream(seed, &format!("writer-{}", site_name(site)));
     let mut s3 = S3::new();
     while !model.borrow().paired {
         if turmoil::sim_elapsed().unwrap_or_default() >= until {
@@ -241,7 +242,7 @@ fn listed(xml: &[u8]) -> Vec<(String, String, bool)> {
 /// What differs between the sites now; empty once they have converged.
 async fn differences(
     s3: &mut S3,
-    rng: &mut ChaCha8Rng,
+    rng: &mut ChaCha20Rng,
     model: &SharedModel,
     sites: &[Site; 2],
 ) -> Vec<String> {
@@ -349,7 +350,7 @@ async fn run_checker(
     trace: SharedTrace,
 ) -> turmoil::Result {
     tokio::time::sleep(verify_at).await;
-    let mut rng = ChaCha8Rng::seed_from_u64(0xc0de);
+    let mut rng = ChaCha20Rng::seed_from_u64(0xc0de);
     let mut s3 = S3::new();
     if !model.borrow().paired {
         return Ok(());
@@ -387,7 +388,7 @@ enum Fault {
 }
 
 /// At most one node per site is down at a time, so each site keeps its quorum.
-fn schedule(rng: &mut ChaCha8Rng, until: Duration) -> Vec<(Duration, Fault)> {
+fn schedule(rng: &mut ChaCha20Rng, until: Duration) -> Vec<(Duration, Fault)> {
     let mut out = Vec::new();
     let mut t = Duration::from_secs(3);
     let mut down_until = [Duration::ZERO; 2];
@@ -476,16 +477,17 @@ pub fn run(seed: u64, opts: &Options, verbose: bool) -> Outcome {
 }
 
 fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
-    cairn_control_plane::raft::set_seed(seed);
+    let streams = RngStreams::from_u64(seed);
+    cairn_control_plane::raft::set_seed(streams.u64("raft"));
     let trace: SharedTrace = Rc::new(RefCell::new(Trace {
         verbose,
         ..Trace::default()
     }));
     let sites = [
-        cluster::new_named_site(seed, SITES[0]),
-        cluster::new_named_site(seed ^ 0xb5, SITES[1]),
+        cluster::new_named_site(&streams, SITES[0]),
+        cluster::new_named_site(&streams, SITES[1]),
     ];
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x2f17);
+    let mut rng = streams.stream("faults");
     let faults = if opts.faults {
         schedule(&mut rng, opts.workload)
     } else {
@@ -493,7 +495,7 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
     };
     let verify_at = opts.workload + Duration::from_secs(15);
     let mut sim = turmoil::Builder::new()
-        .rng_seed(seed)
+        .rng_seed(streams.u64("network"))
         .simulation_duration(verify_at + CONVERGE + Duration::from_secs(120))
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(Duration::from_millis(50))

@@ -12,8 +12,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
+use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha256};
 
 use crate::client::{listed_keys, Reply, S3};
@@ -116,7 +116,7 @@ pub(crate) fn maybe_applied(r: &Reply) -> bool {
 /// Creates `bucket`, retrying through faults; true once it exists.
 pub(crate) async fn create_bucket(
     s3: &mut S3,
-    rng: &mut ChaCha8Rng,
+    rng: &mut ChaCha20Rng,
     bucket: &str,
     trace: &SharedTrace,
     tries: usize,
@@ -141,7 +141,7 @@ pub(crate) async fn create_bucket(
 /// enters its keys in the model, all absent; false, with a violation, if it never could.
 pub(crate) async fn open_bucket(
     s3: &mut S3,
-    rng: &mut ChaCha8Rng,
+    rng: &mut ChaCha20Rng,
     bucket: &str,
     keys: impl Iterator<Item = String>,
     model: &Rc<RefCell<Model>>,
@@ -175,7 +175,7 @@ pub async fn run_client(
     model: Rc<RefCell<Model>>,
     trace: SharedTrace,
 ) -> turmoil::Result {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(client as u64 + 7));
+    let mut rng = crate::stream(seed, &format!("client{}", client + 1));
     let mut s3 = S3::new();
     let bucket = format!("bucket{}", client + 1);
     let keys = (0..KEYS_PER_CLIENT).map(|k| format!("key{k}"));

@@ -87,15 +87,17 @@ impl Node {
             .local_drives()
             .filter_map(|(i, _)| parts.drives.get(i).cloned())
             .collect();
+        // Every consumer draws from its own named stream, rooted in the handed-in RNG, so a new
+        // consumer (or one more draw) shifts no other's numbers (`crate::rng`).
         let mut rng = parts.rng;
-        let sse_seeds = [seed_from(&mut *rng), seed_from(&mut *rng)];
+        let streams = crate::rng::RngStreams::from_rng(&mut *rng);
         let iam = parts.credentials.root().map(|root| {
             let creds = IamCredentials::new(root, parts.control.clone(), parts.clock.clone())
                 .with_master_key(parts.sse.master_key.as_deref());
             Arc::new(Authorizer::new(
                 Arc::new(creds),
                 parts.clock.clone(),
-                &mut *rng,
+                &mut streams.stream("iam"),
             ))
         });
         let credentials: Arc<dyn CredentialStore> = match &iam {
@@ -108,21 +110,16 @@ impl Node {
             parts.layout,
             &parts.deployment_id,
             parts.clock,
-            rng,
+            Box::new(streams.stream("objects")),
             Arc::new(crate::sse::object::SealedLayout),
         )?;
         let objects = Arc::new(objects);
         let catalog = Arc::new(Catalog::new(parts.control, local));
-        let fork = |seed| {
-            Box::new(<rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_seed(
-                seed,
-            ))
-        };
         let sse = Arc::new(crate::sse::object::Keyring::new(
             parts.sse,
             catalog.clone(),
-            fork(sse_seeds[0]),
-            fork(sse_seeds[1]),
+            Box::new(streams.stream("sse/registry")),
+            Box::new(streams.stream("sse/objects")),
         ));
         let node = Arc::new(Node {
             objects: objects.clone(),
@@ -323,13 +320,6 @@ async fn rejoin_monitor(node: Arc<Node>) {
             heal_until_clean(&node, "rejoin").await;
         }
     }
-}
-
-/// A seed for a second RNG drawn from the handed-in one, so the simulator still replays exactly.
-fn seed_from(rng: &mut dyn rand::RngCore) -> [u8; 32] {
-    let mut seed = [0u8; 32];
-    rng.fill_bytes(&mut seed);
-    seed
 }
 
 /// Checks directory users' service accounts every `check_interval`, on the control plane's
