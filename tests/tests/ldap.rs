@@ -37,6 +37,19 @@ fn ldap_env(slapd: &Slapd, extra: &[(&str, &str)]) -> ServerOptions {
     opts
 }
 
+/// A server started with `opts`, its bucket `data`, and the CLI with alias `root` for it.
+async fn site_with_data(opts: ServerOptions) -> (Server, AdminCli) {
+    let srv = Server::start_with(opts).await;
+    let admin = AdminCli::for_server("root", &srv).await;
+    srv.client()
+        .create_bucket()
+        .bucket("data")
+        .send()
+        .await
+        .unwrap();
+    (srv, admin)
+}
+
 /// `cairn admin idp ldap policy VERB root POLICY... --user|--group DN`, asserting it succeeds or
 /// fails as `ok` says; returns the output.
 async fn ldap_policy(
@@ -182,14 +195,7 @@ async fn ldap_logins_get_the_policies_of_their_dn_and_groups() {
         ],
     )
     .await;
-    let srv = Server::start_with(ldap_env(&slapd, &[])).await;
-    let admin = AdminCli::for_server("root", &srv).await;
-    srv.client()
-        .create_bucket()
-        .bucket("data")
-        .send()
-        .await
-        .unwrap();
+    let (srv, admin) = site_with_data(ldap_env(&slapd, &[])).await;
     srv.client()
         .put_object()
         .bucket("data")
@@ -432,19 +438,12 @@ async fn users_gone_from_or_disabled_in_the_directory_lose_their_service_account
         ("henry", "henry-pw"),
     ];
     let slapd = Slapd::start(&users, &[("staff", &["frank", "grace", "henry"])]).await;
-    let srv = Server::start_with(
+    let (srv, admin) = site_with_data(
         ldap_env(&slapd, &[])
             .env("CAIRN_IDENTITY_LDAP_USER_DN_SEARCH_FILTER", ENABLED_USERS)
             .env("CAIRN_IDENTITY_LDAP_CHECK_INTERVAL", "300ms"),
     )
     .await;
-    let admin = AdminCli::for_server("root", &srv).await;
-    srv.client()
-        .create_bucket()
-        .bucket("data")
-        .send()
-        .await
-        .unwrap();
     admin.policy("root", "self-service", SELF_SERVICE).await;
     let staff = group_dn("staff");
     let both = ["readwrite", "self-service"];
