@@ -349,6 +349,19 @@ impl Ldap3 {
         .map_err(|e| LdapError::Directory(format!("lookup bind: {e}")))
     }
 
+    /// DNs of the entries the user search finds for `username` (at most 2: one is a match).
+    async fn find_user(
+        &self,
+        ldap: &mut ldap3::Ldap,
+        username: &str,
+    ) -> Result<Vec<String>, LdapError> {
+        let filter = self
+            .config
+            .user_dn_search_filter
+            .replace("%s", &ldap3::ldap_escape(username));
+        Self::search(ldap, &self.config.user_dn_search_base_dn, &filter, 2).await
+    }
+
     /// DNs of the entries `filter` finds under `base`.
     async fn search(
         ldap: &mut ldap3::Ldap,
@@ -373,10 +386,7 @@ impl Ldap3 {
 impl Directory for Ldap3 {
     async fn login(&self, username: &str, password: &str) -> Result<Login, LdapError> {
         let mut ldap = self.lookup_connection().await?;
-        let escaped = ldap3::ldap_escape(username);
-        let filter = self.config.user_dn_search_filter.replace("%s", &escaped);
-        let found =
-            Self::search(&mut ldap, &self.config.user_dn_search_base_dn, &filter, 2).await?;
+        let found = self.find_user(&mut ldap, username).await?;
         let [user_dn] = found.as_slice() else {
             tracing::info!(
                 found = found.len(),
@@ -398,7 +408,7 @@ impl Directory for Ldap3 {
             // Groups are searched as the lookup account, which may read them (the user may not).
             self.bind_lookup(&mut ldap).await?;
             let filter = filter
-                .replace("%s", &escaped)
+                .replace("%s", &ldap3::ldap_escape(username))
                 .replace("%d", &ldap3::ldap_escape(user_dn.as_str()));
             groups = Self::search(&mut ldap, base, &filter, MAX_GROUPS).await?;
         }
@@ -413,12 +423,7 @@ impl Directory for Ldap3 {
     async fn user_valid(&self, user_dn: &str, username: Option<&str>) -> Result<bool, LdapError> {
         let mut ldap = self.lookup_connection().await?;
         if let Some(username) = username {
-            let filter = self
-                .config
-                .user_dn_search_filter
-                .replace("%s", &ldap3::ldap_escape(username));
-            let found =
-                Self::search(&mut ldap, &self.config.user_dn_search_base_dn, &filter, 2).await?;
+            let found = self.find_user(&mut ldap, username).await?;
             let _ = ldap.unbind().await;
             return Ok(match found.as_slice() {
                 [one] => dn::normalize(one).as_deref() == Some(user_dn),

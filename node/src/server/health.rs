@@ -245,14 +245,13 @@ impl Router {
     /// Serves one request and stamps its answer with a request id (`x-amz-request-id`, and the
     /// `RequestId` of an S3 error document), as AWS does, so a client's report names the request
     /// in the server's log.
-    pub async fn handle<B>(&self, req: Request<B>) -> Result<Response<Body>, s3s::HttpError>
+    pub async fn handle<B>(&self, mut req: Request<B>) -> Result<Response<Body>, s3s::HttpError>
     where
         B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
         s3s::StdError: From<B::Error>,
     {
         let id = self.request_ids.next();
         let span = tracing::debug_span!("request_id", id = %id);
-        let mut req = req;
         req.extensions_mut()
             .insert(crate::auth::RequestId(id.clone()));
         let resp = self.serve(req).instrument(span).await?;

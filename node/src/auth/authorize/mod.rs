@@ -18,7 +18,7 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use s3s::s3_error;
 
-use cairn_control_plane::iam::identity::{Asserted, Parent};
+use cairn_control_plane::iam::identity::{Asserted, IamState, Parent};
 use cairn_control_plane::iam::{
     evaluate, Policy, PolicySet, Principal, PrincipalType, RequestContext,
 };
@@ -172,24 +172,24 @@ impl Authorizer {
             return;
         };
         for name in &u.policies {
-            if let Some(p) = iam
-                .policy_document(name)
-                .and_then(|d| self.cache.get(None, d))
-            {
+            if let Some(p) = self.named(iam, name) {
                 out.push((name.clone(), None, p));
             }
         }
         for (gname, g) in iam.groups_of(user).filter(|(_, g)| g.enabled) {
             groups.push(gname.to_owned());
             for name in &g.policies {
-                if let Some(p) = iam
-                    .policy_document(name)
-                    .and_then(|d| self.cache.get(None, d))
-                {
+                if let Some(p) = self.named(iam, name) {
                     out.push((name.clone(), Some(gname.to_owned()), p));
                 }
             }
         }
+    }
+
+    /// A named policy (canned or stored), parsed once; `None` if no such policy exists.
+    fn named(&self, iam: &IamState, name: &str) -> Option<Arc<Policy>> {
+        iam.policy_document(name)
+            .and_then(|d| self.cache.get(None, d))
     }
 
     /// The principal and policies of credentials that act for `parent` (a service account or a
@@ -208,10 +208,7 @@ impl Authorizer {
         let session = policy.and_then(|d| self.cache.get(None, d));
         let iam = &state.iam;
         let mut named = |name: &str, group: Option<&str>| {
-            if let Some(p) = iam
-                .policy_document(name)
-                .and_then(|d| self.cache.get(None, d))
-            {
+            if let Some(p) = self.named(iam, name) {
                 identity.push((name.to_owned(), group.map(str::to_owned), p));
             }
         };
