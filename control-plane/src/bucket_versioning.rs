@@ -114,6 +114,7 @@ mod tests {
             default_retention: None,
             encryption: None,
             policy: None,
+            tags: Vec::new(),
         }
     }
 

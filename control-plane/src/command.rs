@@ -42,6 +42,11 @@ pub enum Command {
     },
     /// Users, groups, policies and service accounts (`crate::iam::identity`).
     Iam(IamCommand),
+    /// Replaces a bucket's tag set (empty: DeleteBucketTagging).
+    SetBucketTagging {
+        name: String,
+        tags: Vec<crate::model::BucketTag>,
+    },
     /// Sets (`Some`, already validated by the proposer) or deletes a bucket's policy.
     SetBucketPolicy {
         bucket: String,
@@ -61,6 +66,8 @@ pub enum CommandError {
     InvalidBucketState(String),
     #[error("{0}")]
     InvalidRequest(String),
+    #[error("{0}")]
+    InvalidTag(String),
     #[error("the site state is not empty: refusing to restore over it")]
     NotEmpty,
     #[error("KMS key {0} already exists")]

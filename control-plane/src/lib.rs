@@ -20,7 +20,7 @@ pub mod transport;
 
 pub use bucket_versioning::{DefaultRetention, LockMode, RetentionPeriod};
 pub use command::{Command, CommandError};
-pub use model::{BucketEncryption, BucketInfo, Versioning};
+pub use model::{BucketEncryption, BucketInfo, BucketTag, Versioning};
 pub use raft::{
     ControlPlane, ControlPlaneConfig, ControlPlaneError, ControlPlaneStatus, ProposeError, Role,
 };

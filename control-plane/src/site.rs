@@ -88,6 +88,7 @@ pub fn replicable(cmd: &Command) -> bool {
             | Command::SetObjectLock { .. }
             | Command::SetBucketEncryption { .. }
             | Command::SetBucketPolicy { .. }
+            | Command::SetBucketTagging { .. }
             | Command::Iam(_)
     )
 }
@@ -212,6 +213,12 @@ fn export(buckets: &BTreeMap<String, BucketInfo>, iam: &IamState) -> Vec<Command
             out.push(Command::SetBucketPolicy {
                 bucket: b.name.clone(),
                 policy: b.policy.clone(),
+            });
+        }
+        if !b.tags.is_empty() {
+            out.push(Command::SetBucketTagging {
+                name: b.name.clone(),
+                tags: b.tags.clone(),
             });
         }
     }

@@ -67,6 +67,7 @@ impl SiteState {
                         default_retention: None,
                         encryption: None,
                         policy: None,
+                        tags: Vec::new(),
                     },
                 );
                 Ok(())
@@ -102,6 +103,11 @@ impl SiteState {
                 Ok(())
             }
             Command::Iam(c) => Ok(self.iam.apply(c)?),
+            Command::SetBucketTagging { name, tags } => {
+                crate::model::check_bucket_tags(tags).map_err(CommandError::InvalidTag)?;
+                self.bucket_mut(name)?.tags = tags.clone();
+                Ok(())
+            }
             Command::SetBucketPolicy { bucket, policy } => {
                 self.bucket_mut(bucket)?.policy = policy.clone();
                 Ok(())
@@ -212,6 +218,44 @@ mod tests {
             }),
             Err(CommandError::NoSuchBucket("nope".into()))
         );
+    }
+
+    #[test]
+    fn bucket_tags_are_checked_where_they_are_applied() {
+        use crate::model::BucketTag;
+        let tag = |k: &str, v: &str| BucketTag {
+            key: k.into(),
+            value: v.into(),
+        };
+        let set = |tags: Vec<BucketTag>| Command::SetBucketTagging {
+            name: "a".into(),
+            tags,
+        };
+        let mut s = SiteState::default();
+        s.apply(&Command::CreateBucket {
+            name: "a".into(),
+            created_ns: 1,
+            object_lock: false,
+        })
+        .unwrap();
+        let good = vec![tag("team", "blue"), tag("cost", "")];
+        s.apply(&set(good.clone())).unwrap();
+        // Refused sets, as a peer site could send them, change nothing.
+        for bad in [
+            vec![tag("", "x")],
+            vec![tag("AWS:x", "y")],
+            vec![tag("k", "1"), tag("k", "2")],
+            (0..51).map(|i| tag(&format!("k{i}"), "v")).collect(),
+        ] {
+            assert!(matches!(
+                s.apply(&set(bad)),
+                Err(CommandError::InvalidTag(_))
+            ));
+        }
+        let restored = SiteState::from_bytes(&s.to_bytes()).unwrap();
+        assert_eq!(restored.bucket("a").unwrap().tags, good);
+        s.apply(&set(Vec::new())).unwrap();
+        assert!(s.bucket("a").unwrap().tags.is_empty());
     }
 
     #[test]

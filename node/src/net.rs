@@ -8,6 +8,23 @@ use std::net::SocketAddr;
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+/// Why the server stopped reading a request body (S3: `RequestTimeout`): its sender went
+/// silent, or sends slower than the listener's minimum rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyStalled {
+    #[error("no request body data for {0:?}")]
+    Idle(std::time::Duration),
+    #[error("the request body arrived slower than {0} bytes per second")]
+    TooSlow(u64),
+}
+
+impl BodyStalled {
+    /// The stall behind `e`, however deep the layers that read the body wrapped it.
+    pub fn find<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyStalled> {
+        std::iter::successors(Some(e), |e| e.source()).find_map(|e| e.downcast_ref())
+    }
+}
+
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 

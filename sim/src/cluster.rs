@@ -235,11 +235,12 @@ pub async fn run_node(state: Rc<NodeState>) -> turmoil::Result {
 
     let listener = turmoil::net::TcpListener::bind(format!("0.0.0.0:{S3_PORT}")).await?;
     // The production S3 listener with its production limits (no connection caps, the default
-    // idle timeout, `--idle-timeout`), so its caps and timeouts run in every seed.
+    // idle timeout and minimum body rate), so its caps and timeouts run in every seed.
     let limits = cairn_node::server::listener::ListenerLimits {
         max_connections: 0,
         max_connections_per_address: 0,
         idle_timeout: Duration::from_secs(30),
+        min_body_rate: 1024,
     };
     cairn_node::server::listener::serve(
         net::SimListener(listener),

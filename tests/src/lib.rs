@@ -1198,6 +1198,20 @@ where
 }
 
 /// Extract `<Code>...</Code>` from an S3 XML error body.
+/// A tag set (PutObjectTagging, PutBucketTagging) from `key, value` pairs.
+pub fn tags(pairs: &[(&str, &str)]) -> aws_sdk_s3::types::Tagging {
+    use aws_sdk_s3::types::{Tag, Tagging};
+    Tagging::builder()
+        .set_tag_set(Some(
+            pairs
+                .iter()
+                .map(|(k, v)| Tag::builder().key(*k).value(*v).build().expect("tag"))
+                .collect(),
+        ))
+        .build()
+        .expect("tagging")
+}
+
 pub fn xml_error_code(body: &str) -> Option<String> {
     xml_tag(body, "Code")
 }

@@ -249,3 +249,111 @@ async fn invalid_bucket_names() {
         "only the valid buckets exist"
     );
 }
+
+/// Put/Get/DeleteBucketTagging with AWS's answers: `NoSuchTagSet` (404) without tags,
+/// `InvalidTag` (400) beyond AWS's limits (nothing changes then), and each call needs its action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_tagging() {
+    let srv = Server::start(1).await;
+    let c = srv.client();
+    create_bucket(&c, "tagged").await;
+    let got = c.get_bucket_tagging().bucket("tagged").send().await;
+    assert_s3_err(got, 404, Some("NoSuchTagSet"), "no tags yet");
+
+    let set = [("team", "blue"), ("cost-centre", "4 2/ü")];
+    ok(
+        c.put_bucket_tagging()
+            .bucket("tagged")
+            .tagging(tags(&set))
+            .send()
+            .await,
+        "PutBucketTagging",
+    );
+    let read = |c: Client| async move {
+        ok(
+            c.get_bucket_tagging().bucket("tagged").send().await,
+            "GetBucketTagging",
+        )
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect::<Vec<_>>()
+    };
+    let want: Vec<_> = set
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(read(c.clone()).await, want);
+
+    for (case, bad) in [
+        (
+            "reserved",
+            vec![("aws:owner".to_string(), "me".to_string())],
+        ),
+        (
+            "duplicate",
+            vec![("a".into(), "1".into()), ("a".into(), "2".into())],
+        ),
+        ("long key", vec![("k".repeat(129), "v".into())]),
+        (
+            "51 tags",
+            (0..51).map(|i| (format!("k{i}"), "v".into())).collect(),
+        ),
+    ] {
+        let refs: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let got = c
+            .put_bucket_tagging()
+            .bucket("tagged")
+            .tagging(tags(&refs))
+            .send()
+            .await;
+        assert_s3_err(got, 400, Some("InvalidTag"), case);
+    }
+    assert_eq!(
+        read(c.clone()).await,
+        want,
+        "refused tag sets changed nothing"
+    );
+    let got = c
+        .put_bucket_tagging()
+        .bucket("no-such-bucket")
+        .tagging(tags(&set))
+        .send()
+        .await;
+    assert_s3_err(got, 404, Some("NoSuchBucket"), "missing bucket");
+
+    // A user allowed to read tags only.
+    let admin = cairn_tests::admin::AdminCli::for_server("n0", &srv).await;
+    admin
+        .policy(
+            "n0",
+            "read-tags",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetBucketTagging"],"Resource":["arn:aws:s3:::tagged"]}]}"#,
+        )
+        .await;
+    admin
+        .ok(&["user", "add", "n0", "tina", "tina-secret-1"])
+        .await;
+    admin
+        .ok(&["policy", "attach", "n0", "read-tags", "--user", "tina"])
+        .await;
+    let tina = srv.client_with("tina", "tina-secret-1");
+    assert_eq!(read(tina.clone()).await, want);
+    let got = tina
+        .put_bucket_tagging()
+        .bucket("tagged")
+        .tagging(tags(&[("team", "red")]))
+        .send()
+        .await;
+    assert_s3_err(got, 403, Some("AccessDenied"), "tina puts tags");
+    let got = tina.delete_bucket_tagging().bucket("tagged").send().await;
+    assert_s3_err(got, 403, Some("AccessDenied"), "tina deletes tags");
+    assert_eq!(read(c.clone()).await, want);
+
+    ok(
+        c.delete_bucket_tagging().bucket("tagged").send().await,
+        "DeleteBucketTagging",
+    );
+    let got = c.get_bucket_tagging().bucket("tagged").send().await;
+    assert_s3_err(got, 404, Some("NoSuchTagSet"), "after delete");
+}

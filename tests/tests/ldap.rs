@@ -310,6 +310,26 @@ async fn ldap_logins_get_the_policies_of_their_dn_and_groups() {
     );
     assert_eq!(get(&bob, "seed").await, "ok");
     assert_eq!(put(&bob, "by-bob").await, "AccessDenied");
+    // Mapping policies to DNs is an admin's (`admin:AttachUserOrGroupPolicy`): a directory user
+    // with write access and self-service can neither grant bob writes nor take his reads.
+    for (op, policy) in [("attach", "readwrite"), ("detach", "readonly")] {
+        let body = serde_json::json!({"policies": [policy], "user": user_dn("bob")}).to_string();
+        let (status, text) = admin_as(&srv, &alice, &format!("idp/ldap/policy/{op}"), &body).await;
+        assert_eq!(status, 403, "alice's {op}: {text}");
+        assert_eq!(
+            xml_error_code(&text).as_deref(),
+            Some("AccessDenied"),
+            "{text}"
+        );
+    }
+    let bob = client(
+        &srv,
+        &login(&srv, "bob", "bob-pw")
+            .await
+            .expect("bob logs in again"),
+    );
+    assert_eq!(get(&bob, "seed").await, "ok");
+    assert_eq!(put(&bob, "by-bob").await, "AccessDenied");
     // A group's Deny beats another group's Allow.
     let carol = client(
         &srv,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, Delete,
-    MetadataDirective, ObjectIdentifier, Tag, Tagging,
+    MetadataDirective, ObjectIdentifier, Tag,
 };
 use cairn_tests::*;
 use sha1::Sha1;
@@ -657,18 +657,6 @@ fn tag_set(t: &[Tag]) -> BTreeMap<String, String> {
     t.iter()
         .map(|t| (t.key().to_string(), t.value().to_string()))
         .collect()
-}
-
-fn tags(pairs: &[(&str, &str)]) -> Tagging {
-    Tagging::builder()
-        .set_tag_set(Some(
-            pairs
-                .iter()
-                .map(|(k, v)| Tag::builder().key(*k).value(*v).build().unwrap())
-                .collect(),
-        ))
-        .build()
-        .unwrap()
 }
 
 async fn object_tagging(_srv: &Server, c: &Client) {

@@ -103,6 +103,18 @@ async fn version_ids(c: &Client, bucket: &str, key: &str) -> Vec<(String, bool)>
     all.into_iter().map(|(_, id, m)| (id, m)).collect()
 }
 
+/// A bucket's tags as `key=value`, in order; none when it has no tag set.
+async fn tags_of(c: &Client, bucket: &str) -> Vec<String> {
+    match c.get_bucket_tagging().bucket(bucket).send().await {
+        Ok(out) => out
+            .tag_set()
+            .iter()
+            .map(|t| format!("{}={}", t.key(), t.value()))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buckets_iam_and_objects_replicate_both_ways() {
     let s = Sites::start().await;
@@ -110,6 +122,14 @@ async fn buckets_iam_and_objects_replicate_both_ways() {
 
     // State from before the pairing reaches the new peer.
     create_bucket(&ca, "early").await;
+    ok(
+        ca.put_bucket_tagging()
+            .bucket("early")
+            .tagging(tags(&[("team", "blue")]))
+            .send()
+            .await,
+        "tags on a",
+    );
     s.admin(&["user", "add", "a", "alice", "alice-secret-0123456789"])
         .await;
     s.admin(&["policy", "attach", "a", "readonly", "--user", "alice"])
@@ -119,6 +139,31 @@ async fn buckets_iam_and_objects_replicate_both_ways() {
     assert!(out.contains("a, b"), "{out}");
     wait("bucket early on b", || async {
         bucket_exists(&cb, "early").await
+    })
+    .await;
+    // Bucket tags: those from before the pairing, then changes either way.
+    wait("early's tags on b", || async {
+        tags_of(&cb, "early").await == ["team=blue"]
+    })
+    .await;
+    ok(
+        cb.put_bucket_tagging()
+            .bucket("early")
+            .tagging(tags(&[("team", "red"), ("cost", "7")]))
+            .send()
+            .await,
+        "tags on b",
+    );
+    wait("b's tags on a", || async {
+        tags_of(&ca, "early").await == ["team=red", "cost=7"]
+    })
+    .await;
+    ok(
+        ca.delete_bucket_tagging().bucket("early").send().await,
+        "untag on a",
+    );
+    wait("no tags on b", || async {
+        tags_of(&cb, "early").await.is_empty()
     })
     .await;
     let v = ok(

@@ -221,13 +221,16 @@ pub enum IamCommand {
         access_key: String,
         account: Box<ServiceAccount>,
     },
-    /// Changes the given fields of a service account.
+    /// Changes the given fields of a service account. Removing the policy is a field of its own:
+    /// commands travel as JSON, where an `Option<Option<_>>`'s `Some(None)` reads back as `None`.
     UpdateServiceAccount {
         access_key: String,
         secret: Option<SealedSecret>,
-        /// `Some(None)` removes the inline policy.
-        policy: Option<Option<String>>,
-        expires_ns: Option<Option<i64>>,
+        /// A new inline policy.
+        policy: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        remove_policy: bool,
+        expires_ns: Option<i64>,
         enabled: Option<bool>,
     },
     RemoveServiceAccount {
@@ -542,10 +545,11 @@ impl IamState {
                 access_key,
                 secret,
                 policy,
+                remove_policy,
                 expires_ns,
                 enabled,
             } => {
-                if let Some(Some(doc)) = policy {
+                if let Some(doc) = policy {
                     check_policy(doc)?;
                 }
                 let s = self
@@ -555,11 +559,14 @@ impl IamState {
                 if let Some(secret) = secret {
                     s.secret = secret.clone();
                 }
+                if *remove_policy {
+                    s.policy = None;
+                }
                 if let Some(policy) = policy {
-                    s.policy = policy.clone();
+                    s.policy = Some(policy.clone());
                 }
                 if let Some(expires) = expires_ns {
-                    s.expires_ns = *expires;
+                    s.expires_ns = Some(*expires);
                 }
                 if let Some(enabled) = enabled {
                     s.enabled = *enabled;

@@ -325,18 +325,64 @@ fn may_manage(
     })
 }
 
+/// The inline policy that narrows a caller below its parent's permissions (a service account's
+/// or an STS session's), if any.
+fn narrowing(caller: &Caller) -> Option<&str> {
+    match caller {
+        Caller::Root | Caller::User(_) => None,
+        Caller::ServiceAccount { policy, .. } => policy.as_deref(),
+        Caller::Session { claims, .. } => claims.policy.as_deref(),
+    }
+}
+
+fn wider_than_caller() -> S3Error {
+    s3_error!(
+        AccessDenied,
+        "a service account or session narrowed by a policy manages its parent's service accounts only under that same policy"
+    )
+}
+
+/// A narrowed caller manages its own parent's accounts with that parent's permissions, so
+/// without this rule it could mint (or re-key, or widen) an account its policy does not narrow
+/// and act through it with everything the parent may do. It may touch only accounts under its
+/// own policy, never change their policy, and a new account gets that policy. Accounts of other
+/// identities need `admin:CreateUser` ([`may_manage`]), which already reaches further.
+fn keeps_narrowing(
+    caller: &Caller,
+    target: &Parent,
+    account_policy: Option<&str>,
+    new_policy: Option<Option<&str>>,
+) -> S3Result<()> {
+    let Some(own) = narrowing(caller) else {
+        return Ok(());
+    };
+    if *target != own_parent(caller) {
+        return Ok(());
+    }
+    let same = |p: Option<&str>| p == Some(own);
+    if same(account_policy) && new_policy.is_none_or(same) {
+        return Ok(());
+    }
+    tracing::info!("a narrowed caller's change to a wider service account refused");
+    Err(wider_than_caller())
+}
+
 /// Refuses a change to service account `access_key` unless it exists and the caller may change
-/// its parent's accounts.
+/// its parent's accounts, setting its policy to `new_policy` (`Some(None)`: removing it).
 async fn check_account_owner(
     node: &Node,
     auth: &Authorizer,
     req: &S3Request<Body>,
     access_key: &str,
+    new_policy: Option<Option<&str>>,
 ) -> S3Result<()> {
     let state = linearizable(node).await?;
     let caller = caller_of(auth, &state.iam, req)?;
     match state.iam.service_accounts.get(access_key) {
-        Some(s) => may_manage(auth, req, &caller, &s.parent, Manage::Change),
+        Some(s) => {
+            may_manage(auth, req, &caller, &s.parent, Manage::Change)?;
+            keeps_narrowing(&caller, &s.parent, s.policy.as_deref(), new_policy)
+        }
         None => Err(iam_error(IamError::NoSuchServiceAccount(
             access_key.to_owned(),
         ))),
@@ -682,7 +728,12 @@ async fn write(
             "iam/svcacct/add" => return add_service_account(node, auth, req).await,
             "iam/svcacct/edit" => {
                 let b: EditServiceAccount = body_json(req).await?;
-                check_account_owner(node, auth, req, &b.access_key).await?;
+                let new_policy = if b.remove_policy {
+                    Some(None)
+                } else {
+                    b.policy.as_deref().map(Some)
+                };
+                check_account_owner(node, auth, req, &b.access_key, new_policy).await?;
                 if let Some(s) = &b.secret_key {
                     check_secret(s)?;
                 }
@@ -702,13 +753,10 @@ async fn write(
                         .secret_key
                         .as_deref()
                         .map(|s| seal(auth, &b.access_key, s)),
-                    policy: if b.remove_policy {
-                        Some(None)
-                    } else {
-                        b.policy.map(Some)
-                    },
+                    policy: b.policy.filter(|_| !b.remove_policy),
+                    remove_policy: b.remove_policy,
                     expires_ns: match &b.expiry {
-                        Some(e) => Some(Some(expiry_ns(auth, e)?)),
+                        Some(e) => Some(expiry_ns(auth, e)?),
                         None => None,
                     },
                     enabled,
@@ -717,7 +765,7 @@ async fn write(
             }
             "iam/svcacct/remove" => {
                 let access_key = param(&uri, "access_key")?;
-                check_account_owner(node, auth, req, &access_key).await?;
+                check_account_owner(node, auth, req, &access_key, None).await?;
                 IamCommand::RemoveServiceAccount { access_key }
             }
             _ => return Err(s3_error!(NotImplemented, "unknown admin operation {op}")),
@@ -754,6 +802,11 @@ async fn add_service_account(
         None => (own_parent(&caller), own_asserted(&caller)),
     };
     may_manage(auth, req, &caller, &parent, Manage::Change)?;
+    let policy = match (narrowing(&caller), b.policy) {
+        (Some(own), None) if parent == own_parent(&caller) => Some(own.to_owned()),
+        (_, policy) => policy,
+    };
+    keeps_narrowing(&caller, &parent, policy.as_deref(), None)?;
     let expires_ns = match &b.expiry {
         Some(e) => Some(expiry_ns(auth, e)?),
         None => None,
@@ -762,7 +815,7 @@ async fn add_service_account(
         account: Box::new(ServiceAccount {
             parent,
             secret: seal(auth, &access_key, &secret_key),
-            policy: b.policy,
+            policy,
             expires_ns,
             enabled: true,
             name: b.name,
@@ -776,4 +829,50 @@ async fn add_service_account(
         access_key,
         secret_key,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::session::Claims;
+
+    #[test]
+    fn narrowed_callers_keep_their_policy() {
+        let alice = Parent::User("alice".into());
+        let own = "{\"narrow\":1}";
+        let session = Caller::Session {
+            access_key: "ASIA".into(),
+            claims: Claims {
+                parent: alice.clone(),
+                expires_ns: 0,
+                policy: Some(own.into()),
+                asserted: Asserted::default(),
+            },
+        };
+        let account = Caller::ServiceAccount {
+            access_key: "svc".into(),
+            parent: alice.clone(),
+            policy: Some(own.into()),
+            asserted: Asserted::default(),
+        };
+        for caller in [&session, &account] {
+            assert!(keeps_narrowing(caller, &alice, Some(own), None).is_ok());
+            assert!(keeps_narrowing(caller, &alice, Some(own), Some(Some(own))).is_ok());
+            assert!(keeps_narrowing(caller, &alice, None, None).is_err());
+            assert!(keeps_narrowing(caller, &alice, Some("{}"), None).is_err());
+            assert!(keeps_narrowing(caller, &alice, Some(own), Some(None)).is_err());
+            assert!(keeps_narrowing(caller, &alice, Some(own), Some(Some("{}"))).is_err());
+            // Another identity's accounts are `may_manage`'s to decide.
+            assert!(keeps_narrowing(caller, &Parent::User("bob".into()), None, None).is_ok());
+        }
+        let user = Caller::User("alice".into());
+        assert!(keeps_narrowing(&user, &alice, None, Some(None)).is_ok());
+        let unnarrowed = Caller::ServiceAccount {
+            access_key: "svc".into(),
+            parent: alice.clone(),
+            policy: None,
+            asserted: Asserted::default(),
+        };
+        assert!(keeps_narrowing(&unnarrowed, &alice, None, Some(None)).is_ok());
+    }
 }

@@ -20,7 +20,7 @@ pub struct Rejection {
     pub code: &'static str,
     pub message: &'static str,
     /// An extra element of the error document (`HeadersNotSigned`), as AWS adds.
-    pub detail: Option<(&'static str, &'static str)>,
+    pub detail: Option<(&'static str, String)>,
 }
 
 impl Rejection {
@@ -37,6 +37,7 @@ impl Rejection {
     pub fn to_xml(&self) -> String {
         let detail = self
             .detail
+            .as_ref()
             .map(|(tag, value)| format!("<{tag}>{value}</{tag}>"))
             .unwrap_or_default();
         format!(
@@ -109,9 +110,7 @@ pub fn check(
             super::sigv2::check_header(&v2, method, headers, uri, &query, credentials, now)?;
         } else {
             // s3s parses every header that is not SigV2 as SigV4, whatever its algorithm says.
-            if auth.starts_with("AWS4-") {
-                check_v4_header(auth)?;
-            }
+            check_v4_header(auth, headers)?;
             check_v4_header_date(headers)?;
             let credentials = auth
                 .split(',')
@@ -132,14 +131,14 @@ pub fn check(
         super::sigv2::check_presigned(method, headers, uri, &query, credentials)?;
     }
     if query.has("X-Amz-Signature") || query.has("X-Amz-Credential") {
-        check_v4_presigned(&query)?;
+        check_v4_presigned(&query, headers)?;
     }
     Ok(())
 }
 
-fn headers_not_signed() -> Rejection {
+fn headers_not_signed(names: String) -> Rejection {
     Rejection {
-        detail: Some(("HeadersNotSigned", "host")),
+        detail: Some(("HeadersNotSigned", names)),
         ..Rejection::new(
             StatusCode::FORBIDDEN,
             "AccessDenied",
@@ -154,15 +153,45 @@ fn signs_host(signed_headers: &str) -> bool {
     signed_headers.split(';').any(|h| h == "host")
 }
 
-fn check_v4_header(auth: &str) -> Result<(), Rejection> {
+/// `x-amz-*` headers a SigV4 signature may leave out, as AWS and the SDKs do: the body's hash
+/// (which the signature or the body check binds), the aws-chunked framing (which the chunk
+/// signatures bind), and what the SDKs leave out of presigned URLs (`x-amz-user-agent`;
+/// `x-amz-checksum-mode` only adds checksums to the answer).
+const MAY_BE_UNSIGNED: &[&str] = &[
+    "x-amz-content-sha256",
+    "x-amz-decoded-content-length",
+    "x-amz-trailer",
+    "x-amz-user-agent",
+    "x-amz-checksum-mode",
+];
+
+/// A signature covers only the headers it names, and `x-amz-*` headers change what a request
+/// does (`x-amz-copy-source` turns an upload into a copy, others set tags, metadata or locks):
+/// every one that arrives must be signed, and the signature must name `host`.
+fn check_signed_headers(list: &str, headers: &HeaderMap) -> Result<(), Rejection> {
+    if !signs_host(list) {
+        return Err(headers_not_signed("host".to_string()));
+    }
+    let mut unsigned: Vec<&str> = headers
+        .keys()
+        .map(|name| name.as_str())
+        .filter(|name| name.starts_with("x-amz-") && !MAY_BE_UNSIGNED.contains(name))
+        .filter(|name| !list.split(';').any(|s| s.trim().eq_ignore_ascii_case(name)))
+        .collect();
+    if unsigned.is_empty() {
+        return Ok(());
+    }
+    unsigned.sort_unstable();
+    Err(headers_not_signed(unsigned.join(", ")))
+}
+
+fn check_v4_header(auth: &str, headers: &HeaderMap) -> Result<(), Rejection> {
     let signed = auth
         .split(',')
         .filter_map(|part| part.trim().split_once("SignedHeaders="))
         .map(|(_, list)| list.trim());
     for list in signed {
-        if !signs_host(list) {
-            return Err(headers_not_signed());
-        }
+        check_signed_headers(list, headers)?;
     }
     Ok(())
 }
@@ -216,43 +245,53 @@ pub fn is_form_upload(method: &Method, headers: &HeaderMap) -> bool {
         })
 }
 
-/// The fields of a browser-form upload that s3s reads with the same digit parser as the
-/// headers: `x-amz-date` and the scope date of `x-amz-credential`. s3s names a field by the
-/// exact text `form-data; name="NAME"` of its part (the name compared case-insensitively), so
-/// every such text in the body is looked at, wherever it is: a value must be one well-formed
-/// line ended by a boundary (`\r\n--`). A value s3s reads as longer than that line then starts
-/// with the checked one, so its length, not its digits, fails s3s's parse. Only a file that
-/// itself holds a malformed form of this shape is refused by mistake.
-pub fn check_post_form(body: &[u8]) -> Result<(), Rejection> {
+/// Every text `form-data; name="NAME"` in a form body, wherever it is (s3s names a field by
+/// that exact text of its part, the name compared case-insensitively), with the value s3s reads
+/// if the text begins a field: one line ended by a boundary (`\r\n--`); `None` for any other
+/// shape. A value s3s reads as longer than that line starts with it.
+fn form_fields(body: &[u8]) -> impl Iterator<Item = (&[u8], Option<&str>)> {
     const PREFIX: &[u8] = b"form-data; name=\"";
-    for at in memchr::memmem::find_iter(body, PREFIX) {
+    memchr::memmem::find_iter(body, PREFIX).filter_map(move |at| {
         let rest = &body[at + PREFIX.len()..];
-        let Some(name_end) = memchr::memchr(b'"', rest) else {
-            continue;
+        let name = &rest[..memchr::memchr(b'"', rest)?];
+        let Some(headers_end) = memchr::memmem::find(rest, b"\r\n\r\n") else {
+            return Some((name, None));
         };
-        let name = &rest[..name_end];
+        let value = &rest[headers_end + 4..];
+        let line_end = memchr::memmem::find(value, b"\r\n").unwrap_or(value.len());
+        let line = std::str::from_utf8(&value[..line_end])
+            .ok()
+            .filter(|_| value[line_end..].starts_with(b"\r\n--"));
+        Some((name, line))
+    })
+}
+
+/// The checks in front of s3s on a browser-form upload (POST Object), made on every
+/// `form-data; name="NAME"` text in the body ([`form_fields`]); only a file that itself holds a
+/// malformed form of this shape is refused by mistake.
+///
+/// - `x-amz-date` and the scope date of `x-amz-credential`, which s3s reads with the same digit
+///   parser as the headers: a value s3s reads as longer than the checked line fails s3s's parse
+///   by its length.
+/// - A SigV2 signature ([`super::sigv2::check_post_form`]), which s3s compares in variable time.
+pub fn check_post_form(body: &[u8], credentials: &dyn CredentialStore) -> Result<(), Rejection> {
+    for (name, value) in form_fields(body) {
         let (valid, message): (fn(&str) -> bool, &'static str) = if name
             .eq_ignore_ascii_case(b"x-amz-date")
         {
             (
-                    is_amz_date,
-                    "The form field x-amz-date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"",
-                )
+                is_amz_date,
+                "The form field x-amz-date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"",
+            )
         } else if name.eq_ignore_ascii_case(b"x-amz-credential") {
             (
-                    scope_date_is_digits,
-                    "The form field x-amz-credential is mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\"",
-                )
+                scope_date_is_digits,
+                "The form field x-amz-credential is mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\"",
+            )
         } else {
             continue;
         };
-        let Some(headers_end) = memchr::memmem::find(rest, b"\r\n\r\n") else {
-            continue;
-        };
-        let value = &rest[headers_end + 4..];
-        let line_end = memchr::memmem::find(value, b"\r\n").unwrap_or(value.len());
-        let line = std::str::from_utf8(&value[..line_end]).unwrap_or_default();
-        if !(valid(line) && value[line_end..].starts_with(b"\r\n--")) {
+        if !value.is_some_and(valid) {
             return Err(Rejection::new(
                 StatusCode::BAD_REQUEST,
                 "InvalidArgument",
@@ -260,10 +299,20 @@ pub fn check_post_form(body: &[u8]) -> Result<(), Rejection> {
             ));
         }
     }
-    Ok(())
+    let field = |wanted: &'static str| {
+        form_fields(body)
+            .filter(move |(name, _)| name.eq_ignore_ascii_case(wanted.as_bytes()))
+            .map(|(_, value)| value)
+    };
+    super::sigv2::check_post_form(
+        field("signature"),
+        field("awsaccesskeyid"),
+        field("policy"),
+        credentials,
+    )
 }
 
-fn check_v4_presigned(query: &Query) -> Result<(), Rejection> {
+fn check_v4_presigned(query: &Query, headers: &HeaderMap) -> Result<(), Rejection> {
     if !query.get_all("X-Amz-Credential").all(scope_date_is_digits) {
         return Err(Rejection::new(
             StatusCode::BAD_REQUEST,
@@ -299,9 +348,7 @@ fn check_v4_presigned(query: &Query) -> Result<(), Rejection> {
         }
     }
     for list in query.get_all("X-Amz-SignedHeaders") {
-        if !signs_host(list) {
-            return Err(headers_not_signed());
-        }
+        check_signed_headers(list, headers)?;
     }
     Ok(())
 }
@@ -336,7 +383,9 @@ mod tests {
             "",
         ] {
             assert!(!is_amz_date(bad), "{bad}");
-            assert!(check_v4_presigned(&q(&format!("X-Amz-Date={bad}"))).is_err());
+            assert!(
+                check_v4_presigned(&q(&format!("X-Amz-Date={bad}")), &HeaderMap::new()).is_err()
+            );
             let mut h = HeaderMap::new();
             h.insert("x-amz-date", bad.parse().unwrap());
             assert!(check_v4_header_date(&h).is_err());
@@ -352,7 +401,7 @@ mod tests {
         for bad in ["AK/2026128(7/us-east-1/s3/aws4_request", "AK", "AK/2026/x"] {
             assert!(!scope_date_is_digits(bad), "{bad}");
             let query = q(&format!("X-Amz-Credential={}", bad.replace('/', "%2F")));
-            assert!(check_v4_presigned(&query).is_err());
+            assert!(check_v4_presigned(&query, &HeaderMap::new()).is_err());
         }
     }
 
@@ -368,7 +417,7 @@ mod tests {
         h.insert(
             http::header::AUTHORIZATION,
             http::HeaderValue::from_bytes(
-                "AWS4-HMAC-SHA256 Credential=root/20(61208/us\u{4de}east-1/s3/aws4_request, SignedHeaders=host, Signature=00".as_bytes(),
+                "AWS4-HMAC-SHA256 Credential=root/20(61208/us\u{4de}east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=00".as_bytes(),
             )
             .unwrap(),
         );
@@ -406,7 +455,7 @@ mod tests {
             ("X-Amz-Credential", "AK/20261207/us-east-1/s3/aws4_request"),
             ("key", "k"),
         ];
-        assert_eq!(check_post_form(&form(&good)), Ok(()));
+        assert_eq!(check_post_form(&form(&good), &root()), Ok(()));
         // The fuzzer's third input: a byte below '0' among a form date's digits.
         for bad in [
             [("x-amz-date", "2026120'T020000Z")],
@@ -415,20 +464,80 @@ mod tests {
             // A value split across lines, so no line of it is the whole value.
             [("x-amz-date", "20261207T020000Z\r\nx")],
         ] {
-            let err = check_post_form(&form(&bad)).unwrap_err();
+            let err = check_post_form(&form(&bad), &root()).unwrap_err();
             assert_eq!(
                 (err.status, err.code),
                 (StatusCode::BAD_REQUEST, "InvalidArgument")
             );
         }
         // Other fields, and other spellings s3s does not take as a field name, are left to s3s.
-        assert_eq!(check_post_form(&form(&[("x-amz-date-2", "(")])), Ok(()));
+        assert_eq!(
+            check_post_form(&form(&[("x-amz-date-2", "(")]), &root()),
+            Ok(())
+        );
         assert_eq!(
             check_post_form(
-                b"--B\r\nContent-Disposition: Form-Data; name=\"x-amz-date\"\r\n\r\n(\r\n--B--"
+                b"--B\r\nContent-Disposition: Form-Data; name=\"x-amz-date\"\r\n\r\n(\r\n--B--",
+                &root()
             ),
             Ok(())
         );
+    }
+
+    fn root() -> crate::auth::RootCredentials {
+        crate::auth::RootCredentials {
+            access_key: "root".into(),
+            secret_key: "root-secret-key".into(),
+        }
+    }
+
+    #[test]
+    fn post_form_sigv2_signatures_are_checked_in_constant_time_first() {
+        let policy = "eyJleHBpcmF0aW9uIjoiMjAzMC0wMS0wMVQwMDowMDowMFoifQ==";
+        let good = super::super::sigv2::signature("root-secret-key", policy);
+        fn fields<'a>(policy: &'a str, sig: &'a str) -> [(&'static str, &'a str); 3] {
+            [
+                ("AWSAccessKeyId", "root"),
+                ("policy", policy),
+                ("signature", sig),
+            ]
+        }
+        assert_eq!(
+            check_post_form(&form(&fields(policy, &good)), &root()),
+            Ok(())
+        );
+        let err = check_post_form(
+            &form(&fields(policy, "AAAAAAAAAAAAAAAAAAAAAAAAAAA=")),
+            &root(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err.status, err.code),
+            (StatusCode::FORBIDDEN, "SignatureDoesNotMatch")
+        );
+        // A second, different signature (or policy) under another spelling of the name.
+        let mut twice = fields(policy, &good).to_vec();
+        twice.push(("Signature", "AAAAAAAAAAAAAAAAAAAAAAAAAAA="));
+        let err = check_post_form(&form(&twice), &root()).unwrap_err();
+        assert_eq!(err.code, "InvalidArgument");
+        let no_policy = [("AWSAccessKeyId", "root"), ("signature", good.as_str())];
+        assert_eq!(
+            check_post_form(&form(&no_policy), &root())
+                .unwrap_err()
+                .code,
+            "InvalidArgument"
+        );
+        // SigV4 forms and unknown keys are s3s's to decide.
+        assert_eq!(
+            check_post_form(&form(&[("x-amz-signature", "00")]), &root()),
+            Ok(())
+        );
+        let stranger = [
+            ("AWSAccessKeyId", "nobody"),
+            ("policy", policy),
+            ("signature", "x"),
+        ];
+        assert_eq!(check_post_form(&form(&stranger), &root()), Ok(()));
     }
 
     #[test]
@@ -436,31 +545,80 @@ mod tests {
         let with = "AWS4-HMAC-SHA256 Credential=a/20260101/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=00";
         let without = "AWS4-HMAC-SHA256 Credential=a/20260101/us-east-1/s3/aws4_request, SignedHeaders=x-amz-content-sha256;x-amz-date, Signature=00";
         let sneaky = "AWS4-HMAC-SHA256 Credential=a/20260101/us-east-1/s3/aws4_request, SignedHeaders=x-amz-date;hostx, Signature=00";
-        assert_eq!(check_v4_header(with), Ok(()));
-        assert_eq!(check_v4_header(without), Err(headers_not_signed()));
-        assert_eq!(check_v4_header(sneaky), Err(headers_not_signed()));
+        let none = HeaderMap::new();
+        assert_eq!(check_v4_header(with, &none), Ok(()));
+        let host = Err(headers_not_signed("host".to_string()));
+        assert_eq!(check_v4_header(without, &none), host);
+        assert_eq!(check_v4_header(sneaky, &none), host);
+    }
+
+    #[test]
+    fn every_amz_header_must_be_signed() {
+        let headers = |names: &[&str]| {
+            let mut h = HeaderMap::new();
+            for n in names {
+                h.insert(
+                    http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    "v".parse().unwrap(),
+                );
+            }
+            h
+        };
+        let auth = "AWS4-HMAC-SHA256 Credential=a/20260101/us-east-1/s3/aws4_request, SignedHeaders=host;X-Amz-Date;x-amz-meta-a, Signature=00";
+        let signed = headers(&[
+            "x-amz-date",
+            "x-amz-meta-a",
+            "content-type",
+            "x-amzn-trace-id",
+        ]);
+        assert_eq!(check_v4_header(auth, &signed), Ok(()));
+        let exempt = headers(&[
+            "x-amz-content-sha256",
+            "x-amz-decoded-content-length",
+            "x-amz-trailer",
+        ]);
+        assert_eq!(check_v4_header(auth, &exempt), Ok(()));
+        let added = headers(&["x-amz-date", "x-amz-tagging", "x-amz-copy-source"]);
+        assert_eq!(
+            check_v4_header(auth, &added),
+            Err(headers_not_signed(
+                "x-amz-copy-source, x-amz-tagging".to_string()
+            ))
+        );
+        let url = q("X-Amz-SignedHeaders=host");
+        assert_eq!(check_v4_presigned(&url, &exempt), Ok(()));
+        assert_eq!(
+            check_v4_presigned(&url, &headers(&["x-amz-meta-a"])),
+            Err(headers_not_signed("x-amz-meta-a".to_string()))
+        );
     }
 
     #[test]
     fn presigned_v4_expiry_is_capped_at_a_week() {
         let url = |e: &str| q(&format!("X-Amz-Expires={e}&X-Amz-SignedHeaders=host"));
-        assert_eq!(check_v4_presigned(&url("604800")), Ok(()));
-        assert_eq!(check_v4_presigned(&url("1")), Ok(()));
-        let err = check_v4_presigned(&url("604801")).unwrap_err();
+        assert_eq!(
+            check_v4_presigned(&url("604800"), &HeaderMap::new()),
+            Ok(())
+        );
+        assert_eq!(check_v4_presigned(&url("1"), &HeaderMap::new()), Ok(()));
+        let err = check_v4_presigned(&url("604801"), &HeaderMap::new()).unwrap_err();
         assert_eq!(
             (err.status, err.code),
             (StatusCode::BAD_REQUEST, "AuthorizationQueryParametersError")
         );
-        assert!(check_v4_presigned(&url("-1")).is_err());
+        assert!(check_v4_presigned(&url("-1"), &HeaderMap::new()).is_err());
         assert_eq!(
-            check_v4_presigned(&q("X-Amz-Expires=60&X-Amz-SignedHeaders=x-amz-date")),
-            Err(headers_not_signed())
+            check_v4_presigned(
+                &q("X-Amz-Expires=60&X-Amz-SignedHeaders=x-amz-date"),
+                &HeaderMap::new()
+            ),
+            Err(headers_not_signed("host".to_string()))
         );
     }
 
     #[test]
     fn error_document_names_code_and_detail() {
-        let xml = headers_not_signed().to_xml();
+        let xml = headers_not_signed("host".to_string()).to_xml();
         assert!(xml.contains("<Code>AccessDenied</Code>"), "{xml}");
         assert!(
             xml.contains("<HeadersNotSigned>host</HeadersNotSigned>"),

@@ -231,7 +231,7 @@ fn string_to_sign(
     s
 }
 
-fn signature(secret: &str, string_to_sign: &str) -> String {
+pub(super) fn signature(secret: &str, string_to_sign: &str) -> String {
     let mut mac =
         <Hmac<sha1::Sha1>>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(string_to_sign.as_bytes());
@@ -309,6 +309,48 @@ pub fn check_presigned(
     verify(credentials, access_key, &sig, || {
         string_to_sign(Mode::Presigned, method, headers, uri, query)
     })
+}
+
+/// The SigV2 signature of a browser-form upload (fields `AWSAccessKeyId`, `policy`,
+/// `signature`, each as every spelling of its name in the body gives it: see
+/// `request::check_post_form`). s3s compares it in variable time, so it is compared here first,
+/// in constant time; a form s3s would take as SigV2 reaches s3s only with the right signature.
+/// Each field must have one value wherever it appears, or no reading of the form is checked.
+pub fn check_post_form<'a>(
+    signature: impl Iterator<Item = Option<&'a str>>,
+    access_key: impl Iterator<Item = Option<&'a str>>,
+    policy: impl Iterator<Item = Option<&'a str>>,
+    credentials: &dyn CredentialStore,
+) -> Result<(), Rejection> {
+    /// `Ok(None)`: the field is not there; `Err`: it has a malformed or a second, other value.
+    fn one<'a>(mut values: impl Iterator<Item = Option<&'a str>>) -> Result<Option<&'a str>, ()> {
+        let Some(first) = values.next() else {
+            return Ok(None);
+        };
+        let first = first.ok_or(())?;
+        values
+            .all(|v| v == Some(first))
+            .then_some(Some(first))
+            .ok_or(())
+    }
+    let ambiguous = || {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            "The form fields AWSAccessKeyId, policy and signature must each be given once, on one line",
+        )
+    };
+    let Some(sig) = one(signature).map_err(|()| ambiguous())? else {
+        return Ok(());
+    };
+    let (Some(access_key), Some(policy)) = (
+        one(access_key).map_err(|()| ambiguous())?,
+        one(policy).map_err(|()| ambiguous())?,
+    ) else {
+        return Err(ambiguous());
+    };
+    // The string to sign of a SigV2 form is its base64 policy, as sent.
+    verify(credentials, access_key, sig, || policy.to_owned())
 }
 
 #[cfg(test)]

@@ -268,6 +268,7 @@ impl Ldap {
                         access_key: key.to_owned(),
                         secret: None,
                         policy: None,
+                        remove_policy: false,
                         expires_ns: None,
                         enabled: Some(false),
                     }))

@@ -177,7 +177,9 @@ pub fn request_body(
     futures::StreamExt::map(body, |r| {
         r.map_err(|e| {
             let msg = e.to_string();
-            if msg.contains("SignatureMismatch") {
+            if let Some(stalled) = crate::net::BodyStalled::find(&*e) {
+                BodyError::Stalled(stalled.to_string())
+            } else if msg.contains("SignatureMismatch") {
                 BodyError::ChunkSignature
             } else {
                 BodyError::Incomplete(msg)

@@ -64,6 +64,7 @@ pub fn object_error(e: ObjectError) -> S3Error {
         E::InvalidPartOrder => err(S3ErrorCode::InvalidPartOrder, msg),
         E::ChunkSignature => err(S3ErrorCode::SignatureDoesNotMatch, msg),
         E::IncompleteBody(_) => err(S3ErrorCode::IncompleteBody, msg),
+        E::RequestTimeout(_) => err(S3ErrorCode::RequestTimeout, msg),
         E::InvalidArgument(_) => err(S3ErrorCode::InvalidArgument, msg),
         E::ReplicaConflict(_) => err(S3ErrorCode::InvalidRequest, msg),
         E::Stage(e) => match e.downcast::<crate::sse::SseError>() {
@@ -96,6 +97,7 @@ impl From<CatalogError> for S3Error {
             CatalogError::Command(CommandError::NoSuchBucket(_)) => err(S3ErrorCode::NoSuchBucket, e.to_string()),
             CatalogError::Command(CommandError::InvalidBucketState(m)) => err(S3ErrorCode::InvalidBucketState, m),
             CatalogError::Command(CommandError::InvalidRequest(m)) => err(S3ErrorCode::InvalidRequest, m),
+            CatalogError::Command(CommandError::InvalidTag(m)) => err(S3ErrorCode::InvalidTag, m),
             CatalogError::Command(
                 CommandError::KmsKeyExists(_)
                 | CommandError::NoSuchKmsKey(_)

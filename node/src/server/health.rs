@@ -291,7 +291,15 @@ impl Router {
         }
         let sts = crate::sts::is_sts_request(req.method(), req.uri(), req.headers());
         let http1 = req.version() < hyper::Version::HTTP_2;
-        let (req, read_first) = match self.preauth.read(req.map(Body::http_body), sts).await {
+        let (req, read_first) = match self
+            .preauth
+            .read(
+                req.map(Body::http_body),
+                sts,
+                self.node.credentials.as_ref(),
+            )
+            .await
+        {
             Ok(r) => r,
             Err(mut refused) => {
                 if http1 {

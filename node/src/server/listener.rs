@@ -20,7 +20,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::health::Router;
 use crate::auth::{ClientCertificate, ConnInfo};
-use crate::net::Listen;
+use crate::net::{BodyStalled, Listen};
 
 /// TLS handshakes that take longer are dropped, so a silent client cannot pin a connection.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,6 +44,9 @@ pub struct ListenerLimits {
     /// A request head not complete, a request body with no new data, or a connection with no
     /// request in flight and no traffic for this long is dropped.
     pub idle_timeout: Duration,
+    /// A request body must arrive at this many bytes per second over the time spent waiting
+    /// for it, once that is longer than `idle_timeout`; 0: no minimum.
+    pub min_body_rate: u64,
 }
 
 /// Serves S3 on `listener` until `shutdown` resolves, then waits (a bounded time) for the
@@ -156,13 +159,13 @@ async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
-    let idle = limits.idle_timeout;
+    let (idle, min_rate) = (limits.idle_timeout, limits.min_body_rate);
     let svc = {
         let activity = activity.clone();
         hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let router = router.clone();
             let busy = activity.begin();
-            let mut req = req.map(|body| IdleBody::new(body, idle));
+            let mut req = req.map(|body| IdleBody::new(body, idle, min_rate));
             req.extensions_mut().insert(info);
             if let Some(cert) = &cert {
                 req.extensions_mut().insert(cert.clone());
@@ -415,32 +418,46 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ActivityIo<S> {
     }
 }
 
-/// A request body that fails with [`BodyIdle`] when its reader waits longer than the idle
-/// timeout for the next frame, so a client that stops sending cannot hold a request (and its
-/// slot) for ever.
+/// A request body that fails with [`BodyStalled`] when its reader waits longer than the idle
+/// timeout for the next frame, or (after waiting that long in all) when the bytes arrive slower
+/// than the minimum rate over the time the reader spent waiting for them. So a client that stops
+/// sending, or drips a byte now and then, cannot hold a request (and its slot) for ever; time
+/// the server itself takes to read is not counted against the client.
 pub struct IdleBody<B> {
     inner: B,
     timeout: Duration,
+    /// Bytes per second; 0: no minimum.
+    min_rate: u64,
     timer: Pin<Box<Sleep>>,
-    /// The timer runs: the reader is waiting for data.
-    waiting: bool,
+    /// Since when the reader waits for data (the timer runs), if it does.
+    waiting_since: Option<Instant>,
+    /// Time spent waiting before `waiting_since`.
+    waited: Duration,
+    received: u64,
 }
 
 impl<B> IdleBody<B> {
-    pub fn new(inner: B, timeout: Duration) -> Self {
+    pub fn new(inner: B, timeout: Duration, min_rate: u64) -> Self {
         IdleBody {
             inner,
             timeout,
+            min_rate,
             timer: Box::pin(tokio::time::sleep(timeout)),
-            waiting: false,
+            waiting_since: None,
+            waited: Duration::ZERO,
+            received: 0,
+        }
+    }
+
+    /// The waiting the bytes received so far allow in all: the idle timeout at least, more as
+    /// they come at the minimum rate.
+    fn allowed_wait(&self) -> Duration {
+        match self.received.checked_div(self.min_rate) {
+            None => Duration::MAX,
+            Some(secs) => self.timeout.max(Duration::from_secs(secs)),
         }
     }
 }
-
-/// The error of a request body that stopped arriving (S3: `RequestTimeout`).
-#[derive(Debug, thiserror::Error)]
-#[error("no request body data for {0:?}")]
-pub struct BodyIdle(pub Duration);
 
 impl<B> hyper::body::Body for IdleBody<B>
 where
@@ -457,17 +474,35 @@ where
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.waiting = false;
+                if let Some(since) = this.waiting_since.take() {
+                    this.waited += since.elapsed();
+                }
+                if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+                    this.received += data.map_or(0, |d| d.len() as u64);
+                }
+                if this.waited > this.allowed_wait() {
+                    return Poll::Ready(Some(Err(Box::new(BodyStalled::TooSlow(this.min_rate)))));
+                }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
-                if !this.waiting {
-                    this.waiting = true;
-                    let deadline = Instant::now() + this.timeout;
-                    this.timer.as_mut().reset(deadline);
-                }
+                let since = match this.waiting_since {
+                    Some(since) => since,
+                    None => {
+                        let now = Instant::now();
+                        let left = this.allowed_wait().saturating_sub(this.waited);
+                        this.timer.as_mut().reset(now + this.timeout.min(left));
+                        this.waiting_since = Some(now);
+                        now
+                    }
+                };
                 if this.timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Some(Err(Box::new(BodyIdle(this.timeout)))));
+                    let stalled = if since.elapsed() >= this.timeout {
+                        BodyStalled::Idle(this.timeout)
+                    } else {
+                        BodyStalled::TooSlow(this.min_rate)
+                    };
+                    return Poll::Ready(Some(Err(Box::new(stalled))));
                 }
                 Poll::Pending
             }
@@ -492,6 +527,7 @@ mod tests {
             max_connections: total,
             max_connections_per_address: per,
             idle_timeout: Duration::from_secs(30),
+            min_body_rate: 0,
         }
     }
 
@@ -535,7 +571,7 @@ mod tests {
         let (mut tx, rx) =
             futures::channel::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(1);
         let idle = Duration::from_millis(200);
-        let mut body = IdleBody::new(http_body_util::StreamBody::new(rx), idle);
+        let mut body = IdleBody::new(http_body_util::StreamBody::new(rx), idle, 0);
         tx.send(Ok(Frame::data(Bytes::from_static(b"x"))))
             .await
             .unwrap();
@@ -543,8 +579,87 @@ mod tests {
         assert_eq!(first.into_data().unwrap(), Bytes::from_static(b"x"));
         let started = Instant::now();
         let err = body.frame().await.unwrap().unwrap_err();
-        assert!(err.is::<BodyIdle>(), "{err}");
+        assert_eq!(err.downcast_ref(), Some(&BodyStalled::Idle(idle)), "{err}");
         assert!(started.elapsed() >= idle, "{:?}", started.elapsed());
         drop(tx);
+    }
+
+    type Sender = futures::channel::mpsc::Sender<Result<Frame<Bytes>, std::convert::Infallible>>;
+
+    /// A body that gets `bytes` bytes every `every`, read by a reader that polls at once.
+    fn dripping(
+        bytes: usize,
+        every: Duration,
+        min_rate: u64,
+    ) -> IdleBody<impl hyper::body::Body<Data = Bytes, Error = std::convert::Infallible> + Unpin>
+    {
+        let (mut tx, rx) = futures::channel::mpsc::channel(1);
+        tokio::spawn(async move {
+            let tx: &mut Sender = &mut tx;
+            loop {
+                tokio::time::sleep(every).await;
+                if futures::SinkExt::send(tx, Ok(Frame::data(Bytes::from(vec![0u8; bytes]))))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        IdleBody::new(
+            http_body_util::StreamBody::new(rx),
+            Duration::from_secs(30),
+            min_rate,
+        )
+    }
+
+    /// Reads `body` until it fails: the error and the (virtual) time it took.
+    async fn read_until_error<B: hyper::body::Body<Data = Bytes> + Unpin>(
+        mut body: B,
+    ) -> (B::Error, Duration)
+    where
+        B::Error: std::fmt::Debug,
+    {
+        use http_body_util::BodyExt;
+        let started = Instant::now();
+        loop {
+            match body.frame().await {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return (e, started.elapsed()),
+                None => panic!("the body ended"),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dripping_body_fails_at_the_minimum_rate() {
+        // One byte every 20 s never trips the 30 s idle timeout, but it is far below 1 KiB/s.
+        let (err, took) = read_until_error(dripping(1, Duration::from_secs(20), 1024)).await;
+        assert_eq!(
+            err.downcast_ref(),
+            Some(&BodyStalled::TooSlow(1024)),
+            "{err}"
+        );
+        assert!(
+            took >= Duration::from_secs(30) && took <= Duration::from_secs(41),
+            "{took:?}"
+        );
+        // Without a minimum it goes on: stopped here after five minutes of dripping.
+        let slow = dripping(1, Duration::from_secs(20), 0);
+        let outcome = tokio::time::timeout(Duration::from_secs(300), read_until_error(slow)).await;
+        assert!(outcome.is_err(), "no minimum rate: the body kept going");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_at_the_minimum_rate_is_read_whole() {
+        use http_body_util::BodyExt;
+        // 2 KiB every second for ten minutes, twice the minimum: never refused.
+        let mut body = dripping(2048, Duration::from_secs(1), 1024);
+        for _ in 0..600 {
+            body.frame().await.unwrap().unwrap();
+        }
+        // The server's own slowness is not the client's: no polls, no waiting counted.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        body.frame().await.unwrap().unwrap();
     }
 }

@@ -53,6 +53,12 @@ pub struct ServerArgs {
     /// no new data (400 RequestTimeout), a connection with nothing in flight.
     #[arg(long, env = "CAIRN_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+    /// A request body must arrive at this rate (bytes per second) on average over the time
+    /// the server waits for it, once that is longer than the idle timeout; slower senders get
+    /// 400 RequestTimeout, so dripping a byte now and then cannot hold a request for ever.
+    /// 0: no minimum.
+    #[arg(long, env = "CAIRN_MIN_BODY_RATE", default_value = "1KiB", value_parser = parse_size)]
+    pub min_body_rate: u64,
     /// The largest file of a browser-form upload (POST Object), at most 5GiB: the form is read
     /// into memory before its signature and policy can be checked. Larger forms get 400
     /// EntityTooLarge.
@@ -347,6 +353,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         max_connections_per_address: args.max_connections_per_address,
         idle_timeout: args.idle_timeout,
+        min_body_rate: args.min_body_rate,
     };
     listener::serve(listener, acceptor, router, limits, shutdown_signal()).await;
     control.shutdown().await;

@@ -16,7 +16,6 @@ use s3s::Body;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::health::s3_error;
-use super::listener::BodyIdle;
 
 /// The form fields before the file (policy, signature, key, metadata): s3s's cap on them
 /// (AWS allows 20 KB).
@@ -84,6 +83,7 @@ impl PreAuthBodies {
         &self,
         req: Request<Body>,
         sts: bool,
+        credentials: &dyn crate::auth::CredentialStore,
     ) -> Result<(Request<Body>, Option<OwnedSemaphorePermit>), Response<Body>> {
         let Some(kind) = Self::kind(&req, sts) else {
             return Ok((req, None));
@@ -103,7 +103,7 @@ impl PreAuthBodies {
             Err(_) => return Err(request_timeout()),
         };
         if kind == Kind::PostObject {
-            crate::auth::request::check_post_form(&body)
+            crate::auth::request::check_post_form(&body, credentials)
                 .map_err(|r| super::health::rejected(&r))?;
         }
         // Handed on in slices of the one buffer: s3s gathers the form fields a frame at a time
@@ -136,7 +136,7 @@ impl PreAuthBodies {
         let mut total = 0u64;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| {
-                if e.is::<BodyIdle>() {
+                if crate::net::BodyStalled::find(&*e).is_some() {
                     request_timeout()
                 } else {
                     s3_error(
@@ -210,6 +210,14 @@ mod tests {
         .unwrap()
     }
 
+    /// No credentials: these bodies are not signed forms.
+    fn nobody() -> crate::auth::RootCredentials {
+        crate::auth::RootCredentials {
+            access_key: "root".into(),
+            secret_key: "root-secret".into(),
+        }
+    }
+
     fn code(r: &Response<Body>) -> String {
         let xml = r.body().bytes().unwrap_or_default();
         String::from_utf8_lossy(&xml).to_string()
@@ -220,14 +228,17 @@ mod tests {
         let p = PreAuthBodies::new(16);
         let max = p.max_form as usize;
         let small: &'static [u8] = Box::leak(vec![b'a'; max].into_boxed_slice());
-        let (req, permit) = p.read(form(small, false), false).await.unwrap();
+        let (req, permit) = p.read(form(small, false), false, &nobody()).await.unwrap();
         assert!(permit.is_some());
         let got = req.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(got.len(), max);
 
         let big: &'static [u8] = Box::leak(vec![b'a'; max + 1].into_boxed_slice());
         for declared in [true, false] {
-            let r = p.read(form(big, declared), false).await.unwrap_err();
+            let r = p
+                .read(form(big, declared), false, &nobody())
+                .await
+                .unwrap_err();
             assert_eq!(r.status(), StatusCode::BAD_REQUEST);
             assert!(
                 code(&r).contains("<Code>EntityTooLarge</Code>"),
@@ -246,7 +257,7 @@ mod tests {
             .header("content-type", "multipart/form-data; boundary=x")
             .body(Body::empty())
             .unwrap();
-        let (_, permit) = p.read(req, false).await.unwrap();
+        let (_, permit) = p.read(req, false, &nobody()).await.unwrap();
         assert!(permit.is_none());
     }
 
@@ -256,9 +267,12 @@ mod tests {
         let held: Vec<_> = (0..MAX_LARGEST_FORMS_AT_ONCE)
             .map(|_| p.reserve(p.max_form.div_ceil(UNIT)).expect("budget left"))
             .collect();
-        let r = p.read(form(b"abc", true), false).await.unwrap_err();
+        let r = p
+            .read(form(b"abc", true), false, &nobody())
+            .await
+            .unwrap_err();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         drop(held);
-        assert!(p.read(form(b"abc", true), false).await.is_ok());
+        assert!(p.read(form(b"abc", true), false, &nobody()).await.is_ok());
     }
 }

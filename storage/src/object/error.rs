@@ -42,6 +42,8 @@ pub enum ObjectError {
     ChunkSignature,
     #[error("the request body terminated unexpectedly: {0}")]
     IncompleteBody(String),
+    #[error("your socket connection to the server was not read from or written to within the timeout period: {0}")]
+    RequestTimeout(String),
     #[error("{0}")]
     InvalidArgument(String),
     /// A replica names a version id this site holds with other content: an id names one content
@@ -65,6 +67,7 @@ impl From<super::stage::BodyError> for ObjectError {
         match e {
             super::stage::BodyError::ChunkSignature => ObjectError::ChunkSignature,
             super::stage::BodyError::Incomplete(m) => ObjectError::IncompleteBody(m),
+            super::stage::BodyError::Stalled(m) => ObjectError::RequestTimeout(m),
         }
     }
 }

@@ -64,4 +64,7 @@ pub enum BodyError {
     ChunkSignature,
     #[error("{0}")]
     Incomplete(String),
+    /// The sender went silent, or sent slower than the server's minimum rate.
+    #[error("{0}")]
+    Stalled(String),
 }

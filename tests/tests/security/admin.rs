@@ -448,3 +448,117 @@ async fn config_update_cannot_add_learners_and_token_is_not_from_the_password() 
         "no start-up warning"
     );
 }
+
+/// A service account narrowed by an inline policy manages its parent's accounts, so it must not
+/// mint (or re-key, or widen) an account its policy does not narrow: that account would act with
+/// everything the parent may do. Here the parent may create `ops-*` buckets; its narrowed
+/// account may only read `ops-a` and manage service accounts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn narrowed_service_account_cannot_mint_a_wider_one() {
+    let srv = Server::start(1).await;
+    user_with_policy(&srv, "ops", "ops-secret-1", SVC_ADMIN).await;
+    let ops = ("ops", "ops-secret-1");
+    let narrow_policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["admin:CreateServiceAccount","admin:UpdateServiceAccount","admin:RemoveServiceAccount","admin:ListServiceAccounts","s3:GetObject"],"Resource":["arn:aws:s3:::ops-a/*"]}]}"#;
+    let body = serde_json::json!({
+        "access_key": "narrow", "secret_key": "narrow-secret-1", "policy": narrow_policy,
+    });
+    admin_ok(&srv, ops, "POST", "iam/svcacct/add", &body.to_string()).await;
+    admin_ok(
+        &srv,
+        ops,
+        "POST",
+        "iam/svcacct/add",
+        r#"{"access_key":"wide","secret_key":"wide-secret-1"}"#,
+    )
+    .await;
+    let narrow = ("narrow", "narrow-secret-1");
+    assert!(can_create_bucket(&srv, "wide", "wide-secret-1", "ops-by-wide").await);
+    assert!(!can_create_bucket(&srv, "narrow", "narrow-secret-1", "ops-by-narrow").await);
+
+    // Attack 1: a new account with no policy of its own. It is made, but narrowed as its maker.
+    admin_ok(
+        &srv,
+        narrow,
+        "POST",
+        "iam/svcacct/add",
+        r#"{"access_key":"escape","secret_key":"escape-secret-1"}"#,
+    )
+    .await;
+    assert!(
+        !can_create_bucket(&srv, "escape", "escape-secret-1", "ops-by-escape").await,
+        "the narrowed account minted an account with its parent's full permissions"
+    );
+    let info = admin_ok(&srv, ops, "GET", "iam/svcacct/info?access_key=escape", "").await;
+    assert!(info.contains("ops-a"), "the new account's policy: {info}");
+
+    // Attack 2: a new account with a wider policy of its own.
+    let wider = serde_json::json!({
+        "access_key": "escape2", "secret_key": "escape2-secret-1",
+        "policy": r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":["arn:aws:s3:::*"]}]}"#,
+    });
+    let (status, text) = admin(&srv, narrow, "POST", "iam/svcacct/add", &wider.to_string()).await;
+    assert_eq!(status, 403, "a wider policy: {text}");
+    assert!(!can_create_bucket(&srv, "escape2", "escape2-secret-1", "ops-by-escape2").await);
+
+    // Attack 3: dropping its own policy.
+    let (status, text) = admin(
+        &srv,
+        narrow,
+        "POST",
+        "iam/svcacct/edit",
+        r#"{"access_key":"narrow","remove_policy":true}"#,
+    )
+    .await;
+    assert_eq!(status, 403, "removing its own policy: {text}");
+    assert!(!can_create_bucket(&srv, "narrow", "narrow-secret-1", "ops-by-narrow").await);
+
+    // Attack 4: re-keying (or disabling, or removing) an unnarrowed sibling to act through it.
+    for (op, body) in [
+        (
+            "iam/svcacct/edit",
+            r#"{"access_key":"wide","secret_key":"hijacked-secret-2"}"#,
+        ),
+        (
+            "iam/svcacct/edit",
+            r#"{"access_key":"wide","status":"off"}"#,
+        ),
+        ("iam/svcacct/remove?access_key=wide", ""),
+    ] {
+        let (status, text) = admin(&srv, narrow, "POST", op, body).await;
+        assert_eq!(status, 403, "{op} {body}: {text}");
+    }
+    assert!(!can_create_bucket(&srv, "wide", "hijacked-secret-2", "ops-hijacked").await);
+    assert!(can_create_bucket(&srv, "wide", "wide-secret-1", "ops-by-wide-again").await);
+
+    // What stays allowed: managing accounts under its own policy, and the parent's full say.
+    admin_ok(
+        &srv,
+        narrow,
+        "POST",
+        "iam/svcacct/edit",
+        r#"{"access_key":"escape","secret_key":"escape-secret-2"}"#,
+    )
+    .await;
+    admin_ok(
+        &srv,
+        narrow,
+        "POST",
+        "iam/svcacct/remove?access_key=escape",
+        "",
+    )
+    .await;
+    admin_ok(
+        &srv,
+        ops,
+        "POST",
+        "iam/svcacct/edit",
+        r#"{"access_key":"narrow","remove_policy":true}"#,
+    )
+    .await;
+    let info = admin_ok(&srv, ops, "GET", "iam/svcacct/info?access_key=narrow", "").await;
+    assert!(
+        info.contains("\"policy\":null"),
+        "the policy was not removed: {info}"
+    );
+    assert!(can_create_bucket(&srv, "narrow", "narrow-secret-1", "ops-by-narrow").await);
+}

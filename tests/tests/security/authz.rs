@@ -522,3 +522,77 @@ async fn copy_source_condition_sees_the_parsed_source() {
     );
     assert!(!site.exists("fay", "p2").await, "nothing was copied");
 }
+
+/// A copy reads its source as a GET does, so a policy that tests the source's tags
+/// (`s3:ExistingObjectTag/<key>`) must see them: a user denied objects tagged
+/// `class=secret` must not copy one out, nor be refused objects allowed only when public.
+#[tokio::test]
+async fn copy_source_tags_decide_the_read() {
+    let site = Site::start().await;
+    for b in ["vault", "mine"] {
+        create_bucket(&site.root, b).await;
+    }
+    for (key, class) in [("open", "public"), ("closed", "secret")] {
+        site.root
+            .put_object()
+            .bucket("vault")
+            .key(key)
+            .tagging(format!("class={class}"))
+            .body(class.as_bytes().to_vec().into())
+            .send()
+            .await
+            .expect("PUT tagged");
+    }
+    let tagged = |effect: &str, class: &str| {
+        serde_json::json!({
+            "Effect": effect, "Action": "s3:GetObject", "Resource": "arn:aws:s3:::vault/*",
+            "Condition": {"StringEquals": {"s3:ExistingObjectTag/class": class}}
+        })
+    };
+    let writes = statement("Allow", &["s3:PutObject"], &["arn:aws:s3:::mine/*"]);
+    let denied = site
+        .user(
+            "dora",
+            doc(vec![
+                statement("Allow", &["s3:GetObject"], &["arn:aws:s3:::vault/*"]),
+                tagged("Deny", "secret"),
+                writes.clone(),
+            ]),
+        )
+        .await;
+    let allowed = site
+        .user("pia", doc(vec![tagged("Allow", "public"), writes]))
+        .await;
+    let copy = |c: &Client, key: &str, to: &str| {
+        c.copy_object()
+            .bucket("mine")
+            .key(to)
+            .copy_source(format!("vault/{key}"))
+            .send()
+    };
+    for (who, c) in [("dora", &denied), ("pia", &allowed)] {
+        assert!(c
+            .get_object()
+            .bucket("vault")
+            .key("closed")
+            .send()
+            .await
+            .is_err());
+        let to = format!("{who}-closed");
+        let err = copy(c, "closed", &to)
+            .await
+            .expect_err("copy of a secret object");
+        assert_eq!(
+            err_code(&err).as_deref(),
+            Some("AccessDenied"),
+            "{who}: {err:?}"
+        );
+        assert!(
+            !site.exists("mine", &to).await,
+            "{who} copied a secret object"
+        );
+        let to = format!("{who}-open");
+        copy(c, "open", &to).await.expect("copy of a public object");
+        assert!(site.exists("mine", &to).await);
+    }
+}

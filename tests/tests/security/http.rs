@@ -442,3 +442,85 @@ async fn answers_carry_their_request_id() {
         .unwrap();
     assert!(ok.headers().contains_key("x-amz-request-id"));
 }
+
+/// A signed upload whose body comes a few bytes now and then, each gap shorter than the idle
+/// timeout: without a minimum rate it would hold its request slot for as long as it likes.
+/// Below `CAIRN_MIN_BODY_RATE` (over the time the server waited for it) it gets 400
+/// RequestTimeout, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dripping_upload_is_cut_off_at_the_minimum_rate() {
+    let srv = Server::start_with(
+        ServerOptions::new(1)
+            .env("CAIRN_IDLE_TIMEOUT", "2s")
+            .env("CAIRN_MIN_BODY_RATE", "1KiB"),
+    )
+    .await;
+    let c = srv.client();
+    create_bucket(&c, "drip").await;
+    let url = format!("{}/drip/slow", srv.endpoint());
+    let signed = sigv4::Signer::new(srv.access_key(), srv.secret_key()).sign(
+        "PUT",
+        &url,
+        &[],
+        sigv4::UNSIGNED_PAYLOAD,
+    );
+    let mut head = format!(
+        "PUT /drip/slow HTTP/1.1\r\nContent-Length: {}\r\n",
+        64 * 1024
+    );
+    for (k, v) in &signed.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.port()))
+        .await
+        .unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let (mut rd, mut wr) = s.into_split();
+    // 16 bytes every 500 ms: never idle for 2 s, but 32 bytes/s.
+    let dripper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            if wr.write_all(&[b'd'; 16]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(30), async {
+        while !String::from_utf8_lossy(&answer).contains("</Error>") {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    dripper.abort();
+    assert!(
+        read.is_ok(),
+        "the dripping upload was still held after 30 s"
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert_eq!(
+        xml_error_code(&text).as_deref(),
+        Some("RequestTimeout"),
+        "{text}"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "cut off before the idle timeout: {took:?}"
+    );
+    assert!(c
+        .head_object()
+        .bucket("drip")
+        .key("slow")
+        .send()
+        .await
+        .is_err());
+}

@@ -792,3 +792,124 @@ async fn malformed_dates_in_a_post_form_are_refused_before_s3s_parses_them() {
     assert!(got.0 == 400 || got.0 == 403, "{} {}", got.0, got.1);
     put(&c, B, "k", b"still serving").await;
 }
+
+/// SigV4 covers only the headers it names, so an `x-amz-*` header added after signing would
+/// change what a request does under the signer's authority: a presigned upload URL turned into a
+/// copy of any object the signer can read (`x-amz-copy-source`), or given tags, metadata or a
+/// lock. AWS refuses every `x-amz-*` header the signature leaves out; so does Cairn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigv4_refuses_unsigned_amz_headers() {
+    use aws_sdk_s3::presigning::PresigningConfig;
+    let (srv, c) = setup().await;
+    put(&c, B, "secret", b"only the signer may read this").await;
+    let http = srv.http();
+    let upload = c
+        .put_object()
+        .bucket(B)
+        .key("upload")
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(600)).unwrap())
+        .await
+        .unwrap();
+    let url = upload.uri().to_string();
+    let h = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+    for (name, value) in [
+        ("x-amz-copy-source", format!("/{B}/secret")),
+        ("x-amz-tagging", "owner=attacker".to_string()),
+        ("x-amz-meta-note", "added after signing".to_string()),
+        ("X-Amz-Object-Lock-Legal-Hold", "ON".to_string()),
+    ] {
+        let got = send(&http, "PUT", &url, &h(name, &value), Some(vec![])).await;
+        assert_code(&got, 403, "AccessDenied", name);
+        let lower = name.to_ascii_lowercase();
+        assert!(
+            got.1
+                .contains(&format!("<HeadersNotSigned>{lower}</HeadersNotSigned>")),
+            "{name}: {}",
+            got.1
+        );
+    }
+    let head = c.head_object().bucket(B).key("upload").send().await;
+    assert!(head.is_err(), "a refused request wrote the key: {head:?}");
+    // The URL itself still works, as do the headers the signature leaves out on purpose.
+    let got = send(
+        &http,
+        "PUT",
+        &url,
+        &h("x-amz-content-sha256", sigv4::UNSIGNED_PAYLOAD),
+        Some(b"uploaded".to_vec()),
+    )
+    .await;
+    assert_eq!(got.0, 200, "presigned PUT: {}", got.1);
+    assert_eq!(get(&c, B, "upload").await, b"uploaded");
+
+    // Header-signed requests too: a captured GET replayed with a header the signer never sent.
+    let path = format!("/{B}/secret");
+    let object = format!("{}{path}", srv.endpoint());
+    let mut replay = v4::header_get(&srv, &path, true);
+    assert_eq!(
+        send(&http, "GET", &object, &replay, None).await.0,
+        200,
+        "header-signed GET"
+    );
+    replay.push(("x-amz-request-payer".to_string(), "requester".to_string()));
+    let got = send(&http, "GET", &object, &replay, None).await;
+    assert_code(&got, 403, "AccessDenied", "unsigned x-amz-request-payer");
+    assert!(
+        got.1
+            .contains("<HeadersNotSigned>x-amz-request-payer</HeadersNotSigned>"),
+        "{}",
+        got.1
+    );
+}
+
+/// A SigV2 browser-form upload (boto3's `s3` presigned POST): the right signature stores the
+/// file; a wrong one, or a form that gives the signature twice with different values, is
+/// refused before s3s (which compares SigV2 form signatures in variable time) sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigv2_form_uploads_are_verified_first() {
+    let (srv, c) = setup().await;
+    let ep = srv.endpoint();
+    let v = boto3(
+        r#"
+import requests
+v2 = client("s3", os.environ["EP"], os.environ["AK"], os.environ["SK"], signature_version="s3")
+def post(key, change):
+    p = v2.generate_presigned_post("sig", key, ExpiresIn=600)
+    fields = list(p["fields"].items())
+    fields = change(fields)
+    r = requests.post(p["url"], data=fields, files={"file": ("f", b"form v2")}, timeout=30)
+    return [r.status_code, r.text]
+def wrong(fields):
+    return [(k, "AAAAAAAAAAAAAAAAAAAAAAAAAAA=" if k == "signature" else v) for k, v in fields]
+def twice(fields):
+    return fields + [("Signature", "AAAAAAAAAAAAAAAAAAAAAAAAAAA=")]
+print(json.dumps({
+    "signed": post("form/ok", lambda f: f),
+    "wrong": post("form/wrong", wrong),
+    "twice": post("form/twice", twice),
+}))
+"#,
+        &[
+            ("EP", ep.as_str()),
+            ("AK", srv.access_key()),
+            ("SK", srv.secret_key()),
+        ],
+    )
+    .await;
+    assert_eq!(v["signed"][0], 204, "{v}");
+    assert_eq!(get(&c, B, "form/ok").await, b"form v2");
+    for (case, status, code) in [
+        ("wrong", 403, "SignatureDoesNotMatch"),
+        ("twice", 400, "InvalidArgument"),
+    ] {
+        let body = v[case][1].as_str().unwrap_or_default();
+        assert_eq!(v[case][0], status, "{case}: {v}");
+        assert_eq!(xml_error_code(body).as_deref(), Some(code), "{case}: {v}");
+    }
+    for key in ["form/wrong", "form/twice"] {
+        assert!(
+            c.head_object().bucket(B).key(key).send().await.is_err(),
+            "{key} stored"
+        );
+    }
+}

@@ -221,14 +221,17 @@ fn service_accounts_need_a_parent_and_a_free_key() {
         s.apply(&add_user("svc1")),
         Err(IamError::AccessKeyInUse("svc1".into()))
     );
-    s.apply(&IamCommand::UpdateServiceAccount {
+    // As the Raft log carries it: the removal must survive JSON.
+    let update = IamCommand::UpdateServiceAccount {
         access_key: "svc1".into(),
         secret: None,
-        policy: Some(None),
-        expires_ns: Some(Some(5)),
+        policy: None,
+        remove_policy: true,
+        expires_ns: Some(5),
         enabled: Some(false),
-    })
-    .unwrap();
+    };
+    let update: IamCommand = serde_json::from_slice(&serde_json::to_vec(&update).unwrap()).unwrap();
+    s.apply(&update).unwrap();
     let a = &s.service_accounts["svc1"];
     assert_eq!(
         (a.policy.as_deref(), a.expires_ns, a.enabled),

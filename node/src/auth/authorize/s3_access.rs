@@ -104,15 +104,7 @@ impl S3Access for S3Authorizer {
                             .iter()
                             .find(|(k, _)| k == "versionId")
                             .map(|(_, v)| v.as_str());
-                        // A missing object has no tags: the handler reports NoSuchKey if allowed.
-                        if let Ok(info) = self.objects.head_object(b, k, version).await {
-                            for t in &info.version.tags {
-                                keys.push((
-                                    format!("s3:ExistingObjectTag/{}", t.key),
-                                    vec![t.value.clone()],
-                                ));
-                            }
-                        }
+                        keys.extend(existing_tags(&self.objects, b, k, version).await);
                     }
                 }
                 match needed(&req) {
@@ -168,11 +160,15 @@ impl S3Access for S3Authorizer {
     }
 
     async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
-        pending(&req.extensions, "CopyObject")?.copy_source(&req.input.copy_source)
+        pending(&req.extensions, "CopyObject")?
+            .copy_source(&self.objects, &req.input.copy_source)
+            .await
     }
 
     async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
-        pending(&req.extensions, "UploadPartCopy")?.copy_source(&req.input.copy_source)
+        pending(&req.extensions, "UploadPartCopy")?
+            .copy_source(&self.objects, &req.input.copy_source)
+            .await
     }
 
     async fn post_object(&self, req: &mut S3Request<PostObjectInput>) -> S3Result<()> {
@@ -238,6 +234,30 @@ impl S3Access for S3Authorizer {
     }
 }
 
+/// The `s3:ExistingObjectTag/<key>` condition keys of an object version. A missing object has
+/// no tags: the handler reports `NoSuchKey` if the request is allowed.
+async fn existing_tags(
+    objects: &ObjectLayer,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> Vec<(String, Vec<String>)> {
+    match objects.head_object(bucket, key, version).await {
+        Ok(info) => info
+            .version
+            .tags
+            .iter()
+            .map(|t| {
+                (
+                    format!("s3:ExistingObjectTag/{}", t.key),
+                    vec![t.value.clone()],
+                )
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 fn as_pairs(n: Vec<Needed>) -> Vec<(&'static str, Option<String>)> {
     n.into_iter()
         .map(|Needed { action, resource }| (action, Some(resource)))
@@ -284,8 +304,9 @@ impl PendingCheck {
     /// A copy: its destination, and the read of its source as s3s parsed it (what the handler
     /// reads), decided with the source bucket's policy; `s3:x-amz-copy-source` is the parsed
     /// source too (`bucket/key[?versionId=...]`, decoded), so no encoding of the header evades
-    /// a condition on it.
-    fn copy_source(&self, src: &CopySource) -> S3Result<()> {
+    /// a condition on it. The read is a `GetObject` of the source, so a policy that tests the
+    /// source's tags (`s3:ExistingObjectTag/<key>`) sees them, as it would on a GET.
+    async fn copy_source(&self, objects: &ObjectLayer, src: &CopySource) -> S3Result<()> {
         let CopySource::Bucket {
             bucket,
             key,
@@ -295,12 +316,7 @@ impl PendingCheck {
             tracing::info!(op = "copy", "access point copy source: denied");
             return Err(s3_error!(AccessDenied, "Access Denied."));
         };
-        let mut n = self.needed.clone();
-        n.extend(as_pairs(vec![copy_source_read(
-            bucket,
-            key,
-            version_id.is_some(),
-        )]));
+        let read = as_pairs(vec![copy_source_read(bucket, key, version_id.is_some())]);
         let mut source = format!("{bucket}/{key}");
         if let Some(v) = version_id {
             source = format!("{source}?versionId={v}");
@@ -312,7 +328,14 @@ impl PendingCheck {
             .cloned()
             .collect();
         keys_push(&mut keys, COPY_SOURCE_KEY, &source);
-        self.decide("copy", &n, &keys)
+        self.decide("copy", &self.needed, &keys)?;
+        if self
+            .authorizer
+            .mentions(&self.grants, Some(bucket), EXISTING_TAG)
+        {
+            keys.extend(existing_tags(objects, bucket, key, version_id.as_deref()).await);
+        }
+        self.decide("copy", &read, &keys)
     }
 }
 
