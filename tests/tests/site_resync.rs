@@ -15,50 +15,16 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use cairn_tests::admin::AdminCli;
+use cairn_tests::sites::TwoSites;
 use cairn_tests::*;
 
 const REACT: Duration = Duration::from_secs(120);
-const B_ROOT: (&str, &str) = ("siteb-root", "siteb-secret-abcdefghijklmnop");
-
-struct Sites {
-    a: Server,
-    b: Server,
-    cli: AdminCli,
-}
-
-impl Sites {
-    async fn start() -> Sites {
-        Sites::start_with(ServerOptions::new(4)).await
-    }
-
-    /// Site a with `opts`, site b with 4 drives and its own root.
-    async fn start_with(opts: ServerOptions) -> Sites {
-        let a = Server::start_with(opts).await;
-        let mut opts = ServerOptions::new(4);
-        opts.env_credentials = Some((B_ROOT.0.into(), B_ROOT.1.into()));
-        let b = Server::start_with(opts).await;
-        let s = Sites {
-            a,
-            b,
-            cli: AdminCli::new(),
-        };
-        s.cli.alias("a", &s.a).await;
-        s.cli.alias("b", &s.b).await;
-        s
-    }
-
-    async fn admin(&self, args: &[&str]) -> String {
-        self.cli.ok(args).await
-    }
-
-    /// `site resync status ALIAS PEER --json`.
-    async fn resync(&self, alias: &str, peer: &str) -> serde_json::Value {
-        let out = self
-            .admin(&["site", "resync", "status", alias, peer, "--json"])
-            .await;
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("resync status {out}: {e}"))
-    }
+/// `site resync status ALIAS PEER --json`.
+async fn resync(s: &TwoSites, alias: &str, peer: &str) -> serde_json::Value {
+    let out = s
+        .admin(&["site", "resync", "status", alias, peer, "--json"])
+        .await;
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("resync status {out}: {e}"))
 }
 
 async fn wait<F, Fut>(what: &str, f: F)
@@ -130,21 +96,6 @@ async fn everything(c: &Client) -> Vec<(String, BTreeSet<(String, String, bool)>
     out
 }
 
-async fn enable_versioning(c: &Client, bucket: &str) {
-    ok(
-        c.put_bucket_versioning()
-            .bucket(bucket)
-            .versioning_configuration(
-                aws_sdk_s3::types::VersioningConfiguration::builder()
-                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await,
-        "enable versioning",
-    );
-}
-
 async fn put_tagged(c: &Client, bucket: &str, key: &str, data: &[u8], tags: &str) -> String {
     let r = ok(
         c.put_object()
@@ -206,7 +157,7 @@ async fn fill(c: &Client, site: &str, seed: u64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sites_that_both_hold_data_merge_on_pairing() {
-    let s = Sites::start().await;
+    let s = TwoSites::start().await;
     let (ca, cb) = (s.a.client(), s.b.client());
     let tagged_a = fill(&ca, "a", 1).await;
     let tagged_b = fill(&cb, "b", 100).await;
@@ -224,8 +175,8 @@ async fn sites_that_both_hold_data_merge_on_pairing() {
         let (x, y) = (everything(&ca).await, everything(&cb).await);
         panic!(
             "the sites differ after {REACT:?}:\na: {x:?}\nb: {y:?}\nresyncs: {} {}",
-            s.resync("a", "b").await,
-            s.resync("b", "a").await
+            resync(&s, "a", "b").await,
+            resync(&s, "b", "a").await
         );
     }
     let all = everything(&ca).await;
@@ -263,7 +214,7 @@ async fn sites_that_both_hold_data_merge_on_pairing() {
     // Both resyncs report what they sent: at least all each site held (9 versions).
     for (alias, peer) in [("a", "b"), ("b", "a")] {
         let done = poll_until(REACT, || async {
-            let r = s.resync(alias, peer).await;
+            let r = resync(&s, alias, peer).await;
             // Versions that arrived from the peer meanwhile may go back too (harmlessly).
             r["state"] == "Done" && done_of(&r).1.is_some_and(|t| done_of(&r).0 >= t && t >= 9)
         })
@@ -271,7 +222,7 @@ async fn sites_that_both_hold_data_merge_on_pairing() {
         assert!(
             done,
             "resync {alias} -> {peer}: {}",
-            s.resync(alias, peer).await
+            resync(&s, alias, peer).await
         );
         let text = s.admin(&["site", "resync", "status", alias, peer]).await;
         assert!(
@@ -283,7 +234,7 @@ async fn sites_that_both_hold_data_merge_on_pairing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bucket_clash_stops_the_pairing_and_changes_nothing() {
-    let s = Sites::start().await;
+    let s = TwoSites::start().await;
     let (ca, cb) = (s.a.client(), s.b.client());
     ok(
         ca.create_bucket()
@@ -305,8 +256,7 @@ async fn a_bucket_clash_stops_the_pairing_and_changes_nothing() {
         "{out}"
     );
     for alias in ["a", "b"] {
-        let st: serde_json::Value =
-            serde_json::from_str(&s.admin(&["site", "status", alias]).await).expect("status");
+        let st = s.site_status(alias).await;
         assert_eq!(st["peers"], serde_json::json!([]), "{alias} is not paired");
     }
     assert!(
@@ -324,7 +274,7 @@ async fn a_bucket_clash_stops_the_pairing_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_site_gets_everything_back_from_a_resync() {
-    let mut s = Sites::start().await;
+    let mut s = TwoSites::start().await;
     s.admin(&["site", "add", "a", "b"]).await;
     let ca = s.a.client();
     create_bucket(&ca, "data").await;
@@ -368,11 +318,11 @@ async fn a_wiped_site_gets_everything_back_from_a_resync() {
     let out = s.admin(&["site", "resync", "start", "a", "b"]).await;
     assert!(out.contains("resync to b"), "{out}");
     wait("the resync is done", || async {
-        s.resync("a", "b").await["state"] == "Done"
+        resync(&s, "a", "b").await["state"] == "Done"
     })
     .await;
     let secs = started.elapsed().as_secs_f64();
-    let r = s.resync("a", "b").await;
+    let r = resync(&s, "a", "b").await;
     let (done, total) = done_of(&r);
     assert_eq!(Some(done), total, "{r}");
     assert_eq!(done, objects + 4, "every version counted once: {r}");
@@ -404,7 +354,7 @@ async fn a_wiped_site_gets_everything_back_from_a_resync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resync_goes_on_after_a_restart_and_cancel_stops_it() {
     // 40 versions a second: a resync of 300 takes several batches.
-    let mut s = Sites::start_with(ServerOptions::new(4).env("CAIRN_RESYNC_RATE", "40")).await;
+    let mut s = TwoSites::start_with(ServerOptions::new(4).env("CAIRN_RESYNC_RATE", "40")).await;
     let ca = s.a.client();
     create_bucket(&ca, "slow").await;
     let objects = 300;
@@ -415,7 +365,7 @@ async fn a_resync_goes_on_after_a_restart_and_cancel_stops_it() {
     s.admin(&["site", "add", "a", "b"]).await;
     let before = std::cell::Cell::new(0);
     wait("the resync is part-way", || async {
-        let r = s.resync("a", "b").await;
+        let r = resync(&s, "a", "b").await;
         let (done, total) = done_of(&r);
         before.set(done);
         done > 0 && Some(done) < total
@@ -424,17 +374,17 @@ async fn a_resync_goes_on_after_a_restart_and_cancel_stops_it() {
     let before = before.get();
     s.a.terminate().await;
     s.a.restart_on_same_port().await;
-    let r = s.resync("a", "b").await;
+    let r = resync(&s, "a", "b").await;
     assert!(
         done_of(&r).0 >= before,
         "progress kept over the restart: {r}"
     );
     assert_eq!(r["state"], "Running", "{r}");
     wait("the resync finished after the restart", || async {
-        s.resync("a", "b").await["state"] == "Done"
+        resync(&s, "a", "b").await["state"] == "Done"
     })
     .await;
-    let r = s.resync("a", "b").await;
+    let r = resync(&s, "a", "b").await;
     assert_eq!(
         done_of(&r),
         (objects, Some(objects)),
@@ -448,15 +398,15 @@ async fn a_resync_goes_on_after_a_restart_and_cancel_stops_it() {
     let again = s.cli.fails(&["site", "resync", "start", "a", "b"]).await;
     assert!(again.contains("running already"), "{again}");
     wait("the second resync is part-way", || async {
-        done_of(&s.resync("a", "b").await).0 > 0
+        done_of(&resync(&s, "a", "b").await).0 > 0
     })
     .await;
     let out = s.admin(&["site", "resync", "cancel", "a", "b"]).await;
     assert!(out.contains("cancelled"), "{out}");
-    let stopped = done_of(&s.resync("a", "b").await).0;
+    let stopped = done_of(&resync(&s, "a", "b").await).0;
     assert!(stopped < objects, "cancelled before the end");
     let moved = poll_until(Duration::from_secs(5), || async {
-        done_of(&s.resync("a", "b").await).0 != stopped
+        done_of(&resync(&s, "a", "b").await).0 != stopped
     })
     .await;
     assert!(!moved, "a cancelled resync sends no more");
@@ -465,38 +415,32 @@ async fn a_resync_goes_on_after_a_restart_and_cancel_stops_it() {
 
 const LINK: (&str, &str) = ("site-replicator-known", "known-link-secret-0123456789");
 
-/// Signs `method path` (with its query) as `who`: (status, body).
-async fn as_caller(
-    srv: &Server,
-    who: (&str, &str),
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> (u16, String) {
-    srv.signed(method, path, (who.0, who.1, None), body).await
-}
-
 /// A replica PUT of `key` signed as `who`: its status.
 async fn replica_put(srv: &Server, who: (&str, &str), key: &str) -> u16 {
-    let url = format!("{}/guarded/{key}", srv.endpoint());
-    let id = "0b8e3a6c-4a0b-4f8e-9b1e-3d2f6a7c8e91";
     let headers = [
-        ("x-cairn-replica-version-id", id),
+        (
+            "x-cairn-replica-version-id",
+            "0b8e3a6c-4a0b-4f8e-9b1e-3d2f6a7c8e91",
+        ),
         ("x-cairn-replica-mtime", "1000"),
     ];
-    let signed = sigv4::Signer::new(who.0, who.1).sign("PUT", &url, &headers, "UNSIGNED-PAYLOAD");
-    let mut req = srv.http().put(&url).body("replica");
-    for (k, v) in &signed.headers {
-        if k != "host" {
-            req = req.header(k.as_str(), v.as_str());
-        }
-    }
-    req.send().await.expect("send").status().as_u16()
+    let path = format!("/guarded/{key}");
+    srv.signed_with("PUT", &path, who, &headers, b"replica")
+        .await
+        .0
+}
+
+/// `site/apply` of no entries from b, signed as `who`: (status, body).
+async fn apply_as(srv: &Server, who: (&str, &str)) -> (u16, String) {
+    let apply = serde_json::json!({"origin": "b", "entries": []}).to_string();
+    let path = "/cairn/admin/v1/site/apply";
+    srv.signed_with("POST", path, who, &[], apply.as_bytes())
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_root_runs_the_site_ops_and_a_removed_peer_is_shut_out() {
-    let s = Sites::start().await;
+    let s = TwoSites::start().await;
     let ca = s.a.client();
     create_bucket(&ca, "guarded").await;
     enable_versioning(&ca, "guarded").await;
@@ -511,14 +455,10 @@ async fn only_root_runs_the_site_ops_and_a_removed_peer_is_shut_out() {
         }],
     });
     let root = (ROOT_USER, ROOT_PASSWORD);
-    let (st, body) = as_caller(
-        &s.a,
-        root,
-        "POST",
-        "/cairn/admin/v1/site/configure",
-        configure.to_string().as_bytes(),
-    )
-    .await;
+    let path = "/cairn/admin/v1/site/configure";
+    let (st, body) =
+        s.a.signed_with("POST", path, root, &[], configure.to_string().as_bytes())
+            .await;
     assert_eq!(st, 200, "{body}");
     // An ordinary user, even one allowed every admin action and every S3 action.
     s.cli
@@ -543,7 +483,7 @@ async fn only_root_runs_the_site_ops_and_a_removed_peer_is_shut_out() {
     for who in [("eve", "eve-secret-0123456789"), LINK] {
         for (method, op) in ops {
             let path = format!("/cairn/admin/v1/{op}");
-            let (st, body) = as_caller(&s.a, who, method, &path, b"{}").await;
+            let (st, body) = s.a.signed_with(method, &path, who, &[], b"{}").await;
             assert_eq!(st, 403, "{} {method} {op}: {body}", who.0);
             assert_eq!(
                 xml_error_code(&body).as_deref(),
@@ -553,34 +493,18 @@ async fn only_root_runs_the_site_ops_and_a_removed_peer_is_shut_out() {
         }
     }
     // Nothing they tried took effect: root sees the pairing's resync state untouched.
-    let st: serde_json::Value =
-        serde_json::from_str(&s.admin(&["site", "status", "a"]).await).expect("status");
+    let st = s.site_status("a").await;
     assert_eq!(st["peers"][0]["name"], "b");
 
     // The peer's identity works while paired (so the checks below test the removal) ...
-    let apply = serde_json::json!({"origin": "b", "entries": []}).to_string();
-    let (st, body) = as_caller(
-        &s.a,
-        LINK,
-        "POST",
-        "/cairn/admin/v1/site/apply",
-        apply.as_bytes(),
-    )
-    .await;
+    let (st, body) = apply_as(&s.a, LINK).await;
     assert_eq!(st, 200, "{body}");
     assert_eq!(replica_put(&s.a, LINK, "before").await, 200);
 
     // ... and not once b is removed: no entries, no replicas.
     let out = s.admin(&["site", "remove", "a", "b"]).await;
     assert!(out.contains("removed"), "{out}");
-    let (st, body) = as_caller(
-        &s.a,
-        LINK,
-        "POST",
-        "/cairn/admin/v1/site/apply",
-        apply.as_bytes(),
-    )
-    .await;
+    let (st, body) = apply_as(&s.a, LINK).await;
     assert_eq!(st, 403, "{body}");
     assert_eq!(replica_put(&s.a, LINK, "after").await, 403);
     assert!(
@@ -592,8 +516,7 @@ async fn only_root_runs_the_site_ops_and_a_removed_peer_is_shut_out() {
             .is_err(),
         "the refused replica stored nothing"
     );
-    let st: serde_json::Value =
-        serde_json::from_str(&s.admin(&["site", "status", "a"]).await).expect("status");
+    let st = s.site_status("a").await;
     assert_eq!(st["peers"], serde_json::json!([]));
     let gone = s.cli.fails(&["site", "remove", "a", "b"]).await;
     assert!(gone.contains("no site peer"), "{gone}");

@@ -176,22 +176,14 @@ pub async fn handle(
             propose(node, SiteCommand::Remove { peer }).await?;
             json(&status(node))
         }
-        (&Method::POST, "site/resync/start") => {
+        (&Method::POST, "site/resync/start" | "site/resync/cancel") => {
             let peer = peer_param(req)?;
-            propose(
-                node,
-                SiteCommand::Resync(ResyncCommand::Start { peer: peer.clone() }),
-            )
-            .await?;
-            resync_status(node, &peer)
-        }
-        (&Method::POST, "site/resync/cancel") => {
-            let peer = peer_param(req)?;
-            propose(
-                node,
-                SiteCommand::Resync(ResyncCommand::Cancel { peer: peer.clone() }),
-            )
-            .await?;
+            let cmd = if op.ends_with("start") {
+                ResyncCommand::Start { peer: peer.clone() }
+            } else {
+                ResyncCommand::Cancel { peer: peer.clone() }
+            };
+            propose(node, SiteCommand::Resync(cmd)).await?;
             resync_status(node, &peer)
         }
         (&Method::GET, "site/resync/status") => resync_status(node, &peer_param(req)?),
