@@ -224,6 +224,8 @@ async fn sites_that_both_hold_data_merge_on_pairing() {
             "resync {alias} -> {peer}: {}",
             resync(&s, alias, peer).await
         );
+        let st = s.site_status(alias).await;
+        assert_eq!(st["peers"][0]["resync"]["state"], "Done", "{st}");
         let text = s.admin(&["site", "resync", "status", alias, peer]).await;
         assert!(
             text.contains(&format!("resync to {peer}: done")) && text.contains("objects:"),
@@ -520,4 +522,42 @@ async fn only_root_runs_the_site_ops_and_a_removed_peer_is_shut_out() {
     assert_eq!(st["peers"], serde_json::json!([]));
     let gone = s.cli.fails(&["site", "remove", "a", "b"]).await;
     assert!(gone.contains("no site peer"), "{gone}");
+}
+
+/// Resync throughput on this machine (not a check: run with `--ignored --nocapture`).
+/// `RESYNC_OBJECTS` versions of `RESYNC_KIB` KiB each (default 200 of 1 MiB) are written on a,
+/// then the pairing's resync sends them to b.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_resync_throughput() {
+    let var = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (objects, kib) = (var("RESYNC_OBJECTS", 200), var("RESYNC_KIB", 1024));
+    let s = TwoSites::start().await;
+    let ca = s.a.client();
+    create_bucket(&ca, "bulk").await;
+    let data = random_bytes(kib as usize * KIB, 1);
+    for i in 0..objects {
+        put(&ca, "bulk", &format!("k{i:06}"), &data).await;
+    }
+    s.admin(&["site", "add", "a", "b"]).await;
+    let started = Instant::now();
+    wait("the resync is done", || async {
+        resync(&s, "a", "b").await["state"] == "Done"
+    })
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    let r = resync(&s, "a", "b").await;
+    let mib = r["done"]["bytes"].as_u64().unwrap_or(0) as f64 / (1 << 20) as f64;
+    eprintln!(
+        "resync of {objects} x {kib} KiB: {secs:.1} s from site add: {:.0} versions/s, {:.1} MiB/s; server's rate after counting: {:.0} versions/s, {:.1} MiB/s",
+        objects as f64 / secs,
+        mib / secs,
+        r["objects_per_second"].as_f64().unwrap_or(0.0),
+        r["bytes_per_second"].as_f64().unwrap_or(0.0) / (1 << 20) as f64,
+    );
 }

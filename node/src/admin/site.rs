@@ -53,6 +53,9 @@ pub struct PeerStatus {
     /// What the answering node saw of the peer: online, last contact and error, versions
     /// replicated, lag percentiles, recent failures.
     pub contact: crate::link::contacts::Contact,
+    /// The latest resync to the peer, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resync: Option<ResyncStatus>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -234,6 +237,11 @@ fn status(node: &Node) -> Status {
                 acked: p.acked,
                 backlog: s.sites.backlog(name),
                 contact: node.link.contacts.report(&p.endpoint),
+                resync: s
+                    .sites
+                    .resyncs
+                    .get(name)
+                    .map(|r| ResyncStatus::of(name, r, node.objects.clock.now_ns())),
             })
             .collect(),
         received: s.sites.received.clone(),
