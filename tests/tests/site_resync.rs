@@ -35,6 +35,21 @@ where
     assert!(poll_until(REACT, f).await, "{what}: not within {REACT:?}");
 }
 
+/// Prints the versions and bytes resync status `r` reports, per second since `started` and at
+/// the server's own rate (since counting ended).
+fn throughput(what: &str, started: Instant, r: &serde_json::Value) {
+    let secs = started.elapsed().as_secs_f64();
+    let versions = r["done"]["objects"].as_u64().unwrap_or(0) as f64;
+    let mib = r["done"]["bytes"].as_u64().unwrap_or(0) as f64 / (1 << 20) as f64;
+    eprintln!(
+        "{what}: {versions} versions, {mib:.1} MiB in {secs:.1} s: {:.0} versions/s, {:.1} MiB/s; server's rate: {:.0} versions/s, {:.1} MiB/s",
+        versions / secs,
+        mib / secs,
+        r["objects_per_second"].as_f64().unwrap_or(0.0),
+        r["bytes_per_second"].as_f64().unwrap_or(0.0) / (1 << 20) as f64,
+    );
+}
+
 fn done_of(r: &serde_json::Value) -> (u64, Option<u64>) {
     (
         r["done"]["objects"].as_u64().unwrap_or(0),
@@ -323,20 +338,12 @@ async fn a_wiped_site_gets_everything_back_from_a_resync() {
         resync(&s, "a", "b").await["state"] == "Done"
     })
     .await;
-    let secs = started.elapsed().as_secs_f64();
     let r = resync(&s, "a", "b").await;
     let (done, total) = done_of(&r);
     assert_eq!(Some(done), total, "{r}");
     assert_eq!(done, objects + 4, "every version counted once: {r}");
     assert_eq!(r["failed"], 0, "{r}");
-    let mib = r["done"]["bytes"].as_u64().unwrap_or(0) as f64 / (1 << 20) as f64;
-    eprintln!(
-        "resync throughput: {done} versions, {mib:.1} MiB in {secs:.1} s: {:.0} versions/s, {:.1} MiB/s (server's rate: {:.0} versions/s, {:.1} MiB/s)",
-        done as f64 / secs,
-        mib / secs,
-        r["objects_per_second"].as_f64().unwrap_or(0.0),
-        r["bytes_per_second"].as_f64().unwrap_or(0.0) / (1 << 20) as f64,
-    );
+    throughput("resync after the wipe", started, &r);
     assert_eq!(everything(&cb).await, want, "every version is back on b");
     let body = get(&cb, "data", "k0299").await;
     assert_bytes_eq(&body, &random_bytes(64 * KIB, 299), "k0299 on b");
@@ -550,14 +557,6 @@ async fn measure_resync_throughput() {
         resync(&s, "a", "b").await["state"] == "Done"
     })
     .await;
-    let secs = started.elapsed().as_secs_f64();
     let r = resync(&s, "a", "b").await;
-    let mib = r["done"]["bytes"].as_u64().unwrap_or(0) as f64 / (1 << 20) as f64;
-    eprintln!(
-        "resync of {objects} x {kib} KiB: {secs:.1} s from site add: {:.0} versions/s, {:.1} MiB/s; server's rate after counting: {:.0} versions/s, {:.1} MiB/s",
-        objects as f64 / secs,
-        mib / secs,
-        r["objects_per_second"].as_f64().unwrap_or(0.0),
-        r["bytes_per_second"].as_f64().unwrap_or(0.0) / (1 << 20) as f64,
-    );
+    throughput(&format!("resync of {objects} x {kib} KiB"), started, &r);
 }
