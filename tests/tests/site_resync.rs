@@ -249,6 +249,87 @@ async fn sites_that_both_hold_data_merge_on_pairing() {
     }
 }
 
+/// (mode, retain-until in seconds, legal hold) of `key` as `c`'s site holds it.
+async fn lock_of(c: &Client, key: &str) -> (Option<String>, Option<i64>, bool) {
+    let h = ok(
+        c.head_object().bucket("locked").key(key).send().await,
+        "head locked object",
+    );
+    (
+        h.object_lock_mode().map(|m| m.as_str().to_string()),
+        h.object_lock_retain_until_date().map(|d| d.secs()),
+        h.object_lock_legal_hold_status().map(|s| s.as_str()) == Some("ON"),
+    )
+}
+
+/// A resync carries each version's lock as it is at the origin: a version written before the
+/// bucket had a default retention stays free on the peer, whose bucket has that default now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_keep_their_own_lock_on_the_peer() {
+    let s = TwoSites::start().await;
+    let ca = s.a.client();
+    ok(
+        ca.create_bucket()
+            .bucket("locked")
+            .object_lock_enabled_for_bucket(true)
+            .send()
+            .await,
+        "locked bucket",
+    );
+    put(&ca, "locked", "free", b"written before the default").await;
+    ok(
+        ca.put_object()
+            .bucket("locked")
+            .key("held")
+            .object_lock_legal_hold_status(aws_sdk_s3::types::ObjectLockLegalHoldStatus::On)
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
+            .body(b"on hold".to_vec().into())
+            .send()
+            .await,
+        "put with legal hold",
+    );
+    let rule = aws_sdk_s3::types::ObjectLockRule::builder()
+        .default_retention(
+            aws_sdk_s3::types::DefaultRetention::builder()
+                .mode(aws_sdk_s3::types::ObjectLockRetentionMode::Governance)
+                .days(1)
+                .build(),
+        )
+        .build();
+    ok(
+        ca.put_object_lock_configuration()
+            .bucket("locked")
+            .object_lock_configuration(
+                aws_sdk_s3::types::ObjectLockConfiguration::builder()
+                    .object_lock_enabled(aws_sdk_s3::types::ObjectLockEnabled::Enabled)
+                    .rule(rule)
+                    .build(),
+            )
+            .send()
+            .await,
+        "default retention",
+    );
+    put(&ca, "locked", "retained", b"written under the default").await;
+    let want = [
+        ("free", lock_of(&ca, "free").await),
+        ("held", lock_of(&ca, "held").await),
+        ("retained", lock_of(&ca, "retained").await),
+    ];
+    assert_eq!(want[0].1, (None, None, false));
+    assert!(want[1].1 .2, "held is on hold");
+    assert_eq!(want[2].1 .0.as_deref(), Some("GOVERNANCE"));
+
+    s.admin(&["site", "add", "a", "b"]).await;
+    wait("the resync is done", || async {
+        resync(&s, "a", "b").await["state"] == "Done"
+    })
+    .await;
+    let cb = s.b.client();
+    for (key, lock) in &want {
+        assert_eq!(&lock_of(&cb, key).await, lock, "{key}'s lock on b");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bucket_clash_stops_the_pairing_and_changes_nothing() {
     let s = TwoSites::start().await;
