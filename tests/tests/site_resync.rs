@@ -6,6 +6,8 @@
 //!   buckets and the same versions (delete markers included) under the same ids, tags too.
 //! - A bucket that exists on both with configs that cannot merge stops `site add`, which names it,
 //!   and changes nothing.
+//! - Each version keeps its own lock (retention, legal hold) on the peer, whatever the peer
+//!   bucket's default retention.
 //! - A site that lost its drives gets everything back from `site resync start`, whose status
 //!   reaches done = total; a resync goes on from where it was after its node restarts, and
 //!   `cancel` stops it.
