@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::{Command, CommandError};
 use crate::iam::identity::{IamCommand, IamState, PolicyTarget, SealedSecret};
 use crate::model::{BucketInfo, Versioning};
+use crate::resync::{self, Resync, ResyncCommand, ResyncState};
 
 /// Longest site name accepted.
 const MAX_NAME: usize = 63;
@@ -55,20 +56,35 @@ pub struct Sites {
     pub next_seq: u64,
     /// Per origin site: the last of its sequences applied here.
     pub received: BTreeMap<String, u64>,
+    /// Per peer: its latest resync (`crate::resync`), running or not.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resyncs: BTreeMap<String, Resync>,
+    /// Id the next resync gets.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub next_resync: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SiteCommand {
     /// Names this site and sets its peers (replacing the list). A new peer is sent everything
     /// replicable this site already holds (unless it holds peers' entries already), as commands
-    /// appended to the outbox; existing buckets become versioned, since object replication needs
-    /// version ids.
+    /// appended to the outbox, and then every object version (a resync, when there are
+    /// buckets); existing buckets become versioned, since object replication needs version ids.
     Configure {
         local: String,
         peers: BTreeMap<String, PeerConfig>,
     },
     /// The peer applied every outbox entry up to `seq`.
     Acked { peer: String, seq: u64 },
+    /// Unpairs `peer` on this site: nothing more is sent to it, and its replication identity is
+    /// no longer taken here.
+    Remove { peer: String },
+    /// Resyncs to a peer (`crate::resync`).
+    Resync(ResyncCommand),
     /// A command that site `origin` applied under sequence `seq`.
     FromPeer {
         origin: String,
@@ -168,6 +184,27 @@ impl Sites {
             .ok_or_else(|| CommandError::InvalidRequest(format!("no site peer {peer:?}")))?;
         // Acks arrive out of order from retries; only forward progress counts.
         p.acked = p.acked.max(seq.min(last));
+        self.trim();
+        Ok(())
+    }
+
+    /// Starts a resync to `peer`, which first takes `after_seq`.
+    fn start_resync(&mut self, peer: &str, after_seq: u64, buckets: impl Iterator<Item = String>) {
+        self.next_resync = self.next_resync.max(1);
+        let r = Resync::new(self.next_resync, after_seq, buckets);
+        self.next_resync += 1;
+        self.resyncs.insert(peer.to_string(), r);
+    }
+
+    fn remove(&mut self, peer: &str) -> Result<(), CommandError> {
+        if self.peers.remove(peer).is_none() {
+            return Err(CommandError::InvalidRequest(format!(
+                "no site peer {peer:?}"
+            )));
+        }
+        self.resyncs.remove(peer);
+        // Pairing again starts afresh: this site's state goes to it again.
+        self.received.remove(peer);
         self.trim();
         Ok(())
     }
@@ -291,6 +328,59 @@ fn export(buckets: &BTreeMap<String, BucketInfo>, iam: &IamState) -> Vec<Command
 }
 
 impl crate::state::SiteState {
+    fn apply_resync(&mut self, cmd: &ResyncCommand) -> Result<(), CommandError> {
+        let sites = &mut self.sites;
+        match cmd {
+            ResyncCommand::Start { peer } => {
+                if !sites.peers.contains_key(peer) {
+                    return Err(CommandError::InvalidRequest(format!(
+                        "no site peer {peer:?}"
+                    )));
+                }
+                if sites.resyncs.get(peer).is_some_and(Resync::running) {
+                    return Err(CommandError::InvalidRequest(format!(
+                        "a resync to {peer:?} is running already: cancel it first"
+                    )));
+                }
+                // A peer that lost its data lost its buckets and users too: they go first.
+                for c in export(&self.buckets, &self.iam) {
+                    self.sites.record(&c);
+                }
+                let after = self.sites.next_seq.max(1) - 1;
+                self.sites
+                    .start_resync(peer, after, self.buckets.keys().cloned());
+                Ok(())
+            }
+            ResyncCommand::Counted {
+                peer,
+                id,
+                total,
+                now_ns,
+            } => {
+                resync::counted(
+                    resync::running(&mut sites.resyncs, peer, *id)?,
+                    *total,
+                    *now_ns,
+                );
+                Ok(())
+            }
+            ResyncCommand::Progress { peer, id, progress } => {
+                resync::progress(resync::running(&mut sites.resyncs, peer, *id)?, progress)
+            }
+            ResyncCommand::Cancel { peer } => {
+                let r = sites
+                    .resyncs
+                    .get_mut(peer)
+                    .filter(|r| r.running())
+                    .ok_or_else(|| {
+                        CommandError::InvalidRequest(format!("no resync to {peer:?} is running"))
+                    })?;
+                r.state = ResyncState::Cancelled;
+                Ok(())
+            }
+        }
+    }
+
     pub(crate) fn apply_site(&mut self, cmd: &SiteCommand) -> Result<(), CommandError> {
         match cmd {
             SiteCommand::Configure { local, peers } => {
@@ -316,13 +406,13 @@ impl crate::state::SiteState {
                 let sites = &mut self.sites;
                 sites.next_seq = sites.next_seq.max(1);
                 let start = sites.next_seq - 1;
-                let mut joined = false;
+                let mut joined = Vec::new();
                 let old = std::mem::take(&mut sites.peers);
                 for (name, cfg) in peers {
                     let acked = match old.get(name) {
                         Some(p) if p.endpoint == cfg.endpoint => p.acked,
                         _ => {
-                            joined = true;
+                            joined.push(name.clone());
                             start
                         }
                     };
@@ -347,15 +437,26 @@ impl crate::state::SiteState {
                 // A site that already received a peer's entries holds (some of) that peer's
                 // state: exporting it would echo it back, and could bring back what the peer
                 // removed since. As with MinIO, only one of the sites being paired may hold data.
-                if joined && self.sites.received.is_empty() {
+                if !joined.is_empty() && self.sites.received.is_empty() {
                     for c in export(&self.buckets, &self.iam) {
                         self.sites.record(&c);
+                    }
+                }
+                // The objects written before the pairing follow their buckets.
+                let sites = &mut self.sites;
+                sites.resyncs.retain(|p, _| sites.peers.contains_key(p));
+                if !self.buckets.is_empty() {
+                    let after = sites.next_seq - 1;
+                    for peer in joined {
+                        sites.start_resync(&peer, after, self.buckets.keys().cloned());
                     }
                 }
                 self.sites.trim();
                 Ok(())
             }
             SiteCommand::Acked { peer, seq } => self.sites.ack(peer, *seq),
+            SiteCommand::Remove { peer } => self.sites.remove(peer),
+            SiteCommand::Resync(c) => self.apply_resync(c),
             SiteCommand::FromPeer {
                 origin,
                 seq,
@@ -537,6 +638,150 @@ mod tests {
         });
         assert!(a.apply(&restore).is_err());
         assert!(a.sites.received.is_empty());
+    }
+
+    fn resync(cmd: ResyncCommand) -> Command {
+        Command::Site(SiteCommand::Resync(cmd))
+    }
+
+    fn progress(bucket: &str, key: &str, done: bool) -> crate::resync::Progress {
+        crate::resync::Progress {
+            bucket: bucket.into(),
+            cursor: crate::resync::Cursor {
+                key: key.into(),
+                version: Some("v".into()),
+                done,
+            },
+            sent: crate::resync::Count {
+                objects: 2,
+                bytes: 10,
+            },
+            failures: vec![],
+            now_ns: 5,
+        }
+    }
+
+    #[test]
+    fn pairing_a_site_with_buckets_resyncs_them_after_the_export() {
+        // No buckets, no resync: the state stays as it was (the simulator's pairing).
+        let mut empty = SiteState::default();
+        empty.apply(&configure("a", &["b"])).unwrap();
+        assert!(empty.sites.resyncs.is_empty());
+        let json = String::from_utf8(empty.to_bytes()).unwrap();
+        assert!(!json.contains("resync"), "{json}");
+
+        let mut a = SiteState::default();
+        a.apply(&create("old")).unwrap();
+        a.apply(&configure("a", &["b"])).unwrap();
+        let r = &a.sites.resyncs["b"];
+        assert!(r.running());
+        assert_eq!(
+            r.after_seq,
+            a.sites.next_seq - 1,
+            "objects wait for the export"
+        );
+        assert!(r.after_seq >= 1);
+        assert_eq!(r.buckets.keys().collect::<Vec<_>>(), vec!["old"]);
+        // Configuring the same peers again starts nothing new.
+        let id = r.id;
+        a.apply(&configure("a", &["b"])).unwrap();
+        assert_eq!(a.sites.resyncs["b"].id, id);
+    }
+
+    #[test]
+    fn a_resync_counts_advances_per_bucket_and_cancels() {
+        let mut a = SiteState::default();
+        a.apply(&create("p")).unwrap();
+        a.apply(&create("q")).unwrap();
+        a.apply(&configure("a", &["b"])).unwrap();
+        let first = a.sites.resyncs["b"].id;
+        assert!(
+            a.apply(&resync(ResyncCommand::Start { peer: "b".into() }))
+                .is_err(),
+            "one resync per peer at a time"
+        );
+        assert!(a
+            .apply(&resync(ResyncCommand::Start { peer: "z".into() }))
+            .is_err());
+        let total = crate::resync::Count {
+            objects: 4,
+            bytes: 20,
+        };
+        let (peer, id) = ("b".to_string(), first);
+        a.apply(&resync(ResyncCommand::Counted {
+            peer: peer.clone(),
+            id,
+            total,
+            now_ns: 1,
+        }))
+        .unwrap();
+        a.apply(&resync(ResyncCommand::Progress {
+            peer: peer.clone(),
+            id,
+            progress: progress("p", "k", true),
+        }))
+        .unwrap();
+        let r = &a.sites.resyncs["b"];
+        assert_eq!(r.next_bucket().map(|(b, _)| b), Some("q"));
+        assert_eq!(r.done.objects, 2);
+        a.apply(&resync(ResyncCommand::Progress {
+            peer: peer.clone(),
+            id,
+            progress: progress("q", "k", true),
+        }))
+        .unwrap();
+        assert_eq!(a.sites.resyncs["b"].state, ResyncState::Done);
+        assert_eq!(a.sites.resyncs["b"].done, total);
+
+        // A new one: the buckets go through the outbox again, then the objects.
+        let before = a.sites.next_seq;
+        a.apply(&resync(ResyncCommand::Start { peer: peer.clone() }))
+            .unwrap();
+        let r = a.sites.resyncs["b"].clone();
+        assert!(r.id > first && r.after_seq >= before && r.running());
+        assert!(
+            a.apply(&resync(ResyncCommand::Progress {
+                peer: peer.clone(),
+                id: first,
+                progress: progress("p", "z", false),
+            }))
+            .is_err(),
+            "the old resync's progress is stale"
+        );
+        a.apply(&resync(ResyncCommand::Cancel { peer: peer.clone() }))
+            .unwrap();
+        assert_eq!(a.sites.resyncs["b"].state, ResyncState::Cancelled);
+        assert!(
+            a.apply(&resync(ResyncCommand::Progress {
+                peer: peer.clone(),
+                id: r.id,
+                progress: progress("p", "z", false),
+            }))
+            .is_err(),
+            "a cancelled resync goes no further"
+        );
+        assert!(a.apply(&resync(ResyncCommand::Cancel { peer })).is_err());
+    }
+
+    #[test]
+    fn removing_a_peer_drops_its_identity_queue_and_resync() {
+        let mut a = SiteState::default();
+        a.apply(&create("x")).unwrap();
+        a.apply(&configure("a", &["b", "c"])).unwrap();
+        a.apply(&create("y")).unwrap();
+        assert!(a.sites.peer_by_key("link-a-b").is_some());
+        a.apply(&Command::Site(SiteCommand::Remove { peer: "b".into() }))
+            .unwrap();
+        assert!(a.sites.peer_by_key("link-a-b").is_none());
+        assert!(!a.sites.resyncs.contains_key("b"));
+        assert_eq!(a.sites.backlog("b"), 0);
+        assert!(a.sites.enabled(), "c is still a peer");
+        assert!(a
+            .apply(&Command::Site(SiteCommand::Remove { peer: "b".into() }))
+            .is_err());
+        a.apply(&Command::Site(SiteCommand::Remove { peer: "c".into() }))
+            .unwrap();
+        assert!(!a.sites.enabled() && a.sites.outbox.is_empty());
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct Catalog {
     mirror_lock: tokio::sync::Mutex<Option<u64>>,
     /// Signalled once the applied state has site peers (the replicators wait for it).
     pub paired: tokio::sync::Notify,
+    /// Signalled while the applied state has a resync running (the resync task waits for it).
+    pub resyncing: tokio::sync::Notify,
 }
 
 impl Catalog {
@@ -57,6 +59,7 @@ impl Catalog {
             local,
             mirror_lock: tokio::sync::Mutex::new(None),
             paired: tokio::sync::Notify::new(),
+            resyncing: tokio::sync::Notify::new(),
         }
     }
 
@@ -120,6 +123,9 @@ impl Catalog {
             self.mirror(&state).await;
             if state.sites.enabled() {
                 self.paired.notify_one();
+            }
+            if state.sites.resyncs.values().any(|r| r.running()) {
+                self.resyncing.notify_one();
             }
             if rx.changed().await.is_err() {
                 return;

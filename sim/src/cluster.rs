@@ -229,6 +229,7 @@ pub async fn run_node(state: Rc<NodeState>) -> turmoil::Result {
         peer_ca_pem: Vec::new(),
         idp: Default::default(),
         site_secret: zeroize::Zeroizing::new(TOKEN.to_owned()),
+        resync_rate: 0,
     })
     .await?;
     *state.node.borrow_mut() = Some(node);

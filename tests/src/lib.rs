@@ -15,6 +15,7 @@ pub mod admin;
 pub mod certs;
 pub mod cluster;
 pub mod ldap;
+pub mod sites;
 
 use std::fmt::Debug;
 use std::fs;
@@ -586,15 +587,29 @@ impl Server {
         (access_key, secret_key, session_token): (&str, &str, Option<&str>),
         body: &[u8],
     ) -> (u16, String) {
-        let url = format!("{}{path}", self.endpoint());
         let token: Vec<(&str, &str)> = session_token
             .map(|t| ("x-amz-security-token", t))
             .into_iter()
             .collect();
+        self.signed_with(method, path, (access_key, secret_key), &token, body)
+            .await
+    }
+
+    /// [`Server::signed`] with `headers` signed and sent too (e.g. replica headers, which no
+    /// SDK sends).
+    pub async fn signed_with(
+        &self,
+        method: &str,
+        path: &str,
+        (access_key, secret_key): (&str, &str),
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String) {
+        let url = format!("{}{path}", self.endpoint());
         let signed = sigv4::Signer::new(access_key, secret_key).sign(
             method,
             &url,
-            &token,
+            headers,
             &sigv4::sha256_hex(body),
         );
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
@@ -986,6 +1001,21 @@ pub async fn create_bucket(c: &Client, bucket: &str) {
     ok(
         c.create_bucket().bucket(bucket).send().await,
         &format!("CreateBucket {bucket}"),
+    );
+}
+
+pub async fn enable_versioning(c: &Client, bucket: &str) {
+    ok(
+        c.put_bucket_versioning()
+            .bucket(bucket)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await,
+        &format!("enable versioning on {bucket}"),
     );
 }
 

@@ -6,54 +6,22 @@
 
 use std::time::Duration;
 
-use cairn_tests::admin::AdminCli;
+use cairn_tests::sites::TwoSites;
 use cairn_tests::*;
 
 /// How long replication may take: a failed send is retried by a rescan every 30 s.
 const REACT: Duration = Duration::from_secs(120);
-const B_ROOT: (&str, &str) = ("siteb-root", "siteb-secret-abcdefghijklmnop");
 
-struct Sites {
-    a: Server,
-    b: Server,
-    cli: AdminCli,
+/// What `alias`'s answering node saw of its one peer (`site status`).
+async fn contact(s: &TwoSites, alias: &str) -> serde_json::Value {
+    s.site_status(alias).await["peers"][0]["contact"].clone()
 }
 
-impl Sites {
-    async fn start() -> Sites {
-        let a = Server::start(4).await;
-        let mut opts = ServerOptions::new(4);
-        opts.env_credentials = Some((B_ROOT.0.into(), B_ROOT.1.into()));
-        let b = Server::start_with(opts).await;
-        let s = Sites {
-            a,
-            b,
-            cli: AdminCli::new(),
-        };
-        s.cli.alias("a", &s.a).await;
-        s.cli.alias("b", &s.b).await;
-        s
-    }
-
-    async fn admin(&self, args: &[&str]) -> String {
-        self.cli.ok(args).await
-    }
-
-    /// What `alias`'s answering node saw of its one peer (`site status`).
-    async fn contact(&self, alias: &str) -> serde_json::Value {
-        let out = self.admin(&["site", "status", alias]).await;
-        let v: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
-        v["peers"][0]["contact"].clone()
-    }
-
-    async fn backlog(&self, alias: &str) -> u64 {
-        let out = self.admin(&["site", "status", alias]).await;
-        let v: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
-        v["peers"]
-            .as_array()
-            .map(|ps| ps.iter().map(|p| p["backlog"].as_u64().unwrap_or(0)).sum())
-            .unwrap_or(u64::MAX)
-    }
+async fn backlog(s: &TwoSites, alias: &str) -> u64 {
+    s.site_status(alias).await["peers"]
+        .as_array()
+        .map(|ps| ps.iter().map(|p| p["backlog"].as_u64().unwrap_or(0)).sum())
+        .unwrap_or(u64::MAX)
 }
 
 async fn wait<F, Fut>(what: &str, f: F)
@@ -117,7 +85,7 @@ async fn tags_of(c: &Client, bucket: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buckets_iam_and_objects_replicate_both_ways() {
-    let s = Sites::start().await;
+    let s = TwoSites::start().await;
     let (ca, cb) = (s.a.client(), s.b.client());
 
     // State from before the pairing reaches the new peer.
@@ -322,14 +290,14 @@ async fn buckets_iam_and_objects_replicate_both_ways() {
     .await;
 
     wait("outboxes drained", || async {
-        s.backlog("a").await == 0 && s.backlog("b").await == 0
+        backlog(&s, "a").await == 0 && backlog(&s, "b").await == 0
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_was_down_catches_up() {
-    let mut s = Sites::start().await;
+    let mut s = TwoSites::start().await;
     s.admin(&["site", "add", "a", "b"]).await;
     s.b.terminate().await;
     let ca = s.a.client();
@@ -338,10 +306,10 @@ async fn a_peer_that_was_down_catches_up() {
     put(&ca, "while-down", "obj", &data).await;
     s.admin(&["user", "add", "a", "carol", "carol-secret-0123456789"])
         .await;
-    assert!(s.backlog("a").await > 0, "b cannot have taken anything");
+    assert!(backlog(&s, "a").await > 0, "b cannot have taken anything");
     // The status says b is down, why, and what did not reach it.
     wait("b shown offline with the failed object", || async {
-        let c = s.contact("a").await;
+        let c = contact(&s, "a").await;
         c["online"] == false
             && c["last_error"]
                 .as_str()
@@ -361,7 +329,7 @@ async fn a_peer_that_was_down_catches_up() {
     let (body, _, _) = version_of(&cb, "while-down", "obj").await.expect("object");
     assert_bytes_eq(&body, &data, "caught-up object");
     wait("b shown online with the version and its lag", || async {
-        let c = s.contact("a").await;
+        let c = contact(&s, "a").await;
         c["online"] == true
             && c["versions_replicated"].as_u64() >= Some(1)
             && c["bytes_replicated"].as_u64() >= Some(200 * KIB as u64)
@@ -383,21 +351,10 @@ async fn a_peer_that_was_down_catches_up() {
 /// send them; neither a user nor root may, least of all on a site without peers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_peers_replication_identity_may_write_replicas() {
-    let s = Sites::start().await;
+    let s = TwoSites::start().await;
     let ca = s.a.client();
     create_bucket(&ca, "guarded").await;
-    ok(
-        ca.put_bucket_versioning()
-            .bucket("guarded")
-            .versioning_configuration(
-                aws_sdk_s3::types::VersioningConfiguration::builder()
-                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await,
-        "enable versioning",
-    );
+    enable_versioning(&ca, "guarded").await;
     s.admin(&["user", "add", "a", "mallory", "mallory-secret-0123456789"])
         .await;
     s.admin(&["policy", "attach", "a", "readwrite", "--user", "mallory"])

@@ -49,7 +49,8 @@ pub enum AdminCommand {
     /// The site's KMS key registry (`kms key create|list|status|disable|enable|delete ALIAS [KEY]`).
     #[command(subcommand)]
     Kms(super::kms_cli::KmsCommand),
-    /// Site replication among several sites: `site add ALIAS ALIAS...`, `site status ALIAS`.
+    /// Site replication among several sites: `site add ALIAS ALIAS...`, `site status ALIAS`,
+    /// `site remove ALIAS PEER`, `site resync start|status|cancel ALIAS PEER`.
     #[command(subcommand)]
     Site(super::site_cli::SiteCommand),
     #[command(flatten)]

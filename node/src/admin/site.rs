@@ -1,7 +1,9 @@
-//! Admin API for site replication: `site/configure` names this site and its peers (root only),
-//! `site/status` shows how far each peer got, and `site/apply` is what a peer's replicator calls
-//! with outbox entries, signed with the pair's replication identity (that identity alone may
-//! call it, and it may call nothing else).
+//! Admin API for site replication: `site/configure` names this site and its peers, `site/remove`
+//! unpairs one, `site/status` shows how far each peer got, `site/buckets` lists the buckets
+//! `cairn admin site add` checks for clashes before pairing, `site/resync/{start,status,cancel}`
+//! resend everything to a peer (all root only: none is an `admin:*` action a policy grants), and
+//! `site/apply` is what a peer's replicator calls with outbox entries, signed with the pair's
+//! replication identity (that identity alone may call it, and it may call nothing else).
 
 use std::collections::BTreeMap;
 
@@ -9,11 +11,12 @@ use hyper::Method;
 use s3s::{s3_error, Body, S3Error, S3Request, S3Response, S3Result};
 use serde::{Deserialize, Serialize};
 
+use cairn_control_plane::resync::{Count, Resync, ResyncCommand, ResyncState};
 use cairn_control_plane::site::{PeerConfig, SiteCommand};
-use cairn_control_plane::Command;
+use cairn_control_plane::{BucketInfo, Command};
 
 use super::iam::body_json;
-use super::json;
+use super::{json, query_param};
 use crate::catalog::CatalogError;
 use crate::node::Node;
 use crate::replication::outbox::{
@@ -50,6 +53,9 @@ pub struct PeerStatus {
     /// What the answering node saw of the peer: online, last contact and error, versions
     /// replicated, lag percentiles, recent failures.
     pub contact: crate::link::contacts::Contact,
+    /// The latest resync to the peer, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resync: Option<ResyncStatus>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -58,6 +64,74 @@ pub struct Status {
     pub peers: Vec<PeerStatus>,
     /// Per peer: the last of its sequences applied here.
     pub received: BTreeMap<String, u64>,
+}
+
+/// A resync as `site resync status` shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ResyncStatus {
+    pub peer: String,
+    pub id: u64,
+    pub state: ResyncState,
+    /// Versions and bytes sent, and what there is (`None` while still counting).
+    pub done: Count,
+    pub total: Option<Count>,
+    pub failed: u64,
+    pub failures: Vec<String>,
+    /// Since counting finished: the rate so far, and the time left at that rate.
+    pub objects_per_second: f64,
+    pub bytes_per_second: f64,
+    pub eta_seconds: Option<u64>,
+}
+
+impl ResyncStatus {
+    fn of(peer: &str, r: &Resync, now_ns: i64) -> Self {
+        let end = if r.running() { now_ns } else { r.updated_ns };
+        let secs = (end - r.started_ns) as f64 / 1e9;
+        let per_second = |n: u64| {
+            if r.started_ns > 0 && secs > 0.0 {
+                n as f64 / secs
+            } else {
+                0.0
+            }
+        };
+        let (objects_per_second, bytes_per_second) =
+            (per_second(r.done.objects), per_second(r.done.bytes));
+        let left = |total: u64, done: u64, rate: f64| {
+            let left = total.saturating_sub(done);
+            if left == 0 {
+                Some(0.0)
+            } else if rate > 0.0 {
+                Some(left as f64 / rate)
+            } else {
+                None
+            }
+        };
+        let eta_seconds = match (r.state, r.total) {
+            (ResyncState::Running, Some(t)) => {
+                match (
+                    left(t.objects, r.done.objects, objects_per_second),
+                    left(t.bytes, r.done.bytes, bytes_per_second),
+                ) {
+                    (Some(a), Some(b)) => Some(a.max(b).ceil() as u64),
+                    _ => None,
+                }
+            }
+            (ResyncState::Running, None) => None,
+            _ => Some(0),
+        };
+        ResyncStatus {
+            peer: peer.to_string(),
+            id: r.id,
+            state: r.state,
+            done: r.done,
+            total: r.total,
+            failed: r.failed,
+            failures: r.failures.clone(),
+            objects_per_second,
+            bytes_per_second,
+            eta_seconds,
+        }
+    }
 }
 
 /// The admin access decision for a peer's replication identity, or for `site/apply` (which only
@@ -92,9 +166,61 @@ pub async fn handle(
     match (&req.method, op) {
         (&Method::POST, "site/configure") => configure(node, req).await,
         (&Method::GET, "site/status") => json(&status(node)),
+        (&Method::GET, "site/buckets") => {
+            let s = node
+                .catalog
+                .state_linearizable()
+                .await
+                .map_err(S3Error::from)?;
+            json(&s.buckets.values().collect::<Vec<&BucketInfo>>())
+        }
+        (&Method::POST, "site/remove") => {
+            let peer = peer_param(req)?;
+            propose(node, SiteCommand::Remove { peer }).await?;
+            json(&status(node))
+        }
+        (&Method::POST, "site/resync/start" | "site/resync/cancel") => {
+            let peer = peer_param(req)?;
+            let cmd = if op.ends_with("start") {
+                ResyncCommand::Start { peer: peer.clone() }
+            } else {
+                ResyncCommand::Cancel { peer: peer.clone() }
+            };
+            propose(node, SiteCommand::Resync(cmd)).await?;
+            resync_status(node, &peer)
+        }
+        (&Method::GET, "site/resync/status") => resync_status(node, &peer_param(req)?),
         (&Method::POST, APPLY_OP) => apply(node, req).await,
         _ => Err(s3_error!(NotImplemented, "unknown admin operation {op}")),
     }
+}
+
+fn peer_param(req: &S3Request<Body>) -> S3Result<String> {
+    query_param(&req.uri, "peer")
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "query parameter peer (a site name) is required"
+            )
+        })
+}
+
+async fn propose(node: &Node, cmd: SiteCommand) -> S3Result<()> {
+    node.catalog
+        .propose(Command::Site(cmd))
+        .await
+        .map_err(S3Error::from)
+}
+
+fn resync_status(node: &Node, peer: &str) -> S3Result<S3Response<Body>> {
+    let state = node.catalog.state();
+    let r = state
+        .sites
+        .resyncs
+        .get(peer)
+        .ok_or_else(|| s3_error!(InvalidArgument, "no resync to {peer:?}"))?;
+    json(&ResyncStatus::of(peer, r, node.objects.clock.now_ns()))
 }
 
 fn status(node: &Node) -> Status {
@@ -111,6 +237,11 @@ fn status(node: &Node) -> Status {
                 acked: p.acked,
                 backlog: s.sites.backlog(name),
                 contact: node.link.contacts.report(&p.endpoint),
+                resync: s
+                    .sites
+                    .resyncs
+                    .get(name)
+                    .map(|r| ResyncStatus::of(name, r, node.objects.clock.now_ns())),
             })
             .collect(),
         received: s.sites.received.clone(),

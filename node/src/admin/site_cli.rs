@@ -1,6 +1,11 @@
-//! `cairn admin site add ALIAS ALIAS...` and `cairn admin site status ALIAS`, as `mc admin
-//! replicate add` does it: the CLI knows every site through its aliases, so one command tells each
-//! site about all the others (the alias URLs must be reachable from the sites themselves).
+//! `cairn admin site add ALIAS ALIAS...`, `site remove ALIAS PEER`, `site status ALIAS` and
+//! `site resync start|status|cancel ALIAS PEER`, as `mc admin replicate` does them: the CLI knows
+//! every site through its aliases, so one command tells each site about all the others (the alias
+//! URLs must be reachable from the sites themselves).
+//!
+//! Sites that both hold buckets are merged (`cairn_control_plane::pairing`): before anything
+//! changes, `add` fetches every site's buckets and refuses, naming each one, any bucket that
+//! exists on two sites with configs that cannot be merged.
 //!
 //! Sites never learn each other's root credentials: for each pair the CLI makes a replication
 //! identity (a random access key and secret, as MinIO's site-replicator account) and gives it to
@@ -9,9 +14,12 @@
 use anyhow::Context;
 use rand::distributions::{Alphanumeric, DistString};
 
-use super::alias::Aliases;
+use cairn_control_plane::resync::ResyncState;
+use cairn_control_plane::BucketInfo;
+
+use super::alias::{Aliases, Target};
 use super::cli::{call, runtime};
-use super::site::{Configure, PeerSpec};
+use super::site::{Configure, PeerSpec, ResyncStatus};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum SiteCommand {
@@ -24,6 +32,107 @@ pub enum SiteCommand {
     },
     /// This site's peers and how far each one got (JSON).
     Status { alias: String },
+    /// Unpair peer site PEER (its site name) on this site only: nothing more is sent to it, and
+    /// its replication identity is refused here from now on.
+    Remove { alias: String, peer: String },
+    /// Send every bucket, user and object version to a peer again (one that lost its data):
+    /// `start`, `status` (progress and ETA), `cancel`.
+    #[command(subcommand)]
+    Resync(ResyncCli),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ResyncCli {
+    /// Start a resync from the site ALIAS to its peer PEER.
+    Start { alias: String, peer: String },
+    /// Versions and bytes sent out of how many, the rate and the time left.
+    Status {
+        alias: String,
+        peer: String,
+        /// The status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a running resync (what was sent stays sent).
+    Cancel { alias: String, peer: String },
+}
+
+fn peer_query(peer: &str) -> Vec<(&'static str, String)> {
+    vec![("peer", peer.to_string())]
+}
+
+fn size(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// A resync's status for people.
+pub fn describe(r: &ResyncStatus) -> String {
+    let state = match r.state {
+        ResyncState::Running if r.total.is_none() => "counting",
+        ResyncState::Running => "running",
+        ResyncState::Cancelled => "cancelled",
+        ResyncState::Done => "done",
+    };
+    let (objects, bytes) = match r.total {
+        Some(t) => (
+            format!("{} / {}", r.done.objects, t.objects.max(r.done.objects)),
+            format!(
+                "{} / {}",
+                size(r.done.bytes as f64),
+                size(t.bytes.max(r.done.bytes) as f64)
+            ),
+        ),
+        None => (r.done.objects.to_string(), size(r.done.bytes as f64)),
+    };
+    let eta = match r.eta_seconds {
+        Some(s) => format!("{}m{:02}s", s / 60, s % 60),
+        None => "unknown".into(),
+    };
+    let mut out = format!(
+        "resync to {}: {state}\nobjects: {objects}\nbytes:   {bytes}\nrate:    {:.1} objects/s, {}/s\neta:     {eta}\nfailed:  {}",
+        r.peer,
+        r.objects_per_second,
+        size(r.bytes_per_second),
+        r.failed
+    );
+    for f in &r.failures {
+        out.push_str(&format!("\n  {f}"));
+    }
+    out
+}
+
+/// Every bucket of two sites that cannot be merged, named with both aliases.
+async fn clashes(names: &[String], targets: &[Target]) -> anyhow::Result<Vec<String>> {
+    let mut inventories = Vec::new();
+    for (name, t) in names.iter().zip(targets) {
+        let text = call(t, "GET", "site/buckets", &[], Vec::new())
+            .await
+            .with_context(|| format!("listing the buckets of site {name}"))?;
+        let buckets: Vec<BucketInfo> = serde_json::from_str(&text)
+            .with_context(|| format!("the bucket list of site {name}"))?;
+        inventories.push(
+            buckets
+                .into_iter()
+                .map(|b| (b.name.clone(), b))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        );
+    }
+    let mut out = Vec::new();
+    for i in 0..names.len() {
+        for j in i + 1..names.len() {
+            for c in cairn_control_plane::pairing::clashes(&inventories[i], &inventories[j]) {
+                out.push(format!("{} and {}: {c}", names[i], names[j]));
+            }
+        }
+    }
+    Ok(out)
 }
 
 pub fn run(cmd: &SiteCommand) -> anyhow::Result<()> {
@@ -46,6 +155,13 @@ pub fn run(cmd: &SiteCommand) -> anyhow::Result<()> {
                 .iter()
                 .map(|n| aliases.resolve(n))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let clashes = rt.block_on(clashes(names, &targets))?;
+            if !clashes.is_empty() {
+                anyhow::bail!(
+                    "cannot pair: buckets on several sites that cannot be merged (nothing was changed; make them agree, or rename one, then pair again):\n  {}",
+                    clashes.join("\n  ")
+                );
+            }
             let links = pair_identities(names.len());
             for (i, (name, target)) in names.iter().zip(&targets).enumerate() {
                 let peers = names
@@ -71,6 +187,37 @@ pub fn run(cmd: &SiteCommand) -> anyhow::Result<()> {
                     .with_context(|| format!("configuring site {name}"))?;
             }
             println!("site replication configured among {}", names.join(", "));
+        }
+        SiteCommand::Remove { alias, peer } => {
+            let target = aliases.resolve(alias)?;
+            rt.block_on(call(
+                &target,
+                "POST",
+                "site/remove",
+                &peer_query(peer),
+                Vec::new(),
+            ))?;
+            println!("site {peer} removed from {alias}'s peers");
+        }
+        SiteCommand::Resync(cmd) => {
+            let (alias, peer, op, json) = match cmd {
+                ResyncCli::Start { alias, peer } => (alias, peer, "POST site/resync/start", false),
+                ResyncCli::Status { alias, peer, json } => {
+                    (alias, peer, "GET site/resync/status", *json)
+                }
+                ResyncCli::Cancel { alias, peer } => {
+                    (alias, peer, "POST site/resync/cancel", false)
+                }
+            };
+            let (method, op) = op.split_once(' ').unwrap_or_default();
+            let target = aliases.resolve(alias)?;
+            let text = rt.block_on(call(&target, method, op, &peer_query(peer), Vec::new()))?;
+            if json {
+                println!("{text}");
+            } else {
+                let r: ResyncStatus = serde_json::from_str(&text).context("the resync status")?;
+                println!("{}", describe(&r));
+            }
         }
     }
     Ok(())

@@ -1,10 +1,12 @@
 //! Site replication (DESIGN.md §7): sites reach each other over their S3 endpoints
 //! ([`crate::link`]); the control plane's outbox carries buckets, their configs and IAM to every
-//! peer (`outbox`), and every version written here follows (`objects`). The version's replication
+//! peer (`outbox`), and every version written here follows (`objects`); a resync sends every
+//! version again (`resync`). The version's replication
 //! status lives in its record (`object::replica`), so writes mark it without knowing this module.
 
 pub mod objects;
 pub mod outbox;
+pub mod resync;
 
 use std::sync::Arc;
 
@@ -16,8 +18,16 @@ pub async fn start_when_paired(
     s3: crate::s3::CairnS3,
     hints: tokio::sync::mpsc::UnboundedReceiver<crate::object::replica::VersionRef>,
     region: String,
+    resync_rate: u32,
 ) {
     node.catalog.paired.notified().await;
     tokio::spawn(outbox::replicate_forever(node.clone(), region.clone()));
-    objects::replicate_forever(node, s3, hints, region).await;
+    // Joined rather than spawned: a task more would shift the simulator's task ids.
+    let resync = resync::run_forever(
+        node.clone(),
+        Arc::new(s3.clone()),
+        region.clone(),
+        resync_rate,
+    );
+    futures::join!(resync, objects::replicate_forever(node, s3, hints, region));
 }

@@ -36,10 +36,10 @@ const PARALLEL: usize = 4;
 const RESCAN: Duration = Duration::from_secs(30);
 const SCAN_PAGE: usize = 1000;
 /// SSE-C keys live only with the client: such versions cannot be read, let alone sent.
-const SSE_C: u32 = 3;
+pub(super) const SSE_C: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
-enum ReplicateError {
+pub(super) enum ReplicateError {
     #[error(transparent)]
     Link(#[from] LinkError),
     #[error("reading the version: {0}")]
@@ -59,8 +59,10 @@ fn headers_of(v: &ObjectVersion) -> Vec<(&'static str, String)> {
     h
 }
 
-/// Content headers, user metadata, tags, lock and SSE of `v`, as a PUT carries them.
-fn object_headers(v: &ObjectVersion) -> Vec<(String, String)> {
+/// Content headers, user metadata, tags, lock and SSE of `v`, as a PUT carries them. A retention
+/// that ran out by `now_ns` is not sent: it protects nothing any more, and a PUT may only set
+/// one that ends in the future.
+fn object_headers(v: &ObjectVersion, now_ns: i64) -> Vec<(String, String)> {
     let mut h: Vec<(String, String)> = v
         .headers
         .iter()
@@ -87,7 +89,7 @@ fn object_headers(v: &ObjectVersion) -> Vec<(String, String)> {
             .join("&");
         h.push(("x-amz-tagging".into(), tags));
     }
-    if !v.lock_mode.is_empty() {
+    if !v.lock_mode.is_empty() && v.retain_until_ns > now_ns {
         h.push(("x-amz-object-lock-mode".into(), v.lock_mode.clone()));
         let until = crate::clock::to_datetime(v.retain_until_ns)
             .format(&time::format_description::well_known::Rfc3339)
@@ -112,7 +114,7 @@ fn object_headers(v: &ObjectVersion) -> Vec<(String, String)> {
 }
 
 /// Sends version `v` of `bucket/key` to one peer.
-async fn send(
+pub(super) async fn send(
     s3: &CairnS3,
     node: &Node,
     peer: &PeerTarget,
@@ -128,7 +130,7 @@ async fn send(
     let (method, body) = if v.delete_marker {
         ("DELETE", empty())
     } else {
-        headers.extend(object_headers(v));
+        headers.extend(object_headers(v, node.objects.clock.now_ns()));
         let handle = s3
             .objects
             .get_object(bucket, key, Some(&v.version_id))

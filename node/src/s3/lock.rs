@@ -115,6 +115,22 @@ pub fn has_integrity(cr: &ChecksumRequest) -> bool {
         || d.checksum_crc64nvme.is_some()
 }
 
+/// The lock of a replica: exactly what its origin sent. The origin applied its bucket's default
+/// retention when the version was written; applying this bucket's default again would lock a
+/// version the origin does not (one written before the default was set, or whose retention ran
+/// out). Its integrity was checked where it was written; its bytes travel under TLS.
+pub fn lock_of_replica(
+    bucket: &BucketInfo,
+    h: &LockHeaders<'_>,
+    now_ns: i64,
+) -> S3Result<LockState> {
+    let bucket = BucketInfo {
+        default_retention: None,
+        ..bucket.clone()
+    };
+    lock_for_write(&bucket, h, true, now_ns)
+}
+
 /// Whether the request may bypass GOVERNANCE retention: the header, and the permission
 /// `s3:BypassGovernanceRetention`, which the authorizer marks as granted in the request's
 /// extensions ([`GovernanceBypass`]); root holds it also where no authorizer runs.

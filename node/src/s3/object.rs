@@ -194,13 +194,11 @@ pub async fn put(
     let user_metadata = convert::user_metadata(input.metadata);
     convert::check_metadata_size(&user_metadata)?;
     let cr = convert::checksum_request!(input);
-    let lock = lock::lock_for_write(
-        &bucket,
-        &lock::lock_headers!(input),
-        // A replica's lock was checked where it was written; its bytes travel under TLS.
-        lock::has_integrity(&cr) || replication.replica().is_some(),
-        s3.objects.clock.now_ns(),
-    )?;
+    let (headers, now) = (lock::lock_headers!(input), s3.objects.clock.now_ns());
+    let lock = match replication.replica() {
+        Some(_) => lock::lock_of_replica(&bucket, &headers, now)?,
+        None => lock::lock_for_write(&bucket, &headers, lock::has_integrity(&cr), now)?,
+    };
     let mode = sse::effective(
         s3,
         &bucket,

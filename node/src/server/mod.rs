@@ -81,6 +81,10 @@ pub struct ServerArgs {
     /// use them with `CAIRN_KMS_KES_*`.
     #[arg(long, env = kes::ADDRESS_ENV)]
     pub kes_address: Option<String>,
+    /// Versions a site resync sends per second at most (0: no limit), to spare the link and the
+    /// peer while it runs.
+    #[arg(long, env = "CAIRN_RESYNC_RATE", default_value_t = 0)]
+    pub resync_rate: u32,
 }
 
 fn default_certs_dir() -> std::path::PathBuf {
@@ -309,6 +313,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         peer_ca_pem: ca_pem.clone(),
         idp,
         site_secret,
+        resync_rate: args.resync_rate,
     })
     .await?;
 

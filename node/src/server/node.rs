@@ -72,6 +72,8 @@ pub struct NodeParts {
     pub site_secret: zeroize::Zeroizing<String>,
     /// External identity providers (LDAP, OpenID Connect).
     pub idp: crate::idp::Providers,
+    /// Versions a resync sends per second at most (0: no limit).
+    pub resync_rate: u32,
 }
 
 impl Node {
@@ -172,6 +174,7 @@ impl Node {
             s3.clone(),
             hints,
             parts.region,
+            parts.resync_rate,
         ));
         let mut b = S3ServiceBuilder::new(s3);
         let mut config = S3Config::default();

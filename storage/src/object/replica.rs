@@ -118,13 +118,18 @@ fn same_content(a: &ObjectVersion, b: &ObjectVersion) -> bool {
         && a.mod_time_ns == b.mod_time_ns
 }
 
+/// Whether null version `a` wins over `b`: the later write, then the greater ETag.
+fn newer_null(a: &ObjectVersion, b: &ObjectVersion) -> bool {
+    (a.mod_time_ns, &a.etag, a.delete_marker) > (b.mod_time_ns, &b.etag, b.delete_marker)
+}
+
 impl super::ObjectLayer {
     /// What replica `v` finds under its version id, under the key's lock, before it is written:
     /// nothing (`None`: write it), or the same version (`Some`: a resend, nothing to write).
     /// Another version under that id is refused: an id names one content for good, and a
     /// replica never removes what another path could not. Only the null version is replaced
-    /// (as a PUT to a suspended bucket replaces it), and only if its lock lets it go now
-    /// ([`retention::check_removal`], without bypass).
+    /// (as a PUT to a suspended bucket replaces it), by a newer one only, and only if its lock
+    /// lets it go now ([`retention::check_removal`], without bypass).
     pub(super) async fn admit_replica(
         &self,
         set: &ErasureSet,
@@ -149,6 +154,11 @@ impl super::ObjectLayer {
         if v.version_id != NULL_VERSION {
             tracing::warn!(bucket, key, version_id = %v.version_id, "replica refused: the version exists here with other content");
             return Err(ObjectError::ReplicaConflict(v.version_id.clone()));
+        }
+        // Two sites paired with a null version of the same key each send theirs to the other:
+        // the newer one stays on both (the same choice on each side), the older one is dropped.
+        if newer_null(&existing, v) {
+            return Ok(Some(existing));
         }
         retention::check_removal(
             &LockState::of(&existing),
@@ -203,6 +213,16 @@ mod tests {
             replication: replication.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn of_two_null_versions_the_newer_wins_on_both_sides() {
+        let a = version(NULL_VERSION, 10, REPLICA);
+        let mut b = version(NULL_VERSION, 10, REPLICA);
+        b.etag = "ff".into();
+        assert!(newer_null(&b, &a) && !newer_null(&a, &b));
+        let c = version(NULL_VERSION, 20, REPLICA);
+        assert!(newer_null(&c, &b) && !newer_null(&b, &c));
     }
 
     #[test]

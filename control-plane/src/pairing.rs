@@ -1,0 +1,105 @@
+//! Pairing sites that both hold buckets: the union of their buckets, merged by name.
+//!
+//! On pairing, each site sends the other its buckets and their configs (`site::export`); a
+//! bucket the receiver already holds is not created again, and a config set on one side only is
+//! taken by the other. That is only sound when the two sites do not disagree: where both set the
+//! same config differently, the later arrival would silently win on one side and lose on the
+//! other. [`clashes`] finds those cases, so `cairn admin site add` refuses the pairing before
+//! anything changes (MinIO refuses any pairing where more than one site holds data).
+
+use std::collections::BTreeMap;
+
+use crate::model::{BucketInfo, Versioning};
+
+/// Versioning as it is once paired: site replication turns never-configured buckets on.
+fn paired_versioning(v: Versioning) -> Versioning {
+    match v {
+        Versioning::Unversioned => Versioning::Enabled,
+        v => v,
+    }
+}
+
+/// A config set on both sides must be equal; one side's absence takes the other's.
+fn differs<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> bool {
+    matches!((a, b), (Some(x), Some(y)) if x != y)
+}
+
+/// Why bucket `a` (one site's) and `b` (the other's, same name) cannot be merged, if they cannot.
+pub fn clash(a: &BucketInfo, b: &BucketInfo) -> Option<String> {
+    let what = if a.object_lock != b.object_lock {
+        "object lock is enabled on one site only (it cannot be turned off, nor on for objects already written)"
+    } else if paired_versioning(a.versioning) != paired_versioning(b.versioning) {
+        "versioning is suspended on one site only"
+    } else if differs(&a.default_retention, &b.default_retention) {
+        "the default retentions differ"
+    } else if differs(&a.encryption, &b.encryption) {
+        "the default encryptions differ"
+    } else if differs(&a.policy, &b.policy) {
+        "the bucket policies differ"
+    } else {
+        return None;
+    };
+    Some(format!("bucket {}: {what}", a.name))
+}
+
+/// Every bucket name both sites hold that cannot be merged, with the reason.
+pub fn clashes(a: &BTreeMap<String, BucketInfo>, b: &BTreeMap<String, BucketInfo>) -> Vec<String> {
+    a.iter()
+        .filter_map(|(name, x)| clash(x, b.get(name)?))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket(name: &str) -> BucketInfo {
+        BucketInfo {
+            name: name.into(),
+            created_ns: 1,
+            versioning: Versioning::Unversioned,
+            object_lock: false,
+            default_retention: None,
+            encryption: None,
+            policy: None,
+        }
+    }
+
+    #[test]
+    fn compatible_buckets_merge_and_real_clashes_are_named() {
+        let mut a = BTreeMap::new();
+        let mut b = BTreeMap::new();
+        a.insert("only-a".into(), bucket("only-a"));
+        b.insert("only-b".into(), bucket("only-b"));
+        let mut shared = bucket("shared");
+        shared.versioning = Versioning::Enabled;
+        a.insert("shared".into(), shared.clone());
+        b.insert("shared".into(), {
+            let mut s = bucket("shared");
+            s.policy = Some("{}".into());
+            s
+        });
+        assert!(clashes(&a, &b).is_empty(), "{:?}", clashes(&a, &b));
+
+        let mut locked = bucket("shared");
+        locked.object_lock = true;
+        locked.versioning = Versioning::Enabled;
+        b.insert("shared".into(), locked);
+        let c = clashes(&a, &b);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].contains("bucket shared: object lock"), "{c:?}");
+
+        let mut suspended = bucket("shared");
+        suspended.versioning = Versioning::Suspended;
+        b.insert("shared".into(), suspended);
+        assert!(clashes(&a, &b)[0].contains("suspended"));
+
+        let mut p = bucket("shared");
+        p.policy = Some("{\"a\":1}".into());
+        a.insert("shared".into(), p);
+        let mut q = bucket("shared");
+        q.policy = Some("{\"b\":1}".into());
+        b.insert("shared".into(), q);
+        assert!(clashes(&a, &b)[0].contains("policies differ"));
+    }
+}
