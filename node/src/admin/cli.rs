@@ -52,6 +52,9 @@ pub enum AdminCommand {
     /// Site replication among several sites: `site add ALIAS ALIAS...`, `site status ALIAS`.
     #[command(subcommand)]
     Site(super::site_cli::SiteCommand),
+    /// Prometheus: `prometheus generate ALIAS` prints a scrape configuration with a bearer token.
+    #[command(subcommand)]
+    Prometheus(super::prometheus::PrometheusCommand),
     #[command(flatten)]
     Iam(super::iam_cli::IamCli),
 }
@@ -170,6 +173,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Bucket(cmd) => return super::bucket_cli::run(cmd),
         AdminCommand::Kms(cmd) => return super::kms_cli::run(cmd),
         AdminCommand::Site(cmd) => return super::site_cli::run(cmd),
+        AdminCommand::Prometheus(cmd) => return super::prometheus::run(cmd),
         AdminCommand::Iam(cmd) => {
             return super::iam_cli::run(cmd, args.access_key.as_deref(), args.secret_key.as_deref())
         }
