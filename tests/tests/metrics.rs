@@ -272,25 +272,23 @@ async fn scrapes_need_admin_prometheus_unless_public() {
     }
 
     admin.policy("root", "scrape", SCRAPER_POLICY).await;
-    admin
-        .ok(&["user", "add", "root", "scraper", "scraper-secret-1"])
-        .await;
-    admin
-        .ok(&["policy", "attach", "root", "scrape", "--user", "scraper"])
-        .await;
-    admin
-        .ok(&["user", "add", "root", "writer", "writer-secret-1"])
-        .await;
-    admin
-        .ok(&["policy", "attach", "root", "readwrite", "--user", "writer"])
-        .await;
     let ep = srv.endpoint();
-    for (alias, user, secret) in [
-        ("scraper", "scraper", "scraper-secret-1"),
-        ("writer", "writer", "writer-secret-1"),
-    ] {
-        admin.ok(&["alias", "set", alias, &ep, user, secret]).await;
+    for (user, policy) in [("scraper", "scrape"), ("writer", "readwrite")] {
+        let secret = format!("{user}-secret-1");
+        admin.ok(&["user", "add", "root", user, &secret]).await;
+        admin
+            .ok(&["policy", "attach", "root", policy, "--user", user])
+            .await;
+        admin.ok(&["alias", "set", user, &ep, user, &secret]).await;
     }
+    let signed = |user: &'static str| {
+        let srv = &srv;
+        async move {
+            let secret = format!("{user}-secret-1");
+            srv.signed("GET", "/cairn/metrics", (user, &secret, None), b"")
+                .await
+        }
+    };
     let token = |alias: &'static str| {
         let admin = &admin;
         async move { token_of(&admin.ok(&["prometheus", "generate", alias]).await) }
@@ -303,14 +301,7 @@ async fn scrapes_need_admin_prometheus_unless_public() {
 
     // A user without admin:Prometheus: neither its token nor its signature.
     refused(get("/cairn/metrics", Some(writer_token)).await);
-    let (status, body) = srv
-        .signed(
-            "GET",
-            "/cairn/metrics",
-            ("writer", "writer-secret-1", None),
-            b"",
-        )
-        .await;
+    let (status, body) = signed("writer").await;
     assert_eq!(status, 403, "{body}");
     assert!(!body.contains("cairn_"), "{body}");
     // A token signed with another secret than the key's.
@@ -330,14 +321,7 @@ async fn scrapes_need_admin_prometheus_unless_public() {
             assert!(body.contains("cairn_drive_online"), "{body}");
         }
     }
-    let (status, body) = srv
-        .signed(
-            "GET",
-            "/cairn/metrics",
-            ("scraper", "scraper-secret-1", None),
-            b"",
-        )
-        .await;
+    let (status, body) = signed("scraper").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("cairn_raft_term"), "{body}");
 
