@@ -197,3 +197,43 @@ impl Metrics {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(m: &Metrics) -> String {
+        let mut r = Registry::with_prefix("cairn");
+        m.register(&mut r);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &r).unwrap();
+        out
+    }
+
+    #[test]
+    fn requests_are_counted_by_api_and_status_and_leave_flight() {
+        let m = Metrics::new(std::sync::Arc::new(crate::clock::SystemClock));
+        let a = m.begin();
+        let b = m.begin();
+        assert!(text(&m).contains("cairn_s3_requests_in_flight 2\n"));
+        a.answered("GetObject".into(), 200);
+        b.answered(String::from("GetObject").into(), 404);
+        m.begin().answered("GetObject".into(), 200);
+        drop(m.begin());
+        m.slowed_down();
+        m.received(10);
+        m.sent(5);
+        let t = text(&m);
+        for line in [
+            "cairn_s3_requests_total{api=\"GetObject\",status=\"200\"} 2\n",
+            "cairn_s3_requests_total{api=\"GetObject\",status=\"404\"} 1\n",
+            "cairn_s3_requests_ttfb_seconds_count{api=\"GetObject\"} 3\n",
+            "cairn_s3_requests_in_flight 0\n",
+            "cairn_s3_requests_rejected_slowdown_total 1\n",
+            "cairn_s3_traffic_received_bytes_total 10\n",
+            "cairn_s3_traffic_sent_bytes_total 5\n",
+        ] {
+            assert!(t.contains(line), "{line} in\n{t}");
+        }
+    }
+}
