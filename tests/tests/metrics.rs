@@ -344,3 +344,32 @@ async fn scrapes_need_admin_prometheus_unless_public() {
     assert_eq!(r.status().as_u16(), 200);
     assert!(r.text().await.unwrap().contains("cairn_drive_online"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_scrapes_a_tls_node_with_the_generated_config() {
+    let work = tempfile::tempdir().unwrap();
+    let ca = cairn_tests::certs::TestCa::new("cairn metrics CA");
+    let certs = ca.write_node_dir(&work.path().join("certs"), "node1");
+    let srv = Server::start_with(ServerOptions::new(1).certs_dir(certs.clone())).await;
+    assert!(srv.endpoint().starts_with("https://"));
+    let admin = AdminCli::for_server("tls", &srv).await;
+    let ca_file = certs.join("CAs").join("ca.crt");
+    let out = admin
+        .ok(&[
+            "prometheus",
+            "generate",
+            "tls",
+            "--node",
+            "--scrape-interval",
+            "1s",
+            "--ca-file",
+            &ca_file.to_string_lossy(),
+        ])
+        .await;
+    let config = &out[out.find("scrape_configs:").expect("a scrape config")..];
+    let prom = Prometheus::start(config).await;
+    prom.wait("up{job=\"cairn-job\"} == 1", |s| s.len() == 1)
+        .await;
+    prom.wait("sum(cairn_drive_online)", |s| s.len() == 1 && s[0].1 == 1.0)
+        .await;
+}

@@ -112,6 +112,10 @@ pub enum PrometheusCommand {
         /// `admin:Prometheus` away, or disabling or removing the key).
         #[arg(long, default_value = "36500d", value_parser = parse_duration)]
         expiry: Duration,
+        /// For an `https` alias: the PEM file of the authority that issued the nodes'
+        /// certificates, as Prometheus will read it (`tls_config.ca_file`).
+        #[arg(long, value_name = "PATH")]
+        ca_file: Option<String>,
     },
 }
 
@@ -122,6 +126,7 @@ pub fn run(cmd: &PrometheusCommand) -> anyhow::Result<()> {
         targets,
         scrape_interval,
         expiry,
+        ca_file,
     } = cmd;
     let target = Aliases::load()?.resolve(alias)?;
     let now = std::time::SystemTime::now()
@@ -139,6 +144,7 @@ pub fn run(cmd: &PrometheusCommand) -> anyhow::Result<()> {
         path: if *node { NODE_PATH } else { SITE_PATH },
         scheme,
         interval: *scrape_interval,
+        ca_file: ca_file.as_deref(),
         targets: std::iter::once(host)
             .chain(targets.iter().map(String::as_str))
             .collect(),
@@ -154,6 +160,7 @@ struct ScrapeConfig<'a> {
     path: &'a str,
     scheme: &'a str,
     interval: Option<Duration>,
+    ca_file: Option<&'a str>,
     targets: Vec<&'a str>,
 }
 
@@ -170,6 +177,9 @@ impl ScrapeConfig<'_> {
         );
         if let Some(i) = self.interval {
             out += &format!("  scrape_interval: {}ms\n", i.as_millis().max(1));
+        }
+        if let Some(ca) = self.ca_file {
+            out += &format!("  tls_config:\n    ca_file: {}\n", q(ca));
         }
         let targets: Vec<String> = self.targets.iter().map(|t| q(t)).collect();
         out += &format!("  static_configs:\n  - targets: [{}]\n", targets.join(", "));
@@ -218,11 +228,12 @@ mod tests {
             path: SITE_PATH,
             scheme: "https",
             interval: Some(Duration::from_secs(1)),
+            ca_file: Some("/etc/ca.crt"),
             targets: vec!["a:9000", "b:9000"],
         };
         assert_eq!(
             c.yaml(),
-            "scrape_configs:\n- job_name: \"cairn-job\"\n  bearer_token: \"t.o.k\"\n  metrics_path: \"/cairn/metrics\"\n  scheme: \"https\"\n  scrape_interval: 1000ms\n  static_configs:\n  - targets: [\"a:9000\", \"b:9000\"]\n"
+            "scrape_configs:\n- job_name: \"cairn-job\"\n  bearer_token: \"t.o.k\"\n  metrics_path: \"/cairn/metrics\"\n  scheme: \"https\"\n  scrape_interval: 1000ms\n  tls_config:\n    ca_file: \"/etc/ca.crt\"\n  static_configs:\n  - targets: [\"a:9000\", \"b:9000\"]\n"
         );
     }
 }

@@ -301,6 +301,10 @@ impl Router {
         let (req, read_first) = match self.preauth.read(req.map(Body::http_body), sts).await {
             Ok(r) => r,
             Err(mut refused) => {
+                if refused.status() == StatusCode::SERVICE_UNAVAILABLE {
+                    // The forms' memory budget is spent (`preauth`).
+                    self.metrics.slowed_down();
+                }
                 if http1 {
                     // The rest of the body is not read: the connection cannot carry another request.
                     refused.headers_mut().insert(

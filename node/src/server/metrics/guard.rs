@@ -150,3 +150,36 @@ impl S3Route for MetricsRoute {
         Ok(r)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_type_and_bearer_header() {
+        assert_eq!(AuthType::parse(None).unwrap(), AuthType::Token);
+        assert_eq!(AuthType::parse(Some("jwt")).unwrap(), AuthType::Token);
+        assert_eq!(AuthType::parse(Some(" public ")).unwrap(), AuthType::Public);
+        assert!(AuthType::parse(Some("open")).is_err());
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert(
+            hyper::header::AUTHORIZATION,
+            "Bearer a.b.c".parse().unwrap(),
+        );
+        assert_eq!(bearer(&h), Some("a.b.c"));
+        h.insert(
+            hyper::header::AUTHORIZATION,
+            "bearer  a.b.c ".parse().unwrap(),
+        );
+        assert_eq!(bearer(&h), Some("a.b.c"));
+        h.insert(
+            hyper::header::AUTHORIZATION,
+            "AWS4-HMAC-SHA256 Credential=x".parse().unwrap(),
+        );
+        assert_eq!(bearer(&h), None, "a SigV4 request goes on to s3s");
+        assert_eq!(scope("/cairn/metrics"), Some(Scope::Site));
+        assert_eq!(scope("/cairn/metrics/node"), Some(Scope::Node));
+        assert_eq!(scope("/cairn/metrics/other"), None);
+    }
+}

@@ -124,7 +124,8 @@ impl Metrics {
         }
     }
 
-    /// A request refused with 503 SlowDown: every slot was taken.
+    /// A request refused with 503 SlowDown: every slot was taken, or the memory budget of
+    /// browser-form uploads read before authentication was spent.
     pub fn slowed_down(&self) {
         self.slow_down.inc();
     }
@@ -177,7 +178,7 @@ impl Metrics {
         );
         r.register(
             "s3_requests_rejected_slowdown",
-            "Requests refused with 503 SlowDown because every request slot was taken",
+            "Requests refused with 503 SlowDown: every request slot taken, or the form budget spent",
             self.slow_down.clone(),
         );
         r.register(
