@@ -373,3 +373,47 @@ async fn prometheus_scrapes_a_tls_node_with_the_generated_config() {
     prom.wait("sum(cairn_drive_online)", |s| s.len() == 1 && s[0].1 == 1.0)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paired_sites_show_their_peer_in_the_metrics() {
+    let a = Server::start(1).await;
+    let mut opts = ServerOptions::new(1);
+    opts.env_credentials = Some(("siteb-root".into(), "siteb-secret-abcdefghijk".into()));
+    let b = Server::start_with(opts).await;
+    let cli = AdminCli::new();
+    cli.alias("a", &a).await;
+    cli.alias("b", &b).await;
+    cli.ok(&["site", "add", "a", "b"]).await;
+    // A change for a to push to b: a's node then has called its peer.
+    a.client()
+        .create_bucket()
+        .bucket("rep")
+        .send()
+        .await
+        .unwrap();
+    let token = token_of(&cli.ok(&["prometheus", "generate", "a", "--node"]).await);
+    let peer = format!("peer=\"{}\"", b.endpoint());
+    let scrape = || async {
+        a.http()
+            .get(format!("{}/cairn/metrics/node", a.endpoint()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let line = |text: &str, metric: &str| {
+        text.lines()
+            .find(|l| l.starts_with(metric) && l.contains(&peer))
+            .map(str::to_owned)
+    };
+    let seen = poll_until(Duration::from_secs(60), || async {
+        let t = scrape().await;
+        line(&t, "cairn_replication_outbox_backlog").is_some_and(|l| l.ends_with(" 0"))
+            && line(&t, "cairn_replication_peer_online").is_some_and(|l| l.ends_with(" 1"))
+    })
+    .await;
+    assert!(seen, "{}", scrape().await);
+}

@@ -280,6 +280,16 @@ fn peers(node: &Node, r: &mut Registry) {
     let bytes = Family::<PeerLabel, Counter>::default();
     let failures = Family::<PeerLabel, Counter>::default();
     let lag = Family::<LagLabels, GaugeF>::default();
+    let backlog = Family::<PeerLabel, Gauge>::default();
+    let state = node.catalog.state();
+    for (name, p) in &state.sites.peers {
+        let l = PeerLabel {
+            peer: p.endpoint.clone(),
+        };
+        backlog
+            .get_or_create(&l)
+            .set(i64::try_from(state.sites.backlog(name)).unwrap_or(i64::MAX));
+    }
     for ep in node.link.contacts.endpoints() {
         let c = node.link.contacts.report(&ep);
         let l = PeerLabel { peer: ep };
@@ -297,6 +307,11 @@ fn peers(node: &Node, r: &mut Registry) {
             }
         }
     }
+    r.register(
+        "replication_outbox_backlog",
+        "Control-plane changes (buckets, their settings, IAM) the peer site has not acknowledged",
+        backlog,
+    );
     r.register(
         "replication_peer_online",
         "1 if the peer site answered this node's last call",
