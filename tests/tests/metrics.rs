@@ -417,3 +417,50 @@ async fn paired_sites_show_their_peer_in_the_metrics() {
     .await;
     assert!(seen, "{}", scrape().await);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_heal_after_a_damaged_read_is_counted() {
+    let mut opts = ServerOptions::new(4);
+    opts.env
+        .push(("CAIRN_PROMETHEUS_AUTH_TYPE".into(), "public".into()));
+    let srv = Server::start_with(opts).await;
+    let c = srv.client();
+    c.create_bucket().bucket("heal").send().await.unwrap();
+    let body = random_bytes(300_000, 3);
+    c.put_object()
+        .bucket("heal")
+        .key("big")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    let parts = find_part_files(srv.drive(0));
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    std::fs::remove_file(&parts[0]).unwrap();
+    let got = c
+        .get_object()
+        .bucket("heal")
+        .key("big")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.body.collect().await.unwrap().into_bytes(), body);
+    let healed = poll_until(Duration::from_secs(60), || async {
+        let t = srv
+            .http()
+            .get(format!("{}/cairn/metrics/node", srv.endpoint()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        t.lines()
+            .any(|l| l.starts_with("cairn_heal_objects_healed_total{") && l.ends_with(" 1"))
+            && t.lines()
+                .any(|l| l.starts_with("cairn_heal_queue_objects{") && l.ends_with(" 0"))
+    })
+    .await;
+    assert!(healed, "the healer's counters did not move");
+    assert_eq!(find_part_files(srv.drive(0)).len(), 1, "the shard is back");
+}

@@ -243,6 +243,7 @@ async fn heal_worker(
                 batch.push(r);
             }
         }
+        // Objects still to heal, this one included; 0 once the batch is done and none came.
         let mut left = batch.len();
         for r in batch {
             metrics.heal_queue(left + rx.len());
@@ -271,6 +272,7 @@ async fn heal_worker(
                 });
             }
         }
+        metrics.heal_queue(rx.len());
     }
 }
 
