@@ -36,6 +36,8 @@ pub fn clash(a: &BucketInfo, b: &BucketInfo) -> Option<String> {
         "the default encryptions differ"
     } else if differs(&a.policy, &b.policy) {
         "the bucket policies differ"
+    } else if !a.tags.is_empty() && !b.tags.is_empty() && a.tags != b.tags {
+        "the bucket tags differ"
     } else {
         return None;
     };
@@ -62,6 +64,7 @@ mod tests {
             default_retention: None,
             encryption: None,
             policy: None,
+            tags: Vec::new(),
         }
     }
 
@@ -101,5 +104,19 @@ mod tests {
         q.policy = Some("{\"b\":1}".into());
         b.insert("shared".into(), q);
         assert!(clashes(&a, &b)[0].contains("policies differ"));
+
+        let tagged = |v: &str| {
+            let mut t = bucket("shared");
+            t.tags = vec![crate::model::BucketTag {
+                key: "team".into(),
+                value: v.into(),
+            }];
+            t
+        };
+        a.insert("shared".into(), tagged("blue"));
+        b.insert("shared".into(), bucket("shared"));
+        assert!(clashes(&a, &b).is_empty(), "tags on one side only merge");
+        b.insert("shared".into(), tagged("red"));
+        assert!(clashes(&a, &b)[0].contains("tags differ"));
     }
 }

@@ -191,3 +191,24 @@ mod tests {
         }
     }
 }
+
+tokio::task_local! {
+    /// The S3 operation the request being handled turned out to be (s3s names it only to the
+    /// access check), for the metrics: the front router scopes it around each handler.
+    static OPERATION: std::cell::RefCell<Option<String>>;
+}
+
+/// Notes the operation of the request this task handles (nothing outside [`with_operation`]).
+pub fn note_operation(name: &str) {
+    let _ = OPERATION.try_with(|op| *op.borrow_mut() = Some(name.to_owned()));
+}
+
+/// Runs `f` and returns its output with the operation it noted, if any.
+pub async fn with_operation<T>(f: impl std::future::Future<Output = T>) -> (T, Option<String>) {
+    OPERATION
+        .scope(std::cell::RefCell::new(None), async {
+            let out = f.await;
+            (out, OPERATION.with(|op| op.borrow_mut().take()))
+        })
+        .await
+}

@@ -51,7 +51,7 @@ pub fn parse_size(input: &str) -> Result<u64, String> {
 }
 
 /// Parses a positive duration: a bare number is seconds, otherwise a sequence of `<number><unit>` with units
-/// `ms`, `s`, `m`, `h` (`500ms`, `20s`, `1m`, `1m30s`, `1.5h`).
+/// `ms`, `s`, `m`, `h`, `d` (`500ms`, `20s`, `1m`, `1m30s`, `1.5h`, `30d`).
 pub fn parse_duration(input: &str) -> Result<Duration, String> {
     let s = input.trim();
     let bad = || format!("invalid duration {input:?}: expected e.g. 20s, 1m, 1m30s or 500ms");
@@ -76,6 +76,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
                 "s" => 1.0,
                 "m" => 60.0,
                 "h" => 3600.0,
+                "d" => 86400.0,
                 _ => return Err(bad()),
             };
             total += value * seconds_per_unit;
@@ -137,6 +138,7 @@ mod tests {
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("").is_err());

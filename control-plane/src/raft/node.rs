@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -290,6 +291,20 @@ impl ControlPlane {
     /// `Rejected` when the state machine refused it, `Unavailable` within `propose_timeout`
     /// otherwise.
     pub async fn propose(&self, cmd: Command) -> Result<(), ProposeError> {
+        let r = self.propose_once(cmd).await;
+        if matches!(&r, Err(e) if !matches!(e, ProposeError::Rejected(_))) {
+            self.shared.proposals_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Proposals from this node that did not commit since start-up (refusals by the state
+    /// machine not counted).
+    pub fn proposals_failed(&self) -> u64 {
+        self.shared.proposals_failed.load(Ordering::Relaxed)
+    }
+
+    async fn propose_once(&self, cmd: Command) -> Result<(), ProposeError> {
         let deadline = Instant::now() + self.shared.timing.propose_timeout;
         let written = match self
             .shared

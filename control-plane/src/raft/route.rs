@@ -49,6 +49,9 @@ pub(crate) struct Shared {
     /// Since when no leader is known (`None` while one is).
     leaderless_since: Mutex<Option<Instant>>,
     stopped: AtomicBool,
+    /// Proposals from this node that did not commit (no leader, no quorum, timed out); a
+    /// command the state machine refused is not counted. For the node's metrics.
+    pub(crate) proposals_failed: std::sync::atomic::AtomicU64,
 }
 
 /// Where to run a [`LeaderOp`].
@@ -84,6 +87,7 @@ impl Shared {
             // Starting up counts as leaderless: the grace period runs from the start.
             leaderless_since: Mutex::new(Some(Instant::now())),
             stopped: AtomicBool::new(false),
+            proposals_failed: Default::default(),
         })
     }
 

@@ -53,6 +53,9 @@ pub enum AdminCommand {
     /// `site remove ALIAS PEER`, `site resync start|status|cancel ALIAS PEER`.
     #[command(subcommand)]
     Site(super::site_cli::SiteCommand),
+    /// Prometheus: `prometheus generate ALIAS` prints a scrape configuration with a bearer token.
+    #[command(subcommand)]
+    Prometheus(super::prometheus::PrometheusCommand),
     #[command(flatten)]
     Iam(super::iam_cli::IamCli),
 }
@@ -171,6 +174,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Bucket(cmd) => return super::bucket_cli::run(cmd),
         AdminCommand::Kms(cmd) => return super::kms_cli::run(cmd),
         AdminCommand::Site(cmd) => return super::site_cli::run(cmd),
+        AdminCommand::Prometheus(cmd) => return super::prometheus::run(cmd),
         AdminCommand::Iam(cmd) => {
             return super::iam_cli::run(cmd, args.access_key.as_deref(), args.secret_key.as_deref())
         }

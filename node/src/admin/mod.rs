@@ -11,6 +11,7 @@ pub mod iam;
 pub mod iam_cli;
 pub mod kms;
 pub mod kms_cli;
+pub mod prometheus;
 pub mod site;
 pub mod site_cli;
 

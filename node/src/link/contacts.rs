@@ -27,6 +27,7 @@ struct Seen {
     bytes: u64,
     lags_ms: VecDeque<u64>,
     failed: VecDeque<(i64, String)>,
+    failures: u64,
 }
 
 /// One peer endpoint as [`Contacts::report`] shows it.
@@ -47,6 +48,9 @@ pub struct Contact {
     pub lag_p99_ms: Option<u64>,
     /// The latest items that failed: (nanoseconds since the epoch, what and why).
     pub failed: Vec<(i64, String)>,
+    /// Items that failed since start-up (the metrics' counter; `failed` keeps the latest only).
+    #[serde(default)]
+    pub failures: u64,
 }
 
 /// Per-endpoint bookkeeping; cheap to call from every request.
@@ -127,7 +131,18 @@ impl Contacts {
                 s.failed.pop_front();
             }
             s.failed.push_back((now, clip(what)));
+            s.failures += 1;
         });
+    }
+
+    /// Every endpoint this node has called or replicated to.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// What this node saw of `endpoint` (nothing yet: offline, no contact).
@@ -154,6 +169,7 @@ impl Contacts {
             failed: s
                 .map(|s| s.failed.iter().cloned().collect())
                 .unwrap_or_default(),
+            failures: s.map_or(0, |s| s.failures),
         }
     }
 }
@@ -203,6 +219,8 @@ mod tests {
         }
         let r = c.report(ep);
         assert_eq!(r.failed.len(), FAILED_KEPT);
+        assert_eq!(r.failures, FAILED_KEPT as u64 + 3);
+        assert_eq!(c.endpoints(), vec![ep.to_owned()]);
         assert!(r.failed[0].1.starts_with("v3: "), "oldest dropped first");
         assert!(r.failed.iter().all(|(_, w)| w.len() <= MAX_REASON));
     }

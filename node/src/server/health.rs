@@ -11,6 +11,7 @@ use s3s::Body;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use super::metrics::guard;
 use super::preauth::PreAuthBodies;
 use super::Node;
 
@@ -22,6 +23,9 @@ pub struct Router {
     /// Bodies s3s reads before authenticating: read first, outside the request slots.
     pub preauth: Arc<PreAuthBodies>,
     pub request_ids: Arc<RequestIds>,
+    pub metrics: Arc<super::metrics::Metrics>,
+    /// Who may scrape `/cairn/metrics` (`CAIRN_PROMETHEUS_AUTH_TYPE`).
+    pub metrics_auth: super::metrics::guard::AuthType,
 }
 
 /// Request ids unique within a site without drawing randomness (the simulator replays them):
@@ -280,6 +284,9 @@ impl Router {
             }
             _ => {}
         }
+        if let Some(r) = self.scrape_before_s3s(&req).await {
+            return Ok(r);
+        }
         if let Err(r) = crate::auth::request::check(
             req.method(),
             req.headers(),
@@ -302,6 +309,10 @@ impl Router {
         {
             Ok(r) => r,
             Err(mut refused) => {
+                if refused.status() == StatusCode::SERVICE_UNAVAILABLE {
+                    // The forms' memory budget is spent (`preauth`).
+                    self.metrics.slowed_down();
+                }
                 if http1 {
                     // The rest of the body is not read: the connection cannot carry another request.
                     refused.headers_mut().insert(
@@ -317,7 +328,18 @@ impl Router {
             }
         };
         let Ok(permit) = self.limit.clone().try_acquire_owned() else {
+            self.metrics.slowed_down();
             return Ok(slow_down());
+        };
+        let in_flight = self.metrics.begin();
+        let api = if sts {
+            "STS"
+        } else if req.uri().path().starts_with(crate::admin::PREFIX) {
+            "Admin"
+        } else if guard::scope(req.uri().path()).is_some() {
+            "Metrics"
+        } else {
+            ""
         };
         let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
         crate::telemetry::follow_caller(&span, req.headers());
@@ -330,12 +352,21 @@ impl Router {
                 let _permits = (permit, read_first);
                 let (parts, body) = req.into_parts();
                 let body = crate::auth::chunked::guard(&parts.headers, body);
-                s3.call(Request::from_parts(parts, body)).await
+                crate::telemetry::with_operation(s3.call(Request::from_parts(parts, body))).await
             }
             .instrument(span),
         );
         let resp = match handler.await {
-            Ok(r) => r?,
+            Ok((r, op)) => {
+                let resp = r?;
+                let api = match (api, op) {
+                    ("", Some(op)) => op.into(),
+                    ("", None) => "Unknown".into(),
+                    (api, _) => api.into(),
+                };
+                in_flight.answered(api, resp.status().as_u16());
+                resp
+            }
             Err(e) => {
                 tracing::error!(error = %e, "request handler failed");
                 return Ok(text(StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
@@ -345,6 +376,33 @@ impl Router {
             return Ok(crate::sts::as_sts_error(resp).await);
         }
         Ok(resp)
+    }
+}
+
+impl Router {
+    /// A scrape of the metrics that does not go through s3s: public scraping, or a bearer
+    /// token (a refused token is 403, with nothing else said). SigV4-signed scrapes go on to
+    /// s3s, which checks the signature before [`guard::MetricsRoute`] decides.
+    async fn scrape_before_s3s<B>(&self, req: &Request<B>) -> Option<Response<Body>> {
+        let scope = guard::scope(req.uri().path())?;
+        let allowed = match self.metrics_auth {
+            guard::AuthType::Public => true,
+            guard::AuthType::Token => {
+                let token = guard::bearer(req.headers())?;
+                guard::token_allowed(
+                    &self.node,
+                    token,
+                    req.headers(),
+                    req.uri(),
+                    req.extensions().get().copied(),
+                )
+            }
+        };
+        Some(if allowed {
+            super::metrics::response(self.metrics.scrape(&self.node, scope).await)
+        } else {
+            s3_error(StatusCode::FORBIDDEN, "AccessDenied", "Access Denied.")
+        })
     }
 }
 

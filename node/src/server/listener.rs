@@ -159,6 +159,7 @@ async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
+    let metrics = router.metrics.clone();
     let (idle, min_rate) = (limits.idle_timeout, limits.min_body_rate);
     let svc = {
         let activity = activity.clone();
@@ -179,6 +180,7 @@ async fn serve_connection<S>(
     let io = TokioIo::new(ActivityIo {
         inner: stream,
         activity: activity.clone(),
+        metrics,
     });
     let conn = http.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
@@ -359,10 +361,11 @@ impl Activity {
     }
 }
 
-/// A socket that records in [`Activity`] every time bytes move.
+/// A socket that records in [`Activity`] every time bytes move, and counts them in the metrics.
 struct ActivityIo<S> {
     inner: S,
     activity: Arc<Activity>,
+    metrics: Arc<super::metrics::Metrics>,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for ActivityIo<S> {
@@ -375,6 +378,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ActivityIo<S> {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             self.activity.touch();
+            self.metrics.received(buf.filled().len() - before);
         }
         r
     }
@@ -387,8 +391,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ActivityIo<S> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+        if let Poll::Ready(Ok(n @ 1..)) = r {
             self.activity.touch();
+            self.metrics.sent(n);
         }
         r
     }
@@ -399,8 +404,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ActivityIo<S> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+        if let Poll::Ready(Ok(n @ 1..)) = r {
             self.activity.touch();
+            self.metrics.sent(n);
         }
         r
     }

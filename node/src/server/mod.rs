@@ -3,6 +3,7 @@
 pub mod health;
 pub mod kes;
 pub mod listener;
+pub mod metrics;
 pub mod node;
 mod preauth;
 mod route;
@@ -218,7 +219,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         &site_secret,
         tls.as_ref().map(tls::TlsMaterial::internode_client),
     )?;
-    let site_drives = drives.site_drives(&topology, &transport);
+    let site_drives = drives.site_drives(&topology, &transport, Arc::new(SystemClock));
     if let Origin::Generated = origin {
         // Shown once: the operator needs it, and it is kept only on the drives.
         println!(
@@ -258,7 +259,17 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             tls.as_ref().map(tls::TlsMaterial::internode_server),
         )?;
         tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            // No Nagle on the answering side either: a reused connection otherwise waits for the
+            // caller's delayed ACK (about 40 ms) before the rest of an answer leaves.
+            let incoming = tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                |conn| {
+                    if let Ok(s) = &conn {
+                        let _ = s.set_nodelay(true);
+                    }
+                    conn
+                },
+            );
             if let Err(e) = router.serve_with_incoming(incoming).await {
                 tracing::error!(error = %e, "internode gRPC server stopped");
             }
@@ -290,7 +301,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         );
     }
     let root_secret = root.secret_key.clone();
-    let (node, router) = Node::start(NodeParts {
+    let metrics_auth = metrics::guard::AuthType::parse(
+        std::env::var(crate::admin::prometheus::AUTH_TYPE_ENV)
+            .ok()
+            .as_deref(),
+    )?;
+    let (node, mut router) = Node::start(NodeParts {
         topology: topology.clone(),
         drives: site_drives.clone(),
         layout: drives.layout,
@@ -317,6 +333,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     })
     .await?;
 
+    router.metrics_auth = metrics_auth;
+    if metrics_auth == metrics::guard::AuthType::Public {
+        tracing::warn!(
+            "{}=public: anyone who reaches the S3 port may read the metrics",
+            crate::admin::prometheus::AUTH_TYPE_ENV
+        );
+    }
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

@@ -135,7 +135,8 @@ impl Node {
             site_secret: parts.site_secret,
             idp: parts.idp,
         });
-        tokio::spawn(heal_worker(objects.clone(), heal_rx));
+        let metrics = Arc::new(super::metrics::Metrics::new(objects.clock.clone()));
+        tokio::spawn(heal_worker(objects.clone(), heal_rx, metrics.clone()));
         let mut restore = parts.restore_on_start;
         if restore && !node.topology.networked {
             wait_for_leader(&node).await;
@@ -191,6 +192,10 @@ impl Node {
         b.set_route(Routes {
             admin: AdminRoute { node: node.clone() },
             sts: crate::sts::StsRoute { node: node.clone() },
+            metrics: super::metrics::guard::MetricsRoute {
+                node: node.clone(),
+                metrics: metrics.clone(),
+            },
         });
         let router = Router {
             s3: b.build(),
@@ -198,6 +203,8 @@ impl Node {
             limit: Arc::new(Semaphore::new(parts.max_requests.max(1))),
             preauth: Arc::new(PreAuthBodies::new(parts.max_post_object_size)),
             request_ids: Arc::new(super::health::RequestIds::new(node.topology.local as u64)),
+            metrics,
+            metrics_auth: Default::default(),
         };
         Ok((node, router))
     }
@@ -230,6 +237,7 @@ const HEAL_RETRY_AFTER: Duration = Duration::from_secs(1);
 async fn heal_worker(
     objects: Arc<ObjectLayer>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<HealRequest>,
+    metrics: Arc<super::metrics::Metrics>,
 ) {
     while let Some(req) = rx.recv().await {
         let mut batch = vec![req];
@@ -238,14 +246,20 @@ async fn heal_worker(
                 batch.push(r);
             }
         }
+        // Objects still to heal, this one included; 0 once the batch is done and none came.
+        let mut left = batch.len();
         for r in batch {
+            metrics.heal_queue(left + rx.len());
+            left -= 1;
             let again = match objects.heal_object(&r.bucket, &r.key).await {
                 Ok(s) => {
                     tracing::info!(bucket = %r.bucket, key = %r.key, shards = s.shards_written, "healed");
+                    metrics.healed(s.shards_unwritten == 0);
                     s.shards_unwritten > 0
                 }
                 Err(e) => {
                     tracing::warn!(bucket = %r.bucket, key = %r.key, error = %e, "heal failed");
+                    metrics.healed(false);
                     true
                 }
             };
@@ -261,6 +275,7 @@ async fn heal_worker(
                 });
             }
         }
+        metrics.heal_queue(rx.len());
     }
 }
 

@@ -11,6 +11,7 @@ use crate::sts::StsRoute;
 pub struct Routes {
     pub admin: AdminRoute,
     pub sts: StsRoute,
+    pub metrics: super::metrics::guard::MetricsRoute,
 }
 
 impl Routes {
@@ -18,6 +19,8 @@ impl Routes {
     fn pick(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> &dyn S3Route {
         if crate::sts::is_sts_request(method, uri, headers) {
             &self.sts
+        } else if super::metrics::guard::scope(uri.path()).is_some() {
+            &self.metrics
         } else {
             &self.admin
         }
@@ -34,6 +37,7 @@ impl S3Route for Routes {
         extensions: &mut hyper::http::Extensions,
     ) -> bool {
         self.sts.is_match(method, uri, headers, extensions)
+            || self.metrics.is_match(method, uri, headers, extensions)
             || self.admin.is_match(method, uri, headers, extensions)
     }
 

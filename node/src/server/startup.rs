@@ -8,8 +8,10 @@ use std::sync::Arc;
 use cairn_control_plane::transport::Transport;
 use thiserror::Error;
 
+use crate::clock::SharedClock;
 use crate::drive::format::{self, Format, SYS_DIR};
 use crate::drive::local::LocalDrive;
+use crate::drive::metered::Metered;
 use crate::drive::remote::RemoteDrive;
 use crate::drive::{Drive, DriveError};
 use crate::erasure::layout::{Layout, LayoutError};
@@ -64,19 +66,29 @@ pub struct Drives {
 impl Drives {
     /// Every drive of the site in endpoint order: this node's own, the others' through the data
     /// service over `transport`.
-    pub fn site_drives(&self, topology: &Topology, transport: &Transport) -> Vec<Arc<dyn Drive>> {
+    /// Every drive of the site as this node's object layer reaches it, each counted
+    /// ([`Metered`]) for the metrics.
+    pub fn site_drives(
+        &self,
+        topology: &Topology,
+        transport: &Transport,
+        clock: SharedClock,
+    ) -> Vec<Arc<dyn Drive>> {
         (0..topology.drives.len())
-            .map(|i| match self.local.get(&(i as u32)) {
-                Some(d) => d.clone(),
-                None => {
-                    let node = &topology.nodes[topology.drives[i].node];
-                    Arc::new(RemoteDrive::new(
-                        transport.clone(),
-                        node.internode.clone(),
-                        i as u32,
-                        topology.label(i),
-                    )) as Arc<dyn Drive>
-                }
+            .map(|i| {
+                let d = match self.local.get(&(i as u32)) {
+                    Some(d) => d.clone(),
+                    None => {
+                        let node = &topology.nodes[topology.drives[i].node];
+                        Arc::new(RemoteDrive::new(
+                            transport.clone(),
+                            node.internode.clone(),
+                            i as u32,
+                            topology.label(i),
+                        )) as Arc<dyn Drive>
+                    }
+                };
+                Arc::new(Metered::new(d, clock.clone())) as Arc<dyn Drive>
             })
             .collect()
     }

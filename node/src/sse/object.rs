@@ -162,6 +162,8 @@ pub struct Keyring {
     /// See [`SseConfig::insecure_sse_c`].
     pub insecure_sse_c: bool,
     rng: Mutex<Box<dyn RngCore + Send>>,
+    /// KMS calls (data key generation and decryption) that failed, for the metrics.
+    pub kms_errors: std::sync::atomic::AtomicU64,
 }
 
 impl Keyring {
@@ -193,7 +195,13 @@ impl Keyring {
             auto_encryption: config.auto_encryption,
             insecure_sse_c: config.insecure_sse_c,
             rng: Mutex::new(rng),
+            kms_errors: Default::default(),
         }
+    }
+
+    fn kms_failed(&self) {
+        self.kms_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The node's KMS (configured backend plus registry), for serving it over KES.
@@ -249,7 +257,8 @@ impl Keyring {
                 };
                 let dk = kms
                     .generate_data_key(&key_id, &kms_context(bucket, object, &user_context))
-                    .await?;
+                    .await
+                    .inspect_err(|_| self.kms_failed())?;
                 let binding = binding(kind, bucket, object, &key_id, &user_context);
                 let sealed =
                     self.with_rng(|r| SealedKey::seal(&key, &dk.plaintext, &binding, r))?;
@@ -304,7 +313,8 @@ impl Keyring {
                 &info.data_key,
                 &kms_context(bucket, object, &context),
             )
-            .await?;
+            .await
+            .inspect_err(|_| self.kms_failed())?;
         sealed.unseal(
             &secret,
             &binding(kind, bucket, object, &info.key_id, &context),

@@ -26,6 +26,7 @@ fn keyring(seed: u64) -> Keyring {
         auto_encryption: false,
         insecure_sse_c: false,
         rng: Mutex::new(Box::new(rand_chacha::ChaCha8Rng::seed_from_u64(9))),
+        kms_errors: Default::default(),
     }
 }
 

@@ -13,6 +13,23 @@ use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use super::format::SYS_DIR;
 use super::{Drive, DriveError, MetaOp, ShardWriter};
 
+/// The room on the filesystem of a drive directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// Bytes an unprivileged writer may still use.
+    pub free: u64,
+    pub total: u64,
+}
+
+/// The room on the filesystem holding `dir` (one `statvfs`).
+pub fn space(dir: &Path) -> std::io::Result<Space> {
+    let s = rustix::fs::statvfs(dir)?;
+    Ok(Space {
+        free: s.f_bavail.saturating_mul(s.f_frsize),
+        total: s.f_blocks.saturating_mul(s.f_frsize),
+    })
+}
+
 pub struct LocalDrive {
     label: String,
     /// `<drive>/.cairn`: everything Cairn writes lives below it.

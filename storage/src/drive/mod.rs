@@ -20,6 +20,7 @@ pub mod format;
 pub mod local;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
+pub mod metered;
 pub mod remote;
 pub mod service;
 
@@ -66,6 +67,11 @@ pub enum MetaOp {
 pub trait Drive: Send + Sync + 'static {
     /// A name for logs and errors (the path or endpoint).
     fn label(&self) -> &str;
+
+    /// Counts of calls and failures, when the drive is wrapped in [`metered::Metered`].
+    fn stats(&self) -> Option<&metered::DriveStats> {
+        None
+    }
 
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DriveError>;
     /// Applies every op atomically and syncs before returning.

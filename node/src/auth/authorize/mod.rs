@@ -150,6 +150,15 @@ impl Authorizer {
         }
     }
 
+    /// Parsed policy documents held now (the metrics' IAM cache size).
+    pub fn policy_cache_entries(&self) -> usize {
+        self.cache
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
     /// Runs `f` with this node's IAM RNG.
     pub fn with_rng<T>(&self, f: impl FnOnce(&mut dyn RngCore) -> T) -> T {
         let mut rng = self

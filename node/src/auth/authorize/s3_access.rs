@@ -56,6 +56,7 @@ impl S3Access for S3Authorizer {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let client = cx.extensions_mut().get::<ConnInfo>().copied();
         let op = cx.s3_op().name();
+        crate::telemetry::note_operation(op);
         let (bucket, key) = match cx.s3_path() {
             S3Path::Root => (None, None),
             S3Path::Bucket { bucket } => (Some(&**bucket), None),
