@@ -206,7 +206,7 @@ impl S3Route for AdminRoute {
                     })
                     .err()
             }
-            _ => (!matches!(self.node.credentials.lookup(&c.access_key), Some((id, _)) if id.is_root))
+            _ => (!self.node.credentials.is_root_key(&c.access_key))
                 .then(|| s3_error!(AccessDenied, "Access Denied.")),
         };
         denied.map_or(Ok(()), Err)

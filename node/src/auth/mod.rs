@@ -73,6 +73,11 @@ pub trait CredentialStore: Send + Sync + 'static {
     /// The identity and its secret key, if the access key is known and enabled.
     fn lookup(&self, access_key: &str) -> Option<(Identity, String)>;
 
+    /// Whether `access_key` is root's (all a site without IAM lets in).
+    fn is_root_key(&self, access_key: &str) -> bool {
+        matches!(self.lookup(access_key), Some((id, _)) if id.is_root)
+    }
+
     /// The site's root credentials, when this store holds them (IAM seals secrets under a key
     /// derived from them).
     fn root(&self) -> Option<RootCredentials> {

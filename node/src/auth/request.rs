@@ -275,7 +275,17 @@ fn form_fields(body: &[u8]) -> impl Iterator<Item = (&[u8], Option<&str>)> {
 ///   by its length.
 /// - A SigV2 signature ([`super::sigv2::check_post_form`]), which s3s compares in variable time.
 pub fn check_post_form(body: &[u8], credentials: &dyn CredentialStore) -> Result<(), Rejection> {
+    let (mut signature, mut access_key, mut policy) = (Vec::new(), Vec::new(), Vec::new());
     for (name, value) in form_fields(body) {
+        for (wanted, values) in [
+            (&b"signature"[..], &mut signature),
+            (b"awsaccesskeyid", &mut access_key),
+            (b"policy", &mut policy),
+        ] {
+            if name.eq_ignore_ascii_case(wanted) {
+                values.push(value);
+            }
+        }
         let (valid, message): (fn(&str) -> bool, &'static str) = if name
             .eq_ignore_ascii_case(b"x-amz-date")
         {
@@ -299,15 +309,10 @@ pub fn check_post_form(body: &[u8], credentials: &dyn CredentialStore) -> Result
             ));
         }
     }
-    let field = |wanted: &'static str| {
-        form_fields(body)
-            .filter(move |(name, _)| name.eq_ignore_ascii_case(wanted.as_bytes()))
-            .map(|(_, value)| value)
-    };
     super::sigv2::check_post_form(
-        field("signature"),
-        field("awsaccesskeyid"),
-        field("policy"),
+        signature.into_iter(),
+        access_key.into_iter(),
+        policy.into_iter(),
         credentials,
     )
 }

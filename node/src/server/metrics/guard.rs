@@ -12,7 +12,7 @@ use s3s::{s3_error, Body, S3Request, S3Response, S3Result};
 
 use super::{Metrics, Scope};
 use crate::admin::prometheus::{self, ACTION};
-use crate::auth::authorize::condition_keys::{query_pairs, request_keys, session_token};
+use crate::auth::authorize::condition_keys::request_keys;
 use crate::auth::authorize::Signer;
 use crate::auth::ConnInfo;
 use crate::node::Node;
@@ -62,7 +62,7 @@ fn allowed(node: &Node, signer: Signer<'_>, keys: &[(String, Vec<String>)]) -> b
         Some(auth) => auth
             .authorize(Some(signer), &[(ACTION, None)], keys)
             .is_ok(),
-        None => matches!(node.credentials.lookup(signer.access_key), Some((id, _)) if id.is_root),
+        None => node.credentials.is_root_key(signer.access_key),
     };
     if !ok {
         tracing::info!(access_key = %signer.access_key, "metrics scrape denied");
@@ -120,7 +120,7 @@ impl S3Route for MetricsRoute {
         let Some(c) = &req.credentials else {
             return Err(denied());
         };
-        let token = session_token(&req.headers, &query_pairs(&req.uri));
+        let token = crate::admin::signer_token(req);
         let signer = Signer {
             access_key: &c.access_key,
             session_token: token.as_deref(),
