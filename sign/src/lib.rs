@@ -108,12 +108,11 @@ impl Signer {
         previous: &str,
         chunk: &[u8],
     ) -> String {
-        let to_sign = format!(
-            "{ALGORITHM}-PAYLOAD\n{amz_date}\n{scope}\n{previous}\n{EMPTY_SHA256}\n{}",
-            hex::encode(Sha256::digest(chunk))
-        );
         let key = self.signing_key(amz_date.get(..8).unwrap_or(amz_date));
-        hex::encode(hmac_sha256(&key, to_sign.as_bytes()))
+        chunk::signature(
+            &key,
+            &chunk::chunk_string_to_sign(amz_date, scope, previous, &Sha256::digest(chunk).into()),
+        )
     }
 
     fn signing_key(&mut self, date: &str) -> [u8; 32] {
@@ -129,7 +128,7 @@ impl Signer {
 }
 
 /// `kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request")`.
-fn derive_signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+pub fn derive_signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
     let k_date = hmac_sha256(format!("AWS4{secret}").as_bytes(), date.as_bytes());
     let k_region = hmac_sha256(&k_date, region.as_bytes());
     let k_service = hmac_sha256(&k_region, service.as_bytes());
@@ -200,6 +199,44 @@ fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> Strin
 /// Trims a header value and collapses runs of spaces, as SigV4 requires.
 fn normalize_header_value(value: &str) -> String {
     value.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The signatures of a signed `aws-chunked` body, for the client that signs one and the server
+/// that checks one: each chunk's, chained from the request's signature, and the trailer's.
+pub mod chunk {
+    use super::{hmac_sha256, ALGORITHM, EMPTY_SHA256};
+
+    /// What a chunk's signature signs; `data_sha256` is the SHA-256 of the chunk's data.
+    pub fn chunk_string_to_sign(
+        amz_date: &str,
+        scope: &str,
+        previous: &str,
+        data_sha256: &[u8; 32],
+    ) -> String {
+        format!(
+            "{ALGORITHM}-PAYLOAD\n{amz_date}\n{scope}\n{previous}\n{EMPTY_SHA256}\n{}",
+            hex::encode(data_sha256)
+        )
+    }
+
+    /// What the trailer's signature signs; `trailers_sha256` is the SHA-256 of the trailer
+    /// headers in their canonical form (`name:value\n`, sorted by name).
+    pub fn trailer_string_to_sign(
+        amz_date: &str,
+        scope: &str,
+        previous: &str,
+        trailers_sha256: &[u8; 32],
+    ) -> String {
+        format!(
+            "{ALGORITHM}-TRAILER\n{amz_date}\n{scope}\n{previous}\n{}",
+            hex::encode(trailers_sha256)
+        )
+    }
+
+    /// The hex signature of `to_sign` under a derived signing key ([`super::derive_signing_key`]).
+    pub fn signature(key: &[u8; 32], to_sign: &str) -> String {
+        hex::encode(hmac_sha256(key, to_sign.as_bytes()))
+    }
 }
 
 /// SigV4 URI encoding: every byte but `A-Z a-z 0-9 - . _ ~` is `%XX`; `/` too when `encode_slash`.

@@ -347,11 +347,12 @@ impl Router {
         // cancel it halfway: a write that changed some drives' records must get to settle them
         // (commit at quorum or roll back below it), or it leaves the key with no quorum at all.
         let s3 = self.s3.clone();
+        let credentials = self.node.credentials.clone();
         let handler = tokio::spawn(
             async move {
                 let _permits = (permit, read_first);
                 let (parts, body) = req.into_parts();
-                let body = crate::auth::chunked::guard(&parts.headers, body);
+                let body = crate::auth::chunked::guard(&parts.headers, body, credentials.as_ref());
                 crate::telemetry::with_operation(s3.call(Request::from_parts(parts, body))).await
             }
             .instrument(span),
