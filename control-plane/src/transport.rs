@@ -5,6 +5,9 @@
 //! client never open sockets themselves (DESIGN.md §9). Every internode request carries the site's
 //! internode secret (random per site, not derived from the root password): a node that does not
 //! share it is refused.
+//!
+//! With traces on, every request also carries the caller's W3C `traceparent` ([`TraceContext`]),
+//! so a PUT through one node and the shard writes it makes on the others form one trace.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +21,17 @@ use tonic::{Request, Status};
 
 /// gRPC metadata key carrying the internode token.
 pub const TOKEN_HEADER: &str = "x-cairn-internode";
+/// gRPC metadata key carrying the caller's trace (W3C Trace Context).
+pub const TRACE_HEADER: &str = "traceparent";
+
+/// The trace a call belongs to, handed in by the node when traces are on: the layers below the
+/// node know spans (`tracing`) but not OpenTelemetry.
+pub trait TraceContext: Send + Sync + 'static {
+    /// The `traceparent` of the current span, if it is part of a trace.
+    fn current(&self) -> Option<String>;
+    /// Makes `span` (a server's span for one call) a child of the caller's `traceparent`.
+    fn follow(&self, span: &tracing::Span, traceparent: &str);
+}
 
 #[derive(Debug, Error)]
 pub enum TransportError {
@@ -39,6 +53,8 @@ pub struct Transport {
     connect: Connect,
     token: AsciiMetadataValue,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// `None` (traces off) costs nothing per call.
+    trace: Option<Arc<dyn TraceContext>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -54,7 +70,14 @@ impl Transport {
             connect,
             token,
             channels: Arc::default(),
+            trace: None,
         })
+    }
+
+    /// Carries traces across the calls made and served with this transport.
+    pub fn with_trace(mut self, trace: Option<Arc<dyn TraceContext>>) -> Self {
+        self.trace = trace;
+        self
     }
 
     /// Plain TCP: a dead peer fails within the connect timeout instead of hanging requests.
@@ -96,11 +119,26 @@ impl Transport {
         Ok(c)
     }
 
-    /// Wraps a request message with this site's token.
+    /// Wraps a request message with this site's token and the caller's trace.
     pub fn request<T>(&self, msg: T) -> Request<T> {
         let mut req = Request::new(msg);
         req.metadata_mut().insert(TOKEN_HEADER, self.token.clone());
+        if let Some(parent) = self.trace.as_ref().and_then(|t| t.current()) {
+            if let Ok(v) = AsciiMetadataValue::try_from(parent) {
+                req.metadata_mut().insert(TRACE_HEADER, v);
+            }
+        }
         req
+    }
+
+    /// Makes `span`, a server's span for a request with `metadata`, part of the caller's trace.
+    pub fn follow(&self, span: &tracing::Span, metadata: &tonic::metadata::MetadataMap) {
+        let Some(trace) = &self.trace else {
+            return;
+        };
+        if let Some(parent) = metadata.get(TRACE_HEADER).and_then(|v| v.to_str().ok()) {
+            trace.follow(span, parent);
+        }
     }
 
     /// Server-side check, for `XxxServer::with_interceptor`: refuses requests without this

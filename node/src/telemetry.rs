@@ -3,7 +3,9 @@
 //! `tracing-opentelemetry`: one span per S3 request with its operation's spans inside, sampled at
 //! `CAIRN_OTEL_SAMPLE_RATIO` (default 1.0). Without an endpoint no OpenTelemetry layer exists at
 //! all, so it costs nothing. A client's W3C `traceparent` makes its request part of the client's
-//! trace ([`follow_caller`]). Not yet: propagation between nodes and sites.
+//! trace ([`follow_caller`]), and calls between the nodes of a site carry the trace on
+//! ([`Internode`]), so one PUT shows its shard writes on the other nodes. Not yet: propagation to
+//! peer sites.
 
 use std::time::Duration;
 
@@ -48,6 +50,29 @@ pub fn follow_caller(span: &tracing::Span, headers: &http::HeaderMap) {
     let _ = span.set_parent(cx);
 }
 
+/// The W3C trace context on internode gRPC calls, handed to the transport when traces are on.
+pub struct Internode;
+
+impl cairn_control_plane::transport::TraceContext for Internode {
+    fn current(&self) -> Option<String> {
+        use opentelemetry::propagation::TextMapPropagator;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let cx = tracing::Span::current().context();
+        let mut fields = std::collections::HashMap::new();
+        opentelemetry_sdk::propagation::TraceContextPropagator::new()
+            .inject_context(&cx, &mut fields);
+        fields.remove("traceparent")
+    }
+
+    fn follow(&self, span: &tracing::Span, traceparent: &str) {
+        let mut headers = http::HeaderMap::new();
+        if let Ok(v) = http::HeaderValue::from_str(traceparent) {
+            headers.insert("traceparent", v);
+            follow_caller(span, &headers);
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     #[error("{ENDPOINT_ENV}: {0}")]
@@ -62,6 +87,16 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
+    /// What carries traces across internode calls: nothing with traces off.
+    pub fn internode(
+        &self,
+    ) -> Option<std::sync::Arc<dyn cairn_control_plane::transport::TraceContext>> {
+        self.provider.as_ref().map(|_| {
+            std::sync::Arc::new(Internode)
+                as std::sync::Arc<dyn cairn_control_plane::transport::TraceContext>
+        })
+    }
+
     /// Flushes and stops the exporter (bounded by the export timeout). Call it off the async
     /// workers: the exporter's last batch runs on them.
     pub fn shutdown(self) {

@@ -46,14 +46,18 @@ impl Cluster {
         parity: Option<usize>,
         certs: impl Fn(usize) -> Option<std::path::PathBuf>,
     ) -> Cluster {
-        let mut servers: Vec<Server> = (0..nodes)
-            .map(|i| {
-                let mut o = ServerOptions::new(drives);
-                o.parity = parity;
-                o.certs_dir = certs(i);
-                Server::prepare(o)
-            })
-            .collect();
+        Self::start_opts(nodes, |i| {
+            let mut o = ServerOptions::new(drives);
+            o.parity = parity;
+            o.certs_dir = certs(i);
+            o
+        })
+        .await
+    }
+
+    /// Starts `nodes` processes, node `i` with `options(i)`, as one site.
+    pub async fn start_opts(nodes: usize, options: impl Fn(usize) -> ServerOptions) -> Cluster {
+        let mut servers: Vec<Server> = (0..nodes).map(|i| Server::prepare(options(i))).collect();
         let ports: Vec<u16> = (0..nodes).map(|_| free_port_pair()).collect();
         let mut endpoints = Vec::new();
         for (s, p) in servers.iter().zip(&ports) {

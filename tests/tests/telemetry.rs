@@ -150,6 +150,74 @@ async fn requests_are_traced_to_an_otlp_collector() {
     assert!(!dump.contains(srv.secret_key()));
 }
 
+/// One PUT through node 1 of a 3-node site is one trace: the request's span on node 1 and the
+/// shard writes it made on nodes 2 and 3 (their `drive_rpc` spans carry the `traceparent` the
+/// internode gRPC calls sent).
+#[tokio::test]
+async fn a_put_is_one_trace_across_the_nodes_of_a_site() {
+    let (endpoint, received) = receiver().await;
+    let site = cairn_tests::cluster::Cluster::start_opts(3, |_| {
+        let mut o = ServerOptions::new(2)
+            .env("CAIRN_OTEL_ENDPOINT", &endpoint)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+        o.parity = Some(2);
+        o
+    })
+    .await;
+    let node1 = site.node(0);
+    let c = node1.client();
+    c.create_bucket().bucket("spread").send().await.unwrap();
+    // Large enough for shard files (small objects are inlined in the metadata).
+    c.put_object()
+        .bucket("spread")
+        .key("big")
+        .body(ByteStream::from(random_bytes(1 << 20, 7)))
+        .send()
+        .await
+        .unwrap();
+    let instances: Vec<String> = site
+        .nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port()))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = spans(&received);
+        let request = all.iter().find(|(node, s)| {
+            s.name == "request"
+                && attr(&s.attributes, "method") == Some("PUT")
+                && attr(&s.attributes, "path") == Some("/spread/big")
+                && node.as_deref() == Some(instances[0].as_str())
+        });
+        if let Some((_, request)) = request {
+            let writers: std::collections::BTreeSet<&str> = all
+                .iter()
+                .filter(|(_, s)| {
+                    s.trace_id == request.trace_id
+                        && s.name == "drive_rpc"
+                        && attr(&s.attributes, "rpc") == Some("create_file")
+                })
+                .filter_map(|(node, _)| node.as_deref())
+                .collect();
+            if writers.contains(instances[1].as_str()) && writers.contains(instances[2].as_str()) {
+                assert!(
+                    !writers.contains(instances[0].as_str()),
+                    "node 1 writes its own drives directly, not over gRPC"
+                );
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no trace with shard writes on nodes 2 and 3 within 30 s: {:?}",
+            all.iter()
+                .map(|(n, s)| (n.clone(), s.name.clone(), hex::encode(&s.trace_id)))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn bad_trace_settings_stop_the_server_with_the_variable_named() {
     for (var, value) in [

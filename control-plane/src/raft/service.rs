@@ -51,17 +51,20 @@ impl RaftService {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    /// The request's message, if it carries this site's token.
-    fn authorize<T>(&self, request: Request<T>) -> Result<T, Status> {
+    /// The request's message, if it carries this site's token, and the span of the call (in
+    /// the caller's trace: a proposal forwarded from a follower belongs to the request that made it).
+    fn authorize<T>(
+        &self,
+        request: Request<T>,
+        rpc: &'static str,
+    ) -> Result<(T, tracing::Span), Status> {
         let (metadata, extensions, message) = request.into_parts();
+        let span = tracing::debug_span!("raft_rpc", rpc, node = self.shared.id);
+        self.shared.transport.follow(&span, &metadata);
         self.shared
             .transport
             .check(Request::from_parts(metadata, extensions, ()))?;
-        Ok(message)
-    }
-
-    fn span(&self, rpc: &'static str) -> tracing::Span {
-        tracing::debug_span!("raft_rpc", rpc, node = self.shared.id)
+        Ok((message, span))
     }
 
     fn propose_deadline(&self) -> Instant {
@@ -108,14 +111,9 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<pb::RaftRequest>,
     ) -> Result<Response<pb::RaftReply>, Status> {
-        let req = self.authorize(request)?;
+        let (req, span) = self.authorize(request, "append_entries")?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode_json("append entries", &req.payload)?;
-        let res = self
-            .shared
-            .raft
-            .append_entries(rpc)
-            .instrument(self.span("append_entries"))
-            .await;
+        let res = self.shared.raft.append_entries(rpc).instrument(span).await;
         raft_reply(res)
     }
 
@@ -123,14 +121,9 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<pb::RaftRequest>,
     ) -> Result<Response<pb::RaftReply>, Status> {
-        let req = self.authorize(request)?;
+        let (req, span) = self.authorize(request, "vote")?;
         let rpc: VoteRequest<NodeId> = decode_json("vote", &req.payload)?;
-        let res = self
-            .shared
-            .raft
-            .vote(rpc)
-            .instrument(self.span("vote"))
-            .await;
+        let res = self.shared.raft.vote(rpc).instrument(span).await;
         raft_reply(res)
     }
 
@@ -138,14 +131,14 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<pb::RaftRequest>,
     ) -> Result<Response<pb::RaftReply>, Status> {
-        let req = self.authorize(request)?;
+        let (req, span) = self.authorize(request, "install_snapshot")?;
         let rpc: InstallSnapshotRequest<TypeConfig> =
             decode_json("install snapshot", &req.payload)?;
         let res = self
             .shared
             .raft
             .install_snapshot(rpc)
-            .instrument(self.span("install_snapshot"))
+            .instrument(span)
             .await;
         raft_reply(res)
     }
@@ -154,12 +147,12 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<pb::ForwardRequest>,
     ) -> Result<Response<pb::ForwardReply>, Status> {
-        let req = self.authorize(request)?;
+        let (req, span) = self.authorize(request, "forward")?;
         let cmd: Command = decode_json("command", &req.command)?;
         let attempt = self
             .shared
             .run_local(&LeaderOp::Write(Box::new(cmd)), self.propose_deadline())
-            .instrument(self.span("forward"))
+            .instrument(span)
             .await
             .and_then(|reply| match reply {
                 LeaderReply::Written(w) => Attempt::Done(w),
@@ -172,11 +165,11 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<pb::ReadIndexRequest>,
     ) -> Result<Response<pb::ReadIndexReply>, Status> {
-        self.authorize(request)?;
+        let (_, span) = self.authorize(request, "read_index")?;
         let attempt = self
             .shared
             .run_local(&LeaderOp::ReadIndex, self.propose_deadline())
-            .instrument(self.span("read_index"))
+            .instrument(span)
             .await
             .and_then(|reply| match reply {
                 LeaderReply::ReadIndex(index) => Attempt::Done(index),
@@ -189,7 +182,7 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<pb::AddLearnerRequest>,
     ) -> Result<Response<pb::MembershipReply>, Status> {
-        let req = self.authorize(request)?;
+        let (req, span) = self.authorize(request, "add_learner")?;
         if req.addr.is_empty() {
             return Err(Status::invalid_argument("a learner needs an address"));
         }
@@ -198,10 +191,7 @@ impl RaftRpc for RaftService {
             addr: req.addr,
             blocking: req.blocking,
         };
-        let reply = self
-            .membership(op)
-            .instrument(self.span("add_learner"))
-            .await;
+        let reply = self.membership(op).instrument(span).await;
         Ok(Response::new(reply))
     }
 
@@ -209,17 +199,14 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<pb::ChangeMembershipRequest>,
     ) -> Result<Response<pb::MembershipReply>, Status> {
-        let req = self.authorize(request)?;
+        let (req, span) = self.authorize(request, "change_membership")?;
         let changes: ChangeMembers<NodeId, openraft::BasicNode> =
             decode_json("membership change", &req.changes)?;
         let op = LeaderOp::ChangeMembership {
             changes,
             retain: req.retain,
         };
-        let reply = self
-            .membership(op)
-            .instrument(self.span("change_membership"))
-            .await;
+        let reply = self.membership(op).instrument(span).await;
         Ok(Response::new(reply))
     }
 
@@ -227,7 +214,7 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusReply>, Status> {
-        self.authorize(request)?;
+        self.authorize(request, "status")?;
         let status = ControlPlaneStatus::from_metrics(&self.shared.raft.metrics().borrow());
         Ok(Response::new(status.to_proto()))
     }

@@ -158,13 +158,17 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Inside the runtime: the trace exporter's gRPC channel belongs to it.
     let telemetry =
         rt.block_on(async { crate::telemetry::init(&|k| std::env::var(k).ok(), &args.address) })?;
-    let served = rt.block_on(serve(args));
+    let served = rt.block_on(serve(args, telemetry.internode()));
     // Off the runtime's workers, which still run the exporter's last batch.
     telemetry.shutdown();
     served
 }
 
-async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+/// `trace` carries traces across internode calls (`None` with traces off).
+async fn serve(
+    args: ServerArgs,
+    trace: Option<Arc<dyn cairn_control_plane::transport::TraceContext>>,
+) -> anyhow::Result<()> {
     let addr = parse_address(&args.address)?;
     if args.max_post_object_size == 0 || args.max_post_object_size > MAX_POST_OBJECT_SIZE {
         anyhow::bail!("--max-post-object-size must be between 1 byte and 5GiB");
@@ -218,7 +222,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let transport = Transport::tcp_tls(
         &site_secret,
         tls.as_ref().map(tls::TlsMaterial::internode_client),
-    )?;
+    )?
+    .with_trace(trace);
     let site_drives = drives.site_drives(&topology, &transport, Arc::new(SystemClock));
     if let Origin::Generated = origin {
         // Shown once: the operator needs it, and it is kept only on the drives.

@@ -94,6 +94,18 @@ impl DataService {
         }
     }
 
+    /// The span of one call, in the caller's trace.
+    fn span(
+        &self,
+        rpc: &'static str,
+        drive: u32,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> tracing::Span {
+        let span = tracing::info_span!("drive_rpc", rpc, drive);
+        self.transport.follow(&span, metadata);
+        span
+    }
+
     fn drive(&self, index: u32) -> Result<Arc<dyn Drive>, Status> {
         self.drives.get(&index).cloned().ok_or_else(|| {
             tracing::warn!(
@@ -154,10 +166,6 @@ impl Service<http::Request<Body>> for DriveServer {
 
 impl NamedService for DriveServer {
     const NAME: &'static str = <DriveServiceServer<DataService> as NamedService>::NAME;
-}
-
-fn span(rpc: &'static str, drive: u32) -> tracing::Span {
-    tracing::info_span!("drive_rpc", rpc, drive)
 }
 
 /// Runs one drive call inside the RPC's span and maps its error.
@@ -254,9 +262,9 @@ fn scan_batches(rows: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<pb::ScanReply> {
 #[tonic::async_trait]
 impl DriveService for DataService {
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetReply>, Status> {
-        let req = req.into_inner();
+        let (metadata, _, req) = req.into_parts();
         let drive = self.drive(req.drive)?;
-        run(span("get", req.drive), async move {
+        run(self.span("get", req.drive, &metadata), async move {
             let value = drive.get(&req.key).await?;
             Ok(pb::GetReply {
                 value: value.map(Bytes::from),
@@ -266,7 +274,7 @@ impl DriveService for DataService {
     }
 
     async fn apply(&self, req: Request<pb::ApplyRequest>) -> Result<Response<pb::Ack>, Status> {
-        let req = req.into_inner();
+        let (metadata, _, req) = req.into_parts();
         let drive = self.drive(req.drive)?;
         let mut ops = Vec::with_capacity(req.ops.len());
         for op in req.ops {
@@ -279,7 +287,7 @@ impl DriveService for DataService {
                 None => return Err(Status::invalid_argument("empty metadata op")),
             });
         }
-        run(span("apply", req.drive), async move {
+        run(self.span("apply", req.drive, &metadata), async move {
             drive.apply(ops).await?;
             Ok(pb::Ack {})
         })
@@ -292,10 +300,10 @@ impl DriveService for DataService {
         &self,
         req: Request<pb::ScanRequest>,
     ) -> Result<Response<Self::ScanStream>, Status> {
-        let req = req.into_inner();
+        let (metadata, _, req) = req.into_parts();
         let drive = self.drive(req.drive)?;
         let limit = usize::try_from(req.limit).unwrap_or(usize::MAX);
-        let rows = run(span("scan", req.drive), async move {
+        let rows = run(self.span("scan", req.drive, &metadata), async move {
             drive.scan(&req.prefix, &req.after, limit).await
         })
         .await?
@@ -310,7 +318,7 @@ impl DriveService for DataService {
         &self,
         req: Request<Streaming<pb::CreateFileRequest>>,
     ) -> Result<Response<pb::Ack>, Status> {
-        let mut stream = req.into_inner();
+        let (metadata, _, mut stream) = req.into_parts();
         let first = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, stream.message())
             .await
             .map_err(|_| Status::deadline_exceeded("upload stalled"))??
@@ -322,6 +330,7 @@ impl DriveService for DataService {
             drive = first.drive,
             path = %first.path
         );
+        self.transport.follow(&span, &metadata);
         // The upload runs as a task of its own: when a client goes away, hyper drops this handler
         // mid-call, but the task still sees the broken stream and removes the partial file, after
         // any write in flight, so no half-written file is left behind.
@@ -336,7 +345,7 @@ impl DriveService for DataService {
         &self,
         req: Request<pb::ReadFileRequest>,
     ) -> Result<Response<Self::ReadFileStream>, Status> {
-        let req = req.into_inner();
+        let (metadata, _, req) = req.into_parts();
         let drive = self.drive(req.drive)?;
         let span = tracing::info_span!(
             "drive_rpc",
@@ -344,6 +353,7 @@ impl DriveService for DataService {
             drive = req.drive,
             path = %req.path
         );
+        self.transport.follow(&span, &metadata);
         // Chunk by chunk, each read only when the previous one was taken: memory stays at a chunk
         // or two per transfer and a slow reader slows the disk reads instead of piling them up.
         let state = (drive, req.path, req.offset, req.len, true);
@@ -372,9 +382,9 @@ impl DriveService for DataService {
     }
 
     async fn rename(&self, req: Request<pb::RenameRequest>) -> Result<Response<pb::Ack>, Status> {
-        let req = req.into_inner();
+        let (metadata, _, req) = req.into_parts();
         let drive = self.drive(req.drive)?;
-        run(span("rename", req.drive), async move {
+        run(self.span("rename", req.drive, &metadata), async move {
             drive.rename(&req.from, &req.to).await?;
             Ok(pb::Ack {})
         })
@@ -382,9 +392,9 @@ impl DriveService for DataService {
     }
 
     async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::Ack>, Status> {
-        let req = req.into_inner();
+        let (metadata, _, req) = req.into_parts();
         let drive = self.drive(req.drive)?;
-        run(span("delete", req.drive), async move {
+        run(self.span("delete", req.drive, &metadata), async move {
             drive.delete(&req.path).await?;
             Ok(pb::Ack {})
         })
@@ -392,9 +402,9 @@ impl DriveService for DataService {
     }
 
     async fn health(&self, req: Request<pb::HealthRequest>) -> Result<Response<pb::Ack>, Status> {
-        let req = req.into_inner();
+        let (metadata, _, req) = req.into_parts();
         let drive = self.drive(req.drive)?;
-        run(span("health", req.drive), async move {
+        run(self.span("health", req.drive, &metadata), async move {
             drive.health().await?;
             Ok(pb::Ack {})
         })
@@ -405,9 +415,9 @@ impl DriveService for DataService {
         &self,
         req: Request<pb::ListDirRequest>,
     ) -> Result<Response<pb::ListDirReply>, Status> {
-        let req = req.into_inner();
+        let (metadata, _, req) = req.into_parts();
         let drive = self.drive(req.drive)?;
-        run(span("list_dir", req.drive), async move {
+        run(self.span("list_dir", req.drive, &metadata), async move {
             let names = drive.list_dir(&req.path).await?;
             Ok(pb::ListDirReply { names })
         })
