@@ -35,6 +35,10 @@ pub struct SitePeer {
     pub secret: SealedSecret,
     /// Every outbox entry up to this sequence is applied on the peer.
     pub acked: u64,
+    /// Versions removed for good (DELETE with a version id) are neither sent to this peer nor
+    /// taken from it: each site of the pair keeps the versions the other removes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_version_deletes: bool,
 }
 
 /// What a `site add` gives for one peer.
@@ -43,6 +47,8 @@ pub struct PeerConfig {
     pub endpoint: String,
     pub access_key: String,
     pub secret: SealedSecret,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_version_deletes: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -423,6 +429,7 @@ impl crate::state::SiteState {
                             access_key: cfg.access_key.clone(),
                             secret: cfg.secret.clone(),
                             acked,
+                            skip_version_deletes: cfg.skip_version_deletes,
                         },
                     );
                 }
@@ -503,6 +510,7 @@ mod tests {
                             endpoint: format!("http://{p}:9000"),
                             access_key: format!("link-{local}-{p}"),
                             secret: secret(),
+                            skip_version_deletes: false,
                         },
                     )
                 })
