@@ -97,6 +97,9 @@ pub enum SiteCommand {
         seq: u64,
         command: Box<Command>,
     },
+    /// An entry of `origin` this site received and does not apply (a bucket deletion while this
+    /// site keeps the versions that peer removes): it counts as received.
+    Declined { origin: String, seq: u64 },
 }
 
 /// Commands whose effect every site must share. KMS registry changes stay per site (each site has
@@ -464,6 +467,10 @@ impl crate::state::SiteState {
             SiteCommand::Acked { peer, seq } => self.sites.ack(peer, *seq),
             SiteCommand::Remove { peer } => self.sites.remove(peer),
             SiteCommand::Resync(c) => self.apply_resync(c),
+            SiteCommand::Declined { origin, seq } => {
+                self.sites.accept(origin, *seq);
+                Ok(())
+            }
             SiteCommand::FromPeer {
                 origin,
                 seq,
@@ -629,6 +636,31 @@ mod tests {
             vec![&Command::DeleteBucket { name: "x".into() }],
             "only b's own change is queued for a"
         );
+    }
+
+    #[test]
+    fn a_declined_entry_counts_as_received_and_changes_nothing() {
+        let mut b = SiteState::default();
+        b.apply(&configure("b", &["a"])).unwrap();
+        b.apply(&create("kept")).unwrap();
+        let before = b.buckets.clone();
+        b.apply(&Command::Site(SiteCommand::Declined {
+            origin: "a".into(),
+            seq: 1,
+        }))
+        .unwrap();
+        assert_eq!(b.buckets, before);
+        assert_eq!(b.sites.received["a"], 1);
+        // The same entry sent again is not applied either.
+        let entry = Command::Site(SiteCommand::FromPeer {
+            origin: "a".into(),
+            seq: 1,
+            command: Box::new(Command::DeleteBucket {
+                name: "kept".into(),
+            }),
+        });
+        b.apply(&entry).unwrap();
+        assert!(b.bucket("kept").is_some());
     }
 
     #[test]

@@ -257,7 +257,9 @@ async fn metadata_changes_replicate_without_the_data() {
             .is_ok_and(|h| {
                 h.version_id() == Some(v2.as_str())
                     && h.content_type() == Some("text/plain")
-                    && h.metadata().and_then(|m| m.get("color")).map(String::as_str)
+                    && h.metadata()
+                        .and_then(|m| m.get("color"))
+                        .map(String::as_str)
                         == Some("green")
             })
     })
@@ -279,8 +281,7 @@ async fn metadata_changes_replicate_without_the_data() {
             tags_of(&ca, "meta", "obj", &v2).await,
             tags_of(&cb, "meta", "obj", &v2).await,
         );
-        ta == tb
-            && (ta == Some(vec!["writer=a".into()]) || ta == Some(vec!["writer=b".into()]))
+        ta == tb && (ta == Some(vec!["writer=a".into()]) || ta == Some(vec!["writer=b".into()]))
     })
     .await;
     // The later change wins wherever it is made.
@@ -481,7 +482,10 @@ async fn version_deletes_replicate_and_locks_hold_on_both_sites() {
         "COMPLIANCE holds on b"
     );
     // Nobody else may send version changes: not root, not a user.
-    for who in [(sites::B_ROOT.0, sites::B_ROOT.1), (ROOT_USER, ROOT_PASSWORD)] {
+    for who in [
+        (sites::B_ROOT.0, sites::B_ROOT.1),
+        (ROOT_USER, ROOT_PASSWORD),
+    ] {
         let (st, body) = object_change(&s.b, who, "comp", &comp, shorten.clone()).await;
         assert_eq!(st, 403, "{}: {body}", who.0);
         let (st, _) = object_change(
@@ -588,7 +592,10 @@ async fn a_pair_without_version_deletes_keeps_its_versions() {
             "DELETE a marker",
         );
     }
-    ok(ca.delete_bucket().bucket("keep").send().await, "DeleteBucket");
+    ok(
+        ca.delete_bucket().bucket("keep").send().await,
+        "DeleteBucket",
+    );
     create_bucket(&ca, "after").await;
     wait("a later bucket on b", || bucket_exists(&cb, "after")).await;
     assert!(bucket_exists(&cb, "keep").await, "b keeps its bucket");
@@ -606,7 +613,10 @@ async fn rotated_secrets_and_kms_keys_follow_the_pair() {
         .await;
     let old = s.b.client_with("alice", "alice-old-secret-0123456789");
     let new = s.b.client_with("alice", "alice-new-secret-0123456789");
-    wait("alice on b", || async { old.list_buckets().send().await.is_ok() }).await;
+    wait("alice on b", || async {
+        old.list_buckets().send().await.is_ok()
+    })
+    .await;
     // `user add` of an existing user replaces its secret: the old one stops working on b.
     s.admin(&["user", "add", "a", "alice", "alice-new-secret-0123456789"])
         .await;

@@ -311,7 +311,12 @@ async fn configure(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Respons
 /// replication identity may send one, and the change comes from that identity's peer.
 async fn object_change(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<Body>> {
     let denied = || s3_error!(AccessDenied, "Access Denied.");
-    let access_key = req.credentials.as_ref().ok_or_else(denied)?.access_key.clone();
+    let access_key = req
+        .credentials
+        .as_ref()
+        .ok_or_else(denied)?
+        .access_key
+        .clone();
     let state = node.catalog.state();
     let (peer, site_peer) = state.sites.peer_by_key(&access_key).ok_or_else(denied)?;
     let change: ObjectChange = body_json(req).await?;
@@ -346,30 +351,36 @@ async fn apply(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<Bo
     }
     let theirs = link_sealer(&link);
     // A site that keeps the versions this peer removes may never see such a bucket empty: the
-    // deletion does not wait, and fails here while the bucket holds versions.
+    // deletion does not wait, and is declined while the bucket holds versions here.
     let keeps_versions = site_peer.skip_version_deletes;
     for e in r.entries {
         let e = Entry {
             seq: e.seq,
             command: reseal(auth, &theirs, &auth.iam.sealer, e.command),
         };
-        if let (Command::DeleteBucket { name }, false) = (&e.command, keeps_versions) {
+        let mut cmd = Command::Site(SiteCommand::FromPeer {
+            origin: r.origin.clone(),
+            seq: e.seq,
+            command: Box::new(e.command.clone()),
+        });
+        if let Command::DeleteBucket { name } = &e.command {
             let known = node.catalog.state().bucket(name).is_some();
             let empty = node
                 .objects
                 .bucket_is_empty(name)
                 .await
                 .map_err(|e| s3_error!(ServiceUnavailable, "{e}"))?;
-            if known && !empty {
+            if known && !empty && keeps_versions {
+                tracing::info!(bucket = %name, origin = %r.origin, "replicated bucket deletion declined: the bucket keeps versions its peer removed");
+                cmd = Command::Site(SiteCommand::Declined {
+                    origin: r.origin.clone(),
+                    seq: e.seq,
+                });
+            } else if known && !empty {
                 tracing::info!(bucket = %name, origin = %r.origin, "replicated bucket deletion waits for its objects to go");
                 break;
             }
         }
-        let cmd = Command::Site(SiteCommand::FromPeer {
-            origin: r.origin.clone(),
-            seq: e.seq,
-            command: Box::new(e.command),
-        });
         match node.catalog.propose(cmd).await {
             Ok(()) => {}
             Err(CatalogError::Command(c)) => {

@@ -315,8 +315,7 @@ async fn pending(s3: &CairnS3, node: &Node) -> Vec<VersionRef> {
                 if let Entry::Object { key, version, .. } = e {
                     key_marker.clone_from(key);
                     version_marker = Some(version.version_id.clone());
-                    if version.replication == PENDING || version.metadata_replication == PENDING
-                    {
+                    if version.replication == PENDING || version.metadata_replication == PENDING {
                         out.push(VersionRef {
                             bucket: bucket.clone(),
                             key: key.clone(),

@@ -443,8 +443,7 @@ fn hint_delete(
     key: &str,
     out: &DeleteOutcome,
 ) {
-    if let (crate::object::replica::Replication::Pending, Some(id)) =
-        (replication, &out.version_id)
+    if let (crate::object::replica::Replication::Pending, Some(id)) = (replication, &out.version_id)
     {
         s3.replication.send_id(bucket, key, id);
     }

@@ -271,9 +271,7 @@ impl ObjectLayer {
         match (r, refused) {
             (Ok(_), None) => Ok(PeerMetadata::Applied),
             (Ok(_), Some(e)) => Ok(PeerMetadata::Refused(e)),
-            (Err(ObjectError::Locked(_)), Some(e)) if !taken.any() => {
-                Ok(PeerMetadata::Refused(e))
-            }
+            (Err(ObjectError::Locked(_)), Some(e)) if !taken.any() => Ok(PeerMetadata::Refused(e)),
             (Err(ObjectError::Locked(_)), None) if !taken.any() => Ok(PeerMetadata::Stale),
             (Err(e), _) => Err(e),
         }

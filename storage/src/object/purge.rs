@@ -40,10 +40,7 @@ impl ObjectLayer {
             for d in &set.drives {
                 let mut after = Vec::new();
                 while found.len() < limit {
-                    let Ok(rows) = d
-                        .scan(keys::PURGES.as_bytes(), &after, SCAN_BATCH)
-                        .await
-                    else {
+                    let Ok(rows) = d.scan(keys::PURGES.as_bytes(), &after, SCAN_BATCH).await else {
                         break;
                     };
                     let Some((last, _)) = rows.last() else { break };

@@ -305,9 +305,15 @@ async fn a_peers_metadata_applies_over_older_changes_and_never_weakens_complianc
         }]
     };
     let here = l
-        .change_metadata("b", "k", Some(&v), Field::Tags, true, |_| Ok(()), |x| {
-            tag(x, "here")
-        })
+        .change_metadata(
+            "b",
+            "k",
+            Some(&v),
+            Field::Tags,
+            true,
+            |_| Ok(()),
+            |x| tag(x, "here"),
+        )
         .await
         .unwrap()
         .version;
@@ -331,7 +337,10 @@ async fn a_peers_metadata_applies_over_older_changes_and_never_weakens_complianc
     );
     let now = l.head_object("b", "k", Some(&v)).await.unwrap().version;
     assert_eq!(now.tags[0].value, "newer");
-    assert_eq!((now.lock_mode.as_str(), now.retain_until_ns), ("COMPLIANCE", until));
+    assert_eq!(
+        (now.lock_mode.as_str(), now.retain_until_ns),
+        ("COMPLIANCE", until)
+    );
     // The mark is cleared only for the changes that were sent.
     l.settle_metadata("b", "k", &v, &Metadata::of(&here))
         .await
