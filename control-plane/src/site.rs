@@ -35,6 +35,10 @@ pub struct SitePeer {
     pub secret: SealedSecret,
     /// Every outbox entry up to this sequence is applied on the peer.
     pub acked: u64,
+    /// Versions removed for good (DELETE with a version id) are neither sent to this peer nor
+    /// taken from it: each site of the pair keeps the versions the other removes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_version_deletes: bool,
 }
 
 /// What a `site add` gives for one peer.
@@ -43,6 +47,8 @@ pub struct PeerConfig {
     pub endpoint: String,
     pub access_key: String,
     pub secret: SealedSecret,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_version_deletes: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +97,9 @@ pub enum SiteCommand {
         seq: u64,
         command: Box<Command>,
     },
+    /// An entry of `origin` this site received and does not apply (a bucket deletion while this
+    /// site keeps the versions that peer removes): it counts as received.
+    Declined { origin: String, seq: u64 },
 }
 
 /// Commands whose effect every site must share. KMS registry changes stay per site (each site has
@@ -423,6 +432,7 @@ impl crate::state::SiteState {
                             access_key: cfg.access_key.clone(),
                             secret: cfg.secret.clone(),
                             acked,
+                            skip_version_deletes: cfg.skip_version_deletes,
                         },
                     );
                 }
@@ -457,6 +467,10 @@ impl crate::state::SiteState {
             SiteCommand::Acked { peer, seq } => self.sites.ack(peer, *seq),
             SiteCommand::Remove { peer } => self.sites.remove(peer),
             SiteCommand::Resync(c) => self.apply_resync(c),
+            SiteCommand::Declined { origin, seq } => {
+                self.sites.accept(origin, *seq);
+                Ok(())
+            }
             SiteCommand::FromPeer {
                 origin,
                 seq,
@@ -503,6 +517,7 @@ mod tests {
                             endpoint: format!("http://{p}:9000"),
                             access_key: format!("link-{local}-{p}"),
                             secret: secret(),
+                            skip_version_deletes: false,
                         },
                     )
                 })
@@ -621,6 +636,31 @@ mod tests {
             vec![&Command::DeleteBucket { name: "x".into() }],
             "only b's own change is queued for a"
         );
+    }
+
+    #[test]
+    fn a_declined_entry_counts_as_received_and_changes_nothing() {
+        let mut b = SiteState::default();
+        b.apply(&configure("b", &["a"])).unwrap();
+        b.apply(&create("kept")).unwrap();
+        let before = b.buckets.clone();
+        b.apply(&Command::Site(SiteCommand::Declined {
+            origin: "a".into(),
+            seq: 1,
+        }))
+        .unwrap();
+        assert_eq!(b.buckets, before);
+        assert_eq!(b.sites.received["a"], 1);
+        // The same entry sent again is not applied either.
+        let entry = Command::Site(SiteCommand::FromPeer {
+            origin: "a".into(),
+            seq: 1,
+            command: Box::new(Command::DeleteBucket {
+                name: "kept".into(),
+            }),
+        });
+        b.apply(&entry).unwrap();
+        assert!(b.bucket("kept").is_some());
     }
 
     #[test]

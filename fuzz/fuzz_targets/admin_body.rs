@@ -92,6 +92,7 @@ fuzz_target!(|data: &[u8]| {
                         endpoint: p.endpoint.trim_end_matches('/').to_string(),
                         access_key: p.access_key,
                         secret: secret(),
+                        skip_version_deletes: p.skip_version_deletes,
                     };
                     (p.name, cfg)
                 })

@@ -2,8 +2,9 @@
 //! unpairs one, `site/status` shows how far each peer got, `site/buckets` lists the buckets
 //! `cairn admin site add` checks for clashes before pairing, `site/resync/{start,status,cancel}`
 //! resend everything to a peer (all root only: none is an `admin:*` action a policy grants), and
-//! `site/apply` is what a peer's replicator calls with outbox entries, signed with the pair's
-//! replication identity (that identity alone may call it, and it may call nothing else).
+//! `site/apply` is what a peer's replicator calls with outbox entries, and `site/objects` with a
+//! change to a version it replicated here (new metadata, a removal for good), signed with the
+//! pair's replication identity (that identity alone may call them, and it may call nothing else).
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,7 @@ use super::iam::body_json;
 use super::{json, query_param};
 use crate::catalog::CatalogError;
 use crate::node::Node;
+use crate::replication::changes::{self, ObjectChange, OBJECTS_OP};
 use crate::replication::outbox::{
     link_sealer, reseal, target, ApplyRequest, ApplyResponse, Entry, APPLY_OP,
 };
@@ -31,6 +33,9 @@ pub struct PeerSpec {
     pub endpoint: String,
     pub access_key: String,
     pub secret_key: String,
+    /// Versions removed for good are neither sent to this peer nor taken from it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_version_deletes: bool,
 }
 
 /// Shortest secret a replication identity may have.
@@ -142,7 +147,7 @@ pub fn peer_access(
     op: &str,
     access_key: &str,
 ) -> Option<S3Result<()>> {
-    let apply = *method == Method::POST && op == APPLY_OP;
+    let apply = *method == Method::POST && (op == APPLY_OP || op == OBJECTS_OP);
     let peer = node.iam.as_ref().and_then(|a| a.iam.site_peer(access_key));
     if !apply && peer.is_none() {
         return None;
@@ -191,6 +196,7 @@ pub async fn handle(
         }
         (&Method::GET, "site/resync/status") => resync_status(node, &peer_param(req)?),
         (&Method::POST, APPLY_OP) => apply(node, req).await,
+        (&Method::POST, OBJECTS_OP) => object_change(node, req).await,
         _ => Err(s3_error!(NotImplemented, "unknown admin operation {op}")),
     }
 }
@@ -287,6 +293,7 @@ async fn configure(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Respons
                 endpoint: p.endpoint.trim_end_matches('/').to_string(),
                 access_key: p.access_key,
                 secret,
+                skip_version_deletes: p.skip_version_deletes,
             },
         );
     }
@@ -300,8 +307,28 @@ async fn configure(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Respons
     json(&status(node))
 }
 
+/// A peer's change to a version it replicated here (`replication::changes`): only the pair's
+/// replication identity may send one, and the change comes from that identity's peer.
+async fn object_change(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<Body>> {
+    let denied = || s3_error!(AccessDenied, "Access Denied.");
+    let access_key = req
+        .credentials
+        .as_ref()
+        .ok_or_else(denied)?
+        .access_key
+        .clone();
+    let state = node.catalog.state();
+    let (peer, site_peer) = state.sites.peer_by_key(&access_key).ok_or_else(denied)?;
+    let change: ObjectChange = body_json(req).await?;
+    match changes::apply(node, peer, site_peer, &change).await {
+        Ok(outcome) => json(&outcome),
+        Err(e) => Err(s3_error!(ServiceUnavailable, "{e}")),
+    }
+}
+
 /// Applies a peer's entries in order. A bucket deletion waits (the answer stops short of it)
-/// while the bucket still holds objects here: their deletions are still on their way.
+/// while the bucket still holds objects here: their deletions are still on their way (unless
+/// this site keeps the versions the peer removes).
 async fn apply(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<Body>> {
     let denied = || s3_error!(AccessDenied, "Access Denied.");
     let (Some(auth), Some(c)) = (&node.iam, &req.credentials) else {
@@ -323,11 +350,19 @@ async fn apply(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<Bo
         ));
     }
     let theirs = link_sealer(&link);
+    // A site that keeps the versions this peer removes may never see such a bucket empty: the
+    // deletion does not wait, and is declined while the bucket holds versions here.
+    let keeps_versions = site_peer.skip_version_deletes;
     for e in r.entries {
         let e = Entry {
             seq: e.seq,
             command: reseal(auth, &theirs, &auth.iam.sealer, e.command),
         };
+        let mut cmd = Command::Site(SiteCommand::FromPeer {
+            origin: r.origin.clone(),
+            seq: e.seq,
+            command: Box::new(e.command.clone()),
+        });
         if let Command::DeleteBucket { name } = &e.command {
             let known = node.catalog.state().bucket(name).is_some();
             let empty = node
@@ -335,16 +370,17 @@ async fn apply(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<Bo
                 .bucket_is_empty(name)
                 .await
                 .map_err(|e| s3_error!(ServiceUnavailable, "{e}"))?;
-            if known && !empty {
+            if known && !empty && keeps_versions {
+                tracing::info!(bucket = %name, origin = %r.origin, "replicated bucket deletion declined: the bucket keeps versions its peer removed");
+                cmd = Command::Site(SiteCommand::Declined {
+                    origin: r.origin.clone(),
+                    seq: e.seq,
+                });
+            } else if known && !empty {
                 tracing::info!(bucket = %name, origin = %r.origin, "replicated bucket deletion waits for its objects to go");
                 break;
             }
         }
-        let cmd = Command::Site(SiteCommand::FromPeer {
-            origin: r.origin.clone(),
-            seq: e.seq,
-            command: Box::new(e.command),
-        });
         match node.catalog.propose(cmd).await {
             Ok(()) => {}
             Err(CatalogError::Command(c)) => {

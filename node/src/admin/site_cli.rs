@@ -29,6 +29,10 @@ pub enum SiteCommand {
     Add {
         #[arg(required = true, num_args = 2..)]
         aliases: Vec<String>,
+        /// Versions removed for good (DELETE with a version id) stay on the other sites; by
+        /// default such removals replicate like everything else. Running `add` again changes it.
+        #[arg(long)]
+        no_replicate_version_deletes: bool,
     },
     /// This site's peers and how far each one got (JSON).
     Status { alias: String },
@@ -146,7 +150,10 @@ pub fn run(cmd: &SiteCommand) -> anyhow::Result<()> {
                 rt.block_on(call(&target, "GET", "site/status", &[], Vec::new()))?
             );
         }
-        SiteCommand::Add { aliases: names } => {
+        SiteCommand::Add {
+            aliases: names,
+            no_replicate_version_deletes,
+        } => {
             let mut seen = std::collections::BTreeSet::new();
             if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
                 anyhow::bail!("alias {dup} is named twice");
@@ -176,6 +183,7 @@ pub fn run(cmd: &SiteCommand) -> anyhow::Result<()> {
                             endpoint: t.url.clone(),
                             access_key,
                             secret_key,
+                            skip_version_deletes: *no_replicate_version_deletes,
                         }
                     })
                     .collect();

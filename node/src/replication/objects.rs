@@ -7,7 +7,8 @@
 //! Two paths find the work: the node that took a write replicates it at once (a hint), and the
 //! Raft leader rescans every bucket now and then for versions still PENDING (a peer was down,
 //! the node crashed before its hint ran). Sending a version twice is harmless: the peer stores
-//! it under the same id.
+//! it under the same id. The same two paths carry the changes made to a version afterwards, its
+//! metadata and its removal for good (`changes`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use super::outbox::target;
 use crate::link::{empty, LinkError, PeerRequest, PeerTarget};
 use crate::node::Node;
 use crate::object::list::Entry;
+use crate::object::metadata::Metadata;
 use crate::object::replica::{
     VersionRef, COMPLETED, ETAG_HEADER, FAILED, MTIME_HEADER, PENDING, VERSION_ID_HEADER,
 };
@@ -99,14 +101,29 @@ fn object_headers(v: &ObjectVersion, now_ns: i64) -> Vec<(String, String)> {
     if v.legal_hold {
         h.push(("x-amz-object-lock-legal-hold".into(), "ON".into()));
     }
-    match v.sse.as_ref().map(|s| (s.kind, s.key_id.as_str())) {
+    // The peer encrypts anew under its own KMS: the same key name, and the same context.
+    match v.sse.as_ref().map(|s| (s.kind, s)) {
         Some((1, _)) => h.push(("x-amz-server-side-encryption".into(), "AES256".into())),
-        Some((2, key_id)) => {
+        Some((2, sse)) => {
             h.push(("x-amz-server-side-encryption".into(), "aws:kms".into()));
             h.push((
                 "x-amz-server-side-encryption-aws-kms-key-id".into(),
-                key_id.to_string(),
+                sse.key_id.clone(),
             ));
+            if !sse.context.is_empty() {
+                let context: serde_json::Map<String, serde_json::Value> = sse
+                    .context
+                    .iter()
+                    .map(|kv| (kv.key.clone(), kv.value.clone().into()))
+                    .collect();
+                h.push((
+                    "x-amz-server-side-encryption-context".into(),
+                    base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        serde_json::Value::Object(context).to_string(),
+                    ),
+                ));
+            }
         }
         _ => {}
     }
@@ -169,29 +186,45 @@ pub(super) async fn send(
     Ok(())
 }
 
-/// Sends one version to every peer; it becomes COMPLETED once all have it.
+/// Sends one version to every peer (it becomes COMPLETED once all have it), then its metadata
+/// if that changed since, or its removal if it is gone (`changes`).
 async fn replicate(s3: &CairnS3, node: &Node, region: &str, r: &VersionRef) {
-    let state = node.catalog.state();
-    let Some(auth) = node.iam.as_ref() else {
-        return;
-    };
-    if !state.sites.enabled() {
-        return;
-    }
     let v = match s3
         .objects
         .head_version(&r.bucket, &r.key, &r.version_id)
         .await
     {
         Ok(v) => v,
-        Err(ObjectError::NoSuchKey | ObjectError::NoSuchVersion) => return,
+        Err(ObjectError::NoSuchKey | ObjectError::NoSuchVersion) => {
+            return super::changes::send_purge(node, region, r, true).await;
+        }
         Err(e) => {
             tracing::debug!(bucket = %r.bucket, key = %r.key, error = %e, "replication: version not readable now");
             return;
         }
     };
-    if v.replication != PENDING {
+    if v.replication == PENDING && !replicate_data(s3, node, region, r, &v).await {
         return;
+    }
+    if v.metadata_replication == PENDING {
+        super::changes::send_metadata(node, region, r, Metadata::of(&v)).await;
+    }
+}
+
+/// Sends version `v` to every peer; true once all have it (it is COMPLETED then).
+async fn replicate_data(
+    s3: &CairnS3,
+    node: &Node,
+    region: &str,
+    r: &VersionRef,
+    v: &ObjectVersion,
+) -> bool {
+    let state = node.catalog.state();
+    let Some(auth) = node.iam.as_ref() else {
+        return false;
+    };
+    if !state.sites.enabled() {
+        return false;
     }
     if v.sse.as_ref().is_some_and(|s| s.kind == SSE_C) {
         tracing::warn!(bucket = %r.bucket, key = %r.key, version = %r.version_id, "SSE-C objects are not replicated");
@@ -199,7 +232,7 @@ async fn replicate(s3: &CairnS3, node: &Node, region: &str, r: &VersionRef) {
             .objects
             .settle_replication(&r.bucket, &r.key, &r.version_id, FAILED)
             .await;
-        return;
+        return false;
     }
     let mut all = true;
     for (name, peer) in &state.sites.peers {
@@ -207,7 +240,7 @@ async fn replicate(s3: &CairnS3, node: &Node, region: &str, r: &VersionRef) {
             all = false;
             continue;
         };
-        match send(s3, node, &t, &r.bucket, &r.key, &v).await {
+        match send(s3, node, &t, &r.bucket, &r.key, v).await {
             Ok(()) => node
                 .link
                 .contacts
@@ -220,20 +253,42 @@ async fn replicate(s3: &CairnS3, node: &Node, region: &str, r: &VersionRef) {
             }
         }
     }
-    if all {
-        if let Err(e) = s3
-            .objects
-            .settle_replication(&r.bucket, &r.key, &r.version_id, COMPLETED)
-            .await
-        {
+    if !all {
+        return false;
+    }
+    match s3
+        .objects
+        .settle_replication(&r.bucket, &r.key, &r.version_id, COMPLETED)
+        .await
+    {
+        Ok(()) => true,
+        // Removed here while it was on its way: the removal may have reached the peers before
+        // the version did, so it goes again.
+        Err(ObjectError::NoSuchKey | ObjectError::NoSuchVersion) => {
+            super::changes::send_purge(node, region, r, false).await;
+            false
+        }
+        Err(e) => {
             tracing::debug!(bucket = %r.bucket, key = %r.key, error = %e, "replication status not recorded");
+            false
         }
     }
 }
 
-/// Every version of every bucket still PENDING.
+/// Every version of every bucket still PENDING (its data or a metadata change), and every
+/// removal not yet sent.
 async fn pending(s3: &CairnS3, node: &Node) -> Vec<VersionRef> {
-    let mut out = Vec::new();
+    let mut out: Vec<VersionRef> = s3
+        .objects
+        .pending_purges(SCAN_PAGE)
+        .await
+        .into_iter()
+        .map(|p| VersionRef {
+            bucket: p.bucket,
+            key: p.key,
+            version_id: p.version_id,
+        })
+        .collect();
     let buckets: Vec<String> = node.catalog.state().buckets.keys().cloned().collect();
     for bucket in buckets {
         let (mut key_marker, mut version_marker) = (String::new(), None::<String>);
@@ -260,7 +315,7 @@ async fn pending(s3: &CairnS3, node: &Node) -> Vec<VersionRef> {
                 if let Entry::Object { key, version, .. } = e {
                     key_marker.clone_from(key);
                     version_marker = Some(version.version_id.clone());
-                    if version.replication == PENDING {
+                    if version.replication == PENDING || version.metadata_replication == PENDING {
                         out.push(VersionRef {
                             bucket: bucket.clone(),
                             key: key.clone(),

@@ -13,6 +13,7 @@ use super::convert::{self, ChecksumRequest};
 use super::error::object_error;
 use super::CairnS3;
 use crate::auth::authorize::s3_access::GovernanceBypass;
+use crate::object::metadata::Field;
 use crate::object::retention::{self, Bypass, LockState};
 use crate::object::ObjectError;
 
@@ -280,11 +281,14 @@ pub async fn put_retention(
         (None, None) => None,
         _ => return Err(malformed()),
     };
-    s3.objects
-        .update_version_if(
+    let info = s3
+        .objects
+        .change_metadata(
             &input.bucket,
             &input.key,
             input.version_id.as_deref(),
+            Field::Retention,
+            super::replica::changes_replicate(s3),
             |v| {
                 retention::check_retention_change(&LockState::of(v), new, bypass, now)
                     .map_err(ObjectError::Locked)
@@ -300,6 +304,8 @@ pub async fn put_retention(
         )
         .await
         .map_err(object_error)?;
+    s3.replication
+        .send(&input.bucket, &input.key, &info.version);
     Ok(S3Response::new(PutObjectRetentionOutput::default()))
 }
 
@@ -335,15 +341,21 @@ pub async fn put_legal_hold(
         Some(s) if s.as_str() == ObjectLockLegalHoldStatus::OFF => false,
         _ => return Err(malformed()),
     };
-    s3.objects
-        .update_version(
+    let info = s3
+        .objects
+        .change_metadata(
             &input.bucket,
             &input.key,
             input.version_id.as_deref(),
+            Field::LegalHold,
+            super::replica::changes_replicate(s3),
+            |_| Ok(()),
             |v| v.legal_hold = on,
         )
         .await
         .map_err(object_error)?;
+    s3.replication
+        .send(&input.bucket, &input.key, &info.version);
     Ok(S3Response::new(PutObjectLegalHoldOutput::default()))
 }
 

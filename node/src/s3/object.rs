@@ -14,6 +14,7 @@ use super::error::object_error;
 use super::versioning::version_header;
 use super::{lock, sse, CairnS3};
 use crate::auth::authorize::s3_access::KeyCheck;
+use crate::object::metadata::Field;
 use crate::object::retention::Bypass;
 use crate::object::stage::StoredForm;
 use crate::object::versions::{DeleteOutcome, DeleteRequest};
@@ -426,7 +427,7 @@ pub async fn delete(
         )
         .await
         .map_err(object_error)?;
-    hint_marker(s3, &replication, &input.bucket, &input.key, &out);
+    hint_delete(s3, &replication, &input.bucket, &input.key, &out);
     Ok(S3Response::new(DeleteObjectOutput {
         delete_marker: out.delete_marker.then_some(true),
         version_id: out.version_id,
@@ -434,16 +435,15 @@ pub async fn delete(
     }))
 }
 
-/// Replicates a delete marker written here.
-fn hint_marker(
+/// Replicates a delete marker written here, or a version removed here for good.
+fn hint_delete(
     s3: &CairnS3,
     replication: &crate::object::replica::Replication,
     bucket: &str,
     key: &str,
     out: &DeleteOutcome,
 ) {
-    if let (crate::object::replica::Replication::Pending, true, Some(id)) =
-        (replication, out.delete_marker, &out.version_id)
+    if let (crate::object::replica::Replication::Pending, Some(id)) = (replication, &out.version_id)
     {
         s3.replication.send_id(bucket, key, id);
     }
@@ -492,7 +492,7 @@ pub async fn delete_many(
                     .await
                     .map_err(object_error);
                 if let Ok(out) = &out {
-                    hint_marker(s3, &replication, &input.bucket, &obj.key, out);
+                    hint_delete(s3, &replication, &input.bucket, &obj.key, out);
                 }
                 out
             }
@@ -690,15 +690,21 @@ pub async fn put_tagging(
         .map(|t| convert::kv(&t.key.unwrap_or_default(), t.value.unwrap_or_default()))
         .collect();
     crate::tagging::check_tags(&tags)?;
-    s3.objects
-        .update_version(
+    let info = s3
+        .objects
+        .change_metadata(
             &input.bucket,
             &input.key,
             input.version_id.as_deref(),
+            Field::Tags,
+            super::replica::changes_replicate(s3),
+            |_| Ok(()),
             |v| v.tags = tags.clone(),
         )
         .await
         .map_err(object_error)?;
+    s3.replication
+        .send(&input.bucket, &input.key, &info.version);
     Ok(S3Response::new(PutObjectTaggingOutput { version_id: None }))
 }
 
@@ -708,15 +714,21 @@ pub async fn delete_tagging(
 ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
     let input = req.input;
     s3.require_bucket(&input.bucket).await?;
-    s3.objects
-        .update_version(
+    let info = s3
+        .objects
+        .change_metadata(
             &input.bucket,
             &input.key,
             input.version_id.as_deref(),
+            Field::Tags,
+            super::replica::changes_replicate(s3),
+            |_| Ok(()),
             |v| v.tags.clear(),
         )
         .await
         .map_err(object_error)?;
+    s3.replication
+        .send(&input.bucket, &input.key, &info.version);
     Ok(S3Response::new(DeleteObjectTaggingOutput {
         version_id: None,
     }))

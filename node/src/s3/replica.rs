@@ -27,6 +27,12 @@ pub fn local(s3: &CairnS3) -> Replication {
     }
 }
 
+/// Whether a change made here to an existing version (its tags, retention, legal hold) is marked
+/// for the peers.
+pub fn changes_replicate(s3: &CairnS3) -> bool {
+    local(s3) == Replication::Pending
+}
+
 /// A PUT or DELETE: a replica when it carries the replica headers, else [`local`].
 pub fn of_request<T>(s3: &CairnS3, req: &S3Request<T>) -> S3Result<Replication> {
     let h = &req.headers;

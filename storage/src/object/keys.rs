@@ -23,6 +23,22 @@ pub fn bucket_uploads(bucket: &str) -> Vec<u8> {
     format!("u/{bucket}/").into_bytes()
 }
 
+/// A version removed for good that peer sites must remove too (`object::purge`). Neither a bucket
+/// name nor a version id holds `/`, so the key follows the second one whole.
+pub fn purge(bucket: &str, version_id: &str, key: &str) -> Vec<u8> {
+    format!("{PURGES}{bucket}/{version_id}/{key}").into_bytes()
+}
+
+pub const PURGES: &str = "r/";
+
+/// `(bucket, version id, key)` of a [`purge`] key.
+pub fn parse_purge(k: &[u8]) -> Option<(String, String, String)> {
+    let s = std::str::from_utf8(k).ok()?.strip_prefix(PURGES)?;
+    let (bucket, rest) = s.split_once('/')?;
+    let (id, key) = rest.split_once('/')?;
+    Some((bucket.into(), id.into(), key.into()))
+}
+
 pub fn part(upload_id: &str, number: u32) -> Vec<u8> {
     let mut k = upload_parts(upload_id);
     k.extend_from_slice(format!("{number:05}").as_bytes());

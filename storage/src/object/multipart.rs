@@ -319,6 +319,7 @@ impl ObjectLayer {
             retain_until_ns: upload.retain_until_ns,
             legal_hold: upload.legal_hold,
             sse: upload.sse.clone(),
+            ..Default::default()
         };
 
         let _guard = self.locks.lock(self.key_hash(bucket, key)).await;

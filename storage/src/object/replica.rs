@@ -41,9 +41,10 @@ impl Hints {
         (Self(tx), rx)
     }
 
-    /// Replicates `version` now if it is a local write peers must receive.
+    /// Replicates `version` now if it is a local write, or carries a local metadata change,
+    /// that peers must receive.
     pub fn send(&self, bucket: &str, key: &str, version: &ObjectVersion) {
-        if version.replication == PENDING {
+        if version.replication == PENDING || version.metadata_replication == PENDING {
             self.send_id(bucket, key, &version.version_id);
         }
     }

@@ -1,7 +1,7 @@
 //! S3 Object Lock enforcement: the one decision every path that removes a version, or weakens its
 //! retention, asks before it acts (DeleteObject with a version id, DeleteObjects, PutObjectRetention,
-//! a site replica that would replace the null version (`object::replica`), and later lifecycle and
-//! admin). Pure: the caller hands in the time (from the node's clock) and whether the caller may
+//! a site replica that would replace the null version (`object::replica`), a peer site's removal of
+//! a version or change of its retention (`object::metadata`), and later lifecycle and admin). Pure: the caller hands in the time (from the node's clock) and whether the caller may
 //! bypass governance (from IAM; root only until IAM lands).
 //!
 //! The second removal path, which does not ask: heal (`object::heal`) removes a version lost
@@ -60,7 +60,7 @@ pub struct Bypass {
 }
 
 impl Bypass {
-    fn applies(self) -> bool {
+    pub fn applies(self) -> bool {
         self.header && self.allowed
     }
 }

@@ -8,7 +8,7 @@ use futures::future::join_all;
 use prost::Message;
 
 use cairn_control_plane::Versioning;
-use cairn_proto::meta::ObjectVersion;
+use cairn_proto::meta::{ObjectVersion, PurgeMark};
 
 use super::retention::{self, Bypass};
 use super::{keys, settle_records, Changed, ObjectError, ObjectLayer, ObjectResult, NULL_VERSION};
@@ -21,7 +21,9 @@ pub struct DeleteRequest<'a> {
     /// Remove exactly this version (else: a delete marker, or the null version when unversioned).
     pub version_id: Option<&'a str>,
     pub bypass: Bypass,
-    /// A marker written now is a local change to replicate, or another site's marker.
+    /// A marker written now is a local change to replicate, or another site's marker; a version
+    /// removed for a local change to replicate leaves a mark that peers remove it too
+    /// (`object::purge`).
     pub replication: &'a super::replica::Replication,
 }
 
@@ -69,13 +71,17 @@ impl ObjectLayer {
         key: &str,
         req: DeleteRequest<'_>,
     ) -> ObjectResult<DeleteOutcome> {
+        let mark = (*req.replication == super::replica::Replication::Pending).then(|| PurgeMark {
+            purged_ns: self.clock.now_ns(),
+            bypass_governance: req.bypass.applies(),
+        });
         if let Some(id) = req.version_id {
             check_version_id(id)?;
-            return self.remove_version(bucket, key, id, req.bypass).await;
+            return self.remove_version(bucket, key, id, req.bypass, mark).await;
         }
         match req.versioning {
             Versioning::Unversioned => {
-                self.remove_version(bucket, key, NULL_VERSION, req.bypass)
+                self.remove_version(bucket, key, NULL_VERSION, req.bypass, mark)
                     .await?;
                 Ok(DeleteOutcome::default())
             }
@@ -105,13 +111,15 @@ impl ObjectLayer {
         }
     }
 
-    /// Removes version `id` of a key from every drive, if the lock allows it now.
+    /// Removes version `id` of a key from every drive, if the lock allows it now, with `mark`
+    /// for the peers in the same batch.
     async fn remove_version(
         &self,
         bucket: &str,
         key: &str,
         id: &str,
         bypass: Bypass,
+        mark: Option<PurgeMark>,
     ) -> ObjectResult<DeleteOutcome> {
         let _guard = self.locks.lock(self.key_hash(bucket, key)).await;
         let (set, _) = self.place(bucket, key);
@@ -134,8 +142,12 @@ impl ObjectLayer {
             self.clock.now_ns(),
         )
         .map_err(ObjectError::Locked)?;
+        let mark_op = mark
+            .as_ref()
+            .map(|m| super::purge::mark_op(bucket, key, &found.version_id, m));
         let results = join_all(set.drives.iter().map(|drive| {
             let meta_key = meta_key.clone();
+            let mark_op = mark_op.clone();
             async move {
                 let before = drive.get(&meta_key).await?;
                 let Some(raw) = &before else {
@@ -162,9 +174,9 @@ impl ObjectLayer {
                 record.replaced = gone;
                 let tombstone = record.versions.is_empty();
                 let after = record.encode_to_vec();
-                drive
-                    .apply(vec![MetaOp::Put(meta_key, after.clone())])
-                    .await?;
+                let mut ops = vec![MetaOp::Put(meta_key, after.clone())];
+                ops.extend(mark_op);
+                drive.apply(ops).await?;
                 let after = Some(after);
                 Ok(Changed {
                     before,
@@ -175,7 +187,13 @@ impl ObjectLayer {
             }
         }))
         .await;
-        settle_records(set, &meta_key, results, &[]).await?;
+        if let Err(e) = settle_records(set, &meta_key, results, &[]).await {
+            if mark.is_some() {
+                // Rolled back: the version stays, so its mark must go.
+                self.clear_purge(bucket, key, &found.version_id).await;
+            }
+            return Err(e);
+        }
         Ok(DeleteOutcome {
             version_id: Some(found.version_id),
             delete_marker: found.delete_marker,

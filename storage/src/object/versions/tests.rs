@@ -236,3 +236,120 @@ async fn removal_below_write_quorum_rolls_back() {
         v2
     );
 }
+
+#[tokio::test]
+async fn a_removal_to_replicate_leaves_its_mark_in_the_same_write() {
+    let disks: Vec<_> = (0..4).map(|_| MemoryDisk::new()).collect();
+    let (l, _) = layer(&disks);
+    let v = put(&l, "k", LockState::default()).await;
+    let held = put(
+        &l,
+        "h",
+        LockState {
+            legal_hold: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let pending = crate::object::replica::Replication::Pending;
+    let req = |id| DeleteRequest {
+        replication: &pending,
+        ..delete(Some(id), Bypass::default())
+    };
+    l.delete_object("b", "k", req(v.as_str())).await.unwrap();
+    assert!(matches!(
+        l.delete_object("b", "h", req(held.as_str())).await,
+        Err(ObjectError::Locked(retention::LockDenied::LegalHold))
+    ));
+    let marks = l.pending_purges(10).await;
+    assert_eq!(marks.len(), 1, "{marks:?}: the refused removal left none");
+    assert_eq!((marks[0].key.as_str(), &marks[0].version_id), ("k", &v));
+    // Every drive holds it, so any one of them is enough to find it.
+    for d in &disks[..3] {
+        d.set_offline(true);
+    }
+    assert!(l.purge_mark("b", "k", &v).await.is_some());
+    for d in &disks[..3] {
+        d.set_offline(false);
+    }
+    l.clear_purge("b", "k", &v).await;
+    assert!(l.pending_purges(10).await.is_empty());
+    // A peer's removal (no replication) leaves no mark.
+    let w = put(&l, "k", LockState::default()).await;
+    l.delete_object("b", "k", delete(Some(&w), Bypass::default()))
+        .await
+        .unwrap();
+    assert!(l.pending_purges(10).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_peers_metadata_applies_over_older_changes_and_never_weakens_compliance() {
+    use crate::object::metadata::{Field, Metadata, PeerMetadata};
+    let disks: Vec<_> = (0..4).map(|_| MemoryDisk::new()).collect();
+    let (l, clock) = layer(&disks);
+    let until = clock.now_ns() + 100 * SEC;
+    let v = put(
+        &l,
+        "k",
+        LockState {
+            mode: Some(LockMode::Compliance),
+            retain_until_ns: until,
+            legal_hold: false,
+        },
+    )
+    .await;
+    let tag = |v: &mut ObjectVersion, value: &str| {
+        v.tags = vec![cairn_proto::meta::KeyValue {
+            key: "t".into(),
+            value: value.into(),
+        }]
+    };
+    let here = l
+        .change_metadata(
+            "b",
+            "k",
+            Some(&v),
+            Field::Tags,
+            true,
+            |_| Ok(()),
+            |x| tag(x, "here"),
+        )
+        .await
+        .unwrap()
+        .version;
+    assert_eq!(here.metadata_replication, crate::object::replica::PENDING);
+    let mut theirs = Metadata::of(&here);
+    theirs.tags = vec![("t".into(), "older".into())];
+    theirs.tags_changed_ns = here.tags_changed_ns - 1;
+    assert_eq!(
+        l.apply_peer_metadata("b", "k", &v, &theirs).await.unwrap(),
+        PeerMetadata::Stale
+    );
+    theirs.tags = vec![("t".into(), "newer".into())];
+    theirs.tags_changed_ns = here.tags_changed_ns + 1;
+    // Removing the COMPLIANCE retention, however new, is refused; the tags still apply.
+    theirs.lock_mode.clear();
+    theirs.retain_until_ns = 0;
+    theirs.retention_changed_ns = i64::MAX / 2;
+    assert_eq!(
+        l.apply_peer_metadata("b", "k", &v, &theirs).await.unwrap(),
+        PeerMetadata::Refused(retention::LockDenied::Compliance)
+    );
+    let now = l.head_object("b", "k", Some(&v)).await.unwrap().version;
+    assert_eq!(now.tags[0].value, "newer");
+    assert_eq!(
+        (now.lock_mode.as_str(), now.retain_until_ns),
+        ("COMPLIANCE", until)
+    );
+    // The mark is cleared only for the changes that were sent.
+    l.settle_metadata("b", "k", &v, &Metadata::of(&here))
+        .await
+        .unwrap();
+    let after = l.head_object("b", "k", Some(&v)).await.unwrap().version;
+    assert_eq!(after.metadata_replication, crate::object::replica::PENDING);
+    l.settle_metadata("b", "k", &v, &Metadata::of(&after))
+        .await
+        .unwrap();
+    let settled = l.head_object("b", "k", Some(&v)).await.unwrap().version;
+    assert!(settled.metadata_replication.is_empty());
+}
