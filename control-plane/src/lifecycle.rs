@@ -180,7 +180,7 @@ pub fn check_rules(rules: &[LifecycleRule]) -> Result<(), LifecycleError> {
             && r.abort_multipart_days.is_none()
         {
             return Err(Req(
-                "At least one action needs to be specified in a rule".into(),
+                "At least one action needs to be specified in a rule".into()
             ));
         }
         match r.expiration {
@@ -197,8 +197,7 @@ pub fn check_rules(rules: &[LifecycleRule]) -> Result<(), LifecycleError> {
         }
         if let Some(n) = &r.noncurrent {
             positive("NoncurrentDays", n.days)?;
-            if n
-                .newer_versions
+            if n.newer_versions
                 .is_some_and(|v| v == 0 || v > MAX_NEWER_NONCURRENT)
             {
                 return Err(Arg(format!(
@@ -233,7 +232,9 @@ fn check_filter(f: &LifecycleFilter) -> Result<(), LifecycleError> {
     };
     let tag = |t: &BucketTag| {
         if t.key.is_empty() || t.key.chars().count() > 128 || t.value.chars().count() > 256 {
-            Err(Arg("The TagKey or TagValue you have provided is invalid".into()))
+            Err(Arg(
+                "The TagKey or TagValue you have provided is invalid".into()
+            ))
         } else {
             Ok(())
         }

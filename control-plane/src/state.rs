@@ -287,7 +287,9 @@ mod tests {
         // Refused sets, as a peer site could send them, change nothing.
         assert!(matches!(
             s.apply(&set(vec![rule("r", 0)])),
-            Err(CommandError::InvalidLifecycle(LifecycleError::InvalidArgument(_)))
+            Err(CommandError::InvalidLifecycle(
+                LifecycleError::InvalidArgument(_)
+            ))
         ));
         assert!(matches!(
             s.apply(&set(vec![rule("r", 1), rule("r", 2)])),
@@ -298,7 +300,9 @@ mod tests {
         s.apply(&set(Vec::new())).unwrap();
         assert!(s.bucket("a").unwrap().lifecycle.is_empty());
         // A bucket without rules serializes as before rules existed.
-        assert!(!String::from_utf8(s.to_bytes()).unwrap().contains("lifecycle"));
+        assert!(!String::from_utf8(s.to_bytes())
+            .unwrap()
+            .contains("lifecycle"));
     }
 
     #[test]

@@ -8,8 +8,8 @@ use aws_sdk_s3::primitives::DateTime;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus,
     LifecycleExpiration, LifecycleRule, LifecycleRuleAndOperator, LifecycleRuleFilter,
-    NoncurrentVersionExpiration, ObjectLockLegalHold, ObjectLockLegalHoldStatus, Tag,
-    Transition, TransitionStorageClass,
+    NoncurrentVersionExpiration, ObjectLockLegalHold, ObjectLockLegalHoldStatus, Tag, Transition,
+    TransitionStorageClass,
 };
 use cairn_tests::*;
 
@@ -26,7 +26,10 @@ fn days(n: i32) -> LifecycleExpiration {
 }
 
 /// A rule with an id, a filter and nothing else yet.
-fn rule(id: &str, filter: LifecycleRuleFilter) -> aws_sdk_s3::types::builders::LifecycleRuleBuilder {
+fn rule(
+    id: &str,
+    filter: LifecycleRuleFilter,
+) -> aws_sdk_s3::types::builders::LifecycleRuleBuilder {
     LifecycleRule::builder()
         .id(id)
         .status(ExpirationStatus::Enabled)
@@ -54,7 +57,11 @@ async fn put_rules(c: &Client, bucket: &str, rules: Vec<LifecycleRule>) {
 /// Every version of `key` as `(version id, is a delete marker)`, newest first.
 async fn versions(c: &Client, bucket: &str, key: &str) -> Vec<(String, bool)> {
     let out = ok(
-        c.list_object_versions().bucket(bucket).prefix(key).send().await,
+        c.list_object_versions()
+            .bucket(bucket)
+            .prefix(key)
+            .send()
+            .await,
         "ListObjectVersions",
     );
     let mut all: Vec<(String, bool, (i64, u32), bool)> = Vec::new();
@@ -118,7 +125,12 @@ async fn configuration_errors_permissions_and_expiration_header() {
         .bucket("rules")
         .send()
         .await;
-    assert_s3_err(got, 404, Some("NoSuchLifecycleConfiguration"), "no rules yet");
+    assert_s3_err(
+        got,
+        404,
+        Some("NoSuchLifecycleConfiguration"),
+        "no rules yet",
+    );
 
     let midnight = DateTime::from_secs(1_924_992_000); // 2031-01-01T00:00:00Z
     let rules = vec![
@@ -161,10 +173,13 @@ async fn configuration_errors_permissions_and_expiration_header() {
             )
             .build()
             .unwrap(),
-        rule("tag-only", LifecycleRuleFilter::builder().tag(tag("t", "1")).build())
-            .expiration(days(1))
-            .build()
-            .unwrap(),
+        rule(
+            "tag-only",
+            LifecycleRuleFilter::builder().tag(tag("t", "1")).build(),
+        )
+        .expiration(days(1))
+        .build()
+        .unwrap(),
     ];
     put_rules(&c, "rules", rules.clone()).await;
     let got = ok(
@@ -218,36 +233,38 @@ async fn configuration_errors_permissions_and_expiration_header() {
         (
             "days and date",
             vec![bad(rule("a", prefix("")).expiration(
-                LifecycleExpiration::builder().days(1).date(midnight).build(),
+                LifecycleExpiration::builder()
+                    .days(1)
+                    .date(midnight)
+                    .build(),
             ))],
             400,
             "MalformedXML",
         ),
         (
             "two conditions without And",
-            vec![bad(
-                rule(
-                    "a",
-                    LifecycleRuleFilter::builder()
-                        .prefix("p")
-                        .tag(tag("k", "v"))
-                        .build(),
-                )
-                .expiration(days(1)),
-            )],
+            vec![bad(rule(
+                "a",
+                LifecycleRuleFilter::builder()
+                    .prefix("p")
+                    .tag(tag("k", "v"))
+                    .build(),
+            )
+            .expiration(days(1)))],
             400,
             "MalformedXML",
         ),
         (
             "abort with a tag filter",
-            vec![bad(
-                rule("a", LifecycleRuleFilter::builder().tag(tag("k", "v")).build())
-                    .abort_incomplete_multipart_upload(
-                        AbortIncompleteMultipartUpload::builder()
-                            .days_after_initiation(1)
-                            .build(),
-                    ),
-            )],
+            vec![bad(rule(
+                "a",
+                LifecycleRuleFilter::builder().tag(tag("k", "v")).build(),
+            )
+            .abort_incomplete_multipart_upload(
+                AbortIncompleteMultipartUpload::builder()
+                    .days_after_initiation(1)
+                    .build(),
+            ))],
             400,
             "InvalidRequest",
         ),
@@ -286,7 +303,11 @@ async fn configuration_errors_permissions_and_expiration_header() {
             .await,
         "GetBucketLifecycleConfiguration",
     );
-    assert_eq!(got.rules(), rules.as_slice(), "refused configurations changed nothing");
+    assert_eq!(
+        got.rules(),
+        rules.as_slice(),
+        "refused configurations changed nothing"
+    );
     let got = c
         .put_bucket_lifecycle_configuration()
         .bucket("no-such-bucket")
@@ -306,14 +327,22 @@ async fn configuration_errors_permissions_and_expiration_header() {
         "PUT logs/app.log",
     );
     let head = ok(
-        c.head_object().bucket("rules").key("logs/app.log").send().await,
+        c.head_object()
+            .bucket("rules")
+            .key("logs/app.log")
+            .send()
+            .await,
         "HEAD",
     );
     let want = expected_expiration(head.last_modified().unwrap(), 30, "logs");
     assert_eq!(put.expiration(), Some(want.as_str()), "PUT");
     assert_eq!(head.expiration(), Some(want.as_str()), "HEAD");
     let get = ok(
-        c.get_object().bucket("rules").key("logs/app.log").send().await,
+        c.get_object()
+            .bucket("rules")
+            .key("logs/app.log")
+            .send()
+            .await,
         "GET",
     );
     assert_eq!(get.expiration(), Some(want.as_str()), "GET");
@@ -383,9 +412,18 @@ async fn configuration_errors_permissions_and_expiration_header() {
         .bucket("rules")
         .send()
         .await;
-    assert_s3_err(got, 404, Some("NoSuchLifecycleConfiguration"), "after delete");
+    assert_s3_err(
+        got,
+        404,
+        Some("NoSuchLifecycleConfiguration"),
+        "after delete",
+    );
     let head = ok(
-        c.head_object().bucket("rules").key("logs/app.log").send().await,
+        c.head_object()
+            .bucket("rules")
+            .key("logs/app.log")
+            .send()
+            .await,
         "HEAD without rules",
     );
     assert_eq!(head.expiration(), None, "no rules, no header");
@@ -432,8 +470,19 @@ async fn the_worker_applies_rules() {
 
     // Unversioned: filters decide what goes.
     create_bucket(&c, "plain").await;
-    for key in ["tmp/a", "keep/a", "tagged", "untagged", "big/large", "big/small"] {
-        let body = if key == "big/large" { vec![1u8; 4096] } else { vec![2u8; 16] };
+    for key in [
+        "tmp/a",
+        "keep/a",
+        "tagged",
+        "untagged",
+        "big/large",
+        "big/small",
+    ] {
+        let body = if key == "big/large" {
+            vec![1u8; 4096]
+        } else {
+            vec![2u8; 16]
+        };
         let mut req = c.put_object().bucket("plain").key(key).body(body.into());
         if key == "tagged" {
             req = req.tagging("expire=yes");
@@ -448,12 +497,23 @@ async fn the_worker_applies_rules() {
         &c,
         "plain",
         vec![
-            rule("tmp", prefix("tmp/")).expiration(days(1)).build().unwrap(),
-            rule("paced", prefix("paced/")).expiration(days(1)).build().unwrap(),
-            rule("tag", LifecycleRuleFilter::builder().tag(tag("expire", "yes")).build())
+            rule("tmp", prefix("tmp/"))
                 .expiration(days(1))
                 .build()
                 .unwrap(),
+            rule("paced", prefix("paced/"))
+                .expiration(days(1))
+                .build()
+                .unwrap(),
+            rule(
+                "tag",
+                LifecycleRuleFilter::builder()
+                    .tag(tag("expire", "yes"))
+                    .build(),
+            )
+            .expiration(days(1))
+            .build()
+            .unwrap(),
             rule(
                 "big",
                 LifecycleRuleFilter::builder()
@@ -491,7 +551,11 @@ async fn the_worker_applies_rules() {
         "DELETE dm/a",
     );
     let upload = ok(
-        c.create_multipart_upload().bucket("vers").key("mp/a").send().await,
+        c.create_multipart_upload()
+            .bucket("vers")
+            .key("mp/a")
+            .send()
+            .await,
         "CreateMultipartUpload",
     );
     let upload_id = upload.upload_id().unwrap().to_string();
@@ -499,7 +563,10 @@ async fn the_worker_applies_rules() {
         &c,
         "vers",
         vec![
-            rule("cur", prefix("cur/")).expiration(days(1)).build().unwrap(),
+            rule("cur", prefix("cur/"))
+                .expiration(days(1))
+                .build()
+                .unwrap(),
             rule("nc", prefix("nc/"))
                 .noncurrent_version_expiration(
                     NoncurrentVersionExpiration::builder()
@@ -516,7 +583,9 @@ async fn the_worker_applies_rules() {
                         .build(),
                 )
                 .noncurrent_version_expiration(
-                    NoncurrentVersionExpiration::builder().noncurrent_days(1).build(),
+                    NoncurrentVersionExpiration::builder()
+                        .noncurrent_days(1)
+                        .build(),
                 )
                 .build()
                 .unwrap(),
@@ -562,7 +631,9 @@ async fn the_worker_applies_rules() {
         vec![rule("all", prefix(""))
             .expiration(days(1))
             .noncurrent_version_expiration(
-                NoncurrentVersionExpiration::builder().noncurrent_days(1).build(),
+                NoncurrentVersionExpiration::builder()
+                    .noncurrent_days(1)
+                    .build(),
             )
             .build()
             .unwrap()],
@@ -591,8 +662,12 @@ async fn the_worker_applies_rules() {
     .await;
     assert!(done, "paced keys expired");
     let took = first_gone.lock().unwrap().unwrap().elapsed();
-    let least = Duration::from_secs_f64((PACED - 1) as f64 / f64::from(RATE)) - Duration::from_millis(300);
-    assert!(took >= least, "{PACED} removals in {took:?}: faster than {RATE}/s");
+    let least =
+        Duration::from_secs_f64((PACED - 1) as f64 / f64::from(RATE)) - Duration::from_millis(300);
+    assert!(
+        took >= least,
+        "{PACED} removals in {took:?}: faster than {RATE}/s"
+    );
 
     let done = poll_until(wait, || {
         let c = c.clone();
@@ -605,13 +680,21 @@ async fn the_worker_applies_rules() {
     .await;
     assert!(done, "prefix, tag and size rules expired their objects");
     for key in ["keep/a", "untagged", "big/small"] {
-        assert!(exists(&c, "plain", key).await, "{key} matches no enabled rule");
+        assert!(
+            exists(&c, "plain", key).await,
+            "{key} matches no enabled rule"
+        );
     }
 
     // The current version of cur/a is covered by a marker; the version itself stays.
     let done = poll_until(wait, || {
         let c = c.clone();
-        async move { versions(&c, "vers", "cur/a").await.first().is_some_and(|v| v.1) }
+        async move {
+            versions(&c, "vers", "cur/a")
+                .await
+                .first()
+                .is_some_and(|v| v.1)
+        }
     })
     .await;
     assert!(done, "cur/a expired");
@@ -625,7 +708,11 @@ async fn the_worker_applies_rules() {
         async move { versions(&c, "vers", "nc/a").await.len() == 2 }
     })
     .await;
-    assert!(done, "nc/a trimmed: {:?}", versions(&c, "vers", "nc/a").await);
+    assert!(
+        done,
+        "nc/a trimmed: {:?}",
+        versions(&c, "vers", "nc/a").await
+    );
     assert_eq!(get(&c, "vers", "nc/a").await, b"v3");
 
     // dm/a: its version expires as noncurrent, then the marker left alone goes.
@@ -634,7 +721,11 @@ async fn the_worker_applies_rules() {
         async move { versions(&c, "vers", "dm/a").await.is_empty() }
     })
     .await;
-    assert!(done, "dm/a cleaned up: {:?}", versions(&c, "vers", "dm/a").await);
+    assert!(
+        done,
+        "dm/a cleaned up: {:?}",
+        versions(&c, "vers", "dm/a").await
+    );
 
     let done = poll_until(wait, || {
         let c = c.clone();
@@ -661,9 +752,16 @@ async fn the_worker_applies_rules() {
         }
     })
     .await;
-    assert!(done, "locked/doc: {:?}", versions(&c, "locked", "doc").await);
+    assert!(
+        done,
+        "locked/doc: {:?}",
+        versions(&c, "locked", "doc").await
+    );
     let v = versions(&c, "locked", "doc").await;
-    assert!(v.iter().any(|(id, _)| *id == held), "held version kept: {v:?}");
+    assert!(
+        v.iter().any(|(id, _)| *id == held),
+        "held version kept: {v:?}"
+    );
     ok(
         c.put_object_legal_hold()
             .bucket("locked")
@@ -806,7 +904,9 @@ async fn measure_expiration_throughput() {
         "bulk",
         vec![rule("nc", prefix(""))
             .noncurrent_version_expiration(
-                NoncurrentVersionExpiration::builder().noncurrent_days(1).build(),
+                NoncurrentVersionExpiration::builder()
+                    .noncurrent_days(1)
+                    .build(),
             )
             .build()
             .unwrap()],

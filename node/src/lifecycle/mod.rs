@@ -17,6 +17,7 @@ pub mod plan;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
@@ -32,6 +33,8 @@ use plan::{Action, KeyPlan};
 
 /// Versions listed per page of a scan.
 const SCAN_PAGE: usize = 1000;
+/// Keys acted on at once (each action waits for its drives' fsyncs; the rate bounds them all).
+const PARALLEL: usize = 8;
 
 /// How the worker runs.
 #[derive(Debug, Clone, Copy)]
@@ -56,22 +59,25 @@ impl Default for Settings {
 
 impl Settings {
     pub fn day_ns(&self) -> i64 {
-        i64::try_from(self.day.as_nanos()).unwrap_or(i64::MAX).max(1)
+        i64::try_from(self.day.as_nanos())
+            .unwrap_or(i64::MAX)
+            .max(1)
     }
 }
 
 /// Keeps actions under `rate` a second, without bursts: each starts at least `1/rate` after the
-/// one before (at once when that one took longer).
+/// one before (at once when that one took longer), however many run at once.
 struct Pacer {
     interval: Duration,
-    next: tokio::time::Instant,
+    /// The earliest start of the next action.
+    next: std::sync::Mutex<tokio::time::Instant>,
 }
 
 impl Pacer {
     fn new(rate: u32) -> Self {
         Self {
             interval: Self::interval(rate),
-            next: tokio::time::Instant::now(),
+            next: std::sync::Mutex::new(tokio::time::Instant::now()),
         }
     }
 
@@ -80,10 +86,18 @@ impl Pacer {
         Duration::from_secs(1) / rate.max(1)
     }
 
-    async fn wait(&mut self) {
-        let at = self.next.max(tokio::time::Instant::now());
+    /// Takes the next start slot and waits for it.
+    async fn wait(&self) {
+        let at = {
+            let mut next = self
+                .next
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let at = (*next).max(tokio::time::Instant::now());
+            *next = at + self.interval;
+            at
+        };
         tokio::time::sleep_until(at).await;
-        self.next = at + self.interval;
     }
 }
 
@@ -96,7 +110,7 @@ pub async fn start_when_configured(node: Arc<Node>, s3: CairnS3, settings: Setti
 async fn run_forever(node: Arc<Node>, s3: CairnS3, settings: Settings) {
     let mut tick = tokio::time::interval(settings.scan_every.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut pacer = Pacer::new(settings.rate);
+    let pacer = Pacer::new(settings.rate);
     loop {
         tick.tick().await;
         if node.catalog.control.status().role != Role::Leader {
@@ -105,7 +119,7 @@ async fn run_forever(node: Arc<Node>, s3: CairnS3, settings: Settings) {
         let state = node.catalog.state();
         for bucket in state.buckets.values().filter(|b| !b.lifecycle.is_empty()) {
             let span = tracing::info_span!("lifecycle", bucket = %bucket.name);
-            let done = scan_bucket(&s3, bucket, &settings, &mut pacer)
+            let done = scan_bucket(&s3, bucket, &settings, &pacer)
                 .instrument(span)
                 .await;
             if done > 0 {
@@ -116,7 +130,7 @@ async fn run_forever(node: Arc<Node>, s3: CairnS3, settings: Settings) {
 }
 
 /// Applies the rules of one bucket; returns the actions taken.
-async fn scan_bucket(s3: &CairnS3, bucket: &BucketInfo, settings: &Settings, pacer: &mut Pacer) -> u64 {
+async fn scan_bucket(s3: &CairnS3, bucket: &BucketInfo, settings: &Settings, pacer: &Pacer) -> u64 {
     let day_ns = settings.day_ns();
     let mut taken = abort_uploads(s3, bucket, day_ns, pacer).await;
     let (mut key_marker, mut version_marker) = (String::new(), None::<String>);
@@ -161,16 +175,40 @@ async fn scan_bucket(s3: &CairnS3, bucket: &BucketInfo, settings: &Settings, pac
         }
         // A removal of the page's last version makes the next page skip the rest of its key
         // (the listing resumes after that version): those wait for the next scan.
-        for (key, action) in actions {
-            pacer.wait().await;
-            if apply(s3, bucket, &key, action).await {
-                taken += 1;
-            }
-        }
+        taken += apply_all(s3, bucket, actions, pacer).await;
         if !page.truncated {
             return taken;
         }
     }
+}
+
+/// Takes `actions`, several keys at once (one key's in order: a lone marker goes after the
+/// versions under it), paced by `pacer`; returns how many changed something.
+async fn apply_all(
+    s3: &CairnS3,
+    bucket: &BucketInfo,
+    actions: Vec<(String, Action)>,
+    pacer: &Pacer,
+) -> u64 {
+    let mut by_key: Vec<(String, Vec<Action>)> = Vec::new();
+    for (key, action) in actions {
+        match by_key.last_mut() {
+            Some((k, list)) if *k == key => list.push(action),
+            _ => by_key.push((key, vec![action])),
+        }
+    }
+    futures::stream::iter(by_key)
+        .map(|(key, list)| async move {
+            let mut changed = 0;
+            for action in list {
+                pacer.wait().await;
+                changed += u64::from(apply(s3, bucket, &key, action).await);
+            }
+            changed
+        })
+        .buffer_unordered(PARALLEL)
+        .fold(0, |a, b| async move { a + b })
+        .await
 }
 
 /// Adds the action due once every version of a key was seen.
@@ -182,7 +220,13 @@ fn finish(plan: Option<KeyPlan<'_>>, actions: &mut Vec<(String, Action)>) {
 }
 
 /// The delete marker an expiration writes: the same on every site that expires this version.
-fn expiry_marker(bucket: &str, key: &str, expired: &ObjectVersion, due_ns: i64, s3: &CairnS3) -> ObjectVersion {
+fn expiry_marker(
+    bucket: &str,
+    key: &str,
+    expired: &ObjectVersion,
+    due_ns: i64,
+    s3: &CairnS3,
+) -> ObjectVersion {
     let mut h = Sha256::new();
     let written = expired.mod_time_ns.to_string();
     for part in [
@@ -251,9 +295,7 @@ async fn apply(s3: &CairnS3, bucket: &BucketInfo, key: &str, action: Action) -> 
         }
         Action::RemoveLoneMarker { version_id } => {
             let id = version_id.clone();
-            let alone = move |vs: &[ObjectVersion]| {
-                matches!(vs, [v] if v.version_id == id && v.delete_marker)
-            };
+            let alone = move |vs: &[ObjectVersion]| matches!(vs, [v] if v.version_id == id && v.delete_marker);
             s3.objects
                 .expire_version(name, key, &version_id, &alone)
                 .await
@@ -276,7 +318,7 @@ async fn apply(s3: &CairnS3, bucket: &BucketInfo, key: &str, action: Action) -> 
 }
 
 /// Aborts the bucket's multipart uploads that a rule's `DaysAfterInitiation` has passed.
-async fn abort_uploads(s3: &CairnS3, bucket: &BucketInfo, day_ns: i64, pacer: &mut Pacer) -> u64 {
+async fn abort_uploads(s3: &CairnS3, bucket: &BucketInfo, day_ns: i64, pacer: &Pacer) -> u64 {
     let rules: Vec<_> = bucket
         .lifecycle
         .iter()
@@ -303,10 +345,16 @@ async fn abort_uploads(s3: &CairnS3, bucket: &BucketInfo, day_ns: i64, pacer: &m
             continue;
         }
         pacer.wait().await;
-        match s3.objects.abort_multipart(&bucket.name, &u.key, &u.upload_id).await {
+        match s3
+            .objects
+            .abort_multipart(&bucket.name, &u.key, &u.upload_id)
+            .await
+        {
             Ok(()) => aborted += 1,
             Err(ObjectError::NoSuchUpload) => {}
-            Err(e) => tracing::warn!(bucket = %bucket.name, key = %u.key, error = %e, "lifecycle: upload not aborted"),
+            Err(e) => {
+                tracing::warn!(bucket = %bucket.name, key = %u.key, error = %e, "lifecycle: upload not aborted")
+            }
         }
     }
     aborted
@@ -326,11 +374,15 @@ mod tests {
     #[tokio::test]
     async fn a_pass_takes_at_least_its_actions_over_the_rate() {
         let start = tokio::time::Instant::now();
-        let mut p = Pacer::new(200);
+        let p = Pacer::new(200);
         for _ in 0..41 {
             p.wait().await;
         }
         // 41 actions at 200/s: the last starts 200 ms after the first, however fast they are.
-        assert!(start.elapsed() >= Duration::from_millis(200), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

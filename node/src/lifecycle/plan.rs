@@ -12,7 +12,10 @@ use crate::s3::bucket_lifecycle::{current_expiry, tag_pairs};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// The current version expired: a delete marker over it (versioned bucket), or its removal.
-    ExpireCurrent { version: Box<ObjectVersion>, due_ns: i64 },
+    ExpireCurrent {
+        version: Box<ObjectVersion>,
+        due_ns: i64,
+    },
     /// A noncurrent version expired.
     RemoveNoncurrent { version_id: String },
     /// A delete marker with no version left under it.

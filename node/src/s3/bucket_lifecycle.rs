@@ -49,7 +49,10 @@ fn tag(t: &BucketTag) -> Tag {
 
 /// A rule's filter: its legacy `Prefix`, or `Filter` with at most one condition (several go in
 /// `And`); neither is malformed, as on AWS.
-fn filter_of(prefix: Option<String>, filter: Option<LifecycleRuleFilter>) -> S3Result<LifecycleFilter> {
+fn filter_of(
+    prefix: Option<String>,
+    filter: Option<LifecycleRuleFilter>,
+) -> S3Result<LifecycleFilter> {
     let f = match (prefix, filter) {
         (Some(p), None) => return Ok(LifecycleFilter::RulePrefix(p)),
         (None, Some(f)) => f,
@@ -62,12 +65,19 @@ fn filter_of(prefix: Option<String>, filter: Option<LifecycleRuleFilter>) -> S3R
         + usize::from(f.object_size_greater_than.is_some())
         + usize::from(f.object_size_less_than.is_some());
     if given > 1 {
-        return Err(malformed("a Filter holds one condition; use And for several"));
+        return Err(malformed(
+            "a Filter holds one condition; use And for several",
+        ));
     }
     Ok(if let Some(a) = f.and {
         LifecycleFilter::And(AndFilter {
             prefix: a.prefix,
-            tags: a.tags.unwrap_or_default().into_iter().map(bucket_tag).collect(),
+            tags: a
+                .tags
+                .unwrap_or_default()
+                .into_iter()
+                .map(bucket_tag)
+                .collect(),
             size_greater_than: a.object_size_greater_than,
             size_less_than: a.object_size_less_than,
         })
@@ -86,8 +96,7 @@ fn filter_of(prefix: Option<String>, filter: Option<LifecycleRuleFilter>) -> S3R
 
 fn rule_of(r: RuleDto) -> S3Result<LifecycleRule> {
     if r.transitions.as_ref().is_some_and(|t| !t.is_empty())
-        || r
-            .noncurrent_version_transitions
+        || r.noncurrent_version_transitions
             .as_ref()
             .is_some_and(|t| !t.is_empty())
     {
@@ -116,7 +125,11 @@ fn rule_of(r: RuleDto) -> S3Result<LifecycleRule> {
                     Some(Expiration::Date(ns))
                 }
                 (None, None) if e.expired_object_delete_marker.is_some() => None,
-                (None, None) => return Err(malformed("Expiration needs Days, Date or ExpiredObjectDeleteMarker")),
+                (None, None) => {
+                    return Err(malformed(
+                        "Expiration needs Days, Date or ExpiredObjectDeleteMarker",
+                    ))
+                }
             }
         }
     };
@@ -234,7 +247,9 @@ pub async fn put(
         .lifecycle_configuration
         .ok_or_else(|| malformed("no LifecycleConfiguration"))?;
     if config.rules.is_empty() {
-        return Err(malformed("a LifecycleConfiguration needs at least one Rule"));
+        return Err(malformed(
+            "a LifecycleConfiguration needs at least one Rule",
+        ));
     }
     if config.rules.len() > rules::MAX_RULES {
         return Err(malformed("too many rules"));
@@ -245,7 +260,9 @@ pub async fn put(
         .map(rule_of)
         .collect::<S3Result<Vec<_>>>()?;
     set(s3, &input.bucket, rules).await?;
-    Ok(S3Response::new(PutBucketLifecycleConfigurationOutput::default()))
+    Ok(S3Response::new(
+        PutBucketLifecycleConfigurationOutput::default(),
+    ))
 }
 
 pub async fn get(
@@ -304,7 +321,12 @@ pub fn current_expiry<'a>(
 }
 
 /// `x-amz-expiration` for current version `v`: `expiry-date="<HTTP date>", rule-id="<id>"`.
-pub fn expiration_header(s3: &CairnS3, bucket: &BucketInfo, key: &str, v: &ObjectVersion) -> Option<String> {
+pub fn expiration_header(
+    s3: &CairnS3,
+    bucket: &BucketInfo,
+    key: &str,
+    v: &ObjectVersion,
+) -> Option<String> {
     let (at, rule) = current_expiry(bucket, key, v, s3.lifecycle_day_ns)?;
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at)).ok()?;
     let date = t
