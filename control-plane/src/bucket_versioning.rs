@@ -115,6 +115,7 @@ mod tests {
             encryption: None,
             policy: None,
             tags: Vec::new(),
+            lifecycle: Vec::new(),
         }
     }
 

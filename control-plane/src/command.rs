@@ -47,6 +47,11 @@ pub enum Command {
         name: String,
         tags: Vec<crate::model::BucketTag>,
     },
+    /// Replaces a bucket's lifecycle rules (empty: DeleteBucketLifecycle).
+    SetBucketLifecycle {
+        name: String,
+        rules: Vec<crate::lifecycle::LifecycleRule>,
+    },
     /// Sets (`Some`, already validated by the proposer) or deletes a bucket's policy.
     SetBucketPolicy {
         bucket: String,
@@ -68,6 +73,8 @@ pub enum CommandError {
     InvalidRequest(String),
     #[error("{0}")]
     InvalidTag(String),
+    #[error(transparent)]
+    InvalidLifecycle(#[from] crate::lifecycle::LifecycleError),
     #[error("the site state is not empty: refusing to restore over it")]
     NotEmpty,
     #[error("KMS key {0} already exists")]

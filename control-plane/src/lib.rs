@@ -12,6 +12,7 @@ pub mod bucket_versioning;
 pub mod command;
 pub mod iam;
 pub mod kms;
+pub mod lifecycle;
 pub mod model;
 pub mod pairing;
 pub mod raft;

@@ -32,6 +32,9 @@ pub struct BucketInfo {
     /// PutBucketTagging's tag set, in the order it was put.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<BucketTag>,
+    /// PutBucketLifecycleConfiguration's rules (empty: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lifecycle: Vec<crate::lifecycle::LifecycleRule>,
 }
 
 /// One tag of a bucket.

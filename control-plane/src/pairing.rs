@@ -38,6 +38,8 @@ pub fn clash(a: &BucketInfo, b: &BucketInfo) -> Option<String> {
         "the bucket policies differ"
     } else if !a.tags.is_empty() && !b.tags.is_empty() && a.tags != b.tags {
         "the bucket tags differ"
+    } else if !a.lifecycle.is_empty() && !b.lifecycle.is_empty() && a.lifecycle != b.lifecycle {
+        "the lifecycle rules differ"
     } else {
         return None;
     };
@@ -65,6 +67,7 @@ mod tests {
             encryption: None,
             policy: None,
             tags: Vec::new(),
+            lifecycle: Vec::new(),
         }
     }
 
@@ -118,5 +121,24 @@ mod tests {
         assert!(clashes(&a, &b).is_empty(), "tags on one side only merge");
         b.insert("shared".into(), tagged("red"));
         assert!(clashes(&a, &b)[0].contains("tags differ"));
+
+        let expiring = |days: i64| {
+            let mut t = bucket("shared");
+            t.lifecycle = vec![crate::lifecycle::LifecycleRule {
+                id: "r".into(),
+                enabled: true,
+                filter: crate::lifecycle::LifecycleFilter::All,
+                expiration: Some(crate::lifecycle::Expiration::Days(days)),
+                expired_object_delete_marker: false,
+                noncurrent: None,
+                abort_multipart_days: None,
+            }];
+            t
+        };
+        a.insert("shared".into(), expiring(1));
+        b.insert("shared".into(), bucket("shared"));
+        assert!(clashes(&a, &b).is_empty(), "rules on one side only merge");
+        b.insert("shared".into(), expiring(2));
+        assert!(clashes(&a, &b)[0].contains("lifecycle rules differ"));
     }
 }

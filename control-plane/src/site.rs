@@ -114,6 +114,7 @@ pub fn replicable(cmd: &Command) -> bool {
             | Command::SetBucketEncryption { .. }
             | Command::SetBucketPolicy { .. }
             | Command::SetBucketTagging { .. }
+            | Command::SetBucketLifecycle { .. }
             | Command::Iam(_)
     )
 }
@@ -265,6 +266,12 @@ fn export(buckets: &BTreeMap<String, BucketInfo>, iam: &IamState) -> Vec<Command
             out.push(Command::SetBucketTagging {
                 name: b.name.clone(),
                 tags: b.tags.clone(),
+            });
+        }
+        if !b.lifecycle.is_empty() {
+            out.push(Command::SetBucketLifecycle {
+                name: b.name.clone(),
+                rules: b.lifecycle.clone(),
             });
         }
     }
@@ -556,6 +563,19 @@ mod tests {
     fn existing_state_reaches_a_new_peer_and_new_changes_follow() {
         let mut a = SiteState::default();
         a.apply(&create("old")).unwrap();
+        a.apply(&Command::SetBucketLifecycle {
+            name: "old".into(),
+            rules: vec![crate::lifecycle::LifecycleRule {
+                id: "expire".into(),
+                enabled: true,
+                filter: crate::lifecycle::LifecycleFilter::All,
+                expiration: Some(crate::lifecycle::Expiration::Days(30)),
+                expired_object_delete_marker: false,
+                noncurrent: None,
+                abort_multipart_days: None,
+            }],
+        })
+        .unwrap();
         for target in [
             PolicyTarget::LdapUser("uid=a,dc=x".into()),
             PolicyTarget::LdapGroup("cn=g,dc=x".into()),

@@ -50,6 +50,8 @@ pub struct Catalog {
     pub paired: tokio::sync::Notify,
     /// Signalled while the applied state has a resync running (the resync task waits for it).
     pub resyncing: tokio::sync::Notify,
+    /// Signalled once some bucket has lifecycle rules (the lifecycle worker waits for it).
+    pub lifecycle: tokio::sync::Notify,
 }
 
 impl Catalog {
@@ -60,6 +62,7 @@ impl Catalog {
             mirror_lock: tokio::sync::Mutex::new(None),
             paired: tokio::sync::Notify::new(),
             resyncing: tokio::sync::Notify::new(),
+            lifecycle: tokio::sync::Notify::new(),
         }
     }
 
@@ -126,6 +129,9 @@ impl Catalog {
             }
             if state.sites.resyncs.values().any(|r| r.running()) {
                 self.resyncing.notify_one();
+            }
+            if state.buckets.values().any(|b| !b.lifecycle.is_empty()) {
+                self.lifecycle.notify_one();
             }
             if rx.changed().await.is_err() {
                 return;

@@ -2,7 +2,7 @@
 //! storage layers below it are the `cairn-storage` crate, re-exported here under their old paths.
 //!
 //! Layering (each module only uses the ones before it; `ARCHITECTURE.md` has the whole graph):
-//! storage -> `catalog` -> `sse` -> `idp` -> `auth` -> `node` -> `s3`, `sts` -> `replication` -> `admin`
+//! storage -> `catalog` -> `sse` -> `idp` -> `auth` -> `node` -> `s3`, `sts` -> `lifecycle`, `replication` -> `admin`
 //! -> `server`; `link`, `sign` and `tagging` are leaves the upper modules share.
 
 pub use cairn_sign as sign;
@@ -13,6 +13,7 @@ pub mod auth;
 pub mod bench;
 pub mod catalog;
 pub mod idp;
+pub mod lifecycle;
 pub mod link;
 pub mod net;
 pub mod node;

@@ -230,6 +230,7 @@ pub async fn run_node(state: Rc<NodeState>) -> turmoil::Result {
         idp: Default::default(),
         site_secret: zeroize::Zeroizing::new(TOKEN.to_owned()),
         resync_rate: 0,
+        lifecycle: Default::default(),
     })
     .await?;
     *state.node.borrow_mut() = Some(node);

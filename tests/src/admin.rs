@@ -81,6 +81,22 @@ impl AdminCli {
         self.ok(&["policy", "create", alias, name, &p.to_string_lossy()])
             .await;
     }
+
+    /// Adds user `user` (with `secret`) through `alias`, allowed what policy `name` (created
+    /// from `body`) allows.
+    pub async fn user_with_policy(
+        &self,
+        alias: &str,
+        user: &str,
+        secret: &str,
+        name: &str,
+        body: &str,
+    ) {
+        self.policy(alias, name, body).await;
+        self.ok(&["user", "add", alias, user, secret]).await;
+        self.ok(&["policy", "attach", alias, name, "--user", user])
+            .await;
+    }
 }
 
 impl Default for AdminCli {

@@ -20,10 +20,14 @@ impl TwoSites {
 
     /// Site a started with `opts`, site b with 4 drives and [`B_ROOT`].
     pub async fn start_with(opts: ServerOptions) -> TwoSites {
-        let a = Server::start_with(opts).await;
-        let mut opts = ServerOptions::new(4);
-        opts.env_credentials = Some((B_ROOT.0.into(), B_ROOT.1.into()));
-        let b = Server::start_with(opts).await;
+        TwoSites::start_both(opts, ServerOptions::new(4)).await
+    }
+
+    /// Site a started with `a`, site b with `b` and [`B_ROOT`].
+    pub async fn start_both(a: ServerOptions, mut b: ServerOptions) -> TwoSites {
+        let a = Server::start_with(a).await;
+        b.env_credentials = Some((B_ROOT.0.into(), B_ROOT.1.into()));
+        let b = Server::start_with(b).await;
         let s = TwoSites {
             a,
             b,

@@ -325,17 +325,13 @@ async fn bucket_tagging() {
     // A user allowed to read tags only.
     let admin = cairn_tests::admin::AdminCli::for_server("n0", &srv).await;
     admin
-        .policy(
+        .user_with_policy(
             "n0",
+            "tina",
+            "tina-secret-1",
             "read-tags",
             r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetBucketTagging"],"Resource":["arn:aws:s3:::tagged"]}]}"#,
         )
-        .await;
-    admin
-        .ok(&["user", "add", "n0", "tina", "tina-secret-1"])
-        .await;
-    admin
-        .ok(&["policy", "attach", "n0", "read-tags", "--user", "tina"])
         .await;
     let tina = srv.client_with("tina", "tina-secret-1");
     assert_eq!(read(tina.clone()).await, want);

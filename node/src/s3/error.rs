@@ -6,6 +6,7 @@ use s3s::{S3Error, S3ErrorCode};
 use crate::catalog::CatalogError;
 use crate::object::ObjectError;
 use cairn_control_plane::iam::identity::IamError;
+use cairn_control_plane::lifecycle::LifecycleError;
 use cairn_control_plane::CommandError;
 
 fn err(code: S3ErrorCode, msg: impl Into<String>) -> S3Error {
@@ -98,6 +99,7 @@ impl From<CatalogError> for S3Error {
             CatalogError::Command(CommandError::InvalidBucketState(m)) => err(S3ErrorCode::InvalidBucketState, m),
             CatalogError::Command(CommandError::InvalidRequest(m)) => err(S3ErrorCode::InvalidRequest, m),
             CatalogError::Command(CommandError::InvalidTag(m)) => err(S3ErrorCode::InvalidTag, m),
+            CatalogError::Command(CommandError::InvalidLifecycle(l)) => lifecycle_error(l),
             CatalogError::Command(
                 CommandError::KmsKeyExists(_)
                 | CommandError::NoSuchKmsKey(_)
@@ -107,6 +109,15 @@ impl From<CatalogError> for S3Error {
             CatalogError::Command(CommandError::Iam(i)) => iam_error(i),
             CatalogError::Unavailable(_) => err(S3ErrorCode::ServiceUnavailable, e.to_string()),
         }
+    }
+}
+
+/// A refused lifecycle configuration, with AWS's code for each reason.
+pub fn lifecycle_error(e: LifecycleError) -> S3Error {
+    match e {
+        LifecycleError::Malformed(m) => err(S3ErrorCode::MalformedXML, m),
+        LifecycleError::InvalidArgument(m) => err(S3ErrorCode::InvalidArgument, m),
+        LifecycleError::InvalidRequest(m) => err(S3ErrorCode::InvalidRequest, m),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod bucket;
 pub mod bucket_encryption;
+pub mod bucket_lifecycle;
 mod bucket_policy;
 pub mod bucket_tagging;
 pub mod convert;
@@ -34,6 +35,8 @@ pub struct CairnS3 {
     pub sse: Arc<crate::sse::object::Keyring>,
     /// Versions written here that peer sites must receive.
     pub replication: crate::object::replica::Hints,
+    /// A lifecycle "day" in nanoseconds (shortened only for tests, `crate::lifecycle::Settings`).
+    pub lifecycle_day_ns: i64,
 }
 
 impl CairnS3 {
@@ -144,6 +147,30 @@ impl S3 for CairnS3 {
         req: S3Request<DeleteBucketTaggingInput>,
     ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
         bucket_tagging::delete(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        bucket_lifecycle::put(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        bucket_lifecycle::get(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        bucket_lifecycle::delete(self, req).await
     }
 
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]

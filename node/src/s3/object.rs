@@ -241,6 +241,8 @@ pub async fn put(
     };
     sse::set_echo!(out, echo);
     convert::set_checksums!(out, sums);
+    out.expiration =
+        super::bucket_lifecycle::expiration_header(s3, &bucket, &input.key, &info.version);
     Ok(S3Response::new(out))
 }
 
@@ -347,6 +349,9 @@ pub async fn get(
         echo,
         checksums
     );
+    if input.version_id.is_none() {
+        out.expiration = super::bucket_lifecycle::expiration_header(s3, &bucket, &input.key, &v);
+    }
     Ok(S3Response::new(out))
 }
 
@@ -395,6 +400,9 @@ pub async fn head(
         echo,
         checksums
     );
+    if input.version_id.is_none() {
+        out.expiration = super::bucket_lifecycle::expiration_header(s3, &bucket, &input.key, &v);
+    }
     Ok(S3Response::new(out))
 }
 

@@ -86,6 +86,17 @@ pub struct ServerArgs {
     /// peer while it runs.
     #[arg(long, env = "CAIRN_RESYNC_RATE", default_value_t = 0)]
     pub resync_rate: u32,
+    /// Lifecycle actions (expirations, removals, aborted uploads) per second at most.
+    #[arg(long, env = "CAIRN_LIFECYCLE_RATE", default_value_t = 1000)]
+    pub lifecycle_rate: u32,
+    /// For testing only: the length of a lifecycle rule's "day" (`2s` makes `Days=1` expire
+    /// objects within seconds). Leave it at 1d in production.
+    #[arg(long, env = "CAIRN_LIFECYCLE_DAY", default_value = "1d", value_parser = parse_duration)]
+    pub lifecycle_day: Duration,
+    /// How often the control-plane leader scans buckets with lifecycle rules (tests shorten it
+    /// with the day).
+    #[arg(long, env = "CAIRN_LIFECYCLE_SCAN", default_value = "1h", value_parser = parse_duration)]
+    pub lifecycle_scan: Duration,
 }
 
 fn default_certs_dir() -> std::path::PathBuf {
@@ -335,6 +346,11 @@ async fn serve(
         idp,
         site_secret,
         resync_rate: args.resync_rate,
+        lifecycle: crate::lifecycle::Settings {
+            rate: args.lifecycle_rate,
+            day: args.lifecycle_day,
+            scan_every: args.lifecycle_scan,
+        },
     })
     .await?;
 

@@ -74,6 +74,8 @@ pub struct NodeParts {
     pub idp: crate::idp::Providers,
     /// Versions a resync sends per second at most (0: no limit).
     pub resync_rate: u32,
+    /// How the lifecycle worker runs (rate, and for tests a shorter day).
+    pub lifecycle: crate::lifecycle::Settings,
 }
 
 impl Node {
@@ -169,14 +171,21 @@ impl Node {
             credentials: credentials.clone(),
             sse,
             replication,
+            lifecycle_day_ns: parts.lifecycle.day_ns(),
         };
-        tokio::spawn(crate::replication::start_when_paired(
+        // One task for both waiting workers: a task more would shift the simulator's task ids.
+        let replication = crate::replication::start_when_paired(
             node.clone(),
             s3.clone(),
             hints,
             parts.region,
             parts.resync_rate,
-        ));
+        );
+        let lifecycle =
+            crate::lifecycle::start_when_configured(node.clone(), s3.clone(), parts.lifecycle);
+        tokio::spawn(async move {
+            futures::join!(replication, lifecycle);
+        });
         let mut b = S3ServiceBuilder::new(s3);
         let mut config = S3Config::default();
         config.post_object_max_file_size = parts.max_post_object_size;

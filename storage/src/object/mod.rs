@@ -7,6 +7,7 @@
 pub mod error;
 pub mod heal;
 pub mod keys;
+pub mod lifecycle;
 pub mod list;
 pub mod list_versions;
 pub mod metadata;
@@ -374,6 +375,7 @@ impl ObjectLayer {
                 &out.ok,
                 out.inline.as_deref(),
                 &moves,
+                None,
             )
             .await;
         if !matches!(res, Ok(None)) {
@@ -392,7 +394,8 @@ impl ObjectLayer {
     /// Records `version` on every drive whose shard was written: moves the shard files into place,
     /// then replaces any version with the same id in the drive's metadata. A replica asks
     /// [`replica`] first: `Some` is the version already stored under its id, and nothing was
-    /// written.
+    /// written. A lifecycle action's `expect` must accept the key's versions first (else
+    /// NoSuchVersion).
     #[allow(clippy::too_many_arguments)]
     async fn commit(
         &self,
@@ -404,8 +407,13 @@ impl ObjectLayer {
         shard_ok: &[bool],
         inline: Option<&[Vec<u8>]>,
         moves: &[(String, String)],
+        expect: Option<&lifecycle::Expect<'_>>,
     ) -> ObjectResult<Option<ObjectVersion>> {
         let _guard = self.locks.lock(self.key_hash(bucket, key)).await;
+        if let Some(expect) = expect {
+            let records = set.read_records(&keys::object(bucket, key)).await;
+            lifecycle::check(expect, &records, set.read_quorum)?;
+        }
         if version.replication == replica::REPLICA {
             if let Some(existing) = self.admit_replica(set, bucket, key, version).await? {
                 return Ok(Some(existing));

@@ -77,11 +77,13 @@ impl ObjectLayer {
         });
         if let Some(id) = req.version_id {
             check_version_id(id)?;
-            return self.remove_version(bucket, key, id, req.bypass, mark).await;
+            return self
+                .remove_version(bucket, key, id, req.bypass, mark, None)
+                .await;
         }
         match req.versioning {
             Versioning::Unversioned => {
-                self.remove_version(bucket, key, NULL_VERSION, req.bypass, mark)
+                self.remove_version(bucket, key, NULL_VERSION, req.bypass, mark, None)
                     .await?;
                 Ok(DeleteOutcome::default())
             }
@@ -101,7 +103,7 @@ impl ObjectLayer {
                 let all: Vec<u32> = (0..set.size() as u32).collect();
                 let ok = vec![true; all.len()];
                 // A replica of a marker already here is a resend: nothing changes.
-                self.commit(set, bucket, key, &all, &marker, &ok, None, &[])
+                self.commit(set, bucket, key, &all, &marker, &ok, None, &[], None)
                     .await?;
                 Ok(DeleteOutcome {
                     version_id: Some(marker.version_id),
@@ -111,15 +113,17 @@ impl ObjectLayer {
         }
     }
 
-    /// Removes version `id` of a key from every drive, if the lock allows it now, with `mark`
-    /// for the peers in the same batch.
-    async fn remove_version(
+    /// Removes version `id` of a key from every drive, if the lock allows it now (and `expect`,
+    /// if given, accepts the key's versions as they are under its lock: NoSuchVersion if not),
+    /// with `mark` for the peers in the same batch.
+    pub(super) async fn remove_version(
         &self,
         bucket: &str,
         key: &str,
         id: &str,
         bypass: Bypass,
         mark: Option<PurgeMark>,
+        expect: Option<&super::lifecycle::Expect<'_>>,
     ) -> ObjectResult<DeleteOutcome> {
         let _guard = self.locks.lock(self.key_hash(bucket, key)).await;
         let (set, _) = self.place(bucket, key);
@@ -136,6 +140,9 @@ impl ObjectLayer {
                 }
                 Err(e) => return Err(e),
             };
+        if let Some(expect) = expect {
+            super::lifecycle::check(expect, &records, set.read_quorum)?;
+        }
         retention::check_removal(
             &retention::LockState::of(&found),
             bypass,
