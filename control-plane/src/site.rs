@@ -25,8 +25,11 @@ const MAX_NAME: usize = 63;
 /// Another site this one replicates to, and how far it got.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SitePeer {
-    /// The peer's S3 endpoint (`http(s)://host:port`), where its admin API listens.
-    pub endpoint: String,
+    /// The peer's S3 endpoints (`http(s)://host:port`: its load balancer, or its nodes), where
+    /// its admin API listens; tried in turn, so no one node of the peer is needed. State written
+    /// before peers had several holds one `endpoint`.
+    #[serde(alias = "endpoint", deserialize_with = "one_or_many")]
+    pub endpoints: Vec<String>,
     /// The pair's replication identity (never a root credential: neither site holds the
     /// other's), the secret sealed for this site. Both sites of the pair hold it: each signs
     /// its replica writes and outbox entries to the other with it, and takes requests signed
@@ -44,7 +47,8 @@ pub struct SitePeer {
 /// What a `site add` gives for one peer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerConfig {
-    pub endpoint: String,
+    #[serde(alias = "endpoint", deserialize_with = "one_or_many")]
+    pub endpoints: Vec<String>,
     pub access_key: String,
     pub secret: SealedSecret,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -68,6 +72,20 @@ pub struct Sites {
     /// Id the next resync gets.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub next_resync: u64,
+}
+
+/// A list of endpoints, or the one endpoint (a string) older state and clients have.
+pub fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(e) => vec![e],
+        OneOrMany::Many(es) => es,
+    })
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -409,6 +427,11 @@ impl crate::state::SiteState {
                             "site {name:?} cannot be its own peer"
                         )));
                     }
+                    if cfg.endpoints.is_empty() {
+                        return Err(CommandError::InvalidRequest(format!(
+                            "site peer {name:?} needs at least one endpoint"
+                        )));
+                    }
                     // The identity tells which peer a replica comes from, and is no one else.
                     if !keys.insert(cfg.access_key.as_str())
                         || self.iam.users.contains_key(&cfg.access_key)
@@ -425,8 +448,9 @@ impl crate::state::SiteState {
                 let mut joined = Vec::new();
                 let old = std::mem::take(&mut sites.peers);
                 for (name, cfg) in peers {
+                    // Still reached where it was (endpoints added or dropped): the same peer.
                     let acked = match old.get(name) {
-                        Some(p) if p.endpoint == cfg.endpoint => p.acked,
+                        Some(p) if p.endpoints.iter().any(|e| cfg.endpoints.contains(e)) => p.acked,
                         _ => {
                             joined.push(name.clone());
                             start
@@ -435,7 +459,7 @@ impl crate::state::SiteState {
                     sites.peers.insert(
                         name.clone(),
                         SitePeer {
-                            endpoint: cfg.endpoint.clone(),
+                            endpoints: cfg.endpoints.clone(),
                             access_key: cfg.access_key.clone(),
                             secret: cfg.secret.clone(),
                             acked,
@@ -521,7 +545,7 @@ mod tests {
                     (
                         p.to_string(),
                         PeerConfig {
-                            endpoint: format!("http://{p}:9000"),
+                            endpoints: vec![format!("http://{p}:9000")],
                             access_key: format!("link-{local}-{p}"),
                             secret: secret(),
                             skip_version_deletes: false,
@@ -842,6 +866,57 @@ mod tests {
         a.apply(&Command::Site(SiteCommand::Remove { peer: "c".into() }))
             .unwrap();
         assert!(!a.sites.enabled() && a.sites.outbox.is_empty());
+    }
+
+    #[test]
+    fn a_peer_keeps_its_progress_while_one_of_its_endpoints_stays() {
+        // State and commands written when a peer had one `endpoint` still read.
+        let old = serde_json::json!({
+            "endpoint": "http://b1:9000",
+            "access_key": "link-a-b",
+            "secret": secret(),
+            "acked": 7,
+        });
+        let peer: SitePeer = serde_json::from_value(old).unwrap();
+        assert_eq!(peer.endpoints, vec!["http://b1:9000".to_string()]);
+        let cfg: PeerConfig = serde_json::from_value(serde_json::json!({
+            "endpoint": "http://b1:9000", "access_key": "k", "secret": secret(),
+        }))
+        .unwrap();
+        assert_eq!(cfg.endpoints, peer.endpoints);
+
+        let mut a = SiteState::default();
+        a.apply(&configure("a", &["b"])).unwrap();
+        for n in ["p", "q"] {
+            a.apply(&create(n)).unwrap();
+        }
+        a.apply(&Command::Site(SiteCommand::Acked {
+            peer: "b".into(),
+            seq: 2,
+        }))
+        .unwrap();
+        let with = |endpoints: &[&str]| {
+            let Command::Site(SiteCommand::Configure { local, mut peers }) = configure("a", &["b"])
+            else {
+                unreachable!()
+            };
+            if let Some(p) = peers.get_mut("b") {
+                p.endpoints = endpoints.iter().map(|e| e.to_string()).collect();
+            }
+            Command::Site(SiteCommand::Configure { local, peers })
+        };
+        a.apply(&with(&["http://b:9000", "http://b2:9000"]))
+            .unwrap();
+        assert_eq!(a.sites.peers["b"].endpoints.len(), 2);
+        assert_eq!(a.sites.peers["b"].acked, 2, "an endpoint added: same peer");
+        assert_eq!(a.sites.backlog("b"), 0, "nothing is sent again");
+        assert!(a.sites.resyncs.is_empty());
+        assert!(a.apply(&with(&[])).is_err(), "a peer needs an endpoint");
+        a.apply(&with(&["http://elsewhere:9000"])).unwrap();
+        assert!(
+            a.sites.backlog("b") > 0 && a.sites.resyncs.contains_key("b"),
+            "reached nowhere it was: a new peer, sent everything"
+        );
     }
 
     #[test]

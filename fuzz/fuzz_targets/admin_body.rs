@@ -89,7 +89,11 @@ fuzz_target!(|data: &[u8]| {
                 .into_iter()
                 .map(|p| {
                     let cfg = PeerConfig {
-                        endpoint: p.endpoint.trim_end_matches('/').to_string(),
+                        endpoints: p
+                            .endpoints
+                            .iter()
+                            .map(|e| e.trim_end_matches('/').to_string())
+                            .collect(),
                         access_key: p.access_key,
                         secret: secret(),
                         skip_version_deletes: p.skip_version_deletes,

@@ -392,7 +392,7 @@ async fn paired_sites_show_their_peer_in_the_metrics() {
         .await
         .unwrap();
     let token = token_of(&cli.ok(&["prometheus", "generate", "a", "--node"]).await);
-    let peer = format!("peer=\"{}\"", b.endpoint());
+    let peer = "peer=\"b\"".to_string();
     let scrape = || async {
         a.http()
             .get(format!("{}/cairn/metrics/node", a.endpoint()))
@@ -413,6 +413,11 @@ async fn paired_sites_show_their_peer_in_the_metrics() {
         let t = scrape().await;
         line(&t, "cairn_replication_outbox_backlog").is_some_and(|l| l.ends_with(" 0"))
             && line(&t, "cairn_replication_peer_online").is_some_and(|l| l.ends_with(" 1"))
+            && t.lines().any(|l| {
+                l.starts_with("cairn_replication_endpoint_online")
+                    && l.contains(&format!("endpoint=\"{}\"", b.endpoint()))
+                    && l.ends_with(" 1")
+            })
     })
     .await;
     assert!(seen, "{}", scrape().await);

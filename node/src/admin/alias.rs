@@ -1,6 +1,9 @@
 //! Named endpoints for `cairn admin`, kept the way `mc` keeps them: `cairn admin alias set ALIAS URL
 //! ACCESS SECRET` once, then every command names the alias. The file holds secrets, so it is
-//! written owner-only, through a temp file and a rename.
+//! written owner-only, through a temp file and a rename. As `mc` takes `MC_HOST_<alias>`, an
+//! alias may instead come from the environment, `CAIRN_HOST_<ALIAS>=http(s)://ACCESS:SECRET@HOST:PORT`
+//! (it wins over the file): a container with no writable home (the images are `FROM scratch`)
+//! runs `cairn admin` with it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -86,12 +89,48 @@ impl Aliases {
     /// The target of `alias`; also accepts `ALIAS/BUCKET...` and ignores what follows the alias.
     pub fn resolve(&self, alias: &str) -> anyhow::Result<Target> {
         let name = alias.split('/').next().unwrap_or(alias);
+        if let Some(value) = std::env::var_os(format!("{HOST_ENV}{name}")) {
+            return from_env(name, &value.to_string_lossy());
+        }
         self.aliases.get(name).cloned().with_context(|| {
             format!(
                 "no alias {name:?}: add it with `cairn admin alias set {name} URL ACCESS SECRET`"
             )
         })
     }
+}
+
+/// The prefix of the variables naming an alias's URL and credentials.
+const HOST_ENV: &str = "CAIRN_HOST_";
+
+/// Alias `name` from `CAIRN_HOST_<name>`'s `value`, `http(s)://ACCESS:SECRET@HOST:PORT` with
+/// the keys percent-encoded as needed. Errors never repeat the value: it holds a secret.
+fn from_env(name: &str, value: &str) -> anyhow::Result<Target> {
+    let bad = || {
+        anyhow::anyhow!(
+            "{HOST_ENV}{name} must be http(s)://ACCESS:SECRET@HOST:PORT (keys percent-encoded)"
+        )
+    };
+    let (scheme, rest) = value.split_once("://").ok_or_else(bad)?;
+    let (userinfo, host) = rest.rsplit_once('@').ok_or_else(bad)?;
+    let (access_key, secret_key) = userinfo.split_once(':').ok_or_else(bad)?;
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| bad())
+    };
+    let (access_key, secret_key) = (decode(access_key)?, decode(secret_key)?);
+    let url = format!("{scheme}://{}", host.trim_end_matches('/'));
+    if access_key.is_empty() || secret_key.is_empty() || validate(name, &url).is_err() {
+        return Err(bad());
+    }
+    Ok(Target {
+        url,
+        access_key,
+        secret_key,
+        region: default_region(),
+    })
 }
 
 /// Splits `ALIAS/BUCKET` into the bucket (error naming the expected form when absent).
@@ -141,6 +180,30 @@ mod tests {
         assert!(!format!("{:?}", a.resolve("site1").unwrap()).contains("secret123"));
         assert_eq!(bucket_of("site1/b1").unwrap(), "b1");
         assert!(bucket_of("site1").is_err());
+    }
+
+    #[test]
+    fn an_alias_from_the_environment_is_parsed_and_never_echoed() {
+        let t = from_env("b", "https://root:s%40cr%3Aet@b1.example:9000/").unwrap();
+        assert_eq!(t.url, "https://b1.example:9000");
+        assert_eq!(
+            (t.access_key.as_str(), t.secret_key.as_str()),
+            ("root", "s@cr:et")
+        );
+        for bad in [
+            "b1:9000",
+            "http://b1:9000",
+            "http://rootonly@b1:9000",
+            "ftp://root:topsecret@b1",
+            "http://:topsecret@b1:9000",
+            "http://root:topsecret%ff@b1:9000",
+        ] {
+            let e = from_env("b", bad).unwrap_err().to_string();
+            assert!(
+                e.contains("CAIRN_HOST_b") && !e.contains("topsecret"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

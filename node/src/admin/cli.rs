@@ -237,7 +237,8 @@ pub async fn call(
     )
     .with_response_timeout(Duration::from_secs(24 * 3600));
     let peer = crate::link::PeerTarget {
-        endpoint: target.url.trim_end_matches('/').to_owned(),
+        name: target.url.clone(),
+        endpoints: vec![target.url.trim_end_matches('/').to_owned()],
         access_key: target.access_key.clone(),
         secret_key: zeroize::Zeroizing::new(target.secret_key.clone()),
         region: target.region.clone(),

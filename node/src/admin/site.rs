@@ -30,7 +30,12 @@ use crate::replication::outbox::{
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PeerSpec {
     pub name: String,
-    pub endpoint: String,
+    /// Its load balancer, or its nodes (an older client sends one `endpoint`).
+    #[serde(
+        alias = "endpoint",
+        deserialize_with = "cairn_control_plane::site::one_or_many"
+    )]
+    pub endpoints: Vec<String>,
     pub access_key: String,
     pub secret_key: String,
     /// Versions removed for good are neither sent to this peer nor taken from it.
@@ -40,6 +45,8 @@ pub struct PeerSpec {
 
 /// Shortest secret a replication identity may have.
 const MIN_LINK_SECRET: usize = 16;
+/// Most endpoints one peer may have.
+const MAX_ENDPOINTS: usize = 32;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Configure {
@@ -50,13 +57,14 @@ pub struct Configure {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PeerStatus {
     pub name: String,
-    pub endpoint: String,
+    pub endpoints: Vec<String>,
     /// The last of this site's outbox sequences the peer applied.
     pub acked: u64,
     /// Outbox entries the peer still lacks.
     pub backlog: u64,
     /// What the answering node saw of the peer: online, last contact and error, versions
-    /// replicated, lag percentiles, recent failures.
+    /// replicated, lag percentiles, recent failures, and each endpoint's state in the order
+    /// its next call tries them.
     pub contact: crate::link::contacts::Contact,
     /// The latest resync to the peer, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,10 +247,10 @@ fn status(node: &Node) -> Status {
             .iter()
             .map(|(name, p)| PeerStatus {
                 name: name.clone(),
-                endpoint: p.endpoint.clone(),
+                endpoints: p.endpoints.clone(),
                 acked: p.acked,
                 backlog: s.sites.backlog(name),
-                contact: node.link.contacts.report(&p.endpoint),
+                contact: node.link.contacts.report(name, &p.endpoints),
                 resync: s
                     .sites
                     .resyncs
@@ -275,22 +283,34 @@ async fn configure(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Respons
                 p.name
             ));
         }
-        let uri: hyper::Uri = p
-            .endpoint
-            .parse()
-            .map_err(|_| s3_error!(InvalidArgument, "invalid peer endpoint {:?}", p.endpoint))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        if p.endpoints.is_empty() || p.endpoints.len() > MAX_ENDPOINTS {
             return Err(s3_error!(
                 InvalidArgument,
-                "peer endpoint {:?} must be http(s)://HOST[:PORT]",
-                p.endpoint
+                "peer {:?} needs 1 to {MAX_ENDPOINTS} endpoints",
+                p.name
             ));
+        }
+        let mut endpoints: Vec<String> = Vec::new();
+        for e in &p.endpoints {
+            let uri: hyper::Uri = e
+                .parse()
+                .map_err(|_| s3_error!(InvalidArgument, "invalid peer endpoint {e:?}"))?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "peer endpoint {e:?} must be http(s)://HOST[:PORT]"
+                ));
+            }
+            let e = e.trim_end_matches('/').to_string();
+            if !endpoints.contains(&e) {
+                endpoints.push(e);
+            }
         }
         let secret = auth.with_rng(|rng| auth.iam.sealer.seal(&p.access_key, &p.secret_key, rng));
         peers.insert(
             p.name,
             PeerConfig {
-                endpoint: p.endpoint.trim_end_matches('/').to_string(),
+                endpoints,
                 access_key: p.access_key,
                 secret,
                 skip_version_deletes: p.skip_version_deletes,
@@ -339,7 +359,7 @@ async fn apply(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<Bo
     let Some((peer, site_peer)) = state.sites.peer_by_key(&access_key) else {
         return Err(denied());
     };
-    let link = target(auth, site_peer, "").ok_or_else(denied)?;
+    let link = target(auth, peer, site_peer, "").ok_or_else(denied)?;
     let r: ApplyRequest = body_json(req).await?;
     // Entries come from the peer the identity belongs to, whatever the body says.
     if r.origin != peer {

@@ -1,7 +1,8 @@
 //! `cairn admin site add ALIAS ALIAS...`, `site remove ALIAS PEER`, `site status ALIAS` and
 //! `site resync start|status|cancel ALIAS PEER`, as `mc admin replicate` does them: the CLI knows
 //! every site through its aliases, so one command tells each site about all the others (the alias
-//! URLs must be reachable from the sites themselves).
+//! URLs must be reachable from the sites themselves). `--site-url ALIAS=URL` gives instead the
+//! URLs the other sites reach site ALIAS at (its nodes, its load balancers): they try them in turn.
 //!
 //! Sites that both hold buckets are merged (`cairn_control_plane::pairing`): before anything
 //! changes, `add` fetches every site's buckets and refuses, naming each one, any bucket that
@@ -26,6 +27,11 @@ pub enum SiteCommand {
     /// Replicate buckets, their configs, IAM and objects among these sites (each named by its
     /// alias; the alias's credentials must be the site's root credentials, which stay with it:
     /// each pair of sites gets a replication identity of its own).
+    ///
+    /// The other sites reach a site at its alias's URL, or, when `--site-url` names it, at each
+    /// URL given for it, tried in turn (the one that answered last first; the next one while one
+    /// cannot be reached): give a site's nodes, or its load balancers, so that replication never
+    /// depends on one of them.
     Add {
         #[arg(required = true, num_args = 2..)]
         aliases: Vec<String>,
@@ -33,6 +39,11 @@ pub enum SiteCommand {
         /// default such removals replicate like everything else. Running `add` again changes it.
         #[arg(long)]
         no_replicate_version_deletes: bool,
+        /// ALIAS=URL: a URL the other sites reach site ALIAS at (repeatable, in the order they
+        /// are tried; replaces the alias's URL for them), e.g. `--site-url b=http://b1:9000
+        /// --site-url b=http://b2:9000 --site-url b=http://b3:9000`.
+        #[arg(long = "site-url", value_name = "ALIAS=URL")]
+        endpoints: Vec<String>,
     },
     /// This site's peers and how far each one got (JSON).
     Status { alias: String },
@@ -153,6 +164,7 @@ pub fn run(cmd: &SiteCommand) -> anyhow::Result<()> {
         SiteCommand::Add {
             aliases: names,
             no_replicate_version_deletes,
+            endpoints: extra,
         } => {
             let mut seen = std::collections::BTreeSet::new();
             if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
@@ -162,6 +174,7 @@ pub fn run(cmd: &SiteCommand) -> anyhow::Result<()> {
                 .iter()
                 .map(|n| aliases.resolve(n))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let urls = site_urls(names, &targets, extra)?;
             let clashes = rt.block_on(clashes(names, &targets))?;
             if !clashes.is_empty() {
                 anyhow::bail!(
@@ -176,11 +189,11 @@ pub fn run(cmd: &SiteCommand) -> anyhow::Result<()> {
                     .zip(&targets)
                     .enumerate()
                     .filter(|(j, _)| *j != i)
-                    .map(|(j, (n, t))| {
+                    .map(|(j, (n, _))| {
                         let (access_key, secret_key) = links[i.min(j)][i.max(j)].clone();
                         PeerSpec {
                             name: n.clone(),
-                            endpoint: t.url.clone(),
+                            endpoints: urls[j].clone(),
                             access_key,
                             secret_key,
                             skip_version_deletes: *no_replicate_version_deletes,
@@ -229,6 +242,34 @@ pub fn run(cmd: &SiteCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The URLs each site is reached at: each `ALIAS=URL` of `extra` naming it, in order, or else its
+/// alias's.
+fn site_urls(
+    names: &[String],
+    targets: &[Target],
+    extra: &[String],
+) -> anyhow::Result<Vec<Vec<String>>> {
+    let mut urls: Vec<Vec<String>> = vec![Vec::new(); names.len()];
+    for e in extra {
+        let Some((alias, url)) = e.split_once('=') else {
+            anyhow::bail!("--site-url {e:?}: expected ALIAS=URL");
+        };
+        let Some(i) = names.iter().position(|n| n == alias) else {
+            anyhow::bail!("--site-url {e:?}: {alias} is not one of the sites being paired");
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            anyhow::bail!("--site-url {e:?}: the URL must start with http:// or https://");
+        }
+        urls[i].push(url.to_string());
+    }
+    for (u, t) in urls.iter_mut().zip(targets) {
+        if u.is_empty() {
+            u.push(t.url.clone());
+        }
+    }
+    Ok(urls)
 }
 
 /// A fresh replication identity for every pair `i < j` of `n` sites, at `[i][j]`.

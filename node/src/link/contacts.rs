@@ -1,8 +1,9 @@
-//! What this node saw of each peer endpoint it calls: when it last answered, the last error, the
-//! versions it took and how long after their write (lag), and the latest items that failed. The
-//! link records the calls, the object replicator the versions; `cairn admin site status` shows
-//! them. Each node keeps its own (the leader pushes control-plane changes, the node that took a
-//! write replicates it), in memory: a restart starts them afresh.
+//! What this node saw of each peer it calls: per endpoint, when it last answered and the last
+//! error (which also orders the endpoints a call tries); per peer, the versions it took and how
+//! long after their write (lag), and the latest items that failed. The link records the calls,
+//! the replicators the items; `cairn admin site status` shows them. Each node keeps its own (the
+//! leader pushes control-plane changes, the node that took a write replicates it), in memory: a
+//! restart starts them afresh.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -18,11 +19,17 @@ const FAILED_KEPT: usize = 16;
 /// Longest error text kept.
 const MAX_REASON: usize = 300;
 
+/// One endpoint's calls.
 #[derive(Debug, Default)]
-struct Seen {
+struct Calls {
     last_answer_ns: Option<i64>,
     last_error: Option<(i64, String)>,
     unreachable_in_a_row: u64,
+}
+
+/// One peer's items.
+#[derive(Debug, Default)]
+struct Items {
     versions: u64,
     bytes: u64,
     lags_ms: VecDeque<u64>,
@@ -30,14 +37,33 @@ struct Seen {
     failures: u64,
 }
 
-/// One peer endpoint as [`Contacts::report`] shows it.
+#[derive(Debug, Default)]
+struct Seen {
+    endpoints: BTreeMap<String, Calls>,
+    peers: BTreeMap<String, Items>,
+}
+
+/// One endpoint of a peer as [`Contacts::report`] shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct Contact {
+pub struct EndpointContact {
     pub endpoint: String,
     /// It answered the last call (any HTTP status: it is up, even if it refused).
     pub online: bool,
     /// When it last answered, nanoseconds since the epoch.
     pub last_contact_ns: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_ns: Option<i64>,
+}
+
+/// One peer as [`Contacts::report`] shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Contact {
+    pub peer: String,
+    /// One of its endpoints answered its last call.
+    pub online: bool,
+    /// When one of its endpoints last answered, nanoseconds since the epoch.
+    pub last_contact_ns: Option<i64>,
+    /// The latest error of one of its endpoints.
     pub last_error: Option<String>,
     pub last_error_ns: Option<i64>,
     /// Object versions it took from this node, and their bytes.
@@ -51,12 +77,15 @@ pub struct Contact {
     /// Items that failed since start-up (the metrics' counter; `failed` keeps the latest only).
     #[serde(default)]
     pub failures: u64,
+    /// Each endpoint, in the order the next call tries them.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointContact>,
 }
 
-/// Per-endpoint bookkeeping; cheap to call from every request.
+/// Per-endpoint and per-peer bookkeeping; cheap to call from every request.
 pub struct Contacts {
     clock: SharedClock,
-    seen: Mutex<BTreeMap<String, Seen>>,
+    seen: Mutex<Seen>,
 }
 
 fn clip(mut s: String) -> String {
@@ -79,22 +108,30 @@ impl Contacts {
     pub fn new(clock: SharedClock) -> Self {
         Self {
             clock,
-            seen: Mutex::new(BTreeMap::new()),
+            seen: Mutex::new(Seen::default()),
         }
     }
 
-    fn with<T>(&self, endpoint: &str, f: impl FnOnce(&mut Seen, i64) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut Seen, i64) -> T) -> T {
         let now = self.clock.now_ns();
         let mut seen = self
             .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(seen.entry(endpoint.to_owned()).or_default(), now)
+        f(&mut seen, now)
+    }
+
+    fn calls<T>(&self, endpoint: &str, f: impl FnOnce(&mut Calls, i64) -> T) -> T {
+        self.with(|s, now| f(s.endpoints.entry(endpoint.to_owned()).or_default(), now))
+    }
+
+    fn items<T>(&self, peer: &str, f: impl FnOnce(&mut Items, i64) -> T) -> T {
+        self.with(|s, now| f(s.peers.entry(peer.to_owned()).or_default(), now))
     }
 
     /// A call got an HTTP answer; `error` is the refusal when it was not a 2xx.
     pub fn answered(&self, endpoint: &str, error: Option<String>) {
-        self.with(endpoint, |s, now| {
+        self.calls(endpoint, |s, now| {
             s.last_answer_ns = Some(now);
             s.unreachable_in_a_row = 0;
             if let Some(e) = error {
@@ -105,15 +142,39 @@ impl Contacts {
 
     /// A call got no answer.
     pub fn unreachable(&self, endpoint: &str, error: String) {
-        self.with(endpoint, |s, now| {
+        self.calls(endpoint, |s, now| {
             s.unreachable_in_a_row += 1;
             s.last_error = Some((now, clip(error)));
         });
     }
 
-    /// The peer took a version of `bytes` written at `written_ns`.
-    pub fn replicated(&self, endpoint: &str, written_ns: i64, bytes: u64) {
-        self.with(endpoint, |s, now| {
+    /// `endpoints` in the order a call tries them: those that answered their last call, the one
+    /// that answered last first; then those never called, as given; then those that did not
+    /// answer, the one that failed longest ago first (so a call goes round the dead ones).
+    pub fn order(&self, endpoints: &[String]) -> Vec<String> {
+        self.with(|s, _| {
+            let mut ranked: Vec<((u8, i64), usize, &String)> = endpoints
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let rank = match s.endpoints.get(e) {
+                        Some(c) if c.unreachable_in_a_row == 0 && c.last_answer_ns.is_some() => {
+                            (0, -c.last_answer_ns.unwrap_or(0))
+                        }
+                        None => (1, 0),
+                        Some(c) => (2, c.last_error.as_ref().map_or(0, |e| e.0)),
+                    };
+                    (rank, i, e)
+                })
+                .collect();
+            ranked.sort();
+            ranked.into_iter().map(|(_, _, e)| e.clone()).collect()
+        })
+    }
+
+    /// Peer `peer` took a version of `bytes` written at `written_ns`.
+    pub fn replicated(&self, peer: &str, written_ns: i64, bytes: u64) {
+        self.items(peer, |s, now| {
             s.versions += 1;
             s.bytes = s.bytes.saturating_add(bytes);
             if s.lags_ms.len() == LAG_WINDOW {
@@ -124,9 +185,9 @@ impl Contacts {
         });
     }
 
-    /// An item (a version, a batch of changes) the peer did not take, and why.
-    pub fn failed(&self, endpoint: &str, what: String) {
-        self.with(endpoint, |s, now| {
+    /// An item (a version, a batch of changes) peer `peer` did not take, and why.
+    pub fn failed(&self, peer: &str, what: String) {
+        self.items(peer, |s, now| {
             if s.failed.len() == FAILED_KEPT {
                 s.failed.pop_front();
             }
@@ -135,41 +196,53 @@ impl Contacts {
         });
     }
 
-    /// Every endpoint this node has called or replicated to.
-    pub fn endpoints(&self) -> Vec<String> {
-        self.seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect()
-    }
-
-    /// What this node saw of `endpoint` (nothing yet: offline, no contact).
-    pub fn report(&self, endpoint: &str) -> Contact {
+    /// What this node saw of peer `peer`, reached at `endpoints` (nothing yet: offline, no
+    /// contact).
+    pub fn report(&self, peer: &str, endpoints: &[String]) -> Contact {
+        let order = self.order(endpoints);
         let seen = self
             .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let s = seen.get(endpoint);
-        let mut lags: Vec<u64> = s
+        let endpoints: Vec<EndpointContact> = order
+            .into_iter()
+            .map(|e| {
+                let c = seen.endpoints.get(&e);
+                EndpointContact {
+                    online: c
+                        .is_some_and(|c| c.last_answer_ns.is_some() && c.unreachable_in_a_row == 0),
+                    last_contact_ns: c.and_then(|c| c.last_answer_ns),
+                    last_error: c.and_then(|c| c.last_error.as_ref().map(|e| e.1.clone())),
+                    last_error_ns: c.and_then(|c| c.last_error.as_ref().map(|e| e.0)),
+                    endpoint: e,
+                }
+            })
+            .collect();
+        let items = seen.peers.get(peer);
+        let mut lags: Vec<u64> = items
             .map(|s| s.lags_ms.iter().copied().collect())
             .unwrap_or_default();
         lags.sort_unstable();
+        let failed: Vec<(i64, String)> = items
+            .map(|s| s.failed.iter().cloned().collect())
+            .unwrap_or_default();
+        let last_error = endpoints
+            .iter()
+            .filter_map(|e| Some((e.last_error_ns?, e.last_error.clone()?)))
+            .max_by_key(|e| e.0);
         Contact {
-            endpoint: endpoint.to_owned(),
-            online: s.is_some_and(|s| s.last_answer_ns.is_some() && s.unreachable_in_a_row == 0),
-            last_contact_ns: s.and_then(|s| s.last_answer_ns),
-            last_error: s.and_then(|s| s.last_error.as_ref().map(|e| e.1.clone())),
-            last_error_ns: s.and_then(|s| s.last_error.as_ref().map(|e| e.0)),
-            versions_replicated: s.map_or(0, |s| s.versions),
-            bytes_replicated: s.map_or(0, |s| s.bytes),
+            peer: peer.to_owned(),
+            online: endpoints.iter().any(|e| e.online),
+            last_contact_ns: endpoints.iter().filter_map(|e| e.last_contact_ns).max(),
+            last_error_ns: last_error.as_ref().map(|e| e.0),
+            last_error: last_error.map(|e| e.1),
+            versions_replicated: items.map_or(0, |s| s.versions),
+            bytes_replicated: items.map_or(0, |s| s.bytes),
             lag_p50_ms: percentile(&lags, 50),
             lag_p99_ms: percentile(&lags, 99),
-            failed: s
-                .map(|s| s.failed.iter().cloned().collect())
-                .unwrap_or_default(),
-            failures: s.map_or(0, |s| s.failures),
+            failed,
+            failures: items.map_or(0, |s| s.failures),
+            endpoints,
         }
     }
 }
@@ -195,33 +268,66 @@ mod tests {
         let clock = Arc::new(Manual(AtomicI64::new(1_000_000_000)));
         let c = Contacts::new(clock.clone());
         let ep = "https://b.example:9000";
-        let none = c.report(ep);
+        let eps = [ep.to_owned()];
+        let none = c.report("b", &eps);
         assert!(!none.online && none.last_contact_ns.is_none() && none.lag_p50_ms.is_none());
         c.answered(ep, None);
-        assert!(c.report(ep).online);
+        assert!(c.report("b", &eps).online);
         c.unreachable(ep, "connect: refused".into());
-        let down = c.report(ep);
+        let down = c.report("b", &eps);
         assert!(!down.online);
         assert_eq!(down.last_contact_ns, Some(1_000_000_000));
         assert_eq!(down.last_error.as_deref(), Some("connect: refused"));
         // A refusal is an answer: the peer is up.
         c.answered(ep, Some("HTTP 403".into()));
-        assert!(c.report(ep).online);
+        assert!(c.report("b", &eps).online);
         for lag_ms in 1..=100 {
             clock.0.store(10_000_000_000, Ordering::SeqCst);
-            c.replicated(ep, 10_000_000_000 - lag_ms * 1_000_000, 10);
+            c.replicated("b", 10_000_000_000 - lag_ms * 1_000_000, 10);
         }
-        let r = c.report(ep);
+        let r = c.report("b", &eps);
         assert_eq!((r.versions_replicated, r.bytes_replicated), (100, 1_000));
         assert_eq!((r.lag_p50_ms, r.lag_p99_ms), (Some(50), Some(99)));
         for i in 0..(FAILED_KEPT + 3) {
-            c.failed(ep, format!("v{i}: {}", "x".repeat(MAX_REASON * 2)));
+            c.failed("b", format!("v{i}: {}", "x".repeat(MAX_REASON * 2)));
         }
-        let r = c.report(ep);
+        let r = c.report("b", &eps);
         assert_eq!(r.failed.len(), FAILED_KEPT);
         assert_eq!(r.failures, FAILED_KEPT as u64 + 3);
-        assert_eq!(c.endpoints(), vec![ep.to_owned()]);
         assert!(r.failed[0].1.starts_with("v3: "), "oldest dropped first");
         assert!(r.failed.iter().all(|(_, w)| w.len() <= MAX_REASON));
+        assert_eq!(c.report("c", &eps).versions_replicated, 0, "per peer");
+    }
+
+    #[test]
+    fn calls_prefer_the_endpoint_that_answered_last_and_go_round_dead_ones() {
+        let clock = Arc::new(Manual(AtomicI64::new(1)));
+        let c = Contacts::new(clock.clone());
+        let eps: Vec<String> = ["http://p:1", "http://q:1", "http://r:1"]
+            .map(String::from)
+            .to_vec();
+        let at = |ns: i64| clock.0.store(ns, Ordering::SeqCst);
+        assert_eq!(c.order(&eps), eps, "untried: as given");
+        c.unreachable("http://p:1", "refused".into());
+        at(2);
+        c.answered("http://q:1", Some("HTTP 503".into()));
+        assert_eq!(c.order(&eps), ["http://q:1", "http://r:1", "http://p:1"]);
+        at(3);
+        c.answered("http://r:1", None);
+        assert_eq!(c.order(&eps), ["http://r:1", "http://q:1", "http://p:1"]);
+        at(4);
+        c.unreachable("http://r:1", "timed out".into());
+        at(5);
+        c.unreachable("http://q:1", "refused".into());
+        assert_eq!(
+            c.order(&eps),
+            ["http://p:1", "http://r:1", "http://q:1"],
+            "all down: the one that failed longest ago first"
+        );
+        let r = c.report("b", &eps);
+        assert!(!r.online && r.endpoints.iter().all(|e| !e.online));
+        assert_eq!(r.last_contact_ns, Some(3));
+        assert_eq!(r.last_error.as_deref(), Some("refused"));
+        assert_eq!(r.endpoints[0].endpoint, "http://p:1");
     }
 }

@@ -2,7 +2,10 @@
 //! of an identity provider's public documents, over the same handed-in network and roots).
 //!
 //! Sites talk over their public S3 port, as an operator's `aws` or `cairn admin` would: a peer is
-//! a URL plus credentials, and nothing about its nodes or internode token is shared. The network
+//! a set of URLs (its load balancer, or its nodes) plus credentials, and nothing about its nodes or
+//! internode token is shared. A call tries the URLs in turn (`Contacts::order`: the one that
+//! answered last first), moving on only when one cannot be reached: once a request went out, its
+//! (streamed) body is spent, and an HTTP answer, even an error, is the peer's answer. The network
 //! is handed in as a [`Dial`] (DESIGN.md §9), so the simulator can run two sites on its own
 //! network; TLS (rustls, the certificates directory's `CAs/` as roots) runs over whatever it
 //! returns.
@@ -38,6 +41,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum LinkError {
     #[error("invalid peer endpoint {0:?}")]
     Endpoint(String),
+    #[error("peer {0} has no endpoint")]
+    NoEndpoint(String),
     #[error("peer {endpoint} unreachable: {reason}")]
     Unreachable { endpoint: String, reason: String },
     #[error("peer {endpoint} answered HTTP {status}: {message}")]
@@ -63,7 +68,10 @@ pub fn full(b: Bytes) -> Body {
 /// Where a peer is and who signs for this site there.
 #[derive(Clone)]
 pub struct PeerTarget {
-    pub endpoint: String,
+    /// Names the peer in contacts and metrics (its site name).
+    pub name: String,
+    /// Where it answers, any of them (tried in turn).
+    pub endpoints: Vec<String>,
     pub access_key: String,
     pub secret_key: zeroize::Zeroizing<String>,
     pub region: String,
@@ -72,7 +80,8 @@ pub struct PeerTarget {
 impl std::fmt::Debug for PeerTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PeerTarget")
-            .field("endpoint", &self.endpoint)
+            .field("name", &self.name)
+            .field("endpoints", &self.endpoints)
             .field("access_key", &self.access_key)
             .finish_non_exhaustive()
     }
@@ -178,44 +187,73 @@ impl Link {
         self
     }
 
-    /// Sends `req` to `peer`, signed with its credentials (`UNSIGNED-PAYLOAD`: bodies stream).
-    /// A non-2xx answer is [`LinkError::Status`] with the start of the peer's message. The
-    /// outcome is noted in [`Link::contacts`].
+    /// Sends `req` to `peer`, signed with its credentials (`UNSIGNED-PAYLOAD`: bodies stream),
+    /// at the first of its endpoints that takes a connection. A non-2xx answer is
+    /// [`LinkError::Status`] with the start of the peer's message. The outcome is noted in
+    /// [`Link::contacts`].
     pub async fn send(
         &self,
         peer: &PeerTarget,
         req: PeerRequest<'_>,
     ) -> Result<hyper::Response<Incoming>, LinkError> {
-        let r = self.send_once(peer, req).await;
-        match &r {
-            Ok(_) => self.contacts.answered(&peer.endpoint, None),
-            Err(e @ LinkError::Status { .. }) => {
-                self.contacts.answered(&peer.endpoint, Some(e.to_string()))
-            }
-            Err(e) => self.contacts.unreachable(&peer.endpoint, e.to_string()),
-        }
-        r
+        self.send_any(peer, req).await.map(|(_, r)| r)
     }
 
-    async fn send_once(
+    /// [`Link::send`], and which endpoint answered.
+    async fn send_any(
         &self,
         peer: &PeerTarget,
         req: PeerRequest<'_>,
+    ) -> Result<(String, hyper::Response<Incoming>), LinkError> {
+        let mut last = LinkError::NoEndpoint(peer.name.clone());
+        for endpoint in self.contacts.order(&peer.endpoints) {
+            let url = match Url::parse(&endpoint) {
+                Ok(u) => u,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let sender = match self.connect(&endpoint, &url.host, url.port, url.tls).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(peer = %peer.name, %endpoint, error = %e, "peer endpoint unreachable, trying the next");
+                    self.contacts.unreachable(&endpoint, e.to_string());
+                    last = e;
+                    continue;
+                }
+            };
+            let r = self
+                .exchange(peer, &endpoint, &url.authority, sender, req)
+                .await;
+            match &r {
+                Ok(_) => self.contacts.answered(&endpoint, None),
+                Err(e @ LinkError::Status { .. }) => {
+                    self.contacts.answered(&endpoint, Some(e.to_string()))
+                }
+                Err(e) => self.contacts.unreachable(&endpoint, e.to_string()),
+            }
+            return r.map(|resp| (endpoint, resp));
+        }
+        Err(last)
+    }
+
+    /// Signs `req` for `endpoint` (its `host` is signed) and sends it on `sender`.
+    async fn exchange(
+        &self,
+        peer: &PeerTarget,
+        endpoint: &str,
+        authority: &str,
+        mut sender: hyper::client::conn::http1::SendRequest<Body>,
+        req: PeerRequest<'_>,
     ) -> Result<hyper::Response<Incoming>, LinkError> {
-        let endpoint = peer.endpoint.clone();
+        let endpoint = endpoint.to_owned();
         let bad = || LinkError::Endpoint(endpoint.clone());
-        let Url {
-            tls,
-            host,
-            port,
-            authority,
-            ..
-        } = Url::parse(&peer.endpoint)?;
         // The peer's s3s checks the signature date against its operating system's clock, not
         // a handed-in one, so the date must be OS time (it reaches nothing else).
         let date = amz_date(time::OffsetDateTime::now_utc());
         let mut signed: Vec<(&str, &str)> = vec![
-            ("host", &authority),
+            ("host", authority),
             ("x-amz-date", &date),
             ("x-amz-content-sha256", UNSIGNED_PAYLOAD),
         ];
@@ -249,7 +287,6 @@ impl Link {
             builder = builder.header(*k, *v);
         }
         let request = builder.body(req.body).map_err(|_| bad())?;
-        let mut sender = self.connect(&endpoint, &host, port, tls).await?;
         let unreachable = |reason: String| LinkError::Unreachable {
             endpoint: endpoint.clone(),
             reason,
@@ -368,8 +405,7 @@ impl Link {
 
     /// Sends `req` and reads the whole (small) answer.
     pub async fn call(&self, peer: &PeerTarget, req: PeerRequest<'_>) -> Result<Bytes, LinkError> {
-        let endpoint = peer.endpoint.clone();
-        let resp = self.send(peer, req).await?;
+        let (endpoint, resp) = self.send_any(peer, req).await?;
         tokio::time::timeout(self.response_timeout, resp.into_body().collect())
             .await
             .map_err(|_| LinkError::Unreachable {

@@ -151,16 +151,16 @@ async fn send_one(node: &Node, peer: &PeerTarget, change: &ObjectChange) -> Resu
         )
         .await?;
     let outcome: Outcome = serde_json::from_slice(&answer).map_err(|e| LinkError::Unreachable {
-        endpoint: peer.endpoint.clone(),
+        endpoint: peer.name.clone(),
         reason: format!("invalid answer: {e}"),
     })?;
     if let Outcome::Refused(why) = outcome {
-        tracing::warn!(peer = %peer.endpoint, bucket = %change.bucket, key = %change.key, version_id = %change.version_id, reason = %why, "the peer refused a version change");
+        tracing::warn!(peer = %peer.name, bucket = %change.bucket, key = %change.key, version_id = %change.version_id, reason = %why, "the peer refused a version change");
         let what = format!(
             "{}/{} version {}: refused: {why}",
             change.bucket, change.key, change.version_id
         );
-        node.link.contacts.failed(&peer.endpoint, what);
+        node.link.contacts.failed(&peer.name, what);
     }
     Ok(())
 }
@@ -178,7 +178,7 @@ pub(super) async fn send(
     };
     let mut all = true;
     for (name, peer) in state.sites.peers.iter().filter(|(_, p)| !skip(p)) {
-        let Some(t) = target(auth, peer, region) else {
+        let Some(t) = target(auth, name, peer, region) else {
             all = false;
             continue;
         };
@@ -188,7 +188,7 @@ pub(super) async fn send(
                 "{}/{} version {}: {e}",
                 change.bucket, change.key, change.version_id
             );
-            node.link.contacts.failed(&t.endpoint, what);
+            node.link.contacts.failed(name, what);
             all = false;
         }
     }

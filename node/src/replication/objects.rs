@@ -236,19 +236,16 @@ async fn replicate_data(
     }
     let mut all = true;
     for (name, peer) in &state.sites.peers {
-        let Some(t) = target(auth, peer, region) else {
+        let Some(t) = target(auth, name, peer, region) else {
             all = false;
             continue;
         };
         match send(s3, node, &t, &r.bucket, &r.key, v).await {
-            Ok(()) => node
-                .link
-                .contacts
-                .replicated(&t.endpoint, v.mod_time_ns, v.size),
+            Ok(()) => node.link.contacts.replicated(name, v.mod_time_ns, v.size),
             Err(e) => {
                 tracing::warn!(peer = %name, bucket = %r.bucket, key = %r.key, error = %e, "object replication");
                 let what = format!("{}/{} version {}: {e}", r.bucket, r.key, r.version_id);
-                node.link.contacts.failed(&t.endpoint, what);
+                node.link.contacts.failed(name, what);
                 all = false;
             }
         }

@@ -49,11 +49,12 @@ pub struct ApplyResponse {
     pub received: u64,
 }
 
-/// The peer as a request target, the pair's replication secret opened from the site state.
-pub fn target(auth: &Authorizer, peer: &SitePeer, region: &str) -> Option<PeerTarget> {
+/// Peer `name` as a request target, the pair's replication secret opened from the site state.
+pub fn target(auth: &Authorizer, name: &str, peer: &SitePeer, region: &str) -> Option<PeerTarget> {
     let secret = auth.iam.sealer.open(&peer.access_key, &peer.secret)?;
     Some(PeerTarget {
-        endpoint: peer.endpoint.clone(),
+        name: name.to_string(),
+        endpoints: peer.endpoints.clone(),
         access_key: peer.access_key.clone(),
         secret_key: secret,
         region: region.to_string(),
@@ -141,7 +142,7 @@ async fn push(
         )
         .await?;
     let r: ApplyResponse = serde_json::from_slice(&answer).map_err(|e| LinkError::Unreachable {
-        endpoint: peer.endpoint.clone(),
+        endpoint: peer.name.clone(),
         reason: format!("invalid answer: {e}"),
     })?;
     Ok(r.received)
@@ -163,7 +164,7 @@ pub async fn replicate_forever(node: Arc<Node>, region: String) {
                 if state.sites.backlog(name) == 0 {
                     continue;
                 }
-                let Some(target) = target(&auth, peer, &region) else {
+                let Some(target) = target(&auth, name, peer, &region) else {
                     tracing::warn!(peer = %name, "the pair's replication identity does not open: pair the sites again");
                     continue;
                 };
@@ -185,7 +186,7 @@ pub async fn replicate_forever(node: Arc<Node>, region: String) {
                     Err(e) => {
                         tracing::warn!(peer = %name, error = %e, "site replication");
                         let what = format!("control-plane changes after {}: {e}", peer.acked);
-                        node.link.contacts.failed(&target.endpoint, what);
+                        node.link.contacts.failed(name, what);
                         behind = true;
                     }
                 }

@@ -186,7 +186,7 @@ async fn step(
         return Ok(Step::Waiting);
     }
     let auth = node.iam.as_ref().ok_or(ResyncError::Identity)?;
-    let link = target(auth, site_peer, region).ok_or(ResyncError::Identity)?;
+    let link = target(auth, peer, site_peer, region).ok_or(ResyncError::Identity)?;
     let now = || node.objects.clock.now_ns();
     if r.total.is_none() {
         let total = count(s3, node, r).await?;
@@ -227,7 +227,7 @@ async fn step(
             Sent::Gone => {}
             Sent::Failed(why) => {
                 tracing::warn!(peer, reason = %why, "resync: version refused");
-                node.link.contacts.failed(&link.endpoint, why.clone());
+                node.link.contacts.failed(&link.name, why.clone());
                 failures.push(why);
             }
         }

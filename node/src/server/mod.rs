@@ -140,7 +140,8 @@ impl site_secret::Fetch for PeerFetch {
             secret: String,
         }
         let peer = crate::link::PeerTarget {
-            endpoint: format!("{}://{}", self.scheme, node.s3),
+            name: node.s3.to_string(),
+            endpoints: vec![format!("{}://{}", self.scheme, node.s3)],
             ..self.root.clone()
         };
         let req = crate::link::PeerRequest {
@@ -216,7 +217,8 @@ async fn serve(
         ),
         scheme: if tls.is_some() { "https" } else { "http" },
         root: crate::link::PeerTarget {
-            endpoint: String::new(),
+            name: String::new(),
+            endpoints: Vec::new(),
             access_key: root.access_key.clone(),
             secret_key: zeroize::Zeroizing::new(root.secret_key.clone()),
             region: args.region.clone(),

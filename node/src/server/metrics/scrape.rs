@@ -49,6 +49,12 @@ struct PeerLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    peer: String,
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LagLabels {
     peer: String,
     quantile: &'static str,
@@ -281,22 +287,26 @@ fn peers(node: &Node, r: &mut Registry) {
     let failures = Family::<PeerLabel, Counter>::default();
     let lag = Family::<LagLabels, GaugeF>::default();
     let backlog = Family::<PeerLabel, Gauge>::default();
+    let endpoint_online = Family::<EndpointLabels, Gauge>::default();
     let state = node.catalog.state();
     for (name, p) in &state.sites.peers {
-        let l = PeerLabel {
-            peer: p.endpoint.clone(),
-        };
+        let l = PeerLabel { peer: name.clone() };
         backlog
             .get_or_create(&l)
             .set(i64::try_from(state.sites.backlog(name)).unwrap_or(i64::MAX));
-    }
-    for ep in node.link.contacts.endpoints() {
-        let c = node.link.contacts.report(&ep);
-        let l = PeerLabel { peer: ep };
+        let c = node.link.contacts.report(name, &p.endpoints);
         online.get_or_create(&l).set(i64::from(c.online));
         versions.get_or_create(&l).inc_by(c.versions_replicated);
         bytes.get_or_create(&l).inc_by(c.bytes_replicated);
         failures.get_or_create(&l).inc_by(c.failures);
+        for e in &c.endpoints {
+            endpoint_online
+                .get_or_create(&EndpointLabels {
+                    peer: name.clone(),
+                    endpoint: e.endpoint.clone(),
+                })
+                .set(i64::from(e.online));
+        }
         for (q, v) in [("0.5", c.lag_p50_ms), ("0.99", c.lag_p99_ms)] {
             if let Some(ms) = v {
                 lag.get_or_create(&LagLabels {
@@ -314,8 +324,13 @@ fn peers(node: &Node, r: &mut Registry) {
     );
     r.register(
         "replication_peer_online",
-        "1 if the peer site answered this node's last call",
+        "1 if one of the peer site's endpoints answered this node's last call to it",
         online,
+    );
+    r.register(
+        "replication_endpoint_online",
+        "1 if this endpoint of the peer site answered this node's last call to it",
+        endpoint_online,
     );
     r.register(
         "replication_sent_versions",
