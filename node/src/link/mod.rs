@@ -403,6 +403,34 @@ impl Link {
         .map_err(|e| unreachable(format!("reading the answer (at most {max} bytes): {e}")))
     }
 
+    /// POSTs `body` as JSON to the peer's admin operation `op` (e.g. `site/apply`) and decodes
+    /// its JSON answer; an answer that does not decode counts as the peer being unreachable.
+    pub async fn admin_json<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        peer: &PeerTarget,
+        op: &str,
+        body: &Req,
+    ) -> Result<Resp, LinkError> {
+        let body = serde_json::to_vec(body).unwrap_or_default();
+        let path = format!("{ADMIN_PREFIX}{op}");
+        let answer = self
+            .call(
+                peer,
+                PeerRequest {
+                    method: "POST",
+                    path: &path,
+                    query: &[],
+                    headers: &[],
+                    body: full(body.into()),
+                },
+            )
+            .await?;
+        serde_json::from_slice(&answer).map_err(|e| LinkError::Unreachable {
+            endpoint: peer.name.clone(),
+            reason: format!("invalid answer: {e}"),
+        })
+    }
+
     /// Sends `req` and reads the whole (small) answer.
     pub async fn call(&self, peer: &PeerTarget, req: PeerRequest<'_>) -> Result<Bytes, LinkError> {
         let (endpoint, resp) = self.send_any(peer, req).await?;

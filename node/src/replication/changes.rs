@@ -19,7 +19,7 @@ use cairn_control_plane::LockMode;
 use cairn_proto::meta::KeyValue;
 
 use super::outbox::target;
-use crate::link::{full, LinkError, PeerRequest, PeerTarget};
+use crate::link::{LinkError, PeerTarget};
 use crate::node::Node;
 use crate::object::metadata::{Metadata, PeerMetadata};
 use crate::object::replica::{Replication, VersionRef};
@@ -135,25 +135,7 @@ pub async fn apply(
 
 /// Sends `change` to one peer; an answer of any outcome counts as delivered.
 async fn send_one(node: &Node, peer: &PeerTarget, change: &ObjectChange) -> Result<(), LinkError> {
-    let body = serde_json::to_vec(change).unwrap_or_default();
-    let path = format!("{}{OBJECTS_OP}", crate::link::ADMIN_PREFIX);
-    let answer = node
-        .link
-        .call(
-            peer,
-            PeerRequest {
-                method: "POST",
-                path: &path,
-                query: &[],
-                headers: &[],
-                body: full(body.into()),
-            },
-        )
-        .await?;
-    let outcome: Outcome = serde_json::from_slice(&answer).map_err(|e| LinkError::Unreachable {
-        endpoint: peer.name.clone(),
-        reason: format!("invalid answer: {e}"),
-    })?;
+    let outcome: Outcome = node.link.admin_json(peer, OBJECTS_OP, change).await?;
     if let Outcome::Refused(why) = outcome {
         tracing::warn!(peer = %peer.name, bucket = %change.bucket, key = %change.key, version_id = %change.version_id, reason = %why, "the peer refused a version change");
         let what = format!(

@@ -20,7 +20,7 @@ use cairn_control_plane::{Command, SiteState};
 use crate::auth::authorize::Authorizer;
 use crate::auth::sealing::SecretSealer;
 use crate::auth::RootCredentials;
-use crate::link::{full, Link, LinkError, PeerRequest, PeerTarget};
+use crate::link::{Link, LinkError, PeerTarget};
 use crate::node::Node;
 
 /// Serialized size one request carries at most (the admin API takes 256 KiB bodies).
@@ -123,28 +123,11 @@ async fn push(
         }
         entries.push(Entry { seq, command });
     }
-    let body = serde_json::to_vec(&ApplyRequest {
+    let request = ApplyRequest {
         origin: state.sites.local.clone(),
         entries,
-    })
-    .unwrap_or_default();
-    let path = format!("{}{APPLY_OP}", crate::link::ADMIN_PREFIX);
-    let answer = link
-        .call(
-            peer,
-            PeerRequest {
-                method: "POST",
-                path: &path,
-                query: &[],
-                headers: &[],
-                body: full(body.into()),
-            },
-        )
-        .await?;
-    let r: ApplyResponse = serde_json::from_slice(&answer).map_err(|e| LinkError::Unreachable {
-        endpoint: peer.name.clone(),
-        reason: format!("invalid answer: {e}"),
-    })?;
+    };
+    let r: ApplyResponse = link.admin_json(peer, APPLY_OP, &request).await?;
     Ok(r.received)
 }
 
