@@ -1,6 +1,8 @@
 //! A site of 3 `cairn` processes x 2 drives, parity 2 (one erasure set of 6 spanning the nodes):
 //! any node answers any request, losing one node loses nothing, losing two fails with 503 and
 //! never a wrong object, a returning node is healed by itself, and a full restart keeps everything.
+//! A node that stops answering without closing its connections (paused, as a hung machine or a
+//! partition looks) costs the first request that meets it its deadline, not every request.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -308,4 +310,76 @@ async fn voters_change_without_downtime() {
     .await;
     assert!(!status.success());
     assert!(err.contains("addr"), "{err}");
+}
+
+/// Sends `sig` (`STOP`, `CONT`) to node `i`'s process.
+fn signal(site: &Cluster, i: usize, sig: &str) {
+    let pid = site.node(i).pid().expect("running").to_string();
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_node_does_not_slow_the_others() {
+    let site = start_site().await;
+    let leader = site.leader().await.expect("a leader");
+    let silent = (leader + 1) % 3;
+    let via = (leader + 2) % 3;
+    let c = site.node(via).client_no_retry();
+    create_bucket(&c, B).await;
+    let objs = put_objects(&c, "before", 50).await;
+
+    // Paused, the node keeps its connections open and answers nothing: each call to its drives
+    // would wait out its 10 s deadline.
+    signal(&site, silent, "STOP");
+    let first = Instant::now();
+    check_objects(&c, &objs, "a live node, the first time").await;
+    eprintln!("first reads with a silent node: {:?}", first.elapsed());
+    let mut took = Vec::new();
+    let mut during = BTreeMap::new();
+    let quick = |t: Instant, what: &str| {
+        let d = t.elapsed();
+        assert!(
+            d < Duration::from_secs(3),
+            "{what} waited on the silent node: {d:?}"
+        );
+        d
+    };
+    for round in 0..10u64 {
+        for (k, v) in &objs {
+            let t = Instant::now();
+            assert_bytes_eq(&get(&c, B, k).await, v, k);
+            took.push(quick(t, k));
+        }
+        let key = format!("during-{round}");
+        let data = random_bytes(200 * KIB, 60 + round);
+        let t = Instant::now();
+        put(&c, B, &key, &data).await;
+        took.push(quick(t, &key));
+        during.insert(key, data);
+    }
+    took.sort();
+    let p = |q: f64| took[((took.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "with one node of three silent: {} requests, p50 {:?}, p99 {:?}, max {:?}",
+        took.len(),
+        p(0.5),
+        p(0.99),
+        took[took.len() - 1]
+    );
+
+    // Back: it answers again, and serves what was written while it was silent.
+    signal(&site, silent, "CONT");
+    let back = site.node(silent).client();
+    for (k, v) in &during {
+        let got = eventually("a GET through the node that was silent", || {
+            back.get_object().bucket(B).key(k).send()
+        })
+        .await;
+        let got = got.body.collect().await.expect("body").into_bytes();
+        assert_bytes_eq(&got, v, k);
+    }
 }

@@ -4,14 +4,22 @@
 //! errors. Anything that keeps the peer from answering — refused or timed-out connection, broken
 //! stream, a call that outlives its deadline — is [`DriveError::Offline`], so a dead or hung peer
 //! costs the caller bounded time and is counted against quorum like a failed local disk.
+//!
+//! A peer that stopped answering (hung, partitioned, its machine gone: a connection attempt then
+//! waits out its timeout) would cost every request that long again. So after a failure that made
+//! the caller wait (a refused connection costs nothing, and is not one) the drive's calls fail at once ([`Breaker`]) until a health probe gets an answer: a call that finds
+//! the drive paused starts one in the background (at most one per [`PROBE_INTERVAL`]), and every
+//! health check (the server's rejoin monitor, load balancers' probes) counts as one too.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Code, Response, Status, Streaming};
@@ -37,12 +45,95 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Upload chunks queued ahead of the network: with [`CHUNK_SIZE`] chunks, a writer holds at most
 /// a few MiB whatever the file size, and a slow peer slows the writer down.
 const UPLOAD_QUEUE: usize = 2;
+/// How often calls to a paused drive start a probe of its peer.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// A call that failed after this long made its caller wait: the drive is paused.
+const SLOW_FAILURE: Duration = Duration::from_secs(1);
 
 pub struct RemoteDrive {
     transport: Transport,
     addr: String,
     index: u32,
     label: String,
+    breaker: Arc<Breaker>,
+}
+
+/// Whether calls may go to the peer: the circuit breaker of the module doc.
+#[derive(Default)]
+struct Breaker(std::sync::Mutex<Paused>);
+
+#[derive(Default)]
+struct Paused {
+    /// A call went unanswered, and no answer came since.
+    paused: bool,
+    /// A probe is on its way.
+    probing: bool,
+    /// No probe starts before then.
+    next_probe: Option<Instant>,
+}
+
+/// What a call may do.
+#[derive(Debug, PartialEq, Eq)]
+enum Admit {
+    Go,
+    /// Fail at once, and start a probe.
+    Probe,
+    /// Fail at once.
+    Refuse,
+}
+
+impl Breaker {
+    fn state(&self) -> std::sync::MutexGuard<'_, Paused> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn admit(&self, now: Instant) -> Admit {
+        let mut p = self.state();
+        if !p.paused {
+            return Admit::Go;
+        }
+        if p.probing || p.next_probe.is_some_and(|t| now < t) {
+            return Admit::Refuse;
+        }
+        p.probing = true;
+        p.next_probe = Some(now + PROBE_INTERVAL);
+        Admit::Probe
+    }
+
+    /// Ends a pause; whether there was one.
+    fn answered(&self) -> bool {
+        std::mem::take(&mut *self.state()).paused
+    }
+
+    /// Starts a pause (or keeps it, after a failed probe); whether it is a new one.
+    fn unanswered(&self, now: Instant) -> bool {
+        let mut p = self.state();
+        p.probing = false;
+        if p.paused {
+            return false;
+        }
+        p.paused = true;
+        p.next_probe = Some(now + PROBE_INTERVAL);
+        true
+    }
+
+    /// Records how a call that took `took` (or a probe) ended: an offline drive that made the
+    /// caller wait pauses, any answer ends the pause.
+    fn record<T>(&self, res: &Result<T, DriveError>, took: Duration, label: &str) {
+        match res {
+            Err(DriveError::Offline) if took < SLOW_FAILURE => {}
+            Err(DriveError::Offline) => {
+                if self.unanswered(Instant::now()) {
+                    tracing::warn!(drive = %label, "peer does not answer: the drive's calls fail at once until a probe gets an answer");
+                }
+            }
+            _ => {
+                if self.answered() {
+                    tracing::info!(drive = %label, "peer answers again");
+                }
+            }
+        }
+    }
 }
 
 impl RemoteDrive {
@@ -54,6 +145,7 @@ impl RemoteDrive {
             addr,
             index,
             label,
+            breaker: Arc::default(),
         }
     }
 
@@ -65,7 +157,46 @@ impl RemoteDrive {
         self.index
     }
 
+    /// A client for one call, unless the peer's calls are paused ([`Breaker`]).
     fn client(&self) -> Result<DriveServiceClient<Channel>, DriveError> {
+        match self.breaker.admit(Instant::now()) {
+            Admit::Go => self.any_client(),
+            Admit::Refuse => Err(DriveError::Offline),
+            Admit::Probe => {
+                self.probe();
+                Err(DriveError::Offline)
+            }
+        }
+    }
+
+    /// Asks the peer for the drive's health in the background; its answer ends the pause.
+    fn probe(&self) {
+        let c = self.any_client();
+        let req = self.request(
+            pb::HealthRequest { drive: self.index },
+            Some(HEALTH_TIMEOUT),
+        );
+        let (breaker, label) = (self.breaker.clone(), self.label.clone());
+        let span = self.span("probe");
+        tokio::spawn(
+            async move {
+                let res = match c {
+                    Ok(mut c) => match tokio::time::timeout(HEALTH_TIMEOUT, c.health(req)).await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(status)) => Err(from_status(&status, &label)),
+                        Err(_) => Err(DriveError::Offline),
+                    },
+                    Err(e) => Err(e),
+                };
+                // A failed probe keeps the pause however quickly it failed.
+                breaker.record(&res, SLOW_FAILURE, &label);
+            }
+            .instrument(span),
+        );
+    }
+
+    /// A client whatever the breaker says: health probes tell whether the peer is back.
+    fn any_client(&self) -> Result<DriveServiceClient<Channel>, DriveError> {
         let channel = self.transport.channel(&self.addr).map_err(|e| {
             tracing::warn!(drive = %self.label, error = %e, "cannot reach peer");
             DriveError::Offline
@@ -96,7 +227,8 @@ impl RemoteDrive {
         timeout: Duration,
         fut: impl Future<Output = Result<Response<T>, Status>>,
     ) -> Result<T, DriveError> {
-        match tokio::time::timeout(timeout, fut)
+        let started = Instant::now();
+        let res = match tokio::time::timeout(timeout, fut)
             .instrument(self.span(op))
             .await
         {
@@ -106,7 +238,9 @@ impl RemoteDrive {
                 tracing::debug!(drive = %self.label, op, "call timed out");
                 Err(DriveError::Offline)
             }
-        }
+        };
+        self.breaker.record(&res, started.elapsed(), &self.label);
+        res
     }
 
     /// A unary call, or the opening of a stream, under the usual deadline.
@@ -447,7 +581,7 @@ impl Drive for RemoteDrive {
     }
 
     async fn health(&self) -> Result<(), DriveError> {
-        let mut c = self.client()?;
+        let mut c = self.any_client()?;
         let req = self.request(
             pb::HealthRequest { drive: self.index },
             Some(HEALTH_TIMEOUT),
@@ -474,6 +608,32 @@ impl Drive for RemoteDrive {
 mod tests {
     use super::*;
     use crate::drive::service::to_status;
+
+    #[test]
+    fn a_peer_that_stops_answering_is_paused_until_a_probe_gets_an_answer() {
+        let b = Breaker::default();
+        let t0 = Instant::now();
+        assert_eq!(b.admit(t0), Admit::Go, "calls go while the peer answers");
+        assert!(b.unanswered(t0), "a new pause");
+        assert!(!b.unanswered(t0), "already paused");
+        assert_eq!(b.admit(t0), Admit::Refuse);
+        // One probe per interval, and none while one is on its way.
+        assert_eq!(b.admit(t0 + PROBE_INTERVAL), Admit::Probe);
+        assert_eq!(b.admit(t0 + PROBE_INTERVAL * 5), Admit::Refuse);
+        assert!(!b.unanswered(t0 + PROBE_INTERVAL * 2), "the probe failed");
+        assert_eq!(b.admit(t0 + PROBE_INTERVAL * 2), Admit::Probe);
+        b.record::<()>(&Err(DriveError::Offline), SLOW_FAILURE, "d");
+        assert_eq!(b.admit(t0 + PROBE_INTERVAL * 2), Admit::Refuse);
+        // Any answer ends the pause, even a drive's error.
+        b.record::<()>(&Err(DriveError::NotFound), Duration::ZERO, "d");
+        assert_eq!(b.admit(t0), Admit::Go);
+        assert_eq!(b.admit(t0), Admit::Go);
+        // A refused connection (a quick failure) keeps nobody waiting: no pause.
+        b.record::<()>(&Err(DriveError::Offline), Duration::from_millis(2), "d");
+        assert_eq!(b.admit(t0), Admit::Go);
+        b.record::<()>(&Err(DriveError::Offline), SLOW_FAILURE, "d");
+        assert_eq!(b.admit(t0), Admit::Refuse);
+    }
 
     fn roundtrip(e: DriveError) -> DriveError {
         from_status(&to_status(e), "peer")
