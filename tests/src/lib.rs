@@ -492,7 +492,12 @@ impl Server {
 
     /// Like [`Server::restart`], on the port the server had.
     pub async fn restart_on_same_port(&mut self) {
-        self.fixed_port = Some(self.port);
+        self.restart_on_port(self.port).await;
+    }
+
+    /// Like [`Server::restart`], on `port`.
+    pub async fn restart_on_port(&mut self, port: u16) {
+        self.fixed_port = Some(port);
         self.restart().await;
     }
 

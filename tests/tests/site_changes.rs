@@ -7,7 +7,10 @@
 //!   both sites, and the pair's replication identity can neither remove it nor shorten a
 //!   COMPLIANCE retention on the peer (attacked directly); bucket deletion follows;
 //! - an IAM user's and a service account's rotated secret: the old one stops working on the peer;
-//! - an SSE-KMS object waits, PENDING and reported, until the peer has its key.
+//! - an SSE-KMS object waits, PENDING and reported, until the peer has its key;
+//! - `site status` shows per-entity drift (buckets, users, secrets, policies ...) while one
+//!   site's changes cannot reach the other, and none once they have; only the pair's replication
+//!   identity may ask a site for its digest.
 
 use std::time::{Duration, SystemTime};
 
@@ -297,16 +300,21 @@ const LINK: (&str, &str) = ("site-replicator-test", "test-link-secret-0123456789
 
 /// Pairs a and b under [`LINK`], as `site add` does with a random identity.
 async fn pair_with_known_identity(s: &TwoSites) {
+    pair_with_known_identity_at(s, s.a.endpoint()).await;
+}
+
+/// Like [`pair_with_known_identity`], b reaching a at `a_endpoint`.
+async fn pair_with_known_identity_at(s: &TwoSites, a_endpoint: String) {
     let root_b = (sites::B_ROOT.0, sites::B_ROOT.1);
     for (srv, local, peer, other, root) in [
-        (&s.a, "a", "b", &s.b, (ROOT_USER, ROOT_PASSWORD)),
-        (&s.b, "b", "a", &s.a, root_b),
+        (&s.a, "a", "b", s.b.endpoint(), (ROOT_USER, ROOT_PASSWORD)),
+        (&s.b, "b", "a", a_endpoint.clone(), root_b),
     ] {
         let configure = serde_json::json!({
             "local": local,
             "peers": [{
                 "name": peer,
-                "endpoint": other.endpoint(),
+                "endpoint": other,
                 "access_key": LINK.0,
                 "secret_key": LINK.1,
             }],
@@ -712,4 +720,89 @@ async fn rotated_secrets_and_kms_keys_follow_the_pair() {
         "HEAD on b",
     );
     assert_eq!(h.ssekms_key_id(), Some("shared-key"));
+}
+
+/// `site status`'s drift of peer b as site a sees it.
+async fn drift_on_a(s: &TwoSites) -> serde_json::Value {
+    s.site_status("a").await["peers"][0]["drift"].clone()
+}
+
+fn names(drift: &serde_json::Value, kind: &str, how: &str) -> Vec<String> {
+    drift["kinds"][kind][how]["names"]
+        .as_array()
+        .map(|n| {
+            n.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_status_shows_drift_until_the_sites_converge() {
+    let mut s = TwoSites::start().await;
+    // b reaches a only at a port nobody listens on yet: b's changes wait in its outbox.
+    let later = free_port();
+    pair_with_known_identity_at(&s, format!("http://127.0.0.1:{later}")).await;
+    s.admin(&["user", "add", "a", "dave", "dave-secret-one-0123456789"])
+        .await;
+    wait("a and b in sync after a's change", || async {
+        let d = drift_on_a(&s).await;
+        d["in_sync"] == true && d["kinds"]["users"]["there"] == 1
+    })
+    .await;
+
+    // Changes made on b stay there: a new bucket and user, and dave's secret rotated.
+    create_bucket(&s.b.client(), "only-on-b").await;
+    s.admin(&["user", "add", "b", "erin", "erin-secret-0123456789"])
+        .await;
+    s.admin(&["user", "add", "b", "dave", "dave-secret-two-0123456789"])
+        .await;
+    let d = drift_on_a(&s).await;
+    assert_eq!(d["in_sync"], false, "{d}");
+    assert_eq!(names(&d, "buckets", "only_there"), ["only-on-b"], "{d}");
+    assert_eq!(names(&d, "users", "only_there"), ["erin"], "{d}");
+    assert_eq!(names(&d, "users", "differ"), ["dave"], "{d}");
+    assert_eq!(d["kinds"]["users"]["here"], 1, "{d}");
+    // b cannot reach a, and says so instead of a drift.
+    let st = s.site_status("b").await;
+    let peer = &st["peers"][0];
+    assert!(peer["drift"].is_null(), "{st}");
+    assert!(
+        peer["drift_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{st}"
+    );
+
+    // Only the pair's identity gets a digest, and it holds MACs, no secret.
+    let digest = "/cairn/admin/v1/site/digest";
+    let (code, body) =
+        s.a.signed_with("POST", digest, (ROOT_USER, ROOT_PASSWORD), &[], b"null")
+            .await;
+    assert_eq!(code, 403, "root asking for the peers' digest: {body}");
+    let (code, body) = s.a.signed_with("GET", digest, LINK, &[], b"").await;
+    assert_eq!(code, 403, "the link identity on another op: {body}");
+    let (code, body) = s.a.signed_with("POST", digest, LINK, &[], b"null").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("dave") && !body.contains("dave-secret"),
+        "{body}"
+    );
+
+    // a comes back where b looks for it: b's changes arrive, and the drift goes.
+    s.a.restart_on_port(later).await;
+    s.cli.alias("a", &s.a).await;
+    wait("a and b in sync after b's changes reached a", || async {
+        drift_on_a(&s).await["in_sync"] == true
+    })
+    .await;
+    let d = drift_on_a(&s).await;
+    assert_eq!(d["kinds"]["users"]["here"], 2, "{d}");
+    // dave has no policy: his current secret is known and denied, the one b replaced is wrong.
+    for (secret, code) in [
+        ("dave-secret-two-0123456789", "AccessDenied"),
+        ("dave-secret-one-0123456789", "SignatureDoesNotMatch"),
+    ] {
+        let r = s.a.client_with("dave", secret).list_buckets().send().await;
+        assert_s3_err(r, 403, Some(code), "dave's secret, rotated on b, on a");
+    }
 }

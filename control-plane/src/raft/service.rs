@@ -59,11 +59,13 @@ impl RaftService {
         rpc: &'static str,
     ) -> Result<(T, tracing::Span), Status> {
         let (metadata, extensions, message) = request.into_parts();
-        let span = tracing::debug_span!("raft_rpc", rpc, node = self.shared.id);
-        self.shared.transport.follow(&span, &metadata);
-        self.shared
+        // The token first: a caller without it may not even pick the trace its call joins.
+        let checked = self
+            .shared
             .transport
             .check(Request::from_parts(metadata, extensions, ()))?;
+        let span = tracing::debug_span!("raft_rpc", rpc, node = self.shared.id);
+        self.shared.transport.follow(&span, checked.metadata());
         Ok((message, span))
     }
 

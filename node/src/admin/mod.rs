@@ -135,6 +135,8 @@ fn membership_error(e: ProposeError) -> s3s::S3Error {
 
 pub struct AdminRoute {
     pub node: Arc<Node>,
+    /// The region this site signs its calls to peer sites in.
+    pub region: String,
 }
 
 /// The STS session token a signed admin request carries.
@@ -282,7 +284,9 @@ impl S3Route for AdminRoute {
                 cp.remove_voter(id).await.map_err(membership_error)?;
                 json(&cp.status())
             }
-            (_, op) if op.starts_with("site/") => site::handle(&self.node, &mut req, op).await,
+            (_, op) if op.starts_with("site/") => {
+                site::handle(&self.node, &self.region, &mut req, op).await
+            }
             (m, op) if op.starts_with("kms/key/") => {
                 kms::handle(&self.node, m, op.trim_start_matches("kms/key/"), &req.uri).await
             }

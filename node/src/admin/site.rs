@@ -2,8 +2,9 @@
 //! unpairs one, `site/status` shows how far each peer got, `site/buckets` lists the buckets
 //! `cairn admin site add` checks for clashes before pairing, `site/resync/{start,status,cancel}`
 //! resend everything to a peer (all root only: none is an `admin:*` action a policy grants), and
-//! `site/apply` is what a peer's replicator calls with outbox entries, and `site/objects` with a
-//! change to a version it replicated here (new metadata, a removal for good), signed with the
+//! `site/apply` is what a peer's replicator calls with outbox entries, `site/objects` with a
+//! change to a version it replicated here (new metadata, a removal for good), and `site/digest`
+//! (the control-plane state as per-entity MACs, for `site status`'s drift), signed with the
 //! pair's replication identity (that identity alone may call them, and it may call nothing else).
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use super::{json, query_param};
 use crate::catalog::CatalogError;
 use crate::node::Node;
 use crate::replication::changes::{self, ObjectChange, OBJECTS_OP};
+use crate::replication::drift::{self, Drift, DIGEST_OP};
 use crate::replication::outbox::{
     link_sealer, reseal, target, ApplyRequest, ApplyResponse, Entry, APPLY_OP,
 };
@@ -47,6 +49,8 @@ pub struct PeerSpec {
 const MIN_LINK_SECRET: usize = 16;
 /// Most endpoints one peer may have.
 const MAX_ENDPOINTS: usize = 32;
+/// How long `site/status` waits for a peer's digest.
+const DIGEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Configure {
@@ -69,6 +73,12 @@ pub struct PeerStatus {
     /// The latest resync to the peer, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resync: Option<ResyncStatus>,
+    /// How the peer's buckets, users, groups, policies, service accounts and directory mappings
+    /// differ from this site's (`site/status` only; unset when the peer did not answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Drift>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_error: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -155,7 +165,7 @@ pub fn peer_access(
     op: &str,
     access_key: &str,
 ) -> Option<S3Result<()>> {
-    let apply = *method == Method::POST && (op == APPLY_OP || op == OBJECTS_OP);
+    let apply = *method == Method::POST && [APPLY_OP, OBJECTS_OP, DIGEST_OP].contains(&op);
     let peer = node.iam.as_ref().and_then(|a| a.iam.site_peer(access_key));
     if !apply && peer.is_none() {
         return None;
@@ -173,12 +183,13 @@ pub fn peer_access(
 
 pub async fn handle(
     node: &Node,
+    region: &str,
     req: &mut S3Request<Body>,
     op: &str,
 ) -> S3Result<S3Response<Body>> {
     match (&req.method, op) {
         (&Method::POST, "site/configure") => configure(node, req).await,
-        (&Method::GET, "site/status") => json(&status(node)),
+        (&Method::GET, "site/status") => json(&with_drift(node, region, status(node)).await),
         (&Method::GET, "site/buckets") => {
             let s = node
                 .catalog
@@ -205,6 +216,7 @@ pub async fn handle(
         (&Method::GET, "site/resync/status") => resync_status(node, &peer_param(req)?),
         (&Method::POST, APPLY_OP) => apply(node, req).await,
         (&Method::POST, OBJECTS_OP) => object_change(node, req).await,
+        (&Method::POST, DIGEST_OP) => digest(node, req),
         _ => Err(s3_error!(NotImplemented, "unknown admin operation {op}")),
     }
 }
@@ -256,10 +268,65 @@ fn status(node: &Node) -> Status {
                     .resyncs
                     .get(name)
                     .map(|r| ResyncStatus::of(name, r, node.objects.clock.now_ns())),
+                drift: None,
+                drift_error: None,
             })
             .collect(),
         received: s.sites.received.clone(),
     }
+}
+
+/// `status` with each peer's drift: the peers' digests are asked for at once, each within
+/// [`DIGEST_TIMEOUT`].
+async fn with_drift(node: &Node, region: &str, mut status: Status) -> Status {
+    let Some(auth) = &node.iam else {
+        return status;
+    };
+    let state = node.catalog.state();
+    let asks = status.peers.iter().map(|p| {
+        let state = &state;
+        async move {
+            let peer = state
+                .sites
+                .peers
+                .get(&p.name)
+                .ok_or_else(|| "no longer a peer".to_string())?;
+            let link = target(auth, &p.name, peer, region)
+                .ok_or_else(|| "the pair's replication identity does not open".to_string())?;
+            let theirs: drift::Digest =
+                tokio::time::timeout(DIGEST_TIMEOUT, node.link.admin_json(&link, DIGEST_OP, &()))
+                    .await
+                    .map_err(|_| format!("no digest within {DIGEST_TIMEOUT:?}"))?
+                    .map_err(|e| e.to_string())?;
+            let ours = drift::digest(state, &auth.iam.sealer, link.secret_key.as_bytes());
+            Ok::<Drift, String>(drift::compare(&ours, &theirs))
+        }
+    });
+    let answers = futures::future::join_all(asks).await;
+    for (p, a) in status.peers.iter_mut().zip(answers) {
+        match a {
+            Ok(d) => p.drift = Some(d),
+            Err(e) => p.drift_error = Some(e),
+        }
+    }
+    status
+}
+
+/// This site's digest for the peer whose replication identity signed the request, under the
+/// pair's secret.
+fn digest(node: &Node, req: &S3Request<Body>) -> S3Result<S3Response<Body>> {
+    let denied = || s3_error!(AccessDenied, "Access Denied.");
+    let (Some(auth), Some(c)) = (&node.iam, &req.credentials) else {
+        return Err(denied());
+    };
+    let state = node.catalog.state();
+    let (peer, site_peer) = state.sites.peer_by_key(&c.access_key).ok_or_else(denied)?;
+    let link = target(auth, peer, site_peer, "").ok_or_else(denied)?;
+    json(&drift::digest(
+        &state,
+        &auth.iam.sealer,
+        link.secret_key.as_bytes(),
+    ))
 }
 
 async fn configure(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<Body>> {

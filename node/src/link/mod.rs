@@ -36,6 +36,9 @@ pub const ADMIN_PREFIX: &str = "/cairn/admin/v1/";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// From the request's start to the response's headers.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest answer [`Link::call`] reads: a peer, or whatever answers at its address, cannot make
+/// this node hold more.
+const MAX_ANSWER: usize = 64 << 20;
 
 #[derive(Debug, Error)]
 pub enum LinkError {
@@ -431,10 +434,11 @@ impl Link {
         })
     }
 
-    /// Sends `req` and reads the whole (small) answer.
+    /// Sends `req` and reads the whole (small: at most [`MAX_ANSWER`] bytes) answer.
     pub async fn call(&self, peer: &PeerTarget, req: PeerRequest<'_>) -> Result<Bytes, LinkError> {
         let (endpoint, resp) = self.send_any(peer, req).await?;
-        tokio::time::timeout(self.response_timeout, resp.into_body().collect())
+        let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER);
+        tokio::time::timeout(self.response_timeout, body.collect())
             .await
             .map_err(|_| LinkError::Unreachable {
                 endpoint: endpoint.clone(),
@@ -443,7 +447,7 @@ impl Link {
             .map(|b| b.to_bytes())
             .map_err(|e| LinkError::Unreachable {
                 endpoint,
-                reason: format!("reading the answer: {e}"),
+                reason: format!("reading the answer (at most {MAX_ANSWER} bytes): {e}"),
             })
     }
 }

@@ -1,10 +1,12 @@
 //! Site replication (DESIGN.md §7): sites reach each other over their S3 endpoints
 //! ([`crate::link`]); the control plane's outbox carries buckets, their configs and IAM to every
 //! peer (`outbox`), and every version written here follows (`objects`), then what changes it
-//! (new metadata, removal for good: `changes`); a resync sends every version again (`resync`). The version's replication
+//! (new metadata, removal for good: `changes`); a resync sends every version again (`resync`);
+//! `drift` compares the sites' control-plane state entity by entity. The version's replication
 //! status lives in its record (`object::replica`), so writes mark it without knowing this module.
 
 pub mod changes;
+pub mod drift;
 pub mod objects;
 pub mod outbox;
 pub mod resync;

@@ -178,7 +178,7 @@ impl Node {
             node.clone(),
             s3.clone(),
             hints,
-            parts.region,
+            parts.region.clone(),
             parts.resync_rate,
         );
         let lifecycle =
@@ -199,7 +199,10 @@ impl Node {
             });
         }
         b.set_route(Routes {
-            admin: AdminRoute { node: node.clone() },
+            admin: AdminRoute {
+                node: node.clone(),
+                region: parts.region,
+            },
             sts: crate::sts::StsRoute { node: node.clone() },
             metrics: super::metrics::guard::MetricsRoute {
                 node: node.clone(),
