@@ -209,33 +209,35 @@ async fn bucket_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_bucket_names() {
     let srv = Server::start(1).await;
-    let http = srv.http();
     let too_long = "a".repeat(64);
+    // Each with the rule it breaks, which the error message names.
     let invalid = [
-        "ab",              // too short
-        too_long.as_str(), // too long
-        "UpperCase",
-        "under_score",
-        "-leading-dash",
-        "trailing-dash-",
-        "double..dot",
-        "192.168.1.1", // IP address form
+        ("ab", "between 3 (min) and 63 (max)"),
+        (too_long.as_str(), "between 3 (min) and 63 (max)"),
+        ("UpperCase", "only of lowercase letters"),
+        ("under_score", "only of lowercase letters"),
+        ("-leading-dash", "begin and end with a letter or number"),
+        ("trailing-dash-", "begin and end with a letter or number"),
+        ("double..dot", "two adjacent periods"),
+        ("192.168.1.1", "IP address"),
+        ("xn--punycode", "xn--"),
     ];
-    for name in invalid {
-        let url = format!("{}/{}", srv.endpoint(), sigv4::uri_encode(name, false));
-        let signed = srv.signer().sign("PUT", &url, &[], sigv4::EMPTY_SHA256);
-        let mut req = http.put(&url);
-        for (k, v) in &signed.headers {
-            req = req.header(k, v);
-        }
-        let resp = req.send().await.expect("PUT bucket");
-        let status = resp.status().as_u16();
-        let body = resp.text().await.unwrap();
+    let root = (ROOT_USER, ROOT_PASSWORD, None);
+    for (name, why) in invalid {
+        let path = format!("/{}", sigv4::uri_encode(name, false));
+        let (status, body) = srv.signed("PUT", &path, root, b"").await;
         assert_eq!(
             (status, xml_error_code(&body).as_deref()),
             (400, Some("InvalidBucketName")),
             "CreateBucket {name:?}: body {body}"
         );
+        assert!(body.contains(why), "CreateBucket {name:?} says why: {body}");
+        // Any other request to such a bucket says the same.
+        let (status, body) = srv
+            .signed("GET", &format!("{path}/some-key"), root, b"")
+            .await;
+        assert_eq!(status, 400, "GET in {name:?}: {body}");
+        assert!(body.contains(why), "GET in {name:?} says why: {body}");
     }
     // Boundary lengths are valid (3 and 63 characters).
     let c = srv.client();

@@ -114,7 +114,8 @@ fn expected_expiration(written: &DateTime, days: i64, rule_id: &str) -> String {
 }
 
 /// The configuration round trip, AWS's errors for a bad one (nothing changes then), the
-/// permissions each call needs, and the `x-amz-expiration` header on PUT, GET and HEAD.
+/// permissions each call needs, and the `x-amz-expiration` header on PUT, copy, multipart
+/// completion, GET and HEAD.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuration_errors_permissions_and_expiration_header() {
     let srv = Server::start(1).await;
@@ -346,6 +347,64 @@ async fn configuration_errors_permissions_and_expiration_header() {
         "GET",
     );
     assert_eq!(get.expiration(), Some(want.as_str()), "GET");
+    // A copy and a completed multipart upload are new versions the rule covers too.
+    let copy = ok(
+        c.copy_object()
+            .bucket("rules")
+            .key("logs/copy.log")
+            .copy_source("rules/logs/app.log")
+            .send()
+            .await,
+        "CopyObject",
+    );
+    let copied = copy.copy_object_result().and_then(|r| r.last_modified());
+    let want = expected_expiration(copied.expect("LastModified"), 30, "logs");
+    assert_eq!(copy.expiration(), Some(want.as_str()), "CopyObject");
+    let up = ok(
+        c.create_multipart_upload()
+            .bucket("rules")
+            .key("logs/parts.log")
+            .send()
+            .await,
+        "CreateMultipartUpload",
+    );
+    let id = up.upload_id().expect("upload id");
+    let part = ok(
+        c.upload_part()
+            .bucket("rules")
+            .key("logs/parts.log")
+            .upload_id(id)
+            .part_number(1)
+            .body(b"one part".to_vec().into())
+            .send()
+            .await,
+        "UploadPart",
+    );
+    let done = complete_multipart(
+        &c,
+        "rules",
+        "logs/parts.log",
+        id,
+        vec![aws_sdk_s3::types::CompletedPart::builder()
+            .part_number(1)
+            .set_e_tag(part.e_tag().map(str::to_string))
+            .build()],
+    )
+    .await;
+    let head = ok(
+        c.head_object()
+            .bucket("rules")
+            .key("logs/parts.log")
+            .send()
+            .await,
+        "HEAD of the completed upload",
+    );
+    let want = expected_expiration(head.last_modified().unwrap(), 30, "logs");
+    assert_eq!(
+        done.expiration(),
+        Some(want.as_str()),
+        "CompleteMultipartUpload"
+    );
     let put = ok(
         c.put_object()
             .bucket("rules")

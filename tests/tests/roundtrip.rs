@@ -264,6 +264,30 @@ async fn range_reads(_srv: &Server, c: &Client) {
             &format!("GET {key} Range: {range}"),
         );
     }
+    // A part number beyond the parts (an object written whole has one) is a bad request.
+    let whole = ok(
+        c.get_object()
+            .bucket(B)
+            .key("small")
+            .part_number(1)
+            .send()
+            .await,
+        "GET partNumber=1 of a whole object",
+    );
+    assert_eq!(whole.content_length(), Some(1000));
+    for n in [2, 10_000] {
+        assert_s3_err(
+            c.get_object()
+                .bucket(B)
+                .key("small")
+                .part_number(n)
+                .send()
+                .await,
+            400,
+            Some("InvalidPartNumber"),
+            &format!("GET partNumber={n} of a whole object"),
+        );
+    }
 }
 
 async fn head_object_metadata(_srv: &Server, c: &Client) {

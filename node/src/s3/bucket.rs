@@ -14,11 +14,8 @@ pub async fn create(
     req: S3Request<CreateBucketInput>,
 ) -> S3Result<S3Response<CreateBucketOutput>> {
     let input = req.input;
-    if !s3s::path::check_bucket_name(&input.bucket) {
-        return Err(s3_error!(
-            InvalidBucketName,
-            "The specified bucket is not valid"
-        ));
+    if let Some(why) = super::bucket_name::problem(&input.bucket) {
+        return Err(s3_error!(InvalidBucketName, "{why}"));
     }
     if let Some(loc) = input
         .create_bucket_configuration

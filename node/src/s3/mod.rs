@@ -4,6 +4,7 @@
 mod bucket;
 pub mod bucket_encryption;
 pub mod bucket_lifecycle;
+pub mod bucket_name;
 mod bucket_policy;
 pub mod bucket_tagging;
 pub mod convert;

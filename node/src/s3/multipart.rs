@@ -254,6 +254,12 @@ pub async fn complete(
         e_tag: Some(convert::etag(&info.version)),
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         version_id: super::versioning::version_header(bucket.versioning, &info.version.version_id),
+        expiration: super::bucket_lifecycle::expiration_header(
+            s3,
+            &bucket,
+            &input.key,
+            &info.version,
+        ),
         ..Default::default()
     }))
 }

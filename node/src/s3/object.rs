@@ -125,7 +125,8 @@ fn not_modified_error(v: &ObjectVersion) -> s3s::S3Error {
     e
 }
 
-/// Byte range `start..end` of a part (1-based) and the part count.
+/// Byte range `start..end` of a part (1-based) and the part count; a part the version lacks is
+/// AWS's `400 InvalidPartNumber` (not a range error).
 fn part_range(v: &ObjectVersion, n: i32) -> S3Result<(u64, u64)> {
     let idx = usize::try_from(n)
         .ok()
@@ -135,7 +136,7 @@ fn part_range(v: &ObjectVersion, n: i32) -> S3Result<(u64, u64)> {
                 s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
                 "The requested partnumber is not satisfiable",
             );
-            e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+            e.set_status_code(http::StatusCode::BAD_REQUEST);
             e
         })?;
     let start: u64 = v.parts[..idx - 1].iter().map(|p| p.size).sum();
@@ -665,6 +666,8 @@ pub async fn copy(
         ..Default::default()
     };
     sse::set_echo!(out, echo);
+    out.expiration =
+        super::bucket_lifecycle::expiration_header(s3, &bucket, &input.key, &info.version);
     Ok(S3Response::new(out))
 }
 

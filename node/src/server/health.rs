@@ -126,6 +126,24 @@ pub(super) fn rejected(r: &crate::auth::request::Rejection) -> Response<Body> {
     resp
 }
 
+/// A request to a bucket whose name s3s would refuse, refused here with the reason (s3s gives
+/// none). Requests are path-style, so the bucket is the path's first segment.
+fn bucket_name_rejection(uri: &hyper::Uri) -> Option<crate::auth::request::Rejection> {
+    let first = uri.path().trim_start_matches('/').split('/').next()?;
+    if first.is_empty() {
+        return None;
+    }
+    let name = percent_encoding::percent_decode_str(first)
+        .decode_utf8()
+        .ok()?;
+    let why = crate::s3::bucket_name::problem(&name)?;
+    Some(crate::auth::request::Rejection::new(
+        StatusCode::BAD_REQUEST,
+        "InvalidBucketName",
+        why,
+    ))
+}
+
 /// One erasure set as a health probe sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SetHealth {
@@ -286,6 +304,9 @@ impl Router {
         }
         if let Some(r) = self.scrape_before_s3s(&req).await {
             return Ok(r);
+        }
+        if let Some(r) = bucket_name_rejection(req.uri()) {
+            return Ok(rejected(&r));
         }
         if let Err(r) = crate::auth::request::check(
             req.method(),
