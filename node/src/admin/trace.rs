@@ -208,3 +208,22 @@ async fn relay(mut body: hyper::body::Incoming, tx: &mpsc::Sender<Bytes>) -> Res
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_split_across_frames_come_out_whole() {
+        let mut partial = b"{\"a\":1}\n{\"b\"".to_vec();
+        assert_eq!(complete_lines(&mut partial), vec![b"{\"a\":1}\n".to_vec()]);
+        partial.extend_from_slice(b":2}\n\n");
+        assert_eq!(
+            complete_lines(&mut partial),
+            vec![b"{\"b\":2}\n".to_vec(), b"\n".to_vec()]
+        );
+        assert!(partial.is_empty());
+        partial.resize(MAX_LINE + 1, b'x');
+        assert!(complete_lines(&mut partial).is_empty() && partial.is_empty());
+    }
+}
