@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod link;
 pub mod net;
 pub mod node;
+pub mod observe;
 pub mod replication;
 pub mod rng;
 pub mod s3;

@@ -31,4 +31,12 @@ pub struct Node {
     pub site_secret: zeroize::Zeroizing<String>,
     /// External identity providers (LDAP, OpenID Connect), for the STS flows.
     pub idp: crate::idp::Providers,
+    /// This node's finished requests, for `cairn admin trace`.
+    pub trace: crate::observe::trace::TraceHub,
+    /// Requests to the other nodes of this site over their S3 port (the trace's fan-in): a link
+    /// of its own, so the peer sites' contacts list only peer sites.
+    pub nodes_link: crate::link::Link,
+    /// The audit log, when `CAIRN_AUDIT_*` names a sink: set once by the server at start-up
+    /// (the simulator runs without).
+    pub audit: std::sync::OnceLock<Arc<crate::observe::audit::Audit>>,
 }

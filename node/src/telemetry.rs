@@ -4,8 +4,8 @@
 //! `CAIRN_OTEL_SAMPLE_RATIO` (default 1.0). Without an endpoint no OpenTelemetry layer exists at
 //! all, so it costs nothing. A client's W3C `traceparent` makes its request part of the client's
 //! trace ([`follow_caller`]), and calls between the nodes of a site carry the trace on
-//! ([`Internode`]), so one PUT shows its shard writes on the other nodes. Not yet: propagation to
-//! peer sites.
+//! ([`Internode`]), so one PUT shows its shard writes on the other nodes; signed calls to peer
+//! sites carry it too (`link`), and the peer's request span joins the trace.
 
 use std::time::Duration;
 
@@ -53,15 +53,20 @@ pub fn follow_caller(span: &tracing::Span, headers: &http::HeaderMap) {
 /// The W3C trace context on internode gRPC calls, handed to the transport when traces are on.
 pub struct Internode;
 
+/// The W3C `traceparent` of the current span, for a call that continues its trace; `None`
+/// without traces (or outside any sampled span).
+pub fn current_traceparent() -> Option<String> {
+    use opentelemetry::propagation::TextMapPropagator;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let cx = tracing::Span::current().context();
+    let mut fields = std::collections::HashMap::new();
+    opentelemetry_sdk::propagation::TraceContextPropagator::new().inject_context(&cx, &mut fields);
+    fields.remove("traceparent")
+}
+
 impl cairn_control_plane::transport::TraceContext for Internode {
     fn current(&self) -> Option<String> {
-        use opentelemetry::propagation::TextMapPropagator;
-        use tracing_opentelemetry::OpenTelemetrySpanExt;
-        let cx = tracing::Span::current().context();
-        let mut fields = std::collections::HashMap::new();
-        opentelemetry_sdk::propagation::TraceContextPropagator::new()
-            .inject_context(&cx, &mut fields);
-        fields.remove("traceparent")
+        current_traceparent()
     }
 
     fn follow(&self, span: &tracing::Span, traceparent: &str) {
@@ -227,23 +232,55 @@ mod tests {
     }
 }
 
+/// What the layers that handle a request learn about it and the front router wants once it is
+/// answered: the operation (the metrics' API name), and for the live trace and the audit log the
+/// bucket, key, caller and the decision on it. The router scopes one around each handler
+/// ([`with_notes`]); the handlers note into it ([`note`], [`note_detail`]).
+#[derive(Debug, Default, Clone)]
+pub struct RequestNotes {
+    /// The S3 operation (s3s names it only to the access check).
+    pub operation: Option<String>,
+    /// The API name the router counts the request under (`GetObject`, `Admin`, `STS`, ...).
+    pub api: Option<String>,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+    /// The access key that signed (never its secret or session token).
+    pub access_key: Option<String>,
+    /// The IAM user the caller is, or acts for (a service account's or session's parent).
+    pub user: Option<String>,
+    /// What kind of credentials signed: `root`, `user`, `service-account`, `session`.
+    pub credentials: Option<&'static str>,
+    /// Which policy statement decided, or why the request was refused.
+    pub decision: Option<String>,
+    /// Authorization refused the request.
+    pub denied: bool,
+    /// Someone reads the details (a trace subscriber, the audit log): worth their cost.
+    pub detailed: bool,
+}
+
+/// The notes of one request, shared between its handler task and the router.
+pub type SharedNotes = std::sync::Arc<std::sync::Mutex<RequestNotes>>;
+
 tokio::task_local! {
-    /// The S3 operation the request being handled turned out to be (s3s names it only to the
-    /// access check), for the metrics: the front router scopes it around each handler.
-    static OPERATION: std::cell::RefCell<Option<String>>;
+    static NOTES: SharedNotes;
 }
 
-/// Notes the operation of the request this task handles (nothing outside [`with_operation`]).
-pub fn note_operation(name: &str) {
-    let _ = OPERATION.try_with(|op| *op.borrow_mut() = Some(name.to_owned()));
+/// Changes the notes of the request this task handles (nothing outside [`with_notes`]).
+pub fn note(f: impl FnOnce(&mut RequestNotes)) {
+    let _ = NOTES.try_with(|n| f(&mut n.lock().unwrap_or_else(|e| e.into_inner())));
 }
 
-/// Runs `f` and returns its output with the operation it noted, if any.
-pub async fn with_operation<T>(f: impl std::future::Future<Output = T>) -> (T, Option<String>) {
-    OPERATION
-        .scope(std::cell::RefCell::new(None), async {
-            let out = f.await;
-            (out, OPERATION.with(|op| op.borrow_mut().take()))
-        })
-        .await
+/// Like [`note`], only when someone reads the details ([`RequestNotes::detailed`]), so a costly
+/// note (strings copied, a decision formatted) costs nothing otherwise.
+pub fn note_detail(f: impl FnOnce(&mut RequestNotes)) {
+    note(|n| {
+        if n.detailed {
+            f(n)
+        }
+    });
+}
+
+/// Runs `f` with `notes` as the notes of the request it handles.
+pub async fn with_notes<T>(notes: SharedNotes, f: impl std::future::Future<Output = T>) -> T {
+    NOTES.scope(notes, f).await
 }

@@ -240,3 +240,60 @@ async fn bad_trace_settings_stop_the_server_with_the_variable_named() {
         assert!(format!("{out}{err}").contains(var), "{out}{err}");
     }
 }
+
+/// Calls to a peer site carry the trace too: site a replicates a new object to site b, and b's
+/// request span is a child of the `peer_call` span a sent it from, in the same trace.
+#[tokio::test]
+async fn a_call_to_a_peer_site_joins_the_callers_trace() {
+    let (endpoint, received) = receiver().await;
+    let traced = |o: ServerOptions| {
+        o.env("CAIRN_OTEL_ENDPOINT", &endpoint)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+    };
+    let s = cairn_tests::sites::TwoSites::start_both(
+        traced(ServerOptions::new(4)),
+        traced(ServerOptions::new(4)),
+    )
+    .await;
+    s.admin(&["site", "add", "a", "b"]).await;
+    let c = s.a.client();
+    c.create_bucket().bucket("across").send().await.unwrap();
+    c.put_object()
+        .bucket("across")
+        .key("k")
+        .body(ByteStream::from_static(b"over there"))
+        .send()
+        .await
+        .unwrap();
+    let (a, b) = (
+        format!("127.0.0.1:{}", s.a.port()),
+        format!("127.0.0.1:{}", s.b.port()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = spans(&received);
+        let calls: Vec<&Span> = all
+            .iter()
+            .filter(|(n, s)| n.as_deref() == Some(a.as_str()) && s.name == "peer_call")
+            .map(|(_, s)| s)
+            .collect();
+        let joined = all.iter().any(|(n, s)| {
+            n.as_deref() == Some(b.as_str())
+                && s.name == "request"
+                && calls
+                    .iter()
+                    .any(|c| c.trace_id == s.trace_id && c.span_id == s.parent_span_id)
+        });
+        if joined {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no request span on site b under a peer_call span of site a within 60 s: {:?}",
+            all.iter()
+                .map(|(n, s)| (n.clone(), s.name.clone(), hex::encode(&s.trace_id)))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

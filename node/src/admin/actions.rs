@@ -10,6 +10,7 @@ pub fn admin_action(method: &str, op: &str) -> Option<Option<&'static str>> {
         ("GET", "whoami") => return Some(None),
         ("POST", "heal") => "admin:Heal",
         ("GET", "info") | ("GET", "raft/status") => "admin:ServerInfo",
+        ("GET", "trace") => crate::observe::trace::ACTION,
         ("POST", "iam/user/add") => "admin:CreateUser",
         ("POST", "iam/user/remove") => "admin:DeleteUser",
         ("POST", "iam/user/enable") => "admin:EnableUser",
@@ -57,6 +58,7 @@ mod tests {
             ("POST", "iam/svcacct/edit"),
             ("POST", "idp/ldap/policy/attach"),
             ("GET", "idp/ldap/policy/entities"),
+            ("GET", "trace"),
         ] {
             let a = admin_action(m, op).flatten().unwrap();
             assert_eq!(check_action(a), Ok(()), "{a}");

@@ -56,6 +56,9 @@ pub enum AdminCommand {
     /// Prometheus: `prometheus generate ALIAS` prints a scrape configuration with a bearer token.
     #[command(subcommand)]
     Prometheus(super::prometheus::PrometheusCommand),
+    /// A live stream of the requests every node of the site serves (`trace ALIAS`, filters:
+    /// `--api`, `--errors`, `--bucket`, `--node`; `--verbose` shows headers, secrets masked).
+    Trace(super::trace_cli::TraceArgs),
     #[command(flatten)]
     Iam(super::iam_cli::IamCli),
 }
@@ -175,6 +178,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Kms(cmd) => return super::kms_cli::run(cmd),
         AdminCommand::Site(cmd) => return super::site_cli::run(cmd),
         AdminCommand::Prometheus(cmd) => return super::prometheus::run(cmd),
+        AdminCommand::Trace(cmd) => return super::trace_cli::run(cmd),
         AdminCommand::Iam(cmd) => {
             return super::iam_cli::run(cmd, args.access_key.as_deref(), args.secret_key.as_deref())
         }
@@ -217,16 +221,11 @@ fn trusted_cas() -> anyhow::Result<Vec<u8>> {
     crate::link::trusted_cas(&certs).with_context(|| format!("cannot read {}", certs.display()))
 }
 
-/// Sends one signed admin request (`op` relative to `/cairn/admin/v1/`, a JSON `body` or none)
-/// and returns the response text; a non-2xx answer is an error carrying the server's message.
-/// `https://` endpoints are verified against [`trusted_cas`].
-pub async fn call(
+/// The link the CLI sends `target`'s requests through (`https://` endpoints verified against
+/// [`trusted_cas`]), and the target as the link names it.
+pub(crate) fn client(
     target: &Target,
-    method: &str,
-    op: &str,
-    query: &[(&str, String)],
-    body: Vec<u8>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(crate::link::Link, crate::link::PeerTarget)> {
     let https = target.url.starts_with("https://");
     let cas = if https { trusted_cas()? } else { Vec::new() };
     // Healing a large deployment takes a while; only connection problems should fail fast.
@@ -243,6 +242,37 @@ pub async fn call(
         secret_key: zeroize::Zeroizing::new(target.secret_key.clone()),
         region: target.region.clone(),
     };
+    Ok((link, peer))
+}
+
+/// What the CLI reports when admin call `op` to `target` failed with `e`.
+pub(crate) fn failure(target: &Target, op: &str, e: crate::link::LinkError) -> anyhow::Error {
+    let https = target.url.starts_with("https://");
+    match e {
+        crate::link::LinkError::Status {
+            status, message, ..
+        } => anyhow::anyhow!("{op} failed: HTTP {status}: {message}"),
+        e if https && e.to_string().contains("TLS") => anyhow::anyhow!(
+            "{e}: is the server's certificate issued by an authority in {}? ({CA_FILE_ENV} names another file)",
+            alias::config_path()
+                .ok()
+                .and_then(|p| p.parent().map(|d| d.join("certs").join("CAs").display().to_string()))
+                .unwrap_or_default()
+        ),
+        e => anyhow::anyhow!("cannot reach {}: {e}", target.url),
+    }
+}
+
+/// Sends one signed admin request (`op` relative to `/cairn/admin/v1/`, a JSON `body` or none)
+/// and returns the response text; a non-2xx answer is an error carrying the server's message.
+pub async fn call(
+    target: &Target,
+    method: &str,
+    op: &str,
+    query: &[(&str, String)],
+    body: Vec<u8>,
+) -> anyhow::Result<String> {
+    let (link, peer) = client(target)?;
     let path = format!("{}{op}", super::PREFIX);
     let req = crate::link::PeerRequest {
         method,
@@ -253,16 +283,6 @@ pub async fn call(
     };
     match link.call(&peer, req).await {
         Ok(body) => Ok(String::from_utf8_lossy(&body).into_owned()),
-        Err(crate::link::LinkError::Status {
-            status, message, ..
-        }) => anyhow::bail!("{op} failed: HTTP {status}: {message}"),
-        Err(e) if https && e.to_string().contains("TLS") => anyhow::bail!(
-            "{e}: is the server's certificate issued by an authority in {}? ({CA_FILE_ENV} names another file)",
-            alias::config_path()?
-                .parent()
-                .map(|d| d.join("certs").join("CAs").display().to_string())
-                .unwrap_or_default()
-        ),
-        Err(e) => anyhow::bail!("cannot reach {}: {e}", target.url),
+        Err(e) => Err(failure(target, op, e)),
     }
 }

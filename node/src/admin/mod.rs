@@ -14,6 +14,8 @@ pub mod kms_cli;
 pub mod prometheus;
 pub mod site;
 pub mod site_cli;
+pub mod trace;
+pub mod trace_cli;
 
 use std::sync::Arc;
 
@@ -263,6 +265,7 @@ impl S3Route for AdminRoute {
             }
             (_, op) if op.starts_with("bucket/") => bucket::handle(&self.node, &req, op).await,
             (&Method::GET, "raft/status") => json(&self.node.catalog.control.status()),
+            (&Method::GET, "trace") => Ok(trace::handle(&self.node, &req)),
             (&Method::GET, "internode/secret") => json(&InternodeSecret {
                 secret: &self.node.site_secret,
             }),

@@ -36,6 +36,24 @@ pub enum Caller {
     },
 }
 
+impl Caller {
+    /// The kind of credentials and the IAM identity they act for (a service account's or
+    /// session's parent), as the audit log names them: no secret, no session token.
+    pub fn describe(&self) -> (&'static str, Option<String>) {
+        let parent = |p: &Parent| match p {
+            Parent::Root => "root".to_owned(),
+            Parent::User(u) | Parent::Ldap(u) | Parent::Certificate(u) => u.clone(),
+            Parent::OpenId { provider, subject } => format!("{provider}:{subject}"),
+        };
+        match self {
+            Caller::Root => ("root", Some("root".to_owned())),
+            Caller::User(u) => ("user", Some(u.clone())),
+            Caller::ServiceAccount { parent: p, .. } => ("service-account", Some(parent(p))),
+            Caller::Session { claims, .. } => ("session", Some(parent(&claims.parent))),
+        }
+    }
+}
+
 /// Why a signed request has no caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CallerError {

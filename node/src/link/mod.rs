@@ -1,5 +1,7 @@
-//! Signed HTTP(S) requests to a peer site's S3 endpoint (and [`Link::get`], the unsigned fetches
-//! of an identity provider's public documents, over the same handed-in network and roots).
+//! Signed HTTP(S) requests to a peer site's S3 endpoint, carrying the W3C `traceparent` of the
+//! calling span when traces are on (and [`Link::get`] and [`Link::post`], the unsigned fetches of
+//! an identity provider's public documents and the audit webhook's posts, over the same
+//! handed-in network and roots).
 //!
 //! Sites talk over their public S3 port, as an operator's `aws` or `cairn admin` would: a peer is
 //! a set of URLs (its load balancer, or its nodes) plus credentials, and nothing about its nodes or
@@ -21,6 +23,7 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use thiserror::Error;
+use tracing::Instrument;
 
 pub mod contacts;
 
@@ -226,8 +229,12 @@ impl Link {
                     continue;
                 }
             };
+            // One span per call: the trace a peer's request span joins (`traceparent`), a
+            // child of the caller's span when there is one.
+            let span = tracing::info_span!("peer_call", peer = %peer.name, method = req.method, path = req.path);
             let r = self
                 .exchange(peer, &endpoint, &url.authority, sender, req)
+                .instrument(span)
                 .await;
             match &r {
                 Ok(_) => self.contacts.answered(&endpoint, None),
@@ -261,6 +268,11 @@ impl Link {
             ("x-amz-content-sha256", UNSIGNED_PAYLOAD),
         ];
         signed.extend(req.headers.iter().map(|(k, v)| (*k, v.as_str())));
+        // The peer's request span joins this trace (`telemetry::follow_caller` over there).
+        let traceparent = crate::telemetry::current_traceparent();
+        if let Some(tp) = &traceparent {
+            signed.push(("traceparent", tp));
+        }
         let query: Vec<(&str, &str)> = req.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut signer = Signer::new(&peer.access_key, &peer.secret_key, &peer.region, "s3");
         let auth = signer.authorization(&SignRequest {
@@ -366,6 +378,31 @@ impl Link {
     /// An unsigned `GET` of `url` (an identity provider's discovery document or keys, which are
     /// public): the body of a 2xx answer, refused past `max` bytes.
     pub async fn get(&self, url: &str, max: usize) -> Result<Bytes, LinkError> {
+        let accept = [("accept", "application/json".to_owned())];
+        self.unsigned("GET", url, &accept, empty(), max).await
+    }
+
+    /// An unsigned `POST` of `body` to `url` with `headers` (the audit log's webhook): the body
+    /// of a 2xx answer, refused past `max` bytes.
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+        max: usize,
+    ) -> Result<Bytes, LinkError> {
+        self.unsigned("POST", url, headers, full(body), max).await
+    }
+
+    /// One unsigned request to `url` on a connection of its own.
+    async fn unsigned(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Body,
+        max: usize,
+    ) -> Result<Bytes, LinkError> {
         let bad = || LinkError::Endpoint(url.to_owned());
         let Url {
             tls,
@@ -375,11 +412,14 @@ impl Link {
             uri,
         } = Url::parse(url)?;
         let target = uri.path_and_query().map_or("/", |p| p.as_str());
-        let request = hyper::Request::get(target)
-            .header("host", authority)
-            .header("accept", "application/json")
-            .body(empty())
-            .map_err(|_| bad())?;
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(target)
+            .header("host", authority);
+        for (k, v) in headers {
+            builder = builder.header(*k, v);
+        }
+        let request = builder.body(body).map_err(|_| bad())?;
         let unreachable = |reason: String| LinkError::Unreachable {
             endpoint: url.to_owned(),
             reason,

@@ -276,17 +276,31 @@ impl Router {
         let span = tracing::debug_span!("request_id", id = %id);
         req.extensions_mut()
             .insert(crate::auth::RequestId(id.clone()));
-        let resp = self.serve(req).instrument(span).await?;
-        Ok(stamp(resp, &id).await)
+        let (watch, notes) = super::observe::Watch::begin(&self.node, &req, &id);
+        let resp = self.serve(req, notes).instrument(span).await?;
+        let resp = stamp(resp, &id).await;
+        Ok(match watch {
+            Some(w) => w.finish(resp),
+            None => resp,
+        })
     }
 
-    async fn serve<B>(&self, mut req: Request<B>) -> Result<Response<Body>, s3s::HttpError>
+    /// `notes`: what the handler learns about the request (its operation for the metrics,
+    /// and for a watched request the details the trace and the audit log show).
+    async fn serve<B>(
+        &self,
+        mut req: Request<B>,
+        notes: crate::telemetry::SharedNotes,
+    ) -> Result<Response<Body>, s3s::HttpError>
     where
         B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
         s3s::StdError: From<B::Error>,
     {
         if let Some(uri) = super::sigv2::canonical_bucket_uri(req.headers(), req.uri()) {
             *req.uri_mut() = uri;
+        }
+        if req.uri().path().starts_with("/cairn/health/") {
+            notes.lock().unwrap_or_else(|e| e.into_inner()).api = Some("Health".into());
         }
         match req.uri().path() {
             "/cairn/health/live" => return Ok(text(StatusCode::OK, "OK")),
@@ -369,23 +383,33 @@ impl Router {
         // (commit at quorum or roll back below it), or it leaves the key with no quorum at all.
         let s3 = self.s3.clone();
         let credentials = self.node.credentials.clone();
+        let handler_notes = notes.clone();
         let handler = tokio::spawn(
             async move {
                 let _permits = (permit, read_first);
                 let (parts, body) = req.into_parts();
                 let body = crate::auth::chunked::guard(&parts.headers, body, credentials.as_ref());
-                crate::telemetry::with_operation(s3.call(Request::from_parts(parts, body))).await
+                crate::telemetry::with_notes(
+                    handler_notes,
+                    s3.call(Request::from_parts(parts, body)),
+                )
+                .await
             }
             .instrument(span),
         );
         let resp = match handler.await {
-            Ok((r, op)) => {
+            Ok(r) => {
                 let resp = r?;
-                let api = match (api, op) {
+                let mut n = notes.lock().unwrap_or_else(|e| e.into_inner());
+                let api: std::borrow::Cow<'static, str> = match (api, n.operation.take()) {
                     ("", Some(op)) => op.into(),
                     ("", None) => "Unknown".into(),
                     (api, _) => api.into(),
                 };
+                if n.detailed {
+                    n.api = Some(api.to_string());
+                }
+                drop(n);
                 in_flight.answered(api, resp.status().as_u16());
                 resp
             }

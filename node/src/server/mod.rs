@@ -5,6 +5,7 @@ pub mod kes;
 pub mod listener;
 pub mod metrics;
 pub mod node;
+mod observe;
 mod preauth;
 mod route;
 pub mod sigv2;
@@ -356,6 +357,23 @@ async fn serve(
     })
     .await?;
 
+    if let Some(settings) =
+        crate::observe::audit::AuditSettings::from_env(&|k| std::env::var(k).ok())?
+    {
+        let link = crate::link::Link::new(
+            Arc::new(crate::net::TcpDial),
+            &ca_pem,
+            Arc::new(SystemClock),
+        );
+        let audit = crate::observe::audit::Audit::start(&settings, link);
+        let _ = node.audit.set(audit);
+        tracing::info!(
+            file = ?settings.file,
+            webhook = settings.webhook.is_some(),
+            queue = settings.queue,
+            "audit log on"
+        );
+    }
     router.metrics_auth = metrics_auth;
     if metrics_auth == metrics::guard::AuthType::Public {
         tracing::warn!(

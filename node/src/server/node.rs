@@ -108,6 +108,11 @@ impl Node {
             Some(a) => a.iam.clone(),
             None => parts.credentials,
         };
+        let nodes_link = crate::link::Link::new(
+            parts.peer_dial.clone(),
+            &parts.peer_ca_pem,
+            parts.clock.clone(),
+        );
         let link = crate::link::Link::new(parts.peer_dial, &parts.peer_ca_pem, parts.clock.clone());
         let (objects, heal_rx) = ObjectLayer::new(
             parts.drives,
@@ -136,6 +141,9 @@ impl Node {
             link,
             site_secret: parts.site_secret,
             idp: parts.idp,
+            trace: Default::default(),
+            nodes_link,
+            audit: Default::default(),
         });
         let metrics = Arc::new(super::metrics::Metrics::new(objects.clock.clone()));
         tokio::spawn(heal_worker(objects.clone(), heal_rx, metrics.clone()));

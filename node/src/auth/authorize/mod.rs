@@ -68,7 +68,15 @@ impl<'a> From<&'a str> for Signer<'a> {
 impl Denied {
     /// The S3 error a client sees: the reason itself stays in the log, except for the token
     /// errors, which AWS names so that clients know to refresh their credentials.
+    /// Every refusal passes here on its way to the client, so the request's notes (the audit
+    /// log's "why denied") hear of each.
     pub fn to_s3(&self) -> s3s::S3Error {
+        crate::telemetry::note(|n| {
+            n.denied = true;
+            if n.detailed {
+                n.decision = Some(self.to_string());
+            }
+        });
         match self {
             Denied::Caller(CallerError::ExpiredToken) => {
                 s3_error!(ExpiredToken, "The provided token has expired.")
@@ -302,10 +310,19 @@ impl Authorizer {
     /// request: the condition-key lookups and the decisions share it.
     pub fn grants(&self, signer: Option<Signer<'_>>) -> Result<Grants, Denied> {
         let state = self.iam.state();
+        crate::telemetry::note_detail(|n| n.access_key = signer.map(|s| s.access_key.to_owned()));
         let caller = match signer {
             None => None,
             Some(s) => Some(self.iam.caller(&state.iam, s.access_key, s.session_token)?),
         };
+        crate::telemetry::note_detail(|n| {
+            let (kind, user) = match &caller {
+                None => ("anonymous", None),
+                Some(c) => c.describe(),
+            };
+            n.credentials = Some(kind);
+            n.user = user;
+        });
         if caller == Some(Caller::Root) {
             return Ok(Grants(None));
         }
@@ -373,7 +390,14 @@ impl Authorizer {
                 ctx.keys.set_all(k, v.clone());
             }
             let verdict = evaluate(&ctx, &set);
-            if !verdict.allowed {
+            if verdict.allowed {
+                crate::telemetry::note_detail(|n| {
+                    n.decision = Some(format!(
+                        "{action} on {}: {verdict}",
+                        ctx.resource.as_deref().unwrap_or("*")
+                    ))
+                });
+            } else {
                 return Err(Denied::Policy {
                     action: (*action).to_owned(),
                     resource: resource.clone().unwrap_or_default(),

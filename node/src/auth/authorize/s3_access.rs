@@ -56,12 +56,16 @@ impl S3Access for S3Authorizer {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let client = cx.extensions_mut().get::<ConnInfo>().copied();
         let op = cx.s3_op().name();
-        crate::telemetry::note_operation(op);
         let (bucket, key) = match cx.s3_path() {
             S3Path::Root => (None, None),
             S3Path::Bucket { bucket } => (Some(&**bucket), None),
             S3Path::Object { bucket, key } => (Some(&**bucket), Some(&**key)),
         };
+        crate::telemetry::note(|n| n.operation = Some(op.to_owned()));
+        crate::telemetry::note_detail(|n| {
+            n.bucket = bucket.map(str::to_owned);
+            n.key = key.map(str::to_owned);
+        });
         let query = query_pairs(cx.uri());
         // Any version id, `null` included, names a version: the `...Version` actions apply.
         let versioned = query.iter().any(|(k, _)| k == "versionId");
@@ -75,6 +79,12 @@ impl S3Access for S3Authorizer {
                 return Ok(());
             }
             tracing::info!(op, peer = %peer, "access denied: a site's replication identity writes replicas only");
+            crate::telemetry::note(|n| {
+                n.denied = true;
+                n.decision = Some(format!(
+                    "the replication identity of site {peer} writes replicas only"
+                ));
+            });
             return Err(s3_error!(AccessDenied, "Access Denied."));
         }
         let token = session_token(cx.headers(), &query);

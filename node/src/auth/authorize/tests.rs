@@ -530,3 +530,56 @@ fn external_identities_get_mapped_or_asserted_policies() {
     assert!(reader(&get("b", "k")) && !reader(&put("b", "k")));
     assert!(!oidc(&[])(&get("b", "k")));
 }
+
+/// What authorization notes for the audit log: who signed, as whom, and which statement decided
+/// (only when details are wanted); a refusal reaching the client is noted as denied.
+#[tokio::test]
+async fn decisions_are_noted_for_the_audit_log() {
+    let mut s = SiteState::default();
+    policy(&mut s, "getb", GET_B);
+    user(&mut s, "alice", &["getb"]);
+    let a = authorizer(s);
+    let noted = |detailed: bool, who: &'static str, n: Vec<(&'static str, Option<String>)>| {
+        let notes = crate::telemetry::SharedNotes::default();
+        notes.lock().unwrap().detailed = detailed;
+        let a = &a;
+        let held = notes.clone();
+        async move {
+            crate::telemetry::with_notes(held, async {
+                if let Err(e) = a.authorize(Some(who.into()), &n, &[]) {
+                    let _ = e.to_s3();
+                }
+            })
+            .await;
+            let n = notes.lock().unwrap().clone();
+            n
+        }
+    };
+    let ok = noted(true, "alice", get("b", "k")).await;
+    assert_eq!(ok.access_key.as_deref(), Some("alice"));
+    assert_eq!(
+        (ok.credentials, ok.user.as_deref()),
+        (Some("user"), Some("alice"))
+    );
+    assert!(!ok.denied);
+    let why = ok.decision.unwrap();
+    assert!(
+        why.starts_with("s3:GetObject on arn:aws:s3:::b/k: allowed by"),
+        "{why}"
+    );
+    let no = noted(true, "alice", put("b", "k")).await;
+    assert!(no.denied);
+    let why = no.decision.unwrap();
+    assert!(
+        why.contains("s3:PutObject") && why.contains("denied"),
+        "{why}"
+    );
+    let root = noted(true, "rootkey", put("b", "k")).await;
+    assert_eq!(
+        (root.credentials, root.user.as_deref()),
+        (Some("root"), Some("root"))
+    );
+    // Nobody reads the details: none are taken, but a refusal is still marked.
+    let quiet = noted(false, "alice", put("b", "k")).await;
+    assert!(quiet.denied && quiet.decision.is_none() && quiet.access_key.is_none());
+}

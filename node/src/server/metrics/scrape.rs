@@ -44,6 +44,11 @@ struct SetLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    sink: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PeerLabel {
     peer: String,
 }
@@ -378,4 +383,24 @@ fn node_counters(node: &Node, r: &mut Registry) {
         "Versions heal removed because they were lost beyond their parity",
         counter(node.objects.lost_versions_removed.load(Ordering::Relaxed)),
     );
+    r.register(
+        "trace_lost_records",
+        "Trace records `cairn admin trace` readers of this node lost by reading too slowly",
+        counter(node.trace.lost_total()),
+    );
+    if let Some(audit) = node.audit.get() {
+        let written = Family::<SinkLabel, Counter>::default();
+        let dropped = Family::<SinkLabel, Counter>::default();
+        for c in audit.counts() {
+            let sink = SinkLabel { sink: c.sink };
+            written.get_or_create(&sink).inc_by(c.written);
+            dropped.get_or_create(&sink).inc_by(c.dropped);
+        }
+        r.register("audit_written", "Audit lines written, by sink", written);
+        r.register(
+            "audit_dropped",
+            "Audit lines dropped, by sink: its queue was full, or it failed after its retries",
+            dropped,
+        );
+    }
 }
