@@ -1,5 +1,7 @@
 //! The admin API under `/cairn/admin/v1/` on the S3 port: SigV4-signed (s3s checks the signature
-//! before the route runs), JSON in and out. Only root may call it until IAM adds `admin:*` actions.
+//! before the route runs), JSON in and out. Each call needs its `admin:*` action (`actions`);
+//! calls without one are root's alone, and peer sites' replication identities may make only
+//! their own calls (`site::peer_access`).
 
 pub mod actions;
 pub mod alias;
