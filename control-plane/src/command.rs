@@ -59,6 +59,13 @@ pub enum Command {
     },
     /// Site replication: peers, acknowledgements and commands received from peers.
     Site(crate::site::SiteCommand),
+    /// `command` as proposed at the proposer's wall time `now_ns`: where the hybrid logical
+    /// clock stamp of a replicated change starts from (`crate::stamp`; `crate::stamp::timed`
+    /// wraps what needs it). Never nested, never sent to a peer.
+    At {
+        now_ns: i64,
+        command: Box<Command>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ pub mod pairing;
 pub mod raft;
 pub mod resync;
 pub mod site;
+pub mod stamp;
 pub mod state;
 pub mod transport;
 

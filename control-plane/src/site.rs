@@ -18,6 +18,7 @@ use crate::command::{Command, CommandError};
 use crate::iam::identity::{IamCommand, IamState, PolicyTarget, SealedSecret};
 use crate::model::{BucketInfo, Versioning};
 use crate::resync::{self, Resync, ResyncCommand, ResyncState};
+use crate::stamp::{self, Stamp};
 
 /// Longest site name accepted.
 const MAX_NAME: usize = 63;
@@ -72,6 +73,20 @@ pub struct Sites {
     /// Id the next resync gets.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub next_resync: u64,
+    /// The site's hybrid logical clock (`crate::stamp`): the latest stamp given or taken.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub hlc: i64,
+    /// Per entity (`stamp::entities`): the stamp of the change this site holds, while paired.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stamps: BTreeMap<String, Stamp>,
+    /// The stamps of outbox entries, by sequence (an export at pairing, or an entry from before
+    /// stamps, has none and applies on the peer in arrival order).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outbox_stamps: BTreeMap<u64, i64>,
+    /// Per origin site: entity changes it sent that were ignored here, this site holding a
+    /// later change of the same entity (last writer wins, `crate::stamp`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stale: BTreeMap<String, u64>,
 }
 
 /// A list of endpoints, or the one endpoint (a string) older state and clients have.
@@ -92,6 +107,10 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SiteCommand {
     /// Names this site and sets its peers (replacing the list). A new peer is sent everything
@@ -109,11 +128,14 @@ pub enum SiteCommand {
     Remove { peer: String },
     /// Resyncs to a peer (`crate::resync`).
     Resync(ResyncCommand),
-    /// A command that site `origin` applied under sequence `seq`.
+    /// A command that site `origin` applied under sequence `seq`, stamped `stamp_ns` there
+    /// (`crate::stamp`; without a stamp it applies in arrival order, as entries did before).
     FromPeer {
         origin: String,
         seq: u64,
         command: Box<Command>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stamp_ns: Option<i64>,
     },
     /// An entry of `origin` this site received and does not apply (a bucket deletion while this
     /// site keeps the versions that peer removes): it counts as received.
@@ -165,13 +187,41 @@ impl Sites {
             .map(|(n, p)| (n.as_str(), p))
     }
 
-    /// Appends a command applied here to the outbox, if any peer is to receive it.
-    pub(crate) fn record(&mut self, cmd: &Command) {
+    /// Appends a command applied here to the outbox, if any peer is to receive it, stamped if
+    /// its proposer gave the time it was made (`now_ns`).
+    pub(crate) fn record(&mut self, cmd: &Command, now_ns: Option<i64>) {
         if self.enabled() && replicable(cmd) {
             self.next_seq = self.next_seq.max(1);
             self.outbox.insert(self.next_seq, cmd.clone());
+            if let Some(now) = now_ns {
+                let at = self.stamp_local(cmd, now);
+                self.outbox_stamps.insert(self.next_seq, at);
+            }
             self.next_seq += 1;
         }
+    }
+
+    /// Stamps a change made here at wall time `now_ns`: later than the site clock and than the
+    /// stamp of every entity it changes, so it replaces them on every site.
+    fn stamp_local(&mut self, cmd: &Command, now_ns: i64) -> i64 {
+        let parts = stamp::entities(cmd);
+        let at = parts
+            .iter()
+            .filter_map(|(e, _)| self.stamps.get(e))
+            .map(|s| s.at_ns.saturating_add(1))
+            .fold(now_ns.max(self.hlc.saturating_add(1)), i64::max);
+        // Past an entity stamped far ahead, only that entity's change goes (`MAX_AHEAD_NS`).
+        if at <= now_ns.saturating_add(stamp::MAX_AHEAD_NS) {
+            self.hlc = at;
+        }
+        for (e, _) in parts {
+            let s = Stamp {
+                at_ns: at,
+                site: self.local.clone(),
+            };
+            self.stamps.insert(e, s);
+        }
+        at
     }
 
     /// Whether a `FromPeer` entry is new (not applied before), recording it as applied.
@@ -184,15 +234,16 @@ impl Sites {
         true
     }
 
-    /// The outbox entries peer `name` still lacks, oldest first, at most `limit`.
-    pub fn pending_for(&self, name: &str, limit: usize) -> Vec<(u64, Command)> {
+    /// The outbox entries peer `name` still lacks, oldest first, at most `limit`, with their
+    /// stamps.
+    pub fn pending_for(&self, name: &str, limit: usize) -> Vec<(u64, Command, Option<i64>)> {
         let Some(peer) = self.peers.get(name) else {
             return Vec::new();
         };
         self.outbox
             .range(peer.acked + 1..)
             .take(limit)
-            .map(|(s, c)| (*s, c.clone()))
+            .map(|(s, c)| (*s, c.clone(), self.outbox_stamps.get(s).copied()))
             .collect()
     }
 
@@ -241,9 +292,11 @@ impl Sites {
     fn trim(&mut self) {
         let Some(low) = self.peers.values().map(|p| p.acked).min() else {
             self.outbox.clear();
+            self.outbox_stamps.clear();
             return;
         };
         self.outbox = self.outbox.split_off(&(low + 1));
+        self.outbox_stamps = self.outbox_stamps.split_off(&(low + 1));
     }
 }
 
@@ -378,7 +431,7 @@ impl crate::state::SiteState {
                 }
                 // A peer that lost its data lost its buckets and users too: they go first.
                 for c in export(&self.buckets, &self.iam) {
-                    self.sites.record(&c);
+                    self.sites.record(&c, None);
                 }
                 let after = self.sites.next_seq.max(1) - 1;
                 self.sites
@@ -415,7 +468,84 @@ impl crate::state::SiteState {
         }
     }
 
-    pub(crate) fn apply_site(&mut self, cmd: &SiteCommand) -> Result<(), CommandError> {
+    /// Applies peer `origin`'s entry `seq` (once), each entity it changes only over an older
+    /// change here (`crate::stamp`); a stale part is ignored and counted. `now_ns` is the
+    /// proposer's wall time, which bounds how far the peer's stamp moves the site clock.
+    fn apply_from_peer(
+        &mut self,
+        origin: &str,
+        seq: u64,
+        command: &Command,
+        stamp_ns: Option<i64>,
+        now_ns: Option<i64>,
+    ) -> Result<(), CommandError> {
+        if !replicable(command) {
+            return Err(CommandError::InvalidRequest(
+                "a peer may only send replicable commands".into(),
+            ));
+        }
+        if !self.sites.accept(origin, seq) {
+            return Ok(());
+        }
+        // A rejected command (the bucket exists already, say) still counts as received: the two
+        // sites already agree on what it would have done. It does not join the outbox: peers
+        // form a full mesh, so sending it on would only echo it back.
+        let Some(at_ns) = stamp_ns else {
+            return self.change(command, None);
+        };
+        if now_ns.is_none_or(|now| at_ns <= now.saturating_add(stamp::MAX_AHEAD_NS)) {
+            self.sites.hlc = self.sites.hlc.max(at_ns);
+        }
+        let theirs = Stamp {
+            at_ns,
+            site: origin.to_string(),
+        };
+        let parts = stamp::entities(command);
+        let total = parts.len();
+        let fresh: Vec<(String, Command)> = parts
+            .into_iter()
+            .filter(|(entity, _)| {
+                let ours = self.sites.stamps.get(entity).filter(|s| **s >= theirs);
+                if let Some(ours) = ours {
+                    tracing::info!(origin, seq, entity = %entity, theirs_ns = at_ns, ours_ns = ours.at_ns, ours_site = %ours.site, "a peer's change is older than the one this site holds: ignored");
+                }
+                ours.is_none()
+            })
+            .collect();
+        if fresh.len() < total {
+            *self.sites.stale.entry(origin.to_string()).or_default() +=
+                (total - fresh.len()) as u64;
+        }
+        // All of it fresh: applied whole, as its origin applied it.
+        let applied: Vec<(String, Result<(), CommandError>)> = if fresh.len() == total {
+            let r = self.change(command, None);
+            fresh.into_iter().map(|(e, _)| (e, r.clone())).collect()
+        } else {
+            fresh
+                .into_iter()
+                .map(|(e, part)| {
+                    let r = self.change(&part, None);
+                    (e, r)
+                })
+                .collect()
+        };
+        let mut result = Ok(());
+        for (entity, r) in applied {
+            match r {
+                Ok(()) => {
+                    self.sites.stamps.insert(entity, theirs.clone());
+                }
+                Err(e) => result = Err(e),
+            }
+        }
+        result
+    }
+
+    pub(crate) fn apply_site(
+        &mut self,
+        cmd: &SiteCommand,
+        now_ns: Option<i64>,
+    ) -> Result<(), CommandError> {
         match cmd {
             SiteCommand::Configure { local, peers } => {
                 check_site_name(local)?;
@@ -480,7 +610,7 @@ impl crate::state::SiteState {
                 // removed since. As with MinIO, only one of the sites being paired may hold data.
                 if !joined.is_empty() && self.sites.received.is_empty() {
                     for c in export(&self.buckets, &self.iam) {
-                        self.sites.record(&c);
+                        self.sites.record(&c, None);
                     }
                 }
                 // The objects written before the pairing follow their buckets.
@@ -506,20 +636,8 @@ impl crate::state::SiteState {
                 origin,
                 seq,
                 command,
-            } => {
-                if !replicable(command) {
-                    return Err(CommandError::InvalidRequest(
-                        "a peer may only send replicable commands".into(),
-                    ));
-                }
-                if !self.sites.accept(origin, *seq) {
-                    return Ok(());
-                }
-                // A rejected command (the bucket exists already, say) still counts as received:
-                // the two sites already agree on what it would have done. It does not join the
-                // outbox: peers form a full mesh, so sending it on would only echo it back.
-                self.change(command)
-            }
+                stamp_ns,
+            } => self.apply_from_peer(origin, *seq, command, *stamp_ns, now_ns),
         }
     }
 }
@@ -569,11 +687,12 @@ mod tests {
         let origin = from.sites.local.clone();
         let peer = to.sites.local.clone();
         let mut last = 0;
-        for (seq, command) in from.sites.pending_for(&peer, 1000) {
+        for (seq, command, stamp_ns) in from.sites.pending_for(&peer, 1000) {
             let _ = to.apply(&Command::Site(SiteCommand::FromPeer {
                 origin: origin.clone(),
                 seq,
                 command: Box::new(command),
+                stamp_ns,
             }));
             last = seq;
         }
@@ -644,11 +763,12 @@ mod tests {
         a.apply(&configure("a", &["b"])).unwrap();
         // b takes a's entries before it is configured itself.
         let mut b = SiteState::default();
-        for (seq, command) in a.sites.pending_for("b", 10) {
+        for (seq, command, stamp_ns) in a.sites.pending_for("b", 10) {
             b.apply(&Command::Site(SiteCommand::FromPeer {
                 origin: "a".into(),
                 seq,
                 command: Box::new(command),
+                stamp_ns,
             }))
             .unwrap();
         }
@@ -668,6 +788,7 @@ mod tests {
             origin: "a".into(),
             seq: 1,
             command: Box::new(create("x")),
+            stamp_ns: None,
         });
         b.apply(&entry).unwrap();
         b.apply(&Command::DeleteBucket { name: "x".into() })
@@ -702,6 +823,7 @@ mod tests {
             command: Box::new(Command::DeleteBucket {
                 name: "kept".into(),
             }),
+            stamp_ns: None,
         });
         b.apply(&entry).unwrap();
         assert!(b.bucket("kept").is_some());
@@ -719,6 +841,7 @@ mod tests {
             command: Box::new(Command::Restore {
                 state: Box::default(),
             }),
+            stamp_ns: None,
         });
         assert!(a.apply(&restore).is_err());
         assert!(a.sites.received.is_empty());
@@ -941,5 +1064,139 @@ mod tests {
         assert_eq!(a.sites.pending_for("c", 10).len(), 1);
         assert_eq!(a.sites.backlog("c"), 1);
         assert!(a.apply(&ack("nobody", 1)).is_err());
+    }
+
+    fn at(now_ns: i64, cmd: Command) -> Command {
+        crate::stamp::timed(cmd, now_ns)
+    }
+
+    /// A policy document that names `tag`.
+    fn doc(tag: &str) -> String {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::{tag}/*"]}}]}}"#
+        )
+    }
+
+    fn put_policy(tag: &str) -> Command {
+        Command::Iam(IamCommand::PutPolicy {
+            name: "shared".into(),
+            document: doc(tag),
+        })
+    }
+
+    const MIN: i64 = 60 * 1_000_000_000;
+
+    /// Two paired sites.
+    fn pair() -> (SiteState, SiteState) {
+        let (mut a, mut b) = (SiteState::default(), SiteState::default());
+        a.apply(&configure("a", &["b"])).unwrap();
+        b.apply(&configure("b", &["a"])).unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn concurrent_changes_of_one_entity_end_the_same_on_both_sites_in_any_order() {
+        for a_first in [true, false] {
+            let (mut a, mut b) = pair();
+            // a's clock runs 10 minutes ahead of b's; b changes the policy a minute later.
+            a.apply(&at(100 * MIN, put_policy("from-a"))).unwrap();
+            b.apply(&at(91 * MIN, put_policy("from-b"))).unwrap();
+            if a_first {
+                deliver(&mut a, &mut b);
+                deliver(&mut b, &mut a);
+            } else {
+                deliver(&mut b, &mut a);
+                deliver(&mut a, &mut b);
+            }
+            assert_eq!(a.iam.policies, b.iam.policies, "a first: {a_first}");
+            assert_eq!(a.iam.policies["shared"], doc("from-a"), "the greater stamp");
+            assert_eq!(b.sites.stale.get("a"), None);
+            assert_eq!(a.sites.stale["b"], 1, "b's change ignored and counted on a");
+        }
+    }
+
+    #[test]
+    fn a_change_after_seeing_a_peers_orders_after_it_whatever_the_clocks() {
+        let (mut a, mut b) = pair();
+        a.apply(&at(100 * MIN, put_policy("first-a"))).unwrap();
+        deliver(&mut a, &mut b);
+        // b's clock is 10 minutes behind, yet its change follows the one it saw.
+        b.apply(&at(90 * MIN, put_policy("then-b"))).unwrap();
+        deliver(&mut b, &mut a);
+        assert_eq!(a.iam.policies["shared"], doc("then-b"));
+        assert_eq!(b.iam.policies["shared"], doc("then-b"));
+        assert!(a.sites.stale.is_empty() && b.sites.stale.is_empty());
+        // a holds b's stamp for the policy now, later than its own.
+        let stamp = a.sites.stamps["policy/shared"].clone();
+        assert_eq!(stamp.site, "b");
+        assert!(stamp.at_ns > 100 * MIN, "{stamp:?}");
+    }
+
+    #[test]
+    fn group_members_converge_per_member() {
+        let (mut a, mut b) = pair();
+        let members = |add: bool, m: &[&str]| {
+            let (group, members) = ("g".to_string(), m.iter().map(|s| s.to_string()).collect());
+            Command::Iam(if add {
+                IamCommand::AddGroupMembers { group, members }
+            } else {
+                IamCommand::RemoveGroupMembers { group, members }
+            })
+        };
+        for s in [&mut a, &mut b] {
+            for u in ["user1", "user2", "user3"] {
+                s.apply(&Command::Iam(IamCommand::AddUser {
+                    access_key: u.into(),
+                    secret: secret(),
+                }))
+                .unwrap();
+            }
+        }
+        deliver(&mut a, &mut b);
+        deliver(&mut b, &mut a);
+        a.apply(&at(10 * MIN, members(true, &["user1", "user2"])))
+            .unwrap();
+        deliver(&mut a, &mut b);
+        // At once: a removes user1 (later), b adds user1 and user3 (earlier, its clock behind).
+        a.apply(&at(12 * MIN, members(false, &["user1"]))).unwrap();
+        b.apply(&at(11 * MIN, members(true, &["user1", "user3"])))
+            .unwrap();
+        deliver(&mut b, &mut a);
+        deliver(&mut a, &mut b);
+        assert_eq!(a.iam.groups, b.iam.groups);
+        let g: Vec<_> = a.iam.groups["g"].members.iter().cloned().collect();
+        assert_eq!(g, vec!["user2".to_string(), "user3".to_string()]);
+        assert_eq!(
+            a.sites.stale["b"], 1,
+            "only user1's part of b's change was stale"
+        );
+    }
+
+    #[test]
+    fn a_stamp_far_ahead_orders_its_entity_but_does_not_drag_the_site_clock() {
+        let (mut a, mut b) = pair();
+        a.apply(&at(10_000 * MIN, put_policy("future"))).unwrap();
+        let (origin, seq, command, stamp_ns) = {
+            let (seq, c, s) = a.sites.pending_for("b", 1).remove(0);
+            ("a".to_string(), seq, c, s)
+        };
+        b.apply(&at(
+            100 * MIN,
+            Command::Site(SiteCommand::FromPeer {
+                origin,
+                seq,
+                command: Box::new(command),
+                stamp_ns,
+            }),
+        ))
+        .unwrap();
+        assert_eq!(b.iam.policies["shared"], doc("future"));
+        assert!(b.sites.hlc < 10_000 * MIN, "{}", b.sites.hlc);
+        b.apply(&at(101 * MIN, put_policy("later-b"))).unwrap();
+        assert!(b.sites.stamps["policy/shared"].at_ns > 10_000 * MIN);
+        b.apply(&at(102 * MIN, create("elsewhere"))).unwrap();
+        assert!(b.sites.stamps["bucket/elsewhere"].at_ns < 10_000 * MIN);
+        deliver(&mut b, &mut a);
+        assert_eq!(a.iam.policies["shared"], doc("later-b"));
     }
 }

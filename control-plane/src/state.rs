@@ -31,17 +31,27 @@ impl SiteState {
         self.apply_change(cmd)
     }
 
-    /// Applies `cmd` without counting it; a change made here joins the site outbox.
+    /// Applies `cmd` without counting it; a change made here joins the site outbox, stamped
+    /// (`crate::stamp`) when its proposer gave its time.
     pub(crate) fn apply_change(&mut self, cmd: &Command) -> Result<(), CommandError> {
+        let (now_ns, cmd) = match cmd {
+            Command::At { now_ns, command } => (Some(*now_ns), command.as_ref()),
+            c => (None, c),
+        };
         let local = !matches!(cmd, Command::Site(_));
-        self.change(cmd)?;
+        self.change(cmd, now_ns)?;
         if local {
-            self.sites.record(cmd);
+            self.sites.record(cmd, now_ns);
         }
         Ok(())
     }
 
-    pub(crate) fn change(&mut self, cmd: &Command) -> Result<(), CommandError> {
+    /// Applies `cmd`, proposed at `now_ns` if its proposer said.
+    pub(crate) fn change(
+        &mut self,
+        cmd: &Command,
+        now_ns: Option<i64>,
+    ) -> Result<(), CommandError> {
         match cmd {
             Command::CreateBucket {
                 name,
@@ -118,7 +128,10 @@ impl SiteState {
                 self.bucket_mut(bucket)?.policy = policy.clone();
                 Ok(())
             }
-            Command::Site(c) => self.apply_site(c),
+            Command::Site(c) => self.apply_site(c, now_ns),
+            Command::At { .. } => Err(CommandError::InvalidRequest(
+                "a proposal's time wraps one command, not another time".into(),
+            )),
         }
     }
 

@@ -48,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
             origin: r.origin.clone(),
             seq: e.seq,
             command: Box::new(e.command),
+            stamp_ns: e.stamp_ns,
         });
         let last = before.sites.received.get(&r.origin).copied().unwrap_or(0);
         let result = s.apply(&cmd);

@@ -18,6 +18,7 @@ use futures::future::join_all;
 use cairn_control_plane::raft::{ControlPlane, ProposeError};
 use cairn_control_plane::{BucketInfo, Command, CommandError, SiteState};
 
+use crate::clock::SharedClock;
 use crate::drive::{Drive, MetaOp};
 use crate::object::keys::SITE_STATE;
 
@@ -52,13 +53,17 @@ pub struct Catalog {
     pub resyncing: tokio::sync::Notify,
     /// Signalled once some bucket has lifecycle rules (the lifecycle worker waits for it).
     pub lifecycle: tokio::sync::Notify,
+    /// The proposer's wall time, which a replicated change's stamp starts from
+    /// (`cairn_control_plane::stamp`).
+    clock: SharedClock,
 }
 
 impl Catalog {
-    pub fn new(control: Arc<ControlPlane>, local: Vec<Arc<dyn Drive>>) -> Self {
+    pub fn new(control: Arc<ControlPlane>, local: Vec<Arc<dyn Drive>>, clock: SharedClock) -> Self {
         Self {
             control,
             local,
+            clock,
             mirror_lock: tokio::sync::Mutex::new(None),
             paired: tokio::sync::Notify::new(),
             resyncing: tokio::sync::Notify::new(),
@@ -88,6 +93,7 @@ impl Catalog {
 
     /// Replicates a command through Raft; returns once it is applied and mirrored on this node.
     pub async fn propose(&self, cmd: Command) -> Result<(), CatalogError> {
+        let cmd = cairn_control_plane::stamp::timed(cmd, self.clock.now_ns());
         self.control.propose(cmd).await?;
         self.mirror(&self.state()).await;
         Ok(())

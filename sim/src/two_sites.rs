@@ -1,11 +1,13 @@
 //! Two sites of three nodes, paired by site replication (DESIGN.md §7), under faults that cut
 //! the link between them and crash nodes on either side.
 //!
-//! A writer on each site puts and deletes objects in its own bucket and in the other site's,
-//! and adds IAM users, through its own site only. After the faults stop, the sites must
-//! converge: every acknowledged version (object or delete marker) is readable on both sites
-//! under its version id with its exact bytes, both sites list the same versions of every key,
-//! and every node of both sites holds the same buckets and users.
+//! The sites' clocks are apart (tens of seconds to minutes) and jump during the run. A writer on
+//! each site puts and deletes objects in its own bucket and in the other site's, adds IAM users
+//! and replaces a policy both change, through its own site only. After the faults stop, the
+//! sites must converge: every acknowledged version (object or delete marker) is readable on
+//! both sites under its version id with its exact bytes, both sites list the same versions of
+//! every key with the same one as its latest, and every node of both sites holds the same
+//! buckets, users and policies.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -123,6 +125,22 @@ fn header(h: &http::HeaderMap, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The policy both sites' writers replace at once.
+const SHARED_POLICY: &str = "shared";
+
+/// An identity policy whose document names `tag`.
+fn policy_naming(tag: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [format!("arn:aws:s3:::{tag}/*")],
+        }],
+    })
+    .to_string()
+}
+
 /// One site's writer: requests through its own site's nodes only.
 async fn run_writer(
     seed: u64,
@@ -187,6 +205,21 @@ async fn run_writer(
                 let id = header(&h, "x-amz-version-id").unwrap_or_default();
                 format!("DELETE {path} -> {} {id}", summary(&r))
             }
+            8 if rng.gen_bool(0.5) => {
+                // Both sites change one policy: the change with the later stamp must win on
+                // both, however far apart their clocks are (`cairn_control_plane::stamp`).
+                let document = policy_naming(&format!("{me}-{n}"));
+                let r = s3
+                    .request(
+                        &node,
+                        "POST",
+                        "/cairn/admin/v1/iam/policy/create",
+                        &[("name", SHARED_POLICY)],
+                        Bytes::from(document),
+                    )
+                    .await;
+                format!("PUT POLICY {SHARED_POLICY} {me}-{n} -> {}", summary(&r))
+            }
             8 => {
                 let user = format!("user-{me}-{n}");
                 let body = serde_json::json!({
@@ -219,8 +252,9 @@ async fn run_writer(
     Ok(())
 }
 
-/// (key, version id, is a delete marker) of every entry of a ListObjectVersions reply.
-fn listed(xml: &[u8]) -> Vec<(String, String, bool)> {
+/// (key, version id, is a delete marker, is the key's latest) of every entry of a
+/// ListObjectVersions reply.
+fn listed(xml: &[u8]) -> Vec<(String, String, bool, bool)> {
     let s = String::from_utf8_lossy(xml);
     let field = crate::client::xml_field;
     let mut out = Vec::new();
@@ -230,7 +264,8 @@ fn listed(xml: &[u8]) -> Vec<(String, String, bool)> {
         for part in s.split(open.as_str()).skip(1) {
             if let Some(e) = part.split(close.as_str()).next() {
                 if let (Some(k), Some(v)) = (field(e, "Key"), field(e, "VersionId")) {
-                    out.push((k, v, marker));
+                    let latest = field(e, "IsLatest").as_deref() == Some("true");
+                    out.push((k, v, marker, latest));
                 }
             }
         }
@@ -247,7 +282,8 @@ async fn differences(
     sites: &[Site; 2],
 ) -> Vec<String> {
     let mut diffs = Vec::new();
-    // Control plane: every running node of both sites holds the same buckets and users.
+    // Control plane: every running node of both sites holds the same buckets, users and
+    // policies (the shared one replaced on both sites at once).
     let mut views = BTreeMap::new();
     for site in sites {
         for (i, state) in cluster::control_states(site) {
@@ -257,14 +293,16 @@ async fn differences(
             };
             let buckets: Vec<String> = state.buckets.keys().cloned().collect();
             let users: Vec<String> = state.iam.users.keys().cloned().collect();
-            views.insert(site[i].host(), (buckets, users));
+            let policies = state.iam.policies.clone();
+            views.insert(site[i].host(), (buckets, users, policies));
         }
     }
     let distinct: BTreeSet<_> = views.values().collect();
     if distinct.len() > 1 {
         diffs.push(format!("control planes differ: {views:?}"));
     }
-    // Objects: both sites list the same versions of every bucket.
+    // Objects: both sites list the same versions of every bucket, and the same one of each key
+    // as its latest (versions are ordered by hybrid logical clock stamps, not skewed clocks).
     let buckets: Vec<String> = model.borrow().buckets.iter().cloned().collect();
     let mut listings = Vec::new();
     for site in 0..2 {
@@ -284,7 +322,7 @@ async fn differences(
                 Reply::Status(200, body) => all.extend(
                     listed(&body)
                         .into_iter()
-                        .map(|(k, v, m)| (b.clone(), k, v, m)),
+                        .map(|(k, v, m, l)| (b.clone(), k, v, m, l)),
                 ),
                 r => diffs.push(format!("{node} list {b}: {}", summary(&r))),
             }
@@ -381,6 +419,8 @@ async fn run_checker(
 enum Fault {
     /// Every link between the two sites is cut.
     Cut,
+    /// A node's clock jumps by this many seconds (and stays there).
+    ClockJump(usize, usize, i64),
     Mend,
     Crash(usize, usize),
     Restart(usize, usize),
@@ -420,6 +460,34 @@ fn schedule(rng: &mut ChaCha20Rng, until: Duration) -> Vec<(Duration, Fault)> {
     }
     out.sort_by_key(|(t, _)| *t);
     out
+}
+
+/// Clocks apart from the start: site b's run `offset` seconds off site a's (behind or ahead),
+/// each node a little off its site's; plus two jumps of a node's clock during the workload. The
+/// skew stays after the faults end: a skewed clock is how a site is, not a fault that heals.
+/// Drawn from a stream of their own, so the other faults' schedule is as without them.
+fn skews(rng: &mut ChaCha20Rng, sites: &[Site; 2], until: Duration) -> Vec<(Duration, Fault)> {
+    let offset = rng.gen_range(30..180) * if rng.gen_bool(0.5) { -1 } else { 1 };
+    for (s, site) in sites.iter().enumerate() {
+        for n in site.iter() {
+            let own = rng.gen_range(-2_000..2_000) * 1_000_000;
+            let base = if s == 1 { offset * 1_000_000_000 } else { 0 };
+            n.skew_ns
+                .store(base + own, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    (0..2)
+        .map(|_| {
+            let at =
+                Duration::from_millis(rng.gen_range(3_000..until.as_millis().max(3_001) as u64));
+            let jump = Fault::ClockJump(
+                rng.gen_range(0..2),
+                rng.gen_range(0..NODES),
+                rng.gen_range(-120..120),
+            );
+            (at, jump)
+        })
+        .collect()
 }
 
 fn cut(sim: &mut turmoil::Sim<'_>, on: bool) {
@@ -468,6 +536,12 @@ fn apply(
             sim.set_max_message_latency(Duration::from_millis(ms));
             tr.log(format!("FAULT latency {ms}ms"));
         }
+        Fault::ClockJump(s, n, secs) => {
+            sites[s][n]
+                .skew_ns
+                .fetch_add(secs * 1_000_000_000, std::sync::atomic::Ordering::Relaxed);
+            tr.log(format!("FAULT clock {} {secs:+}s", sites[s][n].host()));
+        }
     }
 }
 
@@ -489,7 +563,10 @@ fn run_inner(seed: u64, opts: &Options, verbose: bool) -> Outcome {
     ];
     let mut rng = streams.stream("faults");
     let faults = if opts.faults {
-        schedule(&mut rng, opts.workload)
+        let mut all = schedule(&mut rng, opts.workload);
+        all.extend(skews(&mut streams.stream("skew"), &sites, opts.workload));
+        all.sort_by_key(|(t, _)| *t);
+        all
     } else {
         Vec::new()
     };

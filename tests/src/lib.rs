@@ -1024,8 +1024,13 @@ pub async fn enable_versioning(c: &Client, bucket: &str) {
     );
 }
 
-pub async fn put(c: &Client, bucket: &str, key: &str, data: &[u8]) -> String {
-    let r = ok(
+async fn put_output(
+    c: &Client,
+    bucket: &str,
+    key: &str,
+    data: &[u8],
+) -> aws_sdk_s3::operation::put_object::PutObjectOutput {
+    ok(
         c.put_object()
             .bucket(bucket)
             .key(key)
@@ -1033,8 +1038,19 @@ pub async fn put(c: &Client, bucket: &str, key: &str, data: &[u8]) -> String {
             .send()
             .await,
         &format!("PutObject {bucket}/{key} ({} bytes)", data.len()),
-    );
+    )
+}
+
+/// Puts `data` at `bucket/key` and returns its ETag.
+pub async fn put(c: &Client, bucket: &str, key: &str, data: &[u8]) -> String {
+    let r = put_output(c, bucket, key, data).await;
     r.e_tag().unwrap_or_default().to_string()
+}
+
+/// Puts `data` at `bucket/key` (a versioned bucket) and returns the version id it got.
+pub async fn put_version(c: &Client, bucket: &str, key: &str, data: &[u8]) -> String {
+    let r = put_output(c, bucket, key, data).await;
+    r.version_id().expect("version id").to_string()
 }
 
 pub async fn get(c: &Client, bucket: &str, key: &str) -> Vec<u8> {

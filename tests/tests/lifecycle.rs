@@ -910,22 +910,6 @@ async fn paired_sites_expire_alike() {
     );
 }
 
-/// PUTs a new version of `key` and returns its id.
-async fn put_version(c: &Client, bucket: &str, key: &str, data: &[u8]) -> String {
-    ok(
-        c.put_object()
-            .bucket(bucket)
-            .key(key)
-            .body(data.to_vec().into())
-            .send()
-            .await,
-        "PUT",
-    )
-    .version_id()
-    .unwrap()
-    .to_string()
-}
-
 /// Measures how many versions a 6-drive node expires per second (run with `--ignored`;
 /// `LIFECYCLE_OBJECTS` sets how many, default 2000).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,22 +55,6 @@ async fn locked_bucket(c: &Client, name: &str) {
     );
 }
 
-/// Puts `key` and returns its version id.
-async fn put_version(c: &Client, bucket: &str, key: &str, data: &[u8]) -> String {
-    ok(
-        c.put_object()
-            .bucket(bucket)
-            .key(key)
-            .body(ByteStream::from(data.to_vec()))
-            .send()
-            .await,
-        "PutObject",
-    )
-    .version_id()
-    .expect("version id")
-    .to_string()
-}
-
 async fn has_version(c: &Client, bucket: &str, key: &str, id: &str) -> bool {
     c.head_object()
         .bucket(bucket)

@@ -87,6 +87,10 @@ pub struct Status {
     pub peers: Vec<PeerStatus>,
     /// Per peer: the last of its sequences applied here.
     pub received: BTreeMap<String, u64>,
+    /// Per peer: its changes ignored here as stale, this site holding a later change of the
+    /// same entity (last writer wins by hybrid logical clock, `cairn_control_plane::stamp`).
+    #[serde(default)]
+    pub stale: BTreeMap<String, u64>,
 }
 
 /// A resync as `site resync status` shows it.
@@ -273,6 +277,7 @@ fn status(node: &Node) -> Status {
             })
             .collect(),
         received: s.sites.received.clone(),
+        stale: s.sites.stale.clone(),
     }
 }
 
@@ -444,11 +449,13 @@ async fn apply(node: &Node, req: &mut S3Request<Body>) -> S3Result<S3Response<Bo
         let e = Entry {
             seq: e.seq,
             command: reseal(auth, &theirs, &auth.iam.sealer, e.command),
+            stamp_ns: e.stamp_ns,
         };
         let mut cmd = Command::Site(SiteCommand::FromPeer {
             origin: r.origin.clone(),
             seq: e.seq,
             command: Box::new(e.command.clone()),
+            stamp_ns: e.stamp_ns,
         });
         if let Command::DeleteBucket { name } = &e.command {
             let known = node.catalog.state().bucket(name).is_some();

@@ -258,15 +258,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::clock::Clock;
-
-    struct Manual(AtomicI64);
-
-    impl Clock for Manual {
-        fn now_ns(&self) -> i64 {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
+    use crate::clock::ManualClock as Manual;
 
     #[test]
     fn contacts_track_answers_errors_lag_and_failures() {

@@ -35,6 +35,11 @@ pub const APPLY_OP: &str = "site/apply";
 pub struct Entry {
     pub seq: u64,
     pub command: Command,
+    /// The change's hybrid logical clock stamp (`cairn_control_plane::stamp`): the peer applies
+    /// it over an older change of the same entity only. None from a site before stamps, and
+    /// for an export at pairing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp_ns: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -115,13 +120,17 @@ async fn push(
     let mut entries = Vec::new();
     let mut bytes = 0;
     let theirs = link_sealer(peer);
-    for (seq, command) in state.sites.pending_for(name, 256) {
+    for (seq, command, stamp_ns) in state.sites.pending_for(name, 256) {
         let command = reseal(auth, &auth.iam.sealer, &theirs, command);
         bytes += serde_json::to_vec(&command).map(|v| v.len()).unwrap_or(0);
         if bytes > BATCH_BYTES && !entries.is_empty() {
             break;
         }
-        entries.push(Entry { seq, command });
+        entries.push(Entry {
+            seq,
+            command,
+            stamp_ns,
+        });
     }
     let request = ApplyRequest {
         origin: state.sites.local.clone(),

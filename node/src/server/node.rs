@@ -123,7 +123,7 @@ impl Node {
             Arc::new(crate::sse::object::SealedLayout),
         )?;
         let objects = Arc::new(objects);
-        let catalog = Arc::new(Catalog::new(parts.control, local));
+        let catalog = Arc::new(Catalog::new(parts.control, local, objects.clock.clone()));
         let sse = Arc::new(crate::sse::object::Keyring::new(
             parts.sse,
             catalog.clone(),

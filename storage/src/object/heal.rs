@@ -259,7 +259,9 @@ impl ObjectLayer {
                     return Ok(false);
                 }
                 // Never put an older version over a newer one: a newer record below quorum may
-                // be a write another node is landing, which reaches quorum moments later.
+                // be a write another node is landing, which reaches quorum moments later. Times
+                // are hybrid logical clock stamps, later than everything on the key their writer
+                // saw (`ObjectLayer::stamp`), so "newer" holds however skewed the clocks were.
                 if current.as_ref().is_some_and(|r| {
                     r.versions
                         .iter()

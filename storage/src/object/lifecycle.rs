@@ -45,8 +45,9 @@ impl ObjectLayer {
             .await
     }
 
-    /// Writes delete marker `marker` (its id and time fixed by the caller) over a key's current
-    /// version if `expect` still holds; `false` when it no longer does. A marker removes
+    /// Writes delete marker `marker` (its id and time fixed by the caller: every site expiring
+    /// the version makes the same marker, so a peer's copy of it is a resend) over a key's
+    /// current version if `expect` still holds; `false` when it no longer does. A marker removes
     /// nothing, so the lock is not asked (as for a DELETE without a version id).
     pub async fn expire_with_marker(
         &self,
@@ -58,8 +59,19 @@ impl ObjectLayer {
         let (set, _) = self.place(bucket, key);
         let all: Vec<u32> = (0..set.size() as u32).collect();
         let ok = vec![true; all.len()];
+        let mut marker = marker.clone();
         match self
-            .commit(set, bucket, key, &all, marker, &ok, None, &[], Some(expect))
+            .commit(
+                set,
+                bucket,
+                key,
+                &all,
+                &mut marker,
+                &ok,
+                None,
+                &[],
+                Some(expect),
+            )
             .await
         {
             Ok(_) => Ok(true),
@@ -103,10 +115,11 @@ mod tests {
         let held = put(l, true).await;
         let v1 = put(l, false).await;
         let v2 = put(l, false).await;
+        // The node's lifecycle worker times a marker after the version it covers.
         let marker = ObjectVersion {
             version_id: "6f1c8a52-43e4-4c1e-9a43-0f5f3cbd2a11".into(),
             delete_marker: true,
-            mod_time_ns: 1,
+            mod_time_ns: l.hlc.now_ns() + 1_000_000_000,
             ..Default::default()
         };
         // The scan saw v1 as the current version: v2 came since, so no marker.

@@ -194,7 +194,7 @@ impl ObjectLayer {
         C: FnOnce(&ObjectVersion) -> ObjectResult<()>,
         F: Fn(&mut ObjectVersion) + Send + Sync,
     {
-        let now = self.clock.now_ns();
+        let now = self.hlc.now_ns();
         let at = OnceLock::new();
         self.update_version_if(
             bucket,

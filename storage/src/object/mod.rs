@@ -41,7 +41,7 @@ use read::{ObjectReader, ShardReader, ShardSource};
 pub use set::ErasureSet;
 use write::{ShardTargets, WriteOutcome};
 
-use crate::clock::SharedClock;
+use crate::clock::{Hlc, SharedClock};
 use crate::drive::{Drive, MetaOp};
 use crate::erasure::layout::{distribution, Layout};
 use crate::erasure::{Erasure, BLOCK_SIZE};
@@ -50,6 +50,9 @@ use crate::erasure::{Erasure, BLOCK_SIZE};
 pub const MAX_OBJECT_SIZE: u64 = 5 << 30;
 /// The version id of objects written while versioning is off.
 pub const NULL_VERSION: &str = "null";
+/// The time of a version not stamped yet: `commit` stamps it under the key's lock
+/// ([`ObjectLayer::stamp`]). Replicas and lifecycle markers come with their time fixed.
+pub const UNSTAMPED: i64 = 0;
 
 /// A version as S3 responses describe it (no shard bytes).
 #[derive(Debug, Clone)]
@@ -136,6 +139,9 @@ pub struct ObjectLayer {
     pub layout: Layout,
     placement_key: Key,
     pub clock: SharedClock,
+    /// Times of new versions and metadata changes: ordered by what was seen, not by a wall clock
+    /// that may be skewed between nodes or sites (`clock::Hlc`).
+    pub hlc: Hlc,
     rng: std::sync::Mutex<Box<dyn rand::RngCore + Send>>,
     locks: NsLocks,
     heal_tx: mpsc::UnboundedSender<HealRequest>,
@@ -178,6 +184,7 @@ impl ObjectLayer {
                 sets,
                 layout,
                 placement_key: Key(k),
+                hlc: Hlc::new(clock.clone()),
                 clock,
                 rng: std::sync::Mutex::new(rng),
                 locks: NsLocks::new(),
@@ -317,11 +324,11 @@ impl ObjectLayer {
         };
         let (out, checksums) = outcome;
         let mut etag = hex::encode(out.md5);
-        let mut now = self.clock.now_ns();
+        let (mut stamp, mut part_time) = (UNSTAMPED, self.clock.now_ns());
         let mut version_id = self.version_id_for(opts.versioning);
         if let Some(r) = opts.replication.replica() {
             version_id = r.version_id.clone();
-            now = r.mod_time_ns;
+            (stamp, part_time) = (r.mod_time_ns, r.mod_time_ns);
             if let Some(e) = &r.etag {
                 etag = e.clone();
             }
@@ -335,7 +342,7 @@ impl ObjectLayer {
             version_id,
             replication: opts.replication.status().to_string(),
             delete_marker: false,
-            mod_time_ns: now,
+            mod_time_ns: stamp,
             size: out.size,
             etag: etag.clone(),
             headers: opts.headers,
@@ -346,7 +353,7 @@ impl ObjectLayer {
                 number: 1,
                 size: out.size,
                 etag,
-                mod_time_ns: now,
+                mod_time_ns: part_time,
                 checksums,
                 sse_salt: Vec::new(),
             }],
@@ -371,7 +378,7 @@ impl ObjectLayer {
                 bucket,
                 key,
                 &dist,
-                &version,
+                &mut version,
                 &out.ok,
                 out.inline.as_deref(),
                 &moves,
@@ -394,8 +401,8 @@ impl ObjectLayer {
     /// Records `version` on every drive whose shard was written: moves the shard files into place,
     /// then replaces any version with the same id in the drive's metadata. A replica asks
     /// [`replica`] first: `Some` is the version already stored under its id, and nothing was
-    /// written. A lifecycle action's `expect` must accept the key's versions first (else
-    /// NoSuchVersion).
+    /// written. A local version whose time is [`UNSTAMPED`] is stamped here ([`Self::stamp`]).
+    /// A lifecycle action's `expect` must accept the key's versions first (else NoSuchVersion).
     #[allow(clippy::too_many_arguments)]
     async fn commit(
         &self,
@@ -403,23 +410,29 @@ impl ObjectLayer {
         bucket: &str,
         key: &str,
         dist: &[u32],
-        version: &ObjectVersion,
+        version: &mut ObjectVersion,
         shard_ok: &[bool],
         inline: Option<&[Vec<u8>]>,
         moves: &[(String, String)],
         expect: Option<&lifecycle::Expect<'_>>,
     ) -> ObjectResult<Option<ObjectVersion>> {
         let _guard = self.locks.lock(self.key_hash(bucket, key)).await;
-        if let Some(expect) = expect {
-            let records = set.read_records(&keys::object(bucket, key)).await;
-            lifecycle::check(expect, &records, set.read_quorum)?;
-        }
+        let meta_key = keys::object(bucket, key);
         if version.replication == replica::REPLICA {
+            self.hlc.observe(version.mod_time_ns);
             if let Some(existing) = self.admit_replica(set, bucket, key, version).await? {
                 return Ok(Some(existing));
             }
+        } else {
+            let records = set.read_records(&meta_key).await;
+            if let Some(expect) = expect {
+                lifecycle::check(expect, &records, set.read_quorum)?;
+            }
+            if version.mod_time_ns == UNSTAMPED {
+                version.mod_time_ns = self.stamp(&records);
+            }
         }
-        let meta_key = keys::object(bucket, key);
+        let version = &*version;
         // Phase 1: every drive records the new version but keeps the data of the versions it
         // replaces, so a write that misses quorum can be rolled back without losing the old object.
         let results = join_all(set.drives.iter().enumerate().map(|(d, drive)| {
@@ -451,6 +464,22 @@ impl ObjectLayer {
             self.request_heal(HealRequest::new(bucket, key));
         }
         Ok(None)
+    }
+
+    /// The time of a local change of a key whose drives hold `records`, taken under the key's
+    /// lock: later than every version any drive holds (current or replaced), so the change
+    /// orders after what it replaces however far this node's clock runs behind the node or site
+    /// that wrote those (per-key causal order; `clock::Hlc`). Every drive is counted, not only
+    /// a quorum's agreement: a time only has to be later, and the newest acknowledged version
+    /// is on a write quorum, which meets any set of drives a write can reach quorum on.
+    fn stamp(&self, records: &[Result<Option<ObjectRecord>, crate::drive::DriveError>]) -> i64 {
+        let newest = records
+            .iter()
+            .filter_map(|r| r.as_ref().ok().and_then(Option::as_ref))
+            .flat_map(|r| r.versions.iter().chain(&r.replaced))
+            .map(|v| v.mod_time_ns)
+            .max();
+        newest.map_or_else(|| self.hlc.now_ns(), |t| self.hlc.after(t))
     }
 
     /// Changes metadata of the agreed version in place (tags): only drives holding it are updated.

@@ -299,11 +299,10 @@ impl ObjectLayer {
         } else {
             ""
         };
-        let version = ObjectVersion {
+        let mut version = ObjectVersion {
             replication: replication.to_string(),
             version_id: self.version_id_for(versioning),
             delete_marker: false,
-            mod_time_ns: self.clock.now_ns(),
             size: parts.iter().map(|p| p.size).sum(),
             etag,
             headers: upload.headers.clone(),
@@ -324,6 +323,7 @@ impl ObjectLayer {
 
         let _guard = self.locks.lock(self.key_hash(bucket, key)).await;
         let meta_key = keys::object(bucket, key);
+        version.mod_time_ns = self.stamp(&set.read_records(&meta_key).await);
         let dir = keys::data_dir(upload_id);
         let (version_ref, files_ref, uploaded_ref) = (&version, &files, &uploaded);
         // Phase 1 on every drive; the data the new version replaces is freed only once the

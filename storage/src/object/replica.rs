@@ -95,13 +95,12 @@ impl Replication {
     }
 }
 
-/// Where `v` goes among `record`'s versions (newest first). A local write is the newest by
-/// definition; a replica takes its place by modification time (then version id), so two sites
-/// that exchanged the same versions order them alike whichever arrived first.
+/// Where `v` goes among `record`'s versions (newest first): by time (then version id), local
+/// writes and replicas alike, so every drive and every site that holds the same versions orders
+/// them alike whichever arrived first. Times are hybrid logical clock stamps (`clock::Hlc`): a
+/// local write is stamped after the key's newest version, so it goes first unless a concurrent
+/// write through another node or site was stamped later.
 pub fn position(record: &ObjectRecord, v: &ObjectVersion) -> usize {
-    if v.replication != REPLICA {
-        return 0;
-    }
     let key = |x: &ObjectVersion| (x.mod_time_ns, x.version_id.clone());
     record
         .versions
@@ -227,7 +226,7 @@ mod tests {
     }
 
     #[test]
-    fn replicas_take_their_place_by_time_local_writes_go_first() {
+    fn versions_take_their_place_by_time_wherever_they_were_written() {
         let record = ObjectRecord {
             versions: vec![version("c", 30, ""), version("a", 10, "")],
             replaced: vec![],
@@ -235,6 +234,12 @@ mod tests {
         assert_eq!(position(&record, &version("b", 20, REPLICA)), 1);
         assert_eq!(position(&record, &version("d", 40, REPLICA)), 0);
         assert_eq!(position(&record, &version("z", 5, REPLICA)), 2);
-        assert_eq!(position(&record, &version("e", 1, PENDING)), 0);
+        assert_eq!(position(&record, &version("e", 1, PENDING)), 2);
+        assert_eq!(position(&record, &version("f", 35, PENDING)), 0);
+        assert_eq!(
+            position(&record, &version("b", 30, "")),
+            1,
+            "a tie goes to the version id"
+        );
     }
 }

@@ -91,7 +91,7 @@ impl ObjectLayer {
                 let mut marker = ObjectVersion {
                     version_id: self.version_id_for(v),
                     delete_marker: true,
-                    mod_time_ns: self.clock.now_ns(),
+                    mod_time_ns: super::UNSTAMPED,
                     replication: req.replication.status().to_string(),
                     ..Default::default()
                 };
@@ -103,7 +103,7 @@ impl ObjectLayer {
                 let all: Vec<u32> = (0..set.size() as u32).collect();
                 let ok = vec![true; all.len()];
                 // A replica of a marker already here is a resend: nothing changes.
-                self.commit(set, bucket, key, &all, &marker, &ok, None, &[], None)
+                self.commit(set, bucket, key, &all, &mut marker, &ok, None, &[], None)
                     .await?;
                 Ok(DeleteOutcome {
                     version_id: Some(marker.version_id),

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use cairn_control_plane::LockMode;
 
 use super::*;
-use crate::clock::Clock;
+use crate::clock::{Clock, ManualClock};
 use crate::drive::memory::{MemoryDisk, MemoryDrive};
 use crate::drive::Drive;
 use crate::erasure::layout::Layout;
@@ -17,27 +17,29 @@ use crate::object::PutOptions;
 
 const SEC: i64 = 1_000_000_000;
 
-struct TestClock(AtomicI64);
-
-impl Clock for TestClock {
-    fn now_ns(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
+fn layer(disks: &[MemoryDisk]) -> (ObjectLayer, Arc<ManualClock>) {
+    layer_over(drives(disks), 3)
 }
 
-fn layer(disks: &[MemoryDisk]) -> (ObjectLayer, Arc<TestClock>) {
-    let drives: Vec<Arc<dyn Drive>> = disks
+fn drives(disks: &[MemoryDisk]) -> Vec<Arc<dyn Drive>> {
+    disks
         .iter()
         .enumerate()
         .map(|(i, d)| Arc::new(MemoryDrive::new(d.clone(), format!("mem{i}"))) as _)
-        .collect();
-    let clock = Arc::new(TestClock(AtomicI64::new(1_700_000_000 * SEC)));
+        .collect()
+}
+
+/// A layer over `drives` whose ids come from RNG seed `seed` (two layers over one site's or two
+/// sites' drives need ids of their own), with a clock of its own.
+fn layer_over(drives: Vec<Arc<dyn Drive>>, seed: u64) -> (ObjectLayer, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock(AtomicI64::new(1_700_000_000 * SEC)));
+    let n = drives.len();
     let (l, _heal) = ObjectLayer::new(
         drives,
-        Layout::plan(disks.len(), Some(2)).unwrap(),
+        Layout::plan(n, Some(2)).unwrap(),
         "test-deployment",
         clock.clone(),
-        Box::new(<rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3)),
+        Box::new(<rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed)),
         Arc::new(crate::object::stage::AsSent),
     )
     .unwrap();
@@ -352,4 +354,105 @@ async fn a_peers_metadata_applies_over_older_changes_and_never_weakens_complianc
         .unwrap();
     let settled = l.head_object("b", "k", Some(&v)).await.unwrap().version;
     assert!(settled.metadata_replication.is_empty());
+}
+
+/// The latest version of `key` as `l` resolves it (a marker too).
+async fn latest(l: &ObjectLayer, key: &str) -> ObjectVersion {
+    l.resolve("b", key, None).await.unwrap().version
+}
+
+/// Sends version `id` of `key` from `from` to `to` as site replication does: a replica keeps
+/// its origin's id, time and ETag.
+async fn replicate(from: &ObjectLayer, to: &ObjectLayer, key: &str, id: &str) {
+    use crate::object::replica::{ReplicaOf, Replication};
+    let v = from.head_version("b", key, id).await.unwrap();
+    let replication = Replication::Replica(ReplicaOf {
+        version_id: v.version_id.clone(),
+        mod_time_ns: v.mod_time_ns,
+        etag: (!v.delete_marker).then(|| v.etag.clone()),
+    });
+    if v.delete_marker {
+        let req = DeleteRequest {
+            replication: &replication,
+            ..delete(None, Bypass::default())
+        };
+        to.delete_object("b", key, req).await.unwrap();
+        return;
+    }
+    let body = futures::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from_static(b"x"))]);
+    let opts = PutOptions {
+        versioning: Versioning::Enabled,
+        replication,
+        ..Default::default()
+    };
+    to.put_object("b", key, body, (), opts, |_| Ok(vec![]))
+        .await
+        .unwrap();
+}
+
+/// Simulator seed 172's cause, on one site: a node whose clock runs behind writes over a
+/// version another node wrote; the later write must be the latest, not the one the faster
+/// clock stamped later.
+#[tokio::test]
+async fn a_write_through_a_node_whose_clock_is_behind_still_wins() {
+    let disks: Vec<_> = (0..4).map(|_| MemoryDisk::new()).collect();
+    // Two nodes of one site: each its own clock, both over the same drives.
+    let shared = drives(&disks);
+    let (fast, _) = layer_over(shared.clone(), 3);
+    let (slow, slow_clock) = layer_over(shared, 4);
+    slow_clock.0.fetch_sub(100 * SEC, Ordering::SeqCst);
+    let first = put(&fast, "k", LockState::default()).await;
+    let second = put(&slow, "k", LockState::default()).await;
+    let v = latest(&fast, "k").await;
+    assert_eq!(v.version_id, second, "the later write is the latest");
+    let older = fast.head_version("b", "k", &first).await.unwrap();
+    assert!(v.mod_time_ns > older.mod_time_ns);
+    // A marker and an overwrite through the slow node order after it too.
+    let marker = slow
+        .delete_object("b", "k", delete(None, Bypass::default()))
+        .await
+        .unwrap()
+        .version_id
+        .unwrap();
+    assert_eq!(latest(&fast, "k").await.version_id, marker);
+    let third = put(&fast, "k", LockState::default()).await;
+    assert_eq!(latest(&slow, "k").await.version_id, third);
+}
+
+/// Two sites with clocks 100 s apart write one key at once (neither saw the other's write), then
+/// exchange replicas in either order: both end with the same latest version. A write after
+/// the exchange, through the site whose clock is behind, is the latest on both.
+#[tokio::test]
+async fn concurrent_writes_on_two_sites_end_with_the_same_latest_version() {
+    let (a_disks, b_disks): (Vec<_>, Vec<_>) = (0..4)
+        .map(|_| (MemoryDisk::new(), MemoryDisk::new()))
+        .unzip();
+    let (a, _) = layer(&a_disks);
+    let (b, b_clock) = layer_over(drives(&b_disks), 4);
+    b_clock.0.fetch_sub(100 * SEC, Ordering::SeqCst);
+    let on_a = put(&a, "k", LockState::default()).await;
+    let on_b = put(&b, "k", LockState::default()).await;
+    replicate(&b, &a, "k", &on_b).await;
+    replicate(&a, &b, "k", &on_a).await;
+    let (la, lb) = (latest(&a, "k").await, latest(&b, "k").await);
+    assert_eq!(la.version_id, lb.version_id, "the same latest on both");
+    assert_eq!(la.version_id, on_a, "concurrent: the greater stamp");
+
+    let after = put(&b, "k", LockState::default()).await;
+    replicate(&b, &a, "k", &after).await;
+    assert_eq!(latest(&a, "k").await.version_id, after);
+    assert_eq!(latest(&b, "k").await.version_id, after);
+    let marker = b
+        .delete_object("b", "k", delete(None, Bypass::default()))
+        .await
+        .unwrap()
+        .version_id
+        .unwrap();
+    replicate(&b, &a, "k", &marker).await;
+    assert_eq!(latest(&a, "k").await.version_id, marker);
+    // The replicas moved a's clock past what it saw: its next write orders after them even
+    // on another key.
+    let other = put(&a, "other", LockState::default()).await;
+    let t = a.head_version("b", "other", &other).await.unwrap();
+    assert!(t.mod_time_ns > latest(&a, "k").await.mod_time_ns);
 }
