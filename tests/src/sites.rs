@@ -49,3 +49,104 @@ impl TwoSites {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("site status {out}: {e}"))
     }
 }
+
+/// What a [`Gate`] does with the connections it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateMode {
+    /// Relays them to the site behind it.
+    Open,
+    /// Closes each once its request line is read: the site behind is unreachable.
+    Cut,
+    /// Holds each open and never answers: the site behind is up but does not answer.
+    Stall,
+}
+
+/// A TCP relay in front of one site, given to the other as its URL (`--site-url`), so a test
+/// decides whether one direction of a pair gets through, and sees each request line sent over it
+/// (one connection per request: the link opens one per call).
+pub struct Gate {
+    port: u16,
+    mode: std::sync::Arc<std::sync::Mutex<GateMode>>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(GateMode, String)>>>,
+}
+
+impl Gate {
+    /// A gate to `127.0.0.1:target`, open.
+    pub async fn start(target: u16) -> Gate {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("gate listener");
+        let port = listener.local_addr().expect("gate address").port();
+        let mode = std::sync::Arc::new(std::sync::Mutex::new(GateMode::Open));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (m, s) = (mode.clone(), seen.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let (m, s) = (m.clone(), s.clone());
+                tokio::spawn(async move {
+                    // The request line (the link writes it at once).
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 64 * 1024 {
+                        match inbound.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let line = String::from_utf8_lossy(&head)
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    let now = *m.lock().expect("gate mode");
+                    s.lock().expect("gate log").push((now, line));
+                    match now {
+                        GateMode::Cut => {}
+                        GateMode::Stall => {
+                            while let Ok(n) = inbound.read(&mut buf).await {
+                                if n == 0 {
+                                    break;
+                                }
+                            }
+                        }
+                        GateMode::Open => {
+                            use tokio::io::AsyncWriteExt;
+                            let Ok(mut outbound) =
+                                tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                            else {
+                                return;
+                            };
+                            if outbound.write_all(&head).await.is_ok() {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
+                                    .await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Gate { port, mode, seen }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn set(&self, mode: GateMode) {
+        *self.mode.lock().expect("gate mode") = mode;
+    }
+
+    /// Request lines seen so far (`GET /bucket/key?... HTTP/1.1`), with the mode each met.
+    pub fn seen(&self) -> Vec<(GateMode, String)> {
+        self.seen.lock().expect("gate log").clone()
+    }
+
+    /// How many request lines seen so far start with `prefix` (e.g. `"GET /b/k"`).
+    pub fn count(&self, prefix: &str) -> usize {
+        self.seen()
+            .iter()
+            .filter(|(_, l)| l.starts_with(prefix))
+            .count()
+    }
+}

@@ -413,3 +413,75 @@ async fn only_a_peers_replication_identity_may_write_replicas() {
     };
     assert_eq!(status, 403, "{body}");
 }
+
+/// Replication lag at a steady write rate on this machine (not a check: run with `--ignored
+/// --nocapture`). `LAG_RATE` PUTs a second (default 200) of `LAG_KIB` KiB (default 64) for
+/// `LAG_SECS` seconds (default 30) on site a, from 16 writers paced together; prints a's `site
+/// status` lag p50/p99 (from each version's write to b's acknowledgement, over the last 1,024).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn measure_replication_lag() {
+    let var = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (rate, kib, secs) = (
+        var("LAG_RATE", 200),
+        var("LAG_KIB", 64),
+        var("LAG_SECS", 30),
+    );
+    let s = TwoSites::start().await;
+    s.admin(&["site", "add", "a", "b"]).await;
+    let ca = s.a.client();
+    create_bucket(&ca, "lag").await;
+    let cb = s.b.client();
+    wait("bucket on b", || bucket_exists(&cb, "lag")).await;
+    let data = bytes::Bytes::from(random_bytes(kib as usize * KIB, 1));
+    let total = rate * secs;
+    let started = std::time::Instant::now();
+    let period = Duration::from_secs_f64(1.0 / rate as f64);
+    let late = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    for i in 0..total {
+        tick.tick().await;
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            late.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            continue;
+        };
+        let (c, d) = (ca.clone(), data.clone());
+        tasks.spawn(async move {
+            let r = c
+                .put_object()
+                .bucket("lag")
+                .key(format!("k{i:07}"))
+                .body(aws_sdk_s3::primitives::ByteStream::from(d))
+                .send()
+                .await;
+            drop(permit);
+            r.is_ok()
+        });
+    }
+    let mut ok_puts = 0;
+    while let Some(r) = tasks.join_next().await {
+        ok_puts += usize::from(r.unwrap_or(false));
+    }
+    let took = started.elapsed();
+    wait("every version on b", || async {
+        contact(&s, "a").await["versions_replicated"].as_u64() >= Some(ok_puts as u64)
+    })
+    .await;
+    let c = contact(&s, "a").await;
+    println!(
+        "replication lag at {rate} PUT/s of {kib} KiB for {secs} s: {ok_puts} PUTs ok in {took:.1?} ({:.0}/s), {} skipped (64 in flight), lag p50 {} ms, p99 {} ms, {} versions replicated",
+        ok_puts as f64 / took.as_secs_f64(),
+        late.load(std::sync::atomic::Ordering::Relaxed),
+        c["lag_p50_ms"],
+        c["lag_p99_ms"],
+        c["versions_replicated"]
+    );
+}

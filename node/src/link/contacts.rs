@@ -35,6 +35,9 @@ struct Items {
     lags_ms: VecDeque<u64>,
     failed: VecDeque<(i64, String)>,
     failures: u64,
+    /// Calls in a row that found it down, and when the replicator calls it again.
+    failing: u32,
+    next_retry_ns: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -80,6 +83,13 @@ pub struct Contact {
     /// Each endpoint, in the order the next call tries them.
     #[serde(default)]
     pub endpoints: Vec<EndpointContact>,
+    /// Calls in a row that found it down (unreachable or 5xx); 0 once one got through.
+    #[serde(default)]
+    pub failing_in_a_row: u32,
+    /// While it is down: when the replicator calls it next (backoff), nanoseconds since the
+    /// epoch; until then no version is sent to it.
+    #[serde(default)]
+    pub next_retry_ns: Option<i64>,
 }
 
 /// Per-endpoint and per-peer bookkeeping; cheap to call from every request.
@@ -201,6 +211,40 @@ impl Contacts {
         });
     }
 
+    /// Peer `peer` was found down `failures` times in a row and is called again at `at_ns`; no
+    /// failures: it got through, and is called at once.
+    pub fn backing_off(&self, peer: &str, failures: u32, at_ns: i64) {
+        self.items(peer, |s, _| {
+            s.failing = failures;
+            s.next_retry_ns = (failures > 0).then_some(at_ns);
+        });
+    }
+
+    /// Calls in a row that found peer `peer` down.
+    pub fn failing(&self, peer: &str) -> u32 {
+        self.items(peer, |s, _| s.failing)
+    }
+
+    /// When peer `peer`, found down, is called again (none: at once).
+    pub fn next_retry_ns(&self, peer: &str) -> Option<i64> {
+        self.items(peer, |s, _| s.next_retry_ns)
+    }
+
+    /// Whether a call to peer `peer` may go now: it is not backing off, or its next try has come
+    /// (or lies more than `max_wait_ns` ahead: the clock went back). A found-down peer's next try
+    /// is taken by one caller only: it moves to `max_wait_ns` from now until that caller reports
+    /// how the call went ([`Contacts::backing_off`]), so a peer down gets one call per round.
+    pub fn take_turn(&self, peer: &str, max_wait_ns: i64) -> bool {
+        self.items(peer, |s, now| match s.next_retry_ns {
+            None => true,
+            Some(at) if now >= at || at.saturating_sub(now) > max_wait_ns => {
+                s.next_retry_ns = Some(now.saturating_add(max_wait_ns));
+                true
+            }
+            Some(_) => false,
+        })
+    }
+
     /// What this node saw of peer `peer`, reached at `endpoints` (nothing yet: offline, no
     /// contact).
     pub fn report(&self, peer: &str, endpoints: &[String]) -> Contact {
@@ -248,6 +292,8 @@ impl Contacts {
             failed,
             failures: items.map_or(0, |s| s.failures),
             endpoints,
+            failing_in_a_row: items.map_or(0, |s| s.failing),
+            next_retry_ns: items.and_then(|s| s.next_retry_ns),
         }
     }
 }

@@ -35,6 +35,11 @@ use contacts::Contacts;
 /// The path prefix of Cairn's admin API, where a peer site takes replicated commands.
 pub const ADMIN_PREFIX: &str = "/cairn/admin/v1/";
 
+/// Marks a read one site proxies to a peer (its value: the asking site). The peer answers it from
+/// what it holds and never proxies it further, so two sites missing a key cannot ask each other
+/// in a loop; from anyone but a pair's replication identity it only turns proxying off.
+pub const PROXIED_HEADER: &str = "x-cairn-proxied-by";
+
 /// Connecting plus the TLS and HTTP handshakes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// From the request's start to the response's headers.
@@ -202,14 +207,25 @@ impl Link {
         peer: &PeerTarget,
         req: PeerRequest<'_>,
     ) -> Result<hyper::Response<Incoming>, LinkError> {
-        self.send_any(peer, req).await.map(|(_, r)| r)
+        self.send_any(peer, req, false).await.map(|(_, r)| r)
     }
 
-    /// [`Link::send`], and which endpoint answered.
+    /// [`Link::send`], but any HTTP answer is the peer's answer, returned as it came (a proxied
+    /// read passes the peer's 304, 412 or 404 on to its client).
+    pub async fn forward(
+        &self,
+        peer: &PeerTarget,
+        req: PeerRequest<'_>,
+    ) -> Result<hyper::Response<Incoming>, LinkError> {
+        self.send_any(peer, req, true).await.map(|(_, r)| r)
+    }
+
+    /// [`Link::send`] (or [`Link::forward`] with `any_status`), and which endpoint answered.
     async fn send_any(
         &self,
         peer: &PeerTarget,
         req: PeerRequest<'_>,
+        any_status: bool,
     ) -> Result<(String, hyper::Response<Incoming>), LinkError> {
         let mut last = LinkError::NoEndpoint(peer.name.clone());
         for endpoint in self.contacts.order(&peer.endpoints) {
@@ -233,7 +249,7 @@ impl Link {
             // child of the caller's span when there is one.
             let span = tracing::info_span!("peer_call", peer = %peer.name, method = req.method, path = req.path);
             let r = self
-                .exchange(peer, &endpoint, &url.authority, sender, req)
+                .exchange(peer, &endpoint, &url.authority, sender, req, any_status)
                 .instrument(span)
                 .await;
             match &r {
@@ -248,7 +264,8 @@ impl Link {
         Err(last)
     }
 
-    /// Signs `req` for `endpoint` (its `host` is signed) and sends it on `sender`.
+    /// Signs `req` for `endpoint` (its `host` is signed) and sends it on `sender`; a non-2xx
+    /// answer is an error unless `any_status`.
     async fn exchange(
         &self,
         peer: &PeerTarget,
@@ -256,6 +273,7 @@ impl Link {
         authority: &str,
         mut sender: hyper::client::conn::http1::SendRequest<Body>,
         req: PeerRequest<'_>,
+        any_status: bool,
     ) -> Result<hyper::Response<Incoming>, LinkError> {
         let endpoint = endpoint.to_owned();
         let bad = || LinkError::Endpoint(endpoint.clone());
@@ -310,7 +328,7 @@ impl Link {
             .await
             .map_err(|_| unreachable("no answer in time".into()))?
             .map_err(|e| unreachable(format!("request: {e}")))?;
-        if resp.status().is_success() {
+        if any_status || resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status().as_u16();
@@ -476,7 +494,7 @@ impl Link {
 
     /// Sends `req` and reads the whole (small: at most [`MAX_ANSWER`] bytes) answer.
     pub async fn call(&self, peer: &PeerTarget, req: PeerRequest<'_>) -> Result<Bytes, LinkError> {
-        let (endpoint, resp) = self.send_any(peer, req).await?;
+        let (endpoint, resp) = self.send_any(peer, req, false).await?;
         let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER);
         tokio::time::timeout(self.response_timeout, body.collect())
             .await

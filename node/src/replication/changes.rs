@@ -18,6 +18,7 @@ use cairn_control_plane::site::SitePeer;
 use cairn_control_plane::LockMode;
 use cairn_proto::meta::KeyValue;
 
+use super::backoff::Retry;
 use super::outbox::target;
 use crate::link::{LinkError, PeerTarget};
 use crate::node::Node;
@@ -147,9 +148,11 @@ async fn send_one(node: &Node, peer: &PeerTarget, change: &ObjectChange) -> Resu
     Ok(())
 }
 
-/// Sends `change` to every peer (those `skip` names aside); true once every one answered.
+/// Sends `change` to every peer (those `skip` names aside, and those waiting out a backoff);
+/// true once every one answered.
 pub(super) async fn send(
     node: &Node,
+    retry: &Retry,
     region: &str,
     change: &ObjectChange,
     skip: impl Fn(&SitePeer) -> bool,
@@ -160,11 +163,14 @@ pub(super) async fn send(
     };
     let mut all = true;
     for (name, peer) in state.sites.peers.iter().filter(|(_, p)| !skip(p)) {
-        let Some(t) = target(auth, name, peer, region) else {
+        let target = target(auth, name, peer, region);
+        let Some(t) = target.filter(|_| retry.ready(&node.link.contacts, name)) else {
             all = false;
             continue;
         };
-        if let Err(e) = send_one(node, &t, change).await {
+        let sent = send_one(node, &t, change).await;
+        retry.called(&node.link.contacts, name, sent.as_ref().map(|_| ()));
+        if let Err(e) = sent {
             tracing::warn!(peer = %name, bucket = %change.bucket, key = %change.key, error = %e, "version change replication");
             let what = format!(
                 "{}/{} version {}: {e}",
@@ -178,38 +184,53 @@ pub(super) async fn send(
 }
 
 /// Sends the metadata of version `r` to every peer and clears its mark once all have it.
-pub(super) async fn send_metadata(node: &Node, region: &str, r: &VersionRef, m: Metadata) {
+pub(super) async fn send_metadata(
+    node: &Node,
+    retry: &Retry,
+    region: &str,
+    r: &VersionRef,
+    m: Metadata,
+) -> bool {
     let change = ObjectChange {
         bucket: r.bucket.clone(),
         key: r.key.clone(),
         version_id: r.version_id.clone(),
         change: Change::Metadata(m),
     };
-    if send(node, region, &change, |_| false).await {
-        let Change::Metadata(m) = &change.change else {
-            return;
-        };
-        if let Err(e) = node
-            .objects
-            .settle_metadata(&r.bucket, &r.key, &r.version_id, m)
-            .await
-        {
-            tracing::debug!(bucket = %r.bucket, key = %r.key, error = %e, "metadata replication status not recorded");
-        }
+    if !send(node, retry, region, &change, |_| false).await {
+        return false;
     }
+    let Change::Metadata(m) = &change.change else {
+        return true;
+    };
+    if let Err(e) = node
+        .objects
+        .settle_metadata(&r.bucket, &r.key, &r.version_id, m)
+        .await
+    {
+        tracing::debug!(bucket = %r.bucket, key = %r.key, error = %e, "metadata replication status not recorded");
+    }
+    true
 }
 
 /// Sends the removal of version `r`, gone here, to every peer that takes removals, and clears its
 /// mark once all answered. `marked`: only if its mark is there (the mark tells a removal from a
 /// version never written here); without, it goes anyway: the version reached the peers after its
 /// removal's mark may have been cleared.
-pub(super) async fn send_purge(node: &Node, region: &str, r: &VersionRef, marked: bool) {
+/// True once every peer answered (or there was nothing to send).
+pub(super) async fn send_purge(
+    node: &Node,
+    retry: &Retry,
+    region: &str,
+    r: &VersionRef,
+    marked: bool,
+) -> bool {
     let mark = node
         .objects
         .purge_mark(&r.bucket, &r.key, &r.version_id)
         .await;
     if marked && mark.is_none() {
-        return;
+        return true;
     }
     let change = ObjectChange {
         bucket: r.bucket.clone(),
@@ -219,9 +240,13 @@ pub(super) async fn send_purge(node: &Node, region: &str, r: &VersionRef, marked
             bypass_governance: mark.as_ref().is_some_and(|m| m.bypass_governance),
         },
     };
-    if send(node, region, &change, |p| p.skip_version_deletes).await && mark.is_some() {
+    if !send(node, retry, region, &change, |p| p.skip_version_deletes).await {
+        return false;
+    }
+    if mark.is_some() {
         node.objects
             .clear_purge(&r.bucket, &r.key, &r.version_id)
             .await;
     }
+    true
 }

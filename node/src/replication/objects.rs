@@ -10,6 +10,7 @@
 //! it under the same id. The same two paths carry the changes made to a version afterwards, its
 //! metadata and its removal for good (`changes`).
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use tokio::sync::{mpsc, Semaphore};
 use cairn_control_plane::raft::Role;
 use cairn_proto::meta::ObjectVersion;
 
+use super::backoff::Retry;
 use super::outbox::target;
 use crate::link::{empty, LinkError, PeerRequest, PeerTarget};
 use crate::node::Node;
@@ -36,6 +38,8 @@ use crate::sign::uri_encode;
 const PARALLEL: usize = 4;
 /// How often the leader looks for versions still PENDING.
 const RESCAN: Duration = Duration::from_secs(30);
+/// Versions one node keeps waiting for their next try; more are left to the rescan.
+const MAX_WAITING: usize = 100_000;
 const SCAN_PAGE: usize = 1000;
 /// SSE-C keys live only with the client: such versions cannot be read, let alone sent.
 pub(super) const SSE_C: u32 = 3;
@@ -187,8 +191,9 @@ pub(super) async fn send(
 }
 
 /// Sends one version to every peer (it becomes COMPLETED once all have it), then its metadata
-/// if that changed since, or its removal if it is gone (`changes`).
-async fn replicate(s3: &CairnS3, node: &Node, region: &str, r: &VersionRef) {
+/// if that changed since, or its removal if it is gone (`changes`). True when something is left
+/// to send again later (a peer did not get it, or waits out a backoff).
+async fn replicate(s3: &CairnS3, node: &Node, retry: &Retry, region: &str, r: &VersionRef) -> bool {
     let v = match s3
         .objects
         .head_version(&r.bucket, &r.key, &r.version_id)
@@ -196,35 +201,51 @@ async fn replicate(s3: &CairnS3, node: &Node, region: &str, r: &VersionRef) {
     {
         Ok(v) => v,
         Err(ObjectError::NoSuchKey | ObjectError::NoSuchVersion) => {
-            return super::changes::send_purge(node, region, r, true).await;
+            return !super::changes::send_purge(node, retry, region, r, true).await;
         }
         Err(e) => {
             tracing::debug!(bucket = %r.bucket, key = %r.key, error = %e, "replication: version not readable now");
-            return;
+            return true;
         }
     };
-    if v.replication == PENDING && !replicate_data(s3, node, region, r, &v).await {
-        return;
+    if v.replication == PENDING {
+        match replicate_data(s3, node, retry, region, r, &v).await {
+            Sent::All => {}
+            Sent::Later => return true,
+            Sent::Never => return false,
+        }
     }
     if v.metadata_replication == PENDING {
-        super::changes::send_metadata(node, region, r, Metadata::of(&v)).await;
+        return !super::changes::send_metadata(node, retry, region, r, Metadata::of(&v)).await;
     }
+    false
 }
 
-/// Sends version `v` to every peer; true once all have it (it is COMPLETED then).
+/// How far a version got.
+enum Sent {
+    /// Every peer has it: it is COMPLETED.
+    All,
+    /// Not every peer yet: to send again.
+    Later,
+    /// It cannot be sent (SSE-C, no peers any more): sending again would change nothing.
+    Never,
+}
+
+/// Sends version `v` to every peer not waiting out a backoff; it is COMPLETED once all have it.
 async fn replicate_data(
     s3: &CairnS3,
     node: &Node,
+    retry: &Retry,
     region: &str,
     r: &VersionRef,
     v: &ObjectVersion,
-) -> bool {
+) -> Sent {
     let state = node.catalog.state();
     let Some(auth) = node.iam.as_ref() else {
-        return false;
+        return Sent::Never;
     };
     if !state.sites.enabled() {
-        return false;
+        return Sent::Never;
     }
     if v.sse.as_ref().is_some_and(|s| s.kind == SSE_C) {
         tracing::warn!(bucket = %r.bucket, key = %r.key, version = %r.version_id, "SSE-C objects are not replicated");
@@ -232,15 +253,22 @@ async fn replicate_data(
             .objects
             .settle_replication(&r.bucket, &r.key, &r.version_id, FAILED)
             .await;
-        return false;
+        return Sent::Never;
     }
     let mut all = true;
     for (name, peer) in &state.sites.peers {
-        let Some(t) = target(auth, name, peer, region) else {
+        let target = target(auth, name, peer, region);
+        let Some(t) = target.filter(|_| retry.ready(&node.link.contacts, name)) else {
             all = false;
             continue;
         };
-        match send(s3, node, &t, &r.bucket, &r.key, v).await {
+        let sent = send(s3, node, &t, &r.bucket, &r.key, v).await;
+        match &sent {
+            Ok(()) => retry.called(&node.link.contacts, name, Ok(())),
+            Err(ReplicateError::Link(e)) => retry.called(&node.link.contacts, name, Err(e)),
+            Err(ReplicateError::Read(_)) => retry.not_called(&node.link.contacts, name),
+        }
+        match sent {
             Ok(()) => node.link.contacts.replicated(name, v.mod_time_ns, v.size),
             Err(e) => {
                 tracing::warn!(peer = %name, bucket = %r.bucket, key = %r.key, error = %e, "object replication");
@@ -251,23 +279,26 @@ async fn replicate_data(
         }
     }
     if !all {
-        return false;
+        return Sent::Later;
     }
     match s3
         .objects
         .settle_replication(&r.bucket, &r.key, &r.version_id, COMPLETED)
         .await
     {
-        Ok(()) => true,
+        Ok(()) => Sent::All,
         // Removed here while it was on its way: the removal may have reached the peers before
         // the version did, so it goes again.
         Err(ObjectError::NoSuchKey | ObjectError::NoSuchVersion) => {
-            super::changes::send_purge(node, region, r, false).await;
-            false
+            if super::changes::send_purge(node, retry, region, r, false).await {
+                Sent::Never
+            } else {
+                Sent::Later
+            }
         }
         Err(e) => {
             tracing::debug!(bucket = %r.bucket, key = %r.key, error = %e, "replication status not recorded");
-            false
+            Sent::Later
         }
     }
 }
@@ -329,12 +360,21 @@ async fn pending(s3: &CairnS3, node: &Node) -> Vec<VersionRef> {
     out
 }
 
-/// Replicates hinted versions at once and, on the leader, rescans for what is left.
+/// A version waiting to be sent again: how many times it was taken without reaching every peer.
+type Attempts = HashMap<(String, String, String), u32>;
+
+fn id(r: &VersionRef) -> (String, String, String) {
+    (r.bucket.clone(), r.key.clone(), r.version_id.clone())
+}
+
+/// Replicates hinted versions at once, takes again after a backoff those that did not reach
+/// every peer (`backoff`), and, on the leader, rescans for what is left.
 pub async fn replicate_forever(
     node: Arc<Node>,
     s3: CairnS3,
     mut hints: mpsc::UnboundedReceiver<VersionRef>,
     region: String,
+    retry: Arc<Retry>,
 ) {
     let s3 = Arc::new(s3);
     let slots = Arc::new(Semaphore::new(PARALLEL));
@@ -343,19 +383,58 @@ pub async fn replicate_forever(
     // not put the rescan off for ever.
     let mut rescan = tokio::time::interval_at(tokio::time::Instant::now() + RESCAN, RESCAN);
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (done_tx, mut done) = mpsc::unbounded_channel::<(VersionRef, bool)>();
+    // Versions taken and not yet through (in flight or waiting), and when each waiting one is
+    // due; past MAX_WAITING, a version is left to the rescan (it stays PENDING in its record).
+    let mut attempts = Attempts::new();
+    let mut waiting: BTreeMap<(tokio::time::Instant, u64), VersionRef> = BTreeMap::new();
+    let mut seq = 0u64;
     loop {
         // Without peers there is nothing to rescan for: wait for a hint or a new state only.
         let enabled = state.borrow_and_update().sites.enabled();
+        let due = waiting.first_key_value().map(|((at, _), _)| *at);
         let batch = tokio::select! {
             h = hints.recv() => match h {
                 Some(h) => vec![h],
                 None => return,
             },
+            Some((r, again)) = done.recv() => {
+                let Some(n) = attempts.get_mut(&id(&r)) else {
+                    continue;
+                };
+                if !again {
+                    attempts.remove(&id(&r));
+                } else if waiting.len() < MAX_WAITING {
+                    *n += 1;
+                    let at = tokio::time::Instant::now() + retry.delay(*n);
+                    seq += 1;
+                    waiting.insert((at, seq), r);
+                } else {
+                    attempts.remove(&id(&r));
+                }
+                continue;
+            }
+            _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                let now = tokio::time::Instant::now();
+                let mut batch = Vec::new();
+                while let Some(entry) = waiting.first_entry() {
+                    if entry.key().0 > now {
+                        break;
+                    }
+                    batch.push(entry.remove());
+                }
+                batch
+            }
             _ = rescan.tick(), if enabled => {
                 if node.catalog.control.status().role != Role::Leader {
                     continue;
                 }
-                pending(&s3, &node).await
+                // Those already waiting keep their own schedule.
+                pending(&s3, &node)
+                    .await
+                    .into_iter()
+                    .filter(|r| !attempts.contains_key(&id(r)))
+                    .collect()
             }
             r = state.changed(), if !enabled => {
                 if r.is_err() {
@@ -365,13 +444,21 @@ pub async fn replicate_forever(
             }
         };
         for r in batch {
+            attempts.entry(id(&r)).or_insert(0);
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
             };
-            let (s3, node, region) = (s3.clone(), node.clone(), region.clone());
+            let (s3, node, region, retry, done) = (
+                s3.clone(),
+                node.clone(),
+                region.clone(),
+                retry.clone(),
+                done_tx.clone(),
+            );
             tokio::spawn(async move {
-                replicate(&s3, &node, &region, &r).await;
+                let again = replicate(&s3, &node, &retry, &region, &r).await;
                 drop(permit);
+                let _ = done.send((r, again));
             });
         }
     }

@@ -17,6 +17,7 @@ use cairn_control_plane::raft::Role;
 use cairn_control_plane::site::{SiteCommand, SitePeer};
 use cairn_control_plane::{Command, SiteState};
 
+use super::backoff::Retry;
 use crate::auth::authorize::Authorizer;
 use crate::auth::sealing::SecretSealer;
 use crate::auth::RootCredentials;
@@ -25,8 +26,8 @@ use crate::node::Node;
 
 /// Serialized size one request carries at most (the admin API takes 256 KiB bodies).
 const BATCH_BYTES: usize = 192 * 1024;
-const RETRY_MIN: Duration = Duration::from_millis(500);
-const RETRY_MAX: Duration = Duration::from_secs(30);
+/// How often a leader looks again for a leader change (which is no state change).
+const LOOK_AGAIN: Duration = super::backoff::CAP;
 
 /// Admin operation a peer applies entries with.
 pub const APPLY_OP: &str = "site/apply";
@@ -140,13 +141,14 @@ async fn push(
     Ok(r.received)
 }
 
-/// Runs on every node for as long as the node does; sends only while this node leads.
-pub async fn replicate_forever(node: Arc<Node>, region: String) {
+/// Runs on every node for as long as the node does; sends only while this node leads, and waits
+/// out `retry`'s backoff after a round that left a peer behind.
+pub async fn replicate_forever(node: Arc<Node>, region: String, retry: Arc<Retry>) {
     let Some(auth) = node.iam.clone() else {
         return;
     };
     let mut rx = node.catalog.control.subscribe();
-    let mut retry = RETRY_MIN;
+    let mut failures = 0u32;
     loop {
         let state = rx.borrow_and_update().clone();
         let leading = node.catalog.control.status().role == Role::Leader;
@@ -185,14 +187,14 @@ pub async fn replicate_forever(node: Arc<Node>, region: String) {
             }
         }
         if behind {
-            tokio::time::sleep(retry).await;
-            retry = (retry * 2).min(RETRY_MAX);
+            failures = failures.saturating_add(1);
+            tokio::time::sleep(retry.delay(failures)).await;
             continue;
         }
-        retry = RETRY_MIN;
+        failures = 0;
         // A leader change is no state change: look again now and then, while there are peers.
         let changed = if state.sites.enabled() {
-            match tokio::time::timeout(RETRY_MAX, rx.changed()).await {
+            match tokio::time::timeout(LOOK_AGAIN, rx.changed()).await {
                 Ok(r) => r,
                 Err(_) => Ok(()),
             }

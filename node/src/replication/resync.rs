@@ -19,6 +19,7 @@ use cairn_control_plane::site::SiteCommand;
 use cairn_control_plane::Command;
 use cairn_proto::meta::ObjectVersion;
 
+use super::backoff::Retry;
 use super::objects::{send, ReplicateError, SSE_C};
 use super::outbox::target;
 use crate::link::LinkError;
@@ -33,7 +34,6 @@ const BATCH: usize = 100;
 const PARALLEL: usize = 4;
 /// How often a node that cannot go on (not the leader, the peer behind on the outbox) looks again.
 const WAIT: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 enum ResyncError {
@@ -264,9 +264,16 @@ async fn step(
 }
 
 /// Runs every running resync while this node leads; idle (not even woken) while none runs.
-/// `rate`: versions per second at most (0: as fast as it goes).
-pub async fn run_forever(node: Arc<Node>, s3: Arc<CairnS3>, region: String, rate: u32) {
-    let mut retry = WAIT;
+/// `rate`: versions per second at most (0: as fast as it goes). Steps that fail are tried again
+/// after `retry`'s backoff.
+pub async fn run_forever(
+    node: Arc<Node>,
+    s3: Arc<CairnS3>,
+    region: String,
+    rate: u32,
+    retry: Arc<Retry>,
+) {
+    let mut failures = 0u32;
     loop {
         node.catalog.resyncing.notified().await;
         loop {
@@ -295,12 +302,14 @@ pub async fn run_forever(node: Arc<Node>, s3: Arc<CairnS3>, region: String, rate
                 }
             }
             if went && !failed {
-                retry = WAIT;
+                failures = 0;
                 continue;
             }
-            tokio::time::sleep(retry).await;
             if failed {
-                retry = (retry * 2).min(RETRY_MAX);
+                failures = failures.saturating_add(1);
+                tokio::time::sleep(retry.delay(failures)).await;
+            } else {
+                tokio::time::sleep(WAIT).await;
             }
         }
     }

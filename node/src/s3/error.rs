@@ -88,6 +88,43 @@ pub fn object_error(e: ObjectError) -> S3Error {
     }
 }
 
+/// A peer site's refusal of a read proxied to it (`s3::proxy`), as this site answers its client:
+/// the peer's code and message from its XML `body` (or, when it sent none, as for a HEAD or a
+/// 304, the code its status stands for), its status, and the object's `headers` it sent (the
+/// ETag of a 304, the delete marker of a 405).
+pub fn peer_error(status: StatusCode, body: &[u8], mut headers: http::HeaderMap) -> S3Error {
+    let text = String::from_utf8_lossy(body);
+    let element = |name: &str| {
+        let start = text.find(&format!("<{name}>"))? + name.len() + 2;
+        let len = text[start..].find(&format!("</{name}>"))?;
+        Some(text[start..start + len].to_owned())
+    };
+    let code = element("Code")
+        .filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'))
+        .map(|c| S3ErrorCode::from_bytes(c.as_bytes()).unwrap_or(S3ErrorCode::Custom(c.into())))
+        .unwrap_or_else(|| match status.as_u16() {
+            304 => S3ErrorCode::NotModified,
+            404 => S3ErrorCode::NoSuchKey,
+            405 => S3ErrorCode::MethodNotAllowed,
+            412 => S3ErrorCode::PreconditionFailed,
+            416 => S3ErrorCode::InvalidRange,
+            _ => S3ErrorCode::InvalidRequest,
+        });
+    let mut e = match element("Message") {
+        Some(m) => err(code, m),
+        None => S3Error::new(code),
+    };
+    e.set_status_code(status);
+    // s3s replaces the error response's headers with these: keep the XML content type.
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    headers.remove(http::header::CONTENT_LENGTH);
+    e.set_headers(headers);
+    e
+}
+
 impl From<CatalogError> for S3Error {
     fn from(e: CatalogError) -> Self {
         match e {

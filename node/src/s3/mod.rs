@@ -13,6 +13,7 @@ mod list;
 mod lock;
 pub mod multipart;
 mod object;
+pub mod proxy;
 pub mod replica;
 pub mod sse;
 mod versioning;
@@ -36,6 +37,8 @@ pub struct CairnS3 {
     pub sse: Arc<crate::sse::object::Keyring>,
     /// Versions written here that peer sites must receive.
     pub replication: crate::object::replica::Hints,
+    /// Asks peer sites for versions this site does not hold yet (none: reads are never proxied).
+    pub proxy: Option<Arc<dyn proxy::ReadProxy>>,
     /// A lifecycle "day" in nanoseconds (shortened only for tests, `crate::lifecycle::Settings`).
     pub lifecycle_day_ns: i64,
 }

@@ -12,7 +12,7 @@ use cairn_proto::meta::ObjectVersion;
 use super::convert::{self, ChecksumRequest, ContentHeaders};
 use super::error::object_error;
 use super::versioning::version_header;
-use super::{lock, sse, CairnS3};
+use super::{lock, proxy, sse, CairnS3};
 use crate::auth::authorize::s3_access::KeyCheck;
 use crate::object::metadata::Field;
 use crate::object::retention::Bypass;
@@ -36,11 +36,12 @@ pub fn check_key(key: &str) -> S3Result<()> {
 
 /// Streams object bytes to the client through a small channel: bounded memory, and the body the
 /// HTTP layer holds is `Sync` as s3s requires.
-pub fn body_of<S>(stream: S) -> StreamingBlob
+pub fn body_of<S, E>(stream: S) -> StreamingBlob
 where
-    S: Stream<Item = Result<Bytes, ObjectError>> + Send + 'static,
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
 {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, ObjectError>>(2);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, E>>(2);
     tokio::spawn(async move {
         let mut stream = Box::pin(stream);
         while let Some(item) = stream.next().await {
@@ -300,13 +301,18 @@ pub async fn get(
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let ssec_ok = sse::ssec_allowed(s3, &req.extensions);
+    let plan = proxy::plan(s3, &req, "GET", &req.input.bucket, &req.input.key);
     let input = req.input;
     let bucket = s3.require_bucket(&input.bucket).await?;
-    let handle = s3
+    let handle = match s3
         .objects
         .get_object(&input.bucket, &input.key, input.version_id.as_deref())
         .await
-        .map_err(object_error)?;
+    {
+        Ok(h) => h,
+        Err(e) if proxy::absent(&e) => return proxy::get(s3, plan, e).await,
+        Err(e) => return Err(object_error(e)),
+    };
     let v = handle.info.version.clone();
     check_conditions(
         &v,
@@ -361,13 +367,18 @@ pub async fn head(
     req: S3Request<HeadObjectInput>,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let ssec_ok = sse::ssec_allowed(s3, &req.extensions);
+    let plan = proxy::plan(s3, &req, "HEAD", &req.input.bucket, &req.input.key);
     let input = req.input;
     let bucket = s3.require_bucket(&input.bucket).await?;
-    let info = s3
+    let info = match s3
         .objects
         .head_object(&input.bucket, &input.key, input.version_id.as_deref())
         .await
-        .map_err(object_error)?;
+    {
+        Ok(i) => i,
+        Err(e) if proxy::absent(&e) => return proxy::head(s3, plan, e).await,
+        Err(e) => return Err(object_error(e)),
+    };
     let v = info.version;
     check_conditions(
         &v,

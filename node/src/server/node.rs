@@ -179,6 +179,10 @@ impl Node {
             credentials: credentials.clone(),
             sse,
             replication,
+            proxy: Some(crate::replication::proxy::Proxy::new(
+                node.clone(),
+                parts.region.clone(),
+            )),
             lifecycle_day_ns: parts.lifecycle.day_ns(),
         };
         // One task for both waiting workers: a task more would shift the simulator's task ids.
@@ -188,6 +192,7 @@ impl Node {
             hints,
             parts.region.clone(),
             parts.resync_rate,
+            Box::new(streams.stream("replication/retry")),
         );
         let lifecycle =
             crate::lifecycle::start_when_configured(node.clone(), s3.clone(), parts.lifecycle);

@@ -43,6 +43,12 @@ const EXISTING_TAG_OPS: [&str; 12] = [
 
 const EXISTING_TAG: &str = "s3:existingobjecttag/";
 
+/// Left on a request whose decision tested the named object's tags as this site holds them: a
+/// read of a version this site lacks is then not proxied to a peer, whose tags the decision never
+/// saw (a `Deny` on a tag would not have matched here).
+#[derive(Debug, Clone, Copy)]
+pub struct DecidedOnTags;
+
 const COPY_SOURCE_KEY: &str = "s3:x-amz-copy-source";
 
 /// Operations whose permissions depend on what s3s parses from the request (the copy source, the
@@ -78,11 +84,11 @@ impl S3Access for S3Authorizer {
             if peer_may(op, cx.headers()) {
                 return Ok(());
             }
-            tracing::info!(op, peer = %peer, "access denied: a site's replication identity writes replicas only");
+            tracing::info!(op, peer = %peer, "access denied: a site's replication identity writes replicas and reads proxied objects only");
             crate::telemetry::note(|n| {
                 n.denied = true;
                 n.decision = Some(format!(
-                    "the replication identity of site {peer} writes replicas only"
+                    "the replication identity of site {peer} writes replicas and reads proxied objects only"
                 ));
             });
             return Err(s3_error!(AccessDenied, "Access Denied."));
@@ -106,11 +112,13 @@ impl S3Access for S3Authorizer {
             op,
             self.authorizer.clock.now(),
         );
+        let mut tags_read = false;
         let result = match self.authorizer.grants(signer) {
             Err(e) => Err(e),
             Ok(grants) => {
                 if let (Some(b), Some(k), true) = (bucket, key, EXISTING_TAG_OPS.contains(&op)) {
                     if self.authorizer.mentions(&grants, bucket, EXISTING_TAG) {
+                        tags_read = true;
                         let version = query
                             .iter()
                             .find(|(k, _)| k == "versionId")
@@ -149,6 +157,9 @@ impl S3Access for S3Authorizer {
                 .any(|(a, _)| *a == "s3:BypassGovernanceRetention");
         if bypass_granted {
             cx.extensions_mut().insert(GovernanceBypass);
+        }
+        if tags_read {
+            cx.extensions_mut().insert(DecidedOnTags);
         }
         if parsed_op {
             cx.extensions_mut().insert(Pending(Arc::new(PendingCheck {
@@ -395,9 +406,16 @@ impl KeyCheck {
 }
 
 /// Whether a peer site's replication identity may make this S3 request: a PutObject or
-/// DeleteObject carrying the replica headers, nothing else (the authorizer asks this before any
-/// policy; the S3 handlers check the headers' signer again (`s3::replica::of_request`)).
+/// DeleteObject carrying the replica headers, or a GetObject or HeadObject the peer proxies for a
+/// client it authorized itself (marked, so it is answered from what this site holds and never
+/// proxied on); nothing else (the authorizer asks this before any policy; the S3 handlers check
+/// the headers' signer again (`s3::replica::of_request`)).
 fn peer_may(op: &str, headers: &http::HeaderMap) -> bool {
-    matches!(op, "PutObject" | "DeleteObject")
-        && headers.contains_key(crate::object::replica::VERSION_ID_HEADER)
+    match op {
+        "PutObject" | "DeleteObject" => {
+            headers.contains_key(crate::object::replica::VERSION_ID_HEADER)
+        }
+        "GetObject" | "HeadObject" => headers.contains_key(crate::link::PROXIED_HEADER),
+        _ => false,
+    }
 }
