@@ -38,20 +38,27 @@ struct Pair {
 
 impl Pair {
     async fn start(bucket: &str) -> Pair {
+        Pair::start_with(bucket, &[]).await
+    }
+
+    /// Like [`Pair::start`], `site add` given `extra` arguments too.
+    async fn start_with(bucket: &str, extra: &[&str]) -> Pair {
         let s = TwoSites::start().await;
         let to_b = Gate::start(s.b.port()).await;
         let to_a = Gate::start(s.a.port()).await;
-        s.admin(&[
+        let (url_b, url_a) = (format!("b={}", to_b.url()), format!("a={}", to_a.url()));
+        let mut args = vec![
             "site",
             "add",
             "a",
             "b",
             "--site-url",
-            &format!("b={}", to_b.url()),
+            &url_b,
             "--site-url",
-            &format!("a={}", to_a.url()),
-        ])
-        .await;
+            &url_a,
+        ];
+        args.extend_from_slice(extra);
+        s.admin(&args).await;
         create_bucket(&s.b.client(), bucket).await;
         let ca = s.a.client();
         wait("bucket on a", || async {
@@ -553,4 +560,70 @@ async fn a_peer_down_for_a_while_gets_everything_without_a_tight_retry_loop() {
         .filter(|(m, l)| *m == GateMode::Open && l.starts_with("PUT /down/"))
         .count();
     assert!(delivered >= OBJECTS, "{delivered}");
+}
+
+/// A version the asking site already took, and has removed since, is not handed back to it: the
+/// site asked answers a proxied read only with a version still PENDING there. The pair keeps the
+/// versions its peer removes, so a's copy stays for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_removed_here_is_not_read_back_from_the_peer() {
+    let p = Pair::start_with("gone", &["--no-replicate-version-deletes"]).await;
+    let (ca, cb) = (p.s.a.client(), p.s.b.client());
+    let data = random_bytes(64 * KIB, 9);
+    put(&ca, "gone", "k", &data).await;
+    let id = ok(
+        ca.head_object().bucket("gone").key("k").send().await,
+        "head",
+    )
+    .version_id()
+    .unwrap_or_default()
+    .to_string();
+    wait("the version on b", || async {
+        held(&cb, "gone").await == [("k".to_string(), id.clone())]
+    })
+    .await;
+    ok(
+        cb.delete_object()
+            .bucket("gone")
+            .key("k")
+            .version_id(&id)
+            .send()
+            .await,
+        "DELETE by version id on b",
+    );
+    assert!(held(&cb, "gone").await.is_empty());
+    // Once a has marked the version sent (right after b took it), b's reads of it end in 404,
+    // and stay there; a keeps its copy.
+    let gone = || async {
+        let r = cb
+            .get_object()
+            .bucket("gone")
+            .key("k")
+            .version_id(&id)
+            .send()
+            .await;
+        r.err().and_then(|e| err_code(&e)).as_deref() == Some("NoSuchVersion")
+    };
+    wait("b's reads of the version it removed answer 404", gone).await;
+    for _ in 0..3 {
+        assert!(gone().await, "b served a version it removed");
+    }
+    assert_s3_err(
+        cb.get_object().bucket("gone").key("k").send().await,
+        404,
+        Some("NoSuchKey"),
+        "GET of the latest on b",
+    );
+    assert_s3_err(
+        cb.head_object()
+            .bucket("gone")
+            .key("k")
+            .version_id(&id)
+            .send()
+            .await,
+        404,
+        None,
+        "HEAD by id on b",
+    );
+    assert_eq!(get(&ca, "gone", "k").await, data, "a still holds it");
 }

@@ -302,11 +302,14 @@ pub async fn get(
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let ssec_ok = sse::ssec_allowed(s3, &req.extensions);
     let plan = proxy::plan(s3, &req, "GET", &req.input.bucket, &req.input.key);
-    let input = req.input;
-    let bucket = s3.require_bucket(&input.bucket).await?;
+    let bucket = s3.require_bucket(&req.input.bucket).await?;
     let handle = match s3
         .objects
-        .get_object(&input.bucket, &input.key, input.version_id.as_deref())
+        .get_object(
+            &req.input.bucket,
+            &req.input.key,
+            req.input.version_id.as_deref(),
+        )
         .await
     {
         Ok(h) => h,
@@ -314,6 +317,8 @@ pub async fn get(
         Err(e) => return Err(object_error(e)),
     };
     let v = handle.info.version.clone();
+    proxy::serve_to_peer(s3, &req, &v, req.input.version_id.is_some())?;
+    let input = req.input;
     check_conditions(
         &v,
         input.if_match.as_ref(),
@@ -368,11 +373,14 @@ pub async fn head(
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let ssec_ok = sse::ssec_allowed(s3, &req.extensions);
     let plan = proxy::plan(s3, &req, "HEAD", &req.input.bucket, &req.input.key);
-    let input = req.input;
-    let bucket = s3.require_bucket(&input.bucket).await?;
+    let bucket = s3.require_bucket(&req.input.bucket).await?;
     let info = match s3
         .objects
-        .head_object(&input.bucket, &input.key, input.version_id.as_deref())
+        .head_object(
+            &req.input.bucket,
+            &req.input.key,
+            req.input.version_id.as_deref(),
+        )
         .await
     {
         Ok(i) => i,
@@ -380,6 +388,8 @@ pub async fn head(
         Err(e) => return Err(object_error(e)),
     };
     let v = info.version;
+    proxy::serve_to_peer(s3, &req, &v, req.input.version_id.is_some())?;
+    let input = req.input;
     check_conditions(
         &v,
         input.if_match.as_ref(),

@@ -11,6 +11,11 @@
 //! bytes stream through (a small channel, never the whole object), with its headers; its
 //! refusals become the same S3 errors (`error::peer_error`); a peer that lacks the version too, is
 //! unreachable, or does not answer within the deadline leaves the local 404.
+//!
+//! The site asked answers a proxied read only with a version it has not finished sending: one
+//! still PENDING ([`serve_to_peer`]). A version the asking site already took, and has removed
+//! since (a removal on its way back, or a pair that keeps the versions its peer removes), is not
+//! handed back to it.
 
 use std::time::Duration;
 
@@ -26,6 +31,33 @@ use crate::auth::authorize::condition_keys::query_pairs;
 use crate::auth::authorize::s3_access::DecidedOnTags;
 use crate::link::PROXIED_HEADER;
 use crate::object::ObjectError;
+
+/// Whether this read may return `v`: a read a peer site proxied here (its replication identity,
+/// with the mark) gets only a version whose replication is still PENDING, anything else is absent
+/// to it; every other read gets what it asked for.
+pub fn serve_to_peer<T>(
+    s3: &CairnS3,
+    req: &S3Request<T>,
+    v: &cairn_proto::meta::ObjectVersion,
+    by_id: bool,
+) -> S3Result<()> {
+    let from_peer = req.headers.contains_key(PROXIED_HEADER)
+        && req.credentials.as_ref().is_some_and(|c| {
+            s3.catalog
+                .state()
+                .sites
+                .peer_by_key(&c.access_key)
+                .is_some()
+        });
+    if !from_peer || v.replication == crate::object::replica::PENDING {
+        return Ok(());
+    }
+    Err(object_error(if by_id {
+        ObjectError::NoSuchVersion
+    } else {
+        ObjectError::NoSuchKey
+    }))
+}
 
 /// Longest wait between two pieces of a proxied body: a peer that stalls mid-object ends the
 /// client's body with an error instead of holding it open for ever.
