@@ -58,17 +58,7 @@ async fn locked_bucket(c: &Client, name: &str) {
 /// Whether the site `c` talks to holds version `id` itself: the read carries the proxy mark, so
 /// a version only its peer holds is not fetched from there.
 async fn has_version(c: &Client, bucket: &str, key: &str, id: &str) -> bool {
-    c.head_object()
-        .bucket(bucket)
-        .key(key)
-        .version_id(id)
-        .customize()
-        .mutate_request(|r| {
-            r.headers_mut().insert("x-cairn-proxied-by", "test");
-        })
-        .send()
-        .await
-        .is_ok()
+    sites::head_here(c, bucket, key, Some(id)).await.is_some()
 }
 
 async fn bucket_exists(c: &Client, bucket: &str) -> bool {
