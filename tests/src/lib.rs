@@ -1181,7 +1181,8 @@ pub fn md5_b64(data: &[u8]) -> String {
     b64(&Md5::digest(data))
 }
 
-/// Every file below `dir` whose name is `part.<N>`.
+/// Every file below `dir` whose name is `part.<N>`, outside `retired/` (data changes freed,
+/// kept readable a while for reads that began on it): the shards of live versions.
 pub fn find_part_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -1191,7 +1192,9 @@ pub fn find_part_files(dir: &Path) -> Vec<PathBuf> {
             let p = e.path();
             let Ok(ft) = e.file_type() else { continue };
             if ft.is_dir() {
-                stack.push(p);
+                if e.file_name() != "retired" {
+                    stack.push(p);
+                }
             } else if ft.is_file() {
                 let name = e.file_name().to_string_lossy().to_string();
                 if let Some(n) = name.strip_prefix("part.") {

@@ -266,6 +266,28 @@ async fn anonymous_requests_denied() {
             assert_xml_error(status, &body, 403, "AccessDenied", &what);
         }
     }
+    // AWS answers any caller NoSuchBucket for a bucket that does not exist; creating one stays
+    // refused.
+    let missing = format!("{ep}/no-such-bucket");
+    for (m, url) in [
+        (reqwest::Method::GET, format!("{missing}/k")),
+        (reqwest::Method::GET, missing.clone()),
+        (reqwest::Method::DELETE, format!("{missing}/k")),
+    ] {
+        let what = format!("anonymous {m} {url}");
+        let (status, body) = send_raw(&http, m, &url, vec![], None).await;
+        assert_xml_error(status, &body, 404, "NoSuchBucket", &what);
+    }
+    let (status, _) = send_raw(&http, reqwest::Method::HEAD, &missing, vec![], None).await;
+    assert_eq!(status, 404, "anonymous HEAD of a missing bucket");
+    let (status, body) = send_raw(&http, reqwest::Method::PUT, &missing, vec![], None).await;
+    assert_xml_error(status, &body, 403, "AccessDenied", "anonymous CreateBucket");
+    assert_s3_err(
+        c.head_bucket().bucket("no-such-bucket").send().await,
+        404,
+        None,
+        "the refused CreateBucket made no bucket",
+    );
     assert_eq!(
         list_all_keys(&c, B).await,
         vec!["k".to_string()],

@@ -61,6 +61,7 @@ on_both!(
     list_parts_and_uploads,
     abort_multipart_upload,
     upload_part_copy_with_range,
+    reads_racing_overwrites,
 );
 
 // -----------------------------------------------------------------------------------------
@@ -290,6 +291,9 @@ async fn range_reads(_srv: &Server, c: &Client) {
     }
 }
 
+/// User metadata outside ASCII (UTF-8 on the wire, as the SDKs send it).
+const CITY: &str = "Zürich 東京";
+
 async fn head_object_metadata(_srv: &Server, c: &Client) {
     let data = random_bytes(200 * KIB, 11);
     ok(
@@ -299,6 +303,7 @@ async fn head_object_metadata(_srv: &Server, c: &Client) {
             .content_type("image/x-test")
             .metadata("color", "blue")
             .metadata("owner-name", "Ada Lovelace")
+            .metadata("city", CITY)
             .body(ByteStream::from(data.clone()))
             .send()
             .await,
@@ -317,10 +322,19 @@ async fn head_object_metadata(_srv: &Server, c: &Client) {
         .unwrap_or_default()
         .into_iter()
         .collect();
-    let expected: BTreeMap<String, String> = [("color", "blue"), ("owner-name", "Ada Lovelace")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    // Non-ASCII values come back RFC 2047-encoded, as AWS returns them (ASCII ones as sent).
+    let city = format!(
+        "=?UTF-8?B?{}?=",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, CITY)
+    );
+    let expected: BTreeMap<String, String> = [
+        ("color", "blue"),
+        ("owner-name", "Ada Lovelace"),
+        ("city", city.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     assert_eq!(meta, expected, "user metadata");
     assert!(h.last_modified().is_some(), "Last-Modified");
 
@@ -1380,4 +1394,43 @@ async fn upload_part_copy_with_range(_srv: &Server, c: &Client) {
         &want,
         "object assembled with UploadPartCopy",
     );
+}
+
+/// The rest of a GET's body, failing on an error mid-stream.
+async fn drain(mut body: ByteStream, mut read: Vec<u8>, what: &str) -> Vec<u8> {
+    while let Some(chunk) = body.next().await {
+        read.extend_from_slice(&chunk.unwrap_or_else(|e| panic!("{what}: error mid-stream: {e}")));
+    }
+    read
+}
+
+/// A GET that started before an overwrite or a delete of its key returns the whole old object:
+/// the replaced data outlives the reads that began on it.
+async fn reads_racing_overwrites(_srv: &Server, c: &Client) {
+    let old = random_bytes(24 * MIB, 41);
+    put(c, B, "race", &old).await;
+    for change in ["overwrite", "delete"] {
+        let mut body = ok(c.get_object().bucket(B).key("race").send().await, "GET").body;
+        let first = body
+            .next()
+            .await
+            .expect("a first chunk")
+            .expect("first chunk");
+        match change {
+            "overwrite" => {
+                put(c, B, "race", &random_bytes(MIB, 42)).await;
+            }
+            _ => {
+                ok(
+                    c.delete_object().bucket(B).key("race").send().await,
+                    "DELETE",
+                );
+            }
+        }
+        let read = drain(body, first.to_vec(), change).await;
+        assert_bytes_eq(&read, &old, &format!("GET racing the {change}"));
+        if change == "overwrite" {
+            put(c, B, "race", &old).await;
+        }
+    }
 }

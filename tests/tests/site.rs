@@ -110,16 +110,20 @@ async fn losing_one_node_loses_nothing_and_it_heals_on_return() {
     let down = site.leader().await.expect("a leader");
     site.node_mut(down).kill9();
     let up: Vec<usize> = (0..3).filter(|&i| i != down).collect();
-    let c = site.node(up[0]).client();
-    check_objects(&c, &before, "a survivor").await;
-    eventually("CreateBucket after losing the leader", || {
+    // A survivor's probe says 200 only once the others elected a leader: a load balancer's
+    // request then succeeds at the first try.
+    assert!(site.wait_health(up[1], "cluster", 200, REACT).await);
+    ok(
         site.node(up[1])
             .client_no_retry()
             .create_bucket()
             .bucket("second")
             .send()
-    })
-    .await;
+            .await,
+        "CreateBucket once the probe says 200 after losing the leader",
+    );
+    let c = site.node(up[0]).client();
+    check_objects(&c, &before, "a survivor").await;
     let during = put_objects(&c, "during", 30).await;
     check_objects(&site.node(up[1]).client(), &during, "the other survivor").await;
     assert!(
@@ -190,20 +194,15 @@ async fn losing_two_nodes_fails_with_503_and_recovers() {
     assert!(site.wait_health(0, "cluster", 503, REACT).await);
 
     // One node back: service resumes by itself.
+    // Once the probe says 200, requests through either live node succeed at the first try.
     site.restart(1).await;
     assert!(site.wait_health(0, "cluster", 200, REACT).await);
-    let c = site.node(0).client();
+    let c = site.node(0).client_no_retry();
+    check_objects(&c, &objs, "node 0 after recovery").await;
+    assert!(site.wait_health(1, "cluster", 200, REACT).await);
+    let c = site.node(1).client_no_retry();
     check_objects(&c, &objs, "node 1 after recovery").await;
-    eventually("PUT after recovery", || {
-        site.node(1)
-            .client_no_retry()
-            .put_object()
-            .bucket(B)
-            .key("after")
-            .body(random_bytes(1000, 2).into())
-            .send()
-    })
-    .await;
+    put(&c, B, "after", &random_bytes(1000, 2)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,13 +214,13 @@ async fn full_restart_keeps_buckets_and_objects() {
         assert!(site.node_mut(i).terminate().await.success());
     }
     futures::future::join_all(site.nodes.iter_mut().map(|n| n.boot())).await;
+    // A load balancer sends requests to a node once its cluster probe says 200: from then on
+    // they succeed at the first try, without a client's retries.
     for i in 0..3 {
-        check_objects(
-            &site.node(i).client(),
-            &objs,
-            &format!("node {i} after restart"),
-        )
-        .await;
+        assert!(site.wait_health(i, "cluster", 200, REACT).await, "node {i}");
+        let c = site.node(i).client_no_retry();
+        check_objects(&c, &objs, &format!("node {i} after restart")).await;
+        put(&c, B, &format!("after-restart-{i}"), b"written at once").await;
     }
 }
 

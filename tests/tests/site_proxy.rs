@@ -211,61 +211,65 @@ async fn reads_of_versions_not_yet_replicated_are_answered_by_the_peer() {
     assert_eq!(h.content_length(), Some(v1.len() as i64));
 
     // Conditions and bad ranges answer as a would.
-    let e = cb
-        .get_object()
-        .bucket("pxy")
-        .key("k")
-        .if_none_match(&etag2)
-        .send()
-        .await
-        .expect_err("not modified");
-    assert_eq!(err_status(&e), Some(304), "{e:?}");
-    let e = cb
-        .get_object()
-        .bucket("pxy")
-        .key("k")
-        .if_match("\"0123456789abcdef0123456789abcdef\"")
-        .send()
-        .await
-        .expect_err("precondition");
-    assert_eq!(err_code(&e).as_deref(), Some("PreconditionFailed"), "{e:?}");
-    let e = cb
-        .get_object()
-        .bucket("pxy")
-        .key("k")
-        .range("bytes=999999999-")
-        .send()
-        .await
-        .expect_err("range");
-    assert_eq!(err_code(&e).as_deref(), Some("InvalidRange"), "{e:?}");
-    let e = cb
-        .head_object()
-        .bucket("pxy")
-        .key("k")
-        .if_match("\"0123456789abcdef0123456789abcdef\"")
-        .send()
-        .await
-        .expect_err("HEAD precondition");
-    assert_eq!(err_status(&e), Some(412), "{e:?}");
+    assert_s3_err(
+        cb.get_object()
+            .bucket("pxy")
+            .key("k")
+            .if_none_match(&etag2)
+            .send()
+            .await,
+        304,
+        None,
+        "not modified",
+    );
+    assert_s3_err(
+        cb.get_object()
+            .bucket("pxy")
+            .key("k")
+            .if_match("\"0123456789abcdef0123456789abcdef\"")
+            .send()
+            .await,
+        412,
+        Some("PreconditionFailed"),
+        "precondition",
+    );
+    assert_s3_err(
+        cb.get_object()
+            .bucket("pxy")
+            .key("k")
+            .range("bytes=999999999-")
+            .send()
+            .await,
+        416,
+        Some("InvalidRange"),
+        "range",
+    );
+    assert_s3_err(
+        cb.head_object()
+            .bucket("pxy")
+            .key("k")
+            .if_match("\"0123456789abcdef0123456789abcdef\"")
+            .send()
+            .await,
+        412,
+        None,
+        "HEAD precondition",
+    );
 
     // A key neither site holds: NoSuchKey, a asked once, and a asked nobody back.
     let asked = p.to_a.count("GET /pxy/missing");
-    let e = cb
-        .get_object()
-        .bucket("pxy")
-        .key("missing")
-        .send()
-        .await
-        .expect_err("missing");
-    assert_eq!(err_code(&e).as_deref(), Some("NoSuchKey"), "{e:?}");
-    let e = cb
-        .head_object()
-        .bucket("pxy")
-        .key("missing")
-        .send()
-        .await
-        .expect_err("missing HEAD");
-    assert_eq!(err_status(&e), Some(404), "{e:?}");
+    assert_s3_err(
+        cb.get_object().bucket("pxy").key("missing").send().await,
+        404,
+        Some("NoSuchKey"),
+        "missing",
+    );
+    assert_s3_err(
+        cb.head_object().bucket("pxy").key("missing").send().await,
+        404,
+        None,
+        "missing HEAD",
+    );
     assert_eq!(
         p.to_a.count("GET /pxy/missing"),
         asked + 1,
@@ -372,27 +376,23 @@ async fn only_what_this_site_allows_is_proxied_and_never_further() {
     // Denied here: the local 403, and a is not asked.
     let asked = p.to_a.count("GET /sec/");
     let nobody = p.s.b.client_with("nobody", "nobody-secret-0123456789");
-    let e = nobody
-        .get_object()
-        .bucket("sec")
-        .key("k")
-        .send()
-        .await
-        .expect_err("denied");
-    assert_eq!(err_code(&e).as_deref(), Some("AccessDenied"), "{e:?}");
+    assert_s3_err(
+        nobody.get_object().bucket("sec").key("k").send().await,
+        403,
+        Some("AccessDenied"),
+        "denied",
+    );
     assert_eq!(p.to_a.count("GET /sec/"), asked, "{:?}", p.to_a.seen());
 
     // A decision that tested the object's tags is not proxied: this site never saw the tags
     // a holds, so the Deny on `secret=yes` would not have matched here.
     let tagged = p.s.b.client_with("tagged", "tagged-secret-0123456789");
-    let e = tagged
-        .get_object()
-        .bucket("sec")
-        .key("hidden")
-        .send()
-        .await
-        .expect_err("a tag-denied object must not come through b");
-    assert_eq!(err_code(&e).as_deref(), Some("NoSuchKey"), "{e:?}");
+    assert_s3_err(
+        tagged.get_object().bucket("sec").key("hidden").send().await,
+        404,
+        Some("NoSuchKey"),
+        "a tag-denied object must not come through b",
+    );
     assert_eq!(p.to_a.count("GET /sec/"), asked, "{:?}", p.to_a.seen());
 
     // A client sending the proxy mark itself only turns proxying off.

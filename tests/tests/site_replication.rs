@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use cairn_tests::sites::TwoSites;
+use cairn_tests::sites::{head_here, TwoSites};
 use cairn_tests::*;
 
 /// How long replication may take: a failed send is retried by a rescan every 30 s.
@@ -209,6 +209,33 @@ async fn buckets_iam_and_objects_replicate_both_ways() {
         assert_eq!(id, origin.1, "{bucket}/{key}: same version id");
         assert_eq!(etag, origin.2, "{bucket}/{key}: same ETag");
     }
+
+    // User metadata that is no plain header value (non-ASCII, and a line break a client sent
+    // RFC 2047-encoded) reaches the peer as it was stored: it is not stuck PENDING for good.
+    let b64 = |v: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, v);
+    ok(
+        ca.put_object()
+            .bucket("early")
+            .key("meta")
+            .metadata("city", "Zürich 東京")
+            .metadata("note", format!("=?UTF-8?B?{}?=", b64("line one\nline two")))
+            .body(b"m".to_vec().into())
+            .send()
+            .await,
+        "put with metadata on a",
+    );
+    let sent = head_here(&ca, "early", "meta", None).await.expect("on a");
+    wait("early/meta replicated", || async {
+        head_here(&cb, "early", "meta", None).await.is_some()
+    })
+    .await;
+    let got = head_here(&cb, "early", "meta", None).await.expect("on b");
+    assert_eq!(got.metadata(), sent.metadata(), "metadata on the peer");
+    assert_eq!(
+        sent.metadata().and_then(|m| m.get("note")).cloned(),
+        Some(format!("=?UTF-8?B?{}?=", b64("line one\nline two"))),
+        "the line break is kept (and sent back encoded)"
+    );
 
     // A multipart object keeps its multipart ETag.
     let parts = [random_bytes(5 * MIB, 4), random_bytes(1234, 5)];

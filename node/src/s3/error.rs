@@ -41,6 +41,22 @@ fn delete_marker_error(version_id: &str, requested: bool) -> S3Error {
     e
 }
 
+/// s3s refuses a POST form that fails a condition of its policy (the bucket's included) with
+/// 400 `InvalidPolicyDocument`, before Cairn sees the request; AWS answers 403 `AccessDenied`
+/// ("Invalid according to Policy: Policy Condition failed") and keeps `InvalidPolicyDocument` for
+/// a policy it cannot read. The error document s3s wrote, as AWS would have answered it.
+pub fn post_condition_refusal(status: StatusCode, doc: &str) -> Option<(StatusCode, String)> {
+    const FROM: &str = "<Code>InvalidPolicyDocument</Code><Message>";
+    let failed = status == StatusCode::BAD_REQUEST
+        && ["Policy condition ", "Bucket in form field "]
+            .iter()
+            .any(|m| doc.contains(&format!("{FROM}{m}")));
+    failed.then(|| {
+        let to = "<Code>AccessDenied</Code><Message>Invalid according to Policy: Policy Condition failed: ";
+        (StatusCode::FORBIDDEN, doc.replacen(FROM, to, 1))
+    })
+}
+
 /// The S3 error for an object-layer error (a function, not `From`: both types are other crates').
 pub fn object_error(e: ObjectError) -> S3Error {
     use ObjectError as E;

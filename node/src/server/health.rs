@@ -73,13 +73,18 @@ async fn stamp(resp: Response<Body>, id: &str) -> Response<Body> {
         Ok(b) => b.to_bytes(),
         Err(_) => return Response::from_parts(parts, Body::empty()),
     };
-    let doc = String::from_utf8_lossy(&bytes);
+    let mut doc = String::from_utf8_lossy(&bytes);
+    if let Some((status, aws)) = crate::s3::error::post_condition_refusal(parts.status, &doc) {
+        parts.status = status;
+        parts.headers.remove(hyper::header::CONTENT_LENGTH);
+        doc = aws.into();
+    }
     let body = match doc.rfind("</Error>") {
         Some(end) if !doc.contains("<RequestId>") => {
             parts.headers.remove(hyper::header::CONTENT_LENGTH);
             format!("{}<RequestId>{id}</RequestId>{}", &doc[..end], &doc[end..]).into()
         }
-        _ => bytes,
+        _ => Bytes::from(doc.into_owned()),
     };
     Response::from_parts(parts, Body::from(body))
 }

@@ -29,7 +29,7 @@ use crate::drive::service::{DataService, DriveServer};
 use crate::drive::Drive;
 use crate::erasure::layout::Layout;
 use crate::node::Node;
-use crate::object::{HealRequest, ObjectError, ObjectLayer};
+use crate::object::{retire, HealRequest, ObjectError, ObjectLayer};
 use crate::s3::CairnS3;
 use crate::topology::Topology;
 
@@ -147,6 +147,7 @@ impl Node {
         });
         let metrics = Arc::new(super::metrics::Metrics::new(objects.clock.clone()));
         tokio::spawn(heal_worker(objects.clone(), heal_rx, metrics.clone()));
+        tokio::spawn(sweep_retired(node.clone()));
         let mut restore = parts.restore_on_start;
         if restore && !node.topology.networked {
             wait_for_leader(&node).await;
@@ -301,6 +302,36 @@ async fn heal_worker(
             }
         }
         metrics.heal_queue(rx.len());
+    }
+}
+
+/// Removes what settled changes retired from this node's drives (`object::retire`) once no read
+/// that began on it can still be running.
+async fn sweep_retired(node: Arc<Node>) {
+    let size = node.objects.layout.set_size;
+    let drives: Vec<Arc<dyn Drive>> = node
+        .topology
+        .local_drives()
+        .filter_map(|(i, _)| {
+            node.objects
+                .sets
+                .get(i / size)?
+                .drives
+                .get(i % size)
+                .cloned()
+        })
+        .collect();
+    let mut sweepers: Vec<retire::Sweeper> = drives.iter().map(|_| Default::default()).collect();
+    loop {
+        tokio::time::sleep(retire::SWEEP_INTERVAL).await;
+        let now = node.objects.clock.now_ns();
+        for (d, s) in drives.iter().zip(&mut sweepers) {
+            match s.sweep(d.as_ref(), now).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(drive = d.label(), removed = n, "retired data removed"),
+                Err(e) => tracing::warn!(drive = d.label(), error = %e, "retired data sweep"),
+            }
+        }
     }
 }
 

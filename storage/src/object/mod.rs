@@ -17,6 +17,7 @@ pub mod quorum;
 pub mod read;
 pub mod replica;
 pub mod retention;
+pub mod retire;
 pub mod set;
 pub mod stage;
 #[cfg(any(test, feature = "testing"))]
@@ -687,8 +688,8 @@ async fn settle_records(
             }
         }
         for dir in c.freed {
-            if let Err(e) = drive.delete(&keys::data_dir(&dir)).await {
-                tracing::warn!(drive = drive.label(), error = %e, "old data not removed");
+            if let Err(e) = retire::retire(drive.as_ref(), &keys::data_dir(&dir)).await {
+                tracing::warn!(drive = drive.label(), error = %e, "old data not retired");
             }
         }
     }))

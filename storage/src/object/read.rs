@@ -12,8 +12,9 @@ use cairn_proto::meta::PartInfo;
 
 use super::error::{ObjectError, ObjectResult};
 use super::keys;
+use super::retire::retired_path;
 use crate::bitrot::{self, HASH_LEN};
-use crate::drive::Drive;
+use crate::drive::{Drive, DriveError};
 use crate::erasure::Erasure;
 
 /// Where one shard of a version can be read.
@@ -156,13 +157,18 @@ pub async fn fetch_checked(
     lens: &[usize],
 ) -> Result<Vec<Vec<u8>>, ShardFault> {
     let stored = match src {
-        ShardSource::File { drive, dir } => drive
-            .read_file(&format!("{dir}/{file}"), offset, total)
-            .await
-            .map_err(|e| match e {
-                crate::drive::DriveError::NotFound => ShardFault::Damaged,
+        ShardSource::File { drive, dir } => {
+            let path = format!("{dir}/{file}");
+            let mut read = drive.read_file(&path, offset, total).await;
+            // Freed by a change that settled after this read began: retired, not gone.
+            if let (Err(DriveError::NotFound), Some(retired)) = (&read, retired_path(&path)) {
+                read = drive.read_file(&retired, offset, total).await;
+            }
+            read.map_err(|e| match e {
+                DriveError::NotFound => ShardFault::Damaged,
                 _ => ShardFault::Unavailable,
-            })?,
+            })?
+        }
         ShardSource::Inline(b) => {
             let start = usize::try_from(offset).map_err(|_| ShardFault::Damaged)?;
             b.get(start..start + total)

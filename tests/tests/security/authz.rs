@@ -469,6 +469,90 @@ print(json.dumps(out))
     }
 }
 
+/// A POST form's policy is held to as AWS holds it: a malformed expiration is 400
+/// `InvalidPolicyDocument`; an expired policy, a condition the form does not meet, a field no
+/// condition names and a policy for another bucket are 403 `AccessDenied`; a checksum field that
+/// does not match the file is 400 `BadDigest`. Nothing refused is stored.
+#[tokio::test]
+async fn post_policy_violations_get_aws_answers() {
+    let site = Site::start().await;
+    create_bucket(&site.root, "forms").await;
+    let v = boto3(
+        r#"
+import base64, datetime, hashlib, hmac, re, requests
+ep, ak, sk, region = os.environ["EP"], os.environ["AK"], os.environ["SK"], "us-east-1"
+now = datetime.datetime.now(datetime.timezone.utc)
+day, amz = now.strftime("%Y%m%d"), now.strftime("%Y%m%dT%H%M%SZ")
+cred = f"{ak}/{day}/{region}/s3/aws4_request"
+def signing_key():
+    k = ("AWS4" + sk).encode()
+    for m in (day, region, "s3", "aws4_request"):
+        k = hmac.new(k, m.encode(), hashlib.sha256).digest()
+    return k
+def at(hours):
+    return (now + datetime.timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+def post(policy_bucket, key, expiration, conditions=(), extra=None, data=b"form body"):
+    conds = [{"bucket": policy_bucket}, ["starts-with", "$key", key],
+             {"x-amz-algorithm": "AWS4-HMAC-SHA256"}, {"x-amz-credential": cred},
+             {"x-amz-date": amz}] + list(conditions)
+    p64 = base64.b64encode(json.dumps({"expiration": expiration, "conditions": conds}).encode()).decode()
+    fields = {"key": key, "policy": p64, "x-amz-algorithm": "AWS4-HMAC-SHA256",
+              "x-amz-credential": cred, "x-amz-date": amz,
+              "x-amz-signature": hmac.new(signing_key(), p64.encode(), hashlib.sha256).hexdigest()}
+    fields.update(extra or {})
+    r = requests.post(f"{ep}/forms", data=fields, files={"file": ("f", data)}, timeout=30)
+    code = re.search(r"<Code>([^<]*)</Code>", r.text)
+    return [r.status_code, code.group(1) if code else ""]
+sha = lambda b: base64.b64encode(hashlib.sha256(b).digest()).decode()
+any_sum = [["starts-with", "$x-amz-checksum-sha256", ""], ["starts-with", "$x-amz-checksum-algorithm", ""]]
+out = {
+    "valid": post("forms", "valid", at(1)),
+    "bad_date": post("forms", "bad_date", "tomorrow at noon"),
+    "expired": post("forms", "expired", at(-1)),
+    "unmet_condition": post("forms", "unmet", at(1), [{"content-type": "text/plain"}]),
+    "field_outside": post("forms", "outside", at(1), extra={"x-amz-meta-extra": "1"}),
+    "wrong_bucket": post("other", "wrong_bucket", at(1)),
+    "good_checksum": post("forms", "good_sum", at(1), any_sum,
+                          {"x-amz-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": sha(b"form body")}),
+    "bad_checksum": post("forms", "bad_sum", at(1), any_sum,
+                         {"x-amz-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": sha(b"other body")}),
+}
+print(json.dumps(out))
+"#,
+        &[
+            ("EP", &site.srv.endpoint()),
+            ("AK", site.srv.access_key()),
+            ("SK", site.srv.secret_key()),
+        ],
+    )
+    .await;
+    let expect = [
+        ("valid", 204, ""),
+        ("bad_date", 400, "InvalidPolicyDocument"),
+        ("expired", 403, "AccessDenied"),
+        ("unmet_condition", 403, "AccessDenied"),
+        ("field_outside", 403, "AccessDenied"),
+        ("wrong_bucket", 403, "AccessDenied"),
+        ("good_checksum", 204, ""),
+        ("bad_checksum", 400, "BadDigest"),
+    ];
+    for (case, status, code) in expect {
+        assert_eq!(v[case], serde_json::json!([status, code]), "{case}: {v}");
+    }
+    for (key, stored) in [
+        ("valid", true),
+        ("good_sum", true),
+        ("bad_date", false),
+        ("expired", false),
+        ("unmet", false),
+        ("outside", false),
+        ("wrong_bucket", false),
+        ("bad_sum", false),
+    ] {
+        assert_eq!(site.exists("forms", key).await, stored, "{key}");
+    }
+}
+
 /// Item 10, condition keys: `s3:x-amz-copy-source` is the source s3s parsed, so percent-encoding
 /// the header's slashes does not evade a Deny on a source prefix.
 #[tokio::test]

@@ -428,7 +428,7 @@ async fn answers_carry_their_request_id() {
             .map(str::to_owned)
             .expect("x-amz-request-id header");
         let body = r.text().await.unwrap();
-        assert_eq!(status, 403, "{body}");
+        assert_eq!(status, 404, "{body}");
         assert!(
             body.contains(&format!("<RequestId>{header}</RequestId>")),
             "error document names request {header}: {body}"

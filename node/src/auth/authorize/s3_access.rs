@@ -57,6 +57,20 @@ const COPY_SOURCE_KEY: &str = "s3:x-amz-copy-source";
 /// on.
 const PARSED_OPS: [&str; 3] = ["CopyObject", "UploadPartCopy", "PostObject"];
 
+impl S3Authorizer {
+    /// AWS answers a request naming a bucket that does not exist with `NoSuchBucket`, whoever
+    /// asks: no bucket policy can grant on it, so a policy refusal would hide the answer every
+    /// caller gets from AWS (and from `CreateBucket`). `CreateBucket` itself names a bucket that
+    /// does not exist yet, and keeps its refusal.
+    fn no_such_bucket(&self, op: &str, bucket: Option<&str>, e: &Denied) -> Option<s3s::S3Error> {
+        let b = bucket?;
+        let missing = op != "CreateBucket"
+            && matches!(e, Denied::Policy { .. })
+            && self.authorizer.iam.state().bucket(b).is_none();
+        missing.then(|| s3_error!(NoSuchBucket, "The specified bucket does not exist"))
+    }
+}
+
 #[async_trait::async_trait]
 impl S3Access for S3Authorizer {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
@@ -147,7 +161,8 @@ impl S3Access for S3Authorizer {
         };
         let (granted, grants) = result.map_err(|e| {
             tracing::info!(op, access_key = access_key.as_deref().unwrap_or("anonymous"), reason = %e, "access denied");
-            e.to_s3()
+            let refused = e.to_s3();
+            self.no_such_bucket(op, bucket, &e).unwrap_or(refused)
         })?;
         let (parsed_op, per_key) = (PARSED_OPS.contains(&op), op == "DeleteObjects");
         // The permissions of a parsed operation are not decided yet: nothing is granted here.
