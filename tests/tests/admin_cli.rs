@@ -5,7 +5,7 @@
 //! counts a known mix of requests spread over the nodes; a user without admin rights is
 //! refused clearly by `info` and `top`.
 
-use cairn_tests::admin::AdminCli;
+use cairn_tests::admin::{AdminCli, CLI_TIMEOUT};
 use cairn_tests::aws_sdk_s3::primitives::ByteStream;
 use cairn_tests::cluster::Cluster;
 use cairn_tests::*;
@@ -124,6 +124,27 @@ async fn admin_info_tables_every_drive_and_heal_repairs_with_a_summary() {
         find_part_files(victim).len(),
         objects as usize,
         "shards back"
+    );
+
+    // On a terminal (`script` gives it one) the spinner is drawn; the summary still follows.
+    let cmd = format!("{} admin heal site", cairn_bin().display());
+    let tty = tokio::time::timeout(
+        CLI_TIMEOUT,
+        tokio::process::Command::new("script")
+            .args(["-qfec", &cmd, "/dev/null"])
+            .env("CAIRN_CONFIG_DIR", cli.dir())
+            .stdin(std::process::Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("heal on a terminal exits")
+    .expect("script (util-linux)");
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(
+        tty.status.success()
+            && shown.contains("healing")
+            && shown.contains(&format!("heal done: {objects} objects scanned, 0 healed")),
+        "{shown}"
     );
 
     // A user with S3 rights only is refused the site's layout, with the reason.
