@@ -17,7 +17,7 @@ fn host(s: &Server) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_info_tables_every_drive_and_heal_repairs_with_a_summary() {
-    let site = Cluster::start(3, 2, None).await;
+    let mut site = Cluster::start(3, 2, None).await;
     let cli = AdminCli::for_server("site", site.node(0)).await;
 
     // --json: the admin API's answer, every drive with its node, path and room.
@@ -156,6 +156,19 @@ async fn admin_info_tables_every_drive_and_heal_repairs_with_a_summary() {
     );
     let out = cli.fails(&["heal", "plain"]).await;
     assert!(out.contains("403") && out.contains("AccessDenied"), "{out}");
+
+    // A node down: its drives show offline, their room unknown, and the set short of two.
+    site.node_mut(2).kill9();
+    let down = host(site.node(2));
+    let table = cli.ok(&["info", "site"]).await;
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with(&down)).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    for r in rows {
+        let cols: Vec<&str> = r.split_whitespace().collect();
+        assert_eq!(cols[3..], ["offline", "-", "-"], "{table}");
+    }
+    let short = format!("{}/{per_set}", per_set - 2);
+    assert!(table.contains(&short), "{table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
