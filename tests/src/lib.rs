@@ -709,13 +709,13 @@ impl Server {
         sigv4::Signer::new(&self.access_key, &self.secret_key)
     }
 
-    /// Run `cairn admin heal` against this server; asserts exit 0 and returns the JSON
+    /// Run `cairn admin heal --json` against this server; asserts exit 0 and returns the JSON
     /// summary printed on stdout.
     pub async fn heal(&self) -> serde_json::Value {
         let out = tokio::time::timeout(
             Duration::from_secs(600),
             tokio::process::Command::new(cairn_bin())
-                .args(["admin", "heal", "--endpoint", &self.endpoint()])
+                .args(["admin", "heal", "--json", "--endpoint", &self.endpoint()])
                 .args([
                     "--access-key",
                     &self.access_key,

@@ -4,11 +4,10 @@
 //! call reach a file and a webhook this test runs, and a webhook that never answers neither
 //! holds requests up nor goes unnoticed (its dropped count moves in the metrics).
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cairn_tests::admin::AdminCli;
+use cairn_tests::admin::{AdminCli, Background};
 use cairn_tests::aws_sdk_s3::primitives::ByteStream;
 use cairn_tests::cluster::Cluster;
 use cairn_tests::*;
@@ -17,54 +16,24 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A `cairn admin trace` process and the JSON lines it printed so far.
-struct Trace {
-    _child: tokio::process::Child,
-    lines: Arc<Mutex<Vec<Value>>>,
-    stderr: Arc<Mutex<String>>,
-}
+/// A `cairn admin trace --json` process and the JSON lines it printed so far.
+struct Trace(Background);
 
 impl Trace {
     fn start(cli: &AdminCli, args: &[&str]) -> Trace {
-        let mut child = tokio::process::Command::new(cairn_bin())
-            .args(["admin", "trace", "--json"])
-            .args(args)
-            .env("CAIRN_CONFIG_DIR", cli.dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("cairn admin trace");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-        let l = lines.clone();
-        tokio::spawn(async move {
-            let mut out = BufReader::new(out).lines();
-            while let Ok(Some(line)) = out.next_line().await {
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("not a JSON line: {line:?}: {e}"));
-                l.lock().unwrap().push(v);
-            }
-        });
-        let e = stderr.clone();
-        tokio::spawn(async move {
-            let mut err = BufReader::new(err).lines();
-            while let Ok(Some(line)) = err.next_line().await {
-                e.lock().unwrap().push_str(&line);
-                e.lock().unwrap().push('\n');
-            }
-        });
-        Trace {
-            _child: child,
-            lines,
-            stderr,
-        }
+        let mut all = vec!["trace", "--json"];
+        all.extend(args);
+        Trace(cli.spawn(&all))
     }
 
     fn lines(&self) -> Vec<Value> {
-        self.lines.lock().unwrap().clone()
+        self.0
+            .lines()
+            .iter()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line: {l:?}: {e}"))
+            })
+            .collect()
     }
 
     /// Repeats `step` (which makes requests) until a printed line satisfies `found`.
@@ -81,7 +50,7 @@ impl Trace {
             assert!(
                 Instant::now() < deadline,
                 "no trace line {what} within {WAIT:?}; stderr: {}; lines: {:#?}",
-                self.stderr.lock().unwrap(),
+                self.0.stderr(),
                 self.lines()
             );
             step().await;
@@ -274,23 +243,7 @@ async fn admin_trace_shows_every_node_and_its_filters_hold() {
     assert!(line["response_headers"].is_array(), "{line}");
 
     // A user without admin:ServerTrace is refused; one with it may trace.
-    cli.user_with_policy(
-        "site",
-        "plainuser",
-        "plainsecret123",
-        "rw",
-        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":["arn:aws:s3:::*"]}]}"#,
-    )
-    .await;
-    cli.ok(&[
-        "alias",
-        "set",
-        "plain",
-        &nodes[0].endpoint(),
-        "plainuser",
-        "plainsecret123",
-    ])
-    .await;
+    cli.plain_user("site", nodes[0]).await;
     let out = cli.fails(&["trace", "plain"]).await;
     assert!(out.contains("403") && out.contains("AccessDenied"), "{out}");
     cli.user_with_policy(

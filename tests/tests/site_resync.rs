@@ -415,8 +415,11 @@ async fn a_wiped_site_gets_everything_back_from_a_resync() {
     // It lost its pairing too: pair again, then resync from a.
     s.admin(&["site", "add", "a", "b"]).await;
     let started = Instant::now();
-    let out = s.admin(&["site", "resync", "start", "a", "b"]).await;
-    assert!(out.contains("resync to b"), "{out}");
+    // `--wait` follows it to its end (its bar hidden: stderr is no terminal) and says so.
+    let out = s
+        .admin(&["site", "resync", "start", "a", "b", "--wait"])
+        .await;
+    assert!(out.contains("resync to b: done"), "{out}");
     wait("the resync is done", || async {
         resync(&s, "a", "b").await["state"] == "Done"
     })

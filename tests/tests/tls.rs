@@ -212,6 +212,22 @@ async fn site_nodes_talk_over_mutual_tls() {
         assert_eq!(n.health("cluster").await, 200);
     }
 
+    // `admin info` over HTTPS: the answering node asks the others for their drives' room over
+    // HTTPS too, so every drive shows it.
+    let cli = cairn_tests::admin::AdminCli::for_server("site", site.node(0)).await;
+    let cas = cli.dir().join("certs").join("CAs");
+    std::fs::create_dir_all(&cas).unwrap();
+    std::fs::write(cas.join("site.crt"), &ca.pem).unwrap();
+    let info = cli.json(&["info", "site", "--json"]).await;
+    let drives = info["drives"].as_array().expect("drives");
+    assert_eq!(drives.len(), 6, "{info}");
+    assert!(
+        drives
+            .iter()
+            .all(|d| d["state"] == "ok" && d["free_bytes"].is_u64()),
+        "{info}"
+    );
+
     // The internode port: the site's own certificate gets an HTTP/2 answer; no certificate, or
     // one from another CA, is refused.
     let internode = site.node(1).port() + INTERNODE_OFFSET;

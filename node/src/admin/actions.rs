@@ -8,8 +8,8 @@
 pub fn admin_action(method: &str, op: &str) -> Option<Option<&'static str>> {
     let a = match (method, op) {
         ("GET", "whoami") => return Some(None),
-        ("POST", "heal") => "admin:Heal",
-        ("GET", "info") | ("GET", "raft/status") => "admin:ServerInfo",
+        ("POST", "heal") | ("GET", "heal/status") => "admin:Heal",
+        ("GET", "info" | "info/drives" | "raft/status") => "admin:ServerInfo",
         ("GET", "trace") => crate::observe::trace::ACTION,
         ("POST", "iam/user/add") => "admin:CreateUser",
         ("POST", "iam/user/remove") => "admin:DeleteUser",
@@ -51,7 +51,9 @@ mod tests {
     fn every_admin_call_maps_to_a_known_action() {
         for (m, op) in [
             ("POST", "heal"),
+            ("GET", "heal/status"),
             ("GET", "info"),
+            ("GET", "info/drives"),
             ("POST", "iam/user/add"),
             ("GET", "iam/group/info"),
             ("POST", "iam/policy/detach"),

@@ -33,10 +33,16 @@ pub struct AdminArgs {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum AdminCommand {
-    /// Rebuild missing or damaged shards of every object (prints a JSON summary).
-    Heal,
-    /// Show the deployment's layout, drive states and control plane (JSON).
-    Info,
+    /// Rebuild missing or damaged shards of every object (`heal [ALIAS]`; progress on a
+    /// terminal, then a summary; `--json` for scripts).
+    Heal(super::heal_cli::HealArgs),
+    /// The site: nodes and drives (state, free space), erasure sets and their quorums, the
+    /// control plane, replication peers (`info [ALIAS]`, tables; `--json` for scripts).
+    Info(super::info_cli::InfoArgs),
+    /// The busiest and slowest S3 operations of the whole site over a window:
+    /// `top api ALIAS [--window 10s] [--count 10] [--sort count|latency] [--json]`.
+    #[command(subcommand)]
+    Top(super::top_cli::TopCommand),
     /// The site's control plane (Raft): status and membership changes without downtime.
     #[command(subcommand)]
     Raft(RaftCommand),
@@ -151,6 +157,14 @@ fn alias_command(cmd: &AliasCommand) -> anyhow::Result<()> {
 }
 
 impl AdminArgs {
+    /// The site `alias` names, or without one the `--endpoint` target.
+    fn target_or(&self, alias: Option<&str>) -> anyhow::Result<Target> {
+        match alias {
+            Some(a) => Aliases::load()?.resolve(a),
+            None => self.target(),
+        }
+    }
+
     /// The target named by `--endpoint`/`--access-key`/`--secret-key` (commands without an alias).
     fn target(&self) -> anyhow::Result<Target> {
         Ok(Target {
@@ -179,11 +193,16 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Site(cmd) => return super::site_cli::run(cmd),
         AdminCommand::Prometheus(cmd) => return super::prometheus::run(cmd),
         AdminCommand::Trace(cmd) => return super::trace_cli::run(cmd),
+        AdminCommand::Top(cmd) => return super::top_cli::run(cmd),
+        AdminCommand::Heal(heal) => {
+            return super::heal_cli::run(&args.target_or(heal.alias.as_deref())?, heal)
+        }
+        AdminCommand::Info(info) => {
+            return super::info_cli::run(&args.target_or(info.alias.as_deref())?, info)
+        }
         AdminCommand::Iam(cmd) => {
             return super::iam_cli::run(cmd, args.access_key.as_deref(), args.secret_key.as_deref())
         }
-        AdminCommand::Heal => ("POST", "heal", vec![]),
-        AdminCommand::Info => ("GET", "info", vec![]),
         AdminCommand::Raft(RaftCommand::Status) => ("GET", "raft/status", vec![]),
         AdminCommand::Raft(RaftCommand::AddVoter { id, addr }) => (
             "POST",

@@ -9,13 +9,19 @@ mod bucket;
 pub mod bucket_cli;
 pub mod bucket_encryption;
 pub mod cli;
+pub mod heal_cli;
 pub mod iam;
 pub mod iam_cli;
+pub mod info;
+pub mod info_cli;
 pub mod kms;
 pub mod kms_cli;
+pub mod progress;
 pub mod prometheus;
 pub mod site;
 pub mod site_cli;
+pub mod top;
+pub mod top_cli;
 pub mod trace;
 pub mod trace_cli;
 
@@ -26,7 +32,7 @@ use s3s::route::S3Route;
 use s3s::{s3_error, Body, S3Request, S3Response, S3Result};
 use serde::Serialize;
 
-use cairn_control_plane::raft::{ControlPlaneStatus, ProposeError};
+use cairn_control_plane::raft::ProposeError;
 
 use crate::auth::authorize::condition_keys::{query_pairs, session_token};
 use crate::auth::authorize::Signer;
@@ -36,32 +42,45 @@ use crate::object::heal::HealSummary;
 /// The admin API's paths (peer sites call `site/apply` under it, through [`crate::link`]).
 pub use crate::link::ADMIN_PREFIX as PREFIX;
 
+/// The other nodes of the site (`HOST:PORT` of their S3 API), each as a target the admin API
+/// calls over `https` when `secure` (a site serves TLS on every node or on none), signed with
+/// the site's root credentials: the caller was authorized on the node that calls them. Empty
+/// without root credentials.
+pub(crate) fn peer_nodes(node: &Node, secure: bool) -> Vec<(String, crate::link::PeerTarget)> {
+    let Some(root) = node.credentials.root() else {
+        return Vec::new();
+    };
+    let scheme = if secure { "https" } else { "http" };
+    node.topology
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != node.topology.local)
+        .map(|(_, peer)| {
+            let url = format!("{scheme}://{}", peer.s3);
+            let target = crate::link::PeerTarget {
+                name: url.clone(),
+                endpoints: vec![url],
+                access_key: root.access_key.clone(),
+                secret_key: zeroize::Zeroizing::new(root.secret_key.clone()),
+                region: "us-east-1".into(),
+            };
+            (peer.s3.clone(), target)
+        })
+        .collect()
+}
+
+/// Whether `req` came over TLS.
+pub(crate) fn secure(req: &S3Request<Body>) -> bool {
+    req.extensions
+        .get::<crate::auth::ConnInfo>()
+        .is_some_and(|c| c.secure)
+}
+
 /// Heals every object of every bucket (Raft keeps the control-plane state itself).
 pub async fn heal_everything(node: &Node) -> HealSummary {
     let buckets: Vec<String> = node.catalog.state().buckets.keys().cloned().collect();
     node.objects.heal_all(&buckets).await
-}
-
-#[derive(Serialize)]
-struct DriveInfo {
-    endpoint: String,
-    set: usize,
-    state: &'static str,
-}
-
-#[derive(Serialize)]
-struct Info {
-    sets: usize,
-    set_size: usize,
-    parity: usize,
-    drives: Vec<DriveInfo>,
-    buckets: usize,
-    /// A background full heal (after start-up or a node's return) is running on this node.
-    healing: bool,
-    /// Versions heal removed on this node since start-up because they were lost beyond their
-    /// parity (the removal no object lock stops: see `object::retention`).
-    lost_versions_removed: u64,
-    control_plane: ControlPlaneStatus,
 }
 
 /// The value of query parameter `name` (percent-decoded).
@@ -229,39 +248,9 @@ impl S3Route for AdminRoute {
         }
         match (&req.method, op) {
             (&Method::POST, "heal") => json(&heal_everything(&self.node).await),
-            (&Method::GET, "info") => {
-                let mut drives = Vec::new();
-                for (s, set) in self.node.objects.sets.iter().enumerate() {
-                    for d in &set.drives {
-                        let state = if d.health().await.is_ok() {
-                            "ok"
-                        } else {
-                            "offline"
-                        };
-                        drives.push(DriveInfo {
-                            endpoint: d.label().to_string(),
-                            set: s,
-                            state,
-                        });
-                    }
-                }
-                let l = self.node.objects.layout;
-                let buckets = self.node.catalog.state().buckets.len();
-                json(&Info {
-                    sets: l.sets,
-                    set_size: l.set_size,
-                    parity: l.parity,
-                    drives,
-                    buckets,
-                    healing: self.node.healing.load(std::sync::atomic::Ordering::SeqCst) > 0,
-                    lost_versions_removed: self
-                        .node
-                        .objects
-                        .lost_versions_removed
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                    control_plane: self.node.catalog.control.status(),
-                })
-            }
+            (&Method::GET, "heal/status") => json(&self.node.objects.heal_progress.snapshot()),
+            (&Method::GET, "info") => json(&info::info(&self.node, secure(&req)).await),
+            (&Method::GET, "info/drives") => json(&info::local_space(&self.node)),
             (_, "bucket/encryption") => {
                 bucket_encryption::handle(&self.node, &req.method, &req.uri).await
             }

@@ -253,7 +253,7 @@ fn resync_status(node: &Node, peer: &str) -> S3Result<S3Response<Body>> {
     json(&ResyncStatus::of(peer, r, node.objects.clock.now_ns()))
 }
 
-fn status(node: &Node) -> Status {
+pub(crate) fn status(node: &Node) -> Status {
     let s = node.catalog.state();
     Status {
         local: s.sites.local.clone(),

@@ -59,7 +59,13 @@ pub enum SiteCommand {
 #[derive(clap::Subcommand, Debug)]
 pub enum ResyncCli {
     /// Start a resync from the site ALIAS to its peer PEER.
-    Start { alias: String, peer: String },
+    Start {
+        alias: String,
+        peer: String,
+        /// Follow it until it ends (a progress bar on a terminal), then print its status.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Versions and bytes sent out of how many, the rate and the time left.
     Status {
         alias: String,
@@ -67,6 +73,10 @@ pub enum ResyncCli {
         /// The status as JSON.
         #[arg(long)]
         json: bool,
+        /// Follow the resync until it ends (a progress bar on a terminal), then print its
+        /// status.
+        #[arg(long)]
+        watch: bool,
     },
     /// Stop a running resync (what was sent stays sent).
     Cancel { alias: String, peer: String },
@@ -106,10 +116,7 @@ pub fn describe(r: &ResyncStatus) -> String {
         ),
         None => (r.done.objects.to_string(), size(r.done.bytes as f64)),
     };
-    let eta = match r.eta_seconds {
-        Some(s) => format!("{}m{:02}s", s / 60, s % 60),
-        None => "unknown".into(),
-    };
+    let eta = eta(r.eta_seconds);
     let mut out = format!(
         "resync to {}: {state}\nobjects: {objects}\nbytes:   {bytes}\nrate:    {:.1} objects/s, {}/s\neta:     {eta}\nfailed:  {}",
         r.peer,
@@ -121,6 +128,52 @@ pub fn describe(r: &ResyncStatus) -> String {
         out.push_str(&format!("\n  {f}"));
     }
     out
+}
+
+/// How often a followed resync's status is asked for.
+const RESYNC_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Polls the resync to `peer` (whose status is `text` now) until it is no longer running,
+/// with a bar of versions sent out of the total (once counted) on stderr; returns its last
+/// status as the server sent it.
+async fn follow_resync(target: &Target, peer: &str, text: &str) -> anyhow::Result<String> {
+    let bar = super::progress::bar(0, "versions");
+    let mut text = text.to_owned();
+    let mut poll = tokio::time::interval(RESYNC_POLL);
+    loop {
+        let r: ResyncStatus = serde_json::from_str(&text).context("the resync status")?;
+        if r.state != ResyncState::Running {
+            bar.finish_and_clear();
+            return Ok(text);
+        }
+        bar.set_length(r.total.map_or(0, |t| t.objects.max(r.done.objects)));
+        bar.set_position(r.done.objects);
+        let bytes = match r.total {
+            Some(t) => format!(
+                "{} / {}",
+                size(r.done.bytes as f64),
+                size(t.bytes.max(r.done.bytes) as f64)
+            ),
+            None => format!("{} (counting)", size(r.done.bytes as f64)),
+        };
+        bar.set_message(format!("{bytes}, eta {}", eta(r.eta_seconds)));
+        poll.tick().await;
+        text = call(
+            target,
+            "GET",
+            "site/resync/status",
+            &peer_query(peer),
+            Vec::new(),
+        )
+        .await?;
+    }
+}
+
+fn eta(seconds: Option<u64>) -> String {
+    match seconds {
+        Some(s) => format!("{}m{:02}s", s / 60, s % 60),
+        None => "unknown".into(),
+    }
 }
 
 /// Every bucket of two sites that cannot be merged, named with both aliases.
@@ -221,18 +274,26 @@ pub fn run(cmd: &SiteCommand) -> anyhow::Result<()> {
             println!("site {peer} removed from {alias}'s peers");
         }
         SiteCommand::Resync(cmd) => {
-            let (alias, peer, op, json) = match cmd {
-                ResyncCli::Start { alias, peer } => (alias, peer, "POST site/resync/start", false),
-                ResyncCli::Status { alias, peer, json } => {
-                    (alias, peer, "GET site/resync/status", *json)
+            let (alias, peer, op, json, follow) = match cmd {
+                ResyncCli::Start { alias, peer, wait } => {
+                    (alias, peer, "POST site/resync/start", false, *wait)
                 }
+                ResyncCli::Status {
+                    alias,
+                    peer,
+                    json,
+                    watch,
+                } => (alias, peer, "GET site/resync/status", *json, *watch),
                 ResyncCli::Cancel { alias, peer } => {
-                    (alias, peer, "POST site/resync/cancel", false)
+                    (alias, peer, "POST site/resync/cancel", false, false)
                 }
             };
             let (method, op) = op.split_once(' ').unwrap_or_default();
             let target = aliases.resolve(alias)?;
-            let text = rt.block_on(call(&target, method, op, &peer_query(peer), Vec::new()))?;
+            let mut text = rt.block_on(call(&target, method, op, &peer_query(peer), Vec::new()))?;
+            if follow {
+                text = rt.block_on(follow_resync(&target, peer, &text))?;
+            }
             if json {
                 println!("{text}");
             } else {

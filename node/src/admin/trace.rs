@@ -2,7 +2,9 @@
 //! ([`TraceRecord`]), from this node and, fanned in, from every other node of the site (unless
 //! `local=true`, which is how the fan-in asks each of them). The other nodes are called over
 //! their S3 port like any admin client, signed with the site's root credentials; the caller was
-//! authorized here (`admin:ServerTrace`). A newline goes out every few seconds while nothing
+//! authorized here (`admin:ServerTrace`). Each node sends a `tracing` line once its records
+//! flow, and the answer's [`NODES_HEADER`] says how many to expect, so a reader that counts
+//! (`cairn admin top`) knows when every node is in. A newline goes out every few seconds while nothing
 //! happens, so neither the listener's idle timeout nor a proxy closes a quiet trace; the stream
 //! ends when its reader goes away.
 
@@ -14,7 +16,7 @@ use http_body_util::BodyExt;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::node::Node;
-use crate::observe::trace::{dropped_line, TraceFilter};
+use crate::observe::trace::{dropped_line, tracing_line, TraceFilter};
 
 /// A quiet stream sends a newline this often.
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -27,6 +29,10 @@ const PEER_RETRY: Duration = Duration::from_secs(1);
 const QUEUE: usize = 256;
 /// A longer line from a peer is no trace record: dropped.
 const MAX_LINE: usize = 1 << 20;
+
+/// The answer's header naming how many nodes' records the stream carries: each of them sends
+/// a `tracing` line once its records flow (`cairn admin top` waits for all of them).
+pub const NODES_HEADER: &str = "x-cairn-trace-nodes";
 
 /// The trace call's path.
 const PATH: &str = "/cairn/admin/v1/trace";
@@ -60,14 +66,15 @@ pub fn handle(node: &Arc<Node>, req: &s3s::S3Request<s3s::Body>) -> s3s::S3Respo
     let query = crate::auth::authorize::condition_keys::query_pairs(&req.uri);
     let filter = TraceFilter::from_query(&query);
     let local_only = query.iter().any(|(k, v)| k == "local" && v == "true");
-    let secure = req
-        .extensions
-        .get::<crate::auth::ConnInfo>()
-        .is_some_and(|c| c.secure);
     let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
     let here = node.topology.nodes[node.topology.local].s3.clone();
+    let mut traced = 0usize;
     if filter.wants_node(&here) {
         let records = node.trace.subscribe();
+        // The channel is new and empty: the line goes in, and the reader knows from it that
+        // this node's requests reach the stream from now on.
+        let _ = tx.try_send(Bytes::from(tracing_line(&here)));
+        traced += 1;
         tokio::spawn(forward_local(
             node.clone(),
             records,
@@ -77,11 +84,15 @@ pub fn handle(node: &Arc<Node>, req: &s3s::S3Request<s3s::Body>) -> s3s::S3Respo
         ));
     }
     if !local_only {
-        let scheme = if secure { "https" } else { "http" };
-        for (i, peer) in node.topology.nodes.iter().enumerate() {
-            if i != node.topology.local && filter.wants_node(&peer.s3) {
-                let url = format!("{scheme}://{}", peer.s3);
-                tokio::spawn(forward_peer(node.clone(), url, filter.clone(), tx.clone()));
+        for (host, target) in super::peer_nodes(node, super::secure(req)) {
+            if filter.wants_node(&host) {
+                traced += 1;
+                tokio::spawn(forward_peer(
+                    target,
+                    node.clone(),
+                    filter.clone(),
+                    tx.clone(),
+                ));
             }
         }
     }
@@ -100,6 +111,7 @@ pub fn handle(node: &Arc<Node>, req: &s3s::S3Request<s3s::Body>) -> s3s::S3Respo
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/x-ndjson"),
     );
+    r.headers.insert(NODES_HEADER, traced.into());
     r
 }
 
@@ -143,19 +155,15 @@ async fn heartbeat(tx: mpsc::Sender<Bytes>) {
     }
 }
 
-/// The records of the node at `url` (its own only), called again whenever its stream fails,
+/// The records of the node `target` (its own only), called again whenever its stream fails,
 /// until the reader goes away.
-async fn forward_peer(node: Arc<Node>, url: String, filter: TraceFilter, tx: mpsc::Sender<Bytes>) {
-    let Some(root) = node.credentials.root() else {
-        return;
-    };
-    let target = crate::link::PeerTarget {
-        name: url.clone(),
-        endpoints: vec![url.clone()],
-        access_key: root.access_key.clone(),
-        secret_key: zeroize::Zeroizing::new(root.secret_key.clone()),
-        region: "us-east-1".into(),
-    };
+async fn forward_peer(
+    target: crate::link::PeerTarget,
+    node: Arc<Node>,
+    filter: TraceFilter,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let url = &target.name;
     let mut query = filter.to_query();
     query.push(("local", "true".into()));
     loop {

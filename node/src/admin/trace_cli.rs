@@ -1,10 +1,8 @@
 //! `cairn admin trace ALIAS`: prints the site's requests as they finish, one line each (or the
 //! server's JSON lines with `--json`), until interrupted.
 
-use http_body_util::BodyExt;
-
 use super::alias::Aliases;
-use crate::observe::trace::{TraceFilter, TraceRecord};
+use crate::observe::trace::{TraceFilter, TraceLine, TraceRecord};
 
 #[derive(clap::Args, Debug)]
 pub struct TraceArgs {
@@ -39,44 +37,91 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<()> {
         verbose: args.verbose,
     };
     super::cli::runtime()?.block_on(async {
-        let (link, peer) = super::cli::client(&target)?;
-        let query = filter.to_query();
-        let resp = link
-            .send(&peer, super::trace::request(&query))
-            .await
-            .map_err(|e| super::cli::failure(&target, "trace", e))?;
+        let mut stream = Stream::open(&target, &filter, "trace").await?;
         eprintln!("Tracing {} (interrupt to stop)", target.url);
-        let mut body = resp.into_body();
-        let mut partial: Vec<u8> = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let Ok(data) = frame?.into_data() else {
-                continue;
-            };
-            partial.extend_from_slice(&data);
-            for line in super::trace::complete_lines(&mut partial) {
-                print_line(&line[..line.len() - 1], args.json, args.verbose);
-            }
+        while let Some(line) = stream.next_line().await? {
+            print_line(&line, args.json, args.verbose);
         }
         anyhow::bail!("the trace stream of {} ended", target.url)
     })
 }
 
-/// Prints one line of the stream (heartbeats, the empty lines, print nothing).
+/// A site's trace stream as the CLI reads it, line by line.
+pub struct Stream {
+    body: hyper::body::Incoming,
+    partial: Vec<u8>,
+    lines: std::collections::VecDeque<Vec<u8>>,
+    /// How many nodes' records it carries (each says `tracing` once they flow).
+    pub nodes: usize,
+}
+
+impl Stream {
+    /// Opens the trace of `target`'s site for `filter`; `op` names the command in errors.
+    pub async fn open(
+        target: &super::alias::Target,
+        filter: &TraceFilter,
+        op: &str,
+    ) -> anyhow::Result<Self> {
+        let (link, peer) = super::cli::client(target)?;
+        let query = filter.to_query();
+        let resp = link
+            .send(&peer, super::trace::request(&query))
+            .await
+            .map_err(|e| super::cli::failure(target, op, e))?;
+        let nodes = resp
+            .headers()
+            .get(super::trace::NODES_HEADER)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        Ok(Self {
+            body: resp.into_body(),
+            partial: Vec::new(),
+            lines: Default::default(),
+            nodes,
+        })
+    }
+
+    /// The next line (without its newline; heartbeats come as empty lines), `None` once the
+    /// stream ended.
+    pub async fn next_line(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
+        use http_body_util::BodyExt;
+        loop {
+            if let Some(mut line) = self.lines.pop_front() {
+                line.pop();
+                return Ok(Some(line));
+            }
+            let Some(frame) = self.body.frame().await else {
+                return Ok(None);
+            };
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
+            self.partial.extend_from_slice(&data);
+            self.lines
+                .extend(super::trace::complete_lines(&mut self.partial));
+        }
+    }
+}
+
+/// Prints one line of the stream (heartbeats, the empty lines, print nothing; a node's note
+/// that it traces goes to stderr).
 fn print_line(line: &[u8], json: bool, verbose: bool) {
     use std::io::Write;
     if line.iter().all(u8::is_ascii_whitespace) {
         return;
     }
+    let parsed = serde_json::from_slice::<TraceLine>(line);
+    if let Ok(TraceLine::Tracing { node, .. }) = &parsed {
+        eprintln!("node {node}: tracing");
+        return;
+    }
     let mut out = std::io::stdout().lock();
-    let _ = if json {
-        out.write_all(line).and(out.write_all(b"\n"))
-    } else {
-        match serde_json::from_slice::<TraceRecord>(line) {
-            Ok(r) => out.write_all(readable(&r, verbose).as_bytes()),
-            Err(_) => out
-                .write_all(line)
-                .and(out.write_all(b"  (lines lost: this reader was too slow)\n")),
-        }
+    let _ = match parsed {
+        _ if json => out.write_all(line).and(out.write_all(b"\n")),
+        Ok(TraceLine::Record(r)) => out.write_all(readable(&r, verbose).as_bytes()),
+        _ => out
+            .write_all(line)
+            .and(out.write_all(b"  (lines lost: this reader was too slow)\n")),
     };
     let _ = out.flush();
 }

@@ -174,6 +174,31 @@ impl TraceFilter {
     }
 }
 
+/// The line that tells a reader that `node`'s records reach its stream from now on.
+pub fn tracing_line(node: &str) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&serde_json::json!({ "node": node, "tracing": true }))
+        .unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// One line of a trace stream, as a reader takes it.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum TraceLine {
+    Record(Box<TraceRecord>),
+    /// [`tracing_line`].
+    Tracing {
+        node: String,
+        tracing: bool,
+    },
+    /// [`dropped_line`]: the reader lost `dropped` records of `node`.
+    Dropped {
+        node: String,
+        dropped: u64,
+    },
+}
+
 /// The line that tells a reader it lost `n` records of `node` (it read too slowly).
 pub fn dropped_line(node: &str, n: u64) -> Vec<u8> {
     let mut line =
@@ -361,5 +386,22 @@ mod tests {
             format!("Bearer {REDACTED}")
         );
         assert_eq!(masked_authorization("opaque"), REDACTED);
+    }
+
+    #[test]
+    fn readers_tell_records_from_notes() {
+        let parse = |line: &[u8]| serde_json::from_slice::<TraceLine>(line).unwrap();
+        let r = record("GetObject", 200, Some("b"), "a:1");
+        assert!(
+            matches!(parse(&q_line(false, &r)), TraceLine::Record(got) if *got == TraceRecord { headers: Vec::new(), ..r })
+        );
+        assert!(matches!(
+            parse(&tracing_line("a:1")),
+            TraceLine::Tracing { node, tracing: true } if node == "a:1"
+        ));
+        assert!(matches!(
+            parse(&dropped_line("a:1", 7)),
+            TraceLine::Dropped { node, dropped: 7 } if node == "a:1"
+        ));
     }
 }

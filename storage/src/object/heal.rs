@@ -2,11 +2,12 @@
 //! damage, by `cairn admin heal`, and at start-up when a drive comes back empty.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::future::join_all;
 use prost::Message;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use cairn_proto::meta::{ObjectRecord, ObjectVersion, PartInfo};
 
@@ -17,7 +18,7 @@ use super::{keys, quorum, replace_version, shard_reader, ObjectLayer};
 use crate::bitrot::{self, HASH_LEN};
 use crate::drive::{DriveError, MetaOp, ShardWriter};
 
-#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HealSummary {
     pub objects_scanned: u64,
     pub objects_healed: u64,
@@ -38,6 +39,81 @@ impl HealSummary {
         self.dangling_removed += o.dangling_removed;
         self.shards_unwritten += o.shards_unwritten;
         self.errors += o.errors;
+    }
+}
+
+/// What full heals ([`ObjectLayer::heal_all`]) on this node have done since start-up, object by
+/// object, so that `cairn admin heal` can show how far its call got while it runs. A full heal
+/// has no total to show against: it walks the drives' records without counting them first.
+#[derive(Debug, Default)]
+pub struct HealProgress {
+    running: AtomicU64,
+    objects_scanned: AtomicU64,
+    objects_healed: AtomicU64,
+    shards_written: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// [`HealProgress`] at one moment (`GET /cairn/admin/v1/heal/status`).
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HealProgressSnapshot {
+    /// Full heals running on this node now (admin calls and background heals).
+    pub running: u64,
+    pub objects_scanned: u64,
+    pub objects_healed: u64,
+    pub shards_written: u64,
+    pub errors: u64,
+}
+
+impl HealProgressSnapshot {
+    /// What was done between `earlier` and this snapshot (`running` is this one's).
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            running: self.running,
+            objects_scanned: self.objects_scanned.saturating_sub(earlier.objects_scanned),
+            objects_healed: self.objects_healed.saturating_sub(earlier.objects_healed),
+            shards_written: self.shards_written.saturating_sub(earlier.shards_written),
+            errors: self.errors.saturating_sub(earlier.errors),
+        }
+    }
+}
+
+impl HealProgress {
+    pub fn snapshot(&self) -> HealProgressSnapshot {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        HealProgressSnapshot {
+            running: get(&self.running),
+            objects_scanned: get(&self.objects_scanned),
+            objects_healed: get(&self.objects_healed),
+            shards_written: get(&self.shards_written),
+            errors: get(&self.errors),
+        }
+    }
+
+    fn add(&self, s: &HealSummary) {
+        self.objects_scanned
+            .fetch_add(s.objects_scanned, Ordering::Relaxed);
+        self.objects_healed
+            .fetch_add(s.objects_healed, Ordering::Relaxed);
+        self.shards_written
+            .fetch_add(s.shards_written, Ordering::Relaxed);
+        self.errors.fetch_add(s.errors, Ordering::Relaxed);
+    }
+}
+
+/// Counts a full heal as running while it lives (a cancelled heal stops counting too).
+struct Running<'a>(&'a AtomicU64);
+
+impl<'a> Running<'a> {
+    fn start(n: &'a AtomicU64) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Self(n)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -317,6 +393,7 @@ impl ObjectLayer {
 
     /// Heals every object of the given buckets on every set.
     pub async fn heal_all(&self, buckets: &[String]) -> HealSummary {
+        let _running = Running::start(&self.heal_progress.running);
         let mut summary = HealSummary::default();
         for bucket in buckets {
             for set in &self.sets {
@@ -341,14 +418,19 @@ impl ObjectLayer {
                         .filter(|k| bound.as_ref().is_none_or(|b| *k <= b))
                     {
                         let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-                        match self.heal_object(bucket, &key).await {
-                            Ok(s) => summary.add(&s),
+                        let one = match self.heal_object(bucket, &key).await {
+                            Ok(s) => s,
                             Err(e) => {
                                 tracing::warn!(bucket, key, error = %e, "heal failed");
-                                summary.objects_scanned += 1;
-                                summary.errors += 1;
+                                HealSummary {
+                                    objects_scanned: 1,
+                                    errors: 1,
+                                    ..Default::default()
+                                }
                             }
-                        }
+                        };
+                        summary.add(&one);
+                        self.heal_progress.add(&one);
                     }
                     match bound {
                         Some(b) => cursor = b,

@@ -148,6 +148,8 @@ pub struct ObjectLayer {
     heal_tx: mpsc::UnboundedSender<HealRequest>,
     /// Versions heal removed since start-up because they were lost beyond their parity.
     pub lost_versions_removed: std::sync::atomic::AtomicU64,
+    /// What full heals did so far (`cairn admin heal` shows it while its call runs).
+    pub heal_progress: heal::HealProgress,
     /// How versions' parts lie on the drives (encrypted parts are larger than they look).
     stored: Arc<dyn stage::StoredLayout>,
 }
@@ -191,6 +193,7 @@ impl ObjectLayer {
                 locks: NsLocks::new(),
                 heal_tx,
                 lost_versions_removed: Default::default(),
+                heal_progress: Default::default(),
                 stored,
             },
             heal_rx,

@@ -118,6 +118,13 @@ async fn survives_parity_many_lost_drives_and_heals() {
     let again = f.layer.heal_all(&["b".to_string()]).await;
     assert_eq!(again.shards_written, 2);
     assert_eq!(f.layer.heal_all(&["b".to_string()]).await.shards_written, 0);
+    // What `cairn admin heal` polls: the three full heals added up, none running now.
+    let p = f.layer.heal_progress.snapshot();
+    assert_eq!(
+        (p.running, p.objects_scanned, p.shards_written, p.errors),
+        (0, 6, 6, 0)
+    );
+    assert_eq!(p.objects_healed, s.objects_healed + again.objects_healed);
 }
 
 #[tokio::test]
