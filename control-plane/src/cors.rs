@@ -2,10 +2,11 @@
 //! request is matched against them.
 //!
 //! A rule set is checked against AWS's limits where it is applied ([`check_rules`]), so one a
-//! peer site sends is held to them too. Matching is bounded by those limits: at most
-//! [`MAX_RULES`] rules of at most [`MAX_CONFIG_BYTES`] in all, each pattern with one wildcard at
-//! most, so a request costs one pass over the configuration (times the requested headers, which
-//! the caller caps).
+//! peer site sends is held to them too. Matching is bounded by those limits and one of Cairn's
+//! own: at most [`MAX_RULES`] rules of at most [`MAX_CONFIG_BYTES`], each pattern with one
+//! wildcard at most, and at most [`MAX_PATTERNS`] origins and as many allowed headers in all (AWS
+//! bounds only the size; a preflight compares every requested header with every allowed one, so
+//! thousands of them would make each anonymous preflight cost milliseconds).
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -15,6 +16,8 @@ pub const MAX_RULES: usize = 100;
 pub const MAX_RULE_ID: usize = 255;
 /// AWS's bound on a CORS configuration (64 KB), counted here over the strings it holds.
 pub const MAX_CONFIG_BYTES: usize = 64 << 10;
+/// Cairn's bound on `AllowedOrigin`s, and on `AllowedHeader`s, over all rules.
+pub const MAX_PATTERNS: usize = 1000;
 /// The methods a rule may allow.
 pub const METHODS: [&str; 5] = ["GET", "PUT", "HEAD", "POST", "DELETE"];
 
@@ -134,6 +137,22 @@ pub fn check_rules(rules: &[CorsRule]) -> Result<(), CorsError> {
             .flatten()
             .map(String::len)
             .sum::<usize>();
+    }
+    for (what, count) in [
+        (
+            "AllowedOrigin",
+            rules.iter().map(|r| r.allowed_origins.len()).sum::<usize>(),
+        ),
+        (
+            "AllowedHeader",
+            rules.iter().map(|r| r.allowed_headers.len()).sum(),
+        ),
+    ] {
+        if count > MAX_PATTERNS {
+            return Err(Req(format!(
+                "A CORS configuration can have at most {MAX_PATTERNS} {what} elements"
+            )));
+        }
     }
     if bytes > MAX_CONFIG_BYTES {
         return Err(Req(format!(
@@ -255,6 +274,17 @@ mod tests {
         assert_eq!(check_rules(&vec![ok; MAX_RULES]), Ok(()));
         let big = rule(&["*"], &["GET"], &[&"h".repeat(MAX_CONFIG_BYTES)]);
         assert!(req(&big), "the configuration's size is bounded");
+        let names: Vec<String> = (0..=MAX_PATTERNS).map(|i| format!("x-{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert!(
+            req(&rule(&["*"], &["GET"], &names)),
+            "allowed headers are bounded"
+        );
+        assert!(req(&rule(&names, &["GET"], &[])), "origins are bounded");
+        assert_eq!(
+            check_rules(&[rule(&names[1..], &["GET"], &names[1..])]),
+            Ok(())
+        );
     }
 
     #[test]

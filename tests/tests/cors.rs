@@ -150,7 +150,8 @@ refused = {
     "expose wildcard": put([dict(rule, ExposeHeaders=["x-amz-*"])]),
     "negative max age": put([dict(rule, MaxAgeSeconds=-1)]),
     "101 rules": put([rule] * 101),
-    "over 64 KB": put([dict(rule, AllowedHeaders=["x-h%05d-%s" % (i, "h" * 60) for i in range(1000)])]),
+    "over 64 KB": put([dict(rule, AllowedHeaders=["x-h%05d-%s" % (i, "h" * 70) for i in range(900)])]),
+    "1001 headers": put([dict(rule, AllowedHeaders=["x-%d" % i for i in range(1001)])]),
     "100 rules": put([rule] * 100),
 }
 after = len(s3.get_bucket_cors(Bucket=B)["CORSRules"])
@@ -187,6 +188,7 @@ print(json.dumps({"rules": rules, "refused": refused, "after": after, "gone": go
         "negative max age": "MalformedXML",
         "101 rules": "InvalidRequest",
         "over 64 KB": "InvalidRequest",
+        "1001 headers": "InvalidRequest",
         "100 rules": "ok",
     });
     assert_eq!(got["refused"], want);
