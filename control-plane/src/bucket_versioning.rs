@@ -116,6 +116,7 @@ mod tests {
             policy: None,
             tags: Vec::new(),
             lifecycle: Vec::new(),
+            cors: Vec::new(),
         }
     }
 

@@ -52,6 +52,11 @@ pub enum Command {
         name: String,
         rules: Vec<crate::lifecycle::LifecycleRule>,
     },
+    /// Replaces a bucket's CORS rules (empty: DeleteBucketCors).
+    SetBucketCors {
+        name: String,
+        rules: Vec<crate::cors::CorsRule>,
+    },
     /// Sets (`Some`, already validated by the proposer) or deletes a bucket's policy.
     SetBucketPolicy {
         bucket: String,
@@ -82,6 +87,8 @@ pub enum CommandError {
     InvalidTag(String),
     #[error(transparent)]
     InvalidLifecycle(#[from] crate::lifecycle::LifecycleError),
+    #[error(transparent)]
+    InvalidCors(#[from] crate::cors::CorsError),
     #[error("the site state is not empty: refusing to restore over it")]
     NotEmpty,
     #[error("KMS key {0} already exists")]

@@ -10,6 +10,7 @@
 
 pub mod bucket_versioning;
 pub mod command;
+pub mod cors;
 pub mod iam;
 pub mod kms;
 pub mod lifecycle;

@@ -35,6 +35,9 @@ pub struct BucketInfo {
     /// PutBucketLifecycleConfiguration's rules (empty: none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lifecycle: Vec<crate::lifecycle::LifecycleRule>,
+    /// PutBucketCors's rules (empty: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cors: Vec<crate::cors::CorsRule>,
 }
 
 /// One tag of a bucket.

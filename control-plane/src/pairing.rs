@@ -40,6 +40,8 @@ pub fn clash(a: &BucketInfo, b: &BucketInfo) -> Option<String> {
         "the bucket tags differ"
     } else if !a.lifecycle.is_empty() && !b.lifecycle.is_empty() && a.lifecycle != b.lifecycle {
         "the lifecycle rules differ"
+    } else if !a.cors.is_empty() && !b.cors.is_empty() && a.cors != b.cors {
+        "the CORS rules differ"
     } else {
         return None;
     };
@@ -68,6 +70,7 @@ mod tests {
             policy: None,
             tags: Vec::new(),
             lifecycle: Vec::new(),
+            cors: Vec::new(),
         }
     }
 
@@ -140,5 +143,23 @@ mod tests {
         assert!(clashes(&a, &b).is_empty(), "rules on one side only merge");
         b.insert("shared".into(), expiring(2));
         assert!(clashes(&a, &b)[0].contains("lifecycle rules differ"));
+
+        let cors = |origin: &str| {
+            let mut t = bucket("shared");
+            t.cors = vec![crate::cors::CorsRule {
+                id: None,
+                allowed_origins: vec![origin.into()],
+                allowed_methods: vec!["GET".into()],
+                allowed_headers: Vec::new(),
+                expose_headers: Vec::new(),
+                max_age_seconds: None,
+            }];
+            t
+        };
+        a.insert("shared".into(), cors("https://a.example"));
+        b.insert("shared".into(), bucket("shared"));
+        assert!(clashes(&a, &b).is_empty(), "CORS on one side only merges");
+        b.insert("shared".into(), cors("https://b.example"));
+        assert!(clashes(&a, &b)[0].contains("CORS rules differ"));
     }
 }

@@ -155,6 +155,7 @@ pub fn replicable(cmd: &Command) -> bool {
             | Command::SetBucketPolicy { .. }
             | Command::SetBucketTagging { .. }
             | Command::SetBucketLifecycle { .. }
+            | Command::SetBucketCors { .. }
             | Command::Iam(_)
     )
 }
@@ -343,6 +344,12 @@ fn export(buckets: &BTreeMap<String, BucketInfo>, iam: &IamState) -> Vec<Command
             out.push(Command::SetBucketLifecycle {
                 name: b.name.clone(),
                 rules: b.lifecycle.clone(),
+            });
+        }
+        if !b.cors.is_empty() {
+            out.push(Command::SetBucketCors {
+                name: b.name.clone(),
+                rules: b.cors.clone(),
             });
         }
     }
@@ -716,6 +723,18 @@ mod tests {
                 expired_object_delete_marker: false,
                 noncurrent: None,
                 abort_multipart_days: None,
+            }],
+        })
+        .unwrap();
+        a.apply(&Command::SetBucketCors {
+            name: "old".into(),
+            rules: vec![crate::cors::CorsRule {
+                id: None,
+                allowed_origins: vec!["*".into()],
+                allowed_methods: vec!["GET".into()],
+                allowed_headers: Vec::new(),
+                expose_headers: Vec::new(),
+                max_age_seconds: None,
             }],
         })
         .unwrap();

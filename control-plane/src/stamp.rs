@@ -47,6 +47,7 @@ pub fn entities(cmd: &Command) -> Vec<(String, Command)> {
         Command::SetBucketEncryption { name, .. } => one(format!("bucket/{name}/encryption")),
         Command::SetBucketTagging { name, .. } => one(format!("bucket/{name}/tagging")),
         Command::SetBucketLifecycle { name, .. } => one(format!("bucket/{name}/lifecycle")),
+        Command::SetBucketCors { name, .. } => one(format!("bucket/{name}/cors")),
         Command::SetBucketPolicy { bucket, .. } => one(format!("bucket/{bucket}/policy")),
         Command::Iam(c) => iam_entities(c)
             .into_iter()

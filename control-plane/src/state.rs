@@ -79,6 +79,7 @@ impl SiteState {
                         policy: None,
                         tags: Vec::new(),
                         lifecycle: Vec::new(),
+                        cors: Vec::new(),
                     },
                 );
                 Ok(())
@@ -122,6 +123,11 @@ impl SiteState {
             Command::SetBucketLifecycle { name, rules } => {
                 crate::lifecycle::check_rules(rules)?;
                 self.bucket_mut(name)?.lifecycle = rules.clone();
+                Ok(())
+            }
+            Command::SetBucketCors { name, rules } => {
+                crate::cors::check_rules(rules)?;
+                self.bucket_mut(name)?.cors = rules.clone();
                 Ok(())
             }
             Command::SetBucketPolicy { bucket, policy } => {
@@ -316,6 +322,38 @@ mod tests {
         assert!(!String::from_utf8(s.to_bytes())
             .unwrap()
             .contains("lifecycle"));
+    }
+
+    #[test]
+    fn cors_rules_are_checked_where_they_are_applied() {
+        use crate::cors::{CorsError, CorsRule};
+        let rule = |method: &str| CorsRule {
+            id: None,
+            allowed_origins: vec!["https://app.example.com".into()],
+            allowed_methods: vec![method.into()],
+            allowed_headers: Vec::new(),
+            expose_headers: vec!["ETag".into()],
+            max_age_seconds: Some(600),
+        };
+        let set = |rules: Vec<CorsRule>| Command::SetBucketCors {
+            name: "a".into(),
+            rules,
+        };
+        let mut s = SiteState::default();
+        s.apply(&create("a")).unwrap();
+        let good = vec![rule("GET"), rule("PUT")];
+        s.apply(&set(good.clone())).unwrap();
+        // A refused set, as a peer site could send it, changes nothing.
+        assert!(matches!(
+            s.apply(&set(vec![rule("PATCH")])),
+            Err(CommandError::InvalidCors(CorsError::InvalidRequest(_)))
+        ));
+        let restored = SiteState::from_bytes(&s.to_bytes()).unwrap();
+        assert_eq!(restored.bucket("a").unwrap().cors, good);
+        s.apply(&set(Vec::new())).unwrap();
+        assert!(s.bucket("a").unwrap().cors.is_empty());
+        // A bucket without rules serializes as before CORS existed.
+        assert!(!String::from_utf8(s.to_bytes()).unwrap().contains("cors"));
     }
 
     #[test]

@@ -98,6 +98,24 @@ async fn buckets_iam_and_objects_replicate_both_ways() {
             .await,
         "tags on a",
     );
+    let cors = aws_sdk_s3::types::CorsConfiguration::builder()
+        .cors_rules(
+            aws_sdk_s3::types::CorsRule::builder()
+                .allowed_origins("https://app.example.com")
+                .allowed_methods("GET")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    ok(
+        ca.put_bucket_cors()
+            .bucket("early")
+            .cors_configuration(cors)
+            .send()
+            .await,
+        "CORS on a",
+    );
     s.admin(&["user", "add", "a", "alice", "alice-secret-0123456789"])
         .await;
     s.admin(&["policy", "attach", "a", "readonly", "--user", "alice"])
@@ -132,6 +150,32 @@ async fn buckets_iam_and_objects_replicate_both_ways() {
     );
     wait("no tags on b", || async {
         tags_of(&cb, "early").await.is_empty()
+    })
+    .await;
+    // CORS rules: from before the pairing, then a deletion the other way.
+    let origins = |c: &Client| {
+        let c = c.clone();
+        async move {
+            match c.get_bucket_cors().bucket("early").send().await {
+                Ok(out) => out
+                    .cors_rules()
+                    .iter()
+                    .flat_map(|r| r.allowed_origins().to_vec())
+                    .collect(),
+                Err(_) => Vec::new(),
+            }
+        }
+    };
+    wait("early's CORS rules on b", || async {
+        origins(&cb).await == ["https://app.example.com"]
+    })
+    .await;
+    ok(
+        cb.delete_bucket_cors().bucket("early").send().await,
+        "CORS deleted on b",
+    );
+    wait("no CORS rules on a", || async {
+        origins(&ca).await.is_empty()
     })
     .await;
     let v = ok(

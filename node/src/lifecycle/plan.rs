@@ -139,6 +139,7 @@ mod tests {
             policy: None,
             tags: Vec::new(),
             lifecycle: rules,
+            cors: Vec::new(),
         }
     }
 

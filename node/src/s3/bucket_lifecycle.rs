@@ -228,14 +228,9 @@ fn dto_of(r: &LifecycleRule) -> RuleDto {
 }
 
 async fn set(s3: &CairnS3, bucket: &str, rules: Vec<LifecycleRule>) -> S3Result<()> {
-    s3.require_bucket(bucket).await?;
-    s3.catalog
-        .propose(Command::SetBucketLifecycle {
-            name: bucket.to_string(),
-            rules,
-        })
-        .await?;
-    Ok(())
+    let name = bucket.to_string();
+    s3.set_bucket_config(bucket, Command::SetBucketLifecycle { name, rules })
+        .await
 }
 
 pub async fn put(

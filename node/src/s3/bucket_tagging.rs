@@ -19,14 +19,9 @@ fn no_tag_set(bucket: &str) -> S3Error {
 }
 
 async fn set(s3: &CairnS3, bucket: &str, tags: Vec<BucketTag>) -> S3Result<()> {
-    s3.require_bucket(bucket).await?;
-    s3.catalog
-        .propose(Command::SetBucketTagging {
-            name: bucket.to_string(),
-            tags,
-        })
-        .await?;
-    Ok(())
+    let name = bucket.to_string();
+    s3.set_bucket_config(bucket, Command::SetBucketTagging { name, tags })
+        .await
 }
 
 pub async fn put(

@@ -5,6 +5,7 @@ use s3s::{S3Error, S3ErrorCode};
 
 use crate::catalog::CatalogError;
 use crate::object::ObjectError;
+use cairn_control_plane::cors::CorsError;
 use cairn_control_plane::iam::identity::IamError;
 use cairn_control_plane::lifecycle::LifecycleError;
 use cairn_control_plane::CommandError;
@@ -153,6 +154,7 @@ impl From<CatalogError> for S3Error {
             CatalogError::Command(CommandError::InvalidRequest(m)) => err(S3ErrorCode::InvalidRequest, m),
             CatalogError::Command(CommandError::InvalidTag(m)) => err(S3ErrorCode::InvalidTag, m),
             CatalogError::Command(CommandError::InvalidLifecycle(l)) => lifecycle_error(l),
+            CatalogError::Command(CommandError::InvalidCors(c)) => cors_error(c),
             CatalogError::Command(
                 CommandError::KmsKeyExists(_)
                 | CommandError::NoSuchKmsKey(_)
@@ -171,6 +173,14 @@ pub fn lifecycle_error(e: LifecycleError) -> S3Error {
         LifecycleError::Malformed(m) => err(S3ErrorCode::MalformedXML, m),
         LifecycleError::InvalidArgument(m) => err(S3ErrorCode::InvalidArgument, m),
         LifecycleError::InvalidRequest(m) => err(S3ErrorCode::InvalidRequest, m),
+    }
+}
+
+/// A refused CORS configuration, with AWS's code for each reason.
+pub fn cors_error(e: CorsError) -> S3Error {
+    match e {
+        CorsError::Malformed(m) => err(S3ErrorCode::MalformedXML, m),
+        CorsError::InvalidRequest(m) => err(S3ErrorCode::InvalidRequest, m),
     }
 }
 

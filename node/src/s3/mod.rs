@@ -2,6 +2,7 @@
 //! operation onto the object layer and the site catalog.
 
 mod bucket;
+pub mod bucket_cors;
 pub mod bucket_encryption;
 pub mod bucket_lifecycle;
 pub mod bucket_name;
@@ -58,6 +59,17 @@ impl CairnS3 {
             .bucket(bucket)
             .await?
             .ok_or_else(|| s3_error!(NoSuchBucket, "The specified bucket does not exist"))
+    }
+
+    /// Proposes `change` to a configuration of `bucket` (NoSuchBucket unless it exists).
+    async fn set_bucket_config(
+        &self,
+        bucket: &str,
+        change: cairn_control_plane::Command,
+    ) -> S3Result<()> {
+        self.require_bucket(bucket).await?;
+        self.catalog.propose(change).await?;
+        Ok(())
     }
 }
 
@@ -151,6 +163,30 @@ impl S3 for CairnS3 {
         req: S3Request<DeleteBucketTaggingInput>,
     ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
         bucket_tagging::delete(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        bucket_cors::put(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        bucket_cors::get(self, req).await
+    }
+
+    #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        bucket_cors::delete(self, req).await
     }
 
     #[tracing::instrument(skip_all, fields(bucket = %req.input.bucket))]

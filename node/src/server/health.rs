@@ -1,5 +1,5 @@
-//! The front router: health probes for load balancers, bodies s3s reads before authenticating
-//! (read first, outside the slots), the concurrency cap, then S3.
+//! The front router: health probes for load balancers, CORS preflights (`super::cors`), bodies
+//! s3s reads before authenticating (read first, outside the slots), the concurrency cap, then S3.
 
 use std::sync::Arc;
 
@@ -282,7 +282,12 @@ impl Router {
         req.extensions_mut()
             .insert(crate::auth::RequestId(id.clone()));
         let (watch, notes) = super::observe::Watch::begin(&self.node, &req, &id);
+        let cors = super::cors::Actual::of(&req);
         let resp = self.serve(req, notes).instrument(span).await?;
+        let resp = match cors {
+            Some(c) => c.answer(&self.node.catalog.state(), resp),
+            None => resp,
+        };
         let resp = stamp(resp, &id).await;
         Ok(match watch {
             Some(w) => w.finish(resp),
@@ -320,6 +325,13 @@ impl Router {
                 return Ok(self.cluster_health(req.uri()).await);
             }
             _ => {}
+        }
+        if req.method() == hyper::Method::OPTIONS {
+            let state = self.node.catalog.state();
+            if let Some(r) = super::cors::preflight(&state, req.uri(), req.headers()) {
+                notes.lock().unwrap_or_else(|e| e.into_inner()).api = Some("PreflightCORS".into());
+                return Ok(r);
+            }
         }
         if let Some(r) = self.scrape_before_s3s(&req).await {
             return Ok(r);

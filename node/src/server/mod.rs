@@ -1,5 +1,6 @@
 //! `cairn server`: start-up, the HTTP listener, health endpoints and graceful shutdown.
 
+mod cors;
 pub mod health;
 pub mod kes;
 pub mod listener;

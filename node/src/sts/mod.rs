@@ -141,7 +141,7 @@ pub(crate) fn expiry_after(now_ns: i64, secs: u64) -> i64 {
     now_ns.saturating_add((secs as i64).saturating_mul(1_000_000_000))
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
