@@ -483,6 +483,7 @@ async fn a_webhook_that_never_answers_holds_no_request_up() {
             .env("CAIRN_AUDIT_QUEUE_SIZE", "4"),
     )
     .await;
+    create_bucket(&srv.client(), "private").await;
     let anonymous = srv.http();
     let started = Instant::now();
     let mut slowest = Duration::ZERO;
@@ -490,7 +491,7 @@ async fn a_webhook_that_never_answers_holds_no_request_up() {
         let t = Instant::now();
         // Anonymous reads of a bucket that is not public: denied, so audited.
         let r = anonymous
-            .get(format!("{}/nobucket/k{i}", srv.endpoint()))
+            .get(format!("{}/private/k{i}", srv.endpoint()))
             .send()
             .await
             .unwrap();

@@ -161,8 +161,8 @@ impl S3Access for S3Authorizer {
         };
         let (granted, grants) = result.map_err(|e| {
             tracing::info!(op, access_key = access_key.as_deref().unwrap_or("anonymous"), reason = %e, "access denied");
-            let refused = e.to_s3();
-            self.no_such_bucket(op, bucket, &e).unwrap_or(refused)
+            self.no_such_bucket(op, bucket, &e)
+                .unwrap_or_else(|| e.to_s3())
         })?;
         let (parsed_op, per_key) = (PARSED_OPS.contains(&op), op == "DeleteObjects");
         // The permissions of a parsed operation are not decided yet: nothing is granted here.
