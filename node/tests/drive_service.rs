@@ -18,7 +18,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use cairn_control_plane::transport::Transport;
-use cairn_node::clock::SystemClock;
+use cairn_node::clock::{Clock, SharedClock, SystemClock};
 use cairn_node::drive::local::LocalDrive;
 use cairn_node::drive::remote::RemoteDrive;
 use cairn_node::drive::service::{DataService, DriveServer};
@@ -40,8 +40,17 @@ struct Node {
 
 impl Node {
     async fn start(listener: TcpListener, drives: BTreeMap<u32, Arc<dyn Drive>>) -> Self {
+        Self::start_with_clock(listener, drives, Arc::new(SystemClock)).await
+    }
+
+    /// A service whose node tells the time by `clock`.
+    async fn start_with_clock(
+        listener: TcpListener,
+        drives: BTreeMap<u32, Arc<dyn Drive>>,
+        clock: SharedClock,
+    ) -> Self {
         let addr = listener.local_addr().unwrap();
-        let svc = DataService::new(Transport::tcp(TOKEN).unwrap(), drives);
+        let svc = DataService::new(Transport::tcp(TOKEN).unwrap(), drives, clock);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(
             Server::builder()
@@ -100,6 +109,7 @@ fn remote(transport: &Transport, addr: SocketAddr, index: u32) -> Arc<RemoteDriv
         addr.to_string(),
         index,
         format!("http://{addr}/d{index}"),
+        Arc::new(SystemClock),
     ))
 }
 
@@ -119,6 +129,7 @@ fn outcome<T: std::fmt::Debug>(r: &Result<T, DriveError>) -> String {
         Err(DriveError::Io(_)) => "io".into(),
         Err(DriveError::Meta(_)) => "meta".into(),
         Err(DriveError::Conflict) => "conflict".into(),
+        Err(DriveError::Expired) => "expired".into(),
     }
 }
 
@@ -344,6 +355,52 @@ async fn remote_matches_local() {
     }
 
     same("health", l, r, |d| async move { d.health().await }).await;
+    node.stop().await;
+}
+
+/// The system clock moved by a fixed offset: a node whose clock is off.
+struct Skewed(i64);
+
+impl Clock for Skewed {
+    fn now_ns(&self) -> i64 {
+        SystemClock.now_ns() + self.0
+    }
+}
+
+const SECOND_NS: i64 = 1_000_000_000;
+
+/// Simulator seed 117: a write whose coordinator gave up on a paused drive landed on it later,
+/// after an acknowledged DELETE. The coordinator's deadline travels with the batch, in the
+/// serving node's time: a batch past it is refused and changes nothing, and one within it
+/// applies however far the two nodes' clocks are apart.
+#[tokio::test]
+async fn a_write_past_its_deadline_is_refused_by_the_drive() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut drives: BTreeMap<u32, Arc<dyn Drive>> = BTreeMap::new();
+    drives.insert(0, open_local(&dir.path().join("d0")));
+    // The serving node's clock runs five minutes ahead of the caller's.
+    let node =
+        Node::start_with_clock(bind().await, drives, Arc::new(Skewed(300 * SECOND_NS))).await;
+    let d = remote(&Transport::tcp(TOKEN).unwrap(), node.addr, 0);
+    let key = b"o/b/k".to_vec();
+    // A get tells the caller how far the peer's clock is from its own.
+    assert_eq!(d.get(&key).await.unwrap(), None);
+    let soon = SystemClock.now_ns() + 10 * SECOND_NS;
+    d.apply(vec![
+        MetaOp::NotAfter(soon),
+        MetaOp::Put(key.clone(), b"timely".to_vec()),
+    ])
+    .await
+    .expect("a batch within its deadline applies whatever the skew");
+    let gone = SystemClock.now_ns() - SECOND_NS;
+    let late = d
+        .apply(vec![
+            MetaOp::NotAfter(gone),
+            MetaOp::Put(key.clone(), b"late".to_vec()),
+        ])
+        .await;
+    assert!(matches!(late, Err(DriveError::Expired)), "{late:?}");
+    assert_eq!(d.get(&key).await.unwrap().as_deref(), Some(&b"timely"[..]));
     node.stop().await;
 }
 

@@ -12,7 +12,7 @@ use cairn_control_plane::raft::{
 };
 use cairn_control_plane::transport::Transport;
 use cairn_node::auth::RootCredentials;
-use cairn_node::clock::Clock;
+use cairn_node::clock::{Clock, SharedClock};
 use cairn_node::drive::remote::RemoteDrive;
 use cairn_node::drive::Drive;
 use cairn_node::erasure::layout::Layout;
@@ -172,6 +172,9 @@ pub async fn run_node(state: Rc<NodeState>) -> turmoil::Result {
     );
     *state.control.borrow_mut() = Some(control.clone());
 
+    let clock: SharedClock = Arc::new(SimClock {
+        skew_ns: state.skew_ns.clone(),
+    });
     let mut local: BTreeMap<u32, Arc<dyn Drive>> = BTreeMap::new();
     for (n, (i, _)) in topology.local_drives().enumerate() {
         let disk = state.disks[n].clone();
@@ -190,13 +193,14 @@ pub async fn run_node(state: Rc<NodeState>) -> turmoil::Result {
                     owner.internode.clone(),
                     i as u32,
                     topology.label(i),
+                    clock.clone(),
                 )) as Arc<dyn Drive>
             }
         })
         .collect();
 
     let internode = turmoil::net::TcpListener::bind(format!("0.0.0.0:{}", S3_PORT + 10000)).await?;
-    let router = internode_router(&control, &transport, local, None)?;
+    let router = internode_router(&control, &transport, local, clock.clone(), None)?;
     tokio::spawn(async move {
         if let Err(e) = router.serve_with_incoming(net::incoming(internode)).await {
             tracing::error!(error = %e, "internode server stopped");
@@ -215,9 +219,7 @@ pub async fn run_node(state: Rc<NodeState>) -> turmoil::Result {
             access_key: ACCESS_KEY.into(),
             secret_key: SECRET_KEY.into(),
         }),
-        clock: Arc::new(SimClock {
-            skew_ns: state.skew_ns.clone(),
-        }),
+        clock: clock.clone(),
         rng: Box::new(state.streams.sub(&format!("start/{starts}")).stream("node")),
         region: REGION.into(),
         max_requests: 64,

@@ -276,6 +276,7 @@ async fn serve(
             &control,
             &transport,
             drives.local.clone(),
+            Arc::new(SystemClock),
             tls.as_ref().map(tls::TlsMaterial::internode_server),
         )?;
         tokio::spawn(async move {

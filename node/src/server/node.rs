@@ -242,6 +242,7 @@ pub fn internode_router(
     control: &ControlPlane,
     transport: &Transport,
     local: BTreeMap<u32, Arc<dyn Drive>>,
+    clock: SharedClock,
     tls: Option<tonic::transport::ServerTlsConfig>,
 ) -> Result<tonic::transport::server::Router, tonic::transport::Error> {
     let mut server = tonic::transport::Server::builder();
@@ -250,7 +251,11 @@ pub fn internode_router(
     }
     Ok(server
         .add_service(control.grpc_service())
-        .add_service(DriveServer::new(DataService::new(transport.clone(), local))))
+        .add_service(DriveServer::new(DataService::new(
+            transport.clone(),
+            local,
+            clock,
+        ))))
 }
 
 /// How often a heal is retried while a drive it needs does not answer.

@@ -85,6 +85,7 @@ impl Drives {
                             node.internode.clone(),
                             i as u32,
                             topology.label(i),
+                            clock.clone(),
                         )) as Arc<dyn Drive>
                     }
                 };

@@ -143,6 +143,7 @@ impl Drive for LocalDrive {
                             return Err(DriveError::Conflict);
                         }
                     }
+                    MetaOp::NotAfter(_) => {}
                 }
             }
             let mut wo = WriteOptions::default();

@@ -515,7 +515,7 @@ impl Drive for MemoryDrive {
                     MetaOp::Delete(k) => {
                         s.meta.remove(&k);
                     }
-                    MetaOp::Expect(..) => {}
+                    MetaOp::Expect(..) | MetaOp::NotAfter(_) => {}
                 }
             }
             Ok(())

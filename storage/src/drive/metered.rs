@@ -41,7 +41,8 @@ impl DriveStats {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let ns = u64::try_from(now_ns.saturating_sub(started_ns)).unwrap_or(0);
         self.busy_ns.fetch_add(ns, Ordering::Relaxed);
-        if matches!(r, Err(e) if !matches!(e, DriveError::NotFound | DriveError::Conflict)) {
+        if matches!(r, Err(e) if !matches!(e, DriveError::NotFound | DriveError::Conflict | DriveError::Expired))
+        {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
     }

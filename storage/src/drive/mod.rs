@@ -42,6 +42,9 @@ pub enum DriveError {
     Meta(String),
     #[error("the record changed since it was read")]
     Conflict,
+    /// A batch arrived after its `MetaOp::NotAfter` deadline.
+    #[error("the write's deadline has passed")]
+    Expired,
 }
 
 /// An open shard file being written; nothing is visible or durable until `finish`.
@@ -61,6 +64,14 @@ pub enum MetaOp {
     /// absent), else it fails with `Conflict` and changes nothing. Lets a node change a record
     /// it read earlier without overwriting what another node wrote in between.
     Expect(Vec<u8>, Option<Vec<u8>>),
+    /// A precondition: the batch applies only until this deadline (ns since the epoch, on the
+    /// caller's clock), else it fails with `Expired` and changes nothing. A write's coordinator
+    /// stops waiting for a drive at some point; a batch delayed past that (a paused peer, a
+    /// queue) must not land after the coordinator settled the write without it. Checked where a
+    /// batch can be delayed: a remote drive sends it in its node's time (the offset measured on
+    /// every `get`) and that node's data service refuses it late; a drive in the caller's own
+    /// process applies the batch as it is called, and ignores it.
+    NotAfter(i64),
 }
 
 #[async_trait]

@@ -31,6 +31,7 @@ use cairn_proto::drive::drive_service_client::DriveServiceClient;
 
 use super::service::{CHUNK_SIZE, ERROR_KIND_HEADER, MAX_MESSAGE_SIZE};
 use super::{Drive, DriveError, MetaOp, ShardWriter};
+use crate::clock::SharedClock;
 
 /// Deadline of a unary call: metadata batches and renames are fsynced, so allow for a slow disk,
 /// but a hung peer must not stall a request for longer than this.
@@ -56,6 +57,11 @@ pub struct RemoteDrive {
     index: u32,
     label: String,
     breaker: Arc<Breaker>,
+    /// This node's clock, and how far the peer's clock was ahead of it at the last `get` reply:
+    /// a `MetaOp::NotAfter` deadline goes out in the peer's time, so clock skew between the
+    /// nodes neither refuses a timely write nor lets a late one through.
+    clock: SharedClock,
+    peer_offset_ns: std::sync::atomic::AtomicI64,
 }
 
 /// Whether calls may go to the peer: the circuit breaker of the module doc.
@@ -139,13 +145,21 @@ impl Breaker {
 impl RemoteDrive {
     /// `addr` is the peer's internode `HOST:PORT`, `index` the drive's position in the site's
     /// endpoint list, `label` the name used in logs and errors (usually the endpoint URL).
-    pub fn new(transport: Transport, addr: String, index: u32, label: String) -> Self {
+    pub fn new(
+        transport: Transport,
+        addr: String,
+        index: u32,
+        label: String,
+        clock: SharedClock,
+    ) -> Self {
         Self {
             transport,
             addr,
             index,
             label,
             breaker: Arc::default(),
+            clock,
+            peer_offset_ns: Default::default(),
         }
     }
 
@@ -276,6 +290,7 @@ fn from_status(status: &Status, label: &str) -> DriveError {
     match (status.code(), kind) {
         (Code::NotFound, _) => DriveError::NotFound,
         (Code::Aborted, Some("conflict")) => DriveError::Conflict,
+        (Code::Aborted, Some("expired")) => DriveError::Expired,
         (Code::InvalidArgument, Some("invalid-path")) => DriveError::InvalidPath(msg.to_string()),
         (Code::Internal, Some("meta")) => DriveError::Meta(msg.to_string()),
         (Code::Internal, Some("io")) => DriveError::Io(std::io::Error::other(msg.to_string())),
@@ -427,6 +442,12 @@ impl Drive for RemoteDrive {
             Some(CALL_TIMEOUT),
         );
         let reply = self.unary("get", c.get(req)).await?;
+        // The reply left the peer a little before it arrived: the offset errs on the early side,
+        // which only makes a deadline stricter.
+        self.peer_offset_ns.store(
+            reply.now_ns.saturating_sub(self.clock.now_ns()),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(reply.value.map(Vec::from))
     }
 
@@ -445,6 +466,12 @@ impl Drive for RemoteDrive {
                         present: v.is_some(),
                         value: v.unwrap_or_default().into(),
                     }),
+                    MetaOp::NotAfter(t) => pb::meta_op::Op::NotAfterNs(
+                        t.saturating_add(
+                            self.peer_offset_ns
+                                .load(std::sync::atomic::Ordering::Relaxed),
+                        ),
+                    ),
                 }),
             })
             .collect();

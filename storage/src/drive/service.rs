@@ -28,6 +28,7 @@ use cairn_proto::drive as pb;
 use cairn_proto::drive::drive_service_server::{DriveService, DriveServiceServer};
 
 use super::{Drive, DriveError, MetaOp, ShardWriter};
+use crate::clock::SharedClock;
 
 /// Largest payload chunk in either direction: keeps every message far below gRPC's size limits
 /// and the memory per in-flight transfer small, whatever the size of a read or write.
@@ -60,6 +61,10 @@ pub fn to_status(e: DriveError) -> Status {
             Status::aborted("the record changed since it was read"),
             "conflict",
         ),
+        DriveError::Expired => (
+            Status::aborted("the write's deadline has passed"),
+            "expired",
+        ),
     };
     status
         .metadata_mut()
@@ -83,14 +88,22 @@ fn unknown_drive(index: u32) -> Status {
 pub struct DataService {
     drives: Arc<BTreeMap<u32, Arc<dyn Drive>>>,
     transport: Transport,
+    /// This node's clock: told to callers with every `get`, and what `NotAfter` deadlines are
+    /// checked against.
+    clock: SharedClock,
 }
 
 impl DataService {
     /// `transport` is only used to authenticate callers: its token is the site's.
-    pub fn new(transport: Transport, drives: BTreeMap<u32, Arc<dyn Drive>>) -> Self {
+    pub fn new(
+        transport: Transport,
+        drives: BTreeMap<u32, Arc<dyn Drive>>,
+        clock: SharedClock,
+    ) -> Self {
         Self {
             drives: Arc::new(drives),
             transport,
+            clock,
         }
     }
 
@@ -134,7 +147,7 @@ type Inner = InterceptedService<DriveServiceServer<DataService>, TokenCheck>;
 ///
 /// ```text
 /// Server::builder()
-///     .add_service(DriveServer::new(DataService::new(transport, local_drives)))
+///     .add_service(DriveServer::new(DataService::new(transport, local_drives, clock)))
 ///     .add_service(raft_service)
 /// ```
 #[derive(Clone)]
@@ -264,10 +277,12 @@ impl DriveService for DataService {
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetReply>, Status> {
         let (metadata, _, req) = req.into_parts();
         let drive = self.drive(req.drive)?;
+        let clock = self.clock.clone();
         run(self.span("get", req.drive, &metadata), async move {
             let value = drive.get(&req.key).await?;
             Ok(pb::GetReply {
                 value: value.map(Bytes::from),
+                now_ns: clock.now_ns(),
             })
         })
         .await
@@ -284,10 +299,19 @@ impl DriveService for DataService {
                 Some(pb::meta_op::Op::Expect(e)) => {
                     MetaOp::Expect(e.key.into(), e.present.then(|| e.value.into()))
                 }
+                Some(pb::meta_op::Op::NotAfterNs(ns)) => MetaOp::NotAfter(ns),
                 None => return Err(Status::invalid_argument("empty metadata op")),
             });
         }
+        let clock = self.clock.clone();
         run(self.span("apply", req.drive, &metadata), async move {
+            let now = clock.now_ns();
+            if ops
+                .iter()
+                .any(|op| matches!(op, MetaOp::NotAfter(t) if now > *t))
+            {
+                return Err(DriveError::Expired);
+            }
             drive.apply(ops).await?;
             Ok(pb::Ack {})
         })

@@ -14,7 +14,7 @@ use cairn_proto::meta::{ObjectRecord, ObjectVersion, PartInfo};
 use super::error::{ObjectError, ObjectResult};
 use super::read::{fetch_checked, ShardFault, ShardReader, ShardSource};
 use super::set::{decode_record, ErasureSet};
-use super::{keys, quorum, replace_version, shard_reader, ObjectLayer};
+use super::{keys, quorum, replace_version, settle, shard_reader, swap_record, ObjectLayer};
 use crate::bitrot::{self, HASH_LEN};
 use crate::drive::{DriveError, MetaOp, ShardWriter};
 
@@ -148,19 +148,34 @@ impl ObjectLayer {
         let _guard = self.locks.lock(self.key_hash(bucket, key)).await;
         let (set, dist) = self.place(bucket, key);
         let meta_key = keys::object(bucket, key);
-        let records = set.read_records(&meta_key).await;
+        let mut records = set.read_records(&meta_key).await;
         let mut summary = HealSummary {
             objects_scanned: 1,
             ..Default::default()
         };
-        let resolved = match quorum::resolve(&records, None, set.read_quorum, set.write_quorum) {
-            Ok(r) => r,
-            Err(ObjectError::NoSuchKey) => {
-                summary.dangling_removed =
-                    remove_dangling(set, &meta_key, &records, self.clock.now_ns()).await;
-                return Ok(summary);
+        let removed = self
+            .remove_unacknowledged(set, &meta_key, &records, bucket, key)
+            .await;
+        if removed > 0 {
+            summary.dangling_removed = removed;
+            records = set.read_records(&meta_key).await;
+        }
+        // Pending copies of the resolved version are committed first, and the records read again.
+        let mut committed = false;
+        let resolved = loop {
+            match quorum::resolve(&records, None, set.read_quorum, set.write_quorum) {
+                Ok(r) if !committed && commit_copies(set, &meta_key, &r).await => {
+                    committed = true;
+                    records = set.read_records(&meta_key).await;
+                }
+                Ok(r) => break r,
+                Err(ObjectError::NoSuchKey) => {
+                    summary.dangling_removed +=
+                        remove_dangling(set, &meta_key, &records, self.clock.now_ns()).await;
+                    return Ok(summary);
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         };
         let version = resolved.version.clone();
         // A delete marker has no shards (older versions are not healed yet).
@@ -441,6 +456,75 @@ impl ObjectLayer {
         }
         summary
     }
+}
+
+impl ObjectLayer {
+    /// Removes the versions of a key that were never acknowledged ([`settle::unacknowledged`])
+    /// once their deadline and the margin for clock skew have passed: no drive takes a commit
+    /// of them any more, and left in place they would stand over the key's versions (heal never
+    /// puts an older version over a newer one). Their lock is not asked: it protects
+    /// acknowledged versions only. Returns 1 if any drive changed.
+    async fn remove_unacknowledged(
+        &self,
+        set: &ErasureSet,
+        meta_key: &[u8],
+        records: &[Result<Option<ObjectRecord>, DriveError>],
+        bucket: &str,
+        key: &str,
+    ) -> u64 {
+        let now = self.clock.now_ns();
+        let expired: Vec<ObjectVersion> =
+            settle::unacknowledged(records, set.read_quorum, set.write_quorum)
+                .into_iter()
+                .filter(|v| now > v.pending_until_ns.saturating_add(settle::SETTLE_MARGIN_NS))
+                .collect();
+        if expired.is_empty() {
+            return 0;
+        }
+        for v in &expired {
+            tracing::warn!(
+                bucket,
+                key,
+                version_id = %v.version_id,
+                lock_mode = %v.lock_mode,
+                "removing a version that was never acknowledged"
+            );
+        }
+        remove_seen(set, meta_key, records, |rec| {
+            settle::take_out(rec, &expired)
+        })
+        .await
+    }
+}
+
+/// Commits the copies of a resolved version still marked pending (its coordinator stopped
+/// between the phases): it is readable, so it stays, and the marks must not make it look
+/// unacknowledged once some of its drives are lost. A drive that fails is left for the next pass.
+/// Returns whether any copy was pending.
+async fn commit_copies(set: &ErasureSet, meta_key: &[u8], resolved: &quorum::Resolved) -> bool {
+    let pending = resolved
+        .copies
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.as_ref().is_some_and(|c| c.pending_until_ns != 0))
+        .collect::<Vec<_>>();
+    if pending.is_empty() {
+        return false;
+    }
+    join_all(pending.into_iter().map(|(d, _)| {
+        let drive = set.drives[d].clone();
+        async move {
+            let r = swap_record(drive.as_ref(), meta_key, &[], |rec| {
+                settle::mark_committed(rec, &resolved.version)
+            })
+            .await;
+            if let Err(e) = r {
+                tracing::warn!(drive = drive.label(), error = %e, "pending copy not committed");
+            }
+        }
+    }))
+    .await;
+    true
 }
 
 /// Deletes a key that exists on too few drives to ever be read (a write that never reached quorum).

@@ -13,6 +13,7 @@ use super::error::{ObjectError, ObjectResult};
 use super::keys;
 use super::quorum;
 use super::set::ErasureSet;
+use super::settle;
 use super::ObjectLayer;
 use crate::drive::DriveError;
 
@@ -129,8 +130,7 @@ async fn scan_set(
     let mut entries = Vec::new();
     for (k, views) in by_key {
         let versions = if all {
-            let records: Vec<ObjectRecord> =
-                views.into_iter().filter_map(|v| v.ok().flatten()).collect();
+            let records = settle::settled_answers(&views, set.read_quorum, set.write_quorum);
             agreed_versions(&records, set.read_quorum)
         } else {
             // The latest version as a GET resolves it, so a listing names exactly what a GET

@@ -1,8 +1,6 @@
 //! ListObjectVersions: every agreed version and delete marker, keys in order and each key's
 //! versions newest first, paged by key-marker / version-id-marker as AWS pages them.
 
-use cairn_proto::meta::ObjectRecord;
-
 use super::list::{agreed_versions, Entry, ListPage};
 use super::{keys, ObjectError, ObjectLayer, ObjectResult};
 
@@ -34,10 +32,8 @@ impl ObjectLayer {
                     need: set.read_quorum,
                 });
             }
-            let records: Vec<ObjectRecord> = records
-                .into_iter()
-                .filter_map(|r| r.ok().flatten())
-                .collect();
+            let records =
+                super::settle::settled_answers(&records, set.read_quorum, set.write_quorum);
             let versions = agreed_versions(&records, set.read_quorum);
             if key_marker.starts_with(prefix) {
                 if let Some(pos) = versions.iter().position(|v| v.version_id == vm) {

@@ -19,6 +19,7 @@ pub mod replica;
 pub mod retention;
 pub mod retire;
 pub mod set;
+pub mod settle;
 pub mod stage;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -436,7 +437,14 @@ impl ObjectLayer {
                 version.mod_time_ns = self.stamp(&records);
             }
         }
-        let version = &*version;
+        // The drives record it pending until it is committed ([`settle`]); the caller's copy
+        // describes the version as it is once acknowledged.
+        let deadline_ns = self.write_deadline();
+        let version = &ObjectVersion {
+            pending_until_ns: deadline_ns,
+            ..version.clone()
+        };
+        let fence = &[MetaOp::NotAfter(deadline_ns)];
         // Phase 1: every drive records the new version but keeps the data of the versions it
         // replaces, so a write that misses quorum can be rolled back without losing the old object.
         let results = join_all(set.drives.iter().enumerate().map(|(d, drive)| {
@@ -459,15 +467,26 @@ impl ObjectLayer {
                 }
                 // The key's lock is this node's only: another node (a replica arriving from a
                 // peer site, a client of another node) may change the record in between.
-                put_version(drive.as_ref(), &meta_key, &[], v).await
+                put_version(drive.as_ref(), &meta_key, fence, v).await
             }
         }))
         .await;
         let undo: Vec<String> = moves.iter().map(|(_, to)| to.clone()).collect();
-        if settle_records(set, &meta_key, results, &undo).await? {
+        let pending = settle::Pending {
+            version,
+            deadline_ns,
+            clock: &*self.clock,
+        };
+        let missed = settle_records(set, &meta_key, results, &undo, Some(pending)).await?;
+        if missed {
             self.request_heal(HealRequest::new(bucket, key));
         }
         Ok(None)
+    }
+
+    /// The deadline of a write starting now ([`settle`]).
+    fn write_deadline(&self) -> i64 {
+        self.clock.now_ns().saturating_add(settle::WRITE_WINDOW_NS)
     }
 
     /// The time of a local change of a key whose drives hold `records`, taken under the key's
@@ -635,13 +654,17 @@ type RecordChange = Result<Changed, crate::drive::DriveError>;
 
 /// Second phase of a change to `meta_key` on every drive of `set`. Below write quorum every drive
 /// that changed gets its previous record back and `undo_paths` (new data) are removed everywhere,
-/// so the previous version stays whole; at quorum the data the change freed is removed. Returns
-/// whether the change missed a drive.
+/// so the previous version stays whole; at quorum a `pending` version is committed
+/// ([`settle::commit`]) and then the data the change freed is removed. A commit that misses write
+/// quorum fails the change but undoes nothing: the version may be read from then on, or settled
+/// by heal as never acknowledged, and the data it replaced stays for either. Returns whether the
+/// change missed a drive.
 async fn settle_records(
     set: &ErasureSet,
     meta_key: &[u8],
     results: Vec<RecordChange>,
     undo_paths: &[String],
+    pending: Option<settle::Pending<'_>>,
 ) -> ObjectResult<bool> {
     let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
     for (r, d) in results.iter().zip(&set.drives) {
@@ -678,6 +701,12 @@ async fn settle_records(
         .await;
         return Err(e);
     }
+    let mut missed = ok.contains(&false);
+    if let Some(p) = pending {
+        let committed = settle::commit(set, meta_key, p, &results).await;
+        set.require_write_quorum(&committed)?;
+        missed |= committed.contains(&false);
+    }
     join_all(set.drives.iter().zip(results).map(|(drive, r)| async move {
         let Ok(c) = r else { return };
         if let Some(after) = c.after.filter(|_| c.tombstone) {
@@ -697,7 +726,7 @@ async fn settle_records(
         }
     }))
     .await;
-    Ok(ok.contains(&false))
+    Ok(missed)
 }
 
 /// Changes a drive's record of a key with `change`, applied only over the record it read (the

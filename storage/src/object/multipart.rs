@@ -324,8 +324,13 @@ impl ObjectLayer {
         let _guard = self.locks.lock(self.key_hash(bucket, key)).await;
         let meta_key = keys::object(bucket, key);
         version.mod_time_ns = self.stamp(&set.read_records(&meta_key).await);
+        let deadline_ns = self.write_deadline();
+        let pending_version = ObjectVersion {
+            pending_until_ns: deadline_ns,
+            ..version.clone()
+        };
         let dir = keys::data_dir(upload_id);
-        let (version_ref, files_ref, uploaded_ref) = (&version, &files, &uploaded);
+        let (version_ref, files_ref, uploaded_ref) = (&pending_version, &files, &uploaded);
         // Phase 1 on every drive; the data the new version replaces is freed only once the
         // change reached write quorum, and below it every drive gets its old record back
         // (`settle_records`), so a failed completion never costs the previous object.
@@ -357,7 +362,10 @@ impl ObjectLayer {
                         drive.delete(&format!("{dir}/{name}")).await?;
                     }
                 }
-                let mut done = vec![MetaOp::Delete(keys::upload(bucket, upload_id))];
+                let mut done = vec![
+                    MetaOp::NotAfter(deadline_ns),
+                    MetaOp::Delete(keys::upload(bucket, upload_id)),
+                ];
                 done.extend(
                     mine.keys()
                         .map(|n| MetaOp::Delete(keys::part(upload_id, *n))),
@@ -368,7 +376,20 @@ impl ObjectLayer {
         .await;
         // Below quorum the upload is consumed on the drives that took it, so its data goes too:
         // the client's retry answers NoSuchUpload rather than completing from a partial set.
-        if settle_records(set, &meta_key, results, std::slice::from_ref(&dir)).await? {
+        let pending = super::settle::Pending {
+            version: &pending_version,
+            deadline_ns,
+            clock: &*self.clock,
+        };
+        if settle_records(
+            set,
+            &meta_key,
+            results,
+            std::slice::from_ref(&dir),
+            Some(pending),
+        )
+        .await?
+        {
             self.request_heal(super::HealRequest::new(bucket, key));
         }
         Ok(ObjectInfo {

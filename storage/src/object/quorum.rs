@@ -43,6 +43,9 @@ pub fn resolve(
     read_quorum: usize,
     write_quorum: usize,
 ) -> ObjectResult<Resolved> {
+    // Versions that were never acknowledged are not there for a read (`settle`).
+    let settled = super::settle::settled(records, read_quorum, write_quorum);
+    let records = settled.as_deref().unwrap_or(records);
     let answered = records.iter().filter(|r| r.is_ok()).count();
     if answered < read_quorum {
         return Err(ObjectError::ReadQuorum {
@@ -88,6 +91,7 @@ pub fn resolve(
                 .collect();
             let mut version = v.clone();
             version.inline_data.clear();
+            version.pending_until_ns = 0;
             Ok(Resolved { version, copies })
         }
         _ if absent >= write_quorum || best.is_none() && absent >= read_quorum => {
@@ -192,6 +196,7 @@ fn fallback(
     let copies = offers.iter().map(|o| holds(o, v).cloned()).collect();
     let mut version = v.clone();
     version.inline_data.clear();
+    version.pending_until_ns = 0;
     Some(Resolved { version, copies })
 }
 

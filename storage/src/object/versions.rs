@@ -194,7 +194,7 @@ impl ObjectLayer {
             }
         }))
         .await;
-        if let Err(e) = settle_records(set, &meta_key, results, &[]).await {
+        if let Err(e) = settle_records(set, &meta_key, results, &[], None).await {
             if mark.is_some() {
                 // Rolled back: the version stays, so its mark must go.
                 self.clear_purge(bucket, key, &found.version_id).await;
