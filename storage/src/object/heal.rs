@@ -605,7 +605,7 @@ async fn remove_seen(
                 .filter(|dir| !dir.is_empty() && !kept.contains(dir))
                 .collect();
             for dir in dropped {
-                let _ = super::retire::retire(drive.as_ref(), &keys::data_dir(dir)).await;
+                let _ = drive.delete(&keys::data_dir(dir)).await;
             }
             removed = 1;
         }
