@@ -59,14 +59,14 @@ pub struct Top {
 
 impl Top {
     pub fn add(&mut self, r: &TraceRecord) {
-        let name = if self.rows.len() < MAX_APIS || self.rows.contains_key(&r.api) {
-            r.api.as_str()
+        let name = if self.rows.len() < MAX_APIS || self.rows.contains_key(&r.request.api) {
+            r.request.api.as_str()
         } else {
             OTHER
         };
         let row = self.rows.entry(name.to_owned()).or_default();
         row.count += 1;
-        row.errors += u64::from(r.status >= 400);
+        row.errors += u64::from(r.request.status >= 400);
         row.bytes_in = row.bytes_in.saturating_add(r.bytes_in);
         row.bytes_out = row.bytes_out.saturating_add(r.bytes_out);
         let ms = if r.duration_ms.is_finite() {
@@ -114,20 +114,10 @@ mod tests {
 
     fn record(api: &str, status: u16, ms: f64, bytes_out: u64) -> TraceRecord {
         TraceRecord {
-            time: "t".into(),
-            node: "n:1".into(),
-            api: api.into(),
-            method: "GET".into(),
-            path: "/".into(),
-            bucket: None,
-            key: None,
-            status,
+            request: crate::observe::RequestFacts::sample(api, status),
             duration_ms: ms,
             bytes_in: 1,
             bytes_out,
-            remote: "r".into(),
-            request_id: "i".into(),
-            access_key: None,
             headers: Vec::new(),
             response_headers: Vec::new(),
         }

@@ -130,17 +130,17 @@ fn print_line(line: &[u8], json: bool, verbose: bool) {
 fn readable(r: &TraceRecord, verbose: bool) -> String {
     let mut s = format!(
         "{} [{}] {} {} {} {} {:.1}ms in={}B out={}B from {} id={}\n",
-        r.time,
-        r.node,
-        r.api,
-        r.method,
-        r.path,
-        r.status,
+        r.request.time,
+        r.request.node,
+        r.request.api,
+        r.request.method,
+        r.request.path,
+        r.request.status,
         r.duration_ms,
         r.bytes_in,
         r.bytes_out,
-        r.remote,
-        r.request_id
+        r.request.remote,
+        r.request.request_id
     );
     if verbose {
         for (k, v) in &r.headers {

@@ -41,35 +41,19 @@ const MAX_ANSWER: usize = 64 << 10;
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct AuditRecord {
     pub version: u32,
-    /// When the request came in (RFC 3339, UTC).
-    pub time: String,
-    /// The node that served it.
-    pub node: String,
+    #[serde(flatten)]
+    pub request: super::RequestFacts,
     /// `admin` (an admin API call, allowed or not) or `denied` (any other refused request).
     pub kind: String,
-    /// The API: the S3 operation, `Admin`, `STS`, ...
-    pub api: String,
-    pub method: String,
-    pub path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bucket: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    pub status: u16,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_key: Option<String>,
     /// `root`, `user`, `service-account`, `session`, `anonymous`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<String>,
     /// The IAM identity the credentials are, or act for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// The client's address.
-    pub remote: String,
     /// Which policy statement decided, or why the request was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<String>,
-    pub request_id: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -338,21 +322,17 @@ mod tests {
     fn record() -> AuditRecord {
         AuditRecord {
             version: 1,
-            time: "t".into(),
-            node: "n".into(),
+            request: super::super::RequestFacts {
+                path: "/b/k".into(),
+                bucket: Some("b".into()),
+                key: Some("k".into()),
+                access_key: Some("AK".into()),
+                ..super::super::RequestFacts::sample("GetObject", 403)
+            },
             kind: "denied".into(),
-            api: "GetObject".into(),
-            method: "GET".into(),
-            path: "/b/k".into(),
-            bucket: Some("b".into()),
-            key: Some("k".into()),
-            status: 403,
-            access_key: Some("AK".into()),
             credentials: Some("user".into()),
             user: Some("alice".into()),
-            remote: "127.0.0.1:1".into(),
             decision: Some("denied: no statement allows it".into()),
-            request_id: "1".into(),
         }
     }
 

@@ -20,31 +20,14 @@ pub const REDACTED: &str = "*REDACTED*";
 /// One finished request, as the trace shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TraceRecord {
-    /// When the request came in (RFC 3339, UTC).
-    pub time: String,
-    /// The node that served it (`HOST:PORT` of its S3 API).
-    pub node: String,
-    /// The API it was counted under: the S3 operation, `Admin`, `STS`, `Metrics`, `Health`.
-    pub api: String,
-    pub method: String,
-    /// The path without the query (presigned URLs carry their signature in the query).
-    pub path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bucket: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    pub status: u16,
+    #[serde(flatten)]
+    pub request: super::RequestFacts,
     /// From the request's arrival to the end of its answer's body.
     pub duration_ms: f64,
     /// The request body's declared length.
     pub bytes_in: u64,
     /// Answer body bytes sent.
     pub bytes_out: u64,
-    /// The client's address.
-    pub remote: String,
-    pub request_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_key: Option<String>,
     /// Request headers, secrets masked ([`masked_headers`]); sent to `--verbose` readers only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<(String, String)>,
@@ -150,6 +133,7 @@ impl TraceFilter {
     }
 
     pub fn matches(&self, r: &TraceRecord) -> bool {
+        let r = &r.request;
         (self.apis.is_empty() || self.apis.iter().any(|a| a.eq_ignore_ascii_case(&r.api)))
             && (!self.errors || r.status >= 400)
             && (self.buckets.is_empty()
@@ -264,20 +248,14 @@ mod tests {
 
     fn record(api: &str, status: u16, bucket: Option<&str>, node: &str) -> TraceRecord {
         TraceRecord {
-            time: "t".into(),
-            node: node.into(),
-            api: api.into(),
-            method: "GET".into(),
-            path: "/".into(),
-            bucket: bucket.map(Into::into),
-            key: None,
-            status,
+            request: crate::observe::RequestFacts {
+                node: node.into(),
+                bucket: bucket.map(Into::into),
+                ..crate::observe::RequestFacts::sample(api, status)
+            },
             duration_ms: 1.0,
             bytes_in: 0,
             bytes_out: 0,
-            remote: "127.0.0.1:1".into(),
-            request_id: "1".into(),
-            access_key: None,
             headers: vec![("host".into(), "h".into())],
             response_headers: Vec::new(),
         }

@@ -14,8 +14,8 @@ use hyper::{Request, Response};
 use s3s::Body;
 
 use crate::observe::audit::{Audit, AuditRecord};
-use crate::observe::rfc3339;
 use crate::observe::trace::{masked_headers, TraceRecord};
+use crate::observe::{rfc3339, RequestFacts};
 use crate::telemetry::{RequestNotes, SharedNotes};
 
 use super::Node;
@@ -107,20 +107,10 @@ impl Watch {
             return resp;
         }
         let record = TraceRecord {
-            time: rfc3339(self.started_ns),
-            node: self.here(),
-            api,
-            method: self.method,
-            path: self.path,
-            bucket: notes.bucket,
-            key: notes.key,
-            status,
+            request: self.facts(&notes, api, status),
             duration_ms: 0.0,
             bytes_in: self.bytes_in,
             bytes_out: 0,
-            remote: self.remote,
-            request_id: self.request_id,
-            access_key: notes.access_key,
             headers: self.headers,
             response_headers: masked_headers(resp.headers()),
         };
@@ -143,23 +133,30 @@ impl Watch {
     ) -> AuditRecord {
         AuditRecord {
             version: 1,
+            request: self.facts(notes, api.to_owned(), status),
+            kind: if admin { "admin" } else { "denied" }.to_owned(),
+            credentials: notes.credentials.map(str::to_owned),
+            user: notes.user.clone(),
+            decision: notes.decision.clone().or_else(|| {
+                (status == 403)
+                    .then(|| "refused before authorization (signature or credentials)".to_owned())
+            }),
+        }
+    }
+
+    /// What the trace and the audit log both say of this request.
+    fn facts(&self, notes: &RequestNotes, api: String, status: u16) -> RequestFacts {
+        RequestFacts {
             time: rfc3339(self.started_ns),
             node: self.here(),
-            kind: if admin { "admin" } else { "denied" }.to_owned(),
-            api: api.to_owned(),
+            api,
             method: self.method.clone(),
             path: self.path.clone(),
             bucket: notes.bucket.clone(),
             key: notes.key.clone(),
             status,
             access_key: notes.access_key.clone(),
-            credentials: notes.credentials.map(str::to_owned),
-            user: notes.user.clone(),
             remote: self.remote.clone(),
-            decision: notes.decision.clone().or_else(|| {
-                (status == 403)
-                    .then(|| "refused before authorization (signature or credentials)".to_owned())
-            }),
             request_id: self.request_id.clone(),
         }
     }
