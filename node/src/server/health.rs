@@ -52,7 +52,8 @@ impl RequestIds {
 /// Error documents longer than this are passed on as they are (s3s's are a few hundred bytes).
 const MAX_ERROR_DOCUMENT: usize = 64 << 10;
 
-/// Adds the request id header, and to an S3 `<Error>` document without one, its `RequestId`.
+/// Adds the request id header, and to an S3 `<Error>` document without one, its `RequestId`;
+/// a POST policy's failed condition gets AWS's answer (`s3::error::post_condition_refusal`).
 async fn stamp(resp: Response<Body>, id: &str) -> Response<Body> {
     use http_body_util::BodyExt;
     let (mut parts, body) = resp.into_parts();
